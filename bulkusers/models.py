@@ -1,0 +1,83 @@
+"""Value objects shared by every layer: input rows, their header, statuses and results."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+#: Canonical input fields, in the order the report and export show them.
+FIELDS: tuple[str, ...] = (
+    "email",
+    "userName",
+    "firstName",
+    "lastName",
+    "role",
+    "groups",
+    "password",
+    "language",
+)
+
+
+class Status(StrEnum):
+    """What happened to one input row; the report's ``status`` column."""
+
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    DEACTIVATED = "deactivated"
+    DELETED = "deleted"
+    PLANNED = "planned"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    NOT_ATTEMPTED = "not_attempted"
+
+    @property
+    def ok(self) -> bool:
+        """True when the row needs no further attention."""
+        return self not in (Status.SKIPPED, Status.FAILED, Status.NOT_ATTEMPTED)
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """The input's header: original column names and where each canonical field lives."""
+
+    columns: tuple[str, ...]
+    index: Mapping[str, int]
+    unknown: tuple[str, ...] = ()
+
+    def has(self, field_name: str) -> bool:
+        """True when the input has a column for ``field_name``."""
+        return field_name in self.index
+
+    def value(self, row: Row, field_name: str) -> str:
+        """The row's text for a canonical field, stripped; "" when blank or absent."""
+        position = self.index.get(field_name)
+        if position is None or position >= len(row.values):
+            return ""
+        return row.values[position].strip()
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One input record: its spreadsheet row number (header = 1) and its cells as text."""
+
+    number: int
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RowResult:
+    """The outcome of one input row, as written to the report."""
+
+    row: Row
+    email: str
+    action: str
+    status: Status
+    user_id: str = ""
+    http_status: int | None = None
+    error: str = ""
+    attempts: int = 0
+    elapsed_ms: float = 0.0
+    changes: str = ""
+    extra: Mapping[str, str] = field(default_factory=dict)
