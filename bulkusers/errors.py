@@ -99,3 +99,16 @@ def is_retryable(exc: BaseException) -> bool:
         return False
     return isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError
                       | asyncio.TimeoutError)
+
+
+def describe_network_error(exc: BaseException) -> str:
+    """A short, secret-free phrase for a connection failure or timeout."""
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timed out"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        reason = exc.os_error.strerror or str(exc.os_error) or "refused"
+        return f"connection to {exc.host}:{exc.port} failed ({reason})"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection without answering"
+    text = str(exc)
+    return exc.__class__.__name__ + (f": {text}" if text else "")

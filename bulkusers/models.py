@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 #: Canonical input fields, in the order the report and export show them.
@@ -31,11 +31,6 @@ class Status(StrEnum):
     SKIPPED = "skipped"
     FAILED = "failed"
     NOT_ATTEMPTED = "not_attempted"
-
-    @property
-    def ok(self) -> bool:
-        """True when the row needs no further attention."""
-        return self not in (Status.SKIPPED, Status.FAILED, Status.NOT_ATTEMPTED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,4 +75,10 @@ class RowResult:
     attempts: int = 0
     elapsed_ms: float = 0.0
     changes: str = ""
-    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def needs_attention(self) -> bool:
+        """True for rows an admin must look at: failed, not attempted, or skipped as invalid."""
+        if self.status in (Status.FAILED, Status.NOT_ATTEMPTED):
+            return True
+        return self.status is Status.SKIPPED and bool(self.error)

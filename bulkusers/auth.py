@@ -1,0 +1,147 @@
+"""Credentials to request headers: Bearer token, v1 login with one re-login, legacy x-api-key JWT.
+
+Every authenticator builds its credential once and reuses it for every request (a fresh JWT per
+request costs about a quarter of the throughput); only a 401 makes it build a new one, at most
+once per credential generation, however many requests saw the 401 at the same time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Mapping
+from typing import Protocol
+
+import aiohttp
+import jwt
+
+from bulkusers.config import Connection, Secret
+from bulkusers.errors import AuthError, ConfigError, ServerUnavailable, describe_network_error
+
+LOGIN_PATH = "/api/v1/authentication/login"
+
+
+class Authenticator(Protocol):
+    """Gives the headers that authenticate a request, and renews them after a 401."""
+
+    generation: int
+
+    async def headers(self, session: aiohttp.ClientSession) -> Mapping[str, str]:
+        """Headers to add to the next request."""
+        ...
+
+    async def renew(self, session: aiohttp.ClientSession, seen_generation: int) -> bool:
+        """Get a fresh credential after a 401; False when there is no way to get one."""
+        ...
+
+
+class BearerAuth:
+    """A fixed API token sent as ``Authorization: Bearer``; a 401 cannot be cured."""
+
+    def __init__(self, token: Secret) -> None:
+        self._headers = {"Authorization": f"Bearer {token.reveal()}"}
+        self.generation = 0
+
+    async def headers(self, session: aiohttp.ClientSession) -> Mapping[str, str]:
+        """The same header for every request."""
+        return self._headers
+
+    async def renew(self, session: aiohttp.ClientSession, seen_generation: int) -> bool:
+        """A fixed token cannot be renewed."""
+        return False
+
+
+class _RenewingAuth:
+    """Shared machinery: one credential at a time, renewed once per generation under a lock."""
+
+    def __init__(self) -> None:
+        self.generation = 0
+        self._headers: Mapping[str, str] | None = None
+        self._lock = asyncio.Lock()
+
+    async def _obtain(self, session: aiohttp.ClientSession) -> Mapping[str, str]:
+        raise NotImplementedError
+
+    async def headers(self, session: aiohttp.ClientSession) -> Mapping[str, str]:
+        """The current credential's headers, obtained on first use."""
+        if self._headers is None:
+            async with self._lock:
+                if self._headers is None:
+                    self._headers = await self._obtain(session)
+                    self.generation += 1
+        return self._headers
+
+    async def renew(self, session: aiohttp.ClientSession, seen_generation: int) -> bool:
+        """Obtain a new credential unless another request already did since the 401."""
+        async with self._lock:
+            if self.generation == seen_generation:
+                self._headers = await self._obtain(session)
+                self.generation += 1
+        return True
+
+
+class LoginAuth(_RenewingAuth):
+    """Username and password exchanged at ``/api/v1/authentication/login`` for a Bearer token."""
+
+    def __init__(self, base_url: str, username: str, password: Secret) -> None:
+        super().__init__()
+        self._url = base_url + LOGIN_PATH
+        self._username = username
+        self._password = password
+
+    async def _obtain(self, session: aiohttp.ClientSession) -> Mapping[str, str]:
+        form = {"username": self._username, "password": self._password.reveal()}
+        try:
+            async with session.post(self._url, data=form) as response:
+                text = await response.text()
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ServerUnavailable(f"cannot reach {self._url}: {describe_network_error(exc)}; "
+                                    "check --url and that the server is up") from None
+        if status in (401, 403):
+            raise AuthError(f"the server refused the login of {self._username!r} (HTTP {status});"
+                            " check the username and password")
+        token = _access_token(text)
+        if status != 200 or token is None:
+            raise ServerUnavailable(f"{self._url} answered HTTP {status} without an access "
+                                    "token; is --url the address of a Sisense server?")
+        return {"Authorization": f"Bearer {token}"}
+
+
+def _access_token(text: str) -> str | None:
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return None
+    token = body.get("access_token") if isinstance(body, dict) else None
+    return token if isinstance(token, str) and token else None
+
+
+class LegacyJwtAuth(_RenewingAuth):
+    """Pre-6.5 scheme: an HS256 JWT of ``iat``, ``email``, ``password`` in ``x-api-key``."""
+
+    def __init__(self, secret: Secret, email: str, password: Secret) -> None:
+        super().__init__()
+        self._secret = secret
+        self._email = email
+        self._password = password
+
+    async def _obtain(self, session: aiohttp.ClientSession) -> Mapping[str, str]:
+        claims = {"iat": int(time.time()), "email": self._email,
+                  "password": self._password.reveal()}
+        token = jwt.encode(claims, self._secret.reveal(), algorithm="HS256")
+        return {"x-api-key": token}
+
+
+def make_authenticator(connection: Connection) -> Authenticator:
+    """The authenticator the connection's options ask for."""
+    if connection.api == "legacy" and connection.api_secret is not None:
+        if connection.username is None or connection.password is None:
+            raise ConfigError("the legacy x-api-key scheme needs --username and --password")
+        return LegacyJwtAuth(connection.api_secret, connection.username, connection.password)
+    if connection.token is not None:
+        return BearerAuth(connection.token)
+    if connection.username is None or connection.password is None:
+        raise ConfigError("no credentials: pass --token, or --username and --password")
+    return LoginAuth(connection.url, connection.username, connection.password)

@@ -1,0 +1,288 @@
+"""``SisenseClient``: one aiohttp session, authentication, retries and typed user-API calls."""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from bulkusers.auth import Authenticator, make_authenticator
+from bulkusers.config import Connection, RetryPolicy
+from bulkusers.errors import (
+    RETRYABLE_STATUSES,
+    ApiError,
+    AuthError,
+    ServerUnavailable,
+    TransientApiError,
+    describe_network_error,
+    is_retryable,
+)
+
+JSON = Any
+USER_FIELDS = ("_id,email,userName,firstName,lastName,roleId,groups,active,"
+               "preferences,created,lastLogin,lastUpdated")
+
+
+@dataclass(slots=True)
+class Trace:
+    """What one logical call cost: attempts made and the last HTTP status seen."""
+
+    attempts: int = 0
+    http_status: int | None = None
+
+
+@dataclass(slots=True)
+class ClientStats:
+    """Counters for the run summary."""
+
+    requests: int = 0
+    retries: int = 0
+
+
+class _RetryWait:
+    """Honour ``Retry-After`` when the server sent one, else exponential backoff with jitter."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self._backoff = wait_exponential_jitter(initial=policy.initial_wait_s,
+                                                max=policy.max_wait_s)
+        self._cap = policy.max_wait_s
+
+    def __call__(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, TransientApiError) and exc.retry_after is not None:
+            return min(exc.retry_after, self._cap)
+        return float(self._backoff(state))
+
+
+def _retry_after(value: str | None) -> float | None:
+    # Sisense sends none today; a proxy or our emulator may send seconds (HTTP-dates are rare
+    # from API gateways and not worth a parser: backoff covers them).
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def _error_from(status: int, reason: str, body: bytes, method: str, path: str,
+                retry_after: float | None) -> ApiError:
+    code: int | None = None
+    message = reason or "error"
+    try:
+        parsed = json.loads(body) if body else None
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict):
+        error = parsed.get("error")
+        if isinstance(error, dict):
+            raw_code = error.get("code")
+            code = raw_code if isinstance(raw_code, int) else None
+            message = str(error.get("message") or message)
+        elif isinstance(parsed.get("message"), str):
+            message = parsed["message"]
+    elif body:
+        message = f"{message} (the answer is not JSON; is this a Sisense URL?)"
+    if status in RETRYABLE_STATUSES:
+        return TransientApiError(status, code, message, method=method, path=path,
+                                 retry_after=retry_after)
+    return ApiError(status, code, message, method=method, path=path)
+
+
+class SisenseClient:
+    """Typed calls to the Sisense user API over one session, with retries and re-login."""
+
+    def __init__(self, connection: Connection, policy: RetryPolicy | None = None, *,
+                 max_connections: int = 16,
+                 authenticator: Authenticator | None = None) -> None:
+        self.connection = connection
+        self.policy = policy or RetryPolicy()
+        self.stats = ClientStats()
+        self._auth = authenticator or make_authenticator(connection)
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> SisenseClient:
+        ssl_context: ssl.SSLContext | bool = True
+        if not self.connection.verify_tls:
+            ssl_context = False
+        elif self.connection.ca_bundle is not None:
+            ssl_context = ssl.create_default_context(cafile=str(self.connection.ca_bundle))
+        connector = aiohttp.TCPConnector(limit=self._max_connections, ssl=ssl_context)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=self.policy.timeout_s),
+            headers={"Accept": "application/json"},
+            raise_for_status=False,
+        )
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The run's one session; only valid inside ``async with``."""
+        if self._session is None:
+            raise RuntimeError("SisenseClient used outside 'async with'")
+        return self._session
+
+    async def request(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
+                      body: JSON = None, trace: Trace | None = None) -> JSON:
+        """Send one call with retries on transient failures; the parsed JSON answer or None."""
+        trace = trace if trace is not None else Trace()
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.policy.attempts)
+            | stop_after_delay(self.policy.max_elapsed_s),
+            wait=_RetryWait(self.policy),
+            retry=retry_if_exception(is_retryable),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                if trace.attempts:
+                    self.stats.retries += 1
+                return await self._send_authenticated(method, path, params, body, trace)
+        raise AssertionError("unreachable: tenacity reraises the last error")
+
+    async def _send_authenticated(self, method: str, path: str,
+                                  params: Mapping[str, str] | None, body: JSON,
+                                  trace: Trace) -> JSON:
+        generation = self._auth.generation
+        headers = await self._auth.headers(self.session)
+        try:
+            return await self._send_once(method, path, params, body, headers, trace)
+        except ApiError as exc:
+            if exc.status != 401:
+                if exc.status == 403:
+                    raise AuthError(f"the server refused {method} {path} with HTTP 403 "
+                                    f"({exc.message}); the account needs the admin role") from None
+                raise
+        # A 401: renew the credential once and repeat; a second 401 means it is not the token.
+        if not await self._auth.renew(self.session, generation):
+            raise AuthError("the server refused the token (HTTP 401); check --token or "
+                            "SISENSE_TOKEN, or log in with --username/--password")
+        headers = await self._auth.headers(self.session)
+        try:
+            return await self._send_once(method, path, params, body, headers, trace)
+        except ApiError as exc:
+            if exc.status in (401, 403):
+                raise AuthError(f"the server still refuses the credentials after a fresh login "
+                                f"(HTTP {exc.status}); check the account") from None
+            raise
+
+    async def _send_once(self, method: str, path: str, params: Mapping[str, str] | None,
+                         body: JSON, headers: Mapping[str, str], trace: Trace) -> JSON:
+        trace.attempts += 1
+        self.stats.requests += 1
+        url = self.connection.url + path
+        # The body is read inside the context so the connection is released before a retry.
+        async with self.session.request(method, url, params=params, json=body,
+                                        headers=headers) as response:
+            raw = await response.read()
+            trace.http_status = response.status
+            if response.status < 300:
+                if not raw.strip():
+                    return None
+                try:
+                    return json.loads(raw)
+                except ValueError:
+                    raise ServerUnavailable(
+                        f"{method} {url} answered HTTP {response.status} with a body that is "
+                        "not JSON; is --url the address of a Sisense server?") from None
+            raise _error_from(response.status, response.reason or "", raw, method, path,
+                              _retry_after(response.headers.get("Retry-After")))
+
+    # -- typed calls -------------------------------------------------------------------------
+
+    async def check(self) -> None:
+        """Fail fast with one clear line when the server is unreachable or refuses us."""
+        try:
+            await self.roles()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ServerUnavailable(f"cannot reach {self.connection.url}: "
+                                    f"{describe_network_error(exc)}; check --url and that the "
+                                    "server is up") from None
+        except TransientApiError as exc:
+            raise ServerUnavailable(f"{self.connection.url} keeps answering "
+                                    f"{exc.describe()}; try again later") from None
+        except ApiError as exc:
+            if exc.status == 404:
+                raise ServerUnavailable(f"{self.connection.url} has no Sisense API "
+                                        "(GET /api/roles answered 404); check --url") from None
+            raise
+
+    async def roles(self) -> list[dict[str, JSON]]:
+        """Every role (``GET /api/roles``; there is no v1 roles endpoint)."""
+        return _as_list(await self.request("GET", "/api/roles"), "/api/roles")
+
+    async def groups(self) -> list[dict[str, JSON]]:
+        """Every group (``GET /api/v1/groups``)."""
+        return _as_list(await self.request("GET", "/api/v1/groups"), "/api/v1/groups")
+
+    async def iter_users(self, page_size: int = 500,
+                         fields: str = USER_FIELDS) -> AsyncIterator[dict[str, JSON]]:
+        """Every user, paged with ``skip``/``limit`` (never one unbounded request)."""
+        skip = 0
+        seen: set[str] = set()
+        while True:
+            params = {"skip": str(skip), "limit": str(page_size), "fields": fields}
+            page = _as_list(await self.request("GET", "/api/v1/users", params=params),
+                            "/api/v1/users")
+            for user in page:
+                # Some Sisense lists repeat items across pages; never yield one twice.
+                user_id = str(user.get("_id", ""))
+                if user_id not in seen:
+                    seen.add(user_id)
+                    yield user
+            if len(page) < page_size:
+                return
+            skip += page_size
+
+    async def find_user(self, email: str, trace: Trace | None = None) -> dict[str, JSON] | None:
+        """The user with this email (case-insensitive), asked of the server, or None."""
+        found = _as_list(await self.request("GET", "/api/v1/users",
+                                            params={"email": email, "fields": USER_FIELDS},
+                                            trace=trace), "/api/v1/users")
+        wanted = email.casefold()
+        return next((u for u in found if str(u.get("email", "")).casefold() == wanted), None)
+
+    async def create_user(self, payload: Mapping[str, JSON],
+                          trace: Trace | None = None) -> dict[str, JSON]:
+        """Create one user (``POST /api/v1/users``); the created user."""
+        created = await self.request("POST", "/api/v1/users", body=dict(payload), trace=trace)
+        if not isinstance(created, dict):
+            status = trace.http_status if trace and trace.http_status else 0
+            raise ApiError(status, None,
+                           "the create answer carried no user", method="POST",
+                           path="/api/v1/users")
+        return created
+
+    async def create_users(self, payloads: Sequence[Mapping[str, JSON]],
+                           trace: Trace | None = None) -> list[dict[str, JSON]]:
+        """Create users in one all-or-nothing call (``POST /api/v1/users/bulk``)."""
+        created = await self.request("POST", "/api/v1/users/bulk",
+                                     body=[dict(p) for p in payloads], trace=trace)
+        return _as_list(created, "/api/v1/users/bulk")
+
+
+def _as_list(value: JSON, path: str) -> list[dict[str, JSON]]:
+    if not isinstance(value, list):
+        raise ServerUnavailable(f"GET {path} did not answer a list; is --url a Sisense server?")
+    return [item for item in value if isinstance(item, dict)]

@@ -1,0 +1,189 @@
+"""Roles, groups and users loaded once per run; names and aliases resolved to ids."""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bulkusers.client import SisenseClient
+
+#: Groups whose membership Sisense computes; bulkusers never writes them.
+BUILTIN_GROUPS = frozenset({"everyone", "all users in system", "admins"})
+
+#: Words admins and HR systems use for Sisense's API role names (after normalising).
+ROLE_ALIASES: Mapping[str, str] = {
+    "viewer": "consumer",
+    "designer": "contributor",
+    "dashboarddesigner": "contributor",
+    "sysadmin": "super",
+    "systemadministrator": "super",
+    "administrator": "admin",
+}
+
+
+def _key(text: str) -> str:
+    """Case-, space- and punctuation-insensitive key: 'Sys. Admin' and 'sysadmin' meet."""
+    return re.sub(r"[\s._\-]+", "", text).casefold()
+
+
+@dataclass(frozen=True, slots=True)
+class Role:
+    """A Sisense role: id, API name and the name the admin UI shows."""
+
+    id: str
+    name: str
+    display_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """A Sisense group; built-in groups are read but never written."""
+
+    id: str
+    name: str
+
+    @property
+    def builtin(self) -> bool:
+        """True for Everyone, All users in system and Admins."""
+        return self.name.casefold() in BUILTIN_GROUPS
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """The parts of a Sisense user that planning compares against."""
+
+    id: str
+    email: str
+    user_name: str
+    first_name: str
+    last_name: str
+    role_id: str
+    group_ids: tuple[str, ...]
+    active: bool | None = None
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> User:
+        """Build from a v1 user object (unexpanded)."""
+        groups = data.get("groups") or []
+        return cls(
+            id=str(data.get("_id", "")),
+            email=str(data.get("email") or ""),
+            user_name=str(data.get("userName") or ""),
+            first_name=str(data.get("firstName") or ""),
+            last_name=str(data.get("lastName") or ""),
+            role_id=str(data.get("roleId") or ""),
+            group_ids=tuple(str(g.get("_id") if isinstance(g, dict) else g) for g in groups),
+            active=data.get("active") if isinstance(data.get("active"), bool) else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Unknown:
+    """A role or group name that matches nothing, with close names for a hint."""
+
+    kind: str
+    text: str
+    suggestions: tuple[str, ...]
+
+    def describe(self) -> str:
+        """One line for the report: what is unknown and what might have been meant."""
+        hint = ""
+        if self.suggestions:
+            hint = " (did you mean " + " or ".join(repr(s) for s in self.suggestions) + "?)"
+        return f"unknown {self.kind} {self.text!r}{hint}"
+
+
+class Directory:
+    """Everything a run must know about the server, loaded once and indexed for O(1) lookups."""
+
+    def __init__(self, roles: Iterable[Role], groups: Iterable[Group],
+                 users: Iterable[User] = ()) -> None:
+        self.roles = tuple(roles)
+        self.groups = tuple(groups)
+        self._roles: dict[str, Role] = {}
+        for role in self.roles:
+            for name in (role.id, role.name, role.display_name):
+                if name:
+                    self._roles.setdefault(_key(name), role)
+        for alias, target in ROLE_ALIASES.items():
+            if target_role := self._roles.get(_key(target)):
+                self._roles.setdefault(alias, target_role)
+        self._groups: dict[str, Group] = {}
+        for group in self.groups:
+            self._groups.setdefault(group.name.casefold(), group)
+            self._groups.setdefault(group.id.casefold(), group)
+        self._users_by_email: dict[str, User] = {}
+        self._users_by_name: dict[str, User] = {}
+        for user in users:
+            self.remember(user)
+
+    # -- roles and groups ---------------------------------------------------------------------
+
+    def role(self, text: str) -> Role | Unknown:
+        """The role named by API name, display name, alias or id, case-insensitively."""
+        found = self._roles.get(_key(text))
+        if found is not None:
+            return found
+        names = [r.display_name or r.name for r in self.roles] + [r.name for r in self.roles]
+        return Unknown("role", text, _close(text, names))
+
+    def role_by_id(self, role_id: str) -> Role | None:
+        """The role with this id, or None."""
+        return next((r for r in self.roles if r.id == role_id), None)
+
+    def group(self, name: str) -> Group | Unknown:
+        """The group with this name (case-insensitive) or id."""
+        found = self._groups.get(name.strip().casefold())
+        if found is not None:
+            return found
+        return Unknown("group", name, _close(name, [g.name for g in self.groups]))
+
+    def group_by_id(self, group_id: str) -> Group | None:
+        """The group with this id, or None."""
+        return self._groups.get(group_id.casefold())
+
+    # -- users --------------------------------------------------------------------------------
+
+    def user_by_email(self, email: str) -> User | None:
+        """The existing user with this email, compared case-insensitively."""
+        return self._users_by_email.get(email.casefold())
+
+    def user_by_name(self, user_name: str) -> User | None:
+        """The existing user with this userName, compared case-insensitively."""
+        return self._users_by_name.get(user_name.casefold())
+
+    def remember(self, user: User) -> None:
+        """Index a user (loaded, or created during this run)."""
+        if user.email:
+            self._users_by_email[user.email.casefold()] = user
+        if user.user_name:
+            self._users_by_name[user.user_name.casefold()] = user
+
+    @property
+    def user_count(self) -> int:
+        """How many users the directory knows."""
+        return len(self._users_by_email)
+
+
+def _close(text: str, candidates: list[str]) -> tuple[str, ...]:
+    by_key = {c.casefold(): c for c in candidates}
+    matches = difflib.get_close_matches(text.casefold(), list(by_key), n=2, cutoff=0.75)
+    return tuple(by_key[m] for m in matches)
+
+
+async def load_directory(client: SisenseClient, *, with_users: bool = True,
+                         page_size: int = 500) -> Directory:
+    """Read roles, groups and (when asked) every user, once, at the start of a run."""
+    roles_raw, groups_raw = await asyncio.gather(client.roles(), client.groups())
+    roles = [Role(id=str(r.get("_id", "")), name=str(r.get("name") or ""),
+                  display_name=str(r.get("displayName") or "")) for r in roles_raw]
+    groups = [Group(id=str(g.get("_id", "")), name=str(g.get("name") or "")) for g in groups_raw]
+    users: list[User] = []
+    if with_users:
+        users = [User.from_api(u) async for u in client.iter_users(page_size=page_size)]
+    return Directory(roles, groups, users)

@@ -1,0 +1,155 @@
+"""What the CLI shows on stderr: one-line errors, the progress bar, the run summary."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from rich.console import Console as RichConsole
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from bulkusers.models import RowResult, Status
+from bulkusers.report import RunSummary, summary_path
+
+if TYPE_CHECKING:
+    from bulkusers.demo import DemoOutcome
+
+STATUS_STYLES = {
+    Status.CREATED: "green", Status.UPDATED: "green", Status.UNCHANGED: "dim",
+    Status.DEACTIVATED: "yellow", Status.DELETED: "yellow", Status.PLANNED: "cyan",
+    Status.SKIPPED: "yellow", Status.FAILED: "red", Status.NOT_ATTEMPTED: "red",
+}
+
+
+class Console:
+    """stderr output for people; stdout stays free for data."""
+
+    def __init__(self, *, quiet: bool) -> None:
+        self.quiet = quiet
+        self._rich = RichConsole(stderr=True, highlight=False)
+
+    @property
+    def interactive(self) -> bool:
+        """True when a person is watching a terminal and did not ask for quiet."""
+        return not self.quiet and sys.stderr.isatty()
+
+    @property
+    def rich(self) -> RichConsole:
+        """The underlying rich console (for the progress bar)."""
+        return self._rich
+
+    def error(self, message: str) -> None:
+        """One line: what is wrong and what to do. Shown even with --quiet."""
+        self._rich.print(f"[bold red]bulkusers: error:[/] {_escape(message)}")
+
+    def info(self, message: str) -> None:
+        """A line of information, unless quiet."""
+        if not self.quiet:
+            self._rich.print(_escape(message))
+
+    def summary(self, summary: RunSummary) -> None:
+        """Counts per status, speed, and where the report is."""
+        if self.quiet:
+            return
+        table = Table(title=f"bulkusers {summary.command}: {summary.done} of "
+                            f"{summary.total_rows} rows", title_justify="left",
+                      show_header=False, box=None, padding=(0, 2))
+        for status in Status:
+            count = summary.counts.get(status.value, 0)
+            if count:
+                style = STATUS_STYLES[status]
+                table.add_row(f"[{style}]{status.value}[/]", str(count))
+        self._rich.print(table)
+        self._rich.print(f"{summary.seconds:.1f} s, {summary.rows_per_second:.0f} rows/s, "
+                         f"{summary.requests} requests ({summary.retries} retries)")
+        self._rich.print(f"report:  {_escape(summary.report_file)}")
+        self._rich.print(f"summary: {_escape(str(summary_path(Path(summary.report_file))))}")
+        if summary.aborted:
+            self._rich.print(f"[bold red]aborted:[/] {_escape(summary.aborted)}; rows not "
+                             "sent are marked not_attempted in the report")
+        elif summary.interrupted:
+            self._rich.print("[bold yellow]interrupted:[/] rows not sent are marked "
+                             "not_attempted in the report")
+        if summary.needs_attention:
+            self._rich.print(f"[yellow]{summary.needs_attention} rows need attention:[/] see "
+                             "the error column of the report; a copy of the report filtered "
+                             "to those rows is valid input for the next run")
+
+    def emulator_ready(self, url: str, admin_email: str, fixed_token: bool) -> None:
+        """Tell the user how to reach a running emulator."""
+        credentials = "the --token you gave, or " if fixed_token else ""
+        self._rich.print(f"Sisense emulator listening on {url}\n"
+                         f"Authenticate with {credentials}--username {admin_email} and the "
+                         "admin password. Data lives in memory; Ctrl-C stops it.")
+
+    def demo_intro(self, source: Path, groups: tuple[str, ...]) -> None:
+        """What the demo is about to do."""
+        self._rich.print(f"[bold]bulkusers demo[/]: importing {_escape(str(source))} into a "
+                         "Sisense emulator started on this machine\n"
+                         f"(groups seeded: {', '.join(groups)}; nothing leaves this machine)")
+
+    def demo_outro(self, outcome: DemoOutcome) -> None:
+        """What happened in the demo, and what to try next."""
+        self._rich.print(
+            f"\nThe emulator now holds {outcome.users_after} users "
+            f"({outcome.users_before} before). Rows the tool refused are 'skipped' with the "
+            "reason in the report's error column, and were never sent.\n"
+            "Next:\n"
+            "  bulkusers emulator --port 30845 --token secret-token --groups "
+            f"{','.join(outcome.groups)}   # a rehearsal server\n"
+            "  bulkusers import samples/hr_users.csv --url http://127.0.0.1:30845 "
+            "--token secret-token\n"
+            "  bulkusers import --help")
+
+
+class ProgressObserver:
+    """A progress bar on a terminal (rows done of total, rate, failures); nothing otherwise."""
+
+    def __init__(self, console: Console, label: str) -> None:
+        self._console = console
+        self._label = label
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> ProgressObserver:
+        if self._console.interactive:
+            self._progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]:>6.0f} rows/s"),
+                TextColumn("[red]{task.fields[failures]} need attention"),
+                TimeElapsedColumn(), console=self._console.rich, transient=True)
+            self._progress.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def started(self, summary: RunSummary) -> None:
+        """Show the bar now that the total is known."""
+        if self._progress is not None:
+            self._task = self._progress.add_task(self._label, total=summary.total_rows,
+                                                 rate=0.0, failures=0)
+
+    def row_done(self, result: RowResult, summary: RunSummary) -> None:
+        """Advance the bar by one row."""
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, completed=summary.done,
+                                  rate=summary.rows_per_second,
+                                  failures=summary.needs_attention)
+
+
+def _escape(text: str) -> str:
+    # User data may contain [brackets] that rich would read as markup.
+    return text.replace("[", r"\[")

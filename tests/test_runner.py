@@ -1,0 +1,113 @@
+"""The worker pool: bounded concurrency, every item accounted for, stop and abort."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+from bulkusers.errors import AuthError
+from bulkusers.runner import Pool
+
+
+async def test_every_item_is_handled_once_with_bounded_concurrency() -> None:
+    """All items reach the handler exactly once and never more than N run at the same time."""
+    handled: list[int] = []
+    running = 0
+    peak = 0
+
+    async def handle(item: int) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.001)
+        running -= 1
+        handled.append(item)
+
+    pool: Pool[int] = Pool(handle, lambda item: None, concurrency=4)
+    await pool.run(iter(range(1000)))
+    assert sorted(handled) == list(range(1000))
+    assert peak == 4
+
+
+async def test_reader_is_pulled_lazily_so_memory_stays_bounded() -> None:
+    """The source is read only a bounded distance ahead of the workers (backpressure)."""
+    produced = 0
+    max_ahead = 0
+    handled = 0
+
+    def source() -> Iterator[int]:
+        nonlocal produced
+        for i in range(5000):
+            produced += 1
+            yield i
+
+    async def handle(item: int) -> None:
+        nonlocal handled, max_ahead
+        await asyncio.sleep(0)
+        handled += 1
+        max_ahead = max(max_ahead, produced - handled)
+
+    pool: Pool[int] = Pool(handle, lambda item: None, concurrency=2)
+    await pool.run(source())
+    assert handled == 5000
+    assert max_ahead < 1000  # a slice in hand plus a small queue, never the whole file
+
+
+async def test_stop_sends_nothing_new_and_reports_the_rest_as_unsent() -> None:
+    """After stop(), items in flight finish and every other item goes to unsent, once."""
+    handled: list[int] = []
+    unsent: list[int] = []
+
+    async def handle(item: int) -> None:
+        if item == 10:
+            pool.stop()
+        await asyncio.sleep(0.001)
+        handled.append(item)
+
+    pool: Pool[int] = Pool(handle, unsent.append, concurrency=3)
+    await pool.run(iter(range(2000)))
+    assert sorted(handled + unsent) == list(range(2000))
+    assert len(handled) < 20
+    assert pool.interrupted
+
+
+async def test_abort_error_stops_the_run_and_is_kept() -> None:
+    """An AbortError from one item stops the pool; the rest are unsent, the error is kept."""
+    handled: list[int] = []
+    unsent: list[int] = []
+
+    async def handle(item: int) -> None:
+        if item == 5:
+            raise AuthError("token refused")
+        await asyncio.sleep(0.001)
+        handled.append(item)
+
+    pool: Pool[int] = Pool(handle, unsent.append, concurrency=2)
+    await pool.run(iter(range(500)))
+    assert isinstance(pool.abort, AuthError)
+    assert not pool.interrupted
+    assert sorted([*handled, 5, *unsent]) == list(range(500))
+
+
+async def test_cancel_cancels_items_in_flight() -> None:
+    """cancel() interrupts handlers mid-flight; their items are neither lost nor doubled."""
+    started: list[int] = []
+    finished: list[int] = []
+    cancelled: list[int] = []
+    unsent: list[int] = []
+
+    async def handle(item: int) -> None:
+        started.append(item)
+        if len(started) == 3:
+            pool.cancel()
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.append(item)
+            raise
+        finished.append(item)
+
+    pool: Pool[int] = Pool(handle, unsent.append, concurrency=3)
+    await asyncio.wait_for(pool.run(iter(range(100))), timeout=5)
+    assert finished == []
+    assert sorted(cancelled + unsent) == list(range(100))
