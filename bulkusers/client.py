@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -56,7 +57,7 @@ class _RetryWait:
     """Honour ``Retry-After`` when the server sent one, else exponential backoff with jitter."""
 
     def __init__(self, policy: RetryPolicy) -> None:
-        self._backoff = wait_exponential_jitter(initial=policy.initial_wait_s,
+        self._backoff = wait_exponential_jitter(multiplier=policy.initial_wait_s,
                                                 max=policy.max_wait_s)
         self._cap = policy.max_wait_s
 
@@ -107,13 +108,15 @@ class SisenseClient:
 
     def __init__(self, connection: Connection, policy: RetryPolicy | None = None, *,
                  max_connections: int = 16,
-                 authenticator: Authenticator | None = None) -> None:
+                 authenticator: Authenticator | None = None,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.connection = connection
         self.policy = policy or RetryPolicy()
         self.stats = ClientStats()
         self._auth = authenticator or make_authenticator(connection)
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._sleep = sleep
 
     async def __aenter__(self) -> SisenseClient:
         ssl_context: ssl.SSLContext | bool = True
@@ -153,6 +156,7 @@ class SisenseClient:
             wait=_RetryWait(self.policy),
             retry=retry_if_exception(is_retryable),
             reraise=True,
+            sleep=self._sleep,
         )
         async for attempt in retrying:
             with attempt:
@@ -164,8 +168,8 @@ class SisenseClient:
     async def _send_authenticated(self, method: str, path: str,
                                   params: Mapping[str, str] | None, body: JSON,
                                   trace: Trace) -> JSON:
-        generation = self._auth.generation
         headers = await self._auth.headers(self.session)
+        generation = self._auth.generation  # read after headers(): no await in between
         try:
             return await self._send_once(method, path, params, body, headers, trace)
         except ApiError as exc:

@@ -1,0 +1,266 @@
+"""SisenseClient against a scripted loopback server: retry rules, Retry-After, re-login, errors.
+
+aioresponses cannot build responses for aiohttp 3.14 (ClientResponse gained a required
+argument), so these tests script a real aiohttp server on 127.0.0.1 instead.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict, deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from bulkusers.client import SisenseClient, Trace
+from bulkusers.config import RetryPolicy, build_connection
+from bulkusers.errors import ApiError, AuthError, ServerUnavailable
+
+USERS = "/api/v1/users"
+LOGIN = "/api/v1/authentication/login"
+ROLES = "/api/roles"
+
+
+@dataclass
+class Answer:
+    """One scripted answer: status, JSON or text body, headers; or a dropped connection."""
+
+    status: int = 200
+    payload: Any = None
+    body: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    drop: bool = False
+
+
+class Script:
+    """Answers per (method, path) in order; the last one repeats; records what was asked."""
+
+    def __init__(self) -> None:
+        self.answers: dict[tuple[str, str], deque[Answer]] = defaultdict(deque)
+        self.seen: list[tuple[str, str, dict[str, str]]] = []
+
+    def on(self, method: str, path: str, *answers: Answer) -> None:
+        """Queue answers for a route."""
+        self.answers[(method, path)].extend(answers)
+
+    def count(self, method: str, path: str) -> int:
+        """How many requests a route received."""
+        return sum(1 for m, p, _ in self.seen if (m, p) == (method, path))
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Serve the next scripted answer for this route."""
+        self.seen.append((request.method, request.path, dict(request.headers)))
+        queue = self.answers[(request.method, request.path)]
+        answer = queue.popleft() if len(queue) > 1 else queue[0]
+        if answer.drop:
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response()
+        text = answer.body if answer.body is not None else json.dumps(answer.payload)
+        ctype = "text/html" if answer.body is not None else "application/json"
+        return web.Response(status=answer.status, text=text, headers=answer.headers,
+                            content_type=ctype)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[Script, str]]:
+    """A scripted server on a free loopback port."""
+    script = Script()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", script.handle)
+    test_server = TestServer(app, host="127.0.0.1", port=0)
+    await test_server.start_server()
+    try:
+        yield script, str(test_server.make_url("")).rstrip("/")
+    finally:
+        await test_server.close()
+
+
+class SleepLog:
+    """Records the waits the client asks for instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+@pytest.fixture
+def sleeps() -> SleepLog:
+    """A sleep stand-in that records the backoff waits."""
+    return SleepLog()
+
+
+def error_body(status: int, code: int, message: str) -> dict[str, object]:
+    """A Sisense error answer."""
+    return {"error": {"code": code, "message": message, "status": status, "httpMessage": "x"}}
+
+
+def token_client(url: str, sleeps: SleepLog, attempts: int = 4) -> SisenseClient:
+    """A client with a fixed token and a recorded sleep."""
+    connection = build_connection(url=url, token="t0ken-value", username=None, password=None)
+    return SisenseClient(connection, RetryPolicy(attempts=attempts), sleep=sleeps)
+
+
+def login_client(url: str, sleeps: SleepLog, attempts: int = 4) -> SisenseClient:
+    """A client that logs in with a username and password."""
+    connection = build_connection(url=url, token=None, username="admin", password="pa55word")
+    return SisenseClient(connection, RetryPolicy(attempts=attempts), sleep=sleeps)
+
+
+async def test_503_then_success_is_retried_and_counted(server: tuple[Script, str],
+                                                       sleeps: SleepLog) -> None:
+    """Two 503 answers then a 201 give the created user after 3 attempts."""
+    script, url = server
+    busy = Answer(503, error_body(503, 1, "busy"))
+    script.on("POST", USERS, busy, busy, Answer(201, {"_id": "a" * 24, "email": "x@y.z"}))
+    async with token_client(url, sleeps) as client:
+        trace = Trace()
+        created = await client.create_user({"email": "x@y.z"}, trace)
+        assert client.stats.retries == 2
+    assert created["_id"] == "a" * 24
+    assert trace.attempts == 3
+    assert script.seen[0][2]["Authorization"] == "Bearer t0ken-value"
+
+
+async def test_retry_after_is_honoured(server: tuple[Script, str], sleeps: SleepLog) -> None:
+    """A 429 with Retry-After: 7 makes the client wait exactly 7 s before the next attempt."""
+    script, url = server
+    script.on("GET", ROLES, Answer(429, error_body(429, 0, "slow"), headers={"Retry-After": "7"}),
+              Answer(200, []))
+    async with token_client(url, sleeps) as client:
+        assert await client.roles() == []
+    assert sleeps.waits == [7.0]
+
+
+async def test_backoff_grows_and_attempts_are_bounded(server: tuple[Script, str],
+                                                      sleeps: SleepLog) -> None:
+    """Persistent 502s stop after 4 attempts with growing waits, raising the last error."""
+    script, url = server
+    script.on("GET", ROLES, Answer(502, body="Bad Gateway"))
+    async with token_client(url, sleeps) as client:
+        with pytest.raises(ApiError) as caught:
+            await client.roles()
+    assert caught.value.status == 502
+    assert script.count("GET", ROLES) == 4
+    assert len(sleeps.waits) == 3
+    assert sleeps.waits[2] >= 2.0  # 0.5 * 2**2 before jitter
+
+
+async def test_client_errors_are_not_retried(server: tuple[Script, str],
+                                             sleeps: SleepLog) -> None:
+    """A 400 duplicate answer is raised at once with the Sisense code and message."""
+    script, url = server
+    script.on("POST", USERS, Answer(400, error_body(400, 2004, "User already exists")))
+    async with token_client(url, sleeps) as client:
+        trace = Trace()
+        with pytest.raises(ApiError) as caught:
+            await client.create_user({"email": "x@y.z"}, trace)
+    assert (caught.value.status, caught.value.code) == (400, 2004)
+    assert "User already exists" in caught.value.describe()
+    assert trace.attempts == 1
+
+
+async def test_dropped_connections_are_retried(server: tuple[Script, str],
+                                               sleeps: SleepLog) -> None:
+    """A connection closed without an answer is retried like a 503."""
+    script, url = server
+    script.on("GET", ROLES, Answer(drop=True), Answer(200, [{"_id": "r", "name": "consumer"}]))
+    async with token_client(url, sleeps) as client:
+        roles = await client.roles()
+    assert roles[0]["name"] == "consumer"
+    assert script.count("GET", ROLES) == 2
+
+
+async def test_fixed_token_refused_aborts_with_a_hint(server: tuple[Script, str],
+                                                      sleeps: SleepLog) -> None:
+    """A 401 on a fixed token raises AuthError (abort), naming the option, not the token."""
+    script, url = server
+    script.on("GET", ROLES, Answer(401, error_body(401, 5002, "Invalid token.")))
+    async with token_client(url, sleeps) as client:
+        with pytest.raises(AuthError) as caught:
+            await client.roles()
+    assert "--token" in str(caught.value)
+    assert "t0ken-value" not in str(caught.value)
+    assert script.count("GET", ROLES) == 1
+
+
+async def test_login_is_repeated_once_after_a_401(server: tuple[Script, str],
+                                                  sleeps: SleepLog) -> None:
+    """With username/password, a 401 causes exactly one re-login and the call succeeds."""
+    script, url = server
+    script.on("POST", LOGIN, Answer(200, {"success": True, "access_token": "first"}),
+              Answer(200, {"success": True, "access_token": "second"}))
+    script.on("GET", ROLES, Answer(401, error_body(401, 5002, "expired")), Answer(200, []))
+    async with login_client(url, sleeps) as client:
+        assert await client.roles() == []
+    assert script.count("POST", LOGIN) == 2
+    assert [h["Authorization"] for m, _, h in script.seen if m == "GET"] == [
+        "Bearer first", "Bearer second"]
+
+
+async def test_a_401_after_relogin_aborts(server: tuple[Script, str], sleeps: SleepLog) -> None:
+    """A 401 that a fresh login does not cure aborts instead of retrying forever."""
+    script, url = server
+    script.on("POST", LOGIN, Answer(200, {"success": True, "access_token": "a"}))
+    script.on("GET", ROLES, Answer(401, error_body(401, 5002, "no")))
+    async with login_client(url, sleeps, attempts=5) as client:
+        with pytest.raises(AuthError):
+            await client.roles()
+    assert script.count("GET", ROLES) == 2
+    assert sleeps.waits == []
+
+
+async def test_bad_password_is_an_auth_error_without_the_password(
+        server: tuple[Script, str], sleeps: SleepLog) -> None:
+    """A refused login names the user and the fix, never the password."""
+    script, url = server
+    script.on("POST", LOGIN, Answer(401, error_body(401, 1, "Invalid credentials")))
+    async with login_client(url, sleeps) as client:
+        with pytest.raises(AuthError) as caught:
+            await client.roles()
+    assert "admin" in str(caught.value)
+    assert "pa55word" not in str(caught.value)
+
+
+async def test_403_aborts_the_run(server: tuple[Script, str], sleeps: SleepLog) -> None:
+    """A 403 means the account lacks rights: an abort, not a per-row failure."""
+    script, url = server
+    script.on("POST", USERS, Answer(403, error_body(403, 1, "Forbidden")))
+    async with token_client(url, sleeps) as client:
+        with pytest.raises(AuthError, match="403"):
+            await client.create_user({"email": "x@y.z"})
+
+
+async def test_html_answer_is_reported_as_not_sisense(server: tuple[Script, str],
+                                                      sleeps: SleepLog) -> None:
+    """A 200 HTML page (a wrong URL) is a clear ServerUnavailable, not a JSON traceback."""
+    script, url = server
+    script.on("GET", ROLES, Answer(200, body="<html>login</html>"))
+    async with token_client(url, sleeps) as client:
+        with pytest.raises(ServerUnavailable, match="not JSON"):
+            await client.roles()
+
+
+async def test_users_are_paged_and_never_repeated(server: tuple[Script, str],
+                                                  sleeps: SleepLog) -> None:
+    """iter_users pages with skip/limit until a short page and drops repeated ids."""
+    script, url = server
+    script.on("GET", USERS, Answer(200, [{"_id": "1"}, {"_id": "2"}]),
+              Answer(200, [{"_id": "2"}, {"_id": "3"}]), Answer(200, [{"_id": "4"}]))
+    async with token_client(url, sleeps) as client:
+        ids = [u["_id"] async for u in client.iter_users(page_size=2)]
+    assert ids == ["1", "2", "3", "4"]
+    assert script.count("GET", USERS) == 3
+
+
+async def test_unreachable_server_is_one_clear_abort(sleeps: SleepLog) -> None:
+    """A closed port gives ServerUnavailable naming the address and the fix."""
+    async with token_client("http://127.0.0.1:9", sleeps, attempts=2) as client:
+        with pytest.raises(ServerUnavailable, match=r"127\.0\.0\.1:9.*--url"):
+            await client.check()
