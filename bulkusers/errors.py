@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import asyncio
 
-import aiohttp
-
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 
 
@@ -97,12 +95,16 @@ def is_retryable(exc: BaseException) -> bool:
         return True
     if isinstance(exc, ApiError):
         return False
+    import aiohttp  # here, not at the top: readers and planning import this module too
+
     return isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError
                       | asyncio.TimeoutError)
 
 
 def describe_network_error(exc: BaseException) -> str:
     """A short, secret-free phrase for a connection failure or timeout."""
+    import aiohttp
+
     if isinstance(exc, asyncio.TimeoutError):
         return "timed out"
     if isinstance(exc, aiohttp.ClientConnectorError):

@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from bulkusers.cells import neutralise
+from bulkusers.columns import REPORT_COLUMNS
 from bulkusers.models import Header, RowResult, Status
 
-REPORT_COLUMNS = ("row", "email", "action", "status", "user_id", "http_status", "error",
-                  "attempts", "elapsed_ms", "changes")
 MASK = "***"
 
 

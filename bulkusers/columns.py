@@ -1,0 +1,99 @@
+"""Header normalisation: column names to canonical fields, HR aliases and report read-back."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from bulkusers.errors import InputError
+from bulkusers.models import FIELDS, Header
+
+#: The columns a bulkusers report starts with, before the input's own columns.
+REPORT_COLUMNS: tuple[str, ...] = (
+    "row",
+    "email",
+    "action",
+    "status",
+    "user_id",
+    "http_status",
+    "error",
+    "attempts",
+    "elapsed_ms",
+    "changes",
+)
+
+# Keys are names with case, spaces, underscores, hyphens and dots removed. Every alias is a name
+# that only ever means that field: a near miss (Department, Team, User ID) stays unknown and is
+# reported, which is safer than writing it into Sisense as something it is not.
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "email": (
+        "email", "emailaddress", "mail", "mailaddress", "workemail", "workemailaddress",
+        "businessemail", "businessemailaddress", "companyemail", "corporateemail",
+        "officeemail", "useremail", "primaryemail", "emailid",
+    ),
+    "userName": ("username", "login", "loginname", "loginid", "userlogin", "sisenseusername"),
+    "firstName": ("firstname", "first", "givenname", "forename", "fname"),
+    "lastName": ("lastname", "last", "surname", "familyname", "lname"),
+    "role": ("role", "roles", "rolename", "roleid", "sisenserole", "userrole"),
+    "groups": (
+        "groups", "group", "groupname", "groupnames", "teams", "sisensegroups", "usergroups",
+    ),
+    "password": ("password", "passwd", "initialpassword"),
+    "language": ("language", "locale", "localeid", "lang", "preferredlanguage"),
+}
+_FIELD_BY_KEY: dict[str, str] = {
+    key: field_name for field_name, keys in _ALIASES.items() for key in keys
+}
+assert set(_ALIASES) == set(FIELDS), "every canonical field needs aliases"
+
+#: Names shown to the user when the email column is missing.
+EMAIL_NAMES = ("email", "E-mail", "Email Address", "Work Email", "Mail", "Business Email")
+
+_IGNORED = re.compile(r"[\s_.\-\ufeff]+")
+
+
+def normalise_header(name: str) -> str:
+    """Return the canonical field a column name stands for, or "" when it is not one."""
+    return _FIELD_BY_KEY.get(_IGNORED.sub("", name).casefold(), "")
+
+
+def show(name: str) -> str:
+    """A column name quoted on one line, for error messages."""
+    return "'" + " ".join(name.split()) + "'"
+
+
+def is_report_header(names: Sequence[str]) -> bool:
+    """True when ``names`` is the header of a bulkusers report."""
+    return tuple(name.strip() for name in names[: len(REPORT_COLUMNS)]) == REPORT_COLUMNS
+
+
+def build_header(source: str, names: Sequence[str]) -> tuple[Header, int]:
+    """Map a file's header to fields; return it and how many leading report columns to drop."""
+    skip = len(REPORT_COLUMNS) if is_report_header(names) else 0
+    columns = list(names[skip:])
+    # Spreadsheets often carry formatted but empty cells to the right of the real header.
+    while columns and not columns[-1].strip():
+        columns.pop()
+    index: dict[str, int] = {}
+    unknown: list[str] = []
+    for position, name in enumerate(columns):
+        field_name = normalise_header(name)
+        if not field_name:
+            if name.strip() and name not in unknown:
+                unknown.append(name)
+            continue
+        if field_name in index:
+            first = columns[index[field_name]]
+            raise InputError(
+                f"{source}: columns {show(first)} and {show(name)} both mean {field_name}; "
+                "rename or remove one of them"
+            )
+        index[field_name] = position
+    if "email" not in index:
+        named = [show(name) for name in columns if name.strip()]
+        found = "found columns " + ", ".join(named) if named else "the header names no columns"
+        raise InputError(
+            f"{source}: no email column ({found}); name the column with the users' email "
+            f"one of: {', '.join(EMAIL_NAMES)}"
+        )
+    return Header(tuple(columns), index, tuple(unknown)), skip

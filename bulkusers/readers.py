@@ -1,0 +1,408 @@
+"""Input files (CSV, TSV, XLSX) to a header and a stream of text-only rows."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+import zipfile
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from openpyxl import load_workbook
+from openpyxl.workbook.workbook import Workbook
+from openpyxl.worksheet._read_only import ReadOnlyWorksheet
+
+from bulkusers.cells import cell_text, neutralise, restore
+from bulkusers.columns import build_header, normalise_header, show
+from bulkusers.errors import ConfigError, InputError
+from bulkusers.models import Header, Row
+
+__all__ = [
+    "ReadOptions",
+    "Table",
+    "neutralise",
+    "normalise_header",
+    "open_table",
+    "restore",
+]
+
+CSV_SUFFIXES = frozenset({".csv", ".tsv", ".txt"})
+XLSX_SUFFIXES = frozenset({".xlsx", ".xlsm"})
+DELIMITERS = (",", ";", "\t")
+
+# Enough lines to sniff the delimiter and catch a wrong encoding or binary data up front.
+_SAMPLE_BYTES = 64 * 1024
+_ZIP_MAGIC = b"PK\x03\x04"
+# OLE2 compound files: old .xls workbooks, and password-protected .xlsx (Excel encrypts the
+# whole package into one of these).
+_OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+_TEXT_CONTROLS = frozenset("\t\n\r\f\v")
+_BAD_LINE = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+_OPEN_QUOTE = re.compile(r"EOF inside string starting at row (\d+)")
+_DELIMITER_NAMES = {",": "commas", ";": "semicolons", "\t": "tabs"}
+
+
+@dataclass(frozen=True, slots=True)
+class ReadOptions:
+    """How to read an input file: text encoding, CSV delimiter, XLSX sheet, CSV chunk size."""
+
+    encoding: str = "utf-8-sig"
+    delimiter: str | None = None
+    sheet: str | None = None
+    chunk_size: int = 2000
+
+    def __post_init__(self) -> None:
+        if self.chunk_size < 1:
+            raise ConfigError(f"chunk size must be at least 1, not {self.chunk_size}")
+        if self.delimiter is not None and len(_delimiter(self.delimiter)) != 1:
+            raise ConfigError(
+                f"delimiter must be one character (such as , ; or tab), not {self.delimiter!r}"
+            )
+
+
+class Table:
+    """An opened input file: its header, and a way to stream its rows (re-readable)."""
+
+    __slots__ = ("_stream", "header", "path")
+
+    def __init__(self, path: Path, header: Header, stream: Callable[[], Iterator[Row]]) -> None:
+        self.path = path
+        self.header = header
+        self._stream = stream
+
+    def rows(self) -> Iterator[Row]:
+        """Stream the data rows from the start of the file; blank rows are skipped."""
+        return self._stream()
+
+    def __repr__(self) -> str:
+        return f"Table({str(self.path)!r}, columns={self.header.columns!r})"
+
+
+def open_table(path: Path, options: ReadOptions = ReadOptions()) -> Table:
+    """Open an input file, read and check its header, and return it ready to stream rows."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file; check the path and name")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory; give the path of a CSV or XLSX file")
+    suffix = path.suffix.lower()
+    if suffix == ".xls":
+        if _read_sample(path)[0].startswith(_ZIP_MAGIC):
+            raise InputError(f"{path}: is an .xlsx workbook with an .xls name; rename it to .xlsx")
+        raise InputError(f"{path}: old binary Excel format; save it as .xlsx or CSV")
+    if suffix in XLSX_SUFFIXES:
+        return _open_xlsx(path, options)
+    if suffix in CSV_SUFFIXES:
+        return _open_csv(path, options)
+    shown = f"'{suffix}'" if suffix else "no extension"
+    raise InputError(
+        f"{path}: unsupported file type ({shown}); use a .csv, .tsv, .txt, .xlsx or .xlsm file"
+    )
+
+
+def _delimiter(text: str) -> str:
+    """The delimiter meant by an option value; "\\t" and "tab" as typed on a command line."""
+    return "\t" if text in ("\\t", "tab", "TAB") else text
+
+
+def _is_blank(cells: Sequence[str]) -> bool:
+    """True when no cell holds anything but whitespace."""
+    return not any(cell.strip() for cell in cells)
+
+
+def _read_sample(path: Path) -> tuple[bytes, bool]:
+    """The first bytes of a file, and whether they are the whole file."""
+    try:
+        with path.open("rb") as file:
+            sample = file.read(_SAMPLE_BYTES)
+            return sample, not file.read(1)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror}); check its permissions") from exc
+
+
+def _is_unicode_wide(encoding: str) -> bool:
+    """True for UTF-16 and UTF-32, whose text legitimately holds NUL bytes."""
+    return codecs.lookup(encoding).name.startswith(("utf-16", "utf-32"))
+
+
+def _decode_sample(path: Path, sample: bytes, whole: bool, encoding: str) -> str:
+    """Decode the start of a text file, rejecting binary files and the wrong encoding clearly."""
+    try:
+        wide = _is_unicode_wide(encoding)
+    except LookupError:
+        raise InputError(
+            f"unknown encoding {encoding!r}; pass an encoding such as utf-8, cp1252 or latin-1"
+        ) from None
+    if sample.startswith(_ZIP_MAGIC):
+        raise InputError(
+            f"{path}: is a ZIP archive, probably an Excel workbook; give it the .xlsx extension"
+        )
+    if sample.startswith(_OLE2_MAGIC):
+        raise InputError(
+            f"{path}: is a binary Office file (old .xls, or a password-protected workbook); "
+            "save it as .xlsx or CSV without a password"
+        )
+    if not wide and sample.startswith(_UTF16_BOMS):
+        raise InputError(f"{path}: is UTF-16 text; pass --encoding utf-16")
+    if not wide and b"\x00" in sample:
+        raise InputError(f"{path}: is a binary file, not CSV text; export the data as CSV or XLSX")
+    try:
+        text = codecs.getincrementaldecoder(encoding)().decode(sample, final=whole)
+    except UnicodeDecodeError as exc:
+        line = sample[: exc.start].count(b"\n") + 1
+        raise InputError(_encoding_message(path, encoding, line)) from None
+    controls = sum(char < " " and char not in _TEXT_CONTROLS for char in text)
+    # A handful of stray control characters happens in exported text; many means binary.
+    if controls > max(8, len(text) // 100):
+        raise InputError(f"{path}: is a binary file, not CSV text; export the data as CSV or XLSX")
+    return text
+
+
+def _encoding_message(path: Path, encoding: str, line: int | None) -> str:
+    """One line saying the file is not in ``encoding``, and which option fixes it."""
+    where = f" (line {line})" if line else ""
+    hint = "pass --encoding cp1252 (or the file's encoding)"
+    if codecs.lookup(encoding).name == "cp1252":
+        hint = "pass --encoding with the file's real encoding (such as utf-8 or latin-1)"
+    return f"{path}: not valid {encoding} text{where}; {hint}"
+
+
+def _complete_lines(text: str, whole: bool) -> str:
+    """The sample without its last, possibly cut, line."""
+    if whole:
+        return text
+    cut = max(text.rfind("\n"), text.rfind("\r"))
+    return text[:cut] if cut > 0 else text
+
+
+def _sniff_delimiter(text: str) -> str:
+    """Pick among , ; and tab the delimiter giving every non-blank line the same width (> 1)."""
+    widths: dict[str, list[int]] = {}
+    for candidate in DELIMITERS:
+        records = csv.reader(io.StringIO(text), delimiter=candidate, strict=False)
+        widths[candidate] = [len(record) for record in records if not _is_blank(record)]
+    consistent = [
+        candidate for candidate, seen in widths.items() if seen and seen[0] > 1
+        and all(width == seen[0] for width in seen)
+    ]
+    if consistent:
+        return max(consistent, key=lambda candidate: widths[candidate][0])
+    # Ragged data: trust the header line, which the parser will then hold each row to.
+    best = max(DELIMITERS, key=lambda candidate: (widths[candidate] or [0])[0])
+    return best if (widths[best] or [0])[0] > 1 else ","
+
+
+def _csv_header(path: Path, encoding: str, delimiter: str) -> tuple[int, list[str]]:
+    """The header record's number (1-based, as pandas counts records) and its cells."""
+    try:
+        with path.open(encoding=encoding, newline="") as file:
+            for number, record in enumerate(csv.reader(file, delimiter=delimiter), start=1):
+                if not _is_blank(record):
+                    return number, record
+    except UnicodeDecodeError:
+        raise InputError(_encoding_message(path, encoding, None)) from None
+    except csv.Error as exc:
+        raise InputError(f"{path}: cannot read the header ({exc}); check the file") from exc
+    raise InputError(f"{path}: has only blank lines; it needs a header line naming the columns")
+
+
+def _open_csv(path: Path, options: ReadOptions) -> Table:
+    """Open a CSV, TSV or TXT file: check it is text, find the delimiter, read the header."""
+    sample, whole = _read_sample(path)
+    if not sample:
+        raise InputError(f"{path}: is empty; it needs a header line and one row per user")
+    text = _decode_sample(path, sample, whole, options.encoding)
+    if options.delimiter is not None:
+        delimiter = _delimiter(options.delimiter)
+    elif path.suffix.lower() == ".tsv":
+        delimiter = "\t"
+    else:
+        delimiter = _sniff_delimiter(_complete_lines(text, whole))
+    header_number, cells = _csv_header(path, options.encoding, delimiter)
+    cells[0] = cells[0].lstrip("\ufeff")
+    header, skip = build_header(str(path), [restore(cell) for cell in cells])
+    width = len(cells)
+
+    def stream() -> Iterator[Row]:
+        return _csv_rows(path, options, delimiter, width, header_number, skip, len(header.columns))
+
+    return Table(path, header, stream)
+
+
+def _csv_rows(path: Path, options: ReadOptions, delimiter: str, width: int, header_number: int,
+              skip: int, keep: int) -> Iterator[Row]:
+    """Stream a CSV file's data rows in pandas chunks, numbered as a spreadsheet shows them."""
+    number = 0
+    try:
+        # Column names are our own (0..width-1): pandas never sees the header as names, so it
+        # cannot mangle duplicates; blank lines stay so that ``number`` counts every record.
+        with pd.read_csv(
+            path, sep=delimiter, header=None, names=list(range(width)), index_col=False,
+            dtype=str, keep_default_na=False, na_filter=False, skip_blank_lines=False,
+            encoding=options.encoding, engine="c", chunksize=options.chunk_size,
+        ) as reader:
+            for chunk in reader:
+                for record in chunk.itertuples(index=False, name=None):
+                    number += 1
+                    if number <= header_number or _is_blank(record):
+                        continue
+                    values = tuple(restore(cell) for cell in record[skip : skip + keep])
+                    yield Row(number, values)
+    except pd.errors.ParserError as exc:
+        raise InputError(_parser_message(path, str(exc), delimiter)) from exc
+    except UnicodeDecodeError:
+        raise InputError(_encoding_message(path, options.encoding, None)) from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc}); check the file") from exc
+
+
+def _parser_message(path: Path, detail: str, delimiter: str) -> str:
+    """One line naming the line pandas could not parse, and what to do about it."""
+    bad = _BAD_LINE.search(detail)
+    if bad:
+        expected, line, seen = bad.groups()
+        separator = _DELIMITER_NAMES.get(delimiter, repr(delimiter))
+        return (
+            f"{path}: line {line} has {seen} cells but the header has {expected}; put values "
+            f"that contain {separator} in double quotes, or remove the extra cells"
+        )
+    open_quote = _OPEN_QUOTE.search(detail)
+    if open_quote:
+        # pandas counts records from 0, so its row N is spreadsheet row N + 1.
+        row = int(open_quote.group(1)) + 1
+        return (
+            f"{path}: the quoted value starting in row {row} is never closed; add the missing "
+            'closing " or remove the stray one'
+        )
+    reason = " ".join(detail.replace("Error tokenizing data. C error:", "").split())
+    return f"{path}: cannot be parsed as CSV ({reason}); fix the file and run again"
+
+
+def _load_workbook(path: Path) -> Workbook:
+    """Open a workbook read-only with cached values, turning every failure into one line."""
+    try:
+        with path.open("rb") as file:
+            magic = file.read(len(_OLE2_MAGIC))
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror}); check its permissions") from exc
+    if magic.startswith(_OLE2_MAGIC):
+        raise InputError(
+            f"{path}: is password-protected or an old .xls workbook renamed; remove the "
+            "password or save it as .xlsx or CSV"
+        )
+    if not magic:
+        raise InputError(f"{path}: is empty; save the workbook from Excel again")
+    try:
+        return load_workbook(path, read_only=True, data_only=True)
+    except zipfile.BadZipFile:
+        raise InputError(
+            f"{path}: is not an Excel workbook (not a ZIP package); save it as .xlsx or CSV"
+        ) from None
+    except Exception as exc:  # openpyxl reports a damaged package with many unrelated types.
+        raise InputError(
+            f"{path}: the workbook is damaged ({type(exc).__name__}: {exc}); open it in Excel "
+            "and save it as .xlsx again"
+        ) from exc
+
+
+def _worksheet(path: Path, workbook: Workbook, wanted: str | None) -> ReadOnlyWorksheet:
+    """The sheet to read: the one named, else the first worksheet."""
+    names = workbook.sheetnames
+    if wanted is None:
+        sheets = workbook.worksheets
+        if not sheets:
+            raise InputError(f"{path}: the workbook has no worksheet; add one with the users")
+        sheet = sheets[0]
+    else:
+        matches = [name for name in names if name == wanted] or [
+            name for name in names if name.casefold() == wanted.strip().casefold()
+        ]
+        if len(matches) != 1:
+            listed = ", ".join(show(name) for name in names)
+            raise InputError(
+                f"{path}: no sheet named {show(wanted)}; the sheets are {listed}; "
+                "pass --sheet with one of them"
+            )
+        sheet = workbook[matches[0]]
+    if not isinstance(sheet, ReadOnlyWorksheet):
+        raise InputError(f"{path}: sheet {show(sheet.title)} is a chart, not a table of users")
+    # Some writers store a wrong <dimension>; without it openpyxl reads up to the last real row.
+    sheet.reset_dimensions()
+    return sheet
+
+
+def _cell_text(cell: Any) -> str:
+    """A read-only cell's text; its number format is looked up only for numbers, which use it."""
+    value = cell.value
+    if type(value) is str:
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return cell_text(value, cell.number_format)
+    return cell_text(value)
+
+
+_Records = Generator[tuple[int, list[str]], None, None]
+
+
+def _sheet_records(path: Path, sheet: ReadOnlyWorksheet) -> _Records:
+    """Every row of a sheet as (row number, cell texts), including blank rows."""
+    # The stubs bind iter_rows to Worksheet only, though ReadOnlyWorksheet shares it.
+    rows: Iterator[tuple[Any, ...]] = sheet.iter_rows(values_only=False)  # type: ignore[misc]
+    number = 0
+    try:
+        for number, cells in enumerate(rows, start=1):
+            yield number, [_cell_text(cell) for cell in cells]
+    except Exception as exc:  # A damaged sheet fails mid-stream with assorted parser errors.
+        raise InputError(
+            f"{path}: sheet {show(sheet.title)} is damaged after row {number} "
+            f"({type(exc).__name__}: {exc}); open it in Excel and save it as .xlsx again"
+        ) from exc
+
+
+def _open_xlsx(path: Path, options: ReadOptions) -> Table:
+    """Open an XLSX or XLSM workbook: pick the sheet and read the header row."""
+    workbook = _load_workbook(path)
+    try:
+        sheet = _worksheet(path, workbook, options.sheet)
+        title = sheet.title
+        records = _sheet_records(path, sheet)
+        found = next((record for record in records if not _is_blank(record[1])), None)
+        records.close()
+    finally:
+        workbook.close()
+    if found is None:
+        raise InputError(
+            f"{path}: sheet {show(title)} is empty; it needs a header row naming the columns"
+        )
+    header_number, cells = found
+    header, skip = build_header(f"{path} [{title}]", [restore(cell) for cell in cells])
+
+    def stream() -> Iterator[Row]:
+        return _xlsx_rows(path, title, header_number, skip, len(header.columns))
+
+    return Table(path, header, stream)
+
+
+def _xlsx_rows(path: Path, title: str, header_number: int, skip: int, keep: int) -> Iterator[Row]:
+    """Stream a sheet's data rows, numbered as Excel numbers them; closes the workbook."""
+    workbook = _load_workbook(path)
+    records: _Records | None = None
+    try:
+        records = _sheet_records(path, _worksheet(path, workbook, title))
+        for number, cells in records:
+            if number <= header_number or _is_blank(cells):
+                continue
+            values = [restore(cell) for cell in cells[skip : skip + keep]]
+            values.extend([""] * (keep - len(values)))
+            yield Row(number, tuple(values))
+    finally:
+        # Close the sheet's XML stream before the archive that holds it.
+        if records is not None:
+            records.close()
+        workbook.close()
