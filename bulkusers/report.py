@@ -15,6 +15,7 @@ from bulkusers.columns import REPORT_COLUMNS
 from bulkusers.models import Header, RowResult, Status
 
 MASK = "***"
+MAX_EXAMPLES = 10
 
 
 def default_report_path(input_path: Path, command: str, directory: Path | None = None,
@@ -95,12 +96,16 @@ class RunSummary:
     interrupted: bool = False
     exit_code: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    #: The first rows that need attention, to show without opening the report.
+    examples: list[RowResult] = field(default_factory=list)
 
     def add(self, result: RowResult) -> None:
         """Count one finished row."""
         self.counts[result.status.value] += 1
         if result.needs_attention:
             self.needs_attention += 1
+            if len(self.examples) < MAX_EXAMPLES:
+                self.examples.append(result)
 
     @property
     def done(self) -> int:

@@ -36,7 +36,9 @@ class Console:
 
     def __init__(self, *, quiet: bool) -> None:
         self.quiet = quiet
-        self._rich = RichConsole(stderr=True, highlight=False)
+        # Logs and cron mail are read in wide windows: don't wrap at 80 off a terminal.
+        width = None if sys.stderr.isatty() else 120
+        self._rich = RichConsole(stderr=True, highlight=False, width=width)
 
     @property
     def interactive(self) -> bool:
@@ -61,14 +63,14 @@ class Console:
         """Counts per status, speed, and where the report is."""
         if self.quiet:
             return
-        table = Table(title=f"bulkusers {summary.command}: {summary.done} of "
-                            f"{summary.total_rows} rows", title_justify="left",
-                      show_header=False, box=None, padding=(0, 2))
+        self._rich.print(f"\n[bold]bulkusers {summary.command}[/]: {summary.done} of "
+                         f"{summary.total_rows} rows have an outcome")
+        table = Table(show_header=False, box=None, padding=(0, 2))
         for status in Status:
             count = summary.counts.get(status.value, 0)
             if count:
                 style = STATUS_STYLES[status]
-                table.add_row(f"[{style}]{status.value}[/]", str(count))
+                table.add_row(f"  [{style}]{status.value}[/]", str(count))
         self._rich.print(table)
         self._rich.print(f"{summary.seconds:.1f} s, {summary.rows_per_second:.0f} rows/s, "
                          f"{summary.requests} requests ({summary.retries} retries)")
@@ -81,9 +83,19 @@ class Console:
             self._rich.print("[bold yellow]interrupted:[/] rows not sent are marked "
                              "not_attempted in the report")
         if summary.needs_attention:
-            self._rich.print(f"[yellow]{summary.needs_attention} rows need attention:[/] see "
-                             "the error column of the report; a copy of the report filtered "
-                             "to those rows is valid input for the next run")
+            self._rich.print(f"[yellow]{summary.needs_attention} rows need attention[/] (the "
+                             "report's error column says why; a copy of the report filtered "
+                             "to those rows is valid input for the next run):")
+            examples = Table(box=None, padding=(0, 2), show_edge=False)
+            for column in ("row", "email", "status", "why"):
+                examples.add_column(column, overflow="fold")
+            for result in summary.examples:
+                examples.add_row(str(result.row.number), _escape(result.email),
+                                 result.status.value, _escape(result.error))
+            self._rich.print(examples)
+            if summary.needs_attention > len(summary.examples):
+                self._rich.print(f"  ... and {summary.needs_attention - len(summary.examples)}"
+                                 " more in the report")
 
     def emulator_ready(self, url: str, admin_email: str, fixed_token: bool) -> None:
         """Tell the user how to reach a running emulator."""
@@ -106,7 +118,7 @@ class Console:
             "reason in the report's error column, and were never sent.\n"
             "Next:\n"
             "  bulkusers emulator --port 30845 --token secret-token --groups "
-            f"{','.join(outcome.groups)}   # a rehearsal server\n"
+            f"'{','.join(outcome.groups)}'   # a rehearsal server\n"
             "  bulkusers import samples/hr_users.csv --url http://127.0.0.1:30845 "
             "--token secret-token\n"
             "  bulkusers import --help")

@@ -1,0 +1,140 @@
+"""Build the emulator application from settings and run it on a local port.
+
+`create_app` wires the store, the faults and the request log into an aiohttp application;
+`running_emulator` serves it for the length of an ``async with`` (tests, the demo) and
+`serve_forever` until cancelled (the ``bulkusers emulator`` command).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from aiohttp import web
+
+from bulkusers.emulator.app import (
+    FAULTS,
+    LOGIN_PATH,
+    REQUESTS,
+    STORE,
+    auth_middleware,
+    routes,
+)
+from bulkusers.emulator.faults import (
+    Faults,
+    RequestRecord,
+    error_middleware,
+    request_log_middleware,
+)
+from bulkusers.emulator.store import Store, UserRecord, hash_password, iso
+
+_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_FIRST = ("Olivia", "Liam", "Emma", "Noah", "Ava", "Elijah", "Sophia", "Lucas", "Mia", "Mateo",
+          "Amelia", "Hiroshi", "Aisha", "Chen", "Fatima", "Lars", "Ingrid", "José", "Zoë", "Ravi")
+_LAST = ("Smith", "Johnson", "García", "Müller", "Rossi", "Nguyen", "Kowalski", "Okafor", "Silva",
+         "Tanaka", "Dubois", "O'Brien", "Jensen", "Patel", "Kim", "Novak", "Haddad", "Larsen")
+
+
+@dataclass(frozen=True, slots=True)
+class EmulatorSettings:
+    """What the emulator starts with: credentials, seeded directory and fault knobs."""
+
+    token: str | None = None  # fixed Bearer token accepted as the super admin
+    admin_email: str = "admin@example.com"
+    admin_password: str = "Admin-Pass-1"
+    users: int = 0  # generated viewers, user0001@example.com onwards
+    groups: tuple[str, ...] = ()  # extra groups besides the built-in ones
+    latency_ms: float = 0.0
+    error_rate: float = 0.0  # fraction of requests answered 503
+    max_inflight: int | None = None  # requests beyond this many in flight get 429
+    retry_after_s: float = 1.0  # Retry-After of those 429 answers
+    seed: int = 0
+
+
+def seed_store(store: Store, settings: EmulatorSettings) -> UserRecord:
+    """Fill a fresh store: the super user, the extra groups, the generated users; return super."""
+    admin = UserRecord(store.new_id(), settings.admin_email, "admin",
+                       store.role_ids["super"], store.tenant_id, store.now(), "System",
+                       "Administrator", password_hash=hash_password(settings.admin_password),
+                       active=True)
+    store.insert_user(admin)
+    extra = [g.id for g in store.create_groups([{"name": name} for name in settings.groups])]
+    # Generated users look like a lived-in directory: activated (no known password), created
+    # over a year, most with a last login, some in one or two of the extra groups.
+    rng = random.Random(settings.seed)
+    viewer = store.role_ids["consumer"]
+    start = datetime(2023, 1, 2, 8, 0, tzinfo=UTC)
+    for n in range(1, settings.users + 1):
+        created = start + timedelta(minutes=rng.randrange(525_600))
+        login = created + timedelta(hours=rng.randrange(1, 9000))
+        email = f"user{n:04d}@example.com"
+        store.insert_user(UserRecord(
+            store.new_id(), email, email, viewer, store.tenant_id, iso(created),
+            rng.choice(_FIRST), rng.choice(_LAST),
+            groups=rng.sample(extra, rng.randint(0, min(2, len(extra)))), active=True,
+            last_login=iso(login) if rng.random() < 0.8 else None, last_updated=iso(created)))
+    return admin
+
+
+def create_app(settings: EmulatorSettings | None = None) -> web.Application:
+    """An aiohttp application emulating Sisense, seeded and faulted as `settings` say."""
+    settings = settings or EmulatorSettings()
+    store = Store(seed=settings.seed)
+    admin = seed_store(store, settings)
+    if settings.token is not None:
+        store.issue_token(admin.id, fixed=settings.token)
+    faults = Faults(latency_ms=settings.latency_ms, error_rate=settings.error_rate,
+                    max_inflight=settings.max_inflight, retry_after_s=settings.retry_after_s,
+                    seed=settings.seed)
+    requests: list[RequestRecord] = []
+    # Outermost first: the log sees every final status, faults hit before authentication.
+    app = web.Application(middlewares=[request_log_middleware(requests), error_middleware,
+                                       faults.middleware, auth_middleware])
+    app[STORE], app[FAULTS], app[REQUESTS] = store, faults, requests
+    app.add_routes(routes)
+    return app
+
+
+@dataclass
+class Emulator:
+    """A running emulator: its base URL and live handles on its state."""
+
+    url: str
+    app: web.Application
+    store: Store
+    faults: Faults
+    requests: list[RequestRecord]
+
+    def writes(self) -> list[RequestRecord]:
+        """The write requests received so far (POST, PUT, PATCH, DELETE), login excluded."""
+        return [r for r in self.requests if r.method in _WRITE_METHODS and r.path != LOGIN_PATH]
+
+
+@asynccontextmanager
+async def running_emulator(settings: EmulatorSettings | None = None, host: str = "127.0.0.1",
+                           port: int = 0) -> AsyncIterator[Emulator]:
+    """Serve the emulator on host:port (0 picks a free port) for the body of the block."""
+    app = create_app(settings)
+    # A short shutdown grace: tests end with clients gone, and a stuck one must not stall them.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        bound_port = runner.addresses[0][1]
+        shown = f"[{host}]" if ":" in host else host
+        yield Emulator(f"http://{shown}:{bound_port}", app, app[STORE], app[FAULTS],
+                       app[REQUESTS])
+    finally:
+        await runner.cleanup()
+
+
+async def serve_forever(settings: EmulatorSettings, host: str, port: int,
+                        on_ready: Callable[[str], None]) -> None:
+    """Serve the emulator until cancelled, calling `on_ready(url)` once it listens."""
+    async with running_emulator(settings, host, port) as emulator:
+        on_ready(emulator.url)
+        await asyncio.Event().wait()  # only cancellation ends this

@@ -1,0 +1,135 @@
+"""Shared fixtures: an emulator on a loopback port in a background thread, and a CLI runner."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from bulkusers.cli import cli
+from bulkusers.emulator import Emulator, EmulatorSettings, running_emulator
+
+TOKEN = "test-token-5f1e"
+GROUPS = ("Finance", "Sales", "Engineering", "Marketing", "Human Resources", "Operations",
+          "Customer Success", "Leadership")
+
+
+class EmulatorThread:
+    """An emulator serving from its own event loop in a thread, so sync CLI tests can use it."""
+
+    def __init__(self, settings: EmulatorSettings) -> None:
+        self._settings = settings
+        self._ready: Future[Emulator] = Future()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        try:
+            async with running_emulator(self._settings) as emulator:
+                self._ready.set_result(emulator)
+                await self._stop.wait()
+        except BaseException as exc:  # surface start-up failures in the test, not the thread
+            if not self._ready.done():
+                self._ready.set_exception(exc)
+            raise
+
+    def start(self) -> Emulator:
+        """Start serving; the running emulator (url, store, faults, request log)."""
+        self._thread.start()
+        return self._ready.result(timeout=10)
+
+    def call(self, func: Callable[[], Any]) -> Any:
+        """Run func on the emulator's loop (for changing faults while it serves)."""
+        assert self._loop is not None
+        done: Future[Any] = Future()
+
+        def run() -> None:
+            try:
+                done.set_result(func())
+            except Exception as exc:
+                done.set_exception(exc)
+
+        self._loop.call_soon_threadsafe(run)
+        return done.result(timeout=10)
+
+    def stop(self) -> None:
+        """Stop serving and join the thread."""
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=10)
+
+
+@dataclass
+class Served:
+    """A running emulator plus the thread hosting it."""
+
+    emulator: Emulator
+    host: EmulatorThread
+
+    @property
+    def url(self) -> str:
+        """Base URL of the emulator."""
+        return self.emulator.url
+
+
+def serve(settings: EmulatorSettings) -> Iterator[Served]:
+    """Run an emulator for the duration of a fixture."""
+    host = EmulatorThread(settings)
+    emulator = host.start()
+    try:
+        yield Served(emulator, host)
+    finally:
+        host.stop()
+
+
+@pytest.fixture
+def served() -> Iterator[Served]:
+    """An emulator with the HR groups and a fixed token, in a thread."""
+    yield from serve(EmulatorSettings(token=TOKEN, groups=GROUPS))
+
+
+@pytest.fixture
+def run_cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..., Result]:
+    """Invoke the CLI in-process from tmp_path, with no SISENSE_* variables leaking in."""
+    for name in ("SISENSE_URL", "SISENSE_TOKEN", "SISENSE_USERNAME", "SISENSE_PASSWORD",
+                 "SISENSE_API_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+
+    def invoke(*args: str, input: str | None = None) -> Result:
+        runner = CliRunner()
+        return runner.invoke(cli, list(args), input=input, catch_exceptions=False)
+
+    return invoke
+
+
+def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[str]]) -> Path:
+    """Write a small UTF-8 CSV input file."""
+    import csv
+
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def read_report(path: Path) -> list[dict[str, str]]:
+    """A report's lines as dicts (BOM handled)."""
+    import csv
+
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        return list(csv.DictReader(handle))
