@@ -1,0 +1,168 @@
+"""The command line as a user meets it: exit codes, one-line errors, nothing sent on bad input."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import Result
+
+from tests.conftest import TOKEN, Served, read_report, write_csv
+
+RunCli = Callable[..., Result]
+HEADER = ("Email", "Role", "Groups")
+ROWS = [["ann@acme.example", "viewer", "Sales"], ["bob@acme.example", "designer", "Finance"]]
+
+
+def one_error_line(result: Result) -> str:
+    """The single error line of a failed command (and proof there is no traceback)."""
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("bulkusers: error")]
+    assert len(errors) == 1, result.output
+    return errors[0]
+
+
+def test_missing_email_column_exits_2_and_sends_nothing(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """A file without an email column: one line naming the columns found, exit 2, no request."""
+    source = write_csv(tmp_path / "hr.csv", ("Name", "Role"), [["Ann", "viewer"]])
+    result = run_cli("import", str(source), "--url", served.url, "--token", TOKEN)
+    assert result.exit_code == 2
+    assert "email" in one_error_line(result).lower()
+    assert served.emulator.requests == []
+
+
+def test_missing_file_exits_2(run_cli: RunCli, tmp_path: Path) -> None:
+    """A path that does not exist is one clear line and exit 2."""
+    result = run_cli("import", str(tmp_path / "nope.csv"), "--url", "http://127.0.0.1:9",
+                     "--token", "x")
+    assert result.exit_code == 2
+    assert "nope.csv" in one_error_line(result)
+
+
+def test_missing_credentials_exit_2(run_cli: RunCli, tmp_path: Path) -> None:
+    """No token and no username: exit 2 with the options and variables to use."""
+    source = write_csv(tmp_path / "hr.csv", HEADER, ROWS)
+    result = run_cli("import", str(source), "--url", "http://127.0.0.1:9")
+    assert result.exit_code == 2
+    assert "SISENSE_TOKEN" in one_error_line(result)
+
+
+def test_bad_url_exits_2(run_cli: RunCli, tmp_path: Path) -> None:
+    """A URL without a scheme is refused before anything is sent."""
+    source = write_csv(tmp_path / "hr.csv", HEADER, ROWS)
+    result = run_cli("import", str(source), "--url", "sisense.example.com", "--token", "x")
+    assert result.exit_code == 2
+    assert "http" in one_error_line(result)
+
+
+def test_refused_token_aborts_with_exit_3_and_writes_nothing(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """A wrong token stops the run at the first request: exit 3, no write, token not shown."""
+    source = write_csv(tmp_path / "hr.csv", HEADER, ROWS)
+    result = run_cli("import", str(source), "--url", served.url, "--token", "wrong-tok3n")
+    assert result.exit_code == 3
+    line = one_error_line(result)
+    assert "401" in line
+    assert "wrong-tok3n" not in result.output
+    assert served.emulator.writes() == []
+
+
+def test_unreachable_server_exits_3(run_cli: RunCli, tmp_path: Path) -> None:
+    """A closed port: one line naming the address, exit 3."""
+    source = write_csv(tmp_path / "hr.csv", HEADER, ROWS)
+    result = run_cli("import", str(source), "--url", "http://127.0.0.1:9", "--token", "x",
+                     "--retries", "0")
+    assert result.exit_code == 3
+    assert "127.0.0.1:9" in one_error_line(result)
+
+
+def test_username_and_password_login_works(served: Served, run_cli: RunCli,
+                                           tmp_path: Path) -> None:
+    """--username/--password log in at /api/v1/authentication/login and import the rows."""
+    source = write_csv(tmp_path / "hr.csv", HEADER, ROWS)
+    report = tmp_path / "r.csv"
+    result = run_cli("import", str(source), "--url", served.url, "--username",
+                     "admin@example.com", "--password", "Admin-Pass-1", "--report", str(report))
+    assert result.exit_code == 0, result.output
+    assert {line["status"] for line in read_report(report)} == {"created"}
+    assert "Admin-Pass-1" not in result.output
+
+
+def test_environment_variables_supply_the_connection(
+        served: Served, run_cli: RunCli, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """SISENSE_URL and SISENSE_TOKEN work in place of --url and --token (cron style)."""
+    source = write_csv(tmp_path / "hr.csv", HEADER, ROWS)
+    monkeypatch.setenv("SISENSE_URL", served.url)
+    monkeypatch.setenv("SISENSE_TOKEN", TOKEN)
+    result = run_cli("import", str(source), "--quiet", "--report", str(tmp_path / "r.csv"))
+    assert result.exit_code == 0, result.output
+    assert result.output == ""  # --quiet: the exit code tells the outcome
+    assert served.emulator.store.user_by_email("bob@acme.example") is not None
+
+
+def test_summary_names_the_report_and_the_counts(served: Served, run_cli: RunCli,
+                                                 tmp_path: Path) -> None:
+    """Without --quiet the summary on stderr shows counts per status and the report path."""
+    source = write_csv(tmp_path / "hr.csv", HEADER, [*ROWS, ["bad", "viewer", ""]])
+    report = tmp_path / "r.csv"
+    result = run_cli("import", str(source), "--url", served.url, "--token", TOKEN, "--report",
+                     str(report))
+    assert result.exit_code == 1
+    assert re.search(r"created\s+2", result.output)
+    assert re.search(r"skipped\s+1", result.output)
+    assert str(report) in result.output.replace("\n", "")
+
+
+def test_demo_runs_end_to_end(run_cli: RunCli, tmp_path: Path) -> None:
+    """`bulkusers demo` imports the sample into its own emulator and explains the outcome."""
+    result = run_cli("demo", "--latency-ms", "0")
+    assert result.exit_code == 0, result.output
+    assert re.search(r"created\s+314", result.output)
+    assert "malformed email" in result.output
+    assert len(list(tmp_path.glob("hr_users.import.*.report.csv"))) == 1
+
+
+@pytest.fixture
+def emulator_process(tmp_path: Path) -> Iterator[str]:
+    """`bulkusers emulator` as a separate process on a free port; yields its URL."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SISENSE_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bulkusers", "emulator", "--port", "0", "--token", TOKEN,
+         "--groups", "Sales,Finance"],
+        stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        match = re.search(r"http://127\.0\.0\.1:\d+", line)
+        assert match, line
+        yield match.group(0)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_separate_processes_import_then_reimport(emulator_process: str, tmp_path: Path) -> None:
+    """As an admin would: emulator and import as two processes; exit 1 with bad rows, then
+    a re-run creates nothing."""
+    source = write_csv(tmp_path / "hr.csv", HEADER, [*ROWS, ["x@", "viewer", "Sales"]])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SISENSE_")}
+    command = [sys.executable, "-m", "bulkusers", "import", str(source), "--url",
+               emulator_process, "--token", TOKEN]
+    first = subprocess.run([*command, "--report", str(tmp_path / "1.csv")], env=env,
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert first.returncode == 1, first.stderr
+    assert [line["status"] for line in read_report(tmp_path / "1.csv")].count("created") == 2
+    second = subprocess.run([*command, "--report", str(tmp_path / "2.csv")], env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert second.returncode == 1  # the bad row is still bad
+    statuses = [line["status"] for line in read_report(tmp_path / "2.csv")]
+    assert statuses.count("created") == 0
+    assert statuses.count("skipped") == 3
+    assert "Traceback" not in first.stderr + second.stderr
