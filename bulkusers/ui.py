@@ -136,9 +136,9 @@ class ProgressObserver:
     def __enter__(self) -> ProgressObserver:
         if self._console.interactive:
             self._progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]:>6.0f} rows/s"),
-                TextColumn("[red]{task.fields[failures]} need attention"),
+                TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]:>5.0f} rows/s"),
+                TextColumn("[red]{task.fields[failures]} problems"),
                 TimeElapsedColumn(), console=self._console.rich, transient=True)
             self._progress.start()
         return self
