@@ -18,8 +18,8 @@ from pathlib import Path
 
 from bulkusers.config import RetryPolicy, build_connection
 from bulkusers.emulator import EmulatorSettings, running_emulator
-from bulkusers.jobs import RunSettings, run_import
-from bulkusers.operations import ImportOptions
+from bulkusers.jobs import RunSettings, run_command
+from bulkusers.operations import PlanOptions
 
 TOKEN = "benchmark-token"
 GROUPS = ("Finance", "Sales", "Engineering")
@@ -44,7 +44,7 @@ async def measure(source: Path, report: Path, concurrency: int, latency_ms: floa
         run = RunSettings(input_path=source, report_path=report, concurrency=concurrency,
                           handle_sigint=False)
         started = time.perf_counter()
-        summary = await run_import(run, connection, RetryPolicy(), ImportOptions())
+        summary = await run_command("import", run, connection, RetryPolicy(), PlanOptions())
         seconds = time.perf_counter() - started
         created = summary.counts.get("created", 0)
         if created != summary.total_rows:

@@ -14,12 +14,11 @@ from typing import Any, TypeVar
 import click
 
 from bulkusers import __version__
-from bulkusers.config import Connection, RetryPolicy, build_connection
+from bulkusers.config import RetryPolicy, build_connection
 from bulkusers.errors import BulkUsersError
-from bulkusers.jobs import RunSettings, run_import
-from bulkusers.operations import ImportOptions
+from bulkusers.jobs import Command, RunSettings, run_command
+from bulkusers.operations import GroupsMode, OnExisting, PlanOptions
 from bulkusers.readers import ReadOptions
-from bulkusers.report import RunSummary
 from bulkusers.ui import Console, ProgressObserver
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -27,7 +26,7 @@ EXIT_USAGE = 2
 
 
 def connection_options(func: F) -> F:
-    """Add --url and the credential options (each also read from its SISENSE_* variable)."""
+    """Add --url, the credential options (each also read from its SISENSE_* variable), --api."""
     options = [
         click.option("--url", envvar="SISENSE_URL", metavar="URL",
                      help="Sisense address, e.g. https://sisense.example.com "
@@ -38,6 +37,12 @@ def connection_options(func: F) -> F:
                      help="admin username or email for login [env SISENSE_USERNAME]"),
         click.option("--password", envvar="SISENSE_PASSWORD", metavar="PASSWORD",
                      help="password for --username [env SISENSE_PASSWORD]"),
+        click.option("--api", type=click.Choice(["v1", "legacy"]), default="v1",
+                     show_default=True,
+                     help="REST v1 (/api/v1), or the legacy v0.9 API (/api) of old servers"),
+        click.option("--api-secret", envvar="SISENSE_API_SECRET", metavar="SECRET",
+                     help="legacy only: the REST API secret that signs the pre-6.5 x-api-key "
+                          "JWT (with --username/--password) [env SISENSE_API_SECRET]"),
         click.option("--retries", type=click.IntRange(0, 20), default=4, show_default=True,
                      help="retries per request on connection errors, timeouts, 429 and 5xx"),
         click.option("--timeout", type=click.FloatRange(1, 3600), default=60.0,
@@ -49,7 +54,7 @@ def connection_options(func: F) -> F:
 
 
 def input_options(func: F) -> F:
-    """Add the options that say how to read the input file."""
+    """Add the options that say how to read the input file and report on it."""
     options = [
         click.argument("file", type=click.Path(path_type=Path)),
         click.option("--encoding", default="utf-8-sig", show_default=True,
@@ -59,20 +64,18 @@ def input_options(func: F) -> F:
         click.option("--sheet", default=None, help="XLSX sheet name (default: the first)"),
         click.option("--report", "report_path", type=click.Path(path_type=Path),
                      default=None, help="report CSV path (default: a new file named after "
-                                        "the input and the time, never overwriting)"),
+                                        "the input, the command and the time)"),
         click.option("--concurrency", type=click.IntRange(1, 64), default=8,
                      show_default=True, help="requests in flight at once"),
+        click.option("--batch-size", type=click.IntRange(1, 1000), default=50,
+                     show_default=True,
+                     help="users per bulk create or bulk delete request (1: one per user)"),
         click.option("--quiet", "-q", is_flag=True, help="no progress bar or summary; "
                                                           "the exit code tells the outcome"),
     ]
     for option in reversed(options):
         func = option(func)
     return func
-
-
-def _connection(url: str | None, token: str | None, username: str | None,
-                password: str | None) -> Connection:
-    return build_connection(url=url, token=token, username=username, password=password)
 
 
 def _policy(retries: int, timeout: float) -> RetryPolicy:
@@ -87,6 +90,15 @@ def _read_options(encoding: str, delimiter: str | None, sheet: str | None) -> Re
 T = TypeVar("T")
 
 
+def _guard(console: Console, build: Callable[[], T]) -> T:
+    """Build a value from options; a BulkUsersError becomes one line and its exit code."""
+    try:
+        return build()
+    except BulkUsersError as exc:
+        console.error(str(exc))
+        sys.exit(exc.exit_code)
+
+
 def _run(console: Console, coroutine: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine; turn our errors into one line and an exit code, never a traceback."""
     try:
@@ -99,61 +111,138 @@ def _run(console: Console, coroutine: Coroutine[Any, Any, T]) -> T:
         sys.exit(130)
 
 
-def _finish(console: Console, summary: RunSummary) -> None:
+LABELS = {"import": "Importing", "update": "Updating", "deactivate": "Deactivating",
+          "delete": "Deleting", "reactivate": "Reactivating"}
+
+
+def _write_command(command: Command, params: dict[str, Any], options: PlanOptions) -> None:
+    """Everything a write command does once its own options are read."""
+    console = Console(quiet=params["quiet"])
+    connection = _guard(console, lambda: build_connection(
+        url=params["url"], token=params["token"], username=params["username"],
+        password=params["password"], api=params["api"], api_secret=params["api_secret"]))
+    read = _guard(console, lambda: _read_options(params.get("encoding", "utf-8-sig"),
+                                                 params.get("delimiter"), params.get("sheet")))
+    settings = RunSettings(input_path=params["file"], read=read,
+                           report_path=params["report_path"],
+                           concurrency=params["concurrency"], batch_size=params["batch_size"])
+    observer = ProgressObserver(console, LABELS[command])
+    with observer:
+        summary = _run(console, run_command(command, settings, connection,
+                                            _policy(params["retries"], params["timeout"]),
+                                            options, observer))
     console.summary(summary)
     sys.exit(summary.exit_code if summary.exit_code is not None else 1)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"],
+                               "max_content_width": 100})
 @click.version_option(__version__, prog_name="bulkusers")
 @click.option("--debug", is_flag=True, help="show tracebacks of unexpected errors")
-@click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
-    """Bulk import, export, deactivation and deletion of Sisense users.
+def cli(debug: bool) -> None:
+    """Bulk import, update, export, deactivation and deletion of Sisense users.
 
     Every write command reads a CSV or XLSX file, sends the rows through a pool of concurrent
     requests with retries, and writes a report with one line per input row. Exit codes:
     0 every row ok, 1 some rows failed or were invalid, 2 bad usage or unreadable input
     (nothing sent), 3 run aborted (credentials refused, server unreachable), 130 interrupted.
     """
-    ctx.obj = {"debug": debug}
 
 
-@cli.command("import")
+COLUMNS_HELP = """
+Columns are matched by name, case-insensitively, with common HR aliases: email (required;
+"Work Email", "E-mail"), userName, firstName ("First Name"), lastName ("Surname"), role
+(API name, display name or alias: viewer, designer, admin...), groups (names separated by ;
+or |), password (only used when creating), language. A blank cell leaves a field alone;
+the cell (clear) empties it (groups: no groups).
+"""
+
+GROUPS_OPTION = click.option(
+    "--groups", "groups_mode", type=click.Choice(["add", "replace"]), default="add",
+    show_default=True,
+    help="add: the named groups are added to the user's current ones; replace: membership "
+         "becomes exactly the named groups")
+
+
+@cli.command("import", help="Create the users listed in FILE (CSV, TSV or XLSX).\n\n"
+             "Existing users (same email) are skipped unless --on-existing update; invalid "
+             "rows are skipped with the reason and never sent. New users are created in bulk "
+             "requests; a refused batch is retried row by row.\n" + COLUMNS_HELP)
 @input_options
 @connection_options
+@click.option("--on-existing", type=click.Choice(["skip", "update", "fail"]), default="skip",
+              show_default=True, help="what to do with rows whose user already exists")
+@GROUPS_OPTION
 @click.option("--default-role", default=None, metavar="ROLE",
-              help="role for rows whose role cell is blank (e.g. viewer)")
-def import_command(file: Path, encoding: str, delimiter: str | None, sheet: str | None,
-                   report_path: Path | None, concurrency: int, quiet: bool, url: str | None,
-                   token: str | None, username: str | None, password: str | None,
-                   retries: int, timeout: float, default_role: str | None) -> None:
-    """Create the users listed in FILE (CSV, TSV or XLSX).
-
-    Columns are matched by name, case-insensitively, with common HR aliases: email (required;
-    "Work Email", "E-mail"), userName, firstName ("First Name"), lastName ("Surname"),
-    role (API name, display name or alias: viewer, designer, admin...), groups (names
-    separated by ; or |), password, language. Users that already exist are skipped and
-    left unchanged; invalid rows are skipped with the reason and never sent.
-    """
-    console = Console(quiet=quiet)
-    connection = _guard(console, lambda: _connection(url, token, username, password))
-    settings = RunSettings(input_path=file, read=_read_options(encoding, delimiter, sheet),
-                           report_path=report_path, concurrency=concurrency)
-    observer = ProgressObserver(console, "Importing")
-    with observer:
-        summary = _run(console, run_import(settings, connection, _policy(retries, timeout),
-                                           ImportOptions(default_role=default_role),
-                                           observer))
-    _finish(console, summary)
+              help="role for new users whose role cell is blank (e.g. viewer)")
+def import_command(on_existing: OnExisting, groups_mode: GroupsMode,
+                   default_role: str | None, **params: Any) -> None:
+    """Create (or upsert) users."""
+    _write_command("import", params, PlanOptions(default_role=default_role,
+                                                 on_existing=on_existing,
+                                                 groups_mode=groups_mode))
 
 
-def _guard(console: Console, build: Callable[[], T]) -> T:
-    try:
-        return build()
-    except BulkUsersError as exc:
-        console.error(str(exc))
-        sys.exit(exc.exit_code)
+@cli.command("update", help="Update the users listed in FILE, matched by email.\n\n"
+             "Only fields that differ are sent; a user that already matches is 'unchanged'. "
+             "A row whose email matches no user is 'failed'.\n" + COLUMNS_HELP)
+@input_options
+@connection_options
+@GROUPS_OPTION
+def update_command(groups_mode: GroupsMode, **params: Any) -> None:
+    """Update users."""
+    _write_command("update", params, PlanOptions(groups_mode=groups_mode))
+
+
+DEACTIVATE_HELP = """Deactivate the users listed in FILE (an email column), reversibly.
+
+Sisense has no documented 'suspended' switch, so deactivation combines documented
+endpoints: the user's role becomes Viewer (consumer), every group membership is removed, the
+password is replaced by a long random one that nobody knows, and every token the user holds is
+revoked (v1 API). Afterwards the user cannot sign in with a password or use any earlier token,
+and holds no group and no elevated role. Each change is verified from the server's answer.
+
+It does NOT delete the user, free a license seat, or stop sign-in through SSO or Active
+Directory (delete such users instead); with --api legacy tokens cannot be revoked.
+
+The report records each user's previous role and groups: `bulkusers reactivate REPORT` puts
+them back (the password is not restored: the user resets it with 'Forgot password', or an
+admin sets one with `bulkusers update`). The super user and the account running the tool are
+never touched.
+"""
+
+
+@cli.command("deactivate", help=DEACTIVATE_HELP)
+@input_options
+@connection_options
+def deactivate_command(**params: Any) -> None:
+    """Deactivate users."""
+    _write_command("deactivate", params, PlanOptions())
+
+
+@cli.command("reactivate", help="Undo a deactivation: give each user deactivated in REPORT "
+             "(a `bulkusers deactivate` report) its recorded role and groups back.\n\n"
+             "Passwords are not restored: users reset theirs with 'Forgot password'.")
+@click.argument("file", type=click.Path(path_type=Path), metavar="REPORT")
+@click.option("--report", "report_path", type=click.Path(path_type=Path), default=None,
+              help="report CSV path (default: a new file named after REPORT)")
+@click.option("--concurrency", type=click.IntRange(1, 64), default=8, show_default=True)
+@click.option("--quiet", "-q", is_flag=True)
+@connection_options
+def reactivate_command(**params: Any) -> None:
+    """Reactivate users."""
+    _write_command("reactivate", {**params, "batch_size": 1}, PlanOptions())
+
+
+@cli.command("delete", help="Delete the users listed in FILE (an email column).\n\n"
+             "Each user's full record (names, role, groups) is written to the report first, "
+             "so `bulkusers import REPORT` re-creates them (without their passwords). The "
+             "super user and the account running the tool are never deleted.")
+@input_options
+@connection_options
+def delete_command(**params: Any) -> None:
+    """Delete users."""
+    _write_command("delete", params, PlanOptions())
 
 
 @cli.command("emulator")
@@ -172,9 +261,12 @@ def _guard(console: Console, build: Callable[[], T]) -> T:
               help="fraction of requests answered 503")
 @click.option("--max-inflight", type=click.IntRange(1), default=None,
               help="requests beyond N in flight are answered 429 with Retry-After")
+@click.option("--api-secret", default=None,
+              help="accept the legacy x-api-key JWT signed with this REST API secret")
 def emulator_command(host: str, port: int, token: str | None, admin_email: str,
                      admin_password: str, users: int, groups: str, latency_ms: float,
-                     error_rate: float, max_inflight: int | None) -> None:
+                     error_rate: float, max_inflight: int | None,
+                     api_secret: str | None) -> None:
     """Run the Sisense emulator: a local stand-in for rehearsals and tests.
 
     It serves the documented Sisense user, group, role and login endpoints with an
@@ -186,7 +278,8 @@ def emulator_command(host: str, port: int, token: str | None, admin_email: str,
     settings = EmulatorSettings(
         token=token, admin_email=admin_email, admin_password=admin_password, users=users,
         groups=tuple(g.strip() for g in groups.split(",") if g.strip()),
-        latency_ms=latency_ms, error_rate=error_rate, max_inflight=max_inflight)
+        latency_ms=latency_ms, error_rate=error_rate, max_inflight=max_inflight,
+        api_secret=api_secret)
 
     def ready(url: str) -> None:
         console.emulator_ready(url, settings.admin_email, bool(token))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -33,8 +33,6 @@ from bulkusers.errors import (
 )
 
 JSON = Any
-USER_FIELDS = ("_id,email,userName,firstName,lastName,roleId,groups,active,"
-               "preferences,created,lastLogin,lastUpdated")
 
 
 @dataclass(slots=True)
@@ -213,12 +211,11 @@ class SisenseClient:
             raise _error_from(response.status, response.reason or "", raw, method, path,
                               _retry_after(response.headers.get("Retry-After")))
 
-    # -- typed calls -------------------------------------------------------------------------
-
     async def check(self) -> None:
-        """Fail fast with one clear line when the server is unreachable or refuses us."""
+        """Fail fast with one clear line when the server is unreachable, refuses us, or is
+        not Sisense (``GET /api/roles`` exists on every Sisense version)."""
         try:
-            await self.roles()
+            await self.request("GET", "/api/roles")
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ServerUnavailable(f"cannot reach {self.connection.url}: "
                                     f"{describe_network_error(exc)}; check --url and that the "
@@ -231,62 +228,3 @@ class SisenseClient:
                 raise ServerUnavailable(f"{self.connection.url} has no Sisense API "
                                         "(GET /api/roles answered 404); check --url") from None
             raise
-
-    async def roles(self) -> list[dict[str, JSON]]:
-        """Every role (``GET /api/roles``; there is no v1 roles endpoint)."""
-        return _as_list(await self.request("GET", "/api/roles"), "/api/roles")
-
-    async def groups(self) -> list[dict[str, JSON]]:
-        """Every group (``GET /api/v1/groups``)."""
-        return _as_list(await self.request("GET", "/api/v1/groups"), "/api/v1/groups")
-
-    async def iter_users(self, page_size: int = 500,
-                         fields: str = USER_FIELDS) -> AsyncIterator[dict[str, JSON]]:
-        """Every user, paged with ``skip``/``limit`` (never one unbounded request)."""
-        skip = 0
-        seen: set[str] = set()
-        while True:
-            params = {"skip": str(skip), "limit": str(page_size), "fields": fields}
-            page = _as_list(await self.request("GET", "/api/v1/users", params=params),
-                            "/api/v1/users")
-            for user in page:
-                # Some Sisense lists repeat items across pages; never yield one twice.
-                user_id = str(user.get("_id", ""))
-                if user_id not in seen:
-                    seen.add(user_id)
-                    yield user
-            if len(page) < page_size:
-                return
-            skip += page_size
-
-    async def find_user(self, email: str, trace: Trace | None = None) -> dict[str, JSON] | None:
-        """The user with this email (case-insensitive), asked of the server, or None."""
-        found = _as_list(await self.request("GET", "/api/v1/users",
-                                            params={"email": email, "fields": USER_FIELDS},
-                                            trace=trace), "/api/v1/users")
-        wanted = email.casefold()
-        return next((u for u in found if str(u.get("email", "")).casefold() == wanted), None)
-
-    async def create_user(self, payload: Mapping[str, JSON],
-                          trace: Trace | None = None) -> dict[str, JSON]:
-        """Create one user (``POST /api/v1/users``); the created user."""
-        created = await self.request("POST", "/api/v1/users", body=dict(payload), trace=trace)
-        if not isinstance(created, dict):
-            status = trace.http_status if trace and trace.http_status else 0
-            raise ApiError(status, None,
-                           "the create answer carried no user", method="POST",
-                           path="/api/v1/users")
-        return created
-
-    async def create_users(self, payloads: Sequence[Mapping[str, JSON]],
-                           trace: Trace | None = None) -> list[dict[str, JSON]]:
-        """Create users in one all-or-nothing call (``POST /api/v1/users/bulk``)."""
-        created = await self.request("POST", "/api/v1/users/bulk",
-                                     body=[dict(p) for p in payloads], trace=trace)
-        return _as_list(created, "/api/v1/users/bulk")
-
-
-def _as_list(value: JSON, path: str) -> list[dict[str, JSON]]:
-    if not isinstance(value, list):
-        raise ServerUnavailable(f"GET {path} did not answer a list; is --url a Sisense server?")
-    return [item for item in value if isinstance(item, dict)]

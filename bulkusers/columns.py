@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from bulkusers.errors import InputError
 from bulkusers.models import FIELDS, Header
@@ -20,7 +21,12 @@ REPORT_COLUMNS: tuple[str, ...] = (
     "attempts",
     "elapsed_ms",
     "changes",
+    "previous",
 )
+#: Position of ``previous``: a user's state before a run changed or deleted it, as JSON.
+PREVIOUS = REPORT_COLUMNS.index("previous")
+#: Fields a report's ``previous`` can give back, for re-creating users from a delete report.
+RESTORABLE = ("userName", "firstName", "lastName", "role", "groups", "language")
 
 # Keys are names with case, spaces, underscores, hyphens and dots removed. Every alias is a name
 # that only ever means that field: a near miss (Department, Team, User ID) stays unknown and is
@@ -67,9 +73,18 @@ def is_report_header(names: Sequence[str]) -> bool:
     return tuple(name.strip() for name in names[: len(REPORT_COLUMNS)]) == REPORT_COLUMNS
 
 
-def build_header(source: str, names: Sequence[str]) -> tuple[Header, int]:
-    """Map a file's header to fields; return it and how many leading report columns to drop."""
-    skip = len(REPORT_COLUMNS) if is_report_header(names) else 0
+Shaper = Callable[[Sequence[str]], tuple[str, ...]]
+
+
+def build_header(source: str, names: Sequence[str]) -> tuple[Header, Shaper]:
+    """Map a file's header to fields; return it and the function that shapes each record.
+
+    A bulkusers report read back as input drops its own leading columns and keeps the input's;
+    fields the input lacked are filled from the report's ``previous`` column, so that a delete
+    report re-creates its users through ``import``.
+    """
+    is_report = is_report_header(names)
+    skip = len(REPORT_COLUMNS) if is_report else 0
     columns = list(names[skip:])
     # Spreadsheets often carry formatted but empty cells to the right of the real header.
     while columns and not columns[-1].strip():
@@ -89,6 +104,15 @@ def build_header(source: str, names: Sequence[str]) -> tuple[Header, int]:
                 "rename or remove one of them"
             )
         index[field_name] = position
+    if is_report:
+        # The report's own email is the key even when the input named it differently.
+        if "email" not in index:
+            columns.append("email")
+            index["email"] = len(columns) - 1
+        restored = [f for f in RESTORABLE if f not in index]
+        for field_name in restored:
+            columns.append(field_name)
+            index[field_name] = len(columns) - 1
     if "email" not in index:
         named = [show(name) for name in columns if name.strip()]
         found = "found columns " + ", ".join(named) if named else "the header names no columns"
@@ -96,4 +120,61 @@ def build_header(source: str, names: Sequence[str]) -> tuple[Header, int]:
             f"{source}: no email column ({found}); name the column with the users' email "
             f"one of: {', '.join(EMAIL_NAMES)}"
         )
-    return Header(tuple(columns), index, tuple(unknown)), skip
+    header = Header(tuple(columns), index, tuple(unknown))
+    if is_report:
+        return header, _report_shaper(_input_width(names, skip), columns)
+    return header, _plain_shaper(len(columns))
+
+
+def _input_width(names: Sequence[str], skip: int) -> int:
+    """How many of the header's columns come from the original input."""
+    kept = list(names[skip:])
+    while kept and not kept[-1].strip():
+        kept.pop()
+    return len(kept)
+
+
+def _plain_shaper(keep: int) -> Shaper:
+    def shape(cells: Sequence[str]) -> tuple[str, ...]:
+        values = list(cells[:keep])
+        values.extend([""] * (keep - len(values)))
+        return tuple(values)
+
+    return shape
+
+
+def _report_shaper(keep: int, columns: Sequence[str]) -> Shaper:
+    skip = len(REPORT_COLUMNS)
+    extra = columns[keep:]
+
+    def shape(cells: Sequence[str]) -> tuple[str, ...]:
+        values = list(cells[skip : skip + keep])
+        values.extend([""] * (keep - len(values)))
+        previous = _previous(cells[PREVIOUS] if len(cells) > PREVIOUS else "")
+        for name in extra:
+            if name == "email":
+                values.append(cells[1] if len(cells) > 1 else "")
+            else:
+                values.append(previous.get(name, ""))
+        return tuple(values)
+
+    return shape
+
+
+def _previous(text: str) -> dict[str, str]:
+    """The ``previous`` JSON of a report line as field texts (groups joined with '; ')."""
+    if not text.strip():
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    found: dict[str, str] = {}
+    for key, value in data.items():
+        if isinstance(value, list):
+            found[key] = "; ".join(str(v) for v in value)
+        elif value is not None:
+            found[key] = str(value)
+    return found

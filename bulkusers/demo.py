@@ -10,8 +10,8 @@ import bulkusers
 from bulkusers.config import RetryPolicy, build_connection
 from bulkusers.emulator import EmulatorSettings, running_emulator
 from bulkusers.errors import ConfigError
-from bulkusers.jobs import Observer, RunSettings, run_import
-from bulkusers.operations import ImportOptions
+from bulkusers.jobs import Observer, RunSettings, run_command
+from bulkusers.operations import PlanOptions
 from bulkusers.report import RunSummary
 
 #: The groups an HR export of the sample company names; the emulator starts with them.
@@ -47,7 +47,8 @@ async def run_demo(source: Path, *, concurrency: int, latency_ms: float,
         before = len(emulator.store.users)
         connection = build_connection(url=emulator.url, token=token, username=None,
                                       password=None)
-        summary = await run_import(RunSettings(input_path=source, concurrency=concurrency),
-                                   connection, RetryPolicy(), ImportOptions(), observer)
+        summary = await run_command("import",
+                                    RunSettings(input_path=source, concurrency=concurrency),
+                                    connection, RetryPolicy(), PlanOptions(), observer)
         return DemoOutcome(summary=summary, users_before=before,
                            users_after=len(emulator.store.users), groups=DEMO_GROUPS)

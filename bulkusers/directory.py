@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bulkusers.client import SisenseClient
+    from bulkusers.api import UserApi
 
 #: Groups whose membership Sisense computes; bulkusers never writes them.
 BUILTIN_GROUPS = frozenset({"everyone", "all users in system", "admins"})
@@ -65,11 +65,14 @@ class User:
     role_id: str
     group_ids: tuple[str, ...]
     active: bool | None = None
+    language: str = ""
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> User:
         """Build from a v1 user object (unexpanded)."""
         groups = data.get("groups") or []
+        preferences = data.get("preferences")
+        language = preferences.get("language") if isinstance(preferences, dict) else None
         return cls(
             id=str(data.get("_id", "")),
             email=str(data.get("email") or ""),
@@ -79,6 +82,7 @@ class User:
             role_id=str(data.get("roleId") or ""),
             group_ids=tuple(str(g.get("_id") if isinstance(g, dict) else g) for g in groups),
             active=data.get("active") if isinstance(data.get("active"), bool) else None,
+            language=str(language or ""),
         )
 
 
@@ -119,6 +123,7 @@ class Directory:
             self._groups.setdefault(group.id.casefold(), group)
         self._users_by_email: dict[str, User] = {}
         self._users_by_name: dict[str, User] = {}
+        self._users_by_id: dict[str, User] = {}
         for user in users:
             self.remember(user)
 
@@ -157,12 +162,46 @@ class Directory:
         """The existing user with this userName, compared case-insensitively."""
         return self._users_by_name.get(user_name.casefold())
 
+    def user_by_id(self, user_id: str) -> User | None:
+        """The existing user with this id."""
+        return self._users_by_id.get(user_id)
+
+    def users(self) -> Iterable[User]:
+        """Every known user."""
+        return self._users_by_id.values()
+
     def remember(self, user: User) -> None:
-        """Index a user (loaded, or created during this run)."""
+        """Index a user (loaded, created or updated during this run)."""
+        previous = self._users_by_id.get(user.id)
+        if previous is not None:
+            self.forget(previous)
         if user.email:
             self._users_by_email[user.email.casefold()] = user
         if user.user_name:
             self._users_by_name[user.user_name.casefold()] = user
+        if user.id:
+            self._users_by_id[user.id] = user
+
+    def forget(self, user: User) -> None:
+        """Drop a user from the indexes (deleted during this run)."""
+        for index, key in ((self._users_by_email, user.email.casefold()),
+                           (self._users_by_name, user.user_name.casefold()),
+                           (self._users_by_id, user.id)):
+            if index.get(key) is user:
+                del index[key]
+
+    def role_name(self, role_id: str) -> str:
+        """The API name of a role id ("" when unknown)."""
+        role = self.role_by_id(role_id)
+        return role.name if role else ""
+
+    def group_names(self, group_ids: Iterable[str]) -> list[str]:
+        """Names of the given group ids, unknown ids shown as themselves."""
+        names = []
+        for group_id in group_ids:
+            group = self.group_by_id(group_id)
+            names.append(group.name if group else group_id)
+        return names
 
     @property
     def user_count(self) -> int:
@@ -176,14 +215,14 @@ def _close(text: str, candidates: list[str]) -> tuple[str, ...]:
     return tuple(by_key[m] for m in matches)
 
 
-async def load_directory(client: SisenseClient, *, with_users: bool = True,
+async def load_directory(api: UserApi, *, with_users: bool = True,
                          page_size: int = 500) -> Directory:
     """Read roles, groups and (when asked) every user, once, at the start of a run."""
-    roles_raw, groups_raw = await asyncio.gather(client.roles(), client.groups())
+    roles_raw, groups_raw = await asyncio.gather(api.roles(), api.groups())
     roles = [Role(id=str(r.get("_id", "")), name=str(r.get("name") or ""),
                   display_name=str(r.get("displayName") or "")) for r in roles_raw]
     groups = [Group(id=str(g.get("_id", "")), name=str(g.get("name") or "")) for g in groups_raw]
     users: list[User] = []
     if with_users:
-        users = [User.from_api(u) async for u in client.iter_users(page_size=page_size)]
+        users = [User.from_api(u) async for u in api.iter_users(page_size=page_size)]
     return Directory(roles, groups, users)

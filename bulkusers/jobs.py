@@ -1,4 +1,4 @@
-"""Whole runs: read, plan, execute and report one command end to end (no printing)."""
+"""Whole runs: read, plan, execute and report one write command end to end (no printing)."""
 
 from __future__ import annotations
 
@@ -6,23 +6,32 @@ import asyncio
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
+from bulkusers.api import make_api
 from bulkusers.client import SisenseClient
 from bulkusers.config import Connection, RetryPolicy
-from bulkusers.directory import Directory, load_directory
+from bulkusers.directory import load_directory
 from bulkusers.errors import AbortError
-from bulkusers.execution import execute_create
-from bulkusers.models import RowResult, Status
-from bulkusers.operations import CreateTask, ImportOptions, Prescan, plan_create, prescan
-from bulkusers.readers import ReadOptions, Table, open_table
-from bulkusers.report import ReportWriter, RunSummary, default_report_path, summary_path
+from bulkusers.execution import Executor
+from bulkusers.models import Header, Row, RowResult, Status
+from bulkusers.operations import Planner, PlanOptions, Prescan, prescan, protected_users
+from bulkusers.readers import ReadOptions, open_table
+from bulkusers.report import (
+    ReportLine,
+    ReportWriter,
+    RunSummary,
+    default_report_path,
+    read_report,
+    summary_path,
+)
 from bulkusers.runner import Pool
+from bulkusers.tasks import Task, WorkItem, batched, tasks_of
 
-WorkItem = CreateTask | RowResult
+Command = Literal["import", "update", "deactivate", "delete", "reactivate"]
 
 
 class Observer(Protocol):
@@ -47,12 +56,13 @@ class SilentObserver:
 
 @dataclass(frozen=True, slots=True)
 class RunSettings:
-    """What every write command shares: input, report, pool size."""
+    """What every write command shares: input, report, pool and batch sizes."""
 
     input_path: Path
     read: ReadOptions = field(default_factory=ReadOptions)
     report_path: Path | None = None
     concurrency: int = 8
+    batch_size: int = 50
     handle_sigint: bool = True
 
 
@@ -72,33 +82,62 @@ class _Recorder:
             self.observer.row_done(result, self.summary)
 
 
-def open_input(settings: RunSettings) -> Table:
-    """Open the input file or fail with an InputError before anything is sent."""
-    return open_table(settings.input_path, settings.read)
+@dataclass(frozen=True, slots=True)
+class _Input:
+    """A command's input made uniform: a header, re-readable rows, and its row count."""
+
+    header: Header
+    rows: Callable[[], Iterator[Row]]
+    scan: Prescan
 
 
-async def run_import(settings: RunSettings, connection: Connection, policy: RetryPolicy,
-                     options: ImportOptions, observer: Observer | None = None) -> RunSummary:
-    """Create every valid row's user; every row ends in the report with a status."""
-    observer = observer or SilentObserver()
-    table = open_input(settings)
+async def _open_input(command: Command, settings: RunSettings) -> tuple[_Input, list[ReportLine]]:
+    """Read the input (all errors here are InputError: exit 2, nothing sent)."""
+    if command == "reactivate":
+        lines = await asyncio.to_thread(lambda: list(read_report(settings.input_path)))
+        header = Header((), {})
+        return _Input(header, lambda: iter(()), Prescan(total=len(lines))), lines
+    table = open_table(settings.input_path, settings.read)
     scan = await asyncio.to_thread(prescan, table.rows(), table.header)
+    return _Input(table.header, table.rows, scan), []
+
+
+async def run_command(command: Command, settings: RunSettings, connection: Connection,
+                      policy: RetryPolicy, options: PlanOptions,
+                      observer: Observer | None = None) -> RunSummary:
+    """Plan and carry out every row of the input; every row ends in the report."""
+    observer = observer or SilentObserver()
+    source, lines = await _open_input(command, settings)
     async with SisenseClient(connection, policy,
                              max_connections=settings.concurrency) as client:
         await client.check()
-        directory = await load_directory(client)
-        report_path = settings.report_path or default_report_path(settings.input_path, "import")
-        writer = ReportWriter(report_path, table.header,
+        api = make_api(client)
+        directory = await load_directory(api)
+        me = await api.me()
+        planner = Planner(source.header, directory, source.scan, options,
+                          protected_users(directory, me))
+        report_path = settings.report_path or default_report_path(settings.input_path, command)
+        writer = ReportWriter(report_path, source.header,
                               exclusive=settings.report_path is None)
-        summary = RunSummary(command="import", input_file=str(settings.input_path),
-                             report_file=str(report_path), total_rows=scan.total,
-                             options={"concurrency": settings.concurrency,
-                                      "default_role": options.default_role,
-                                      "api": connection.api, "url": connection.url})
+        summary = RunSummary(command=command, input_file=str(settings.input_path),
+                             report_file=str(report_path), total_rows=source.scan.total,
+                             options=_options(connection, settings, options))
         record = _Recorder(writer, summary, observer)
         observer.started(summary)
+
+        def planned() -> Iterator[WorkItem]:
+            items: Iterable[WorkItem]
+            if command == "reactivate":
+                items = (planner.plan_reactivate(line) for line in lines)
+            else:
+                plan = {"import": planner.plan_import, "update": planner.plan_update,
+                        "deactivate": planner.plan_deactivate,
+                        "delete": planner.plan_delete}[command]
+                items = (plan(row) for row in source.rows())
+            return batched(items, settings.batch_size)
+
         try:
-            await _execute_all(table, scan, directory, client, record, settings, options)
+            await _execute(planned(), Executor(api, directory), record, settings)
         finally:
             writer.close()
             summary.requests = client.stats.requests
@@ -108,49 +147,64 @@ async def run_import(settings: RunSettings, connection: Connection, policy: Retr
     return summary
 
 
-async def _execute_all(table: Table, scan: Prescan, directory: Directory, client: SisenseClient,
-                       record: _Recorder, settings: RunSettings, options: ImportOptions) -> None:
+def _options(connection: Connection, settings: RunSettings,
+             options: PlanOptions) -> dict[str, object]:
+    """The run's options for the JSON summary: never a secret."""
+    return {"url": connection.url, "api": connection.api,
+            "concurrency": settings.concurrency, "batch_size": settings.batch_size,
+            "default_role": options.default_role, "on_existing": options.on_existing,
+            "groups": options.groups_mode}
+
+
+async def _execute(items: Iterator[WorkItem], executor: Executor, record: _Recorder,
+                   settings: RunSettings) -> None:
     summary = record.summary
 
-    def planned() -> Iterator[WorkItem]:
-        for row in table.rows():
-            yield plan_create(row, table.header, directory, scan, options)
-
     async def handle(item: WorkItem) -> None:
-        if isinstance(item, RowResult):
-            record(item)
-            return
+        done: set[int] = set()
+
+        def emit(result: RowResult) -> None:
+            done.add(result.row.number)
+            record(result)
+
         try:
-            result = await execute_create(item, client, directory)
+            await executor.run(item, emit)
         except AbortError as exc:
-            record(_not_attempted(item, str(exc)))
+            _unfinished(item, done, record, f"run aborted: {exc}")
             raise
         except asyncio.CancelledError:
-            record(_not_attempted(item, "interrupted while in flight; a re-run checks "
-                                  "whether the user was created"))
+            _unfinished(item, done, record, "interrupted while in flight; a re-run checks "
+                                            "whether it was applied")
             raise
-        record(result)
 
     def unsent(item: WorkItem) -> None:
         if isinstance(item, RowResult):
             record(item)
         elif pool.abort is not None:
-            record(_not_attempted(item, f"run aborted: {pool.abort}"))
+            _unfinished(item, set(), record, f"run aborted: {pool.abort}")
         else:
-            record(_not_attempted(item, "interrupted before it was sent"))
+            _unfinished(item, set(), record, "interrupted before it was sent")
 
     pool: Pool[WorkItem] = Pool(handle, unsent, settings.concurrency)
     with _interrupts(pool, enabled=settings.handle_sigint):
-        await pool.run(planned())
+        await pool.run(items)
     if pool.abort is not None:
         summary.aborted = str(pool.abort)
     else:
         summary.interrupted = pool.interrupted
 
 
-def _not_attempted(task: CreateTask, reason: str) -> RowResult:
-    return RowResult(row=task.row, email=task.email, action="create",
-                     status=Status.NOT_ATTEMPTED, error=reason)
+def _unfinished(item: WorkItem, done: set[int], record: _Recorder, reason: str) -> None:
+    """Report every row of an item that has no outcome yet as ``not_attempted``."""
+    for task in tasks_of(item):
+        if task.row.number not in done:
+            record(_not_attempted(task, reason))
+
+
+def _not_attempted(task: Task, reason: str) -> RowResult:
+    return RowResult(row=task.row, email=task.email, action=task.action,
+                     status=Status.NOT_ATTEMPTED, error=reason,
+                     user_id=getattr(getattr(task, "user", None), "id", ""))
 
 
 @contextlib.contextmanager
@@ -179,4 +233,3 @@ def _interrupts(pool: Pool[WorkItem], *, enabled: bool) -> Iterator[None]:
     finally:
         if installed:
             loop.remove_signal_handler(signal.SIGINT)
-

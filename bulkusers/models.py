@@ -75,6 +75,8 @@ class RowResult:
     attempts: int = 0
     elapsed_ms: float = 0.0
     changes: str = ""
+    #: The user's state before this run changed or deleted it (JSON), so it can be undone.
+    previous: str = ""
 
     @property
     def needs_attention(self) -> bool:

@@ -1,29 +1,49 @@
-"""Per-row planning against the directory (pure), and the thin execution of each plan.
+"""Per-row planning against the directory: pure decisions, nothing is sent here.
 
-Planning decides everything a row will do before anything is sent: an invalid row becomes a
-``skipped`` result with its reason; a valid one becomes a task that names the exact request.
+An invalid row becomes a ``skipped`` result with its reason; a valid one becomes a task that
+names the exact request and a person-readable description of what it changes.
 """
 
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from bulkusers.directory import Directory, Group, Role, Unknown, User
 from bulkusers.models import Header, Row, RowResult, Status
+from bulkusers.report import ReportLine
+from bulkusers.tasks import (
+    CreateTask,
+    DeactivateTask,
+    DeleteTask,
+    UpdateTask,
+    WorkItem,
+    decided,
+    snapshot,
+)
 
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
 GROUP_SEPARATORS = re.compile(r"[;|]")
+#: A cell holding exactly this (any case) empties the field; a blank cell leaves it alone.
+CLEAR = "(clear)"
+#: The role a deactivated user is given: Viewer, the least a Sisense user can hold.
+DEACTIVATED_ROLE = "consumer"
+#: Marks where execution puts a fresh random password; planning stays deterministic.
+NEW_PASSWORD = "<random>"
+
+OnExisting = Literal["skip", "update", "fail"]
+GroupsMode = Literal["add", "replace"]
 
 
 @dataclass(frozen=True, slots=True)
-class ImportOptions:
-    """How ``import`` treats rows: the role for rows with a blank role cell."""
+class PlanOptions:
+    """How rows are turned into tasks."""
 
     default_role: str | None = None
+    on_existing: OnExisting = "skip"
+    groups_mode: GroupsMode = "add"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,21 +79,6 @@ def prescan(rows: Iterable[Row], header: Header) -> Prescan:
     return Prescan(total=total, duplicates=duplicates)
 
 
-@dataclass(frozen=True, slots=True)
-class CreateTask:
-    """Create one user with a fully resolved payload."""
-
-    row: Row
-    email: str
-    payload: Mapping[str, Any]
-    changes: str
-
-
-def skipped(row: Row, email: str, action: str, reason: str) -> RowResult:
-    """An invalid row: reported with its reason, never sent."""
-    return RowResult(row=row, email=email, action=action, status=Status.SKIPPED, error=reason)
-
-
 def split_groups(cell: str) -> list[str]:
     """Group names from a cell separated by ``;`` or ``|``, blanks dropped, order kept."""
     names: list[str] = []
@@ -84,83 +89,322 @@ def split_groups(cell: str) -> list[str]:
     return names
 
 
-def _resolve_role(text: str, directory: Directory) -> Role | str:
-    found = directory.role(text)
-    return found.describe() if isinstance(found, Unknown) else found
+def _is_clear(text: str) -> bool:
+    return text.casefold() == CLEAR
 
 
-def _resolve_groups(cell: str, directory: Directory) -> list[Group] | str:
-    groups: list[Group] = []
-    problems: list[str] = []
-    for name in split_groups(cell):
-        found = directory.group(name)
-        if isinstance(found, Unknown):
-            problems.append(found.describe())
-        elif not found.builtin:
-            # Built-in memberships are computed by Sisense; writing them is refused or ignored.
-            groups.append(found)
-    return "; ".join(problems) if problems else groups
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    """What a row asks for. None: leave alone (blank cell); "" or []: clear it."""
+
+    user_name: str | None
+    first_name: str | None
+    last_name: str | None
+    role: Role | None
+    groups: tuple[Group, ...] | None
+    password: str
+    language: str | None
+    clear_groups: bool = False
 
 
-def plan_create(row: Row, header: Header, directory: Directory, scan: Prescan,
-                options: ImportOptions) -> CreateTask | RowResult:
-    """Validate an import row and plan the user's creation, or say why it is skipped."""
-    action = "create"
-    email = header.value(row, "email")
-    if not email:
-        return skipped(row, email, action, "no email; every row needs one")
-    if not EMAIL_PATTERN.match(email):
-        return skipped(row, email, action, f"malformed email {email!r}")
-    others = scan.other_rows(email, row.number)
-    if others:
-        listed = ", ".join(str(n) for n in others)
-        return skipped(row, email, action,
-                       f"email also on row {listed}; keep one row per user")
-    if directory.user_by_email(email) is not None:
-        existing = directory.user_by_email(email)
-        return RowResult(row=row, email=email, action=action, status=Status.SKIPPED,
-                         user_id=existing.id if existing else "",
-                         changes="none: user already exists")
-    user_name = header.value(row, "userName") or email
-    holder = directory.user_by_name(user_name)
-    if holder is not None:
-        return skipped(row, email, action,
-                       f"userName {user_name!r} is taken by {holder.email}")
-    role_text = header.value(row, "role") or (options.default_role or "")
-    if not role_text:
-        return skipped(row, email, action,
-                       "no role; fill the role column or pass --default-role viewer")
-    role = _resolve_role(role_text, directory)
-    if isinstance(role, str):
-        return skipped(row, email, action, role)
-    groups = _resolve_groups(header.value(row, "groups"), directory)
-    if isinstance(groups, str):
-        return skipped(row, email, action, groups)
-    payload: dict[str, Any] = {"email": email, "userName": user_name, "roleId": role.id,
-                               "groups": [g.id for g in groups]}
-    for field_name in ("firstName", "lastName", "password"):
-        if value := header.value(row, field_name):
-            payload[field_name] = value
-    if language := header.value(row, "language"):
-        payload["preferences"] = {"language": language}
-    changes = f"role {role.name}"
-    if groups:
-        changes += "; groups " + " ".join("+" + g.name for g in groups)
-    return CreateTask(row=row, email=email, payload=payload, changes=changes)
+class Planner:
+    """Turns rows into work items for one command, against one loaded directory."""
+
+    def __init__(self, header: Header, directory: Directory, scan: Prescan,
+                 options: PlanOptions, protected: Mapping[str, str] | None = None) -> None:
+        self.header = header
+        self.directory = directory
+        self.scan = scan
+        self.options = options
+        #: user id -> why it must never be deactivated or deleted
+        self.protected = dict(protected or {})
+
+    # -- shared validation --------------------------------------------------------------------
+
+    def _key_problem(self, row: Row, email: str) -> str:
+        if not email:
+            return "no email; every row needs one"
+        if not EMAIL_PATTERN.match(email):
+            return f"malformed email {email!r}"
+        others = self.scan.other_rows(email, row.number)
+        if others:
+            return f"email also on row {', '.join(map(str, others))}; keep one row per user"
+        return ""
+
+    def _wanted(self, row: Row) -> Wanted | str:
+        value = self.header.value
+        text = {name: value(row, name) for name in
+                ("userName", "firstName", "lastName", "language", "role", "groups")}
+
+        def plain(name: str) -> str | None:
+            cell = text[name]
+            return None if not cell else "" if _is_clear(cell) else cell
+
+        role: Role | None = None
+        if text["role"]:
+            if _is_clear(text["role"]):
+                return f"the role cannot be cleared ({CLEAR}); name a role such as viewer"
+            found = self.directory.role(text["role"])
+            if isinstance(found, Unknown):
+                return found.describe()
+            role = found
+        groups: tuple[Group, ...] | None = None
+        clear_groups = _is_clear(text["groups"])
+        if text["groups"]:
+            if clear_groups:
+                groups = ()
+            else:
+                resolved = self._groups(text["groups"])
+                if isinstance(resolved, str):
+                    return resolved
+                groups = resolved
+        user_name = plain("userName")
+        if user_name == "":
+            return f"the userName cannot be cleared ({CLEAR})"
+        return Wanted(user_name=user_name, first_name=plain("firstName"),
+                      last_name=plain("lastName"), role=role, groups=groups,
+                      password=value(row, "password"), language=plain("language"),
+                      clear_groups=clear_groups)
+
+    def _groups(self, cell: str) -> tuple[Group, ...] | str:
+        groups: list[Group] = []
+        problems: list[str] = []
+        for name in split_groups(cell):
+            found = self.directory.group(name)
+            if isinstance(found, Unknown):
+                problems.append(found.describe())
+            elif not found.builtin:
+                # Built-in memberships are computed by Sisense; writing them is refused.
+                groups.append(found)
+        return "; ".join(problems) if problems else tuple(groups)
+
+    def _user_or_problem(self, row: Row, action: str) -> tuple[str, User | None, RowResult | None]:
+        email = self.header.value(row, "email")
+        problem = self._key_problem(row, email)
+        if problem:
+            return email, None, decided(row, email, action, Status.SKIPPED, error=problem)
+        return email, self.directory.user_by_email(email), None
+
+    # -- import and update --------------------------------------------------------------------
+
+    def plan_import(self, row: Row) -> WorkItem:
+        """Create a new user, or treat an existing one as ``--on-existing`` says."""
+        email, user, invalid = self._user_or_problem(row, "create")
+        if invalid is not None:
+            return invalid
+        if user is not None:
+            if self.options.on_existing == "update":
+                return self.plan_update(row)
+            if self.options.on_existing == "fail":
+                return decided(row, email, "create", Status.FAILED, user_id=user.id,
+                               error="user already exists (--on-existing fail)")
+            return decided(row, email, "create", Status.SKIPPED, user_id=user.id,
+                           changes="none: user already exists")
+        wanted = self._wanted(row)
+        if isinstance(wanted, str):
+            return decided(row, email, "create", Status.SKIPPED, error=wanted)
+        return self._create(row, email, wanted)
+
+    def _create(self, row: Row, email: str, wanted: Wanted) -> WorkItem:
+        user_name = wanted.user_name or email
+        holder = self.directory.user_by_name(user_name)
+        if holder is not None:
+            return decided(row, email, "create", Status.SKIPPED,
+                           error=f"userName {user_name!r} is taken by {holder.email}")
+        role = wanted.role
+        if role is None:
+            fallback = self.options.default_role
+            found = self.directory.role(fallback) if fallback else None
+            if found is None:
+                return decided(row, email, "create", Status.SKIPPED,
+                               error="no role; fill the role column or pass "
+                                     "--default-role viewer")
+            if isinstance(found, Unknown):
+                return decided(row, email, "create", Status.SKIPPED, error=found.describe())
+            role = found
+        groups = wanted.groups or ()
+        payload: dict[str, Any] = {"email": email, "userName": user_name, "roleId": role.id,
+                                   "groups": [g.id for g in groups]}
+        if wanted.first_name:
+            payload["firstName"] = wanted.first_name
+        if wanted.last_name:
+            payload["lastName"] = wanted.last_name
+        if wanted.password:
+            payload["password"] = wanted.password
+        if wanted.language:
+            payload["preferences"] = {"language": wanted.language}
+        changes = f"role {role.name}"
+        if groups:
+            changes += "; groups " + " ".join("+" + g.name for g in groups)
+        return CreateTask(row=row, email=email, payload=payload, changes=changes)
+
+    def plan_update(self, row: Row) -> WorkItem:
+        """Send only the fields that differ; a user that already matches is ``unchanged``."""
+        email, user, invalid = self._user_or_problem(row, "update")
+        if invalid is not None:
+            return invalid
+        if user is None:
+            return decided(row, email, "update", Status.FAILED,
+                           error="no user with this email; use import to create users")
+        wanted = self._wanted(row)
+        if isinstance(wanted, str):
+            return decided(row, email, "update", Status.SKIPPED, user_id=user.id, error=wanted)
+        diff = self._diff(user, wanted)
+        if isinstance(diff, str):
+            return decided(row, email, "update", Status.SKIPPED, user_id=user.id, error=diff)
+        patch, changes = diff
+        if not patch:
+            return decided(row, email, "update", Status.UNCHANGED, user_id=user.id)
+        return UpdateTask(row=row, email=email, user=user, patch=patch,
+                          changes="; ".join(changes),
+                          previous=snapshot(user, self.directory))
+
+    def _diff(self, user: User, wanted: Wanted) -> tuple[dict[str, Any], list[str]] | str:
+        patch: dict[str, Any] = {}
+        changes: list[str] = []
+        if wanted.user_name is not None and wanted.user_name != user.user_name:
+            holder = self.directory.user_by_name(wanted.user_name)
+            if holder is not None and holder.id != user.id:
+                return f"userName {wanted.user_name!r} is taken by {holder.email}"
+            patch["userName"] = wanted.user_name
+            changes.append(f"userName: {user.user_name!r} -> {wanted.user_name!r}")
+        for key, label, old, new in (("firstName", "firstName", user.first_name,
+                                      wanted.first_name),
+                                     ("lastName", "lastName", user.last_name, wanted.last_name)):
+            if new is not None and new != old:
+                patch[key] = new
+                changes.append(f"{label}: {old!r} -> {new!r}")
+        if wanted.role is not None and wanted.role.id != user.role_id:
+            if user.id in self.protected:
+                return f"refusing to change the role of {self.protected[user.id]}"
+            patch["roleId"] = wanted.role.id
+            changes.append(f"role: {self.directory.role_name(user.role_id) or '?'} -> "
+                           f"{wanted.role.name}")
+        if wanted.groups is not None:
+            group_change = self._group_change(user, wanted.groups, wanted.clear_groups)
+            if group_change is not None:
+                patch["groups"], description = group_change
+                changes.append(description)
+        if wanted.language is not None and wanted.language != user.language:
+            patch["preferences"] = {"language": wanted.language or None}
+            changes.append(f"language: {user.language!r} -> {wanted.language!r}")
+        return patch, changes
+
+    def _group_change(self, user: User, named: tuple[Group, ...],
+                      clear: bool) -> tuple[list[str], str] | None:
+        current = [g for g in user.group_ids if not self._builtin(g)]
+        named_ids = [g.id for g in named]
+        if self.options.groups_mode == "replace" or clear:
+            wanted = named_ids
+        else:
+            wanted = current + [g for g in named_ids if g not in current]
+        if set(wanted) == set(current):
+            return None
+        added = [g for g in wanted if g not in current]
+        removed = [g for g in current if g not in wanted]
+        names = self.directory.group_names
+        parts = [f"+{n}" for n in names(added)] + [f"-{n}" for n in names(removed)]
+        return wanted, "groups: " + " ".join(parts)
+
+    def _builtin(self, group_id: str) -> bool:
+        group = self.directory.group_by_id(group_id)
+        return group is not None and group.builtin
+
+    # -- deactivate and delete ----------------------------------------------------------------
+
+    def _target(self, row: Row, action: str) -> tuple[str, User] | RowResult:
+        email, user, invalid = self._user_or_problem(row, action)
+        if invalid is not None:
+            return invalid
+        if user is None:
+            return decided(row, email, action, Status.SKIPPED,
+                           error="no user with this email")
+        if user.id in self.protected:
+            return decided(row, email, action, Status.SKIPPED, user_id=user.id,
+                           error=f"refusing to {action} {self.protected[user.id]}")
+        return email, user
+
+    def plan_deactivate(self, row: Row) -> WorkItem:
+        """Lowest role, no groups, an unknown new password, every token revoked."""
+        target = self._target(row, "deactivate")
+        if isinstance(target, RowResult):
+            return target
+        email, user = target
+        viewer = self.directory.role(DEACTIVATED_ROLE)
+        if isinstance(viewer, Unknown):
+            return decided(row, email, "deactivate", Status.FAILED, user_id=user.id,
+                           error="the server has no 'consumer' (Viewer) role")
+        patch: dict[str, Any] = {"roleId": viewer.id, "groups": [], "password": NEW_PASSWORD}
+        changes = []
+        if user.role_id != viewer.id:
+            changes.append(f"role: {self.directory.role_name(user.role_id) or '?'} -> "
+                           f"{viewer.name}")
+        groups = [g for g in user.group_ids if not self._builtin(g)]
+        if groups:
+            changes.append("groups: " + " ".join(f"-{n}" for n in
+                                                 self.directory.group_names(groups)))
+        changes.append("password replaced")
+        return DeactivateTask(row=row, email=email, user=user, patch=patch,
+                              changes="; ".join(changes),
+                              previous=snapshot(user, self.directory))
+
+    def plan_delete(self, row: Row) -> WorkItem:
+        """Delete the user, keeping its full record in the report."""
+        target = self._target(row, "delete")
+        if isinstance(target, RowResult):
+            return target
+        email, user = target
+        return DeleteTask(row=row, email=email, user=user,
+                          previous=snapshot(user, self.directory))
 
 
-def user_from_created(created: Mapping[str, Any], task: CreateTask) -> User:
-    """The directory entry for a user the server just created."""
-    merged = {**task.payload, **created}
-    return User.from_api(merged)
+    # -- reactivate ---------------------------------------------------------------------------
+
+    def plan_reactivate(self, line: ReportLine) -> WorkItem:
+        """Give a user deactivated by an earlier run its recorded role and groups back."""
+        row = Row(line.line, ())
+        email = line.email
+        if line.action != "deactivate" or not line.previous:
+            return decided(row, email, "reactivate", Status.SKIPPED, user_id=line.user_id,
+                           changes="none: that run did not deactivate this user")
+        user = self.directory.user_by_id(line.user_id) or self.directory.user_by_email(email)
+        if user is None:
+            return decided(row, email, "reactivate", Status.FAILED, user_id=line.user_id,
+                           error="the user no longer exists; re-create it with import")
+        role = self.directory.role(str(line.previous.get("role", "")))
+        if isinstance(role, Unknown):
+            return decided(row, email, "reactivate", Status.FAILED, user_id=user.id,
+                           error=f"recorded role: {role.describe()}")
+        names = [str(n) for n in line.previous.get("groups") or []]
+        groups = self._groups("; ".join(names)) if names else ()
+        if isinstance(groups, str):
+            return decided(row, email, "reactivate", Status.FAILED, user_id=user.id,
+                           error=f"recorded groups: {groups}")
+        patch: dict[str, Any] = {}
+        changes: list[str] = []
+        if role.id != user.role_id:
+            patch["roleId"] = role.id
+            changes.append(f"role: {self.directory.role_name(user.role_id) or '?'} -> "
+                           f"{role.name}")
+        group_change = self._group_change(user, groups, clear=True)
+        if group_change is not None:
+            patch["groups"], description = group_change
+            changes.append(description)
+        if not patch:
+            return decided(row, email, "reactivate", Status.UNCHANGED, user_id=user.id)
+        return UpdateTask(row=row, email=email, user=user, patch=patch,
+                          changes="; ".join(changes), previous=snapshot(user, self.directory),
+                          action="reactivate")
 
 
-class Stopwatch:
-    """Milliseconds since construction, for the report's ``elapsed_ms``."""
-
-    def __init__(self) -> None:
-        self._start = time.perf_counter()
-
-    def ms(self) -> float:
-        """Elapsed milliseconds, rounded to 0.1."""
-        return round((time.perf_counter() - self._start) * 1000, 1)
+def protected_users(directory: Directory, me: Mapping[str, Any] | None) -> dict[str, str]:
+    """Users no run may deactivate or delete: the ``super`` user(s) and the account in use."""
+    protected: dict[str, str] = {}
+    super_role = directory.role("super")
+    if not isinstance(super_role, Unknown):
+        for user in directory.users():
+            if user.role_id == super_role.id:
+                protected[user.id] = f"the super user {user.email}"
+    if me and me.get("_id"):
+        protected[str(me["_id"])] = f"the account running bulkusers ({me.get('email', '')})"
+    return protected

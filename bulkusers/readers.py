@@ -18,7 +18,7 @@ from openpyxl.workbook.workbook import Workbook
 from openpyxl.worksheet._read_only import ReadOnlyWorksheet
 
 from bulkusers.cells import cell_text, neutralise, restore
-from bulkusers.columns import build_header, normalise_header, show
+from bulkusers.columns import Shaper, build_header, normalise_header, show
 from bulkusers.errors import ConfigError, InputError
 from bulkusers.models import Header, Row
 
@@ -226,17 +226,17 @@ def _open_csv(path: Path, options: ReadOptions) -> Table:
         delimiter = _sniff_delimiter(_complete_lines(text, whole))
     header_number, cells = _csv_header(path, options.encoding, delimiter)
     cells[0] = cells[0].lstrip("\ufeff")
-    header, skip = build_header(str(path), [restore(cell) for cell in cells])
+    header, shape = build_header(str(path), [restore(cell) for cell in cells])
     width = len(cells)
 
     def stream() -> Iterator[Row]:
-        return _csv_rows(path, options, delimiter, width, header_number, skip, len(header.columns))
+        return _csv_rows(path, options, delimiter, width, header_number, shape)
 
     return Table(path, header, stream)
 
 
 def _csv_rows(path: Path, options: ReadOptions, delimiter: str, width: int, header_number: int,
-              skip: int, keep: int) -> Iterator[Row]:
+              shape: Shaper) -> Iterator[Row]:
     """Stream a CSV file's data rows in pandas chunks, numbered as a spreadsheet shows them."""
     number = 0
     try:
@@ -252,8 +252,7 @@ def _csv_rows(path: Path, options: ReadOptions, delimiter: str, width: int, head
                     number += 1
                     if number <= header_number or _is_blank(record):
                         continue
-                    values = tuple(restore(cell) for cell in record[skip : skip + keep])
-                    yield Row(number, values)
+                    yield Row(number, shape([restore(cell) for cell in record]))
     except pd.errors.ParserError as exc:
         raise InputError(_parser_message(path, str(exc), delimiter)) from exc
     except UnicodeDecodeError:
@@ -381,15 +380,15 @@ def _open_xlsx(path: Path, options: ReadOptions) -> Table:
             f"{path}: sheet {show(title)} is empty; it needs a header row naming the columns"
         )
     header_number, cells = found
-    header, skip = build_header(f"{path} [{title}]", [restore(cell) for cell in cells])
+    header, shape = build_header(f"{path} [{title}]", [restore(cell) for cell in cells])
 
     def stream() -> Iterator[Row]:
-        return _xlsx_rows(path, title, header_number, skip, len(header.columns))
+        return _xlsx_rows(path, title, header_number, shape)
 
     return Table(path, header, stream)
 
 
-def _xlsx_rows(path: Path, title: str, header_number: int, skip: int, keep: int) -> Iterator[Row]:
+def _xlsx_rows(path: Path, title: str, header_number: int, shape: Shaper) -> Iterator[Row]:
     """Stream a sheet's data rows, numbered as Excel numbers them; closes the workbook."""
     workbook = _load_workbook(path)
     records: _Records | None = None
@@ -398,9 +397,7 @@ def _xlsx_rows(path: Path, title: str, header_number: int, skip: int, keep: int)
         for number, cells in records:
             if number <= header_number or _is_blank(cells):
                 continue
-            values = [restore(cell) for cell in cells[skip : skip + keep]]
-            values.extend([""] * (keep - len(values)))
-            yield Row(number, tuple(values))
+            yield Row(number, shape([restore(cell) for cell in cells]))
     finally:
         # Close the sheet's XML stream before the archive that holds it.
         if records is not None:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import csv
 import json
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from bulkusers.cells import neutralise
+from bulkusers.cells import neutralise, restore
 from bulkusers.columns import REPORT_COLUMNS
+from bulkusers.errors import InputError
 from bulkusers.models import Header, RowResult, Status
 
 MASK = "***"
@@ -68,6 +70,7 @@ class ReportWriter:
             result.attempts,
             f"{result.elapsed_ms:.1f}",
             neutralise(result.changes),
+            neutralise(result.previous),
             *echoed,
         ])
         self._file.flush()
@@ -76,6 +79,46 @@ class ReportWriter:
         """Close the file (idempotent)."""
         if not self._file.closed:
             self._file.close()
+
+
+@dataclass(frozen=True, slots=True)
+class ReportLine:
+    """One line of an earlier report, as ``reactivate`` and ``--resume`` read it."""
+
+    line: int
+    row: int
+    email: str
+    action: str
+    status: str
+    user_id: str
+    previous: dict[str, Any]
+
+
+def read_report(path: Path) -> Iterator[ReportLine]:
+    """Stream an earlier bulkusers report; InputError when the file is not one."""
+    try:
+        handle = path.open(encoding="utf-8-sig", newline="")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror}); check the path") from None
+    with handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None or tuple(header[: len(REPORT_COLUMNS)]) != REPORT_COLUMNS:
+            raise InputError(f"{path}: is not a bulkusers report (its first columns should "
+                             f"be {', '.join(REPORT_COLUMNS)})")
+        for number, cells in enumerate(reader, start=2):
+            if not any(cells):
+                continue
+            cells += [""] * (len(REPORT_COLUMNS) - len(cells))
+            fields = dict(zip(REPORT_COLUMNS, (restore(c) for c in cells), strict=False))
+            try:
+                previous = json.loads(fields["previous"]) if fields["previous"] else {}
+            except ValueError:
+                previous = {}
+            yield ReportLine(line=number, row=int(fields["row"]) if fields["row"].isdigit() else 0,
+                             email=fields["email"], action=fields["action"],
+                             status=fields["status"], user_id=fields["user_id"],
+                             previous=previous if isinstance(previous, dict) else {})
 
 
 @dataclass(slots=True)

@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from bulkusers.api import V1Api
 from bulkusers.client import SisenseClient, Trace
 from bulkusers.config import RetryPolicy, build_connection
 from bulkusers.errors import ApiError, AuthError, ServerUnavailable
@@ -121,7 +122,7 @@ async def test_503_then_success_is_retried_and_counted(server: tuple[Script, str
     script.on("POST", USERS, busy, busy, Answer(201, {"_id": "a" * 24, "email": "x@y.z"}))
     async with token_client(url, sleeps) as client:
         trace = Trace()
-        created = await client.create_user({"email": "x@y.z"}, trace)
+        created = await V1Api(client).create_user({"email": "x@y.z"}, trace)
         assert client.stats.retries == 2
     assert created["_id"] == "a" * 24
     assert trace.attempts == 3
@@ -134,7 +135,7 @@ async def test_retry_after_is_honoured(server: tuple[Script, str], sleeps: Sleep
     script.on("GET", ROLES, Answer(429, error_body(429, 0, "slow"), headers={"Retry-After": "7"}),
               Answer(200, []))
     async with token_client(url, sleeps) as client:
-        assert await client.roles() == []
+        assert await V1Api(client).roles() == []
     assert sleeps.waits == [7.0]
 
 
@@ -145,7 +146,7 @@ async def test_backoff_grows_and_attempts_are_bounded(server: tuple[Script, str]
     script.on("GET", ROLES, Answer(502, body="Bad Gateway"))
     async with token_client(url, sleeps) as client:
         with pytest.raises(ApiError) as caught:
-            await client.roles()
+            await V1Api(client).roles()
     assert caught.value.status == 502
     assert script.count("GET", ROLES) == 4
     assert len(sleeps.waits) == 3
@@ -160,7 +161,7 @@ async def test_client_errors_are_not_retried(server: tuple[Script, str],
     async with token_client(url, sleeps) as client:
         trace = Trace()
         with pytest.raises(ApiError) as caught:
-            await client.create_user({"email": "x@y.z"}, trace)
+            await V1Api(client).create_user({"email": "x@y.z"}, trace)
     assert (caught.value.status, caught.value.code) == (400, 2004)
     assert "User already exists" in caught.value.describe()
     assert trace.attempts == 1
@@ -172,7 +173,7 @@ async def test_dropped_connections_are_retried(server: tuple[Script, str],
     script, url = server
     script.on("GET", ROLES, Answer(drop=True), Answer(200, [{"_id": "r", "name": "consumer"}]))
     async with token_client(url, sleeps) as client:
-        roles = await client.roles()
+        roles = await V1Api(client).roles()
     assert roles[0]["name"] == "consumer"
     assert script.count("GET", ROLES) == 2
 
@@ -184,7 +185,7 @@ async def test_fixed_token_refused_aborts_with_a_hint(server: tuple[Script, str]
     script.on("GET", ROLES, Answer(401, error_body(401, 5002, "Invalid token.")))
     async with token_client(url, sleeps) as client:
         with pytest.raises(AuthError) as caught:
-            await client.roles()
+            await V1Api(client).roles()
     assert "--token" in str(caught.value)
     assert "t0ken-value" not in str(caught.value)
     assert script.count("GET", ROLES) == 1
@@ -198,7 +199,7 @@ async def test_login_is_repeated_once_after_a_401(server: tuple[Script, str],
               Answer(200, {"success": True, "access_token": "second"}))
     script.on("GET", ROLES, Answer(401, error_body(401, 5002, "expired")), Answer(200, []))
     async with login_client(url, sleeps) as client:
-        assert await client.roles() == []
+        assert await V1Api(client).roles() == []
     assert script.count("POST", LOGIN) == 2
     assert [h["Authorization"] for m, _, h in script.seen if m == "GET"] == [
         "Bearer first", "Bearer second"]
@@ -211,7 +212,7 @@ async def test_a_401_after_relogin_aborts(server: tuple[Script, str], sleeps: Sl
     script.on("GET", ROLES, Answer(401, error_body(401, 5002, "no")))
     async with login_client(url, sleeps, attempts=5) as client:
         with pytest.raises(AuthError):
-            await client.roles()
+            await V1Api(client).roles()
     assert script.count("GET", ROLES) == 2
     assert sleeps.waits == []
 
@@ -223,7 +224,7 @@ async def test_bad_password_is_an_auth_error_without_the_password(
     script.on("POST", LOGIN, Answer(401, error_body(401, 1, "Invalid credentials")))
     async with login_client(url, sleeps) as client:
         with pytest.raises(AuthError) as caught:
-            await client.roles()
+            await V1Api(client).roles()
     assert "admin" in str(caught.value)
     assert "pa55word" not in str(caught.value)
 
@@ -234,7 +235,7 @@ async def test_403_aborts_the_run(server: tuple[Script, str], sleeps: SleepLog) 
     script.on("POST", USERS, Answer(403, error_body(403, 1, "Forbidden")))
     async with token_client(url, sleeps) as client:
         with pytest.raises(AuthError, match="403"):
-            await client.create_user({"email": "x@y.z"})
+            await V1Api(client).create_user({"email": "x@y.z"}, Trace())
 
 
 async def test_html_answer_is_reported_as_not_sisense(server: tuple[Script, str],
@@ -244,7 +245,7 @@ async def test_html_answer_is_reported_as_not_sisense(server: tuple[Script, str]
     script.on("GET", ROLES, Answer(200, body="<html>login</html>"))
     async with token_client(url, sleeps) as client:
         with pytest.raises(ServerUnavailable, match="not JSON"):
-            await client.roles()
+            await V1Api(client).roles()
 
 
 async def test_users_are_paged_and_never_repeated(server: tuple[Script, str],
@@ -254,7 +255,7 @@ async def test_users_are_paged_and_never_repeated(server: tuple[Script, str],
     script.on("GET", USERS, Answer(200, [{"_id": "1"}, {"_id": "2"}]),
               Answer(200, [{"_id": "2"}, {"_id": "3"}]), Answer(200, [{"_id": "4"}]))
     async with token_client(url, sleeps) as client:
-        ids = [u["_id"] async for u in client.iter_users(page_size=2)]
+        ids = [u["_id"] async for u in V1Api(client).iter_users(page_size=2)]
     assert ids == ["1", "2", "3", "4"]
     assert script.count("GET", USERS) == 3
 

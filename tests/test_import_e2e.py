@@ -83,8 +83,10 @@ def test_bad_rows_are_skipped_with_reasons_and_never_sent(
     store = served.emulator.store
     for email in ("eve@acme.example", "fay@acme.example", "gus@acme.example"):
         assert store.user_by_email(email) is None
-    posts = [r for r in served.emulator.writes() if r.method == "POST"]
-    assert len(posts) == 3  # only the good rows were sent
+    # Only the three good rows were sent, together in one bulk create.
+    assert [(r.method, r.path) for r in served.emulator.writes()] == [
+        ("POST", "/api/v1/users/bulk")]
+    assert len(store.users) == 1 + 3
 
 
 def test_rerun_creates_nothing_and_sends_no_write(
@@ -146,7 +148,7 @@ def test_rate_limited_server_still_gets_every_row(
     source = write_csv(tmp_path / "hr.csv", HEADER, rows)
     report = tmp_path / "report.csv"
     result = run_cli(*import_args(served, source, "--report", str(report), "--retries", "10",
-                                  "--concurrency", "8"))
+                                  "--concurrency", "8", "--batch-size", "1"))
     assert result.exit_code == 0, result.output
     assert {line["status"] for line in read_report(report)} == {"created"}
     assert any(r.status == 429 for r in served.emulator.requests)

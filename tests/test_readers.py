@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
+import csv
 import datetime as dt
+import json
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -450,32 +452,59 @@ def test_xlsx_workbook_closed_when_generator_closed(tmp_path: Path,
 
 
 def report_line(*cells: str) -> str:
-    """One CSV line of a report: the ten report cells, then the input's cells."""
+    """One CSV line of a report: the eleven report cells, then the input's cells."""
     return ",".join(cells) + "\r\n"
+
+
+RESTORED = ("userName", "firstName", "lastName", "role", "groups", "language")
 
 
 def test_report_read_back_drops_report_columns(tmp_path: Path) -> None:
     """A report as input yields the original columns and values, with neutralised cells undone."""
     header = report_line(*REPORT_COLUMNS, "Work Email", "Notes", "Phone")
     line = report_line("7", "a@example.com", "create", "failed", "", "409", "exists", "1", "12.5",
-                       "", "a@example.com", neutralise("=HYPERLINK(1)"), neutralise("+44 1"))
+                       "", "", "a@example.com", neutralise("=HYPERLINK(1)"),
+                       neutralise("+44 1"))
     path = tmp_path / "report.csv"
     path.write_bytes(b"\xef\xbb\xbf" + (header + line).encode())
     table = open_table(path)
-    assert table.header.columns == ("Work Email", "Notes", "Phone")
-    assert table.header.index == {"email": 0}
-    assert list(table.rows()) == [Row(2, ("a@example.com", "=HYPERLINK(1)", "+44 1"))]
+    assert table.header.columns == ("Work Email", "Notes", "Phone", *RESTORED)
+    assert table.header.index["email"] == 0
+    (row,) = table.rows()
+    assert row.number == 2
+    assert row.values[:3] == ("a@example.com", "=HYPERLINK(1)", "+44 1")
+    assert set(row.values[3:]) == {""}
+
+
+def test_report_previous_state_fills_missing_fields(tmp_path: Path) -> None:
+    """A delete report of an email-only list reads back with role, names and groups restored."""
+    previous = json.dumps({"userName": "ann", "firstName": "Ann", "lastName": "Lee",
+                           "role": "contributor", "groups": ["Finance", "Human Resources"]})
+    path = tmp_path / "deleted.csv"
+    with path.open("w", encoding="utf-8-sig", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([*REPORT_COLUMNS, "Email"])
+        writer.writerow(["2", "ann@example.com", "delete", "deleted", "a" * 24, "204", "", "1",
+                         "3.0", "deleted", previous, "ann@example.com"])
+    table = open_table(path)
+    (row,) = table.rows()
+    value = table.header.value
+    assert value(row, "email") == "ann@example.com"
+    assert value(row, "role") == "contributor"
+    assert value(row, "groups") == "Finance; Human Resources"
+    assert (value(row, "firstName"), value(row, "lastName")) == ("Ann", "Lee")
 
 
 def test_report_read_back_from_xlsx(tmp_path: Path) -> None:
     """The report columns are dropped from an XLSX header the same way."""
     path = tmp_path / "report.xlsx"
     workbook([[*REPORT_COLUMNS, "email", "role"],
-              [2, "a@example.com", "create", "failed", None, 500, "boom", 3, 10.5, None,
+              [2, "a@example.com", "create", "failed", None, 500, "boom", 3, 10.5, None, None,
                "a@example.com", "'-admin"]]).save(path)
     table = open_table(path)
-    assert table.header.columns == ("email", "role")
-    assert list(table.rows()) == [Row(2, ("a@example.com", "-admin"))]
+    assert table.header.columns[:2] == ("email", "role")
+    (row,) = table.rows()
+    assert row.values[:2] == ("a@example.com", "-admin")
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,302 @@
+"""The Sisense user API in its two dialects: REST v1 and the legacy v0.9 API.
+
+Both speak the same ``UserApi`` protocol in v1 terms (user dicts shaped like v1 users, patches
+with v1 field names, ``groups`` as the complete wanted list of ids), so planning and execution
+never care which dialect runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+from bulkusers.client import JSON, SisenseClient, Trace
+from bulkusers.directory import User
+from bulkusers.errors import ApiError, ServerUnavailable
+
+UserDict = dict[str, Any]
+USER_FIELDS = ("_id,email,userName,firstName,lastName,roleId,groups,active,"
+               "preferences,created,lastLogin,lastUpdated")
+
+
+class UserApi(Protocol):
+    """Typed user, group and role calls, whatever the server's API dialect."""
+
+    dialect: str
+
+    async def roles(self) -> list[UserDict]:
+        """Every role."""
+        ...
+
+    async def groups(self) -> list[UserDict]:
+        """Every group."""
+        ...
+
+    def iter_users(self, page_size: int = 500) -> AsyncIterator[UserDict]:
+        """Every user, paged; never one unbounded request."""
+        ...
+
+    async def find_user(self, email: str, trace: Trace | None = None) -> UserDict | None:
+        """The user with this email (case-insensitive), asked of the server."""
+        ...
+
+    async def me(self) -> UserDict:
+        """The account this tool runs as."""
+        ...
+
+    async def create_user(self, payload: Mapping[str, Any], trace: Trace) -> UserDict:
+        """Create one user; the created user."""
+        ...
+
+    async def create_users(self, payloads: Sequence[Mapping[str, Any]],
+                           trace: Trace) -> list[UserDict]:
+        """Create users in one all-or-nothing request."""
+        ...
+
+    async def update_user(self, user: User, patch: Mapping[str, Any],
+                          trace: Trace) -> UserDict:
+        """Apply a partial update (``groups`` = the complete wanted list); the user after."""
+        ...
+
+    async def delete_user(self, user_id: str, trace: Trace) -> None:
+        """Delete one user."""
+        ...
+
+    async def delete_users(self, user_ids: Sequence[str], trace: Trace) -> None:
+        """Delete several users in one all-or-nothing request."""
+        ...
+
+    async def revoke_tokens(self, user_id: str, trace: Trace) -> bool:
+        """Revoke every token of a user; False when the API has no way to do it."""
+        ...
+
+    async def group_member_ids(self, group_id: str) -> set[str]:
+        """Ids of a group's members as the group side shows them (incl. computed ones)."""
+        ...
+
+
+def _as_list(value: JSON, what: str) -> list[UserDict]:
+    if not isinstance(value, list):
+        raise ServerUnavailable(f"{what} did not answer a list; is --url a Sisense server?")
+    return [item for item in value if isinstance(item, dict)]
+
+
+def _flatten(value: JSON) -> list[UserDict]:
+    """Users from an answer that may be an object, a list, or a list of lists (v0.9)."""
+    if isinstance(value, dict):
+        return [value]
+    found: list[UserDict] = []
+    if isinstance(value, list):
+        for item in value:
+            found.extend(_flatten(item))
+    return found
+
+
+def _match_email(users: Iterable[UserDict], email: str) -> UserDict | None:
+    wanted = email.casefold()
+    return next((u for u in users if str(u.get("email", "")).casefold() == wanted), None)
+
+
+class _Common:
+    """Calls that are the same in both dialects."""
+
+    dialect = "common"
+
+    def __init__(self, client: SisenseClient) -> None:
+        self.client = client
+
+    async def roles(self) -> list[UserDict]:
+        """Every role (``GET /api/roles``; there is no v1 roles endpoint)."""
+        return _as_list(await self.client.request("GET", "/api/roles"), "GET /api/roles")
+
+    async def me(self) -> UserDict:
+        """The account this tool runs as (``GET /api/users/loggedin``)."""
+        found = await self.client.request("GET", "/api/users/loggedin")
+        if not isinstance(found, dict):
+            raise ServerUnavailable("GET /api/users/loggedin did not answer a user")
+        return found
+
+
+class V1Api(_Common):
+    """The REST v1 API (``/api/v1/...``), the default."""
+
+    dialect = "v1"
+
+    async def groups(self) -> list[UserDict]:
+        """Every group (``GET /api/v1/groups``)."""
+        return _as_list(await self.client.request("GET", "/api/v1/groups"),
+                        "GET /api/v1/groups")
+
+    async def iter_users(self, page_size: int = 500) -> AsyncIterator[UserDict]:
+        """Every user, paged with ``skip``/``limit``; ids repeated across pages dropped."""
+        skip = 0
+        seen: set[str] = set()
+        while True:
+            params = {"skip": str(skip), "limit": str(page_size), "fields": USER_FIELDS}
+            page = _as_list(await self.client.request("GET", "/api/v1/users", params=params),
+                            "GET /api/v1/users")
+            for user in page:
+                user_id = str(user.get("_id", ""))
+                if user_id not in seen:
+                    seen.add(user_id)
+                    yield user
+            if len(page) < page_size:
+                return
+            skip += page_size
+
+    async def find_user(self, email: str, trace: Trace | None = None) -> UserDict | None:
+        """Ask ``GET /api/v1/users?email=`` and keep the exact (case-insensitive) match."""
+        found = await self.client.request("GET", "/api/v1/users",
+                                          params={"email": email, "fields": USER_FIELDS},
+                                          trace=trace)
+        return _match_email(_as_list(found, "GET /api/v1/users"), email)
+
+    async def create_user(self, payload: Mapping[str, Any], trace: Trace) -> UserDict:
+        """``POST /api/v1/users``."""
+        created = await self.client.request("POST", "/api/v1/users", body=dict(payload),
+                                            trace=trace)
+        users = _flatten(created)
+        if not users:
+            raise ApiError(trace.http_status or 0, None, "the create answer carried no user")
+        return users[0]
+
+    async def create_users(self, payloads: Sequence[Mapping[str, Any]],
+                           trace: Trace) -> list[UserDict]:
+        """``POST /api/v1/users/bulk`` (all-or-nothing)."""
+        created = await self.client.request("POST", "/api/v1/users/bulk",
+                                            body=[dict(p) for p in payloads], trace=trace)
+        return _flatten(created)
+
+    async def update_user(self, user: User, patch: Mapping[str, Any],
+                          trace: Trace) -> UserDict:
+        """``PATCH /api/v1/users/{id}``; ``groups`` in the body replaces the membership."""
+        updated = await self.client.request("PATCH", f"/api/v1/users/{user.id}",
+                                            body=dict(patch), trace=trace)
+        users = _flatten(updated)
+        if not users:
+            raise ApiError(trace.http_status or 0, None, "the update answer carried no user")
+        return users[0]
+
+    async def delete_user(self, user_id: str, trace: Trace) -> None:
+        """``DELETE /api/v1/users/{id}`` (204, no body)."""
+        await self.client.request("DELETE", f"/api/v1/users/{user_id}", trace=trace)
+
+    async def delete_users(self, user_ids: Sequence[str], trace: Trace) -> None:
+        """``DELETE /api/v1/users/bulk?ids=a,b`` (204, all-or-nothing)."""
+        await self.client.request("DELETE", "/api/v1/users/bulk",
+                                  params={"ids": ",".join(user_ids)}, trace=trace)
+
+    async def revoke_tokens(self, user_id: str, trace: Trace) -> bool:
+        """``GET /api/v1/authentication/admin/logout?users=`` revokes all the user's tokens."""
+        await self.client.request("GET", "/api/v1/authentication/admin/logout",
+                                  params={"users": user_id}, trace=trace)
+        return True
+
+    async def group_member_ids(self, group_id: str) -> set[str]:
+        """``GET /api/v1/groups/{id}?expand=users``: members as the group side shows them."""
+        group = await self.client.request("GET", f"/api/v1/groups/{group_id}",
+                                          params={"expand": "users"})
+        users = group.get("users") if isinstance(group, dict) else None
+        return {str(u.get("_id")) for u in users or [] if isinstance(u, dict)}
+
+
+class LegacyApi(_Common):
+    """The v0.9 API (``/api/users``, ``/api/groups``) of pre-6.5 and Windows servers."""
+
+    dialect = "legacy"
+
+    async def groups(self) -> list[UserDict]:
+        """Every group, paged (``GET /api/groups``)."""
+        found: list[UserDict] = []
+        skip, size = 0, 500
+        while True:
+            page = _as_list(await self.client.request(
+                "GET", "/api/groups", params={"skip": str(skip), "limit": str(size)}),
+                "GET /api/groups")
+            found.extend(page)
+            if len(page) < size:
+                return found
+            skip += size
+
+    async def iter_users(self, page_size: int = 500) -> AsyncIterator[UserDict]:
+        """Every user, paged with ``skip``/``limit`` (``GET /api/users``)."""
+        skip = 0
+        seen: set[str] = set()
+        while True:
+            params = {"skip": str(skip), "limit": str(page_size)}
+            page = _as_list(await self.client.request("GET", "/api/users", params=params),
+                            "GET /api/users")
+            for user in page:
+                user_id = str(user.get("_id", ""))
+                if user_id not in seen:
+                    seen.add(user_id)
+                    yield user
+            if len(page) < page_size:
+                return
+            skip += page_size
+
+    async def find_user(self, email: str, trace: Trace | None = None) -> UserDict | None:
+        """``GET /api/users?search=`` and keep the exact (case-insensitive) match."""
+        found = await self.client.request("GET", "/api/users", params={"search": email},
+                                          trace=trace)
+        return _match_email(_as_list(found, "GET /api/users"), email)
+
+    async def create_user(self, payload: Mapping[str, Any], trace: Trace) -> UserDict:
+        """``POST /api/users`` with a one-element array."""
+        users = await self.create_users([payload], trace)
+        if not users:
+            raise ApiError(trace.http_status or 0, None, "the create answer carried no user")
+        return users[0]
+
+    async def create_users(self, payloads: Sequence[Mapping[str, Any]],
+                           trace: Trace) -> list[UserDict]:
+        """``POST /api/users`` with a JSON array (the answer's shape varies by version)."""
+        created = await self.client.request("POST", "/api/users",
+                                            body=[dict(p) for p in payloads], trace=trace)
+        return _flatten(created)
+
+    async def update_user(self, user: User, patch: Mapping[str, Any],
+                          trace: Trace) -> UserDict:
+        """``PUT /api/users/{id}`` for fields; memberships via ``/api/groups/{id}/users``."""
+        fields = {k: v for k, v in patch.items() if k != "groups"}
+        if fields:
+            await self.client.request("PUT", f"/api/users/{user.id}", body=fields, trace=trace)
+        if "groups" in patch:
+            wanted = set(patch["groups"])
+            current = set(user.group_ids)
+            for group_id in sorted(wanted - current):
+                await self.client.request("POST", f"/api/groups/{group_id}/users",
+                                          body=[user.id], trace=trace)
+            for group_id in sorted(current - wanted):
+                await self.client.request("DELETE", f"/api/groups/{group_id}/users",
+                                          body=[user.id], trace=trace)
+        # v0.9 answers vary (an object, nothing): read the user back to report the truth.
+        after = await self.client.request("GET", f"/api/users/{user.id}", trace=trace)
+        users = _flatten(after)
+        if not users:
+            raise ApiError(trace.http_status or 0, None, "the user could not be read back")
+        return users[0]
+
+    async def delete_user(self, user_id: str, trace: Trace) -> None:
+        """``DELETE /api/users/{id}`` (200, possibly with an empty body)."""
+        await self.client.request("DELETE", f"/api/users/{user_id}", trace=trace)
+
+    async def delete_users(self, user_ids: Sequence[str], trace: Trace) -> None:
+        """``POST /api/users/delete`` with a JSON array of ids."""
+        await self.client.request("POST", "/api/users/delete", body=list(user_ids),
+                                  trace=trace)
+
+    async def revoke_tokens(self, user_id: str, trace: Trace) -> bool:
+        """The v0.9 API has no token revocation."""
+        return False
+
+    async def group_member_ids(self, group_id: str) -> set[str]:
+        """v0.9 shows no computed memberships: the explicit ones come with each user."""
+        return set()
+
+
+def make_api(client: SisenseClient) -> UserApi:
+    """The dialect the connection asks for."""
+    if client.connection.api == "legacy":
+        return LegacyApi(client)
+    return V1Api(client)

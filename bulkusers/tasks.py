@@ -1,0 +1,134 @@
+"""Planned work: what one row (or a batch of rows) will send, decided before anything is sent."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bulkusers.directory import Directory, User
+from bulkusers.models import Row, RowResult, Status
+
+
+@dataclass(frozen=True, slots=True)
+class CreateTask:
+    """Create one user with a fully resolved payload."""
+
+    row: Row
+    email: str
+    payload: Mapping[str, Any]
+    changes: str
+    action: str = "create"
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateTask:
+    """Send a partial update to one existing user (also used by reactivate)."""
+
+    row: Row
+    email: str
+    user: User
+    patch: Mapping[str, Any]
+    changes: str
+    previous: str
+    action: str = "update"
+
+
+@dataclass(frozen=True, slots=True)
+class DeactivateTask:
+    """Lock one user out: lowest role, no groups, a new unknown password, tokens revoked."""
+
+    row: Row
+    email: str
+    user: User
+    patch: Mapping[str, Any]
+    changes: str
+    previous: str
+    action: str = "deactivate"
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteTask:
+    """Delete one user, whose full record is kept in ``previous``."""
+
+    row: Row
+    email: str
+    user: User
+    previous: str
+    action: str = "delete"
+
+
+@dataclass(frozen=True, slots=True)
+class CreateBatch:
+    """Creates sent together in one all-or-nothing bulk request."""
+
+    tasks: tuple[CreateTask, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteBatch:
+    """Deletes sent together in one all-or-nothing bulk request."""
+
+    tasks: tuple[DeleteTask, ...]
+
+
+Task = CreateTask | UpdateTask | DeactivateTask | DeleteTask
+WorkItem = Task | CreateBatch | DeleteBatch | RowResult
+
+
+def tasks_of(item: WorkItem) -> tuple[Task, ...]:
+    """The single tasks an item stands for (none for an already decided row)."""
+    if isinstance(item, CreateBatch | DeleteBatch):
+        return item.tasks
+    if isinstance(item, RowResult):
+        return ()
+    return (item,)
+
+
+def batched(items: Iterable[WorkItem], size: int) -> Iterator[WorkItem]:
+    """Group consecutive-in-time creates and deletes into batches of ``size``; keep the rest."""
+    if size <= 1:
+        yield from items
+        return
+    creates: list[CreateTask] = []
+    deletes: list[DeleteTask] = []
+    for item in items:
+        if isinstance(item, CreateTask):
+            creates.append(item)
+            if len(creates) == size:
+                yield CreateBatch(tuple(creates))
+                creates = []
+        elif isinstance(item, DeleteTask):
+            deletes.append(item)
+            if len(deletes) == size:
+                yield DeleteBatch(tuple(deletes))
+                deletes = []
+        else:
+            yield item
+    if creates:
+        yield CreateBatch(tuple(creates)) if len(creates) > 1 else creates[0]
+    if deletes:
+        yield DeleteBatch(tuple(deletes)) if len(deletes) > 1 else deletes[0]
+
+
+def snapshot(user: User, directory: Directory) -> str:
+    """A user's state as JSON for the report's ``previous`` column (names, not ids)."""
+    groups = directory.group_names(user.group_ids)
+    state: dict[str, Any] = {
+        "id": user.id, "email": user.email, "userName": user.user_name,
+        "firstName": user.first_name, "lastName": user.last_name,
+        "role": directory.role_name(user.role_id), "groups": groups,
+    }
+    if user.language:
+        state["language"] = user.language
+    if user.active is not None:
+        state["active"] = user.active
+    return json.dumps(state, ensure_ascii=False)
+
+
+def decided(row: Row, email: str, action: str, status: Status, *, user_id: str = "",
+            error: str = "", changes: str = "") -> RowResult:
+    """A row whose outcome planning already knows: nothing will be sent for it."""
+    return RowResult(row=row, email=email, action=action, status=status, user_id=user_id,
+                     error=error, changes=changes)
