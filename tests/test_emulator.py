@@ -133,6 +133,94 @@ async def test_revoked_and_expired_tokens_stop_working(emulator: Emulator) -> No
     assert store.token_user(store.issue_token(admin["_id"])) is None
 
 
+ADMIN_AUTH = "/api/v1/authentication/admin"
+INVALID_TOKEN = {"error": {"code": 5002, "message": "Invalid token.", "status": 401,
+                           "httpMessage": "Unauthorized"}}
+
+
+def user_id(emulator: Emulator, email: str) -> str:
+    """The id of a user by email."""
+    user = emulator.store.user_by_email(email)
+    assert user is not None
+    return str(user["_id"])
+
+
+async def status_with(emulator: Emulator, token: str) -> tuple[int, Any]:
+    """Status and body of GET /api/v1/users made with this bearer token."""
+    async with aiohttp.ClientSession(emulator.url) as anon:
+        return await call(anon, "GET", USERS, params={"limit": 1},
+                          headers={"Authorization": f"Bearer {token}"})
+
+
+async def test_admin_logout_revokes_issued_and_fixed_tokens(
+        emulator: Emulator, session: aiohttp.ClientSession) -> None:
+    """admin/logout?users= revokes the listed users' tokens, the fixed one with the super user."""
+    viewer = user_id(emulator, "user0001@example.com")
+    admin = user_id(emulator, "admin@example.com")
+    viewer_token = emulator.store.issue_token(viewer)
+    async with aiohttp.ClientSession(emulator.url) as anon:
+        _, login = await call(anon, "POST", LOGIN, data={"username": "admin",
+                                                         "password": "Admin-Pass-1"})
+    issued = login["access_token"]
+    answer = await call(session, "GET", f"{ADMIN_AUTH}/logout", params={"users": viewer})
+    assert answer == (204, None)
+    assert await status_with(emulator, viewer_token) == (401, INVALID_TOKEN)
+    assert (await status_with(emulator, issued))[0] == 200
+    assert (await status_with(emulator, TOKEN))[0] == 200
+    headers = {"Authorization": f"Bearer {issued}"}
+    answer = await call(session, "GET", f"{ADMIN_AUTH}/logout",
+                        params={"users": f"{viewer},{admin}"}, headers=headers)
+    assert answer == (204, None)
+    assert await status_with(emulator, issued) == (401, INVALID_TOKEN)
+    assert await status_with(emulator, TOKEN) == (401, INVALID_TOKEN)
+
+
+async def test_admin_api_token_revocation_is_checked_and_all_or_nothing(
+        emulator: Emulator, session: aiohttp.ClientSession) -> None:
+    """DELETE admin/tokens/api: 404/2001 on an unknown id (revoking none), 403 for non-admins."""
+    viewer = user_id(emulator, "user0002@example.com")
+    token = emulator.store.issue_token(viewer)
+    path, unknown = f"{ADMIN_AUTH}/tokens/api", "65f1aaaaaaaaaaaaaaaaaaaa"
+    assert_error(await call(session, "DELETE", path, params={"users": f"{viewer},{unknown}"}),
+                 404, 2001)
+    assert (await status_with(emulator, token))[0] == 200
+    assert_error(await call(session, "DELETE", path), 400, 600)
+    async with aiohttp.ClientSession(emulator.url,
+                                     headers={"Authorization": f"Bearer {token}"}) as client:
+        assert_error(await call(client, "DELETE", path, params={"users": viewer}), 403, 5003)
+        assert_error(await call(client, "GET", f"{ADMIN_AUTH}/logout", params={"users": viewer}),
+                     403, 5003)
+    assert await call(session, "DELETE", f"{ADMIN_AUTH}/tokens/odbc",
+                      params={"users": viewer}) == (204, None)
+    assert (await status_with(emulator, token))[0] == 200
+    assert await call(session, "DELETE", path, params={"users": viewer}) == (204, None)
+    assert await status_with(emulator, token) == (401, INVALID_TOKEN)
+
+
+async def test_login_sets_last_login_and_old_password_dies_with_patch(
+        emulator: Emulator, session: aiohttp.ClientSession) -> None:
+    """Login stamps lastLogin; after a PATCH of the password only the new one logs in."""
+    _, user = await call(session, "POST", USERS,
+                         json=new_user(emulator, "pw@example.com", password="Old-Pass-1"))
+    assert user["lastLogin"] is None
+    async with aiohttp.ClientSession(emulator.url) as anon:
+        status, body = await call(anon, "POST", LOGIN, data={"username": "pw@example.com",
+                                                             "password": "Old-Pass-1"})
+        assert status == 200
+        assert body["profile"]["lastLogin"] is not None
+        _, fetched = await call(session, "GET", f"{USERS}/{user['_id']}")
+        assert fetched["lastLogin"] == body["profile"]["lastLogin"]
+        answer = await call(session, "PATCH", f"{USERS}/{user['_id']}",
+                            json={"password": "New-Pass-2"})
+        assert answer[0] == 200
+        old = await call(anon, "POST", LOGIN, data={"username": "pw@example.com",
+                                                    "password": "Old-Pass-1"})
+        assert_error(old, 401, 5001)
+        new = await call(anon, "POST", LOGIN, data={"username": "pw@example.com",
+                                                    "password": "New-Pass-2"})
+        assert new[0] == 200
+
+
 async def test_roles_are_listed_with_display_names(session: aiohttp.ClientSession) -> None:
     """GET /api/roles lists the seven built-in roles; one can be fetched by name."""
     status, roles = await call(session, "GET", "/api/roles")

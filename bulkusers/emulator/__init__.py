@@ -1,9 +1,9 @@
-"""A local Sisense emulator: the user, group, role and auth API, with injectable faults."""
+"""A local Sisense emulator: the v1 and v0.9 user, group, role and auth API, with faults."""
 
 from __future__ import annotations
 
-from bulkusers.emulator.app import FAULTS, LOGIN_PATH, REQUESTS, STORE
 from bulkusers.emulator.faults import DROPPED, Faults, RequestRecord
+from bulkusers.emulator.records import StoreError
 from bulkusers.emulator.server import (
     Emulator,
     EmulatorSettings,
@@ -11,7 +11,8 @@ from bulkusers.emulator.server import (
     running_emulator,
     serve_forever,
 )
-from bulkusers.emulator.store import Store, StoreError
+from bulkusers.emulator.shared import FAULTS, LOGIN_PATH, REQUESTS, STORE
+from bulkusers.emulator.store import Store
 
 __all__ = [
     "DROPPED",

@@ -17,7 +17,7 @@ from http import HTTPStatus
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from bulkusers.emulator.store import Json, StoreError
+from bulkusers.emulator.records import Json, StoreError
 
 #: Status recorded for a request whose connection was dropped on purpose (it got no answer).
 DROPPED = 0

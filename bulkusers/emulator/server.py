@@ -16,21 +16,18 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
-from bulkusers.emulator.app import (
-    FAULTS,
-    LOGIN_PATH,
-    REQUESTS,
-    STORE,
-    auth_middleware,
-    routes,
-)
+from bulkusers.emulator.app import routes
+from bulkusers.emulator.auth import auth_middleware, auth_routes
 from bulkusers.emulator.faults import (
     Faults,
     RequestRecord,
     error_middleware,
     request_log_middleware,
 )
-from bulkusers.emulator.store import Store, UserRecord, hash_password, iso
+from bulkusers.emulator.legacy import legacy_routes
+from bulkusers.emulator.records import UserRecord, hash_password, iso
+from bulkusers.emulator.shared import FAULTS, LOGIN_PATH, REQUESTS, STORE
+from bulkusers.emulator.store import Store
 
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _FIRST = ("Olivia", "Liam", "Emma", "Noah", "Ava", "Elijah", "Sophia", "Lucas", "Mia", "Mateo",
@@ -53,6 +50,7 @@ class EmulatorSettings:
     max_inflight: int | None = None  # requests beyond this many in flight get 429
     retry_after_s: float = 1.0  # Retry-After of those 429 answers
     seed: int = 0
+    api_secret: str | None = None  # enables the pre-6.5 x-api-key JWT scheme with this secret
 
 
 def seed_store(store: Store, settings: EmulatorSettings) -> UserRecord:
@@ -84,6 +82,7 @@ def create_app(settings: EmulatorSettings | None = None) -> web.Application:
     """An aiohttp application emulating Sisense, seeded and faulted as `settings` say."""
     settings = settings or EmulatorSettings()
     store = Store(seed=settings.seed)
+    store.api_secret = settings.api_secret
     admin = seed_store(store, settings)
     if settings.token is not None:
         store.issue_token(admin.id, fixed=settings.token)
@@ -95,7 +94,8 @@ def create_app(settings: EmulatorSettings | None = None) -> web.Application:
     app = web.Application(middlewares=[request_log_middleware(requests), error_middleware,
                                        faults.middleware, auth_middleware])
     app[STORE], app[FAULTS], app[REQUESTS] = store, faults, requests
-    app.add_routes(routes)
+    for table in (auth_routes, routes, legacy_routes):
+        app.add_routes(table)
     return app
 
 

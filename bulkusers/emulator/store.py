@@ -2,135 +2,58 @@
 
 Pure Python (no aiohttp) so tests can inspect and prepare it directly. Every rule the real API
 enforces on users and groups lives here and fails with `StoreError`, which the HTTP layer turns into
-the Sisense error envelope. Codes come from sisense-api.md; those marked "guess" are undocumented.
+the Sisense error envelope. The records and error codes live in `records`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import re
 import secrets
 import time
+import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import jwt
 
-Json = dict[str, Any]
-
-# Sisense error codes, as documented in sisense-api.md section 3.2.
-INVALID_OBJECT_ID, USER_NOT_FOUND, MANDATORY_MISSING, USER_EXISTS = 601, 2001, 2003, 2004
-DUPLICATE_IN_PAYLOAD, MULTIPLE_SUPER, MANDATORY_EMPTY, SUPER_UNDELETABLE = 2005, 2006, 2009, 2011
-# Guessed codes: no source documents these (VALIDATION is a value of the wrong type or shape).
-VALIDATION, ROLE_NOT_FOUND, GROUP_NOT_FOUND = 600, 2101, 2201
-GROUP_EXISTS, BUILTIN_GROUP = 2204, 2211
-
-#: (API name, UI display name) of the built-in roles, in Sisense's order.
-ROLES: tuple[tuple[str, str], ...] = (
-    ("super", "Sys. Admin"), ("admin", "Admin"), ("dataAdmin", "Data Admin"),
-    ("dataDesigner", "Data Designer"), ("contributor", "Designer"), ("consumer", "Viewer"),
-    ("tenantAdmin", "Tenant Admin"),
+from bulkusers.emulator.records import (
+    ADMIN_ROLES,
+    ADMINS,
+    ALL_USERS,
+    BUILTIN_GROUP,
+    BUILTIN_GROUPS,
+    DUPLICATE_IN_PAYLOAD,
+    EMAIL,
+    EVERYONE,
+    GROUP_EXISTS,
+    GROUP_NOT_FOUND,
+    MANDATORY_EMPTY,
+    MANDATORY_MISSING,
+    MULTIPLE_SUPER,
+    NOT_AN_ARRAY,
+    ROLE_NOT_FOUND,
+    ROLES,
+    SUPER_UNDELETABLE,
+    TEXT_FIELDS,
+    USER_EXISTS,
+    USER_NOT_FOUND,
+    VALIDATION,
+    GroupRecord,
+    Json,
+    Role,
+    StoreError,
+    UserRecord,
+    hash_password,
+    iso,
+    object_id,
+    password_matches,
+    require_object,
+    text_field,
 )
-ADMIN_ROLES = frozenset({"super", "admin"})
-EVERYONE, ALL_USERS, ADMINS = "Everyone", "All users in system", "Admins"
-BUILTIN_GROUPS = (EVERYONE, ALL_USERS, ADMINS)
 
-_OBJECT_ID = re.compile(r"^[0-9a-fA-F]{24}$")
-#: (body key, record attribute, must not be blank) of the user's text fields.
-_TEXT_FIELDS = (("email", "email", True), ("userName", "user_name", True),
-                ("firstName", "first_name", False), ("lastName", "last_name", False),
-                ("password", "password", True))
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-
-
-def iso(moment: datetime) -> str:
-    """Format a moment the way Sisense does: ISO-8601 UTC with milliseconds and ``Z``."""
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-class StoreError(Exception):
-    """A request the directory refuses, carrying the HTTP status and Sisense error code."""
-
-    def __init__(self, status: int, code: int, message: str, **extra: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.extra = status, code, message, extra
-
-
-@dataclass(frozen=True, slots=True)
-class Role:
-    """A built-in Sisense role."""
-
-    id: str
-    name: str
-    display_name: str
-
-    def to_json(self) -> Json:
-        """The role as ``GET /api/roles`` shows it."""
-        return {"_id": self.id, "name": self.name, "displayName": self.display_name,
-                "baseRoleName": self.name, "desc": f"Built-in {self.display_name} role"}
-
-
-@dataclass(slots=True)
-class UserRecord:
-    """One stored user; `to_json` gives the public v1 form (never the password hash)."""
-
-    id: str
-    email: str
-    user_name: str
-    role_id: str
-    tenant_id: str
-    created: str
-    first_name: str = ""
-    last_name: str = ""
-    groups: list[str] = field(default_factory=list)
-    preferences: Json = field(default_factory=lambda: {"localeId": None, "language": None})
-    password_hash: str | None = None
-    active: bool = False
-    last_login: str | None = None
-    last_updated: str = ""
-
-    def to_json(self) -> Json:
-        """The user as ``GET /api/v1/users`` shows it, unexpanded."""
-        return {"_id": self.id, "email": self.email, "userName": self.user_name,
-                "firstName": self.first_name, "lastName": self.last_name, "roleId": self.role_id,
-                "groups": list(self.groups), "active": self.active, "created": self.created,
-                "lastUpdated": self.last_updated or self.created, "lastLogin": self.last_login,
-                "preferences": dict(self.preferences), "origin": "sisense",
-                "tenantId": self.tenant_id}
-
-
-@dataclass(slots=True)
-class GroupRecord:
-    """One stored group; built-in groups have their membership derived, never stored."""
-
-    id: str
-    name: str
-    tenant_id: str
-    created: str
-    mail: str | None = None
-    builtin: bool = False
-
-    def to_json(self) -> Json:
-        """The group as ``GET /api/v1/groups`` shows it, unexpanded."""
-        return {"_id": self.id, "name": self.name, "mail": self.mail, "ad": False, "roleId": None,
-                "created": self.created, "lastUpdated": self.created, "tenantId": self.tenant_id}
-
-
-def hash_password(password: str, salt: str | None = None) -> str:
-    """Salted SHA-256: an emulator is no vault, and a slow KDF would throttle bulk imports."""
-    salt = salt or secrets.token_hex(8)
-    return salt + "$" + hashlib.sha256((salt + password).encode()).hexdigest()
-
-
-def object_id(value: object, what: str) -> str:
-    """Return `value` if it is a 24-hex ObjectId string, else refuse it with 422 code 601."""
-    if isinstance(value, str) and _OBJECT_ID.match(value):
-        return value.lower()
-    raise StoreError(422, INVALID_OBJECT_ID, f"Invalid ObjectId for {what}: {value!r}")
+# Names other modules imported from here before `records` existed.
+__all__ = ["GroupRecord", "Json", "Role", "Store", "StoreError", "UserRecord", "hash_password",
+           "iso", "object_id"]
 
 
 class Store:
@@ -142,6 +65,7 @@ class Store:
         self._secret = secrets.token_hex(16)
         self.clock = clock or (lambda: datetime.now(UTC))
         self.token_ttl_s: float | None = None  # set to make newly issued tokens expire
+        self.api_secret: str | None = None  # legacy x-api-key signing secret; None: scheme off
         self.tenant_id = self.new_id()
         self.roles = {r.id: r for r in (Role(self.new_id(), n, d) for n, d in ROLES)}
         self.role_ids = {role.name: role.id for role in self.roles.values()}  # API name -> id
@@ -193,6 +117,22 @@ class Store:
                              resourceName=group_id)
         return group
 
+    def find_user(self, key: str) -> UserRecord:
+        """The user whose id, userName or email (any case) is `key`, else 404/2001."""
+        key = key.lower()
+        user_id = key if key in self.users else self._user_names.get(key) or self._emails.get(key)
+        if user_id is None:
+            raise StoreError(404, USER_NOT_FOUND, "User not found")
+        return self.users[user_id]
+
+    def find_group(self, key: str) -> GroupRecord:
+        """The group whose id or name (any case) is `key`, else 404."""
+        group_id = key.lower() if key.lower() in self.groups else self._group_names.get(key.lower())
+        if group_id is None:
+            raise StoreError(404, GROUP_NOT_FOUND, "Group not found", resourceType="group",
+                             resourceName=key)
+        return self.groups[group_id]
+
     def group_names_of(self, user_id: str) -> set[str]:
         """Names of the user's explicit (stored) group memberships."""
         return {self.groups[g].name for g in self.users[user_id].groups}
@@ -213,13 +153,13 @@ class Store:
     def check_password(self, email: str, password: str) -> bool:
         """True if the user with this email has exactly this password."""
         user_id = self._emails.get(email.lower())
-        return user_id is not None and self._password_ok(self.users[user_id], password)
+        return user_id is not None and password_matches(self.users[user_id], password)
 
     def login(self, username: str, password: str) -> tuple[str, UserRecord] | None:
         """Log in by userName or email: a new token and the user, or None if refused."""
         key = username.lower()
         user_id = self._user_names.get(key) or self._emails.get(key)
-        if user_id is None or not self._password_ok(self.users[user_id], password):
+        if user_id is None or not password_matches(self.users[user_id], password):
             return None
         user = self.users[user_id]
         user.last_login = self.now()
@@ -255,6 +195,34 @@ class Store:
         for token in doomed:
             del self._tokens[token]
         return len(doomed)
+
+    def revoke_user_tokens(self, user_ids: Iterable[str]) -> int:
+        """Forget every token of each listed user, all or none: 404/2001 if any is unknown."""
+        users = [self.get_user(user_id) for user_id in dict.fromkeys(user_ids)]
+        return sum(self.revoke_tokens(user.id) for user in users)
+
+    def api_key_user(self, api_key: str) -> str | None:
+        """The id of the admin a legacy ``x-api-key`` JWT speaks for, or None if it fails."""
+        if self.api_secret is None:
+            return None
+        try:
+            with warnings.catch_warnings():
+                # The operator picks the secret, as Sisense admins did: a short one is their call,
+                # not something to warn about on every request.
+                warnings.simplefilter("ignore", jwt.InsecureKeyLengthWarning)
+                # A minute of leeway on `iat`: the scheme wants a fresh `iat` per request, and a
+                # client clock slightly ahead of ours must not make every call fail.
+                claims = jwt.decode(api_key, self.api_secret, algorithms=["HS256"], leeway=60,
+                                    options={"require": ["iat", "email", "password"]})
+        except jwt.PyJWTError:
+            return None
+        email, password = claims["email"], claims["password"]
+        if not isinstance(email, str) or not isinstance(password, str):
+            return None
+        user_id = self._emails.get(email.lower())
+        if user_id is None or not password_matches(self.users[user_id], password):
+            return None
+        return user_id if self.role_name_of(user_id) in ADMIN_ROLES else None
 
     def create_users(self, bodies: list[object], *, bulk: bool) -> list[UserRecord]:
         """Validate every body, then create them all or refuse them all (all-or-nothing)."""
@@ -313,17 +281,17 @@ class Store:
 
     def _validated(self, body: object, *, create: bool) -> dict[str, Any]:
         """Check a create or PATCH body; return the record attributes it sets."""
-        data = _require_object(body)
+        data = require_object(body)
         fields: dict[str, Any] = {}
         if not create and "email" in data and data["email"] is None:
             raise StoreError(400, MANDATORY_EMPTY, "Field must not be empty: email")
-        for key, attr, nonempty in _TEXT_FIELDS:
-            value = _text(data, key, required=create and key == "email", nonempty=nonempty)
+        for key, attr, nonempty in TEXT_FIELDS:
+            value = text_field(data, key, required=create and key == "email", nonempty=nonempty)
             if value is not None:
                 fields[attr] = value
             elif key in data and not nonempty:
                 fields[attr] = ""  # an explicit null clears a name; other nulls mean "not given"
-        if "email" in fields and not _EMAIL.match(fields["email"]):
+        if "email" in fields and not EMAIL.match(fields["email"]):
             raise StoreError(422, VALIDATION, f"Invalid email: {fields['email']!r}")
         if "roleId" in data:
             fields["role_id"] = self._role_id(data["roleId"])
@@ -368,24 +336,17 @@ class Store:
         self._emails.pop(user.email.lower(), None)
         self._user_names.pop(user.user_name.lower(), None)
 
-    @staticmethod
-    def _password_ok(user: UserRecord, password: str) -> bool:
-        if user.password_hash is None:
-            return False
-        salt = user.password_hash.split("$", 1)[0]
-        return hmac.compare_digest(user.password_hash, hash_password(password, salt))
-
     def create_groups(self, bodies: list[object]) -> list[GroupRecord]:
         """Validate every group body, then create them all or none; names are unique, any case."""
         names: list[tuple[str, str | None]] = []
         for body in bodies:
-            data = _require_object(body)
-            name = _text(data, "name", required=True, nonempty=True) or ""
+            data = require_object(body)
+            name = text_field(data, "name", required=True, nonempty=True) or ""
             if name.lower() in self._group_names:
                 raise StoreError(400, GROUP_EXISTS, f"A group named {name!r} already exists.")
             if any(name.lower() == seen.lower() for seen, _ in names):
                 raise StoreError(400, DUPLICATE_IN_PAYLOAD, "The payload repeats a group name.")
-            names.append((name, _text(data, "mail", required=False)))
+            names.append((name, text_field(data, "mail", required=False)))
         return [self._add_group(name, mail) for name, mail in names]
 
     def delete_group(self, group_id: str) -> None:
@@ -399,29 +360,29 @@ class Store:
             if group.id in user.groups:
                 user.groups.remove(group.id)
 
+    def change_members(self, group_key: str, user_keys: object, *,
+                       add: bool) -> list[UserRecord]:
+        """Add users (by id, userName or email) to a group or remove them, all or none."""
+        group = self.find_group(group_key)
+        if group.builtin:
+            raise StoreError(400, BUILTIN_GROUP,
+                             f"Membership of built-in group {group.name} is computed.")
+        if not isinstance(user_keys, list) or not all(isinstance(k, str) for k in user_keys):
+            raise StoreError(400, NOT_AN_ARRAY, "The request body must be an array of user ids.")
+        users = list({u.id: u for u in (self.find_user(key) for key in user_keys)}.values())
+        now = self.now()
+        for user in users:
+            if add and group.id not in user.groups:
+                user.groups.append(group.id)
+            elif not add and group.id in user.groups:
+                user.groups.remove(group.id)
+            else:
+                continue
+            user.last_updated = now
+        return users
+
     def _add_group(self, name: str, mail: str | None, *, builtin: bool = False) -> GroupRecord:
         group = GroupRecord(self.new_id(), name, self.tenant_id, self.now(), mail, builtin)
         self.groups[group.id] = group
         self._group_names[name.lower()] = group.id
         return group
-
-
-def _require_object(body: object) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise StoreError(422, VALIDATION, "Expected a JSON object")
-    return body
-
-
-def _text(data: dict[str, Any], key: str, *, required: bool, nonempty: bool = False) -> str | None:
-    """A string field: None when absent or null, 422/2003 if required, 400/2009 if blank."""
-    value = data.get(key)
-    if value is None:
-        if required:
-            raise StoreError(422, MANDATORY_MISSING, f"Mandatory field is missing: {key}")
-        return None
-    if not isinstance(value, str):
-        raise StoreError(422, VALIDATION, f"{key} must be a string")
-    if nonempty and not value.strip():
-        raise StoreError(400, MANDATORY_EMPTY, f"Field must not be empty: {key}")
-    return value
-

@@ -1,0 +1,179 @@
+"""The emulator's legacy v0.9 routes: ``/api/users`` and ``/api/groups`` (sisense-api.md 4, 6.2).
+
+They share the store's validation and error bodies with v1, but keep v0.9's own habits: users and
+groups are addressed by id or name, lists take ``search``/``orderby``/``desc``, writes answer 200,
+and deletes answer 200 with an empty body (which trips clients that parse JSON on every answer).
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from multidict import MultiMapping
+
+from bulkusers.emulator.records import Json, UserRecord, object_id
+from bulkusers.emulator.shared import (
+    CALLER,
+    STORE,
+    bool_param,
+    empty_response,
+    id_list,
+    int_param,
+    json_response,
+    page_response,
+    read_array,
+    read_body,
+    require_writer,
+)
+from bulkusers.emulator.store import Store
+
+legacy_routes = web.RouteTableDef()
+
+
+def legacy_user_json(store: Store, user: UserRecord) -> Json:
+    """A user as v0.9 shows it: the v1 fields plus ``roleName`` and ``baseRoleName``."""
+    doc = user.to_json()
+    role = store.roles[user.role_id]
+    # Built-in roles are their own base role; only custom roles (not emulated) differ.
+    doc["roleName"], doc["baseRoleName"] = role.name, role.name
+    return doc
+
+
+def _order(query: MultiMapping[str]) -> list[tuple[str, bool]]:
+    """The sort of ``orderby=a,b`` (fields) and ``desc=true`` (one direction for all of them)."""
+    descending = bool_param(query, "desc") or False
+    return [(f.strip(), descending) for f in query.get("orderby", "").split(",") if f.strip()]
+
+
+def _skip_limit(query: MultiMapping[str]) -> tuple[int, int | None]:
+    """``skip`` (>= 0) and ``limit``, where 0 or no limit means all (as v0.9 allDirectories)."""
+    return int_param(query, "skip", 0) or 0, int_param(query, "limit", 0) or None
+
+
+def _search_users(store: Store, query: MultiMapping[str]) -> list[UserRecord]:
+    """Users matching ``search`` (substring of email, names, any case) and ``groups`` (any of)."""
+    users = list(store.users.values())
+    if needle := query.get("search", "").strip().lower():
+        users = [u for u in users
+                 if any(needle in text.lower()
+                        for text in (u.email, u.user_name, u.first_name, u.last_name))]
+    if group_ids := id_list(query, "groups"):
+        members = {u.id for g in group_ids if g in store.groups for u in store.group_members(g)}
+        users = [u for u in users if u.id in members]
+    return users
+
+
+# -- users: fixed paths first, so "count" or "loggedin" is never taken for a user name ----------
+
+
+@legacy_routes.get("/api/users")
+async def list_users(request: web.Request) -> web.Response:
+    """Users matching ``search``/``groups``, ordered and paged: 200 with a bare array."""
+    store, query = request.app[STORE], request.query
+    skip, limit = _skip_limit(query)
+    return page_response(_search_users(store, query), lambda u: legacy_user_json(store, u),
+                         skip=skip, limit=limit, order=_order(query))
+
+
+@legacy_routes.get("/api/users/count")
+async def count_users(request: web.Request) -> web.Response:
+    """How many users match ``search``: ``{"collection": "users", "count": N}``."""
+    users = _search_users(request.app[STORE], request.query)
+    return json_response({"collection": "users", "count": len(users)})
+
+
+@legacy_routes.get("/api/users/loggedin")
+async def logged_in_user(request: web.Request) -> web.Response:
+    """The caller's own user object."""
+    store = request.app[STORE]
+    return json_response(legacy_user_json(store, store.users[request[CALLER]]))
+
+
+@legacy_routes.post("/api/users")
+async def create_users(request: web.Request) -> web.Response:
+    """Create an array of users, all or none, as v1 bulk does: 200 with the created users."""
+    store = require_writer(request)
+    users = store.create_users(await read_array(request, "users"), bulk=True)
+    # The real answer's shape is unknown (sisense-api.md section 4: the spec says one object,
+    # Sisense's k6 test reads nested arrays); a flat array of the created users is a guess.
+    return json_response([legacy_user_json(store, user) for user in users])
+
+
+@legacy_routes.post("/api/users/delete")
+async def delete_users(request: web.Request) -> web.Response:
+    """Delete the users whose ids the body lists, all or none: 200 with an empty body."""
+    store = require_writer(request)
+    ids = [object_id(item, "user id") for item in await read_array(request, "user ids")]
+    store.delete_users(ids)
+    return empty_response()
+
+
+@legacy_routes.get("/api/users/{key}")
+async def get_user(request: web.Request) -> web.Response:
+    """One user by id, userName or email."""
+    store = request.app[STORE]
+    return json_response(legacy_user_json(store, store.find_user(request.match_info["key"])))
+
+
+@legacy_routes.put("/api/users/{key}")
+@legacy_routes.patch("/api/users/{key}")
+async def update_user(request: web.Request) -> web.Response:
+    """Partially update a user by id, userName or email: 200 with the updated user."""
+    # The spec defines PUT; pysisense sends PATCH, so both are accepted (sisense-api.md 4).
+    store = require_writer(request)
+    user = store.find_user(request.match_info["key"])
+    updated = store.update_user(user.id, await read_body(request))
+    return json_response(legacy_user_json(store, updated))
+
+
+@legacy_routes.delete("/api/users/{key}")
+async def delete_user(request: web.Request) -> web.Response:
+    """Delete a user by id, userName or email: 200 with an empty body."""
+    store = require_writer(request)
+    store.delete_users([store.find_user(request.match_info["key"]).id])
+    return empty_response()
+
+
+# -- groups --------------------------------------------------------------------------------------
+
+
+@legacy_routes.get("/api/groups")
+async def list_groups(request: web.Request) -> web.Response:
+    """Groups whose name contains ``search`` (any case), ordered and paged: 200 with an array."""
+    store, query = request.app[STORE], request.query
+    groups = list(store.groups.values())
+    if needle := query.get("search", "").strip().lower():
+        groups = [g for g in groups if needle in g.name.lower()]
+    skip, limit = _skip_limit(query)
+    return page_response(groups, lambda g: g.to_json(), skip=skip, limit=limit,
+                         order=_order(query))
+
+
+@legacy_routes.get("/api/groups/{key}")
+async def get_group(request: web.Request) -> web.Response:
+    """One group by id or name."""
+    return json_response(request.app[STORE].find_group(request.match_info["key"]).to_json())
+
+
+@legacy_routes.get("/api/groups/{key}/users")
+async def list_members(request: web.Request) -> web.Response:
+    """The members of a group by id or name, built-in memberships derived."""
+    store = request.app[STORE]
+    group = store.find_group(request.match_info["key"])
+    return json_response([legacy_user_json(store, u) for u in store.group_members(group.id)])
+
+
+@legacy_routes.post("/api/groups/{key}/users")
+async def add_members(request: web.Request) -> web.Response:
+    """Add the users a body array names (ids or userNames) to a group: 200 with their ids."""
+    store = require_writer(request)
+    users = store.change_members(request.match_info["key"], await read_body(request), add=True)
+    # The spec answers "an array of strings" without saying which; the added ids are a guess.
+    return json_response([user.id for user in users])
+
+
+@legacy_routes.delete("/api/groups/{key}/users")
+async def remove_members(request: web.Request) -> web.Response:
+    """Remove the users a body array names (ids or userNames) from a group: 200, empty body."""
+    store = require_writer(request)
+    store.change_members(request.match_info["key"], await read_body(request), add=False)
+    return empty_response()
