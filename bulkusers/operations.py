@@ -406,5 +406,7 @@ def protected_users(directory: Directory, me: Mapping[str, Any] | None) -> dict[
             if user.role_id == super_role.id:
                 protected[user.id] = f"the super user {user.email}"
     if me and me.get("_id"):
-        protected[str(me["_id"])] = f"the account running bulkusers ({me.get('email', '')})"
+        me_id = str(me["_id"])
+        running = f"the account running bulkusers ({me.get('email', '')})"
+        protected[me_id] = f"{protected[me_id]}, {running}" if me_id in protected else running
     return protected
