@@ -1,84 +1,20 @@
-"""SisenseClient against a scripted loopback server: retry rules, Retry-After, re-login, errors.
-
-aioresponses cannot build responses for aiohttp 3.14 (ClientResponse gained a required
-argument), so these tests script a real aiohttp server on 127.0.0.1 instead.
-"""
+"""SisenseClient against a scripted loopback server: retry rules, Retry-After, re-login, errors."""
 
 from __future__ import annotations
 
-import json
-from collections import defaultdict, deque
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any
-
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from bulkusers.api import V1Api
 from bulkusers.client import SisenseClient, Trace
 from bulkusers.config import RetryPolicy, build_connection
 from bulkusers.errors import ApiError, AuthError, ServerUnavailable
+from tests.scripted import Answer, Script, server
+
+__all__ = ["server"]  # the fixture, re-exported for pytest
 
 USERS = "/api/v1/users"
 LOGIN = "/api/v1/authentication/login"
 ROLES = "/api/roles"
-
-
-@dataclass
-class Answer:
-    """One scripted answer: status, JSON or text body, headers; or a dropped connection."""
-
-    status: int = 200
-    payload: Any = None
-    body: str | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    drop: bool = False
-
-
-class Script:
-    """Answers per (method, path) in order; the last one repeats; records what was asked."""
-
-    def __init__(self) -> None:
-        self.answers: dict[tuple[str, str], deque[Answer]] = defaultdict(deque)
-        self.seen: list[tuple[str, str, dict[str, str]]] = []
-
-    def on(self, method: str, path: str, *answers: Answer) -> None:
-        """Queue answers for a route."""
-        self.answers[(method, path)].extend(answers)
-
-    def count(self, method: str, path: str) -> int:
-        """How many requests a route received."""
-        return sum(1 for m, p, _ in self.seen if (m, p) == (method, path))
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        """Serve the next scripted answer for this route."""
-        self.seen.append((request.method, request.path, dict(request.headers)))
-        queue = self.answers[(request.method, request.path)]
-        answer = queue.popleft() if len(queue) > 1 else queue[0]
-        if answer.drop:
-            assert request.transport is not None
-            request.transport.close()
-            return web.Response()
-        text = answer.body if answer.body is not None else json.dumps(answer.payload)
-        ctype = "text/html" if answer.body is not None else "application/json"
-        return web.Response(status=answer.status, text=text, headers=answer.headers,
-                            content_type=ctype)
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[tuple[Script, str]]:
-    """A scripted server on a free loopback port."""
-    script = Script()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", script.handle)
-    test_server = TestServer(app, host="127.0.0.1", port=0)
-    await test_server.start_server()
-    try:
-        yield script, str(test_server.make_url("")).rstrip("/")
-    finally:
-        await test_server.close()
 
 
 class SleepLog:

@@ -1,0 +1,87 @@
+"""Executors against a scripted server: a create whose answer was lost is counted once."""
+
+from __future__ import annotations
+
+from bulkusers.api import V1Api
+from bulkusers.client import SisenseClient
+from bulkusers.config import RetryPolicy, build_connection
+from bulkusers.directory import Directory, Role
+from bulkusers.execution import Executor
+from bulkusers.models import Row, RowResult, Status
+from bulkusers.tasks import CreateBatch, CreateTask
+from tests.scripted import Answer, Script, server
+
+__all__ = ["server"]
+USERS = "/api/v1/users"
+EXISTS = {"error": {"code": 2004, "message": "User already exists", "status": 400,
+                    "httpMessage": "Bad Request"}}
+
+
+async def no_sleep(seconds: float) -> None:
+    """Skip backoff waits."""
+
+
+def task(number: int, email: str) -> CreateTask:
+    """A create task for a viewer."""
+    return CreateTask(row=Row(number, (email,)), email=email,
+                      payload={"email": email, "roleId": "r1", "groups": []},
+                      changes="role consumer")
+
+
+def client_for(url: str) -> SisenseClient:
+    """A token client that does not sleep between retries."""
+    connection = build_connection(url=url, token="t", username=None, password=None)
+    return SisenseClient(connection, RetryPolicy(attempts=3), sleep=no_sleep)
+
+
+def directory() -> Directory:
+    """A directory with one role and no users."""
+    return Directory([Role("r1", "consumer", "Viewer")], [])
+
+
+async def test_lost_answer_then_already_exists_is_created_once(
+        server: tuple[Script, str]) -> None:
+    """A create whose connection dropped, retried into 'already exists', is verified on the
+    server and reported created (not failed, not duplicated)."""
+    script, url = server
+    script.on("POST", USERS, Answer(drop=True), Answer(400, EXISTS))
+    script.on("GET", USERS, Answer(200, [{"_id": "u1", "email": "ann@x.example"}]))
+    results: list[RowResult] = []
+    async with client_for(url) as client:
+        await Executor(V1Api(client), directory()).create(task(2, "ann@x.example"),
+                                                           results.append)
+    (result,) = results
+    assert (result.status, result.user_id) == (Status.CREATED, "u1")
+    assert "confirmed on the server" in result.changes
+    assert script.count("POST", USERS) == 2
+
+
+async def test_already_exists_without_a_retry_is_not_claimed_as_ours(
+        server: tuple[Script, str]) -> None:
+    """A first-attempt 'already exists' means someone else created the user: skipped."""
+    script, url = server
+    script.on("POST", USERS, Answer(400, EXISTS))
+    script.on("GET", USERS, Answer(200, [{"_id": "u1", "email": "ann@x.example"}]))
+    results: list[RowResult] = []
+    async with client_for(url) as client:
+        await Executor(V1Api(client), directory()).create(task(2, "ann@x.example"),
+                                                           results.append)
+    (result,) = results
+    assert result.status is Status.SKIPPED
+    assert "already exists" in result.changes
+
+
+async def test_bulk_whose_answer_was_lost_is_resolved_row_by_row(
+        server: tuple[Script, str]) -> None:
+    """A bulk create that timed out and then met 'already exists' confirms each user once."""
+    script, url = server
+    script.on("POST", f"{USERS}/bulk", Answer(drop=True), Answer(400, EXISTS))
+    script.on("POST", USERS, Answer(400, EXISTS))
+    script.on("GET", USERS, Answer(200, [{"_id": "u1", "email": "ann@x.example"}]),
+              Answer(200, [{"_id": "u2", "email": "bob@x.example"}]))
+    results: list[RowResult] = []
+    batch = CreateBatch((task(2, "ann@x.example"), task(3, "bob@x.example")))
+    async with client_for(url) as client:
+        await Executor(V1Api(client), directory()).create_batch(batch, results.append)
+    assert [(r.row.number, r.status, r.user_id) for r in results] == [
+        (2, Status.CREATED, "u1"), (3, Status.CREATED, "u2")]
