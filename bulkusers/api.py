@@ -74,11 +74,37 @@ class UserApi(Protocol):
         """Ids of a group's members as the group side shows them (incl. computed ones)."""
         ...
 
+    async def create_groups(self, names: Sequence[str]) -> list[UserDict]:
+        """Create groups by name; the created groups."""
+        ...
+
 
 def _as_list(value: JSON, what: str) -> list[UserDict]:
     if not isinstance(value, list):
         raise ServerUnavailable(f"{what} did not answer a list; is --url a Sisense server?")
     return [item for item in value if isinstance(item, dict)]
+
+
+async def _paged(client: SisenseClient, path: str, page_size: int,
+                 params: Mapping[str, str]) -> AsyncIterator[UserDict]:
+    """Every item of a list endpoint, page by page with ``skip``/``limit``."""
+    skip = 0
+    previous_ids: set[str] = set()
+    while True:
+        query = {**params, "skip": str(skip), "limit": str(page_size)}
+        page = _as_list(await client.request("GET", path, params=query), f"GET {path}")
+        page_ids = set()
+        for item in page:
+            item_id = str(item.get("_id", ""))
+            page_ids.add(item_id)
+            # Some Sisense lists repeat an item on every page; comparing with the previous
+            # page drops those repeats while memory stays one page, not the whole directory.
+            if item_id not in previous_ids:
+                yield item
+        if len(page) < page_size:
+            return
+        previous_ids = page_ids
+        skip += page_size
 
 
 def _flatten(value: JSON) -> list[UserDict]:
@@ -129,20 +155,9 @@ class V1Api(_Common):
 
     async def iter_users(self, page_size: int = 500) -> AsyncIterator[UserDict]:
         """Every user, paged with ``skip``/``limit``; ids repeated across pages dropped."""
-        skip = 0
-        seen: set[str] = set()
-        while True:
-            params = {"skip": str(skip), "limit": str(page_size), "fields": USER_FIELDS}
-            page = _as_list(await self.client.request("GET", "/api/v1/users", params=params),
-                            "GET /api/v1/users")
-            for user in page:
-                user_id = str(user.get("_id", ""))
-                if user_id not in seen:
-                    seen.add(user_id)
-                    yield user
-            if len(page) < page_size:
-                return
-            skip += page_size
+        async for user in _paged(self.client, "/api/v1/users", page_size,
+                                 {"fields": USER_FIELDS}):
+            yield user
 
     async def find_user(self, email: str, trace: Trace | None = None) -> UserDict | None:
         """Ask ``GET /api/v1/users?email=`` and keep the exact (case-insensitive) match."""
@@ -192,6 +207,12 @@ class V1Api(_Common):
                                   params={"users": user_id}, trace=trace)
         return True
 
+    async def create_groups(self, names: Sequence[str]) -> list[UserDict]:
+        """``POST /api/v1/groups/bulk`` with one object per name."""
+        created = await self.client.request("POST", "/api/v1/groups/bulk",
+                                            body=[{"name": n} for n in names])
+        return _flatten(created)
+
     async def group_member_ids(self, group_id: str) -> set[str]:
         """``GET /api/v1/groups/{id}?expand=users``: members as the group side shows them."""
         group = await self.client.request("GET", f"/api/v1/groups/{group_id}",
@@ -220,20 +241,8 @@ class LegacyApi(_Common):
 
     async def iter_users(self, page_size: int = 500) -> AsyncIterator[UserDict]:
         """Every user, paged with ``skip``/``limit`` (``GET /api/users``)."""
-        skip = 0
-        seen: set[str] = set()
-        while True:
-            params = {"skip": str(skip), "limit": str(page_size)}
-            page = _as_list(await self.client.request("GET", "/api/users", params=params),
-                            "GET /api/users")
-            for user in page:
-                user_id = str(user.get("_id", ""))
-                if user_id not in seen:
-                    seen.add(user_id)
-                    yield user
-            if len(page) < page_size:
-                return
-            skip += page_size
+        async for user in _paged(self.client, "/api/users", page_size, {}):
+            yield user
 
     async def find_user(self, email: str, trace: Trace | None = None) -> UserDict | None:
         """``GET /api/users?search=`` and keep the exact (case-insensitive) match."""
@@ -290,9 +299,16 @@ class LegacyApi(_Common):
         """The v0.9 API has no token revocation."""
         return False
 
+    async def create_groups(self, names: Sequence[str]) -> list[UserDict]:
+        """``POST /api/groups`` with a JSON array of groups."""
+        created = await self.client.request("POST", "/api/groups",
+                                            body=[{"name": n} for n in names])
+        return _flatten(created)
+
     async def group_member_ids(self, group_id: str) -> set[str]:
-        """v0.9 shows no computed memberships: the explicit ones come with each user."""
-        return set()
+        """``GET /api/groups/{id}/users``: members as the group side shows them."""
+        members = await self.client.request("GET", f"/api/groups/{group_id}/users")
+        return {str(u.get("_id")) for u in _as_list(members, "GET /api/groups/{id}/users")}
 
 
 def make_api(client: SisenseClient) -> UserApi:

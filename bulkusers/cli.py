@@ -16,6 +16,7 @@ import click
 from bulkusers import __version__
 from bulkusers.config import RetryPolicy, build_connection
 from bulkusers.errors import BulkUsersError
+from bulkusers.export import ExportOptions, export_users
 from bulkusers.jobs import Command, RunSettings, run_command
 from bulkusers.operations import GroupsMode, OnExisting, PlanOptions
 from bulkusers.readers import ReadOptions
@@ -243,6 +244,50 @@ def reactivate_command(**params: Any) -> None:
 def delete_command(**params: Any) -> None:
     """Delete users."""
     _write_command("delete", params, PlanOptions())
+
+
+EXPORT_HELP = """Export users to OUTPUT (.csv or .xlsx), one line per user.
+
+Columns: email, userName, firstName, lastName, role (API name, e.g. consumer),
+roleDisplayName (e.g. Viewer), groups (names joined with '; ', including the computed
+Admins, Everyone and All users in system), language, active, created, lastLogin,
+lastUpdated, id. The file is valid input for `bulkusers import` (it ignores the extra
+columns). CSV is UTF-8 with BOM and formula-safe; XLSX has real date cells (UTC) and text
+everywhere else. The file appears only when the export is complete. Exit codes: 0 exported,
+2 bad usage (nothing written), 3 aborted (credentials refused, server unreachable).
+"""
+
+
+@cli.command("export", help=EXPORT_HELP)
+@click.argument("output", type=click.Path(path_type=Path))
+@connection_options
+@click.option("--role", default=None, metavar="NAME",
+              help="only users with this role (API name, display name or alias)")
+@click.option("--group", default=None, metavar="NAME",
+              help="only members of this group (built-in groups included)")
+@click.option("--inactive-days", type=click.IntRange(1), default=None, metavar="N",
+              help="only users who last signed in more than N days ago, or never")
+@click.option("--page-size", type=click.IntRange(1, 10_000), default=500, show_default=True,
+              help="users per GET request")
+@click.option("--quiet", "-q", is_flag=True, help="no summary line; the exit code tells")
+def export_command(output: Path, role: str | None, group: str | None,
+                   inactive_days: int | None, page_size: int, quiet: bool,
+                   **params: Any) -> None:
+    """Export users."""
+    console = Console(quiet=quiet)
+    options = _guard(console, lambda: ExportOptions(output, role=role, group=group,
+                                                    inactive_days=inactive_days,
+                                                    page_size=page_size))
+    connection = _guard(console, lambda: build_connection(
+        url=params["url"], token=params["token"], username=params["username"],
+        password=params["password"], api=params["api"], api_secret=params["api_secret"]))
+    result = _run(console, export_users(connection, _policy(params["retries"],
+                                                            params["timeout"]), options))
+    users = "1 user" if result.written == 1 else f"{result.written} users"
+    of = f" (of {result.read} read)" if result.read != result.written else ""
+    console.info(f"bulkusers export: {users} written to {result.path}{of} "
+                 f"in {result.seconds:.1f} s")
+    sys.exit(0)
 
 
 @cli.command("emulator")

@@ -148,6 +148,14 @@ async def list_groups(request: web.Request) -> web.Response:
                          order=_order(query))
 
 
+@legacy_routes.post("/api/groups")
+async def create_groups(request: web.Request) -> web.Response:
+    """Create groups from a JSON array: 200 with the created groups (all or none)."""
+    store = require_writer(request)
+    groups = store.create_groups(await read_array(request, "groups"))
+    return json_response([g.to_json() for g in groups])
+
+
 @legacy_routes.get("/api/groups/{key}")
 async def get_group(request: web.Request) -> web.Response:
     """One group by id or name."""
