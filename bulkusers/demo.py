@@ -12,7 +12,7 @@ from bulkusers.emulator import EmulatorSettings, running_emulator
 from bulkusers.errors import ConfigError
 from bulkusers.jobs import Observer, RunSettings, run_command
 from bulkusers.operations import PlanOptions
-from bulkusers.report import RunSummary
+from bulkusers.summary import RunSummary
 
 #: The groups an HR export of the sample company names; the emulator starts with them.
 DEMO_GROUPS = ("Finance", "Sales", "Engineering", "Marketing", "Human Resources", "Operations",

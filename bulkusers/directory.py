@@ -148,6 +148,12 @@ class Directory:
             return found
         return Unknown("group", name, _close(name, [g.name for g in self.groups]))
 
+    def add_group(self, group: Group) -> None:
+        """Index a group created during this run (or one a dry run would create)."""
+        self.groups = (*self.groups, group)
+        self._groups.setdefault(group.name.casefold(), group)
+        self._groups.setdefault(group.id.casefold(), group)
+
     def group_by_id(self, group_id: str) -> Group | None:
         """The group with this id, or None."""
         return self._groups.get(group_id.casefold())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from bulkusers.api import UserApi, UserDict
@@ -44,11 +45,20 @@ class Stopwatch:
 
 
 def _result(task: Task, status: Status, trace: Trace, watch: Stopwatch, *, user_id: str = "",
-            error: str = "", changes: str = "", previous: str = "") -> RowResult:
+            error: str = "", changes: str = "", previous: str = "",
+            cause: BaseException | None = None) -> RowResult:
     return RowResult(row=task.row, email=task.email, action=task.action, status=status,
                      user_id=user_id, http_status=trace.http_status, error=error,
                      attempts=trace.attempts, elapsed_ms=watch.ms(), changes=changes,
-                     previous=previous)
+                     previous=previous, transient=cause is not None and is_retryable(cause))
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why a request did not do its job, and whether the server (not the row) was to blame."""
+
+    message: str
+    cause: BaseException
 
 
 def _network_failure(exc: BaseException, trace: Trace, consequence: str) -> str:
@@ -97,7 +107,8 @@ class Executor:
             created = await self.api.create_user(task.payload, trace)
         except ApiError as exc:
             if exc.code != CODE_ALREADY_EXISTS:
-                emit(_result(task, Status.FAILED, trace, watch, error=exc.describe()))
+                emit(_result(task, Status.FAILED, trace, watch, error=exc.describe(),
+                             cause=exc))
                 return
             # "Already exists" after a retry usually means an earlier attempt of ours landed
             # but its answer was lost: ask the server instead of guessing, count the user once.
@@ -119,7 +130,7 @@ class Executor:
             if not is_retryable(exc):
                 raise
             emit(_result(task, Status.FAILED, trace, watch, error=_network_failure(
-                exc, trace, "the user may exist, a re-run checks")))
+                exc, trace, "the user may exist, a re-run checks"), cause=exc))
             return
         emit(_result(task, Status.CREATED, trace, watch, user_id=self._created(task, created),
                      changes=task.changes))
@@ -158,21 +169,22 @@ class Executor:
     # -- update, deactivate -------------------------------------------------------------------
 
     async def _patch(self, task: UpdateTask | DeactivateTask, patch: Mapping[str, Any],
-                     trace: Trace) -> UserDict | str:
-        """Send a patch and check the answer shows it applied; the new user or a problem."""
+                     trace: Trace) -> UserDict | Failure:
+        """Send a patch and check the answer shows it applied; the new user or a failure."""
         try:
             after = await self.api.update_user(task.user, patch, trace)
         except ApiError as exc:
-            return exc.describe()
+            return Failure(exc.describe(), exc)
         except Exception as exc:
             if not is_retryable(exc):
                 raise
-            return _network_failure(exc, trace, "the change may have been applied, a re-run "
-                                                "checks")
+            return Failure(_network_failure(exc, trace, "the change may have been applied, "
+                                                        "a re-run checks"), exc)
         updated = User.from_api({"_id": task.user.id, **after})
         missing = _not_applied(patch, updated, self.directory)
         if missing:
-            return f"the server answered success but did not apply: {', '.join(missing)}"
+            message = f"the server answered success but did not apply: {', '.join(missing)}"
+            return Failure(message, ApiError(trace.http_status or 0, None, message))
         self.directory.remember(updated)
         return after
 
@@ -180,9 +192,9 @@ class Executor:
         """Apply an update and verify it from the server's answer."""
         trace, watch = Trace(), Stopwatch()
         outcome = await self._patch(task, task.patch, trace)
-        if isinstance(outcome, str):
+        if isinstance(outcome, Failure):
             emit(_result(task, Status.FAILED, trace, watch, user_id=task.user.id,
-                         error=outcome, previous=task.previous))
+                         error=outcome.message, previous=task.previous, cause=outcome.cause))
             return
         emit(_result(task, Status.UPDATED, trace, watch, user_id=task.user.id,
                      changes=task.changes, previous=task.previous))
@@ -193,9 +205,9 @@ class Executor:
         patch = {k: (_strong_password() if v == NEW_PASSWORD else v)
                  for k, v in task.patch.items()}
         outcome = await self._patch(task, patch, trace)
-        if isinstance(outcome, str):
+        if isinstance(outcome, Failure):
             emit(_result(task, Status.FAILED, trace, watch, user_id=task.user.id,
-                         error=outcome, previous=task.previous))
+                         error=outcome.message, previous=task.previous, cause=outcome.cause))
             return
         try:
             revoked = await self.api.revoke_tokens(task.user.id, trace)
@@ -203,7 +215,7 @@ class Executor:
             emit(_result(task, Status.FAILED, trace, watch, user_id=task.user.id,
                          changes=task.changes, previous=task.previous,
                          error=f"role, groups and password changed, but revoking the tokens "
-                               f"failed ({exc.describe()}); run deactivate again"))
+                               f"failed ({exc.describe()}); run deactivate again", cause=exc))
             return
         tokens = "tokens revoked" if revoked else "tokens not revoked (the v0.9 API cannot)"
         emit(_result(task, Status.DEACTIVATED, trace, watch, user_id=task.user.id,
@@ -224,13 +236,13 @@ class Executor:
                              previous=task.previous))
             else:
                 emit(_result(task, Status.FAILED, trace, watch, user_id=task.user.id,
-                             error=exc.describe(), previous=task.previous))
+                             error=exc.describe(), previous=task.previous, cause=exc))
             return
         except Exception as exc:
             if not is_retryable(exc):
                 raise
             emit(_result(task, Status.FAILED, trace, watch, user_id=task.user.id,
-                         previous=task.previous, error=_network_failure(
+                         previous=task.previous, cause=exc, error=_network_failure(
                              exc, trace, "the user may be deleted, a re-run checks")))
             return
         self.directory.forget(task.user)

@@ -6,30 +6,38 @@ import asyncio
 import contextlib
 import signal
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
-from bulkusers.api import make_api
+from bulkusers.api import UserApi, make_api
 from bulkusers.client import SisenseClient
 from bulkusers.config import Connection, RetryPolicy
-from bulkusers.directory import load_directory
-from bulkusers.errors import AbortError
+from bulkusers.directory import Directory, Group, load_directory
+from bulkusers.errors import (
+    AbortError,
+    ServerUnavailable,
+    describe_network_error,
+    is_retryable,
+)
 from bulkusers.execution import Executor
 from bulkusers.models import Header, Row, RowResult, Status
 from bulkusers.operations import Planner, PlanOptions, Prescan, prescan, protected_users
+from bulkusers.preflight import Confirm, Limit, check_confirmation, check_limit, count_plan
 from bulkusers.readers import ReadOptions, open_table
 from bulkusers.report import (
     ReportLine,
     ReportWriter,
-    RunSummary,
     default_report_path,
     read_report,
     summary_path,
 )
+from bulkusers.resume import file_sha256, load_earlier
 from bulkusers.runner import Pool
+from bulkusers.summary import RunSummary
 from bulkusers.tasks import Task, WorkItem, batched, tasks_of
+from bulkusers.tasks import planned as planned_results
 
 Command = Literal["import", "update", "deactivate", "delete", "reactivate"]
 
@@ -66,6 +74,20 @@ class RunSettings:
     handle_sigint: bool = True
 
 
+@dataclass(frozen=True, slots=True)
+class Safety:
+    """The guards of a run: dry run, strictness, limits, confirmation, resume, breaker."""
+
+    dry_run: bool = False
+    strict: bool = False
+    max_changes: Limit = field(default_factory=Limit)
+    confirm: Confirm | None = None
+    resume: Path | None = None
+    #: Consecutive rows that exhausted their retries on connection errors or 5xx before
+    #: the run stops, so a dead server does not fail thousands of rows one by one.
+    breaker: int = 5
+
+
 @dataclass(slots=True)
 class _Recorder:
     """Writes each result once, counts it and tells the observer; safe across threads."""
@@ -73,41 +95,74 @@ class _Recorder:
     writer: ReportWriter
     summary: RunSummary
     observer: Observer
+    breaker: int
     lock: threading.Lock = field(default_factory=threading.Lock)
+    failing_in_a_row: int = 0
 
     def __call__(self, result: RowResult) -> None:
         with self.lock:
             self.writer.write(result)
             self.summary.add(result)
+            if result.transient:
+                self.failing_in_a_row += 1
+            elif result.status is not Status.NOT_ATTEMPTED:
+                self.failing_in_a_row = 0
             self.observer.row_done(result, self.summary)
+
+    def check_breaker(self) -> None:
+        """Stop the run once too many rows in a row failed for the server's reasons."""
+        if self.breaker and self.failing_in_a_row >= self.breaker:
+            raise ServerUnavailable(
+                f"{self.failing_in_a_row} rows in a row failed after their retries with "
+                "connection errors or server errors; the server looks down or overloaded. "
+                "Try again later with --resume (and perhaps a lower --concurrency)")
 
 
 @dataclass(frozen=True, slots=True)
 class _Input:
-    """A command's input made uniform: a header, re-readable rows, and its row count."""
+    """A command's input made uniform: a header, re-readable rows, its count and hash."""
 
     header: Header
     rows: Callable[[], Iterator[Row]]
     scan: Prescan
+    sha256: str
+    lines: tuple[ReportLine, ...] = ()
 
 
-async def _open_input(command: Command, settings: RunSettings) -> tuple[_Input, list[ReportLine]]:
+async def _open_input(command: Command, settings: RunSettings) -> _Input:
     """Read the input (all errors here are InputError: exit 2, nothing sent)."""
+    path = settings.input_path
     if command == "reactivate":
-        lines = await asyncio.to_thread(lambda: list(read_report(settings.input_path)))
-        header = Header((), {})
-        return _Input(header, lambda: iter(()), Prescan(total=len(lines))), lines
-    table = open_table(settings.input_path, settings.read)
+        lines = await asyncio.to_thread(lambda: tuple(read_report(path)))
+        sha = await asyncio.to_thread(file_sha256, path)
+        rows = tuple(Row(line.line, ()) for line in lines)
+        return _Input(Header((), {}), lambda: iter(rows), Prescan(total=len(lines)), sha, lines)
+    table = open_table(path, settings.read)
     scan = await asyncio.to_thread(prescan, table.rows(), table.header)
-    return _Input(table.header, table.rows, scan), []
+    sha = await asyncio.to_thread(file_sha256, path)
+    return _Input(table.header, table.rows, scan, sha)
+
+
+def _plan_function(command: Command, planner: Planner,
+                   source: _Input) -> Callable[[Row], WorkItem]:
+    if command == "reactivate":
+        by_line = {line.line: line for line in source.lines}
+        return lambda row: planner.plan_reactivate(by_line[row.number])
+    return {"import": planner.plan_import, "update": planner.plan_update,
+            "deactivate": planner.plan_deactivate, "delete": planner.plan_delete}[command]
 
 
 async def run_command(command: Command, settings: RunSettings, connection: Connection,
                       policy: RetryPolicy, options: PlanOptions,
-                      observer: Observer | None = None) -> RunSummary:
-    """Plan and carry out every row of the input; every row ends in the report."""
+                      observer: Observer | None = None,
+                      safety: Safety | None = None) -> RunSummary:
+    """Plan, check and carry out every row of the input; every row ends in the report."""
     observer = observer or SilentObserver()
-    source, lines = await _open_input(command, settings)
+    safety = safety or Safety()
+    source = await _open_input(command, settings)
+    earlier = (load_earlier(safety.resume, command, settings.input_path, source.sha256)
+               if safety.resume else None)
+    skip = earlier.finished if earlier else frozenset()
     async with SisenseClient(connection, policy,
                              max_connections=settings.concurrency) as client:
         await client.check()
@@ -116,28 +171,45 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
         me = await api.me()
         planner = Planner(source.header, directory, source.scan, options,
                           protected_users(directory, me))
-        report_path = settings.report_path or default_report_path(settings.input_path, command)
-        writer = ReportWriter(report_path, source.header,
-                              exclusive=settings.report_path is None)
-        summary = RunSummary(command=command, input_file=str(settings.input_path),
-                             report_file=str(report_path), total_rows=source.scan.total,
-                             options=_options(connection, settings, options))
-        record = _Recorder(writer, summary, observer)
-        observer.started(summary)
+        plan = _plan_function(command, planner, source)
 
         def planned() -> Iterator[WorkItem]:
-            items: Iterable[WorkItem]
-            if command == "reactivate":
-                items = (planner.plan_reactivate(line) for line in lines)
-            else:
-                plan = {"import": planner.plan_import, "update": planner.plan_update,
-                        "deactivate": planner.plan_deactivate,
-                        "delete": planner.plan_delete}[command]
-                items = (plan(row) for row in source.rows())
+            items = (plan(row) for row in source.rows() if row.number not in skip)
             return batched(items, settings.batch_size)
 
+        preview = await asyncio.to_thread(count_plan, planned())
+        created_groups = await _missing_groups(planner, api, directory, options,
+                                               safety.dry_run)
+        if created_groups:
+            preview = await asyncio.to_thread(count_plan, planned())
+        refused = ""
+        if safety.strict and preview.invalid:
+            refused = (f"--strict: {preview.invalid} rows are invalid (first: "
+                       f"{preview.first_problem()}); nothing was sent. Fix them, or run "
+                       "without --strict to skip them")
+        dry_run = safety.dry_run or bool(refused)
+        if not dry_run:
+            check_limit(preview, safety.max_changes, directory.user_count)
+            await asyncio.to_thread(check_confirmation, command, preview, safety.confirm)
+
+        report_path = (earlier.report if earlier else
+                       settings.report_path or default_report_path(settings.input_path,
+                                                                   command))
+        mode = "append" if earlier else "replace" if settings.report_path else "new"
+        writer = ReportWriter(report_path, source.header, mode=mode)
+        summary = RunSummary(command=command, input_file=str(settings.input_path),
+                             report_file=str(report_path), total_rows=source.scan.total,
+                             options=_options(connection, settings, options, safety),
+                             input_sha256=source.sha256, dry_run=dry_run, refused=refused,
+                             groups_created=created_groups)
+        if earlier:
+            summary.counts.update(earlier.counts)
+            summary.carried_over = len(earlier.finished)
+        summary.write_json(summary_path(report_path))  # a killed run can still be resumed
+        record = _Recorder(writer, summary, observer, safety.breaker)
+        observer.started(summary)
         try:
-            await _execute(planned(), Executor(api, directory), record, settings)
+            await _execute(planned(), Executor(api, directory), record, settings, dry_run)
         finally:
             writer.close()
             summary.requests = client.stats.requests
@@ -147,20 +219,44 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
     return summary
 
 
-def _options(connection: Connection, settings: RunSettings,
-             options: PlanOptions) -> dict[str, object]:
+async def _missing_groups(planner: Planner, api: UserApi, directory: Directory,
+                          options: PlanOptions, dry_run: bool) -> tuple[str, ...]:
+    """With --create-groups, create the groups rows named that the server lacks."""
+    names = tuple(sorted(planner.missing_groups.values(), key=str.casefold))
+    if not options.create_groups or not names:
+        return ()
+    if dry_run:
+        for name in names:  # what the plan would reference once the group exists
+            directory.add_group(Group(id=f"(new group {name})", name=name))
+        return names
+    for created in await api.create_groups(names):
+        directory.add_group(Group(id=str(created.get("_id", "")),
+                                  name=str(created.get("name", ""))))
+    planner.missing_groups.clear()
+    return names
+
+
+def _options(connection: Connection, settings: RunSettings, options: PlanOptions,
+             safety: Safety) -> dict[str, object]:
     """The run's options for the JSON summary: never a secret."""
     return {"url": connection.url, "api": connection.api,
             "concurrency": settings.concurrency, "batch_size": settings.batch_size,
             "default_role": options.default_role, "on_existing": options.on_existing,
-            "groups": options.groups_mode}
+            "groups": options.groups_mode, "create_groups": options.create_groups,
+            "dry_run": safety.dry_run, "strict": safety.strict,
+            "max_changes": safety.max_changes.count, "max_changes_percent":
+            safety.max_changes.percent, "resume": str(safety.resume or "")}
 
 
 async def _execute(items: Iterator[WorkItem], executor: Executor, record: _Recorder,
-                   settings: RunSettings) -> None:
+                   settings: RunSettings, dry_run: bool) -> None:
     summary = record.summary
 
     async def handle(item: WorkItem) -> None:
+        if dry_run:
+            for result in planned_results(item):
+                record(result)
+            return
         done: set[int] = set()
 
         def emit(result: RowResult) -> None:
@@ -169,6 +265,7 @@ async def _execute(items: Iterator[WorkItem], executor: Executor, record: _Recor
 
         try:
             await executor.run(item, emit)
+            record.check_breaker()
         except AbortError as exc:
             _unfinished(item, done, record, f"run aborted: {exc}")
             raise
@@ -176,6 +273,16 @@ async def _execute(items: Iterator[WorkItem], executor: Executor, record: _Recor
             _unfinished(item, done, record, "interrupted while in flight; a re-run checks "
                                             "whether it was applied")
             raise
+        except Exception as exc:
+            # Whatever went wrong, the rows are accounted for and the run goes on.
+            reason = (describe_network_error(exc) if is_retryable(exc)
+                      else f"unexpected {exc.__class__.__name__}: {exc}")
+            for task in tasks_of(item):
+                if task.row.number not in done:
+                    record(RowResult(row=task.row, email=task.email, action=task.action,
+                                     status=Status.FAILED, error=reason,
+                                     transient=is_retryable(exc)))
+            record.check_breaker()
 
     def unsent(item: WorkItem) -> None:
         if isinstance(item, RowResult):

@@ -77,6 +77,9 @@ class RowResult:
     changes: str = ""
     #: The user's state before this run changed or deleted it (JSON), so it can be undone.
     previous: str = ""
+    #: Failed for the server's reasons (connection errors, 5xx) after every retry; not
+    #: written to the report, it feeds the circuit breaker.
+    transient: bool = False
 
     @property
     def needs_attention(self) -> bool:

@@ -44,6 +44,7 @@ class PlanOptions:
     default_role: str | None = None
     on_existing: OnExisting = "skip"
     groups_mode: GroupsMode = "add"
+    create_groups: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +119,8 @@ class Planner:
         self.options = options
         #: user id -> why it must never be deactivated or deleted
         self.protected = dict(protected or {})
+        #: Group names rows asked for that the server does not have (for --create-groups).
+        self.missing_groups: dict[str, str] = {}
 
     # -- shared validation --------------------------------------------------------------------
 
@@ -172,7 +175,9 @@ class Planner:
         for name in split_groups(cell):
             found = self.directory.group(name)
             if isinstance(found, Unknown):
-                problems.append(found.describe())
+                self.missing_groups.setdefault(name.casefold(), name)
+                hint = "" if self.options.create_groups else " (or pass --create-groups)"
+                problems.append(found.describe() + hint)
             elif not found.builtin:
                 # Built-in memberships are computed by Sisense; writing them is refused.
                 groups.append(found)

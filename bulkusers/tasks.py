@@ -132,3 +132,24 @@ def decided(row: Row, email: str, action: str, status: Status, *, user_id: str =
     """A row whose outcome planning already knows: nothing will be sent for it."""
     return RowResult(row=row, email=email, action=action, status=status, user_id=user_id,
                      error=error, changes=changes)
+
+
+def planned(item: WorkItem) -> list[RowResult]:
+    """What a dry run reports for an item: each row ``planned`` with its exact changes."""
+    if isinstance(item, RowResult):
+        return [item]
+    results = []
+    for task in tasks_of(item):
+        if isinstance(task, CreateTask):
+            changes = task.changes
+        elif isinstance(task, DeactivateTask):
+            changes = f"{task.changes}; tokens revoked"
+        elif isinstance(task, DeleteTask):
+            changes = "deleted"
+        else:
+            changes = task.changes
+        user = getattr(task, "user", None)
+        results.append(RowResult(row=task.row, email=task.email, action=task.action,
+                                 status=Status.PLANNED, user_id=user.id if user else "",
+                                 changes=changes, previous=getattr(task, "previous", "")))
+    return results

@@ -19,7 +19,8 @@ from rich.progress import (
 from rich.table import Table
 
 from bulkusers.models import RowResult, Status
-from bulkusers.report import RunSummary, summary_path
+from bulkusers.report import summary_path
+from bulkusers.summary import RunSummary
 
 if TYPE_CHECKING:
     from bulkusers.demo import DemoOutcome

@@ -1,0 +1,125 @@
+"""Pre-flight: the whole plan counted before the first write, and the guards that judge it."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from bulkusers.errors import GuardTripped
+from bulkusers.models import RowResult, Status
+from bulkusers.tasks import WorkItem, tasks_of
+
+#: How many target users a confirmation prompt names.
+PREVIEW_SIZE = 5
+DESTRUCTIVE = frozenset({"deactivate", "delete"})
+
+
+@dataclass(slots=True)
+class Preflight:
+    """What the plan would do, counted over the whole input."""
+
+    total: int = 0
+    actions: Counter[str] = field(default_factory=Counter)
+    unchanged: int = 0
+    invalid: int = 0
+    failed: int = 0
+    examples: list[RowResult] = field(default_factory=list)
+    targets: list[str] = field(default_factory=list)
+
+    @property
+    def writes(self) -> int:
+        """Rows that would send a write."""
+        return sum(self.actions.values())
+
+    @property
+    def destructive(self) -> int:
+        """Rows that would deactivate or delete a user."""
+        return sum(n for action, n in self.actions.items() if action in DESTRUCTIVE)
+
+    def first_problem(self) -> str:
+        """The first invalid row, described on one line."""
+        if not self.examples:
+            return ""
+        first = self.examples[0]
+        return f"row {first.row.number}: {first.error}"
+
+
+def count_plan(items: Iterable[WorkItem]) -> Preflight:
+    """Walk a whole plan without sending anything and count what it would do."""
+    found = Preflight()
+    for item in items:
+        if isinstance(item, RowResult):
+            found.total += 1
+            if item.status is Status.UNCHANGED or (item.status is Status.SKIPPED
+                                                   and not item.error):
+                found.unchanged += 1
+            elif item.status is Status.FAILED:
+                found.failed += 1
+            else:
+                found.invalid += 1
+                if len(found.examples) < PREVIEW_SIZE:
+                    found.examples.append(item)
+            continue
+        for task in tasks_of(item):
+            found.total += 1
+            found.actions[task.action] += 1
+            if task.action in DESTRUCTIVE and len(found.targets) < PREVIEW_SIZE:
+                found.targets.append(task.email)
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """``--max-changes``: a number of writes, or a percentage of the directory's users."""
+
+    count: int | None = None
+    percent: float | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Limit:
+        """Read "250" or "5%"; ValueError with a hint otherwise."""
+        cleaned = text.strip()
+        try:
+            if cleaned.endswith("%"):
+                percent = float(cleaned[:-1])
+                if not 0 <= percent <= 100:
+                    raise ValueError
+                return cls(percent=percent)
+            count = int(cleaned)
+            if count < 0:
+                raise ValueError
+            return cls(count=count)
+        except ValueError:
+            raise ValueError(f"--max-changes {text!r} is not a number of changes (250) or "
+                             "a percentage of the directory (5%)") from None
+
+    def allowed(self, directory_users: int) -> int | None:
+        """The most writes allowed, or None for no limit."""
+        if self.count is not None:
+            return self.count
+        if self.percent is not None:
+            return int(directory_users * self.percent / 100)
+        return None
+
+
+def check_limit(plan: Preflight, limit: Limit, directory_users: int) -> None:
+    """Abort before any write when the plan changes more than ``--max-changes`` allows."""
+    allowed = limit.allowed(directory_users)
+    if allowed is not None and plan.writes > allowed:
+        shown = f"{limit.percent:g}% of {directory_users} users = {allowed}" \
+            if limit.percent is not None else str(allowed)
+        raise GuardTripped(f"the plan would change {plan.writes} users, more than "
+                           f"--max-changes allows ({shown}); nothing was sent. Check the "
+                           "input, or raise --max-changes")
+
+
+Confirm = Callable[[str, Preflight], bool]
+
+
+def check_confirmation(command: str, plan: Preflight, confirm: Confirm | None) -> None:
+    """Ask before a destructive run; a 'no' aborts before any write."""
+    if confirm is None or plan.destructive == 0:
+        return
+    if not confirm(command, plan):
+        raise GuardTripped(f"{command} not confirmed; nothing was sent")

@@ -1,0 +1,57 @@
+"""``--resume``: what an earlier, interrupted run of the same command on the same file finished."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bulkusers.errors import InputError
+from bulkusers.report import read_report, summary_path
+from bulkusers.summary import read_summary
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, read in blocks (memory stays flat)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Earlier:
+    """Rows an earlier run finished, by row number, and their statuses for the summary."""
+
+    report: Path
+    finished: frozenset[int] = frozenset()
+    counts: Counter[str] = field(default_factory=Counter)
+
+
+def load_earlier(report: Path, command: str, input_path: Path, input_sha256: str) -> Earlier:
+    """Read the report to resume, refusing one from another command, file or a dry run."""
+    if not report.is_file():
+        raise InputError(f"--resume {report}: no such report; give the report of the run "
+                         "to continue")
+    summary = read_summary(summary_path(report))
+    if summary is None:
+        raise InputError(f"--resume {report}: its summary {summary_path(report).name} is "
+                         "missing beside it; resume needs both files")
+    if summary.get("command") != command:
+        raise InputError(f"--resume {report}: that report is of `bulkusers "
+                         f"{summary.get('command')}`, not `{command}`")
+    if summary.get("dry_run"):
+        raise InputError(f"--resume {report}: that was a dry run, nothing to resume; run "
+                         "without --dry-run")
+    if summary.get("input_sha256") != input_sha256:
+        raise InputError(f"{input_path} has changed since {report.name} was started (its "
+                         "SHA-256 differs); resume with the original file, or start a new run "
+                         "without --resume")
+    last: dict[int, tuple[str, bool]] = {}
+    for line in read_report(report):
+        last[line.row] = (line.status, line.finished)
+    finished = frozenset(row for row, (_, done) in last.items() if done)
+    counts = Counter(status for row, (status, _) in last.items() if row in finished)
+    return Earlier(report=report, finished=finished, counts=counts)

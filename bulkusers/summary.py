@@ -1,0 +1,127 @@
+"""The run summary: counts, timings and outcome of one run, for people and for machines."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bulkusers.models import RowResult, Status
+
+MAX_EXAMPLES = 10
+
+
+def read_summary(path: Path) -> dict[str, Any] | None:
+    """An earlier run's JSON summary, or None when there is none (or it is unreadable)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+@dataclass(slots=True)
+class RunSummary:
+    """Counts and timings of one run, for people (stderr) and machines (JSON)."""
+
+    command: str
+    input_file: str
+    report_file: str
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
+    ended: datetime | None = None
+    total_rows: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
+    needs_attention: int = 0
+    requests: int = 0
+    retries: int = 0
+    aborted: str = ""
+    #: Why the run refused to write anything (--strict with invalid rows): exit code 2.
+    refused: str = ""
+    interrupted: bool = False
+    exit_code: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    input_sha256: str = ""
+    dry_run: bool = False
+    #: Rows an earlier run already finished (``--resume``), counted but not sent again.
+    carried_over: int = 0
+    #: What a dry run would do, by action (create, update, deactivate, delete...).
+    planned: Counter[str] = field(default_factory=Counter)
+    #: Groups created (or, in a dry run, to be created) by --create-groups.
+    groups_created: tuple[str, ...] = ()
+    #: The first rows that need attention, to show without opening the report.
+    examples: list[RowResult] = field(default_factory=list)
+
+    def add(self, result: RowResult) -> None:
+        """Count one finished row."""
+        self.counts[result.status.value] += 1
+        if result.status is Status.PLANNED:
+            self.planned[result.action] += 1
+        if result.needs_attention:
+            self.needs_attention += 1
+            if len(self.examples) < MAX_EXAMPLES:
+                self.examples.append(result)
+
+    @property
+    def done(self) -> int:
+        """Rows with an outcome so far."""
+        return sum(self.counts.values())
+
+    @property
+    def seconds(self) -> float:
+        """Duration of the run so far, or in all once ended."""
+        end = self.ended or datetime.now(UTC)
+        return max((end - self.started).total_seconds(), 1e-6)
+
+    @property
+    def rows_per_second(self) -> float:
+        """Rows finished per second of run time."""
+        return self.done / self.seconds
+
+    def finish(self) -> int:
+        """Close the run and decide its exit code (design.md: 0, 1, 3 or 130)."""
+        self.ended = datetime.now(UTC)
+        if self.interrupted:
+            self.exit_code = 130
+        elif self.refused:
+            self.exit_code = 2
+        elif self.aborted:
+            self.exit_code = 3
+        else:
+            self.exit_code = 1 if self.needs_attention else 0
+        return self.exit_code
+
+    def to_json(self) -> dict[str, Any]:
+        """The summary as plain JSON data (no secrets are ever stored here)."""
+        return {
+            "command": self.command,
+            "input_file": self.input_file,
+            "input_sha256": self.input_sha256,
+            "dry_run": self.dry_run,
+            "report_file": self.report_file,
+            "started": self.started.isoformat(),
+            "ended": self.ended.isoformat() if self.ended else None,
+            "seconds": round(self.seconds, 3),
+            "total_rows": self.total_rows,
+            "counts": {s.value: self.counts.get(s.value, 0) for s in Status},
+            "planned": dict(self.planned),
+            "carried_over": self.carried_over,
+            "groups_created": list(self.groups_created),
+            "needs_attention": self.needs_attention,
+            "requests": self.requests,
+            "retries": self.retries,
+            "rows_per_second": round(self.rows_per_second, 1),
+            "aborted": self.aborted,
+            "refused": self.refused,
+            "interrupted": self.interrupted,
+            "exit_code": self.exit_code,
+            "options": self.options,
+        }
+
+    def write_json(self, path: Path) -> None:
+        """Write the JSON summary file atomically (a reader never sees half of it)."""
+        partial = path.with_name(path.name + ".tmp")
+        partial.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
+        partial.replace(path)
