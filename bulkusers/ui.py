@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from types import TracebackType
@@ -19,6 +20,7 @@ from rich.progress import (
 from rich.table import Table
 
 from bulkusers.models import RowResult, Status
+from bulkusers.preflight import Preflight
 from bulkusers.report import summary_path
 from bulkusers.summary import RunSummary
 
@@ -55,6 +57,28 @@ class Console:
         """One line: what is wrong and what to do. Shown even with --quiet."""
         self._rich.print(f"[bold red]bulkusers: error:[/] {_escape(message)}")
 
+    def warning(self, message: str) -> None:
+        """A warning line. Shown even with --quiet: it is about safety."""
+        self._rich.print(f"[bold yellow]bulkusers: warning:[/] {_escape(message)}")
+
+    def confirmation(self, action: str, plan: Preflight) -> None:
+        """What a destructive run is about to do, before the prompt."""
+        self._rich.print(f"[bold]{action}[/] would change [bold]{plan.destructive}[/] users, "
+                         f"for example:")
+        for email in plan.targets:
+            self._rich.print(f"  {_escape(email)}")
+        if plan.destructive > len(plan.targets):
+            self._rich.print(f"  ... and {plan.destructive - len(plan.targets)} more")
+        if plan.invalid:
+            self._rich.print(f"({plan.invalid} rows are invalid and will be skipped)")
+
+    def resume_hint(self, command: str, input_path: Path, report: str) -> None:
+        """The exact command that continues an interrupted or aborted run."""
+        self._rich.print("Continue with:\n  " + _escape(
+            f"bulkusers {command} {shlex.quote(str(input_path))} --resume "
+            f"{shlex.quote(report)}") + "\n(plus the connection options you used)",
+            soft_wrap=True)
+
     def info(self, message: str) -> None:
         """A line of information, unless quiet."""
         if not self.quiet:
@@ -64,8 +88,12 @@ class Console:
         """Counts per status, speed, and where the report is."""
         if self.quiet:
             return
+        dry = " [cyan](dry run: nothing was sent)[/]" if summary.dry_run else ""
         self._rich.print(f"\n[bold]bulkusers {summary.command}[/]: {summary.done} of "
-                         f"{summary.total_rows} rows have an outcome")
+                         f"{summary.total_rows} rows have an outcome{dry}")
+        if summary.carried_over:
+            self._rich.print(f"  ({summary.carried_over} rows were finished by the run "
+                             "being resumed)")
         table = Table(show_header=False, box=None, padding=(0, 2))
         for status in Status:
             count = summary.counts.get(status.value, 0)
@@ -73,10 +101,19 @@ class Console:
                 style = STATUS_STYLES[status]
                 table.add_row(f"  [{style}]{status.value}[/]", str(count))
         self._rich.print(table)
+        if summary.planned:
+            planned = ", ".join(f"{action} {count}" for action, count in
+                                sorted(summary.planned.items()))
+            self._rich.print(f"planned: {planned}")
+        if summary.groups_created:
+            verb = "to create" if summary.dry_run else "created"
+            self._rich.print(f"groups {verb}: {_escape(', '.join(summary.groups_created))}")
         self._rich.print(f"{summary.seconds:.1f} s, {summary.rows_per_second:.0f} rows/s, "
                          f"{summary.requests} requests ({summary.retries} retries)")
         self._rich.print(f"report:  {_escape(summary.report_file)}")
         self._rich.print(f"summary: {_escape(str(summary_path(Path(summary.report_file))))}")
+        if summary.refused:
+            self._rich.print(f"[bold red]refused:[/] {_escape(summary.refused)}")
         if summary.aborted:
             self._rich.print(f"[bold red]aborted:[/] {_escape(summary.aborted)}; rows not "
                              "sent are marked not_attempted in the report")

@@ -31,8 +31,10 @@ def people() -> list[list[str]]:
 
 def cli_args(served: Served, command: str, path: Path, report: Path, *extra: str) -> list[str]:
     """A write command against the served emulator with an explicit report path."""
-    return [command, str(path), "--url", served.url, "--token", TOKEN, "--report", str(report),
-            *extra]
+    args = [command, str(path), "--url", served.url, "--token", TOKEN, "--report", str(report)]
+    if command in ("deactivate", "delete"):
+        args.append("--yes")  # tests run off a terminal, where destructive runs need it
+    return [*args, *extra]
 
 
 def seed(served: Served, run_cli: RunCli, tmp_path: Path) -> None:
@@ -204,7 +206,8 @@ def test_the_account_running_the_tool_is_never_deactivated(
     leavers = write_csv(tmp_path / "leavers.csv", ("Email",), [["ann@acme.example"]])
     report = tmp_path / "r.csv"
     result = run_cli("deactivate", str(leavers), "--url", served.url, "--username",
-                     "ann@acme.example", "--password", "Ann-Pass-1", "--report", str(report))
+                     "ann@acme.example", "--password", "Ann-Pass-1", "--report", str(report),
+                     "--yes")
     assert result.exit_code == 1
     (line,) = read_report(report)
     assert line["status"] == "skipped"
@@ -268,7 +271,8 @@ def test_legacy_api_with_jwt_imports_updates_and_deletes(
     assert role_and_groups(legacy, "bob@acme.example") == ("contributor", {"Marketing"})
 
     leavers = write_csv(tmp_path / "leavers.csv", ("Email",), [["dan@acme.example"]])
-    result = run_cli("delete", str(leavers), *auth, "--report", str(tmp_path / "3.csv"))
+    result = run_cli("delete", str(leavers), *auth, "--report", str(tmp_path / "3.csv"),
+                     "--yes")
     assert result.exit_code == 0, result.output
     assert legacy.emulator.store.user_by_email("dan@acme.example") is None
     assert "rest-api-secret" not in result.output

@@ -1,0 +1,135 @@
+"""The other commands: export, emulator, demo."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bulkusers.cli.common import (
+    EXIT_USAGE,
+    connection_from,
+    connection_options,
+    guard,
+    policy,
+    run,
+)
+from bulkusers.export import ExportOptions, export_users
+from bulkusers.ui import Console, ProgressObserver
+
+EXPORT_HELP = """Export users to OUTPUT (.csv or .xlsx), one line per user.
+
+Columns: email, userName, firstName, lastName, role (API name, e.g. consumer),
+roleDisplayName (e.g. Viewer), groups (names joined with '; ', including the computed
+Admins, Everyone and All users in system), language, active, created, lastLogin,
+lastUpdated, id. The file is valid input for `bulkusers import` (it ignores the extra
+columns). CSV is UTF-8 with BOM and formula-safe; XLSX has real date cells (UTC) and text
+everywhere else. The file appears only when the export is complete. Exit codes: 0 exported,
+2 bad usage (nothing written), 3 aborted (credentials refused, server unreachable).
+"""
+
+
+@click.command("export", help=EXPORT_HELP)
+@click.argument("output", type=click.Path(path_type=Path))
+@connection_options
+@click.option("--role", default=None, metavar="NAME",
+              help="only users with this role (API name, display name or alias)")
+@click.option("--group", default=None, metavar="NAME",
+              help="only members of this group (built-in groups included)")
+@click.option("--inactive-days", type=click.IntRange(1), default=None, metavar="N",
+              help="only users who last signed in more than N days ago, or never")
+@click.option("--page-size", type=click.IntRange(1, 10_000), default=500, show_default=True,
+              help="users per GET request")
+@click.option("--quiet", "-q", is_flag=True, help="no summary line; the exit code tells")
+def export_command(output: Path, role: str | None, group: str | None,
+                   inactive_days: int | None, page_size: int, quiet: bool,
+                   **params: Any) -> None:
+    """Export users."""
+    console = Console(quiet=quiet)
+    options = guard(console, lambda: ExportOptions(output, role=role, group=group,
+                                                    inactive_days=inactive_days,
+                                                    page_size=page_size))
+    connection = connection_from(console, params)
+    result = run(console, export_users(connection, policy(params["retries"],
+                                                            params["timeout"]), options))
+    users = "1 user" if result.written == 1 else f"{result.written} users"
+    of = f" (of {result.read} read)" if result.read != result.written else ""
+    console.info(f"bulkusers export: {users} written to {result.path}{of} "
+                 f"in {result.seconds:.1f} s")
+    sys.exit(0)
+
+
+@click.command("emulator")
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
+@click.option("--port", type=click.IntRange(0, 65535), default=30845, show_default=True,
+              help="port (0 picks a free one)")
+@click.option("--token", default=None, help="a fixed Bearer token accepted as the admin")
+@click.option("--admin-email", default="admin@example.com", show_default=True)
+@click.option("--admin-password", default="Admin-Pass-1", show_default=True)
+@click.option("--users", type=click.IntRange(0, 1_000_000), default=0, show_default=True,
+              help="generated users to seed")
+@click.option("--groups", default="", help="comma-separated group names to seed")
+@click.option("--latency-ms", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="delay added to every request")
+@click.option("--error-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="fraction of requests answered 503")
+@click.option("--max-inflight", type=click.IntRange(1), default=None,
+              help="requests beyond N in flight are answered 429 with Retry-After")
+@click.option("--api-secret", default=None,
+              help="accept the legacy x-api-key JWT signed with this REST API secret")
+def emulator_command(host: str, port: int, token: str | None, admin_email: str,
+                     admin_password: str, users: int, groups: str, latency_ms: float,
+                     error_rate: float, max_inflight: int | None,
+                     api_secret: str | None) -> None:
+    """Run the Sisense emulator: a local stand-in for rehearsals and tests.
+
+    It serves the documented Sisense user, group, role and login endpoints with an
+    in-memory store (lost when it stops) and can inject latency, errors and rate limits.
+    """
+    from bulkusers.emulator import EmulatorSettings, serve_forever
+
+    console = Console(quiet=False)
+    settings = EmulatorSettings(
+        token=token, admin_email=admin_email, admin_password=admin_password, users=users,
+        groups=tuple(g.strip() for g in groups.split(",") if g.strip()),
+        latency_ms=latency_ms, error_rate=error_rate, max_inflight=max_inflight,
+        api_secret=api_secret)
+
+    def ready(url: str) -> None:
+        console.emulator_ready(url, settings.admin_email, bool(token))
+
+    try:
+        asyncio.run(serve_forever(settings, host, port, ready))
+    except OSError as exc:
+        console.error(f"cannot listen on {host}:{port} ({exc.strerror}); "
+                      "choose another --port")
+        sys.exit(EXIT_USAGE)
+    except KeyboardInterrupt:
+        console.info("emulator stopped")
+
+
+@click.command("demo")
+@click.option("--file", "file", type=click.Path(path_type=Path), default=None,
+              help="input to import (default: samples/hr_users.xlsx)")
+@click.option("--concurrency", type=click.IntRange(1, 64), default=8, show_default=True)
+@click.option("--latency-ms", type=click.FloatRange(0), default=20.0, show_default=True,
+              help="simulated server latency")
+def demo_command(file: Path | None, concurrency: int, latency_ms: float) -> None:
+    """Import a sample HR file into a built-in emulator: see the tool work in seconds."""
+    from bulkusers.demo import DEMO_GROUPS, find_sample, run_demo
+
+    console = Console(quiet=False)
+    source = guard(console, lambda: file or find_sample())
+    console.demo_intro(source, DEMO_GROUPS)
+    observer = ProgressObserver(console, "Importing")
+    with observer:
+        outcome = run(console, run_demo(source, concurrency=concurrency,
+                                         latency_ms=latency_ms, observer=observer))
+    console.summary(outcome.summary)
+    console.demo_outro(outcome)
+    sys.exit(0)
+
+
