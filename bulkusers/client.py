@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -33,6 +35,7 @@ from bulkusers.errors import (
 )
 
 JSON = Any
+log = logging.getLogger("bulkusers.http")
 
 
 @dataclass(slots=True)
@@ -64,6 +67,15 @@ class _RetryWait:
         if isinstance(exc, TransientApiError) and exc.retry_after is not None:
             return min(exc.retry_after, self._cap)
         return float(self._backoff(state))
+
+
+def _log_retry(state: RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    reason = exc.describe() if isinstance(exc, ApiError) else describe_network_error(exc) \
+        if exc else "?"
+    wait = state.next_action.sleep if state.next_action else 0.0
+    log.debug("retrying after %s in %.1f s (attempt %d failed)", reason, wait,
+              state.attempt_number)
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -155,6 +167,7 @@ class SisenseClient:
             retry=retry_if_exception(is_retryable),
             reraise=True,
             sleep=self._sleep,
+            before_sleep=_log_retry,
         )
         async for attempt in retrying:
             with attempt:
@@ -194,11 +207,16 @@ class SisenseClient:
         trace.attempts += 1
         self.stats.requests += 1
         url = self.connection.url + path
+        started = time.perf_counter()
         # The body is read inside the context so the connection is released before a retry.
         async with self.session.request(method, url, params=params, json=body,
                                         headers=headers) as response:
             raw = await response.read()
             trace.http_status = response.status
+            # Method, path, query and status only: headers and bodies may hold secrets.
+            log.debug("%s %s%s -> %s in %.0f ms", method, path,
+                      f"?{response.url.query_string}" if response.url.query_string else "",
+                      response.status, (time.perf_counter() - started) * 1000)
             if response.status < 300:
                 if not raw.strip():
                     return None

@@ -20,6 +20,7 @@ error text only.
 from __future__ import annotations
 
 import asyncio
+import os
 
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 
@@ -108,7 +109,8 @@ def describe_network_error(exc: BaseException) -> str:
     if isinstance(exc, asyncio.TimeoutError):
         return "timed out"
     if isinstance(exc, aiohttp.ClientConnectorError):
-        reason = exc.os_error.strerror or str(exc.os_error) or "refused"
+        error = exc.os_error
+        reason = error.strerror or (os.strerror(error.errno) if error.errno else "") or "refused"
         return f"connection to {exc.host}:{exc.port} failed ({reason})"
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "the server closed the connection without answering"

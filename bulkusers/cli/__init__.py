@@ -5,6 +5,7 @@ This package is the only place that imports click or prints (through ``bulkusers
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import click
@@ -23,7 +24,9 @@ from bulkusers.cli.write import (
 @click.group(context_settings={"help_option_names": ["-h", "--help"],
                                "max_content_width": 100})
 @click.version_option(__version__, prog_name="bulkusers")
-@click.option("--debug", is_flag=True, help="show tracebacks of unexpected errors")
+@click.option("--debug", is_flag=True,
+              help="log every request (method, path, status, time; never headers or bodies) "
+                   "and retry to stderr, and show tracebacks of unexpected errors")
 def cli(debug: bool) -> None:
     """Bulk import, update, export, deactivation and deletion of Sisense users.
 
@@ -32,6 +35,12 @@ def cli(debug: bool) -> None:
     0 every row ok, 1 some rows failed or were invalid, 2 bad usage or unreadable input
     (nothing sent), 3 run aborted (credentials refused, server unreachable), 130 interrupted.
     """
+    if debug:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+        logger = logging.getLogger("bulkusers")
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
 
 
 for command in (import_command, update_command, deactivate_command, reactivate_command,
