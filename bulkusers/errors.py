@@ -110,7 +110,8 @@ def describe_network_error(exc: BaseException) -> str:
         return "timed out"
     if isinstance(exc, aiohttp.ClientConnectorError):
         error = exc.os_error
-        reason = error.strerror or (os.strerror(error.errno) if error.errno else "") or "refused"
+        # asyncio puts its own phrase in strerror; the errno's standard text reads better.
+        reason = os.strerror(error.errno) if error.errno else error.strerror or "refused"
         return f"connection to {exc.host}:{exc.port} failed ({reason})"
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "the server closed the connection without answering"
