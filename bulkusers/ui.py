@@ -172,13 +172,6 @@ class ProgressObserver:
         self._task: TaskID | None = None
 
     def __enter__(self) -> ProgressObserver:
-        if self._console.interactive:
-            self._progress = Progress(
-                TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]:>5.0f} rows/s"),
-                TextColumn("[red]{task.fields[failures]} problems"),
-                TimeElapsedColumn(), console=self._console.rich, transient=True)
-            self._progress.start()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -187,10 +180,18 @@ class ProgressObserver:
             self._progress.stop()
 
     def started(self, summary: RunSummary) -> None:
-        """Show the bar now that the total is known."""
-        if self._progress is not None:
-            self._task = self._progress.add_task(self._label, total=summary.total_rows,
-                                                 rate=0.0, failures=0)
+        """Show the bar now that the total is known and every prompt has been answered."""
+        if not self._console.interactive:
+            return
+        # Started only now: a live display running during a confirmation prompt garbles it.
+        self._progress = Progress(
+            TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]:>5.0f} rows/s"),
+            TextColumn("[red]{task.fields[failures]} problems"),
+            TimeElapsedColumn(), console=self._console.rich, transient=True)
+        self._progress.start()
+        self._task = self._progress.add_task(self._label, total=summary.total_rows,
+                                             rate=0.0, failures=0)
 
     def row_done(self, result: RowResult, summary: RunSummary) -> None:
         """Advance the bar by one row."""

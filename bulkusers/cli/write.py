@@ -181,8 +181,8 @@ Directory (delete such users instead); with --api legacy tokens cannot be revoke
 
 The report records each user's previous role and groups: `bulkusers reactivate REPORT` puts
 them back (the password is not restored: the user resets it with 'Forgot password', or an
-admin sets one with `bulkusers update`). The super user and the account running the tool are
-never touched.
+admin sets one in the Sisense admin UI). The super user and the account running the tool are
+never touched. Try --dry-run first; off a terminal the run needs --yes.
 """
 
 

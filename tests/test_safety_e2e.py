@@ -1,0 +1,238 @@
+"""End to end: dry runs, strict pre-flight, --create-groups, --max-changes and confirmations."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from click.testing import Result
+
+from tests.conftest import TOKEN, Served, read_report, write_csv
+
+RunCli = Callable[..., Result]
+HEADER = ("Email", "First Name", "Role", "Groups")
+PEOPLE = [["ann@acme.example", "Ann", "Admin", "Finance; Sales"],
+          ["bob@acme.example", "Bob", "Viewer", "Sales"],
+          ["cat@acme.example", "Cat", "Designer", "Engineering"]]
+
+
+def connect(served: Served) -> list[str]:
+    """Connection options for the served emulator."""
+    return ["--url", served.url, "--token", TOKEN]
+
+
+def seed(served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """Create the three people."""
+    source = write_csv(tmp_path / "seed.csv", HEADER, PEOPLE)
+    result = run_cli("import", str(source), *connect(served), "--report",
+                     str(tmp_path / "seed-report.csv"))
+    assert result.exit_code == 0, result.output
+
+
+def snapshot(served: Served) -> str:
+    """The emulator's users as comparable text."""
+    store = served.emulator.store
+    return json.dumps(sorted((u.to_json() for u in store.users.values()),
+                             key=lambda u: str(u["_id"])), sort_keys=True, default=str)
+
+
+def test_dry_run_sends_no_write_and_reports_the_exact_plan(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """--dry-run reads only: the emulator is untouched, the report says 'planned' with the
+    exact changes, and the summary counts what would happen."""
+    seed(served, run_cli, tmp_path)
+    before, writes = snapshot(served), len(served.emulator.writes())
+    changed = [["ann@acme.example", "Ann", "Viewer", "Finance; Sales"],   # role change
+               ["bob@acme.example", "Bob", "Viewer", "Sales"],            # unchanged
+               ["dan@acme.example", "Dan", "Viewer", "Marketing"],        # new
+               ["bad-email", "X", "Viewer", ""]]                          # invalid
+    source = write_csv(tmp_path / "changed.csv", HEADER, changed)
+    report = tmp_path / "plan.csv"
+    result = run_cli("import", str(source), *connect(served), "--on-existing", "update",
+                     "--dry-run", "--report", str(report))
+    assert result.exit_code == 1, result.output  # the invalid row needs attention
+    assert snapshot(served) == before
+    assert len(served.emulator.writes()) == writes
+    lines = {line["email"]: line for line in read_report(report)}
+    assert (lines["ann@acme.example"]["status"], lines["ann@acme.example"]["changes"]) == (
+        "planned", "role: admin -> consumer")
+    assert lines["bob@acme.example"]["status"] == "unchanged"
+    assert (lines["dan@acme.example"]["status"], lines["dan@acme.example"]["action"]) == (
+        "planned", "create")
+    assert lines["bad-email"]["status"] == "skipped"
+    summary = json.loads((tmp_path / "plan.summary.json").read_text(encoding="utf-8"))
+    assert summary["dry_run"] is True
+    assert summary["planned"] == {"create": 1, "update": 1}
+    assert "dry run" in result.output
+
+
+def test_dry_run_of_a_delete_needs_no_yes_and_deletes_nothing(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """delete --dry-run off a terminal plans the deletions, sends nothing, asks nothing."""
+    seed(served, run_cli, tmp_path)
+    writes = len(served.emulator.writes())
+    leavers = write_csv(tmp_path / "leavers.csv", ("Email",), [["ann@acme.example"]])
+    report = tmp_path / "plan.csv"
+    result = run_cli("delete", str(leavers), *connect(served), "--dry-run", "--report",
+                     str(report))
+    assert result.exit_code == 0, result.output
+    (line,) = read_report(report)
+    assert (line["status"], line["action"]) == ("planned", "delete")
+    assert json.loads(line["previous"])["role"] == "admin"
+    assert len(served.emulator.writes()) == writes
+
+
+def test_destructive_run_off_a_terminal_needs_yes(served: Served, run_cli: RunCli,
+                                                  tmp_path: Path) -> None:
+    """delete and deactivate without --yes off a terminal: exit 2 and nothing is sent."""
+    seed(served, run_cli, tmp_path)
+    requests = len(served.emulator.requests)
+    leavers = write_csv(tmp_path / "leavers.csv", ("Email",), [["ann@acme.example"]])
+    for command in ("delete", "deactivate"):
+        result = run_cli(command, str(leavers), *connect(served))
+        assert result.exit_code == 2
+        assert "--yes" in result.output
+    assert len(served.emulator.requests) == requests
+    assert served.emulator.store.user_by_email("ann@acme.example") is not None
+
+
+def test_strict_refuses_to_write_when_any_row_is_invalid(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """--strict with one invalid row sends nothing (exit 2); the report shows every row."""
+    rows = [*PEOPLE, ["dan@acme.example", "Dan", "Viewr", "Sales"]]
+    source = write_csv(tmp_path / "hr.csv", HEADER, rows)
+    report = tmp_path / "strict.csv"
+    result = run_cli("import", str(source), *connect(served), "--strict", "--report",
+                     str(report))
+    assert result.exit_code == 2
+    assert "--strict" in result.output
+    assert "row 5" in result.output.replace("\n", " ")
+    assert served.emulator.writes() == []
+    statuses = {line["email"]: line["status"] for line in read_report(report)}
+    assert statuses["dan@acme.example"] == "skipped"
+    assert {statuses[p[0]] for p in PEOPLE} == {"planned"}
+    dan = next(line for line in read_report(report) if line["email"] == "dan@acme.example")
+    assert "did you mean 'Viewer'" in dan["error"]
+
+
+def test_create_groups_creates_missing_groups_then_the_users(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """--create-groups creates unknown groups once, and the rows naming them succeed; in a
+    dry run the groups are only announced."""
+    rows = [["ann@acme.example", "Ann", "Viewer", "Data Science; Sales"],
+            ["bob@acme.example", "Bob", "Viewer", "data science"]]
+    source = write_csv(tmp_path / "hr.csv", HEADER, rows)
+    dry = run_cli("import", str(source), *connect(served), "--create-groups", "--dry-run",
+                  "--report", str(tmp_path / "dry.csv"))
+    assert dry.exit_code == 0, dry.output
+    assert "Data Science" in dry.output
+    assert served.emulator.store.group_by_name("Data Science") is None
+    assert served.emulator.writes() == []
+    result = run_cli("import", str(source), *connect(served), "--create-groups", "--report",
+                     str(tmp_path / "real.csv"))
+    assert result.exit_code == 0, result.output
+    store = served.emulator.store
+    assert store.group_by_name("Data Science") is not None
+    ann = store.user_by_email("ann@acme.example")
+    bob = store.user_by_email("bob@acme.example")
+    assert ann is not None
+    assert bob is not None
+    assert store.group_names_of(ann["_id"]) == {"Data Science", "Sales"}
+    assert store.group_names_of(bob["_id"]) == {"Data Science"}
+    group_posts = [r for r in served.emulator.writes() if "/groups" in r.path]
+    assert len(group_posts) == 1
+
+
+def test_without_create_groups_the_hint_names_the_option(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """A row naming an unknown group is skipped with a hint to --create-groups."""
+    source = write_csv(tmp_path / "hr.csv", HEADER, [["ann@acme.example", "A", "Viewer",
+                                                      "Data Science"]])
+    report = tmp_path / "r.csv"
+    assert run_cli("import", str(source), *connect(served), "--report",
+                   str(report)).exit_code == 1
+    assert "--create-groups" in read_report(report)[0]["error"]
+
+
+def test_max_changes_aborts_before_any_write(served: Served, run_cli: RunCli,
+                                             tmp_path: Path) -> None:
+    """A plan larger than --max-changes (a count or a percentage) aborts with exit 3 and
+    sends nothing; within the limit the run goes ahead."""
+    seed(served, run_cli, tmp_path)
+    writes = len(served.emulator.writes())
+    leavers = write_csv(tmp_path / "leavers.csv", ("Email",),
+                        [["ann@acme.example"], ["bob@acme.example"], ["cat@acme.example"]])
+    too_many = run_cli("delete", str(leavers), *connect(served), "--yes", "--max-changes", "2")
+    assert too_many.exit_code == 3
+    assert "--max-changes" in too_many.output
+    percent = run_cli("delete", str(leavers), *connect(served), "--yes", "--max-changes",
+                      "50%")  # 4 users in the directory: at most 2
+    assert percent.exit_code == 3
+    assert len(served.emulator.writes()) == writes
+    assert served.emulator.store.user_by_email("ann@acme.example") is not None
+    allowed = run_cli("delete", str(leavers), *connect(served), "--yes", "--max-changes", "3",
+                      "--report", str(tmp_path / "ok.csv"))
+    assert allowed.exit_code == 0, allowed.output
+    assert served.emulator.store.user_by_email("ann@acme.example") is None
+
+
+def _answer_prompt(args: list[str], answer: str, cwd: Path) -> tuple[int, str]:
+    """Run the CLI on a pseudo-terminal, answer its confirmation prompt; (exit code, text)."""
+    controller, terminal = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SISENSE_")}
+    process = subprocess.Popen([sys.executable, "-m", "bulkusers", *args], stdin=terminal,
+                               stdout=terminal, stderr=terminal, cwd=cwd, env=env,
+                               close_fds=True)
+    os.close(terminal)
+    seen = b""
+    answered = False
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([controller], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(controller, 4096)
+                except OSError:
+                    break  # the child closed the terminal
+                if not chunk:
+                    break
+                seen += chunk
+                if not answered and b"[y/N]" in seen:
+                    os.write(controller, answer.encode() + b"\n")
+                    answered = True
+            elif process.poll() is not None:
+                break
+        text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode(errors="replace"))
+        return process.wait(timeout=30), text
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(controller)
+
+
+def test_confirmation_prompt_on_a_terminal(served: Served, run_cli: RunCli,
+                                           tmp_path: Path) -> None:
+    """On a terminal, delete shows the count and the users and asks: 'n' sends nothing
+    (exit 3), 'y' deletes."""
+    seed(served, run_cli, tmp_path)
+    leavers = write_csv(tmp_path / "leavers.csv", ("Email",), [["ann@acme.example"],
+                                                               ["bob@acme.example"]])
+    args = ["delete", str(leavers), *connect(served)]
+    code, text = _answer_prompt(args, "n", tmp_path)
+    assert code == 3, text
+    assert re.search(r"would change\s+2\s+users", text)
+    assert "ann@acme.example" in text
+    assert served.emulator.store.user_by_email("ann@acme.example") is not None
+    code, text = _answer_prompt(args, "y", tmp_path)
+    assert code == 0, text
+    assert served.emulator.store.user_by_email("ann@acme.example") is None
+    assert served.emulator.store.user_by_email("bob@acme.example") is None
