@@ -1,0 +1,75 @@
+"""Reader memory and speed against loading the whole file, measured in the same run.
+
+Writes an N-row CSV, then reads it twice: the way bulkusers does (streamed in chunks through
+``open_table().rows()``) and the naive way (one ``pandas.read_csv`` of the whole file, every
+value text). Prints peak traced memory and rows per second of each and their ratios:
+
+    python benchmarks/read_memory.py --rows 200000
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from bulkusers.readers import open_table
+
+
+def write_rows(path: Path, count: int) -> None:
+    """A CSV of ``count`` HR-like rows."""
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["Work Email", "First Name", "Surname", "Role", "Groups", "Phone"])
+        for i in range(count):
+            writer.writerow([f"user{i:07d}@bench.example", "Given", f"Family{i}", "Viewer",
+                             "Finance; Sales", f"+44 20 7946 {i % 10000:04d}"])
+
+
+def streamed(path: Path) -> int:
+    """Rows read the bulkusers way."""
+    return sum(1 for _ in open_table(path).rows())
+
+
+def whole(path: Path) -> int:
+    """Rows read by loading the whole file at once."""
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    return sum(1 for _ in frame.itertuples(index=False))
+
+
+def measure(read: Callable[[Path], int], path: Path) -> tuple[float, float]:
+    """(peak MiB traced, rows per second) of one read."""
+    tracemalloc.start()
+    started = time.perf_counter()
+    rows = read(path)
+    seconds = time.perf_counter() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak / 2**20, rows / seconds
+
+
+def main() -> None:
+    """Parse options, measure both ways, print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--rows", type=int, default=200_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "users.csv"
+        write_rows(path, args.rows)
+        base_mib, base_rate = measure(whole, path)
+        ours_mib, ours_rate = measure(streamed, path)
+    print(f"rows={args.rows}")
+    print(f"whole file (baseline): {base_mib:8.1f} MiB peak {base_rate:10.0f} rows/s")
+    print(f"streamed (bulkusers):  {ours_mib:8.1f} MiB peak {ours_rate:10.0f} rows/s")
+    print(f"memory: {ours_mib / base_mib:.2f}x the baseline; speed: "
+          f"{ours_rate / base_rate:.2f}x the baseline")
+
+
+if __name__ == "__main__":
+    main()
