@@ -87,10 +87,10 @@ class Executor:
             await self.delete_batch(item, emit)
         elif isinstance(item, CreateTask):
             await self.create(item, emit)
+        elif isinstance(item, DeactivateTask):  # before UpdateTask: it is one
+            await self.deactivate(item, emit)
         elif isinstance(item, UpdateTask):
             await self.update(item, emit)
-        elif isinstance(item, DeactivateTask):
-            await self.deactivate(item, emit)
         else:
             await self.delete(item, emit)
 
@@ -168,7 +168,7 @@ class Executor:
 
     # -- update, deactivate -------------------------------------------------------------------
 
-    async def _patch(self, task: UpdateTask | DeactivateTask, patch: Mapping[str, Any],
+    async def _patch(self, task: UpdateTask, patch: Mapping[str, Any],
                      trace: Trace) -> UserDict | Failure:
         """Send a patch and check the answer shows it applied; the new user or a failure."""
         try:

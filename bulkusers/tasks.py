@@ -36,15 +36,9 @@ class UpdateTask:
 
 
 @dataclass(frozen=True, slots=True)
-class DeactivateTask:
+class DeactivateTask(UpdateTask):
     """Lock one user out: lowest role, no groups, a new unknown password, tokens revoked."""
 
-    row: Row
-    email: str
-    user: User
-    patch: Mapping[str, Any]
-    changes: str
-    previous: str
     action: str = "deactivate"
 
 
@@ -73,7 +67,7 @@ class DeleteBatch:
     tasks: tuple[DeleteTask, ...]
 
 
-Task = CreateTask | UpdateTask | DeactivateTask | DeleteTask
+Task = CreateTask | UpdateTask | DeleteTask
 WorkItem = Task | CreateBatch | DeleteBatch | RowResult
 
 
