@@ -19,7 +19,7 @@ import jwt
 from jwt.warnings import InsecureKeyLengthWarning
 
 from bulkusers.config import Connection, Secret
-from bulkusers.errors import AuthError, ConfigError, ServerUnavailable, describe_network_error
+from bulkusers.errors import AuthError, ConfigError, ServerUnavailable, unreachable_message
 
 LOGIN_PATH = "/api/v1/authentication/login"
 
@@ -99,8 +99,7 @@ class LoginAuth(_RenewingAuth):
                 text = await response.text()
                 status = response.status
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ServerUnavailable(f"cannot reach {self._url}: {describe_network_error(exc)}; "
-                                    "check --url and that the server is up") from None
+            raise ServerUnavailable(unreachable_message(self._url, exc)) from None
         if status in (401, 403):
             raise AuthError(f"the server refused the login of {self._username!r} (HTTP {status});"
                             " check the username and password")

@@ -32,6 +32,7 @@ from bulkusers.errors import (
     TransientApiError,
     describe_network_error,
     is_retryable,
+    unreachable_message,
 )
 
 JSON = Any
@@ -235,9 +236,7 @@ class SisenseClient:
         try:
             await self.request("GET", "/api/roles")
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ServerUnavailable(f"cannot reach {self.connection.url}: "
-                                    f"{describe_network_error(exc)}; check --url and that the "
-                                    "server is up") from None
+            raise ServerUnavailable(unreachable_message(self.connection.url, exc)) from None
         except TransientApiError as exc:
             raise ServerUnavailable(f"{self.connection.url} keeps answering "
                                     f"{exc.describe()}; try again later") from None
@@ -245,4 +244,7 @@ class SisenseClient:
             if exc.status == 404:
                 raise ServerUnavailable(f"{self.connection.url} has no Sisense API "
                                         "(GET /api/roles answered 404); check --url") from None
-            raise
+            # Any other refusal of the first, read-only call: the run cannot start (exit 3).
+            raise ServerUnavailable(f"{self.connection.url} answered GET /api/roles with "
+                                    f"{exc.describe()}; check --url and the server's "
+                                    "health") from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +13,8 @@ from urllib.parse import urlsplit
 from bulkusers.errors import ConfigError
 
 ApiFlavour = Literal["v1", "legacy"]
+# The user:password@ part of a URL, up to the host (a password may itself hold "@").
+_USERINFO = re.compile(r"(//)[^/?#]*@")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,17 +63,44 @@ class Connection:
         return self.username or "the token's owner"
 
 
+def _shown_url(url: str) -> str:
+    """A URL as an error message may quote it: any user:password@ part masked."""
+    return _USERINFO.sub(r"\1***@", url.strip(), count=1)
+
+
 def _clean_url(url: str | None) -> str:
     if not url:
         raise ConfigError("no Sisense URL: pass --url https://sisense.example.com "
                           "or set SISENSE_URL")
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"--url {url!r} is not an http(s) URL; "
-                          "pass it like https://sisense.example.com:30845")
+    example = "pass it like https://sisense.example.com:30845"
+    try:
+        parts = urlsplit(url.strip())
+        _ = parts.port  # raises ValueError for a port that is not a number in 0-65535
+    except ValueError as exc:
+        raise ConfigError(f"--url {_shown_url(url)!r} is not a valid URL ({exc}); "
+                          f"{example}") from None
+    # Credentials first: no later message may echo a URL that carries a password.
     if parts.username or parts.password:
         raise ConfigError("--url must not carry credentials; use --token or --username")
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"--url {_shown_url(url)!r} is not an http(s) URL; {example}")
+    if not parts.hostname or any(char.isspace() for char in parts.netloc):
+        raise ConfigError(f"--url {_shown_url(url)!r} has no valid host name; {example}")
     return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def _check_ca_bundle(path: Path) -> None:
+    """Refuse a --ca-bundle that is missing or holds no PEM certificate, before any request."""
+    if not path.is_file():
+        raise ConfigError(f"--ca-bundle {path} is not a readable file")
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except ssl.SSLError as exc:
+        raise ConfigError(f"--ca-bundle {path} holds no usable certificate ({exc.reason}); "
+                          "pass the CA certificate(s) in PEM form") from None
+    except OSError as exc:
+        raise ConfigError(f"--ca-bundle {path} cannot be read ({exc.strerror}); "
+                          "check its permissions") from None
 
 
 def build_connection(
@@ -100,8 +131,8 @@ def build_connection(
                           "--username and --password")
     if insecure and ca_bundle:
         raise ConfigError("--insecure and --ca-bundle contradict each other; choose one")
-    if ca_bundle is not None and not ca_bundle.is_file():
-        raise ConfigError(f"--ca-bundle {ca_bundle} is not a readable file")
+    if ca_bundle is not None:
+        _check_ca_bundle(ca_bundle)
     return Connection(
         url=clean,
         token=Secret(token) if token else None,

@@ -10,7 +10,8 @@
     │   ├── AuthError              credentials refused (401 after a re-login, or 403)
     │   ├── ServerUnavailable      the server cannot be reached or keeps failing
     │   └── GuardTripped           a safety guard refused the plan
-    └── ApiError                   one request answered with a Sisense error (row-level)
+    └── ApiError                   one request answered with a Sisense error: fails its row
+        │                          (exit 3 if it escapes: the run stopped early)
         └── TransientApiError      429, 502, 503 or 504: worth retrying
 
 Messages never contain secrets: callers build them from URLs, status codes and the server's
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 
@@ -66,6 +68,10 @@ class GuardTripped(AbortError):
 class ApiError(BulkUsersError):
     """A Sisense error answer: HTTP status, Sisense error code and message."""
 
+    # Row-level when a row catches it; one that escapes to the command line stopped the run
+    # before it finished (e.g. loading the directory), which is an abort, not failed rows.
+    exit_code = 3
+
     def __init__(self, status: int, code: int | None, message: str, *, method: str = "",
                  path: str = "") -> None:
         self.status = status
@@ -98,6 +104,8 @@ def is_retryable(exc: BaseException) -> bool:
         return False
     import aiohttp  # here, not at the top: readers and planning import this module too
 
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return False  # a certificate or TLS set-up failure is the same on every attempt
     return isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError
                       | asyncio.TimeoutError)
 
@@ -108,8 +116,19 @@ def describe_network_error(exc: BaseException) -> str:
 
     if isinstance(exc, asyncio.TimeoutError):
         return "timed out"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        cause = exc.certificate_error
+        reason = getattr(cause, "verify_message", None) or getattr(cause, "reason", None)
+        return (f"the TLS certificate of {exc.host}:{exc.port} is not trusted"
+                + (f" ({reason})" if reason else ""))
+    if isinstance(exc, aiohttp.ClientConnectorSSLError):
+        reason = getattr(exc.os_error, "reason", None) or exc.os_error.strerror
+        return f"TLS with {exc.host}:{exc.port} failed" + (f" ({reason})" if reason else "")
     if isinstance(exc, aiohttp.ClientConnectorError):
         error = exc.os_error
+        if isinstance(error, socket.gaierror):
+            # Resolver errors carry negative EAI_* codes that os.strerror cannot name.
+            return f"cannot resolve the host name {exc.host!r} ({error.strerror})"
         # asyncio puts its own phrase in strerror; the errno's standard text reads better.
         reason = os.strerror(error.errno) if error.errno else error.strerror or "refused"
         return f"connection to {exc.host}:{exc.port} failed ({reason})"
@@ -117,3 +136,18 @@ def describe_network_error(exc: BaseException) -> str:
         return "the server closed the connection without answering"
     text = str(exc)
     return exc.__class__.__name__ + (f": {text}" if text else "")
+
+
+def unreachable_message(url: str, exc: BaseException) -> str:
+    """One line for a server that could not be reached, with the advice that fits the cause."""
+    import aiohttp
+
+    reason = describe_network_error(exc)
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        advice = ("pass --ca-bundle with the CA certificate (PEM) that signed it, such as your "
+                  "company's CA")
+    elif isinstance(exc, aiohttp.ClientSSLError):
+        advice = "check that --url starts with the scheme (http or https) the server speaks"
+    else:
+        advice = "check --url and that the server is up"
+    return f"cannot reach {url}: {reason}; {advice}"

@@ -192,10 +192,16 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
             check_limit(preview, safety.max_changes, directory.user_count)
             await asyncio.to_thread(check_confirmation, command, preview, safety.confirm)
 
-        report_path = (earlier.report if earlier else
-                       settings.report_path or default_report_path(settings.input_path,
-                                                                   command))
-        mode = "append" if earlier else "replace" if settings.report_path else "new"
+        if earlier and not dry_run:
+            report_path, mode = earlier.report, "append"
+        elif earlier:
+            # A dry run (or a --strict refusal) of a resume writes its plan to a new report:
+            # appending to the one being resumed would mark it a dry run, and unresumable.
+            report_path, mode = default_report_path(settings.input_path, command), "new"
+        else:
+            report_path = (settings.report_path
+                           or default_report_path(settings.input_path, command))
+            mode = "replace" if settings.report_path else "new"
         writer = ReportWriter(report_path, source.header, mode=mode)
         summary = RunSummary(command=command, input_file=str(settings.input_path),
                              report_file=str(report_path), total_rows=source.scan.total,
@@ -262,10 +268,12 @@ async def _execute(items: Iterator[WorkItem], executor: Executor, record: _Recor
         def emit(result: RowResult) -> None:
             done.add(result.row.number)
             record(result)
+            # Checked per row, not per item: a refused batch is retried row by row, and a
+            # dead server must not cost one failing request per row of it.
+            record.check_breaker()
 
         try:
             await executor.run(item, emit)
-            record.check_breaker()
         except AbortError as exc:
             _unfinished(item, done, record, f"run aborted: {exc}")
             raise

@@ -134,11 +134,17 @@ def _is_unicode_wide(encoding: str) -> bool:
 def _decode_sample(path: Path, sample: bytes, whole: bool, encoding: str) -> str:
     """Decode the start of a text file, rejecting binary files and the wrong encoding clearly."""
     try:
-        wide = _is_unicode_wide(encoding)
+        info = codecs.lookup(encoding)
     except LookupError:
+        info = None
+    # Codecs such as base64, rot13 or zlib exist but do not turn bytes into text: open() and
+    # pandas would fail on them deep inside with unrelated errors (open() checks this flag too).
+    if info is None or not getattr(info, "_is_text_encoding", True):
         raise InputError(
-            f"unknown encoding {encoding!r}; pass an encoding such as utf-8, cp1252 or latin-1"
-        ) from None
+            f"unknown encoding {encoding!r}; pass --encoding with a text encoding such as "
+            "utf-8, cp1252 or latin-1"
+        )
+    wide = _is_unicode_wide(encoding)
     if sample.startswith(_ZIP_MAGIC):
         raise InputError(
             f"{path}: is a ZIP archive, probably an Excel workbook; give it the .xlsx extension"
@@ -157,6 +163,8 @@ def _decode_sample(path: Path, sample: bytes, whole: bool, encoding: str) -> str
     except UnicodeDecodeError as exc:
         line = sample[: exc.start].count(b"\n") + 1
         raise InputError(_encoding_message(path, encoding, line)) from None
+    except UnicodeError:  # some codecs (punycode, idna) raise the base class without a position
+        raise InputError(_encoding_message(path, encoding, None)) from None
     controls = sum(char < " " and char not in _TEXT_CONTROLS for char in text)
     # A handful of stray control characters happens in exported text; many means binary.
     if controls > max(8, len(text) // 100):
@@ -185,8 +193,13 @@ def _sniff_delimiter(text: str) -> str:
     """Pick among , ; and tab the delimiter giving every non-blank line the same width (> 1)."""
     widths: dict[str, list[int]] = {}
     for candidate in DELIMITERS:
-        records = csv.reader(io.StringIO(text), delimiter=candidate, strict=False)
-        widths[candidate] = [len(record) for record in records if not _is_blank(record)]
+        # newline="" as csv wants: a CR inside a quoted cell (a line break typed in a Mac
+        # spreadsheet) is then data, not the "new-line character seen" error.
+        records = csv.reader(io.StringIO(text, newline=""), delimiter=candidate, strict=False)
+        try:
+            widths[candidate] = [len(record) for record in records if not _is_blank(record)]
+        except csv.Error:
+            widths[candidate] = []  # this delimiter cannot even split the sample
     consistent = [
         candidate for candidate, seen in widths.items() if seen and seen[0] > 1
         and all(width == seen[0] for width in seen)
@@ -205,7 +218,7 @@ def _csv_header(path: Path, encoding: str, delimiter: str) -> tuple[int, list[st
             for number, record in enumerate(csv.reader(file, delimiter=delimiter), start=1):
                 if not _is_blank(record):
                     return number, record
-    except UnicodeDecodeError:
+    except UnicodeError:
         raise InputError(_encoding_message(path, encoding, None)) from None
     except csv.Error as exc:
         raise InputError(f"{path}: cannot read the header ({exc}); check the file") from exc
@@ -248,14 +261,17 @@ def _csv_rows(path: Path, options: ReadOptions, delimiter: str, width: int, head
             encoding=options.encoding, engine="c", chunksize=options.chunk_size,
         ) as reader:
             for chunk in reader:
-                for record in chunk.itertuples(index=False, name=None):
+                # One conversion per chunk: iterating pandas' string arrays cell by cell is
+                # about three times slower than plain lists (benchmarks/read_memory.py).
+                for record in chunk.to_numpy(dtype=object).tolist():
                     number += 1
                     if number <= header_number or _is_blank(record):
                         continue
-                    yield Row(number, shape([restore(cell) for cell in record]))
+                    yield Row(number, shape([restore(cell) if cell[:1] == "'" else cell
+                                             for cell in record]))
     except pd.errors.ParserError as exc:
         raise InputError(_parser_message(path, str(exc), delimiter)) from exc
-    except UnicodeDecodeError:
+    except UnicodeError:
         raise InputError(_encoding_message(path, options.encoding, None)) from None
     except OSError as exc:
         raise InputError(f"{path}: cannot be read ({exc}); check the file") from exc

@@ -48,10 +48,11 @@ class ReportWriter:
         self._secret_positions = {header.index[f] for f in ("password",) if f in header.index}
         if mode == "append":
             # Lines are appended after the earlier run's; no second header, no second BOM.
-            ends_cleanly = _ends_with_newline(path)
+            # A run killed mid-line left half a line, perhaps inside a quoted cell that would
+            # swallow every line appended after it: cut it off (resume ignored it too).
+            with path.open("r+b") as handle:
+                handle.truncate(complete_length(path))
             self._file: IO[str] = path.open("a", encoding="utf-8", newline="")
-            if not ends_cleanly:
-                self._file.write("\r\n")  # a run killed mid-line: start on a fresh line
         else:
             # Excel opens UTF-8 with a BOM with accents intact; newline="" lets csv pick CRLF.
             self._file = path.open("x" if mode == "new" else "w", encoding="utf-8-sig",
@@ -89,13 +90,17 @@ class ReportWriter:
             self._file.close()
 
 
-def _ends_with_newline(path: Path) -> bool:
+def complete_length(path: Path) -> int:
+    """Bytes of a report up to the end of its last complete line (a crash may cut the last)."""
+    end = position = 0
+    quoted = False
     with path.open("rb") as handle:
-        handle.seek(0, 2)
-        if handle.tell() == 0:
-            return True
-        handle.seek(-1, 2)
-        return handle.read(1) == b"\n"
+        for chunk in handle:  # split at each b"\n", also those inside a quoted cell
+            position += len(chunk)
+            quoted ^= chunk.count(b'"') % 2 == 1  # "" inside a cell counts twice: no change
+            if not quoted and chunk.endswith(b"\n"):
+                end = position
+    return end
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,19 +123,40 @@ class ReportLine:
             return not self.error
         return self.status in FINISHED
 
-def read_report(path: Path) -> Iterator[ReportLine]:
-    """Stream an earlier bulkusers report; InputError when the file is not one."""
+
+class _Lines:
+    """A text file's lines, remembering whether the last one read ended with a line break."""
+
+    def __init__(self, handle: IO[str]) -> None:
+        self._handle = handle
+        self.terminated = True
+
+    def __iter__(self) -> Iterator[str]:
+        for line in self._handle:
+            self.terminated = line.endswith("\n")
+            yield line
+
+
+def read_report(path: Path, *, complete_only: bool = False) -> Iterator[ReportLine]:
+    """Stream an earlier bulkusers report; InputError when the file is not one.
+
+    With ``complete_only`` (``--resume``), a last line without its line break is ignored: it
+    is what a run killed while writing it leaves, and the resumed run cuts it off.
+    """
     try:
         handle = path.open(encoding="utf-8-sig", newline="")
     except OSError as exc:
         raise InputError(f"{path}: cannot be read ({exc.strerror}); check the path") from None
     with handle:
-        reader = csv.reader(handle)
+        lines = _Lines(handle)
+        reader = csv.reader(lines)
         header = next(reader, None)
         if header is None or tuple(header[: len(REPORT_COLUMNS)]) != REPORT_COLUMNS:
             raise InputError(f"{path}: is not a bulkusers report (its first columns should "
                              f"be {', '.join(REPORT_COLUMNS)})")
         for number, cells in enumerate(reader, start=2):
+            if complete_only and not lines.terminated:
+                return
             if not any(cells):
                 continue
             cells += [""] * (len(REPORT_COLUMNS) - len(cells))

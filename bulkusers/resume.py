@@ -50,7 +50,7 @@ def load_earlier(report: Path, command: str, input_path: Path, input_sha256: str
                          "SHA-256 differs); resume with the original file, or start a new run "
                          "without --resume")
     last: dict[int, tuple[str, bool]] = {}
-    for line in read_report(report):
+    for line in read_report(report, complete_only=True):
         last[line.row] = (line.status, line.finished)
     finished = frozenset(row for row, (_, done) in last.items() if done)
     counts = Counter(status for row, (status, _) in last.items() if row in finished)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -116,17 +117,22 @@ class Emulator:
 
 @asynccontextmanager
 async def running_emulator(settings: EmulatorSettings | None = None, host: str = "127.0.0.1",
-                           port: int = 0) -> AsyncIterator[Emulator]:
-    """Serve the emulator on host:port (0 picks a free port) for the body of the block."""
+                           port: int = 0,
+                           ssl_context: ssl.SSLContext | None = None) -> AsyncIterator[Emulator]:
+    """Serve the emulator on host:port (0 picks a free port) for the body of the block.
+
+    With ``ssl_context`` it serves HTTPS (for rehearsing certificate checks) and its URL says so.
+    """
     app = create_app(settings)
     # A short shutdown grace: tests end with clients gone, and a stuck one must not stall them.
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
         bound_port = runner.addresses[0][1]
         shown = f"[{host}]" if ":" in host else host
-        yield Emulator(f"http://{shown}:{bound_port}", app, app[STORE], app[FAULTS],
+        scheme = "https" if ssl_context is not None else "http"
+        yield Emulator(f"{scheme}://{shown}:{bound_port}", app, app[STORE], app[FAULTS],
                        app[REQUESTS])
     finally:
         await runner.cleanup()
