@@ -61,24 +61,38 @@ class _RenewingAuth:
         self.generation = 0
         self._headers: Mapping[str, str] | None = None
         self._lock = asyncio.Lock()
+        # Once the server refuses our credentials, every later caller gets the same answer:
+        # one refused login, not one per request in flight (that could lock the account).
+        self._refused: AuthError | None = None
 
     async def _obtain(self, session: aiohttp.ClientSession) -> Mapping[str, str]:
         raise NotImplementedError
+
+    async def _obtain_once(self, session: aiohttp.ClientSession) -> Mapping[str, str]:
+        if self._refused is not None:
+            raise self._refused
+        try:
+            return await self._obtain(session)
+        except AuthError as exc:
+            self._refused = exc
+            raise
 
     async def headers(self, session: aiohttp.ClientSession) -> Mapping[str, str]:
         """The current credential's headers, obtained on first use."""
         if self._headers is None:
             async with self._lock:
                 if self._headers is None:
-                    self._headers = await self._obtain(session)
+                    self._headers = await self._obtain_once(session)
                     self.generation += 1
         return self._headers
 
     async def renew(self, session: aiohttp.ClientSession, seen_generation: int) -> bool:
         """Obtain a new credential unless another request already did since the 401."""
         async with self._lock:
+            if self._refused is not None:
+                raise self._refused
             if self.generation == seen_generation:
-                self._headers = await self._obtain(session)
+                self._headers = await self._obtain_once(session)
                 self.generation += 1
         return True
 

@@ -55,11 +55,18 @@ class Console:
 
     def error(self, message: str) -> None:
         """One line: what is wrong and what to do. Shown even with --quiet."""
-        self._rich.print(f"[bold red]bulkusers: error:[/] {_escape(message)}")
+        # soft_wrap: one physical line however long, so grep and cron mail keep it whole.
+        self._rich.print(f"[bold red]bulkusers: error:[/] {_escape(message)}", soft_wrap=True)
 
     def warning(self, message: str) -> None:
         """A warning line. Shown even with --quiet: it is about safety."""
-        self._rich.print(f"[bold yellow]bulkusers: warning:[/] {_escape(message)}")
+        self._rich.print(f"[bold yellow]bulkusers: warning:[/] {_escape(message)}",
+                         soft_wrap=True)
+
+    def insecure_warning(self) -> None:
+        """Say, every time, that TLS verification is off."""
+        self.warning("--insecure: the server's TLS certificate is not verified; anyone on the "
+                     "network path can read the credentials")
 
     def confirmation(self, action: str, plan: Preflight) -> None:
         """What a destructive run is about to do, before the prompt."""

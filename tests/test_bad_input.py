@@ -372,9 +372,6 @@ def test_bogus_delimiter_is_refused_by_click(served: Served, run_cli: RunCli,
     assert served.emulator.requests == []
 
 
-@pytest.mark.xfail(reason="ui.Console wraps messages at 120 columns off a terminal; "
-                          "Console.error should print with soft_wrap=True (ui.py)",
-                   strict=False)
 def test_long_error_stays_on_one_physical_line(served: Served, run_cli: RunCli,
                                               tmp_path: Path) -> None:
     """A long error message (many columns found) is still one line for logs and cron mail."""

@@ -511,8 +511,6 @@ def test_credentials_revoked_mid_run_abort_at_once(
     assert len(log) - first_401 <= 2 * CONCURRENCY, log[first_401:]
 
 
-@pytest.mark.xfail(strict=True, reason="bulkusers/auth.py: each request that saw the 401 "
-                   "tries its own login after the first re-login was refused")
 def test_a_refused_re_login_is_tried_once_however_many_requests_saw_the_401(
         served: Served, run_cli: RunCli, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:

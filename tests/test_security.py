@@ -420,8 +420,6 @@ def test_insecure_works_and_warns(tls: tuple[Served, Path], run_cli: RunCli,
     assert any("insecure" in line for line in warnings), result.output
 
 
-@pytest.mark.xfail(reason="export does not print the --insecure warning that the write "
-                          "commands print (cli/other.py)", strict=False)
 def test_insecure_export_warns_too(tls: tuple[Served, Path], run_cli: RunCli,
                                    tmp_path: Path) -> None:
     """export --insecure works and warns like the write commands do."""

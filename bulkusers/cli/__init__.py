@@ -21,6 +21,10 @@ from bulkusers.cli.write import (
 )
 
 
+class _DebugHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The stderr handler --debug installs (a class of its own, so it is found again)."""
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"],
                                "max_content_width": 100})
 @click.version_option(__version__, prog_name="bulkusers")
@@ -36,9 +40,12 @@ def cli(debug: bool) -> None:
     (nothing sent), 3 run aborted (credentials refused, server unreachable), 130 interrupted.
     """
     if debug:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
         logger = logging.getLogger("bulkusers")
+        # One handler, also when the CLI is invoked several times in one process (tests).
+        for old in [h for h in logger.handlers if isinstance(h, _DebugHandler)]:
+            logger.removeHandler(old)
+        handler = _DebugHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.DEBUG)
 

@@ -53,6 +53,8 @@ def export_command(output: Path, role: str | None, group: str | None,
                                                     inactive_days=inactive_days,
                                                     page_size=page_size))
     connection = connection_from(console, params)
+    if not connection.verify_tls:
+        console.insecure_warning()
     result = run(console, export_users(connection, policy(params["retries"],
                                                             params["timeout"]), options))
     users = "1 user" if result.written == 1 else f"{result.written} users"

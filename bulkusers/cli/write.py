@@ -86,8 +86,7 @@ def _write_command(command: Command, params: dict[str, Any], options: PlanOption
         console.error("--resume appends to the report it continues; drop --report")
         sys.exit(EXIT_USAGE)
     if not connection.verify_tls:
-        console.warning("--insecure: the server's TLS certificate is not verified; anyone on "
-                        "the network path can read the credentials")
+        console.insecure_warning()
     safety = Safety(dry_run=params["dry_run"], strict=params["strict"], max_changes=limit,
                     confirm=_confirmer(console, command, params["yes"], params["dry_run"]),
                     resume=resume)
