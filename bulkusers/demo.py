@@ -27,6 +27,7 @@ class DemoOutcome:
     users_before: int
     users_after: int
     groups: tuple[str, ...]
+    source: Path
 
 
 def find_sample() -> Path:
@@ -51,4 +52,5 @@ async def run_demo(source: Path, *, concurrency: int, latency_ms: float,
                                     RunSettings(input_path=source, concurrency=concurrency),
                                     connection, RetryPolicy(), PlanOptions(), observer)
         return DemoOutcome(summary=summary, users_before=before,
-                           users_after=len(emulator.store.users), groups=DEMO_GROUPS)
+                           users_after=len(emulator.store.users), groups=DEMO_GROUPS,
+                           source=source)

@@ -8,6 +8,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -157,6 +158,7 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
                       observer: Observer | None = None,
                       safety: Safety | None = None) -> RunSummary:
     """Plan, check and carry out every row of the input; every row ends in the report."""
+    started = datetime.now(UTC)  # the run's time includes reading, loading and planning
     observer = observer or SilentObserver()
     safety = safety or Safety()
     source = await _open_input(command, settings)
@@ -203,7 +205,8 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
                            or default_report_path(settings.input_path, command))
             mode = "replace" if settings.report_path else "new"
         writer = ReportWriter(report_path, source.header, mode=mode)
-        summary = RunSummary(command=command, input_file=str(settings.input_path),
+        summary = RunSummary(command=command, started=started,
+                             input_file=str(settings.input_path),
                              report_file=str(report_path), total_rows=source.scan.total,
                              options=_options(connection, settings, options, safety),
                              input_sha256=source.sha256, dry_run=dry_run, refused=refused,

@@ -176,12 +176,14 @@ class Planner:
             found = self.directory.group(name)
             if isinstance(found, Unknown):
                 self.missing_groups.setdefault(name.casefold(), name)
-                hint = "" if self.options.create_groups else " (or pass --create-groups)"
-                problems.append(found.describe() + hint)
+                problems.append(found.describe())
             elif not found.builtin:
                 # Built-in memberships are computed by Sisense; writing them is refused.
                 groups.append(found)
-        return "; ".join(problems) if problems else tuple(groups)
+        if not problems:
+            return tuple(groups)
+        hint = "" if self.options.create_groups else "; fix the name or pass --create-groups"
+        return "; ".join(problems) + hint
 
     def _user_or_problem(self, row: Row, action: str) -> tuple[str, User | None, RowResult | None]:
         email = self.header.value(row, "email")

@@ -160,13 +160,16 @@ class Console:
         self._rich.print(
             f"\nThe emulator now holds {outcome.users_after} users "
             f"({outcome.users_before} before). Rows the tool refused are 'skipped' with the "
-            "reason in the report's error column, and were never sent.\n"
-            "Next:\n"
-            "  bulkusers emulator --port 30845 --token secret-token --groups "
-            f"'{','.join(outcome.groups)}'   # a rehearsal server\n"
-            "  bulkusers import samples/hr_users.csv --url http://127.0.0.1:30845 "
-            "--token secret-token\n"
-            "  bulkusers import --help")
+            "reason in the report's error column, and were never sent.\nNext, with a "
+            "rehearsal server in another terminal:", soft_wrap=True)
+        groups = shlex.quote(",".join(outcome.groups))
+        sample = shlex.quote(str(outcome.source.with_suffix(".csv")))
+        for command in (
+                f"bulkusers emulator --port 30845 --token secret-token --groups {groups}",
+                f"bulkusers import {sample} --url http://127.0.0.1:30845 "
+                "--token secret-token --dry-run",
+                "bulkusers import --help"):
+            self._rich.print("  " + _escape(command), soft_wrap=True)
 
 
 class ProgressObserver:
