@@ -24,8 +24,9 @@ from bulkusers.errors import (
 )
 from bulkusers.execution import Executor
 from bulkusers.models import Header, Row, RowResult, Status
-from bulkusers.operations import Planner, PlanOptions, Prescan, prescan, protected_users
+from bulkusers.operations import Planner, PlanOptions, protected_users
 from bulkusers.preflight import Confirm, Limit, check_confirmation, check_limit, count_plan
+from bulkusers.prescan import Prescan, prescan
 from bulkusers.readers import ReadOptions, open_table
 from bulkusers.report import (
     ReportLine,

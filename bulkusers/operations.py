@@ -7,12 +7,13 @@ names the exact request and a person-readable description of what it changes.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from bulkusers.directory import Directory, Group, Role, Unknown, User
 from bulkusers.models import Header, Row, RowResult, Status
+from bulkusers.prescan import Prescan
 from bulkusers.report import ReportLine
 from bulkusers.tasks import (
     CreateTask,
@@ -45,39 +46,6 @@ class PlanOptions:
     on_existing: OnExisting = "skip"
     groups_mode: GroupsMode = "add"
     create_groups: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Prescan:
-    """What one pass over the whole input found: row count and emails used more than once."""
-
-    total: int
-    duplicates: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
-
-    def other_rows(self, email: str, number: int) -> tuple[int, ...]:
-        """The other rows that carry this email (empty when it is unique)."""
-        return tuple(n for n in self.duplicates.get(email.casefold(), ()) if n != number)
-
-
-def prescan(rows: Iterable[Row], header: Header) -> Prescan:
-    """Count rows and find repeated emails, keeping memory small (hashes, not strings)."""
-    first_row: dict[int, int] = {}
-    repeated: dict[int, list[int]] = {}
-    repeated_email: dict[int, str] = {}
-    total = 0
-    for row in rows:
-        total += 1
-        email = header.value(row, "email").casefold()
-        if not email:
-            continue
-        digest = hash(email)
-        if digest in first_row:
-            repeated.setdefault(digest, [first_row[digest]]).append(row.number)
-            repeated_email[digest] = email
-        else:
-            first_row[digest] = row.number
-    duplicates = {repeated_email[d]: tuple(numbers) for d, numbers in repeated.items()}
-    return Prescan(total=total, duplicates=duplicates)
 
 
 def split_groups(cell: str) -> list[str]:
