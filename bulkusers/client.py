@@ -34,6 +34,7 @@ from bulkusers.errors import (
     is_retryable,
     unreachable_message,
 )
+from bulkusers.limiter import RateLimiter
 
 JSON = Any
 log = logging.getLogger("bulkusers.http")
@@ -128,6 +129,7 @@ class SisenseClient:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._sleep = sleep
+        self._pace = RateLimiter(self.policy.max_rate) if self.policy.max_rate else None
 
     async def __aenter__(self) -> SisenseClient:
         ssl_context: ssl.SSLContext | bool = True
@@ -205,6 +207,8 @@ class SisenseClient:
 
     async def _send_once(self, method: str, path: str, params: Mapping[str, str] | None,
                          body: JSON, headers: Mapping[str, str], trace: Trace) -> JSON:
+        if self._pace is not None:
+            await self._pace.wait()
         trace.attempts += 1
         self.stats.requests += 1
         url = self.connection.url + path

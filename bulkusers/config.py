@@ -35,13 +35,15 @@ class Secret:
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """How hard one request is tried before its row is reported failed."""
+    """How hard and how fast requests are sent: attempts, backoff, timeout, pace."""
 
     attempts: int = 5
     initial_wait_s: float = 0.5
     max_wait_s: float = 30.0
     max_elapsed_s: float = 300.0
     timeout_s: float = 60.0
+    #: At most this many requests per second across the run (None: as fast as allowed).
+    max_rate: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

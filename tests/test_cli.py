@@ -107,6 +107,20 @@ def test_environment_variables_supply_the_connection(
     assert served.emulator.store.user_by_email("bob@acme.example") is not None
 
 
+def test_max_rate_paces_a_run_that_still_completes(served: Served, run_cli: RunCli,
+                                                   tmp_path: Path) -> None:
+    """--max-rate is accepted by import and export, and the paced runs do all their work."""
+    source = write_csv(tmp_path / "hr.csv", HEADER, ROWS)
+    result = run_cli("import", str(source), "--url", served.url, "--token", TOKEN,
+                     "--max-rate", "200", "--batch-size", "1", "--report",
+                     str(tmp_path / "r.csv"))
+    assert result.exit_code == 0, result.output
+    exported = run_cli("export", "all.csv", "--url", served.url, "--token", TOKEN,
+                       "--max-rate", "200")
+    assert exported.exit_code == 0, exported.output
+    assert len(read_report(tmp_path / "r.csv")) == 2
+
+
 def test_summary_names_the_report_and_the_counts(served: Served, run_cli: RunCli,
                                                  tmp_path: Path) -> None:
     """Without --quiet the summary on stderr shows counts per status and the report path."""

@@ -47,6 +47,9 @@ def connection_options(func: F) -> F:
                      help="retries per request on connection errors, timeouts, 429 and 5xx"),
         click.option("--timeout", type=click.FloatRange(1, 3600), default=60.0,
                      show_default=True, help="seconds before one request times out"),
+        click.option("--max-rate", type=click.FloatRange(0.1, 10_000), default=None,
+                     metavar="N", help="at most N requests per second in all (Sisense advises "
+                                       "pacing write-heavy jobs on busy servers)"),
     ]
     for option in reversed(options):
         func = option(func)
@@ -78,8 +81,10 @@ def input_options(func: F) -> F:
     return func
 
 
-def policy(retries: int, timeout: float) -> RetryPolicy:
-    return RetryPolicy(attempts=retries + 1, timeout_s=timeout)
+def policy(params: dict[str, Any]) -> RetryPolicy:
+    """The request policy the connection options describe."""
+    return RetryPolicy(attempts=params["retries"] + 1, timeout_s=params["timeout"],
+                       max_rate=params["max_rate"])
 
 
 def read_options(encoding: str, delimiter: str | None, sheet: str | None) -> ReadOptions:

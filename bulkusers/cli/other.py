@@ -55,8 +55,7 @@ def export_command(output: Path, role: str | None, group: str | None,
     connection = connection_from(console, params)
     if not connection.verify_tls:
         console.insecure_warning()
-    result = run(console, export_users(connection, policy(params["retries"],
-                                                            params["timeout"]), options))
+    result = run(console, export_users(connection, policy(params), options))
     users = "1 user" if result.written == 1 else f"{result.written} users"
     of = f" (of {result.read} read)" if result.read != result.written else ""
     console.info(f"bulkusers export: {users} written to {result.path}{of} "

@@ -96,7 +96,7 @@ def _write_command(command: Command, params: dict[str, Any], options: PlanOption
     observer = ProgressObserver(console, LABELS[command])
     with observer:
         summary = run(console, run_command(command, settings, connection,
-                                           policy(params["retries"], params["timeout"]),
+                                           policy(params),
                                            options, observer, safety))
     console.summary(summary)
     if summary.interrupted or summary.aborted:
