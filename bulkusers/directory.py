@@ -148,11 +148,18 @@ class Directory:
             return found
         return Unknown("group", name, _close(name, [g.name for g in self.groups]))
 
-    def add_group(self, group: Group) -> None:
-        """Index a group created during this run (or one a dry run would create)."""
+    def add_group(self, group: Group, *, replace: bool = False) -> None:
+        """Index a group created during this run; ``replace`` supersedes one of that name."""
+        key = group.name.casefold()
+        old = self._groups.get(key)
+        if old is not None and not replace:
+            return
+        if old is not None:
+            self.groups = tuple(g for g in self.groups if g is not old)
+            self._groups.pop(old.id.casefold(), None)
         self.groups = (*self.groups, group)
-        self._groups.setdefault(group.name.casefold(), group)
-        self._groups.setdefault(group.id.casefold(), group)
+        self._groups[key] = group
+        self._groups[group.id.casefold()] = group
 
     def group_by_id(self, group_id: str) -> Group | None:
         """The group with this id, or None."""

@@ -181,9 +181,8 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
             return batched(items, settings.batch_size)
 
         preview = await asyncio.to_thread(count_plan, planned())
-        created_groups = await _missing_groups(planner, api, directory, options,
-                                               safety.dry_run)
-        if created_groups:
+        missing = _stand_in_groups(planner, directory, options)
+        if missing:
             preview = await asyncio.to_thread(count_plan, planned())
         refused = ""
         if safety.strict and preview.invalid:
@@ -192,8 +191,10 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
                        "without --strict to skip them")
         dry_run = safety.dry_run or bool(refused)
         if not dry_run:
+            # Every guard judges the whole plan before the first write, groups included.
             check_limit(preview, safety.max_changes, directory.user_count)
             await asyncio.to_thread(check_confirmation, command, preview, safety.confirm)
+            await _create_groups(api, directory, missing)
 
         if earlier and not dry_run:
             report_path, mode = earlier.report, "append"
@@ -211,7 +212,7 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
                              report_file=str(report_path), total_rows=source.scan.total,
                              options=_options(connection, settings, options, safety),
                              input_sha256=source.sha256, dry_run=dry_run, refused=refused,
-                             groups_created=created_groups)
+                             groups_created=missing)
         if earlier:
             summary.counts.update(earlier.counts)
             summary.carried_over = len(earlier.finished)
@@ -229,21 +230,28 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
     return summary
 
 
-async def _missing_groups(planner: Planner, api: UserApi, directory: Directory,
-                          options: PlanOptions, dry_run: bool) -> tuple[str, ...]:
-    """With --create-groups, create the groups rows named that the server lacks."""
+def _stand_in_groups(planner: Planner, directory: Directory,
+                     options: PlanOptions) -> tuple[str, ...]:
+    """With --create-groups, let the plan use the groups rows named that the server lacks.
+
+    Stand-ins (no id yet) let the pre-flight count and the guards judge the plan as it will
+    run; the groups themselves are created only once every guard has passed.
+    """
     names = tuple(sorted(planner.missing_groups.values(), key=str.casefold))
     if not options.create_groups or not names:
         return ()
-    if dry_run:
-        for name in names:  # what the plan would reference once the group exists
-            directory.add_group(Group(id=f"(new group {name})", name=name))
-        return names
+    for name in names:
+        directory.add_group(Group(id=f"(new group {name})", name=name))
+    return names
+
+
+async def _create_groups(api: UserApi, directory: Directory, names: tuple[str, ...]) -> None:
+    """Create the groups the plan needs and put their real ids in place of the stand-ins."""
+    if not names:
+        return
     for created in await api.create_groups(names):
         directory.add_group(Group(id=str(created.get("_id", "")),
-                                  name=str(created.get("name", ""))))
-    planner.missing_groups.clear()
-    return names
+                                  name=str(created.get("name", ""))), replace=True)
 
 
 def _options(connection: Connection, settings: RunSettings, options: PlanOptions,

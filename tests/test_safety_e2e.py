@@ -151,6 +151,19 @@ def test_create_groups_creates_missing_groups_then_the_users(
     assert len(group_posts) == 1
 
 
+def test_create_groups_waits_for_the_guards(served: Served, run_cli: RunCli,
+                                           tmp_path: Path) -> None:
+    """When --max-changes refuses the plan, --create-groups has created no group either."""
+    rows = [["ann@acme.example", "Ann", "Viewer", "Data Science"],
+            ["bob@acme.example", "Bob", "Viewer", "Data Science"]]
+    source = write_csv(tmp_path / "hr.csv", HEADER, rows)
+    result = run_cli("import", str(source), *connect(served), "--create-groups",
+                     "--max-changes", "1")
+    assert result.exit_code == 3
+    assert served.emulator.writes() == []
+    assert served.emulator.store.group_by_name("Data Science") is None
+
+
 def test_without_create_groups_the_hint_names_the_option(
         served: Served, run_cli: RunCli, tmp_path: Path) -> None:
     """A row naming an unknown group is skipped with a hint to --create-groups."""
