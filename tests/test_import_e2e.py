@@ -201,3 +201,24 @@ def test_sample_workbook_imports_all_good_rows(served: Served, run_cli: RunCli,
     assert statuses.count("skipped") == 6
     assert len(served.emulator.store.users) == 1 + 314
     assert all(len(line["Cost Centre"]) == 5 for line in lines)  # zero-padded as Excel shows
+
+
+def test_a_report_filtered_to_failed_rows_is_the_next_input(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """The failed lines of a report, saved as a file of their own, import as they are."""
+    served.host.call(lambda: served.emulator.faults.script("POST", "/api/v1/users", [503]))
+    source = write_csv(tmp_path / "hr.csv", HEADER, good_rows())
+    report = tmp_path / "report.csv"
+    first = run_cli(*import_args(served, source, "--report", str(report), "--retries", "0",
+                                 "--batch-size", "1", "--concurrency", "1"))
+    assert first.exit_code == 1, first.output
+    text = report.read_text(encoding="utf-8-sig").splitlines()
+    failed = [line for line in text[1:] if ",failed," in line]
+    assert len(failed) == 1
+    retry = tmp_path / "failed-only.csv"
+    retry.write_text("\n".join([text[0], *failed]) + "\n", encoding="utf-8-sig")
+    second = run_cli(*import_args(served, retry, "--report", str(tmp_path / "again.csv")))
+    assert second.exit_code == 0, second.output
+    (line,) = read_report(tmp_path / "again.csv")
+    assert line["status"] == "created"
+    assert len(served.emulator.store.users) == 1 + 3
