@@ -105,6 +105,8 @@ def build_header(source: str, names: Sequence[str]) -> tuple[Header, Shaper]:
             )
         index[field_name] = position
     if is_report:
+        # A report never holds a password (it shows ***): re-importing must not set one.
+        index.pop("password", None)
         # The report's own email is the key even when the input named it differently.
         if "email" not in index:
             columns.append("email")

@@ -9,7 +9,9 @@
     ├── AbortError                 exit 3: the run stopped for a cause that is not the rows'
     │   ├── AuthError              credentials refused (401 after a re-login, or 403)
     │   ├── ServerUnavailable      the server cannot be reached or keeps failing
-    │   └── GuardTripped           a safety guard refused the plan
+    │   ├── GuardTripped           a safety guard refused the plan
+    │   ├── ReportUnwritable       the report cannot be written (disk full, folder gone)
+    │   └── UnexpectedError        a bug: an error nothing expected, stopping the run cleanly
     └── ApiError                   one request answered with a Sisense error: fails its row
         │                          (exit 3 if it escapes: the run stopped early)
         └── TransientApiError      429, 502, 503 or 504: worth retrying
@@ -63,6 +65,14 @@ class ServerUnavailable(AbortError):
 
 class GuardTripped(AbortError):
     """A safety guard refused the plan before any write."""
+
+
+class ReportUnwritable(AbortError):
+    """The report cannot be written: no row may be sent without a record of it."""
+
+
+class UnexpectedError(AbortError):
+    """An error no code expected (a bug): the run stops, every row still accounted for."""
 
 
 class ApiError(BulkUsersError):

@@ -18,6 +18,7 @@ from bulkusers.config import Connection, RetryPolicy
 from bulkusers.directory import Directory, Group, load_directory
 from bulkusers.errors import (
     AbortError,
+    ReportUnwritable,
     ServerUnavailable,
     describe_network_error,
     is_retryable,
@@ -100,19 +101,32 @@ class _Recorder:
     breaker: int
     lock: threading.Lock = field(default_factory=threading.Lock)
     failing_in_a_row: int = 0
+    broken: ReportUnwritable | None = None
 
     def __call__(self, result: RowResult) -> None:
         with self.lock:
-            self.writer.write(result)
+            if self.broken is not None:
+                return  # the report cannot be written: the run is stopping
+            try:
+                self.writer.write(result)
+            except OSError as exc:
+                self.broken = ReportUnwritable(
+                    f"cannot write the report {self.writer.path} ({exc.strerror or exc}); "
+                    "free space or fix the folder, then resume with --resume")
+                return
             self.summary.add(result)
             if result.transient:
                 self.failing_in_a_row += 1
-            elif result.status is not Status.NOT_ATTEMPTED:
+            elif result.attempts:
+                # Only a row that reached the server proves it answers; planned rows don't.
                 self.failing_in_a_row = 0
             self.observer.row_done(result, self.summary)
 
     def check_breaker(self) -> None:
-        """Stop the run once too many rows in a row failed for the server's reasons."""
+        """Stop the run once the report cannot be written, or too many rows in a row failed
+        for the server's reasons."""
+        if self.broken is not None:
+            raise self.broken
         if self.breaker and self.failing_in_a_row >= self.breaker:
             raise ServerUnavailable(
                 f"{self.failing_in_a_row} rows in a row failed after their retries with "
@@ -315,8 +329,9 @@ async def _execute(items: Iterator[WorkItem], executor: Executor, record: _Recor
     pool: Pool[WorkItem] = Pool(handle, unsent, settings.concurrency)
     with _interrupts(pool, enabled=settings.handle_sigint):
         await pool.run(items)
-    if pool.abort is not None:
-        summary.aborted = str(pool.abort)
+    abort = pool.abort or record.broken
+    if abort is not None:
+        summary.aborted = str(abort)
     else:
         summary.interrupted = pool.interrupted
 

@@ -1,9 +1,10 @@
-"""The per-row result report (CSV, flushed per row, formula-safe) and the run summary."""
+"""The per-row result report: written as rows finish (CSV, formula-safe), and read back."""
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,6 +39,18 @@ def summary_path(report_path: Path) -> Path:
     return report_path.with_name(name + ".summary.json")
 
 
+#: Column names that suggest a secret, whatever the file calls them ("Temporary Password").
+SECRET_NAME = re.compile(r"pass|pwd|secret|token", re.IGNORECASE)
+
+
+def secret_columns(header: Header) -> set[int]:
+    """Positions of the input columns a report must never echo: the password field and any
+    column whose name suggests a secret."""
+    found = {header.index["password"]} if "password" in header.index else set()
+    found.update(i for i, name in enumerate(header.columns) if SECRET_NAME.search(name))
+    return found
+
+
 class ReportWriter:
     """Writes one CSV line per result, flushed at once so a killed run loses nothing."""
 
@@ -45,7 +58,7 @@ class ReportWriter:
         """Open a report: ``new`` (never overwrite), ``replace``, or ``append`` (resume)."""
         self.path = path
         self._header = header
-        self._secret_positions = {header.index[f] for f in ("password",) if f in header.index}
+        self._secret_positions = secret_columns(header)
         if mode == "append":
             # Lines are appended after the earlier run's; no second header, no second BOM.
             # A run killed mid-line left half a line, perhaps inside a quoted cell that would

@@ -12,7 +12,7 @@ import itertools
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Generic, TypeVar
 
-from bulkusers.errors import AbortError
+from bulkusers.errors import AbortError, UnexpectedError
 
 T = TypeVar("T")
 
@@ -114,11 +114,17 @@ class Pool(Generic[T]):
                     await self._handle(item)
             except AbortError as exc:
                 # Not this item's fault: stop the run; the handler has reported the item.
-                if self.abort is None:
-                    self.abort = exc
-                self._stopping.set()
+                self._abort(exc)
+            except Exception as exc:
+                # A bug must not silently kill a worker (the queue would never drain).
+                self._abort(UnexpectedError(f"unexpected {exc.__class__.__name__}: {exc}"))
             finally:
                 self._queue.task_done()
+
+    def _abort(self, exc: AbortError) -> None:
+        if self.abort is None:
+            self.abort = exc
+        self._stopping.set()
 
     def _drain_queue(self) -> None:
         while True:

@@ -111,3 +111,22 @@ async def test_cancel_cancels_items_in_flight() -> None:
     await asyncio.wait_for(pool.run(iter(range(100))), timeout=5)
     assert finished == []
     assert sorted(cancelled + unsent) == list(range(100))
+
+
+async def test_an_unexpected_error_stops_the_pool_instead_of_hanging() -> None:
+    """A handler raising a non-abort error (a bug, a full disk) stops the run cleanly: the
+    pool returns, keeps the error as an abort, and every other item is unsent once."""
+    handled: list[int] = []
+    unsent: list[int] = []
+
+    async def handle(item: int) -> None:
+        if item == 3:
+            raise OSError(28, "No space left on device")
+        await asyncio.sleep(0.001)
+        handled.append(item)
+
+    pool: Pool[int] = Pool(handle, unsent.append, concurrency=2)
+    await asyncio.wait_for(pool.run(iter(range(300))), timeout=5)
+    assert pool.abort is not None
+    assert "No space left" in str(pool.abort)
+    assert sorted([*handled, 3, *unsent]) == list(range(300))
