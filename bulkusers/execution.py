@@ -16,6 +16,7 @@ from bulkusers.api import UserApi, UserDict
 from bulkusers.client import Trace
 from bulkusers.directory import Directory, User
 from bulkusers.errors import ApiError, describe_network_error, is_retryable
+from bulkusers.journal import Journal
 from bulkusers.models import RowResult, Status
 from bulkusers.operations import NEW_PASSWORD
 from bulkusers.tasks import (
@@ -73,9 +74,15 @@ def _strong_password() -> str:
 class Executor:
     """Runs work items against one API and keeps the directory in step with the server."""
 
-    def __init__(self, api: UserApi, directory: Directory) -> None:
+    def __init__(self, api: UserApi, directory: Directory,
+                 journal: Journal | None = None) -> None:
         self.api = api
         self.directory = directory
+        self.journal = journal
+
+    def _note(self, task: UpdateTask | DeleteTask) -> None:
+        if self.journal is not None:
+            self.journal.note(task)
 
     async def run(self, item: WorkItem, emit: Emit) -> None:
         """Carry out one work item, emitting one result per row it covers."""
@@ -204,6 +211,7 @@ class Executor:
         trace, watch = Trace(), Stopwatch()
         patch = {k: (_strong_password() if v == NEW_PASSWORD else v)
                  for k, v in task.patch.items()}
+        self._note(task)
         outcome = await self._patch(task, patch, trace)
         if isinstance(outcome, Failure):
             emit(_result(task, Status.FAILED, trace, watch, user_id=task.user.id,
@@ -211,11 +219,14 @@ class Executor:
             return
         try:
             revoked = await self.api.revoke_tokens(task.user.id, trace)
-        except ApiError as exc:
+        except Exception as exc:
+            if not (isinstance(exc, ApiError) or is_retryable(exc)):
+                raise
+            reason = exc.describe() if isinstance(exc, ApiError) else describe_network_error(exc)
             emit(_result(task, Status.FAILED, trace, watch, user_id=task.user.id,
                          changes=task.changes, previous=task.previous,
                          error=f"role, groups and password changed, but revoking the tokens "
-                               f"failed ({exc.describe()}); run deactivate again", cause=exc))
+                               f"failed ({reason}); run deactivate again", cause=exc))
             return
         tokens = "tokens revoked" if revoked else "tokens not revoked (the v0.9 API cannot)"
         emit(_result(task, Status.DEACTIVATED, trace, watch, user_id=task.user.id,
@@ -223,17 +234,22 @@ class Executor:
 
     # -- delete -------------------------------------------------------------------------------
 
-    async def delete(self, task: DeleteTask, emit: Emit) -> None:
-        """Delete one user; one already gone is reported, not failed."""
+    async def delete(self, task: DeleteTask, emit: Emit, *, noted: bool = False) -> None:
+        """Delete one user; a 404 for a user the run saw means it is gone: deleted."""
         trace, watch = Trace(), Stopwatch()
+        if not noted:
+            self._note(task)
         try:
             await self.api.delete_user(task.user.id, trace)
         except ApiError as exc:
             if exc.status == 404:
+                # The user existed when the run began. An earlier attempt of ours may have
+                # landed unseen (aiohttp itself repeats an idempotent request whose
+                # connection dropped), or someone else removed it: either way it is gone.
                 self.directory.forget(task.user)
-                emit(_result(task, Status.SKIPPED, trace, watch, user_id=task.user.id,
-                             changes="none: the user no longer exists",
-                             previous=task.previous))
+                emit(_result(task, Status.DELETED, trace, watch, user_id=task.user.id,
+                             changes="deleted (the server no longer had the user when "
+                                     "asked)", previous=task.previous))
             else:
                 emit(_result(task, Status.FAILED, trace, watch, user_id=task.user.id,
                              error=exc.describe(), previous=task.previous, cause=exc))
@@ -252,14 +268,16 @@ class Executor:
     async def delete_batch(self, batch: DeleteBatch, emit: Emit) -> None:
         """Delete many users in one request; if it is refused, each row is tried alone."""
         trace, watch = Trace(), Stopwatch()
+        for task in batch.tasks:
+            self._note(task)
         try:
             await self.api.delete_users([t.user.id for t in batch.tasks], trace)
         except Exception as exc:
             if not (isinstance(exc, ApiError) or is_retryable(exc)):
                 raise
-            # Deleting is idempotent: alone, a row already gone is reported as such.
+            # Alone, each row gets its own outcome (the batch may also have landed unseen).
             for task in batch.tasks:
-                await self.delete(task, emit)
+                await self.delete(task, emit, noted=True)
             return
         for task in batch.tasks:
             self.directory.forget(task.user)

@@ -24,14 +24,23 @@ from bulkusers.errors import (
     is_retryable,
 )
 from bulkusers.execution import Executor
+from bulkusers.journal import Journal, journal_path
 from bulkusers.models import Header, Row, RowResult, Status
 from bulkusers.operations import Planner, PlanOptions, protected_users
-from bulkusers.preflight import Confirm, Limit, check_confirmation, check_limit, count_plan
+from bulkusers.preflight import (
+    DESTRUCTIVE,
+    Confirm,
+    Limit,
+    check_confirmation,
+    check_limit,
+    count_plan,
+)
 from bulkusers.prescan import Prescan, prescan
 from bulkusers.readers import ReadOptions, open_table
 from bulkusers.report import (
     ReportLine,
     ReportWriter,
+    compact_report,
     default_report_path,
     read_report,
     summary_path,
@@ -177,8 +186,9 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
     observer = observer or SilentObserver()
     safety = safety or Safety()
     source = await _open_input(command, settings)
-    earlier = (load_earlier(safety.resume, command, settings.input_path, source.sha256)
-               if safety.resume else None)
+    options_now = _options(connection, settings, options, safety)
+    earlier = (load_earlier(safety.resume, command, settings.input_path, source.sha256,
+                            options_now) if safety.resume else None)
     skip = earlier.finished if earlier else frozenset()
     async with SisenseClient(connection, policy,
                              max_connections=settings.concurrency) as client:
@@ -187,7 +197,8 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
         directory = await load_directory(api)
         me = await api.me()
         planner = Planner(source.header, directory, source.scan, options,
-                          protected_users(directory, me))
+                          protected_users(directory, me),
+                          prior=earlier.journal if earlier else None)
         plan = _plan_function(command, planner, source)
 
         def planned() -> Iterator[WorkItem]:
@@ -224,7 +235,7 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
         summary = RunSummary(command=command, started=started,
                              input_file=str(settings.input_path),
                              report_file=str(report_path), total_rows=source.scan.total,
-                             options=_options(connection, settings, options, safety),
+                             options=options_now,
                              input_sha256=source.sha256, dry_run=dry_run, refused=refused,
                              groups_created=missing)
         if earlier:
@@ -232,11 +243,18 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
             summary.carried_over = len(earlier.finished)
         summary.write_json(summary_path(report_path))  # a killed run can still be resumed
         record = _Recorder(writer, summary, observer, safety.breaker)
+        journal = (Journal(journal_path(report_path))
+                   if command in DESTRUCTIVE and not dry_run else None)
         observer.started(summary)
         try:
-            await _execute(planned(), Executor(api, directory), record, settings, dry_run)
+            await _execute(planned(), Executor(api, directory, journal), record, settings,
+                           dry_run)
         finally:
             writer.close()
+            if journal is not None:
+                journal.close()
+            if mode == "append" and record.broken is None:
+                compact_report(report_path)
             summary.requests = client.stats.requests
             summary.retries = client.stats.retries
     summary.finish()
@@ -277,7 +295,9 @@ def _options(connection: Connection, settings: RunSettings, options: PlanOptions
             "groups": options.groups_mode, "create_groups": options.create_groups,
             "dry_run": safety.dry_run, "strict": safety.strict,
             "max_changes": safety.max_changes.count, "max_changes_percent":
-            safety.max_changes.percent, "resume": str(safety.resume or "")}
+            safety.max_changes.percent, "resume": str(safety.resume or ""),
+            "encoding": settings.read.encoding, "delimiter": settings.read.delimiter,
+            "sheet": settings.read.sheet}
 
 
 async def _execute(items: Iterator[WorkItem], executor: Executor, record: _Recorder,
@@ -313,9 +333,8 @@ async def _execute(items: Iterator[WorkItem], executor: Executor, record: _Recor
                       else f"unexpected {exc.__class__.__name__}: {exc}")
             for task in tasks_of(item):
                 if task.row.number not in done:
-                    record(RowResult(row=task.row, email=task.email, action=task.action,
-                                     status=Status.FAILED, error=reason,
-                                     transient=is_retryable(exc)))
+                    record(_unfinished_result(task, Status.FAILED, reason,
+                                              transient=is_retryable(exc)))
             record.check_breaker()
 
     def unsent(item: WorkItem) -> None:
@@ -344,9 +363,16 @@ def _unfinished(item: WorkItem, done: set[int], record: _Recorder, reason: str) 
 
 
 def _not_attempted(task: Task, reason: str) -> RowResult:
-    return RowResult(row=task.row, email=task.email, action=task.action,
-                     status=Status.NOT_ATTEMPTED, error=reason,
-                     user_id=getattr(getattr(task, "user", None), "id", ""))
+    return _unfinished_result(task, Status.NOT_ATTEMPTED, reason)
+
+
+def _unfinished_result(task: Task, status: Status, reason: str, *,
+                       transient: bool = False) -> RowResult:
+    """A row with no answer: keeps the user's id and previous state, so it can be undone."""
+    user = getattr(task, "user", None)
+    return RowResult(row=task.row, email=task.email, action=task.action, status=status,
+                     error=reason, user_id=user.id if user else "",
+                     previous=getattr(task, "previous", ""), transient=transient)
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from bulkusers.directory import Directory, Group, Role, Unknown, User
+from bulkusers.journal import JournalEntry
 from bulkusers.models import Header, Row, RowResult, Status
 from bulkusers.prescan import Prescan
 from bulkusers.report import ReportLine
@@ -80,7 +81,8 @@ class Planner:
     """Turns rows into work items for one command, against one loaded directory."""
 
     def __init__(self, header: Header, directory: Directory, scan: Prescan,
-                 options: PlanOptions, protected: Mapping[str, str] | None = None) -> None:
+                 options: PlanOptions, protected: Mapping[str, str] | None = None,
+                 prior: Mapping[int, JournalEntry] | None = None) -> None:
         self.header = header
         self.directory = directory
         self.scan = scan
@@ -89,6 +91,8 @@ class Planner:
         self.protected = dict(protected or {})
         #: Group names rows asked for that the server does not have (for --create-groups).
         self.missing_groups: dict[str, str] = {}
+        #: What an interrupted run of this command was about to do, by row (--resume).
+        self.prior = dict(prior or {})
 
     # -- shared validation --------------------------------------------------------------------
 
@@ -253,8 +257,7 @@ class Planner:
             if user.id in self.protected:
                 return f"refusing to change the role of {self.protected[user.id]}"
             patch["roleId"] = wanted.role.id
-            changes.append(f"role: {self.directory.role_name(user.role_id) or '?'} -> "
-                           f"{wanted.role.name}")
+            changes.append(self._role_change(user.role_id, wanted.role))
         if wanted.groups is not None:
             group_change = self._group_change(user, wanted.groups, wanted.clear_groups)
             if group_change is not None:
@@ -281,6 +284,9 @@ class Planner:
         parts = [f"+{n}" for n in names(added)] + [f"-{n}" for n in names(removed)]
         return wanted, "groups: " + " ".join(parts)
 
+    def _role_change(self, old_role_id: str, new: Role) -> str:
+        return f"role: {self.directory.role_name(old_role_id) or '?'} -> {new.name}"
+
     def _builtin(self, group_id: str) -> bool:
         group = self.directory.group_by_id(group_id)
         return group is not None and group.builtin
@@ -299,6 +305,10 @@ class Planner:
                            error=f"refusing to {action} {self.protected[user.id]}")
         return email, user
 
+    def _earlier_attempt(self, row: Row, action: str) -> JournalEntry | None:
+        entry = self.prior.get(row.number)
+        return entry if entry is not None and entry.action == action else None
+
     def plan_deactivate(self, row: Row) -> WorkItem:
         """Lowest role, no groups, an unknown new password, every token revoked."""
         target = self._target(row, "deactivate")
@@ -312,26 +322,35 @@ class Planner:
         patch: dict[str, Any] = {"roleId": viewer.id, "groups": [], "password": NEW_PASSWORD}
         changes = []
         if user.role_id != viewer.id:
-            changes.append(f"role: {self.directory.role_name(user.role_id) or '?'} -> "
-                           f"{viewer.name}")
+            changes.append(self._role_change(user.role_id, viewer))
         groups = [g for g in user.group_ids if not self._builtin(g)]
         if groups:
             changes.append("groups: " + " ".join(f"-{n}" for n in
                                                  self.directory.group_names(groups)))
         changes.append("password replaced")
+        # A resumed run keeps the state from before the interrupted attempt, not the
+        # half-deactivated state it may have left: that is what reactivate must restore.
+        earlier = self._earlier_attempt(row, "deactivate")
+        previous = earlier.previous if earlier else snapshot(user, self.directory)
         return DeactivateTask(row=row, email=email, user=user, patch=patch,
-                              changes="; ".join(changes),
-                              previous=snapshot(user, self.directory))
+                              changes="; ".join(changes), previous=previous)
 
     def plan_delete(self, row: Row) -> WorkItem:
         """Delete the user, keeping its full record in the report."""
+        earlier = self._earlier_attempt(row, "delete")
+        email = self.header.value(row, "email")
+        if earlier is not None and self.directory.user_by_email(email) is None:
+            # The interrupted run sent this delete; its answer never reached the report.
+            return RowResult(row=row, email=email, action="delete", status=Status.DELETED,
+                             user_id=earlier.user_id, previous=earlier.previous,
+                             changes="deleted (by the interrupted run; confirmed: the user "
+                                     "no longer exists)")
         target = self._target(row, "delete")
         if isinstance(target, RowResult):
             return target
         email, user = target
         return DeleteTask(row=row, email=email, user=user,
                           previous=snapshot(user, self.directory))
-
 
     # -- reactivate ---------------------------------------------------------------------------
 
@@ -359,8 +378,7 @@ class Planner:
         changes: list[str] = []
         if role.id != user.role_id:
             patch["roleId"] = role.id
-            changes.append(f"role: {self.directory.role_name(user.role_id) or '?'} -> "
-                           f"{role.name}")
+            changes.append(self._role_change(user.role_id, role))
         group_change = self._group_change(user, groups, clear=True)
         if group_change is not None:
             patch["groups"], description = group_change

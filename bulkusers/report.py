@@ -183,3 +183,25 @@ def read_report(path: Path, *, complete_only: bool = False) -> Iterator[ReportLi
                              status=fields["status"], user_id=fields["user_id"],
                              error=fields["error"],
                              previous=previous if isinstance(previous, dict) else {})
+
+
+def compact_report(path: Path) -> None:
+    """Rewrite a resumed report to one line per row, its last outcome, in row order.
+
+    A resume appends the outcomes of the rows it sends again; compacting afterwards restores
+    the report's contract (one line per input row). The file is replaced atomically, so a
+    crash while compacting leaves the appended report, which resumes just as well.
+    """
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader)
+        last: dict[int, list[str]] = {}
+        for cells in reader:
+            if cells and cells[0].isdigit():
+                last[int(cells[0])] = cells
+    partial = path.with_name(path.name + ".tmp")
+    with partial.open("w", encoding="utf-8-sig", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(last[row] for row in sorted(last))
+    partial.replace(path)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bulkusers.errors import InputError
+from bulkusers.journal import JournalEntry, journal_path, read_journal
 from bulkusers.report import read_report, summary_path
 from bulkusers.summary import read_summary
 
@@ -28,10 +30,52 @@ class Earlier:
     report: Path
     finished: frozenset[int] = frozenset()
     counts: Counter[str] = field(default_factory=Counter)
+    #: The undo journal of deactivate and delete runs: the state before the first attempt.
+    journal: Mapping[int, JournalEntry] = field(default_factory=dict)
 
 
-def load_earlier(report: Path, command: str, input_path: Path, input_sha256: str) -> Earlier:
-    """Read the report to resume, refusing one from another command, file or a dry run."""
+#: Options that change what a row means: a resumed run must use the same ones.
+#: (summary key, flag, default)
+PLAN_OPTIONS: tuple[tuple[str, str, object], ...] = (
+    ("api", "--api", "v1"),
+    ("encoding", "--encoding", "utf-8-sig"),
+    ("delimiter", "--delimiter", None),
+    ("sheet", "--sheet", None),
+    ("default_role", "--default-role", None),
+    ("on_existing", "--on-existing", "skip"),
+    ("groups", "--groups", "add"),
+    ("create_groups", "--create-groups", False),
+)
+
+
+def option_flags(options: Mapping[str, object]) -> list[str]:
+    """The command-line flags that repeat a run's planning options (defaults left out)."""
+    flags: list[str] = []
+    for key, flag, default in PLAN_OPTIONS:
+        value = options.get(key, default)
+        if value == default or value is None:
+            continue
+        if value is True:
+            flags.append(flag)
+        else:
+            flags.extend([flag, "tab" if value == "\t" else str(value)])
+    return flags
+
+
+def _check_same_options(report: Path, earlier: Mapping[str, object],
+                        now: Mapping[str, object]) -> None:
+    differ = [flag for key, flag, default in PLAN_OPTIONS
+              if earlier.get(key, default) != now.get(key, default)]
+    if differ:
+        wanted = " ".join(option_flags(earlier)) or "no such options"
+        raise InputError(f"--resume {report}: that run used other {', '.join(differ)}; "
+                         f"resume with the same options ({wanted})")
+
+
+def load_earlier(report: Path, command: str, input_path: Path, input_sha256: str,
+                 options: Mapping[str, object]) -> Earlier:
+    """Read the report to resume, refusing one from another command, file, options or a
+    dry run."""
     if not report.is_file():
         raise InputError(f"--resume {report}: no such report; give the report of the run "
                          "to continue")
@@ -49,9 +93,12 @@ def load_earlier(report: Path, command: str, input_path: Path, input_sha256: str
         raise InputError(f"{input_path} has changed since {report.name} was started (its "
                          "SHA-256 differs); resume with the original file, or start a new run "
                          "without --resume")
+    stored = summary.get("options")
+    _check_same_options(report, stored if isinstance(stored, dict) else {}, options)
     last: dict[int, tuple[str, bool]] = {}
     for line in read_report(report, complete_only=True):
         last[line.row] = (line.status, line.finished)
     finished = frozenset(row for row, (_, done) in last.items() if done)
     counts = Counter(status for row, (status, _) in last.items() if row in finished)
-    return Earlier(report=report, finished=finished, counts=counts)
+    return Earlier(report=report, finished=finished, counts=counts,
+                   journal=read_journal(journal_path(report)))

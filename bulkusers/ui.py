@@ -22,6 +22,7 @@ from rich.table import Table
 from bulkusers.models import RowResult, Status
 from bulkusers.preflight import Preflight
 from bulkusers.report import summary_path
+from bulkusers.resume import option_flags
 from bulkusers.summary import RunSummary
 
 if TYPE_CHECKING:
@@ -79,12 +80,12 @@ class Console:
         if plan.invalid:
             self._rich.print(f"({plan.invalid} rows are invalid and will be skipped)")
 
-    def resume_hint(self, command: str, input_path: Path, report: str) -> None:
+    def resume_hint(self, summary: RunSummary) -> None:
         """The exact command that continues an interrupted or aborted run."""
-        self._rich.print("Continue with:\n  " + _escape(
-            f"bulkusers {command} {shlex.quote(str(input_path))} --resume "
-            f"{shlex.quote(report)}") + "\n(plus the connection options you used)",
-            soft_wrap=True)
+        words = ["bulkusers", summary.command, summary.input_file, "--resume",
+                 summary.report_file, *option_flags(summary.options)]
+        self._rich.print("Continue with:\n  " + _escape(shlex.join(words))
+                         + "\n(plus the connection options you used)", soft_wrap=True)
 
     def info(self, message: str) -> None:
         """A line of information, unless quiet."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 from bulkusers.api import V1Api
 from bulkusers.client import SisenseClient
 from bulkusers.config import RetryPolicy, build_connection
-from bulkusers.directory import Directory, Role
+from bulkusers.directory import Directory, Role, User
 from bulkusers.execution import Executor
 from bulkusers.models import Row, RowResult, Status
-from bulkusers.tasks import CreateBatch, CreateTask
+from bulkusers.tasks import CreateBatch, CreateTask, DeleteTask
 from tests.scripted import Answer, Script, server
 
 __all__ = ["server"]
@@ -85,3 +85,21 @@ async def test_bulk_whose_answer_was_lost_is_resolved_row_by_row(
         await Executor(V1Api(client), directory()).create_batch(batch, results.append)
     assert [(r.row.number, r.status, r.user_id) for r in results] == [
         (2, Status.CREATED, "u1"), (3, Status.CREATED, "u2")]
+
+
+async def test_lost_delete_answer_then_404_is_our_deletion(server: tuple[Script, str]) -> None:
+    """A delete whose answer was lost, retried into 404, is reported deleted (not skipped)."""
+    script, url = server
+    script.on("DELETE", f"{USERS}/u1", Answer(drop=True), Answer(404, {"error": {
+        "code": 2001, "message": "User not found", "status": 404, "httpMessage": "Not Found"}}))
+    results: list[RowResult] = []
+    user = User(id="u1", email="ann@x.example", user_name="ann", first_name="", last_name="",
+                role_id="r1", group_ids=())
+    task = DeleteTask(row=Row(2, ("ann@x.example",)), email="ann@x.example", user=user,
+                      previous='{"role": "consumer"}')
+    async with client_for(url) as client:
+        await Executor(V1Api(client), directory()).delete(task, results.append)
+    (result,) = results
+    assert result.status is Status.DELETED
+    assert "no longer had the user" in result.changes
+    assert result.previous == '{"role": "consumer"}'

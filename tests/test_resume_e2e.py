@@ -183,9 +183,10 @@ def slow_import(served: Served, source: Path, *extra: str) -> list[str]:
 # -- resume after failed rows -----------------------------------------------------------------
 
 
-def test_resume_sends_only_the_failed_rows_and_appends_to_the_report(
+def test_resume_sends_only_the_failed_rows_and_keeps_one_line_per_row(
         served: Served, run_cli: RunCli, tmp_path: Path) -> None:
-    """A resumed run creates only the rows that failed, appends to the report, counts all."""
+    """A resumed run creates only the rows that failed; the report ends with one line per
+    row (their last outcome, in row order) and the summary counts all."""
     rows, failing = 20, 3
     source = source_file(tmp_path, rows)
     report = tmp_path / "r.csv"
@@ -203,10 +204,9 @@ def test_resume_sends_only_the_failed_rows_and_appends_to_the_report(
 
     assert second.exit_code == 0, second.output
     assert len(create_posts(served.emulator.requests[before:])) == failing
-    appended = read_report(report)[rows:]
-    assert sorted(line["row"] for line in appended) == sorted(failed)
-    assert {line["status"] for line in appended} == {"created"}
-    assert {line["status"] for line in last_line_per_row(report).values()} == {"created"}
+    lines = assert_one_line_per_row(report, rows)
+    assert [int(line["row"]) for line in lines] == list(range(2, rows + 2))
+    assert {line["status"] for line in lines} == {"created"}
     assert_every_user_once(served.emulator, rows)
     summary = summary_of(report)
     assert summary["counts"]["created"] == rows
@@ -419,7 +419,7 @@ def test_a_report_torn_mid_line_by_a_crash_resumes_into_a_clean_report(
     assert resumed.exit_code == 0, resumed.output
     lines = read_report(report)
     assert all(line["Department"] == "Sales, EMEA" for line in lines), lines
-    assert len(lines) == rows - 1 + failing + 1  # the torn line is gone, three are appended
+    assert len(lines) == rows  # the torn line is gone; compacted to one line per row
     by_row = last_line_per_row(report)
     assert sorted(int(row) for row in by_row) == list(range(2, rows + 2))
     assert {by_row[str(row)]["status"] for row in range(2, 2 + failing)} == {"created"}
@@ -545,3 +545,97 @@ def test_a_403_on_a_write_aborts_the_run(served: Served, run_cli: RunCli,
     assert set(statuses) <= {"created", "not_attempted"}
     assert statuses.count("not_attempted") >= rows - 2 * CONCURRENCY
     assert len(create_posts(served.emulator.requests)) <= 2 * CONCURRENCY
+
+
+# -- undo records survive interruptions ---------------------------------------------------------
+
+
+def test_delete_killed_mid_run_keeps_every_record_for_undo(tmp_path: Path) -> None:
+    """kill -9 during a delete: the undo journal kept the record of every user sent, and the
+    resume reports each row deleted with its previous state, so the report re-creates all."""
+    with slow_emulator() as served:
+        source = source_file(tmp_path, 60)
+        seeded = run_process(bulkusers("import", str(source), "--url", served.url, "--token",
+                                       TOKEN, "--report", str(tmp_path / "seed.csv")),
+                             tmp_path)
+        assert seeded.returncode == 0, seeded.stderr
+        report = tmp_path / "deleted.csv"
+        command = bulkusers("delete", str(source), "--url", served.url, "--token", TOKEN,
+                            "--batch-size", "1", "--concurrency", str(CONCURRENCY), "--yes")
+        with background([*command, "--report", str(report)], tmp_path,
+                        tmp_path / "delete.log") as process:
+            wait_for_lines(report, 20, process)
+            process.kill()
+            assert process.wait(timeout=TIMEOUT) == -signal.SIGKILL
+        assert (tmp_path / "deleted.undo.jsonl").is_file()
+
+        resumed = run_process([*command, "--resume", str(report)], tmp_path)
+
+        assert resumed.returncode == 0, resumed.stderr
+        lines = assert_one_line_per_row(report, 60)
+        assert {line["status"] for line in lines} == {"deleted"}
+        assert all(json.loads(line["previous"])["role"] == "consumer" for line in lines)
+        assert len(served.emulator.store.users) == 1
+        again = run_process(bulkusers("import", str(report), "--url", served.url, "--token",
+                                      TOKEN, "--report", str(tmp_path / "again.csv")),
+                            tmp_path)
+        assert again.returncode == 0, again.stderr
+        assert len(served.emulator.store.users) == 61
+
+
+def test_a_resumed_deactivation_keeps_the_state_before_the_first_attempt(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """A deactivation that changed a user but lost its answer is resumed with the user's
+    original role and groups as its undo record (not the half-deactivated state)."""
+    source = write_csv(tmp_path / "hr.csv", HEADER, [["ann@acme.example", "admin", "Finance"]])
+    assert run_cli("import", str(source), "--url", served.url, "--token", TOKEN, "--report",
+                   str(tmp_path / "seed.csv")).exit_code == 0
+    # The revocation request is dropped: role, groups and password are already changed.
+    served.host.call(lambda: served.emulator.faults.drop(
+        "GET", "/api/v1/authentication/admin/logout", 5))
+    report = tmp_path / "deactivated.csv"
+    args = ["deactivate", str(source), "--url", served.url, "--token", TOKEN, "--yes",
+            "--retries", "0"]
+    first = run_cli(*args, "--report", str(report))
+    assert first.exit_code == 1, first.output
+    (line,) = read_report(report)
+    assert line["status"] == "failed"
+    assert json.loads(line["previous"])["role"] == "admin"
+    served.host.call(lambda: served.emulator.faults.clear())
+
+    resumed = run_cli(*args, "--resume", str(report))
+
+    assert resumed.exit_code == 0, resumed.output
+    (line,) = read_report(report)
+    assert line["status"] == "deactivated"
+    assert json.loads(line["previous"])["role"] == "admin"
+    assert json.loads(line["previous"])["groups"] == ["Finance"]
+    restored = run_cli("reactivate", str(report), "--url", served.url, "--token", TOKEN,
+                       "--report", str(tmp_path / "back.csv"))
+    assert restored.exit_code == 0, restored.output
+    user = served.emulator.store.user_by_email("ann@acme.example")
+    assert user is not None
+    assert served.emulator.store.role_name_of(user["_id"]) == "admin"
+
+
+def test_resume_needs_the_same_planning_options_and_prints_them(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """A run that used --default-role prints it in its resume command, and a resume without
+    it is refused (exit 2) rather than planning the rest differently."""
+    source = write_csv(tmp_path / "hr.csv", ("Email",),
+                       [[f"p{i}@acme.example"] for i in range(30)])
+    served.host.call(lambda: served.emulator.faults.script("POST", USERS, [503] * 200))
+    report = tmp_path / "r.csv"
+    args = ["import", str(source), "--url", served.url, "--token", TOKEN, "--batch-size", "1",
+            "--retries", "0", "--concurrency", "1"]
+    first = run_cli(*args, "--default-role", "viewer", "--report", str(report))
+    assert first.exit_code == 3, first.output  # the breaker
+    hint = first.output[first.output.index("Continue with:"):]
+    assert "--default-role viewer" in hint.replace("\n", " ")
+    served.host.call(lambda: served.emulator.faults.clear())
+    refused = run_cli(*args, "--resume", str(report))
+    assert refused.exit_code == 2
+    assert "--default-role" in refused.output
+    resumed = run_cli(*args, "--default-role", "viewer", "--resume", str(report))
+    assert resumed.exit_code == 0, resumed.output
+    assert {line["status"] for line in read_report(report)} == {"created"}

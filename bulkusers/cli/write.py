@@ -100,7 +100,7 @@ def _write_command(command: Command, params: dict[str, Any], options: PlanOption
                                            options, observer, safety))
     console.summary(summary)
     if summary.interrupted or summary.aborted:
-        console.resume_hint(command, params["file"], summary.report_file)
+        console.resume_hint(summary)
     sys.exit(summary.exit_code if summary.exit_code is not None else 1)
 
 

@@ -1,0 +1,73 @@
+"""The undo journal: each user's record, written before a destructive request is sent.
+
+A report line is written when a request's answer arrives. A crash between the request and
+its answer would lose the one record that can undo a deletion or deactivation, so each
+destructive task is first appended here (flushed to the operating system). ``--resume``
+reads it back to report what the interrupted run did and to keep the original state.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from bulkusers.tasks import DeleteTask, UpdateTask
+
+
+def journal_path(report: Path) -> Path:
+    """Where a report's undo journal lives: beside it."""
+    name = report.name.removesuffix(".csv").removesuffix(".report")
+    return report.with_name(name + ".undo.jsonl")
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """What a run was about to do to one row's user, and the user's state before it."""
+
+    row: int
+    email: str
+    user_id: str
+    action: str
+    previous: str
+
+
+class Journal:
+    """Appends one line per destructive task, flushed before the request goes out."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: IO[str] = path.open("a", encoding="utf-8")
+
+    def note(self, task: UpdateTask | DeleteTask) -> None:
+        """Record a task's target and its previous state."""
+        line = {"row": task.row.number, "email": task.email, "user_id": task.user.id,
+                "action": task.action, "previous": task.previous}
+        self._file.write(json.dumps(line, ensure_ascii=False) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        """Close the file (idempotent)."""
+        if not self._file.closed:
+            self._file.close()
+
+
+def read_journal(path: Path) -> dict[int, JournalEntry]:
+    """The first entry per row (the state before the first attempt), or {} without a file."""
+    entries: dict[int, JournalEntry] = {}
+    try:
+        handle = path.open(encoding="utf-8")
+    except FileNotFoundError:
+        return entries
+    with handle:
+        for text in handle:
+            try:
+                data: Any = json.loads(text)
+                entry = JournalEntry(row=int(data["row"]), email=str(data["email"]),
+                                     user_id=str(data["user_id"]), action=str(data["action"]),
+                                     previous=str(data["previous"]))
+            except (ValueError, KeyError, TypeError):
+                continue  # a line torn by a crash
+            entries.setdefault(entry.row, entry)
+    return entries
