@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import ssl
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -118,6 +117,12 @@ def build_connection(
 ) -> Connection:
     """Validate connection options (already merged from flags and environment)."""
     clean = _clean_url(url)
+    if token:
+        # Tokens never contain spaces; a trailing newline from a token file is not part of it.
+        token = token.strip()
+        if any(ord(c) < 32 or ord(c) == 127 for c in token):
+            raise ConfigError("the token contains a control character; check how it was "
+                              "read (a file with Windows line endings?)")
     if token and (username or password):
         raise ConfigError("give either a token (--token / SISENSE_TOKEN) or a username and "
                           "password, not both")
@@ -145,13 +150,3 @@ def build_connection(
         verify_tls=not insecure,
         ca_bundle=ca_bundle,
     )
-
-
-def secrets_of(connection: Connection) -> Mapping[str, str]:
-    """Every secret of a connection by option name, for scrubbing text before it is shown."""
-    found = {
-        "token": connection.token,
-        "password": connection.password,
-        "api_secret": connection.api_secret,
-    }
-    return {name: secret.reveal() for name, secret in found.items() if secret is not None}

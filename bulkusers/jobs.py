@@ -210,15 +210,17 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
         if missing:
             preview = await asyncio.to_thread(count_plan, planned())
         refused = ""
-        if safety.strict and preview.invalid:
-            refused = (f"--strict: {preview.invalid} rows are invalid (first: "
+        if safety.strict and (preview.invalid or preview.failed):
+            refused = (f"--strict: {preview.invalid + preview.failed} rows are invalid (first: "
                        f"{preview.first_problem()}); nothing was sent. Fix them, or run "
                        "without --strict to skip them")
         dry_run = safety.dry_run or bool(refused)
         if not dry_run:
             # Every guard judges the whole plan before the first write, groups included.
             check_limit(preview, safety.max_changes, directory.user_count)
-            await asyncio.to_thread(check_confirmation, command, preview, safety.confirm)
+            # On the loop's own thread: a prompt in a worker thread would keep Ctrl-C waiting
+            # for Enter. Nothing else runs while the run waits for its answer.
+            check_confirmation(command, preview, safety.confirm)
             await _create_groups(api, directory, missing)
 
         if earlier and not dry_run:

@@ -55,7 +55,11 @@ def count_plan(items: Iterable[WorkItem]) -> Preflight:
                                                    and not item.error):
                 found.unchanged += 1
             elif item.status is Status.FAILED:
+                # Planning already knows it fails (an update of an unknown user): as invalid
+                # as a bad email for --strict.
                 found.failed += 1
+                if len(found.examples) < PREVIEW_SIZE:
+                    found.examples.append(item)
             else:
                 found.invalid += 1
                 if len(found.examples) < PREVIEW_SIZE:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
+from bulkusers.config import build_connection
 from tests.conftest import TOKEN, Served, read_report, write_csv
 
 RunCli = Callable[..., Result]
@@ -180,3 +181,45 @@ def test_separate_processes_import_then_reimport(emulator_process: str, tmp_path
     assert statuses.count("created") == 0
     assert statuses.count("skipped") == 3
     assert "Traceback" not in first.stderr + second.stderr
+
+
+def test_unwritable_report_path_is_refused_before_anything_is_sent(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """--report into a missing folder, or onto a folder, is one line and exit 2, no request."""
+    source = write_csv(tmp_path / "hr.csv", HEADER, ROWS)
+    for report in (tmp_path / "missing" / "r.csv", tmp_path):
+        result = run_cli("import", str(source), "--url", served.url, "--token", TOKEN,
+                         "--report", str(report))
+        assert result.exit_code == 2, result.output
+        assert "--report" in one_error_line(result)
+    assert served.emulator.requests == []
+
+
+def test_token_with_a_control_character_is_a_usage_error(run_cli: RunCli,
+                                                         tmp_path: Path) -> None:
+    """A token read with a stray carriage return inside is refused with one line, exit 2,
+    and a trailing newline (a token file) is simply ignored."""
+    source = write_csv(tmp_path / "hr.csv", HEADER, ROWS)
+    result = run_cli("import", str(source), "--url", "http://127.0.0.1:9", "--token",
+                     "abc\rdef")
+    assert result.exit_code == 2
+    assert "control character" in one_error_line(result)
+    connection = build_connection(url="http://127.0.0.1:9", token="abc\n", username=None,
+                                  password=None)
+    assert connection.token is not None
+    assert connection.token.reveal() == "abc"
+
+
+def test_strict_update_refuses_unknown_users(served: Served, run_cli: RunCli,
+                                             tmp_path: Path) -> None:
+    """update --strict sends nothing when a row names no existing user (exit 2)."""
+    source = write_csv(tmp_path / "hr.csv", HEADER, ROWS)
+    assert run_cli("import", str(source), "--url", served.url, "--token", TOKEN, "--report",
+                   str(tmp_path / "seed.csv")).exit_code == 0
+    writes = len(served.emulator.writes())
+    changes = write_csv(tmp_path / "u.csv", ("Email", "Role"),
+                        [["ann@acme.example", "designer"], ["nobody@acme.example", "viewer"]])
+    result = run_cli("update", str(changes), "--url", served.url, "--token", TOKEN,
+                     "--strict", "--report", str(tmp_path / "u-report.csv"))
+    assert result.exit_code == 2, result.output
+    assert len(served.emulator.writes()) == writes

@@ -7,6 +7,7 @@ import os
 import pty
 import re
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -220,7 +221,11 @@ def _answer_prompt(args: list[str], answer: str, cwd: Path) -> tuple[int, str]:
                     break
                 seen += chunk
                 if not answered and b"[y/N]" in seen:
-                    os.write(controller, answer.encode() + b"\n")
+                    if answer == "ctrl-c":
+                        # What a terminal sends its foreground program for Ctrl-C.
+                        process.send_signal(signal.SIGINT)
+                    else:
+                        os.write(controller, answer.encode() + b"\n")
                     answered = True
             elif process.poll() is not None:
                 break
@@ -249,3 +254,15 @@ def test_confirmation_prompt_on_a_terminal(served: Served, run_cli: RunCli,
     assert code == 0, text
     assert served.emulator.store.user_by_email("ann@acme.example") is None
     assert served.emulator.store.user_by_email("bob@acme.example") is None
+
+
+def test_ctrl_c_at_the_prompt_stops_at_once(served: Served, run_cli: RunCli,
+                                            tmp_path: Path) -> None:
+    """Ctrl-C while the confirmation waits ends the run at once (exit 130), nothing sent."""
+    seed(served, run_cli, tmp_path)
+    writes = len(served.emulator.writes())
+    leavers = write_csv(tmp_path / "leavers.csv", ("Email",), [["ann@acme.example"]])
+    code, text = _answer_prompt(["delete", str(leavers), *connect(served)], "ctrl-c", tmp_path)
+    assert code == 130, text
+    assert "Traceback" not in text
+    assert len(served.emulator.writes()) == writes

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,14 +24,11 @@ from bulkusers.cli.common import (
 from bulkusers.errors import ConfigError
 from bulkusers.jobs import Command, RunSettings, Safety, run_command
 from bulkusers.operations import GroupsMode, OnExisting, PlanOptions
-from bulkusers.preflight import Confirm, Limit, Preflight
+from bulkusers.preflight import DESTRUCTIVE, Confirm, Limit, Preflight
 from bulkusers.ui import Console, ProgressObserver
 
 LABELS = {"import": "Importing", "update": "Updating", "deactivate": "Deactivating",
           "delete": "Deleting", "reactivate": "Reactivating"}
-
-
-DESTRUCTIVE = ("deactivate", "delete")
 
 
 def safety_options(func: F) -> F:
@@ -68,8 +67,16 @@ def _confirmer(console: Console, command: Command, yes: bool,
 
     def confirm(action: str, plan: Preflight) -> bool:
         console.confirmation(action, plan)
-        return click.confirm(f"{action.capitalize()} {plan.destructive} users?",
-                             default=False, err=True)
+        # asyncio's own Ctrl-C handler would only cancel the run once the prompt returns:
+        # while it waits for an answer, Ctrl-C must interrupt at once.
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            return click.confirm(f"{action.capitalize()} {plan.destructive} users?",
+                                 default=False, err=True)
+        except click.Abort:
+            raise KeyboardInterrupt from None
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     return confirm
 
@@ -85,6 +92,7 @@ def _write_command(command: Command, params: dict[str, Any], options: PlanOption
     if resume is not None and params["report_path"] not in (None, resume):
         console.error("--resume appends to the report it continues; drop --report")
         sys.exit(EXIT_USAGE)
+    guard(console, lambda: _check_report_path(params["report_path"]))
     if not connection.verify_tls:
         console.insecure_warning()
     safety = Safety(dry_run=params["dry_run"], strict=params["strict"], max_changes=limit,
@@ -102,6 +110,21 @@ def _write_command(command: Command, params: dict[str, Any], options: PlanOption
     if summary.interrupted or summary.aborted:
         console.resume_hint(summary)
     sys.exit(summary.exit_code if summary.exit_code is not None else 1)
+
+
+def _check_report_path(path: Path | None) -> None:
+    """Refuse a --report that cannot be written before anything is read or sent."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise ConfigError(f"--report {path} is a folder; give a file name such as "
+                          f"{path / 'report.csv'}")
+    folder = path.parent
+    if not folder.is_dir():
+        raise ConfigError(f"--report {path}: the folder {folder} does not exist; create it "
+                          "or choose another path")
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"--report {path}: the folder {folder} is not writable")
 
 
 def _limit(text: str | None) -> Limit:
