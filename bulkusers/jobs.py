@@ -18,6 +18,7 @@ from bulkusers.config import Connection, RetryPolicy
 from bulkusers.directory import Directory, Group, load_directory
 from bulkusers.errors import (
     AbortError,
+    InputError,
     ReportUnwritable,
     ServerUnavailable,
     describe_network_error,
@@ -84,6 +85,8 @@ class RunSettings:
     concurrency: int = 8
     batch_size: int = 50
     handle_sigint: bool = True
+    #: Accept an input without rows (a nightly leavers list is often empty).
+    allow_empty: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +189,10 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
     observer = observer or SilentObserver()
     safety = safety or Safety()
     source = await _open_input(command, settings)
+    if source.scan.total == 0 and not settings.allow_empty:
+        raise InputError(f"{settings.input_path}: has no rows, only a header; nothing to do. "
+                         "Check it is the right file, or pass --allow-empty where an empty "
+                         "list is normal")
     options_now = _options(connection, settings, options, safety)
     earlier = (load_earlier(safety.resume, command, settings.input_path, source.sha256,
                             options_now) if safety.resume else None)
@@ -239,6 +246,7 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
                              report_file=str(report_path), total_rows=source.scan.total,
                              options=options_now,
                              input_sha256=source.sha256, dry_run=dry_run, refused=refused,
+                             ignored_columns=source.header.unknown,
                              groups_created=missing)
         if earlier:
             summary.counts.update(earlier.counts)

@@ -51,6 +51,8 @@ class RunSummary:
     planned: Counter[str] = field(default_factory=Counter)
     #: Groups created (or, in a dry run, to be created) by --create-groups.
     groups_created: tuple[str, ...] = ()
+    #: Input columns that name no field: read, echoed in the report, never sent.
+    ignored_columns: tuple[str, ...] = ()
     #: The first rows that need attention, to show without opening the report.
     examples: list[RowResult] = field(default_factory=list)
 
@@ -109,6 +111,7 @@ class RunSummary:
             "planned": dict(self.planned),
             "carried_over": self.carried_over,
             "groups_created": list(self.groups_created),
+            "ignored_columns": list(self.ignored_columns),
             "needs_attention": self.needs_attention,
             "requests": self.requests,
             "retries": self.retries,

@@ -113,6 +113,10 @@ class Console:
             planned = ", ".join(f"{action} {count}" for action, count in
                                 sorted(summary.planned.items()))
             self._rich.print(f"planned: {planned}")
+        if summary.ignored_columns:
+            names = ", ".join(repr(c) for c in summary.ignored_columns)
+            self._rich.print(f"ignored columns (no such field; see --help): {_escape(names)}",
+                             soft_wrap=True)
         if summary.groups_created:
             verb = "to create" if summary.dry_run else "created"
             self._rich.print(f"groups {verb}: {_escape(', '.join(summary.groups_created))}")

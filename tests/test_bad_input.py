@@ -267,13 +267,19 @@ def test_every_write_command_refuses_broken_input(served: Served, run_cli: RunCl
     assert served.emulator.requests == []
 
 
-def test_header_only_file_is_a_valid_empty_run(served: Served, run_cli: RunCli,
-                                               tmp_path: Path) -> None:
-    """A header with no rows is valid: exit 0, a report with zero lines, nothing written."""
+def test_header_only_file_is_refused_unless_allowed(served: Served, run_cli: RunCli,
+                                                    tmp_path: Path) -> None:
+    """A header with no rows is one line and exit 2 with nothing sent (usually the wrong
+    file); --allow-empty accepts it (cron jobs whose list is often empty): exit 0."""
     write_csv(tmp_path / "header.csv", HEADER, [])
     result = run_cli("import", "header.csv", "--report", "r.csv", *connect(served))
-    assert result.exit_code == 0, result.output
-    assert "Traceback" not in result.output
+    assert result.exit_code == 2, result.output
+    assert "--allow-empty" in error_message(result)
+    assert served.emulator.requests == []
+    allowed = run_cli("import", "header.csv", "--report", "r.csv", "--allow-empty",
+                      *connect(served))
+    assert allowed.exit_code == 0, allowed.output
+    assert "Traceback" not in allowed.output
     assert read_report(tmp_path / "r.csv") == []
     assert served.emulator.writes() == []
 

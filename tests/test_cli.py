@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -223,3 +224,18 @@ def test_strict_update_refuses_unknown_users(served: Served, run_cli: RunCli,
                      "--strict", "--report", str(tmp_path / "u-report.csv"))
     assert result.exit_code == 2, result.output
     assert len(served.emulator.writes()) == writes
+
+
+def test_unknown_columns_are_named_in_the_summary(served: Served, run_cli: RunCli,
+                                                  tmp_path: Path) -> None:
+    """Columns that name no field (a typo such as 'Rolle') are listed in the summary on
+    stderr and in the JSON summary, so a misspelt header is not silently ignored."""
+    source = write_csv(tmp_path / "hr.csv", ("Email", "Rolle", "Department"),
+                       [["ann@acme.example", "viewer", "Sales"]])
+    result = run_cli("import", str(source), "--url", served.url, "--token", TOKEN,
+                     "--default-role", "viewer", "--report", str(tmp_path / "r.csv"))
+    assert result.exit_code == 0, result.output
+    assert "ignored columns" in result.output
+    assert "'Rolle'" in result.output
+    summary = json.loads((tmp_path / "r.summary.json").read_text(encoding="utf-8"))
+    assert summary["ignored_columns"] == ["Rolle", "Department"]

@@ -365,7 +365,7 @@ def test_untrusted_certificate_aborts_with_a_hint(tls: tuple[Served, Path], comm
                                                   run_cli: RunCli, tmp_path: Path) -> None:
     """A self-signed certificate: exit 3, one line naming it and --ca-bundle, no retries."""
     served, _ = tls
-    write_csv(tmp_path / "users.csv", ("Email",), [])
+    write_csv(tmp_path / "users.csv", ("Email", "Role"), [["tls@acme.example", "viewer"]])
     target = "users.csv" if command == "import" else "out.csv"
     result = debug_run(run_cli, command, target, "--url", served.url, "--token", TOKEN)
     assert result.exit_code == 3, result.output
@@ -383,7 +383,7 @@ def test_untrusted_certificate_on_login_has_the_same_hint(
         tls: tuple[Served, Path], run_cli: RunCli, tmp_path: Path) -> None:
     """With --username/--password the first request is the login: same line, same hint."""
     served, _ = tls
-    write_csv(tmp_path / "users.csv", ("Email",), [])
+    write_csv(tmp_path / "users.csv", ("Email", "Role"), [["tls@acme.example", "viewer"]])
     result = run_cli("import", "users.csv", "--url", served.url, "--username", ADMIN,
                      "--password", PASSWORD_SECRET)
     assert result.exit_code == 3, result.output
@@ -412,7 +412,7 @@ def test_insecure_works_and_warns(tls: tuple[Served, Path], run_cli: RunCli,
                                   tmp_path: Path) -> None:
     """--insecure skips verification (exit 0) and says so on a warning line."""
     served, _ = tls
-    write_csv(tmp_path / "users.csv", ("Email",), [])
+    write_csv(tmp_path / "users.csv", ("Email", "Role"), [["tls@acme.example", "viewer"]])
     result = run_cli("import", "users.csv", "--report", "r.csv", "--url", served.url,
                      "--token", TOKEN, "--insecure")
     assert result.exit_code == 0, result.output
@@ -432,7 +432,7 @@ def test_insecure_export_warns_too(tls: tuple[Served, Path], run_cli: RunCli,
 def test_https_url_to_a_plain_http_server_says_which_scheme(
         served: Served, run_cli: RunCli, tmp_path: Path) -> None:
     """https:// to a plain-HTTP server: exit 3, one line about the scheme, no retries."""
-    write_csv(tmp_path / "users.csv", ("Email",), [])
+    write_csv(tmp_path / "users.csv", ("Email", "Role"), [["tls@acme.example", "viewer"]])
     url = served.url.replace("http://", "https://")
     result = debug_run(run_cli, "import", "users.csv", "--url", url, "--token", TOKEN)
     assert result.exit_code == 3, result.output
@@ -446,7 +446,7 @@ def test_http_url_to_an_https_server_exits_3(tls: tuple[Served, Path], run_cli: 
                                              tmp_path: Path) -> None:
     """http:// to a TLS-only server: one line and exit 3, never a traceback."""
     served, _ = tls
-    write_csv(tmp_path / "users.csv", ("Email",), [])
+    write_csv(tmp_path / "users.csv", ("Email", "Role"), [["tls@acme.example", "viewer"]])
     url = served.url.replace("https://", "http://")
     result = run_cli("import", "users.csv", "--url", url, "--token", TOKEN, "--retries", "0")
     assert result.exit_code == 3, result.output

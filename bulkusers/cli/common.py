@@ -75,6 +75,9 @@ def input_options(func: F) -> F:
                      help="users per bulk create or bulk delete request (1: one per user)"),
         click.option("--quiet", "-q", is_flag=True, help="no progress bar or summary; "
                                                           "the exit code tells the outcome"),
+        click.option("--allow-empty", is_flag=True,
+                     help="accept a file with a header and no rows (exit 0) instead of "
+                          "refusing it"),
     ]
     for option in reversed(options):
         func = option(func)

@@ -100,7 +100,8 @@ def _write_command(command: Command, params: dict[str, Any], options: PlanOption
                     resume=resume)
     settings = RunSettings(input_path=params["file"], read=read,
                            report_path=params["report_path"],
-                           concurrency=params["concurrency"], batch_size=params["batch_size"])
+                           concurrency=params["concurrency"], batch_size=params["batch_size"],
+                           allow_empty=params.get("allow_empty", False))
     observer = ProgressObserver(console, LABELS[command])
     with observer:
         summary = run(console, run_command(command, settings, connection,
