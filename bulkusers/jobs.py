@@ -166,7 +166,7 @@ async def _open_input(command: Command, settings: RunSettings) -> _Input:
         rows = tuple(Row(line.line, ()) for line in lines)
         return _Input(Header((), {}), lambda: iter(rows), Prescan(total=len(lines)), sha, lines)
     table = open_table(path, settings.read)
-    scan = await asyncio.to_thread(prescan, table.rows(), table.header)
+    scan = await asyncio.to_thread(prescan, table.rows, table.header)
     sha = await asyncio.to_thread(file_sha256, path)
     return _Input(table.header, table.rows, scan, sha)
 
