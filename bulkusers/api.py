@@ -23,6 +23,8 @@ class UserApi(Protocol):
     """Typed user, group and role calls, whatever the server's API dialect."""
 
     dialect: str
+    #: Whether revoke_tokens can do anything on this dialect.
+    can_revoke_tokens: bool
 
     async def roles(self) -> list[UserDict]:
         """Every role."""
@@ -127,6 +129,7 @@ class _Common:
     """Calls that are the same in both dialects."""
 
     dialect = "common"
+    can_revoke_tokens = True
 
     def __init__(self, client: SisenseClient) -> None:
         self.client = client
@@ -225,19 +228,11 @@ class LegacyApi(_Common):
     """The v0.9 API (``/api/users``, ``/api/groups``) of pre-6.5 and Windows servers."""
 
     dialect = "legacy"
+    can_revoke_tokens = False
 
     async def groups(self) -> list[UserDict]:
         """Every group, paged (``GET /api/groups``)."""
-        found: list[UserDict] = []
-        skip, size = 0, 500
-        while True:
-            page = _as_list(await self.client.request(
-                "GET", "/api/groups", params={"skip": str(skip), "limit": str(size)}),
-                "GET /api/groups")
-            found.extend(page)
-            if len(page) < size:
-                return found
-            skip += size
+        return [group async for group in _paged(self.client, "/api/groups", 500, {})]
 
     async def iter_users(self, page_size: int = 500) -> AsyncIterator[UserDict]:
         """Every user, paged with ``skip``/``limit`` (``GET /api/users``)."""

@@ -56,7 +56,8 @@ def _result(task: Task, status: Status, trace: Trace, watch: Stopwatch, *, user_
 
 @dataclass(frozen=True, slots=True)
 class Failure:
-    """Why a request did not do its job, and whether the server (not the row) was to blame."""
+    """Why a request did not do its job, and the error behind it (which tells whether the
+    server, not the row, was to blame)."""
 
     message: str
     cause: BaseException

@@ -316,7 +316,8 @@ async def _execute(items: Iterator[WorkItem], executor: Executor, record: _Recor
 
     async def handle(item: WorkItem) -> None:
         if dry_run:
-            for result in planned_results(item):
+            revokes = executor.api.can_revoke_tokens
+            for result in planned_results(item, revokes_tokens=revokes):
                 record(result)
             return
         done: set[int] = set()

@@ -128,7 +128,7 @@ def decided(row: Row, email: str, action: str, status: Status, *, user_id: str =
                      error=error, changes=changes)
 
 
-def planned(item: WorkItem) -> list[RowResult]:
+def planned(item: WorkItem, *, revokes_tokens: bool = True) -> list[RowResult]:
     """What a dry run reports for an item: each row ``planned`` with its exact changes."""
     if isinstance(item, RowResult):
         return [item]
@@ -137,7 +137,9 @@ def planned(item: WorkItem) -> list[RowResult]:
         if isinstance(task, CreateTask):
             changes = task.changes
         elif isinstance(task, DeactivateTask):
-            changes = f"{task.changes}; tokens revoked"
+            tokens = "tokens revoked" if revokes_tokens else "tokens not revoked (the v0.9 " \
+                "API cannot)"
+            changes = f"{task.changes}; {tokens}"
         elif isinstance(task, DeleteTask):
             changes = "deleted"
         else:

@@ -13,11 +13,15 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiMapping
 
-from bulkusers.emulator.records import ROLE_NOT_FOUND, VALIDATION, Json, UserRecord, object_id
+from bulkusers.emulator.records import (
+    ROLE_NOT_FOUND,
+    VALIDATION,
+    Json,
+    StoreError,
+    UserRecord,
+    object_id,
+)
 from bulkusers.emulator.shared import (
-    FAULTS,
-    LOGIN_PATH,
-    REQUESTS,
     STORE,
     bool_param,
     empty_response,
@@ -33,10 +37,7 @@ from bulkusers.emulator.shared import (
     require_writer,
     user_json,
 )
-from bulkusers.emulator.store import Store, StoreError
-
-# FAULTS, LOGIN_PATH, REQUESTS and STORE lived here before `shared`; keep them importable.
-__all__ = ["FAULTS", "LOGIN_PATH", "REQUESTS", "STORE", "routes"]
+from bulkusers.emulator.store import Store
 
 routes = web.RouteTableDef()
 

@@ -14,7 +14,7 @@ from urllib.parse import unquote
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from bulkusers.emulator.records import VALIDATION
+from bulkusers.emulator.records import VALIDATION, StoreError
 from bulkusers.emulator.shared import (
     CALLER,
     LOGIN_PATH,
@@ -25,7 +25,6 @@ from bulkusers.emulator.shared import (
     require_writer,
     user_json,
 )
-from bulkusers.emulator.store import StoreError
 
 INVALID_TOKEN = 5002  # pysisense's example (sisense-api.md section 2.4), unverified
 INVALID_CREDENTIALS = 5001  # guess: undocumented

@@ -21,10 +21,11 @@ from bulkusers.emulator.records import (
     VALIDATION,
     GroupRecord,
     Json,
+    StoreError,
     UserRecord,
     object_id,
 )
-from bulkusers.emulator.store import Store, StoreError
+from bulkusers.emulator.store import Store
 
 STORE = web.AppKey("store", Store)
 FAULTS = web.AppKey("faults", Faults)

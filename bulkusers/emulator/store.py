@@ -51,10 +51,6 @@ from bulkusers.emulator.records import (
     text_field,
 )
 
-# Names other modules imported from here before `records` existed.
-__all__ = ["GroupRecord", "Json", "Role", "Store", "StoreError", "UserRecord", "hash_password",
-           "iso", "object_id"]
-
 
 class Store:
     """Roles, users, groups and bearer tokens of one emulated Sisense tenant."""
