@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 import time
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -71,6 +72,9 @@ class Store:
         self._user_names: dict[str, str] = {}  # lower-cased userName -> user id
         self._group_names: dict[str, str] = {}  # lower-cased group name -> group id
         self._tokens: dict[str, tuple[str, float | None]] = {}  # token -> (user id, expiry)
+        #: How often each (lower-cased) email was created through the API: lets tests prove
+        #: that no user was ever created twice, even one deleted and re-created in between.
+        self.creations: Counter[str] = Counter()
         for name in BUILTIN_GROUPS:
             self._add_group(name, None, builtin=True)
 
@@ -235,6 +239,7 @@ class Store:
             raise StoreError(400, USER_EXISTS, message)
         for draft in drafts:
             self.insert_user(draft)
+            self.creations[draft.email.lower()] += 1
         return drafts
 
     def update_user(self, user_id: str, body: object) -> UserRecord:
