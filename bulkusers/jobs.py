@@ -251,7 +251,12 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
         if earlier:
             summary.counts.update(earlier.counts)
             summary.carried_over = len(earlier.finished)
-        summary.write_json(summary_path(report_path))  # a killed run can still be resumed
+        try:
+            summary.write_json(summary_path(report_path))  # a killed run can still resume
+        except OSError as exc:
+            writer.close()
+            raise ReportUnwritable(f"cannot write {summary_path(report_path)} "
+                                   f"({exc.strerror or exc}); nothing was sent") from None
         record = _Recorder(writer, summary, observer, safety.breaker)
         journal = (Journal(journal_path(report_path))
                    if command in DESTRUCTIVE and not dry_run else None)
@@ -268,7 +273,13 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
             summary.requests = client.stats.requests
             summary.retries = client.stats.retries
     summary.finish()
-    summary.write_json(summary_path(report_path))
+    try:
+        summary.write_json(summary_path(report_path))
+    except OSError as exc:
+        # The rows are done and reported; only the machine summary is missing: exit 3.
+        summary.aborted = summary.aborted or (
+            f"cannot write {summary_path(report_path)} ({exc.strerror or exc})")
+        summary.finish()
     return summary
 
 
