@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -34,7 +35,7 @@ from bulkusers.errors import (
     is_retryable,
     unreachable_message,
 )
-from bulkusers.limiter import RateLimiter
+from bulkusers.limiter import AdaptiveLimit, RateLimiter
 
 JSON = Any
 log = logging.getLogger("bulkusers.http")
@@ -67,7 +68,8 @@ class _RetryWait:
     def __call__(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, TransientApiError) and exc.retry_after is not None:
-            return min(exc.retry_after, self._cap)
+            # A little jitter: workers told the same Retry-After must not all return at once.
+            return min(exc.retry_after, self._cap) + random.uniform(0, 0.1 + exc.retry_after / 10)
         return float(self._backoff(state))
 
 
@@ -130,6 +132,7 @@ class SisenseClient:
         self._session: aiohttp.ClientSession | None = None
         self._sleep = sleep
         self._pace = RateLimiter(self.policy.max_rate) if self.policy.max_rate else None
+        self._gate = AdaptiveLimit(max_connections)
 
     async def __aenter__(self) -> SisenseClient:
         ssl_context: ssl.SSLContext | bool = True
@@ -209,8 +212,22 @@ class SisenseClient:
                          body: JSON, headers: Mapping[str, str], trace: Trace) -> JSON:
         if self._pace is not None:
             await self._pace.wait()
-        trace.attempts += 1
-        self.stats.requests += 1
+        await self._gate.acquire()
+        throttled = False
+        try:
+            trace.attempts += 1
+            self.stats.requests += 1
+            return await self._exchange(method, path, params, body, headers, trace)
+        except TransientApiError as exc:
+            throttled = exc.status == 429
+            raise
+        finally:
+            self._gate.release(throttled=throttled)
+
+    async def _exchange(self, method: str, path: str, params: Mapping[str, str] | None,
+                        body: JSON, headers: Mapping[str, str],
+                        trace: Trace) -> JSON:
+        """One HTTP exchange: the parsed answer, or the Sisense error raised."""
         url = self.connection.url + path
         started = time.perf_counter()
         # The body is read inside the context so the connection is released before a retry.

@@ -124,7 +124,7 @@ def build_header(source: str, names: Sequence[str]) -> tuple[Header, Shaper]:
         )
     header = Header(tuple(columns), index, tuple(unknown))
     if is_report:
-        return header, _report_shaper(_input_width(names, skip), columns)
+        return header, _report_shaper(_input_width(names, skip), columns, index)
     return header, _plain_shaper(len(columns))
 
 
@@ -145,14 +145,21 @@ def _plain_shaper(keep: int) -> Shaper:
     return shape
 
 
-def _report_shaper(keep: int, columns: Sequence[str]) -> Shaper:
+def _report_shaper(keep: int, columns: Sequence[str], index: dict[str, int]) -> Shaper:
     skip = len(REPORT_COLUMNS)
     extra = columns[keep:]
+    # The input's own columns for the fields a report's ``previous`` can fill.
+    own = {name: index[name] for name in RESTORABLE if index.get(name, keep) < keep}
 
     def shape(cells: Sequence[str]) -> tuple[str, ...]:
         values = list(cells[skip : skip + keep])
         values.extend([""] * (keep - len(values)))
         previous = _previous(cells[PREVIOUS] if len(cells) > PREVIOUS else "")
+        # A blank cell means "leave alone"; the recorded state is what a re-import of a
+        # delete report must restore, so it fills the input's blank cells too.
+        for name, position in own.items():
+            if not values[position].strip() and previous.get(name):
+                values[position] = previous[name]
         for name in extra:
             if name == "email":
                 values.append(cells[1] if len(cells) > 1 else "")

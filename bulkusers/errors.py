@@ -120,6 +120,14 @@ def is_retryable(exc: BaseException) -> bool:
                       | asyncio.TimeoutError)
 
 
+def server_failing(exc: BaseException) -> bool:
+    """True for failures that say the server is down or broken (the circuit breaker counts
+    them): connection errors, timeouts and 5xx, but not 429, which says "slow down"."""
+    if isinstance(exc, TransientApiError) and exc.status == 429:
+        return False
+    return is_retryable(exc)
+
+
 def describe_network_error(exc: BaseException) -> str:
     """A short, secret-free phrase for a connection failure or timeout."""
     import aiohttp

@@ -15,7 +15,7 @@ from typing import Any
 from bulkusers.api import UserApi, UserDict
 from bulkusers.client import Trace
 from bulkusers.directory import Directory, User
-from bulkusers.errors import ApiError, describe_network_error, is_retryable
+from bulkusers.errors import ApiError, describe_network_error, is_retryable, server_failing
 from bulkusers.journal import Journal
 from bulkusers.models import RowResult, Status
 from bulkusers.operations import NEW_PASSWORD
@@ -51,7 +51,7 @@ def _result(task: Task, status: Status, trace: Trace, watch: Stopwatch, *, user_
     return RowResult(row=task.row, email=task.email, action=task.action, status=status,
                      user_id=user_id, http_status=trace.http_status, error=error,
                      attempts=trace.attempts, elapsed_ms=watch.ms(), changes=changes,
-                     previous=previous, transient=cause is not None and is_retryable(cause))
+                     previous=previous, transient=cause is not None and server_failing(cause))
 
 
 @dataclass(frozen=True, slots=True)

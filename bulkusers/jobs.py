@@ -23,6 +23,7 @@ from bulkusers.errors import (
     ServerUnavailable,
     describe_network_error,
     is_retryable,
+    server_failing,
 )
 from bulkusers.execution import Executor
 from bulkusers.journal import Journal, journal_path
@@ -228,7 +229,6 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
             # On the loop's own thread: a prompt in a worker thread would keep Ctrl-C waiting
             # for Enter. Nothing else runs while the run waits for its answer.
             check_confirmation(command, preview, safety.confirm)
-            await _create_groups(api, directory, missing)
 
         if earlier and not dry_run:
             report_path, mode = earlier.report, "append"
@@ -257,8 +257,11 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
             writer.close()
             raise ReportUnwritable(f"cannot write {summary_path(report_path)} "
                                    f"({exc.strerror or exc}); nothing was sent") from None
+        if not dry_run:
+            # Only now, with every guard passed and the report open: the first write.
+            await _create_groups(api, directory, missing)
         record = _Recorder(writer, summary, observer, safety.breaker)
-        journal = (Journal(journal_path(report_path))
+        journal = (Journal(journal_path(report_path), fresh=mode != "append")
                    if command in DESTRUCTIVE and not dry_run else None)
         observer.started(summary)
         try:
@@ -356,7 +359,7 @@ async def _execute(items: Iterator[WorkItem], executor: Executor, record: _Recor
             for task in tasks_of(item):
                 if task.row.number not in done:
                     record(_unfinished_result(task, Status.FAILED, reason,
-                                              transient=is_retryable(exc)))
+                                              transient=server_failing(exc)))
             record.check_breaker()
 
     def unsent(item: WorkItem) -> None:

@@ -36,9 +36,11 @@ class JournalEntry:
 class Journal:
     """Appends one line per destructive task, flushed before the request goes out."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, fresh: bool) -> None:
+        """Open for a new run (``fresh``: an old journal at that path is replaced, it belongs
+        to another run) or for a resumed one (appended)."""
         self.path = path
-        self._file: IO[str] = path.open("a", encoding="utf-8")
+        self._file: IO[str] = path.open("w" if fresh else "a", encoding="utf-8")
 
     def note(self, task: UpdateTask | DeleteTask) -> None:
         """Record a task's target and its previous state."""

@@ -307,7 +307,11 @@ class Planner:
 
     def _earlier_attempt(self, row: Row, action: str) -> JournalEntry | None:
         entry = self.prior.get(row.number)
-        return entry if entry is not None and entry.action == action else None
+        if entry is None or entry.action != action:
+            return None
+        # Same row number and same email, or it is not this row's record.
+        same = entry.email.casefold() == self.header.value(row, "email").casefold()
+        return entry if same else None
 
     def plan_deactivate(self, row: Row) -> WorkItem:
         """Lowest role, no groups, an unknown new password, every token revoked."""

@@ -151,6 +151,17 @@ class _Lines:
 
 
 def read_report(path: Path, *, complete_only: bool = False) -> Iterator[ReportLine]:
+    """Stream an earlier bulkusers report; InputError when the file is not one (or not
+    readable as the UTF-8 CSV the tool writes)."""
+    try:
+        yield from _report_lines(path, complete_only=complete_only)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{path}: cannot be read as a bulkusers report ({exc.__class__.__name__}"
+                         "); if a spreadsheet re-saved it, save it again as 'CSV UTF-8'") \
+            from None
+
+
+def _report_lines(path: Path, *, complete_only: bool) -> Iterator[ReportLine]:
     """Stream an earlier bulkusers report; InputError when the file is not one.
 
     With ``complete_only`` (``--resume``), a last line without its line break is ignored: it

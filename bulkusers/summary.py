@@ -83,8 +83,12 @@ class RunSummary:
         return self.done / self.seconds
 
     def finish(self) -> int:
-        """Close the run and decide its exit code (design.md: 0, 1, 3 or 130)."""
+        """Close the run and decide its exit code (design.md: 0, 1, 2, 3 or 130)."""
         self.ended = datetime.now(UTC)
+        if self.done < self.total_rows and not (self.interrupted or self.aborted):
+            # A safety net: every row must have an outcome, or the run did not do its job.
+            self.aborted = (f"only {self.done} of {self.total_rows} rows have an outcome; "
+                            "check the report and resume with --resume")
         if self.interrupted:
             self.exit_code = 130
         elif self.refused:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from bulkusers.limiter import RateLimiter
+from bulkusers.limiter import AdaptiveLimit, RateLimiter
 
 
 class FakeTime:
@@ -56,3 +56,32 @@ def test_rate_must_be_positive() -> None:
     """A zero rate is refused rather than dividing by zero."""
     with pytest.raises(ValueError, match="positive"):
         RateLimiter(0)
+
+
+async def test_adaptive_limit_halves_on_429_and_grows_back() -> None:
+    """A 429 halves the requests allowed in flight; calm answers raise it again, to the max."""
+    gate = AdaptiveLimit(8)
+    for _ in range(3):
+        await gate.acquire()
+    gate.release(throttled=True)
+    assert gate.limit == 4
+    gate.release(throttled=True)
+    assert gate.limit == 2
+    gate.release(throttled=False)
+    for _ in range(40):
+        await gate.acquire()
+        gate.release(throttled=False)
+    assert gate.limit == 8
+
+
+async def test_adaptive_limit_holds_back_requests_over_the_limit() -> None:
+    """With the limit lowered to 1, a second request waits until the first is released."""
+    gate = AdaptiveLimit(2)
+    await gate.acquire()
+    await gate.acquire()
+    gate.release(throttled=True)  # limit 1, one still in flight
+    second = asyncio.create_task(gate.acquire())
+    await asyncio.sleep(0)
+    assert not second.done()
+    gate.release(throttled=False)
+    await asyncio.wait_for(second, timeout=1)

@@ -97,3 +97,77 @@ def test_password_columns_are_masked_and_never_re_imported(
     store = served.emulator.store
     assert store.user_by_email("ann@acme.example") is not None
     assert not store.check_password("ann@acme.example", "***")
+
+
+def test_a_server_capping_concurrency_is_met_by_slowing_down(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """A server that allows 2 requests in flight (429 beyond) gets every row created at the
+    default concurrency of 8: the tool halves its pace on 429 instead of aborting."""
+    def cap() -> None:
+        served.emulator.faults.max_inflight = 2
+        served.emulator.faults.retry_after_s = 0.05
+        served.emulator.faults.latency_ms = 10
+
+    served.host.call(cap)
+    rows = [[f"c{i:03d}@acme.example", "viewer"] for i in range(80)]
+    source = write_csv(tmp_path / "hr.csv", ("Email", "Role"), rows)
+    report = tmp_path / "r.csv"
+    result = run_cli("import", str(source), "--url", served.url, "--token", TOKEN,
+                     "--batch-size", "1", "--report", str(report))
+    assert result.exit_code == 0, result.output
+    assert {line["status"] for line in read_report(report)} == {"created"}
+    refused = sum(1 for r in served.emulator.requests if r.status == 429)
+    assert refused < 40  # it settled under the cap rather than being refused all run long
+
+
+def test_a_delete_report_re_creates_users_even_when_the_list_had_blank_columns(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """Leavers listed with empty First Name/Role/Groups columns: importing the delete report
+    restores names, role and groups from the recorded state."""
+    people = write_csv(tmp_path / "people.csv", ("Email", "First Name", "Role", "Groups"),
+                       [["ann@acme.example", "Ann", "designer", "Sales; Finance"]])
+    assert run_cli("import", str(people), "--url", served.url, "--token", TOKEN, "--report",
+                   str(tmp_path / "seed.csv")).exit_code == 0
+    leavers = write_csv(tmp_path / "leavers.csv", ("Email", "First Name", "Role", "Groups"),
+                        [["ann@acme.example", "", "", ""]])
+    report = tmp_path / "deleted.csv"
+    assert run_cli("delete", str(leavers), "--url", served.url, "--token", TOKEN, "--yes",
+                   "--report", str(report)).exit_code == 0
+    again = run_cli("import", str(report), "--url", served.url, "--token", TOKEN, "--report",
+                    str(tmp_path / "again.csv"))
+    assert again.exit_code == 0, again.output
+    store = served.emulator.store
+    ann = store.user_by_email("ann@acme.example")
+    assert ann is not None
+    assert ann["firstName"] == "Ann"
+    assert store.role_name_of(ann["_id"]) == "contributor"
+    assert store.group_names_of(ann["_id"]) == {"Sales", "Finance"}
+
+
+def test_report_paths_that_would_destroy_something_are_refused(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """--report naming the input file or an existing report is exit 2 with nothing sent."""
+    source = write_csv(tmp_path / "hr.csv", ("Email", "Role"), [["ann@acme.example", "viewer"]])
+    earlier = tmp_path / "earlier.csv"
+    earlier.write_text("kept\n", encoding="utf-8")
+    for target in (source, earlier):
+        result = run_cli("import", str(source), "--url", served.url, "--token", TOKEN,
+                         "--report", str(target))
+        assert result.exit_code == 2, result.output
+    assert served.emulator.requests == []
+    assert earlier.read_text(encoding="utf-8") == "kept\n"
+    assert "ann@acme.example" in source.read_text(encoding="utf-8")
+
+
+def test_reactivate_of_a_report_resaved_in_another_encoding_is_one_line(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """A report re-saved by a spreadsheet as cp1252 is exit 2 with a hint, not a crash."""
+    report = tmp_path / "deactivated.csv"
+    header = ("row,email,action,status,user_id,http_status,error,attempts,elapsed_ms,changes,"
+              "previous,Email\r\n")
+    report.write_bytes((header + '2,zoë@acme.example,deactivate,deactivated,,200,,1,1.0,,,'
+                        'zoë@acme.example\r\n').encode("cp1252"))
+    result = run_cli("reactivate", str(report), "--url", served.url, "--token", TOKEN)
+    assert result.exit_code == 2, result.output
+    assert "CSV UTF-8" in result.output
+    assert served.emulator.requests == []

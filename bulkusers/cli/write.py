@@ -92,7 +92,7 @@ def _write_command(command: Command, params: dict[str, Any], options: PlanOption
     if resume is not None and params["report_path"] not in (None, resume):
         console.error("--resume appends to the report it continues; drop --report")
         sys.exit(EXIT_USAGE)
-    guard(console, lambda: _check_report_path(params["report_path"]))
+    guard(console, lambda: _check_report_path(params["report_path"], params["file"]))
     if not connection.verify_tls:
         console.insecure_warning()
     safety = Safety(dry_run=params["dry_run"], strict=params["strict"], max_changes=limit,
@@ -113,10 +113,21 @@ def _write_command(command: Command, params: dict[str, Any], options: PlanOption
     sys.exit(summary.exit_code if summary.exit_code is not None else 1)
 
 
-def _check_report_path(path: Path | None) -> None:
-    """Refuse a --report that cannot be written before anything is read or sent."""
+def _check_report_path(path: Path | None, input_path: Path) -> None:
+    """Refuse a --report that cannot be written, or would overwrite something, before
+    anything is read or sent."""
     if path is None:
+        folder = Path.cwd()
+        if not os.access(folder, os.W_OK):
+            raise ConfigError(f"the report goes to the current folder {folder}, which is not "
+                              "writable; cd elsewhere or pass --report PATH")
         return
+    if path.exists() and input_path.exists() and path.resolve() == input_path.resolve():
+        raise ConfigError(f"--report {path} is the input file; give the report another name")
+    if path.is_file():
+        raise ConfigError(f"--report {path} already exists and holds an earlier run's "
+                          "record; choose a new name, remove it, or continue that run with "
+                          "--resume")
     if path.is_dir():
         raise ConfigError(f"--report {path} is a folder; give a file name such as "
                           f"{path / 'report.csv'}")

@@ -1,0 +1,51 @@
+"""Planning against a directory: journal entries of an interrupted run must match the row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bulkusers.directory import Directory, Role, User
+from bulkusers.journal import Journal, JournalEntry, journal_path, read_journal
+from bulkusers.models import Header, Row, RowResult, Status
+from bulkusers.operations import Planner, PlanOptions
+from bulkusers.prescan import Prescan
+
+HEADER = Header(columns=("Email",), index={"email": 0})
+
+
+def planner(prior: dict[int, JournalEntry]) -> Planner:
+    """A planner over one user, with an interrupted run's journal."""
+    user = User(id="u2", email="bob@x.example", user_name="bob", first_name="", last_name="",
+                role_id="r1", group_ids=())
+    directory = Directory([Role("r1", "consumer", "Viewer")], [], [user])
+    return Planner(HEADER, directory, Prescan(total=1), PlanOptions(), prior=prior)
+
+
+def test_a_journal_entry_for_another_email_is_ignored() -> None:
+    """Row 2 of this run names a missing user; an entry for row 2 of another email (another
+    run's journal) must not turn it into 'deleted' with someone else's record."""
+    entry = JournalEntry(row=2, email="ann@x.example", user_id="u1", action="delete",
+                         previous='{"role": "admin"}')
+    result = planner({2: entry}).plan_delete(Row(2, ("typo@x.example",)))
+    assert isinstance(result, RowResult)
+    assert result.status is Status.SKIPPED
+    assert "no user with this email" in result.error
+
+
+def test_the_matching_journal_entry_reports_the_interrupted_deletion() -> None:
+    """The same row and email, with the user gone: deleted by the interrupted run."""
+    entry = JournalEntry(row=2, email="ann@x.example", user_id="u1", action="delete",
+                         previous='{"role": "admin"}')
+    result = planner({2: entry}).plan_delete(Row(2, ("ann@x.example",)))
+    assert isinstance(result, RowResult)
+    assert (result.status, result.user_id, result.previous) == (
+        Status.DELETED, "u1", '{"role": "admin"}')
+
+
+def test_a_fresh_journal_replaces_an_old_one(tmp_path: Path) -> None:
+    """A new run's journal starts empty even where an old run left one at the same path."""
+    path = journal_path(tmp_path / "r.csv")
+    path.write_text('{"row": 2, "email": "ann@x.example", "user_id": "u1", "action": '
+                    '"delete", "previous": ""}\n', encoding="utf-8")
+    Journal(path, fresh=True).close()
+    assert read_journal(path) == {}
