@@ -43,7 +43,7 @@ log = logging.getLogger("bulkusers.http")
 
 @dataclass(slots=True)
 class Trace:
-    """What one logical call cost: attempts made and the last HTTP status seen."""
+    """What a row's calls cost: the most tries one request needed, and the last status."""
 
     attempts: int = 0
     http_status: int | None = None
@@ -175,10 +175,14 @@ class SisenseClient:
             sleep=self._sleep,
             before_sleep=_log_retry,
         )
+        tries = 0
         async for attempt in retrying:
             with attempt:
-                if trace.attempts:
+                tries += 1
+                if tries > 1:
                     self.stats.retries += 1
+                # A row's attempts: the most tries any one of its requests needed.
+                trace.attempts = max(trace.attempts, tries)
                 return await self._send_authenticated(method, path, params, body, trace)
         raise AssertionError("unreachable: tenacity reraises the last error")
 
@@ -215,7 +219,6 @@ class SisenseClient:
         await self._gate.acquire()
         throttled = False
         try:
-            trace.attempts += 1
             self.stats.requests += 1
             return await self._exchange(method, path, params, body, headers, trace)
         except TransientApiError as exc:

@@ -18,6 +18,7 @@ from bulkusers.config import Connection, RetryPolicy
 from bulkusers.directory import Directory, Group, load_directory
 from bulkusers.errors import (
     AbortError,
+    ApiError,
     InputError,
     ReportUnwritable,
     ServerUnavailable,
@@ -202,8 +203,13 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
                              max_connections=settings.concurrency) as client:
         await client.check()
         api = make_api(client)
-        directory = await load_directory(api)
-        me = await api.me()
+        try:
+            directory = await load_directory(api)
+            me = await api.me()
+        except ApiError as exc:
+            raise ServerUnavailable(f"reading roles, groups and users from {connection.url} "
+                                    f"failed ({exc.describe()}); nothing was sent. Try again "
+                                    "later") from None
         planner = Planner(source.header, directory, source.scan, options,
                           protected_users(directory, me),
                           prior=earlier.journal if earlier else None)

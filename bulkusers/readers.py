@@ -91,6 +91,9 @@ def open_table(path: Path, options: ReadOptions = ReadOptions()) -> Table:
         raise InputError(f"{path}: no such file; check the path and name")
     if path.is_dir():
         raise InputError(f"{path}: is a directory; give the path of a CSV or XLSX file")
+    if not path.is_file():
+        # A pipe or device would block the pre-scan, which must read the file twice.
+        raise InputError(f"{path}: is not a regular file; save the list to a file first")
     suffix = path.suffix.lower()
     if suffix == ".xls":
         if _read_sample(path)[0].startswith(_ZIP_MAGIC):
@@ -227,6 +230,9 @@ def _csv_header(path: Path, encoding: str, delimiter: str) -> tuple[int, list[st
 
 def _open_csv(path: Path, options: ReadOptions) -> Table:
     """Open a CSV, TSV or TXT file: check it is text, find the delimiter, read the header."""
+    if options.sheet is not None:
+        raise InputError(f"{path}: --sheet applies to XLSX workbooks, and this is a text "
+                         "file; drop --sheet")
     sample, whole = _read_sample(path)
     if not sample:
         raise InputError(f"{path}: is empty; it needs a header line and one row per user")

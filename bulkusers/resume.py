@@ -37,6 +37,7 @@ class Earlier:
 #: Options that change what a row means: a resumed run must use the same ones.
 #: (summary key, flag, default)
 PLAN_OPTIONS: tuple[tuple[str, str, object], ...] = (
+    ("url", "--url", None),
     ("api", "--api", "v1"),
     ("encoding", "--encoding", "utf-8-sig"),
     ("delimiter", "--delimiter", None),

@@ -4,6 +4,8 @@ passwords that never travel through a report."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -170,4 +172,36 @@ def test_reactivate_of_a_report_resaved_in_another_encoding_is_one_line(
     result = run_cli("reactivate", str(report), "--url", served.url, "--token", TOKEN)
     assert result.exit_code == 2, result.output
     assert "CSV UTF-8" in result.output
+    assert served.emulator.requests == []
+
+
+def test_attempts_and_retries_count_tries_not_requests(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """A deactivation sends several requests without retrying any: attempts 1, retries 0."""
+    source = write_csv(tmp_path / "hr.csv", ("Email", "Role", "Groups"),
+                       [["ann@acme.example", "admin", "Sales"]])
+    assert run_cli("import", str(source), "--url", served.url, "--token", TOKEN, "--report",
+                   str(tmp_path / "seed.csv")).exit_code == 0
+    report = tmp_path / "d.csv"
+    assert run_cli("deactivate", str(source), "--url", served.url, "--token", TOKEN, "--yes",
+                   "--report", str(report)).exit_code == 0
+    (line,) = read_report(report)
+    assert (line["status"], line["attempts"]) == ("deactivated", "1")
+    summary = json.loads((tmp_path / "d.summary.json").read_text(encoding="utf-8"))
+    assert summary["retries"] == 0
+
+
+def test_pipes_and_sheet_on_csv_are_refused_with_one_line(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """A named pipe (which would block) and --sheet on a CSV are exit 2, nothing sent."""
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    result = run_cli("import", str(fifo), "--url", served.url, "--token", TOKEN)
+    assert result.exit_code == 2
+    assert "regular file" in result.output
+    source = write_csv(tmp_path / "hr.csv", ("Email", "Role"), [["ann@acme.example", "viewer"]])
+    result = run_cli("import", str(source), "--sheet", "Users", "--url", served.url,
+                     "--token", TOKEN)
+    assert result.exit_code == 2
+    assert "--sheet" in result.output
     assert served.emulator.requests == []
