@@ -84,6 +84,10 @@ class Served:
         """Base URL of the emulator."""
         return self.emulator.url
 
+    def connect(self) -> list[str]:
+        """The CLI's connection options for this emulator (its fixed token)."""
+        return ["--url", self.url, "--token", TOKEN]
+
 
 def serve(settings: EmulatorSettings) -> Iterator[Served]:
     """Run an emulator for the duration of a fixture."""

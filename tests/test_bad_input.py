@@ -231,7 +231,7 @@ def test_broken_input_exits_2_with_one_line_and_sends_nothing(
         case: Case, served: Served, run_cli: RunCli, tmp_path: Path) -> None:
     """Each broken input (its ``proves`` says how): exit 2, one fixing line, no request."""
     name = case.build(tmp_path)
-    result = run_cli("import", name, *case.args, *connect(served))
+    result = run_cli("import", name, *case.args, *served.connect())
     assert result.exit_code == 2, (case.proves, result.output)
     message = error_message(result)
     for expected in case.expect:
@@ -246,7 +246,7 @@ def test_unreadable_file_exits_2(served: Served, run_cli: RunCli, tmp_path: Path
     try:
         if os.access(source, os.R_OK):
             pytest.skip("running as root: permissions do not stop reading")
-        result = run_cli("import", "locked.csv", *connect(served))
+        result = run_cli("import", "locked.csv", *served.connect())
     finally:
         source.chmod(0o600)
     assert result.exit_code == 2
@@ -261,7 +261,7 @@ def test_every_write_command_refuses_broken_input(served: Served, run_cli: RunCl
     """update, deactivate and delete read input through the same checks as import."""
     (tmp_path / "garbage.csv").write_bytes(random.Random(1).randbytes(2048))
     for command in ("update", "deactivate", "delete"):
-        result = run_cli(command, "garbage.csv", "--yes", *connect(served))
+        result = run_cli(command, "garbage.csv", "--yes", *served.connect())
         assert result.exit_code == 2, (command, result.output)
         assert "garbage.csv" in error_message(result)
     assert served.emulator.requests == []
@@ -272,12 +272,12 @@ def test_header_only_file_is_refused_unless_allowed(served: Served, run_cli: Run
     """A header with no rows is one line and exit 2 with nothing sent (usually the wrong
     file); --allow-empty accepts it (cron jobs whose list is often empty): exit 0."""
     write_csv(tmp_path / "header.csv", HEADER, [])
-    result = run_cli("import", "header.csv", "--report", "r.csv", *connect(served))
+    result = run_cli("import", "header.csv", "--report", "r.csv", *served.connect())
     assert result.exit_code == 2, result.output
     assert "--allow-empty" in error_message(result)
     assert served.emulator.requests == []
     allowed = run_cli("import", "header.csv", "--report", "r.csv", "--allow-empty",
-                      *connect(served))
+                      *served.connect())
     assert allowed.exit_code == 0, allowed.output
     assert "Traceback" not in allowed.output
     assert read_report(tmp_path / "r.csv") == []
@@ -288,7 +288,7 @@ def test_reactivate_of_a_file_that_is_not_a_report(served: Served, run_cli: RunC
                                                    tmp_path: Path) -> None:
     """reactivate given a plain user list (not a deactivate report) is exit 2, nothing sent."""
     write_csv(tmp_path / "users.csv", HEADER, [ROW])
-    result = run_cli("reactivate", "users.csv", "--yes", *connect(served))
+    result = run_cli("reactivate", "users.csv", "--yes", *served.connect())
     assert result.exit_code == 2, result.output
     assert "users.csv" in error_message(result)
     assert served.emulator.requests == []
@@ -338,15 +338,15 @@ OPTIONS = [
            lambda served: ["--url", served.url, "--token", TOKEN, "--username", "a",
                            "--password", "pw-SECRET-4"], ("either a token",), ("pw-SECRET-4",)),
     Option("max-changes-not-a-number", "--max-changes abc explains the two accepted forms.",
-           lambda served: [*connect(served), "--max-changes", "abc"], ("--max-changes", "%")),
+           lambda served: [*served.connect(), "--max-changes", "abc"], ("--max-changes", "%")),
     Option("ca-bundle-missing", "A --ca-bundle that does not exist is named.",
-           lambda served: [*connect(served), "--ca-bundle", "missing.pem"],
+           lambda served: [*served.connect(), "--ca-bundle", "missing.pem"],
            ("--ca-bundle", "missing.pem")),
     Option("ca-bundle-not-pem", "A --ca-bundle holding no certificate is exit 2, not exit 70.",
-           lambda served: [*connect(served), "--ca-bundle", "users.csv"],
+           lambda served: [*served.connect(), "--ca-bundle", "users.csv"],
            ("--ca-bundle", "users.csv", "PEM")),
     Option("insecure-and-ca-bundle", "--insecure with --ca-bundle is a contradiction.",
-           lambda served: [*connect(served), "--insecure", "--ca-bundle", "users.csv"],
+           lambda served: [*served.connect(), "--insecure", "--ca-bundle", "users.csv"],
            ("--insecure", "--ca-bundle")),
 ]
 
@@ -370,7 +370,7 @@ def test_bogus_delimiter_is_refused_by_click(served: Served, run_cli: RunCli,
                                             tmp_path: Path) -> None:
     """--delimiter outside , ; tab is a click usage error: exit 2, the choices shown."""
     write_csv(tmp_path / "users.csv", HEADER, [ROW])
-    result = run_cli("import", "users.csv", "--delimiter", "bogus", *connect(served))
+    result = run_cli("import", "users.csv", "--delimiter", "bogus", *served.connect())
     assert result.exit_code == 2
     assert "Traceback" not in result.output
     assert "--delimiter" in result.output
@@ -383,7 +383,7 @@ def test_long_error_stays_on_one_physical_line(served: Served, run_cli: RunCli,
     """A long error message (many columns found) is still one line for logs and cron mail."""
     header = [f"Column number {n}" for n in range(12)]
     write_csv(tmp_path / "many.csv", header, [["x"] * 12])
-    result = run_cli("import", "many.csv", *connect(served))
+    result = run_cli("import", "many.csv", *served.connect())
     assert result.exit_code == 2
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1, result.output
@@ -530,7 +530,7 @@ def test_server_error_on_first_call_exits_3(served: Served, run_cli: RunCli,
     """A 500 on the first, read-only call aborts the run (exit 3), not "rows failed" (1)."""
     write_csv(tmp_path / "users.csv", HEADER, [ROW])
     served.host.call(lambda: served.emulator.faults.script("GET", "/api/roles", [500]))
-    result = run_cli("import", "users.csv", *connect(served))
+    result = run_cli("import", "users.csv", *served.connect())
     assert result.exit_code == 3, result.output
     message = error_message(result)
     assert "500" in message
@@ -543,7 +543,7 @@ def test_server_error_while_loading_the_directory_exits_3(served: Served, run_cl
     """A 500 while loading the directory aborts before any write: exit 3, not exit 1."""
     write_csv(tmp_path / "users.csv", HEADER, [ROW])
     served.host.call(lambda: served.emulator.faults.script("GET", "/api/v1/groups", [500]))
-    result = run_cli("import", "users.csv", *connect(served))
+    result = run_cli("import", "users.csv", *served.connect())
     assert result.exit_code == 3, result.output
     assert "500" in error_message(result)
     assert served.emulator.writes() == []

@@ -35,15 +35,11 @@ def seeded() -> Iterator[Served]:
     yield from serve(EmulatorSettings(token=TOKEN, users=25, groups=GROUPS))
 
 
-def connect(served: Served) -> list[str]:
-    """The connection options for an emulator."""
-    return ["--url", served.url, "--token", TOKEN]
-
 
 def add_people(run_cli: RunCli, served: Served, tmp_path: Path) -> None:
     """Create PEOPLE through `bulkusers import` (roles by display name or alias)."""
     source = write_csv(tmp_path / "people.csv", PEOPLE_HEADER, PEOPLE)
-    result = run_cli("import", str(source), *connect(served), "--report",
+    result = run_cli("import", str(source), *served.connect(), "--report",
                      str(tmp_path / "people.report.csv"))
     assert result.exit_code == 0, result.output
 
@@ -72,7 +68,7 @@ def by_email(lines: list[dict[str, str]]) -> dict[str, dict[str, str]]:
 
 def exported(run_cli: RunCli, served: Served, output: Path, *extra: str) -> list[dict[str, str]]:
     """Run an export that must succeed; its CSV lines."""
-    result = run_cli("export", str(output), *connect(served), *extra)
+    result = run_cli("export", str(output), *served.connect(), *extra)
     assert result.exit_code == 0, result.output
     return read_report(output)
 
@@ -82,7 +78,7 @@ def test_csv_lists_every_user_with_role_groups_and_dates(
     """One line per user with API role names, group names incl. computed ones, and dates."""
     add_people(run_cli, seeded, tmp_path)
     output = tmp_path / "users.csv"
-    result = run_cli("export", str(output), *connect(seeded))
+    result = run_cli("export", str(output), *seeded.connect())
     assert result.exit_code == 0, result.output
     assert f"30 users written to {output}" in result.output
     assert output.read_bytes().startswith(b"\xef\xbb\xbf")
@@ -121,7 +117,7 @@ def test_csv_round_trip_into_an_empty_emulator(
     add_people(run_cli, seeded, tmp_path)
     output = tmp_path / "users.csv"
     exported(run_cli, seeded, output)
-    result = run_cli("import", str(output), *connect(served), "--report",
+    result = run_cli("import", str(output), *served.connect(), "--report",
                      str(tmp_path / "round.report.csv"))
     assert result.exit_code == 0, result.output
     source, target = seeded.emulator.store, served.emulator.store
@@ -139,7 +135,7 @@ def test_xlsx_has_date_cells_text_ids_and_imports(
     """XLSX: dates are datetimes, ids and '=' values are text cells; it imports elsewhere."""
     add_people(run_cli, seeded, tmp_path)
     output = tmp_path / "users.xlsx"
-    result = run_cli("export", str(output), *connect(seeded))
+    result = run_cli("export", str(output), *seeded.connect())
     assert result.exit_code == 0, result.output
     book = load_workbook(output)
     sheet = book.active
@@ -165,7 +161,7 @@ def test_xlsx_has_date_cells_text_ids_and_imports(
     assert (dee[column["firstName"]].value, dee[column["firstName"]].data_type) == ("=1+2", "s")
     assert dee[column["lastName"]].value == "+44 20 7946 0001"
     book.close()
-    result = run_cli("import", str(output), *connect(served), "--report",
+    result = run_cli("import", str(output), *served.connect(), "--report",
                      str(tmp_path / "xlsx.report.csv"))
     assert result.exit_code == 0, result.output
     target = served.emulator.store
@@ -199,10 +195,10 @@ def test_role_and_group_filters(seeded: Served, run_cli: RunCli, tmp_path: Path)
 def test_unknown_role_or_group_exits_2_with_a_hint(
         served: Served, run_cli: RunCli, tmp_path: Path) -> None:
     """An unknown --role or --group: exit 2, a 'did you mean' hint, and no file written."""
-    result = run_cli("export", "users.csv", *connect(served), "--role", "Viewr")
+    result = run_cli("export", "users.csv", *served.connect(), "--role", "Viewr")
     assert result.exit_code == 2
     assert "unknown role 'Viewr' (did you mean 'Viewer'?)" in result.output
-    result = run_cli("export", "users.csv", *connect(served), "--group", "Finanse")
+    result = run_cli("export", "users.csv", *served.connect(), "--group", "Finanse")
     assert result.exit_code == 2
     assert "did you mean 'Finance'?" in result.output
     assert list(tmp_path.iterdir()) == []
@@ -246,7 +242,7 @@ def test_paging_reads_every_user_once_with_skip_and_limit(
 def test_bad_suffix_exits_2_and_writes_nothing(
         served: Served, run_cli: RunCli, tmp_path: Path) -> None:
     """An OUTPUT that is not .csv or .xlsx: one error line, exit 2, no file, no request."""
-    result = run_cli("export", "users.json", *connect(served))
+    result = run_cli("export", "users.json", *served.connect())
     assert result.exit_code == 2
     assert "must end in .csv or .xlsx" in result.output
     assert list(tmp_path.iterdir()) == []
@@ -269,7 +265,7 @@ def test_failure_while_paging_keeps_the_previous_export(
     output = tmp_path / "users.csv"
     output.write_text("yesterday's export\n", encoding="utf-8")
     served.host.call(lambda: served.emulator.faults.script("GET", "/api/v1/users", [503]))
-    result = run_cli("export", str(output), *connect(served), "--retries", "0")
+    result = run_cli("export", str(output), *served.connect(), "--retries", "0")
     assert result.exit_code == 3, result.output
     assert "HTTP 503" in result.output
     assert output.read_text(encoding="utf-8") == "yesterday's export\n"

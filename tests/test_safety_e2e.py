@@ -16,7 +16,7 @@ from pathlib import Path
 
 from click.testing import Result
 
-from tests.conftest import TOKEN, Served, read_report, write_csv
+from tests.conftest import Served, read_report, write_csv
 
 RunCli = Callable[..., Result]
 HEADER = ("Email", "First Name", "Role", "Groups")
@@ -25,15 +25,11 @@ PEOPLE = [["ann@acme.example", "Ann", "Admin", "Finance; Sales"],
           ["cat@acme.example", "Cat", "Designer", "Engineering"]]
 
 
-def connect(served: Served) -> list[str]:
-    """Connection options for the served emulator."""
-    return ["--url", served.url, "--token", TOKEN]
-
 
 def seed(served: Served, run_cli: RunCli, tmp_path: Path) -> None:
     """Create the three people."""
     source = write_csv(tmp_path / "seed.csv", HEADER, PEOPLE)
-    result = run_cli("import", str(source), *connect(served), "--report",
+    result = run_cli("import", str(source), *served.connect(), "--report",
                      str(tmp_path / "seed-report.csv"))
     assert result.exit_code == 0, result.output
 
@@ -57,7 +53,7 @@ def test_dry_run_sends_no_write_and_reports_the_exact_plan(
                ["bad-email", "X", "Viewer", ""]]                          # invalid
     source = write_csv(tmp_path / "changed.csv", HEADER, changed)
     report = tmp_path / "plan.csv"
-    result = run_cli("import", str(source), *connect(served), "--on-existing", "update",
+    result = run_cli("import", str(source), *served.connect(), "--on-existing", "update",
                      "--dry-run", "--report", str(report))
     assert result.exit_code == 1, result.output  # the invalid row needs attention
     assert snapshot(served) == before
@@ -82,7 +78,7 @@ def test_dry_run_of_a_delete_needs_no_yes_and_deletes_nothing(
     writes = len(served.emulator.writes())
     leavers = write_csv(tmp_path / "leavers.csv", ("Email",), [["ann@acme.example"]])
     report = tmp_path / "plan.csv"
-    result = run_cli("delete", str(leavers), *connect(served), "--dry-run", "--report",
+    result = run_cli("delete", str(leavers), *served.connect(), "--dry-run", "--report",
                      str(report))
     assert result.exit_code == 0, result.output
     (line,) = read_report(report)
@@ -98,7 +94,7 @@ def test_destructive_run_off_a_terminal_needs_yes(served: Served, run_cli: RunCl
     requests = len(served.emulator.requests)
     leavers = write_csv(tmp_path / "leavers.csv", ("Email",), [["ann@acme.example"]])
     for command in ("delete", "deactivate"):
-        result = run_cli(command, str(leavers), *connect(served))
+        result = run_cli(command, str(leavers), *served.connect())
         assert result.exit_code == 2
         assert "--yes" in result.output
     assert len(served.emulator.requests) == requests
@@ -111,7 +107,7 @@ def test_strict_refuses_to_write_when_any_row_is_invalid(
     rows = [*PEOPLE, ["dan@acme.example", "Dan", "Viewr", "Sales"]]
     source = write_csv(tmp_path / "hr.csv", HEADER, rows)
     report = tmp_path / "strict.csv"
-    result = run_cli("import", str(source), *connect(served), "--strict", "--report",
+    result = run_cli("import", str(source), *served.connect(), "--strict", "--report",
                      str(report))
     assert result.exit_code == 2
     assert "--strict" in result.output
@@ -131,13 +127,13 @@ def test_create_groups_creates_missing_groups_then_the_users(
     rows = [["ann@acme.example", "Ann", "Viewer", "Data Science; Sales"],
             ["bob@acme.example", "Bob", "Viewer", "data science"]]
     source = write_csv(tmp_path / "hr.csv", HEADER, rows)
-    dry = run_cli("import", str(source), *connect(served), "--create-groups", "--dry-run",
+    dry = run_cli("import", str(source), *served.connect(), "--create-groups", "--dry-run",
                   "--report", str(tmp_path / "dry.csv"))
     assert dry.exit_code == 0, dry.output
     assert "Data Science" in dry.output
     assert served.emulator.store.group_by_name("Data Science") is None
     assert served.emulator.writes() == []
-    result = run_cli("import", str(source), *connect(served), "--create-groups", "--report",
+    result = run_cli("import", str(source), *served.connect(), "--create-groups", "--report",
                      str(tmp_path / "real.csv"))
     assert result.exit_code == 0, result.output
     store = served.emulator.store
@@ -158,7 +154,7 @@ def test_create_groups_waits_for_the_guards(served: Served, run_cli: RunCli,
     rows = [["ann@acme.example", "Ann", "Viewer", "Data Science"],
             ["bob@acme.example", "Bob", "Viewer", "Data Science"]]
     source = write_csv(tmp_path / "hr.csv", HEADER, rows)
-    result = run_cli("import", str(source), *connect(served), "--create-groups",
+    result = run_cli("import", str(source), *served.connect(), "--create-groups",
                      "--max-changes", "1")
     assert result.exit_code == 3
     assert served.emulator.writes() == []
@@ -171,7 +167,7 @@ def test_without_create_groups_the_hint_names_the_option(
     source = write_csv(tmp_path / "hr.csv", HEADER, [["ann@acme.example", "A", "Viewer",
                                                       "Data Science"]])
     report = tmp_path / "r.csv"
-    assert run_cli("import", str(source), *connect(served), "--report",
+    assert run_cli("import", str(source), *served.connect(), "--report",
                    str(report)).exit_code == 1
     assert "--create-groups" in read_report(report)[0]["error"]
 
@@ -184,15 +180,15 @@ def test_max_changes_aborts_before_any_write(served: Served, run_cli: RunCli,
     writes = len(served.emulator.writes())
     leavers = write_csv(tmp_path / "leavers.csv", ("Email",),
                         [["ann@acme.example"], ["bob@acme.example"], ["cat@acme.example"]])
-    too_many = run_cli("delete", str(leavers), *connect(served), "--yes", "--max-changes", "2")
+    too_many = run_cli("delete", str(leavers), *served.connect(), "--yes", "--max-changes", "2")
     assert too_many.exit_code == 3
     assert "--max-changes" in too_many.output
-    percent = run_cli("delete", str(leavers), *connect(served), "--yes", "--max-changes",
+    percent = run_cli("delete", str(leavers), *served.connect(), "--yes", "--max-changes",
                       "50%")  # 4 users in the directory: at most 2
     assert percent.exit_code == 3
     assert len(served.emulator.writes()) == writes
     assert served.emulator.store.user_by_email("ann@acme.example") is not None
-    allowed = run_cli("delete", str(leavers), *connect(served), "--yes", "--max-changes", "3",
+    allowed = run_cli("delete", str(leavers), *served.connect(), "--yes", "--max-changes", "3",
                       "--report", str(tmp_path / "ok.csv"))
     assert allowed.exit_code == 0, allowed.output
     assert served.emulator.store.user_by_email("ann@acme.example") is None
@@ -244,7 +240,7 @@ def test_confirmation_prompt_on_a_terminal(served: Served, run_cli: RunCli,
     seed(served, run_cli, tmp_path)
     leavers = write_csv(tmp_path / "leavers.csv", ("Email",), [["ann@acme.example"],
                                                                ["bob@acme.example"]])
-    args = ["delete", str(leavers), *connect(served)]
+    args = ["delete", str(leavers), *served.connect()]
     code, text = _answer_prompt(args, "n", tmp_path)
     assert code == 3, text
     assert re.search(r"would change\s+2\s+users", text)
@@ -262,7 +258,7 @@ def test_ctrl_c_at_the_prompt_stops_at_once(served: Served, run_cli: RunCli,
     seed(served, run_cli, tmp_path)
     writes = len(served.emulator.writes())
     leavers = write_csv(tmp_path / "leavers.csv", ("Email",), [["ann@acme.example"]])
-    code, text = _answer_prompt(["delete", str(leavers), *connect(served)], "ctrl-c", tmp_path)
+    code, text = _answer_prompt(["delete", str(leavers), *served.connect()], "ctrl-c", tmp_path)
     assert code == 130, text
     assert "Traceback" not in text
     assert len(served.emulator.writes()) == writes
