@@ -66,7 +66,8 @@ class AdaptiveLimit:
             self._calm = 0
         else:
             self._calm += 1
-            if self._calm >= self.limit and self.limit < self.maximum:
+            # Probe upwards slowly: each probe above a server's cap costs some row a 429.
+            if self._calm >= max(10, 4 * self.limit) and self.limit < self.maximum:
                 self.limit += 1
                 self._calm = 0
         waiters, self._waiters = self._waiters, []

@@ -68,7 +68,7 @@ async def test_adaptive_limit_halves_on_429_and_grows_back() -> None:
     gate.release(throttled=True)
     assert gate.limit == 2
     gate.release(throttled=False)
-    for _ in range(40):
+    for _ in range(400):
         await gate.acquire()
         gate.release(throttled=False)
     assert gate.limit == 8
