@@ -22,7 +22,6 @@ USER_FIELDS = ("_id,email,userName,firstName,lastName,roleId,groups,active,"
 class UserApi(Protocol):
     """Typed user, group and role calls, whatever the server's API dialect."""
 
-    dialect: str
     #: Whether revoke_tokens can do anything on this dialect.
     can_revoke_tokens: bool
 
@@ -128,7 +127,6 @@ def _match_email(users: Iterable[UserDict], email: str) -> UserDict | None:
 class _Common:
     """Calls that are the same in both dialects."""
 
-    dialect = "common"
     can_revoke_tokens = True
 
     def __init__(self, client: SisenseClient) -> None:
@@ -149,7 +147,6 @@ class _Common:
 class V1Api(_Common):
     """The REST v1 API (``/api/v1/...``), the default."""
 
-    dialect = "v1"
 
     async def groups(self) -> list[UserDict]:
         """Every group (``GET /api/v1/groups``)."""
@@ -227,7 +224,6 @@ class V1Api(_Common):
 class LegacyApi(_Common):
     """The v0.9 API (``/api/users``, ``/api/groups``) of pre-6.5 and Windows servers."""
 
-    dialect = "legacy"
     can_revoke_tokens = False
 
     async def groups(self) -> list[UserDict]:

@@ -58,10 +58,6 @@ class Connection:
     verify_tls: bool = True
     ca_bundle: Path | None = None
 
-    @property
-    def identity(self) -> str:
-        """The account as a person would name it in output (never a secret)."""
-        return self.username or "the token's owner"
 
 
 def _shown_url(url: str) -> str:

@@ -19,9 +19,7 @@ DESTRUCTIVE = frozenset({"deactivate", "delete"})
 class Preflight:
     """What the plan would do, counted over the whole input."""
 
-    total: int = 0
     actions: Counter[str] = field(default_factory=Counter)
-    unchanged: int = 0
     invalid: int = 0
     failed: int = 0
     examples: list[RowResult] = field(default_factory=list)
@@ -50,23 +48,19 @@ def count_plan(items: Iterable[WorkItem]) -> Preflight:
     found = Preflight()
     for item in items:
         if isinstance(item, RowResult):
-            found.total += 1
             if item.status is Status.UNCHANGED or (item.status is Status.SKIPPED
                                                    and not item.error):
-                found.unchanged += 1
-            elif item.status is Status.FAILED:
-                # Planning already knows it fails (an update of an unknown user): as invalid
-                # as a bad email for --strict.
+                continue  # nothing to send and nothing wrong
+            # A planned failure (an update of an unknown user) is as wrong as a bad email
+            # for --strict; both are shown as examples.
+            if item.status is Status.FAILED:
                 found.failed += 1
-                if len(found.examples) < PREVIEW_SIZE:
-                    found.examples.append(item)
             else:
                 found.invalid += 1
-                if len(found.examples) < PREVIEW_SIZE:
-                    found.examples.append(item)
+            if len(found.examples) < PREVIEW_SIZE:
+                found.examples.append(item)
             continue
         for task in tasks_of(item):
-            found.total += 1
             found.actions[task.action] += 1
             if task.action in DESTRUCTIVE and len(found.targets) < PREVIEW_SIZE:
                 found.targets.append(task.email)

@@ -106,11 +106,6 @@ class Faults:
         """Forget every pending script."""
         self._scripts.clear()
 
-    @property
-    def pending(self) -> int:
-        """How many scripted outcomes have not been used yet."""
-        return sum(len(s.outcomes) for s in self._scripts)
-
     def _next_scripted(self, request: web.Request) -> tuple[int, float | None] | None:
         for script in self._scripts:
             if script.outcomes and script.matches(request):
