@@ -43,6 +43,7 @@ from bulkusers.readers import ReadOptions, open_table
 from bulkusers.report import (
     ReportLine,
     ReportWriter,
+    check_report_path,
     compact_report,
     default_report_path,
     read_report,
@@ -190,6 +191,8 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
     started = datetime.now(UTC)  # the run's time includes reading, loading and planning
     observer = observer or SilentObserver()
     safety = safety or Safety()
+    if safety.resume is None:
+        check_report_path(settings.report_path, settings.input_path)
     source = await _open_input(command, settings)
     if source.scan.total == 0 and not settings.allow_empty:
         raise InputError(f"{settings.input_path}: has no rows, only a header; nothing to do. "
@@ -245,8 +248,12 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
         else:
             report_path = (settings.report_path
                            or default_report_path(settings.input_path, command))
-            mode = "replace" if settings.report_path else "new"
-        writer = ReportWriter(report_path, source.header, mode=mode)
+            mode = "new"
+        try:
+            writer = ReportWriter(report_path, source.header, mode=mode)
+        except OSError as exc:
+            raise ReportUnwritable(f"cannot write the report {report_path} "
+                                   f"({exc.strerror or exc}); nothing was sent") from None
         summary = RunSummary(command=command, started=started,
                              input_file=str(settings.input_path),
                              report_file=str(report_path), total_rows=source.scan.total,

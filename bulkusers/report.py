@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,11 +14,37 @@ from typing import IO, Any
 
 from bulkusers.cells import neutralise, restore
 from bulkusers.columns import REPORT_COLUMNS
-from bulkusers.errors import InputError
+from bulkusers.errors import ConfigError, InputError
 from bulkusers.models import Header, RowResult
 
 MASK = "***"
 FINISHED = frozenset({"created", "updated", "unchanged", "deactivated", "deleted"})
+
+
+def check_report_path(path: Path | None, input_path: Path) -> None:
+    """Refuse a --report that cannot be written, or would overwrite something, before
+    anything is read or sent."""
+    if path is None:
+        folder = Path.cwd()
+        if not os.access(folder, os.W_OK):
+            raise ConfigError(f"the report goes to the current folder {folder}, which is not "
+                              "writable; cd elsewhere or pass --report PATH")
+        return
+    if path.exists() and input_path.exists() and path.resolve() == input_path.resolve():
+        raise ConfigError(f"--report {path} is the input file; give the report another name")
+    if path.is_file():
+        raise ConfigError(f"--report {path} already exists and holds an earlier run's "
+                          "record; choose a new name, remove it, or continue that run with "
+                          "--resume")
+    if path.is_dir():
+        raise ConfigError(f"--report {path} is a folder; give a file name such as "
+                          f"{path / 'report.csv'}")
+    folder = path.parent
+    if not folder.is_dir():
+        raise ConfigError(f"--report {path}: the folder {folder} does not exist; create it "
+                          "or choose another path")
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"--report {path}: the folder {folder} is not writable")
 
 
 def default_report_path(input_path: Path, command: str, directory: Path | None = None,
@@ -55,7 +82,7 @@ class ReportWriter:
     """Writes one CSV line per result, flushed at once so a killed run loses nothing."""
 
     def __init__(self, path: Path, header: Header, *, mode: str = "new") -> None:
-        """Open a report: ``new`` (never overwrite), ``replace``, or ``append`` (resume)."""
+        """Open a report: ``new`` (never overwrites a file) or ``append`` (resume)."""
         self.path = path
         self._header = header
         self._secret_positions = secret_columns(header)
@@ -68,8 +95,7 @@ class ReportWriter:
             self._file: IO[str] = path.open("a", encoding="utf-8", newline="")
         else:
             # Excel opens UTF-8 with a BOM with accents intact; newline="" lets csv pick CRLF.
-            self._file = path.open("x" if mode == "new" else "w", encoding="utf-8-sig",
-                                   newline="")
+            self._file = path.open("x", encoding="utf-8-sig", newline="")
         self._csv = csv.writer(self._file)
         if mode != "append":
             self._csv.writerow([*REPORT_COLUMNS, *(neutralise(c) for c in header.columns)])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 from pathlib import Path
@@ -92,7 +91,6 @@ def _write_command(command: Command, params: dict[str, Any], options: PlanOption
     if resume is not None and params["report_path"] not in (None, resume):
         console.error("--resume appends to the report it continues; drop --report")
         sys.exit(EXIT_USAGE)
-    guard(console, lambda: _check_report_path(params["report_path"], params["file"]))
     if not connection.verify_tls:
         console.insecure_warning()
     safety = Safety(dry_run=params["dry_run"], strict=params["strict"], max_changes=limit,
@@ -111,32 +109,6 @@ def _write_command(command: Command, params: dict[str, Any], options: PlanOption
     if summary.interrupted or summary.aborted:
         console.resume_hint(summary)
     sys.exit(summary.exit_code if summary.exit_code is not None else 1)
-
-
-def _check_report_path(path: Path | None, input_path: Path) -> None:
-    """Refuse a --report that cannot be written, or would overwrite something, before
-    anything is read or sent."""
-    if path is None:
-        folder = Path.cwd()
-        if not os.access(folder, os.W_OK):
-            raise ConfigError(f"the report goes to the current folder {folder}, which is not "
-                              "writable; cd elsewhere or pass --report PATH")
-        return
-    if path.exists() and input_path.exists() and path.resolve() == input_path.resolve():
-        raise ConfigError(f"--report {path} is the input file; give the report another name")
-    if path.is_file():
-        raise ConfigError(f"--report {path} already exists and holds an earlier run's "
-                          "record; choose a new name, remove it, or continue that run with "
-                          "--resume")
-    if path.is_dir():
-        raise ConfigError(f"--report {path} is a folder; give a file name such as "
-                          f"{path / 'report.csv'}")
-    folder = path.parent
-    if not folder.is_dir():
-        raise ConfigError(f"--report {path}: the folder {folder} does not exist; create it "
-                          "or choose another path")
-    if not os.access(folder, os.W_OK):
-        raise ConfigError(f"--report {path}: the folder {folder} is not writable")
 
 
 def _limit(text: str | None) -> Limit:
