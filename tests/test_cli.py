@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import re
+import select
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -17,6 +19,7 @@ from bulkusers.config import build_connection
 from tests.conftest import TOKEN, Served, read_report, write_csv
 
 RunCli = Callable[..., Result]
+LEGACY_SECRET = "legacy-rest-secret-0123456789abcdef"
 HEADER = ("Email", "Role", "Groups")
 ROWS = [["ann@acme.example", "viewer", "Sales"], ["bob@acme.example", "designer", "Finance"]]
 
@@ -151,7 +154,7 @@ def emulator_process(tmp_path: Path) -> Iterator[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SISENSE_")}
     process = subprocess.Popen(
         [sys.executable, "-m", "bulkusers", "emulator", "--port", "0", "--token", TOKEN,
-         "--groups", "Sales,Finance"],
+         "--groups", "Sales,Finance", "--api-secret", LEGACY_SECRET, "--latency-ms", "15"],
         stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
     try:
         assert process.stderr is not None
@@ -239,3 +242,68 @@ def test_unknown_columns_are_named_in_the_summary(served: Served, run_cli: RunCl
     assert "'Rolle'" in result.output
     summary = json.loads((tmp_path / "r.summary.json").read_text(encoding="utf-8"))
     assert summary["ignored_columns"] == ["Rolle", "Department"]
+
+
+def test_emulator_command_verifies_the_legacy_jwt(emulator_process: str, tmp_path: Path) -> None:
+    """`bulkusers emulator --api-secret S` accepts the x-api-key JWT signed with S (import in
+    --api legacy mode succeeds) and refuses one signed with another secret (exit 3)."""
+    source = write_csv(tmp_path / "hr.csv", HEADER, ROWS)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SISENSE_")}
+    command = [sys.executable, "-m", "bulkusers", "import", str(source), "--url",
+               emulator_process, "--api", "legacy", "--username", "admin@example.com",
+               "--password", "Admin-Pass-1"]
+    good = subprocess.run([*command, "--api-secret", LEGACY_SECRET, "--report",
+                           str(tmp_path / "1.csv")], env=env, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert good.returncode == 0, good.stderr
+    assert {line["status"] for line in read_report(tmp_path / "1.csv")} == {"created"}
+    bad = subprocess.run([*command, "--api-secret", "another-secret-0123456789abcdef",
+                          "--report", str(tmp_path / "2.csv")], env=env, capture_output=True,
+                         text=True, timeout=60, check=False)
+    assert bad.returncode == 3, bad.stderr
+
+
+def test_progress_bar_is_drawn_on_a_terminal_only(emulator_process: str,
+                                                  tmp_path: Path) -> None:
+    """On a terminal the import draws a progress bar (rows done of the total, rate,
+    problems); off a terminal the same run prints the summary and no bar."""
+    rows = [[f"bar{i:03d}@acme.example", "viewer", "Sales"] for i in range(60)]
+    source = write_csv(tmp_path / "hr.csv", HEADER, rows)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SISENSE_")}
+    env["COLUMNS"] = "120"
+    command = [sys.executable, "-m", "bulkusers", "import", str(source), "--url",
+               emulator_process, "--token", TOKEN, "--batch-size", "1", "--concurrency", "2"]
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen([*command, "--report", str(tmp_path / "tty.csv")],
+                               stdin=terminal, stdout=terminal, stderr=terminal, env=env,
+                               cwd=tmp_path)
+    os.close(terminal)
+    seen = b""
+    try:
+        while True:
+            ready, _, _ = select.select([controller], [], [], 0.5)
+            if not ready:
+                if process.poll() is not None:
+                    break
+                continue
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:
+                break  # the terminal closed: the run is over
+            if not chunk:
+                break
+            seen += chunk
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(controller)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode(errors="replace"))
+    assert re.search(r"Importing.*\d+/60", text), text[-500:]
+    assert "rows/s" in text
+    assert "problems" in text
+    piped = subprocess.run([*command, "--report", str(tmp_path / "pipe.csv")], env=env,
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert piped.returncode == 0, piped.stderr
+    assert "Importing" not in piped.stderr
+    assert "60 of 60 rows have an outcome" in piped.stderr  # the summary, without a bar
