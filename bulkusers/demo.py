@@ -10,8 +10,9 @@ import bulkusers
 from bulkusers.config import RetryPolicy, build_connection
 from bulkusers.emulator import EmulatorSettings, running_emulator
 from bulkusers.errors import ConfigError
-from bulkusers.jobs import Observer, RunSettings, run_command
+from bulkusers.jobs import RunSettings, run_command
 from bulkusers.operations import PlanOptions
+from bulkusers.pipeline import Observer
 from bulkusers.summary import RunSummary
 
 #: The groups an HR export of the sample company names; the emulator starts with them.

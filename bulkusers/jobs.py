@@ -1,39 +1,34 @@
-"""Whole runs: read, plan, execute and report one write command end to end (no printing)."""
+"""Whole runs: read, plan, judge and carry out one write command end to end (no printing)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 
 from bulkusers.api import UserApi, make_api
 from bulkusers.client import SisenseClient
 from bulkusers.config import Connection, RetryPolicy
 from bulkusers.directory import Directory, Group, load_directory
 from bulkusers.errors import (
-    AbortError,
     ApiError,
     InputError,
     ReportUnwritable,
     ServerUnavailable,
-    describe_network_error,
-    is_retryable,
-    server_failing,
 )
 from bulkusers.execution import Executor
 from bulkusers.journal import Journal, journal_path
-from bulkusers.models import Header, Row, RowResult, Status
+from bulkusers.models import Header, Row
 from bulkusers.operations import Planner, PlanOptions, protected_users
+from bulkusers.pipeline import Observer, Recorder, SilentObserver, execute
 from bulkusers.preflight import (
     DESTRUCTIVE,
     Confirm,
     Limit,
+    Preflight,
     check_confirmation,
     check_limit,
     count_plan,
@@ -49,33 +44,11 @@ from bulkusers.report import (
     read_report,
     summary_path,
 )
-from bulkusers.resume import file_sha256, load_earlier
-from bulkusers.runner import Pool
+from bulkusers.resume import Earlier, file_sha256, load_earlier
 from bulkusers.summary import RunSummary
-from bulkusers.tasks import Task, WorkItem, batched, tasks_of
-from bulkusers.tasks import planned as planned_results
+from bulkusers.tasks import WorkItem, batched
 
 Command = Literal["import", "update", "deactivate", "delete", "reactivate"]
-
-
-class Observer(Protocol):
-    """Receives progress as a run goes; the CLI draws it, tests may record it."""
-
-    def started(self, summary: RunSummary) -> None:
-        """The input was scanned: ``summary.total_rows`` is known, writes are about to start."""
-
-    def row_done(self, result: RowResult, summary: RunSummary) -> None:
-        """One row has its outcome (called from the event loop or the reader thread)."""
-
-
-class SilentObserver:
-    """An observer that ignores everything."""
-
-    def started(self, summary: RunSummary) -> None:
-        """Ignore."""
-
-    def row_done(self, result: RowResult, summary: RunSummary) -> None:
-        """Ignore."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,49 +77,6 @@ class Safety:
     #: Consecutive rows that exhausted their retries on connection errors or 5xx before
     #: the run stops, so a dead server does not fail thousands of rows one by one.
     breaker: int = 5
-
-
-@dataclass(slots=True)
-class _Recorder:
-    """Writes each result once, counts it and tells the observer; safe across threads."""
-
-    writer: ReportWriter
-    summary: RunSummary
-    observer: Observer
-    breaker: int
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    failing_in_a_row: int = 0
-    broken: ReportUnwritable | None = None
-
-    def __call__(self, result: RowResult) -> None:
-        with self.lock:
-            if self.broken is not None:
-                return  # the report cannot be written: the run is stopping
-            try:
-                self.writer.write(result)
-            except OSError as exc:
-                self.broken = ReportUnwritable(
-                    f"cannot write the report {self.writer.path} ({exc.strerror or exc}); "
-                    "free space or fix the folder, then resume with --resume")
-                return
-            self.summary.add(result)
-            if result.transient:
-                self.failing_in_a_row += 1
-            elif result.attempts:
-                # Only a row that reached the server proves it answers; planned rows don't.
-                self.failing_in_a_row = 0
-            self.observer.row_done(result, self.summary)
-
-    def check_breaker(self) -> None:
-        """Stop the run once the report cannot be written, or too many rows in a row failed
-        for the server's reasons."""
-        if self.broken is not None:
-            raise self.broken
-        if self.breaker and self.failing_in_a_row >= self.breaker:
-            raise ServerUnavailable(
-                f"{self.failing_in_a_row} rows in a row failed after their retries with "
-                "connection errors or server errors; the server looks down or overloaded. "
-                "Try again later with --resume (and perhaps a lower --concurrency)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,11 +156,7 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
         missing = _stand_in_groups(planner, directory, options)
         if missing:
             preview = await asyncio.to_thread(count_plan, planned())
-        refused = ""
-        if safety.strict and (preview.invalid or preview.failed):
-            refused = (f"--strict: {preview.invalid + preview.failed} rows are invalid (first: "
-                       f"{preview.first_problem()}); nothing was sent. Fix them, or run "
-                       "without --strict to skip them")
+        refused = _strict_refusal(preview, safety)
         dry_run = safety.dry_run or bool(refused)
         if not dry_run:
             # Every guard judges the whole plan before the first write, groups included.
@@ -239,16 +165,7 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
             # for Enter. Nothing else runs while the run waits for its answer.
             check_confirmation(command, preview, safety.confirm)
 
-        if earlier and not dry_run:
-            report_path, mode = earlier.report, "append"
-        elif earlier:
-            # A dry run (or a --strict refusal) of a resume writes its plan to a new report:
-            # appending to the one being resumed would mark it a dry run, and unresumable.
-            report_path, mode = default_report_path(settings.input_path, command), "new"
-        else:
-            report_path = (settings.report_path
-                           or default_report_path(settings.input_path, command))
-            mode = "new"
+        report_path, mode = _report_target(command, settings, earlier, dry_run)
         try:
             writer = ReportWriter(report_path, source.header, mode=mode)
         except OSError as exc:
@@ -270,16 +187,17 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
             writer.close()
             raise ReportUnwritable(f"cannot write {summary_path(report_path)} "
                                    f"({exc.strerror or exc}); nothing was sent") from None
-        if not dry_run:
-            # Only now, with every guard passed and the report open: the first write.
-            await _create_groups(api, directory, missing)
-        record = _Recorder(writer, summary, observer, safety.breaker)
+        record = Recorder(writer, summary, observer, safety.breaker)
         journal = (Journal(journal_path(report_path), fresh=mode != "append")
                    if command in DESTRUCTIVE and not dry_run else None)
-        observer.started(summary)
         try:
-            await _execute(planned(), Executor(api, directory, journal), record, settings,
-                           dry_run)
+            if not dry_run:
+                # Only now, with every guard passed and the report open: the first write.
+                await _create_groups(api, directory, missing)
+            observer.started(summary)
+            await execute(planned(), Executor(api, directory, journal), record,
+                          concurrency=settings.concurrency, dry_run=dry_run,
+                          handle_sigint=settings.handle_sigint)
         finally:
             writer.close()
             if journal is not None:
@@ -297,6 +215,27 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
             f"cannot write {summary_path(report_path)} ({exc.strerror or exc})")
         summary.finish()
     return summary
+
+
+def _strict_refusal(preview: Preflight, safety: Safety) -> str:
+    """Why --strict refuses this plan ("" when it does not)."""
+    problems = preview.invalid + preview.failed
+    if not safety.strict or not problems:
+        return ""
+    return (f"--strict: {problems} rows are invalid (first: {preview.first_problem()}); "
+            "nothing was sent. Fix them, or run without --strict to skip them")
+
+
+def _report_target(command: Command, settings: RunSettings, earlier: Earlier | None,
+                   dry_run: bool) -> tuple[Path, str]:
+    """Where the report goes, and whether it is new or appended to (a resume)."""
+    if earlier and not dry_run:
+        return earlier.report, "append"
+    if earlier:
+        # A dry run (or a --strict refusal) of a resume writes its plan to a new report:
+        # appending to the one being resumed would mark it a dry run, and unresumable.
+        return default_report_path(settings.input_path, command), "new"
+    return settings.report_path or default_report_path(settings.input_path, command), "new"
 
 
 def _stand_in_groups(planner: Planner, directory: Directory,
@@ -335,107 +274,3 @@ def _options(connection: Connection, settings: RunSettings, options: PlanOptions
             safety.max_changes.percent, "resume": str(safety.resume or ""),
             "encoding": settings.read.encoding, "delimiter": settings.read.delimiter,
             "sheet": settings.read.sheet}
-
-
-async def _execute(items: Iterator[WorkItem], executor: Executor, record: _Recorder,
-                   settings: RunSettings, dry_run: bool) -> None:
-    summary = record.summary
-
-    async def handle(item: WorkItem) -> None:
-        if dry_run:
-            revokes = executor.api.can_revoke_tokens
-            for result in planned_results(item, revokes_tokens=revokes):
-                record(result)
-            return
-        done: set[int] = set()
-
-        def emit(result: RowResult) -> None:
-            done.add(result.row.number)
-            record(result)
-            # Checked per row, not per item: a refused batch is retried row by row, and a
-            # dead server must not cost one failing request per row of it.
-            record.check_breaker()
-
-        try:
-            await executor.run(item, emit)
-        except AbortError as exc:
-            _unfinished(item, done, record, f"run aborted: {exc}")
-            raise
-        except asyncio.CancelledError:
-            _unfinished(item, done, record, "interrupted while in flight; a re-run checks "
-                                            "whether it was applied")
-            raise
-        except Exception as exc:
-            # Whatever went wrong, the rows are accounted for and the run goes on.
-            reason = (describe_network_error(exc) if is_retryable(exc)
-                      else f"unexpected {exc.__class__.__name__}: {exc}")
-            for task in tasks_of(item):
-                if task.row.number not in done:
-                    record(_unfinished_result(task, Status.FAILED, reason,
-                                              transient=server_failing(exc)))
-            record.check_breaker()
-
-    def unsent(item: WorkItem) -> None:
-        if isinstance(item, RowResult):
-            record(item)
-        elif pool.abort is not None:
-            _unfinished(item, set(), record, f"run aborted: {pool.abort}")
-        else:
-            _unfinished(item, set(), record, "interrupted before it was sent")
-
-    pool: Pool[WorkItem] = Pool(handle, unsent, settings.concurrency)
-    with _interrupts(pool, enabled=settings.handle_sigint):
-        await pool.run(items)
-    abort = pool.abort or record.broken
-    if abort is not None:
-        summary.aborted = str(abort)
-    else:
-        summary.interrupted = pool.interrupted
-
-
-def _unfinished(item: WorkItem, done: set[int], record: _Recorder, reason: str) -> None:
-    """Report every row of an item that has no outcome yet as ``not_attempted``."""
-    for task in tasks_of(item):
-        if task.row.number not in done:
-            record(_not_attempted(task, reason))
-
-
-def _not_attempted(task: Task, reason: str) -> RowResult:
-    return _unfinished_result(task, Status.NOT_ATTEMPTED, reason)
-
-
-def _unfinished_result(task: Task, status: Status, reason: str, *,
-                       transient: bool = False) -> RowResult:
-    """A row with no answer: keeps the user's id and previous state, so it can be undone."""
-    user = getattr(task, "user", None)
-    return RowResult(row=task.row, email=task.email, action=task.action, status=status,
-                     error=reason, user_id=user.id if user else "",
-                     previous=getattr(task, "previous", ""), transient=transient)
-
-
-@contextlib.contextmanager
-def _interrupts(pool: Pool[WorkItem], *, enabled: bool) -> Iterator[None]:
-    """First Ctrl-C: take no new rows; second: cancel the requests in flight."""
-    loop = asyncio.get_running_loop()
-    presses = 0
-
-    def on_sigint() -> None:
-        nonlocal presses
-        presses += 1
-        if presses == 1:
-            pool.stop()
-        else:
-            pool.cancel()
-
-    installed = False
-    if enabled:
-        try:
-            loop.add_signal_handler(signal.SIGINT, on_sigint)
-            installed = True
-        except (NotImplementedError, RuntimeError, ValueError):
-            installed = False  # not the main thread, or a platform without signal support
-    try:
-        yield
-    finally:
-        if installed:
-            loop.remove_signal_handler(signal.SIGINT)

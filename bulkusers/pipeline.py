@@ -1,0 +1,197 @@
+"""The sending stage of a run: the pool over planned work, recording each outcome once,
+the circuit breaker and Ctrl-C. No printing: progress goes to an ``Observer``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from bulkusers.errors import (
+    AbortError,
+    ReportUnwritable,
+    ServerUnavailable,
+    describe_network_error,
+    is_retryable,
+    server_failing,
+)
+from bulkusers.execution import Executor
+from bulkusers.models import RowResult, Status
+from bulkusers.report import ReportWriter
+from bulkusers.runner import Pool
+from bulkusers.summary import RunSummary
+from bulkusers.tasks import Task, WorkItem, tasks_of
+from bulkusers.tasks import planned as planned_results
+
+
+class Observer(Protocol):
+    """Receives progress as a run goes; the CLI draws it, tests may record it."""
+
+    def started(self, summary: RunSummary) -> None:
+        """The input was scanned: ``summary.total_rows`` is known, writes are about to start."""
+
+    def row_done(self, result: RowResult, summary: RunSummary) -> None:
+        """One row has its outcome (called from the event loop or the reader thread)."""
+
+
+class SilentObserver:
+    """An observer that ignores everything."""
+
+    def started(self, summary: RunSummary) -> None:
+        """Ignore."""
+
+    def row_done(self, result: RowResult, summary: RunSummary) -> None:
+        """Ignore."""
+
+
+@dataclass(slots=True)
+class Recorder:
+    """Writes each result once, counts it and tells the observer; safe across threads."""
+
+    writer: ReportWriter
+    summary: RunSummary
+    observer: Observer
+    breaker: int
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    failing_in_a_row: int = 0
+    broken: ReportUnwritable | None = None
+
+    def __call__(self, result: RowResult) -> None:
+        with self.lock:
+            if self.broken is not None:
+                return  # the report cannot be written: the run is stopping
+            try:
+                self.writer.write(result)
+            except OSError as exc:
+                self.broken = ReportUnwritable(
+                    f"cannot write the report {self.writer.path} ({exc.strerror or exc}); "
+                    "free space or fix the folder, then resume with --resume")
+                return
+            self.summary.add(result)
+            if result.transient:
+                self.failing_in_a_row += 1
+            elif result.attempts:
+                # Only a row that reached the server proves it answers; planned rows don't.
+                self.failing_in_a_row = 0
+            self.observer.row_done(result, self.summary)
+
+    def check_breaker(self) -> None:
+        """Stop the run once the report cannot be written, or too many rows in a row failed
+        for the server's reasons."""
+        if self.broken is not None:
+            raise self.broken
+        if self.breaker and self.failing_in_a_row >= self.breaker:
+            raise ServerUnavailable(
+                f"{self.failing_in_a_row} rows in a row failed after their retries with "
+                "connection errors or server errors; the server looks down or overloaded. "
+                "Try again later with --resume (and perhaps a lower --concurrency)")
+
+
+async def execute(items: Iterator[WorkItem], executor: Executor, record: Recorder, *,
+                  concurrency: int, dry_run: bool, handle_sigint: bool) -> None:
+    """Send every item through a pool of ``concurrency`` workers (or, in a dry run, record
+    what each would do); every row of every item is recorded exactly once."""
+    summary = record.summary
+
+    async def handle(item: WorkItem) -> None:
+        if dry_run:
+            revokes = executor.api.can_revoke_tokens
+            for result in planned_results(item, revokes_tokens=revokes):
+                record(result)
+            return
+        done: set[int] = set()
+
+        def emit(result: RowResult) -> None:
+            done.add(result.row.number)
+            record(result)
+            # Checked per row, not per item: a refused batch is retried row by row, and a
+            # dead server must not cost one failing request per row of it.
+            record.check_breaker()
+
+        try:
+            await executor.run(item, emit)
+        except AbortError as exc:
+            _unfinished(item, done, record, f"run aborted: {exc}")
+            raise
+        except asyncio.CancelledError:
+            _unfinished(item, done, record, "interrupted while in flight; a re-run checks "
+                                            "whether it was applied")
+            raise
+        except Exception as exc:
+            # Whatever went wrong, the rows are accounted for and the run goes on.
+            reason = (describe_network_error(exc) if is_retryable(exc)
+                      else f"unexpected {exc.__class__.__name__}: {exc}")
+            for task in tasks_of(item):
+                if task.row.number not in done:
+                    record(_unfinished_result(task, Status.FAILED, reason,
+                                              transient=server_failing(exc)))
+            record.check_breaker()
+
+    def unsent(item: WorkItem) -> None:
+        if isinstance(item, RowResult):
+            record(item)
+        elif pool.abort is not None:
+            _unfinished(item, set(), record, f"run aborted: {pool.abort}")
+        else:
+            _unfinished(item, set(), record, "interrupted before it was sent")
+
+    pool: Pool[WorkItem] = Pool(handle, unsent, concurrency)
+    with _interrupts(pool, enabled=handle_sigint):
+        await pool.run(items)
+    abort = pool.abort or record.broken
+    if abort is not None:
+        summary.aborted = str(abort)
+    else:
+        summary.interrupted = pool.interrupted
+
+
+def _unfinished(item: WorkItem, done: set[int], record: Recorder, reason: str) -> None:
+    """Report every row of an item that has no outcome yet as ``not_attempted``."""
+    for task in tasks_of(item):
+        if task.row.number not in done:
+            record(_not_attempted(task, reason))
+
+
+def _not_attempted(task: Task, reason: str) -> RowResult:
+    return _unfinished_result(task, Status.NOT_ATTEMPTED, reason)
+
+
+def _unfinished_result(task: Task, status: Status, reason: str, *,
+                       transient: bool = False) -> RowResult:
+    """A row with no answer: keeps the user's id and previous state, so it can be undone."""
+    user = getattr(task, "user", None)
+    return RowResult(row=task.row, email=task.email, action=task.action, status=status,
+                     error=reason, user_id=user.id if user else "",
+                     previous=getattr(task, "previous", ""), transient=transient)
+
+
+@contextlib.contextmanager
+def _interrupts(pool: Pool[WorkItem], *, enabled: bool) -> Iterator[None]:
+    """First Ctrl-C: take no new rows; second: cancel the requests in flight."""
+    loop = asyncio.get_running_loop()
+    presses = 0
+
+    def on_sigint() -> None:
+        nonlocal presses
+        presses += 1
+        if presses == 1:
+            pool.stop()
+        else:
+            pool.cancel()
+
+    installed = False
+    if enabled:
+        try:
+            loop.add_signal_handler(signal.SIGINT, on_sigint)
+            installed = True
+        except (NotImplementedError, RuntimeError, ValueError):
+            installed = False  # not the main thread, or a platform without signal support
+    try:
+        yield
+    finally:
+        if installed:
+            loop.remove_signal_handler(signal.SIGINT)
