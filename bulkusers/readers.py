@@ -392,14 +392,19 @@ def _open_xlsx(path: Path, options: ReadOptions) -> Table:
     try:
         sheet = _worksheet(path, workbook, options.sheet)
         title = sheet.title
+        others = [name for name in workbook.sheetnames if name != title]
         records = _sheet_records(path, sheet)
         found = next((record for record in records if not _is_blank(record[1])), None)
         records.close()
     finally:
         workbook.close()
     if found is None:
+        # The users are often on another sheet than the first (a cover sheet, notes).
+        hint = (f"; the other sheets are {', '.join(show(n) for n in others)}: pick one with "
+                "--sheet" if others else "")
         raise InputError(
             f"{path}: sheet {show(title)} is empty; it needs a header row naming the columns"
+            + hint
         )
     header_number, cells = found
     header, shape = build_header(f"{path} [{title}]", [restore(cell) for cell in cells])

@@ -548,3 +548,20 @@ def test_reader_modules_do_not_import_network_or_cli() -> None:
         imported |= {(node.module or "").split(".")[0] for node in ast.walk(tree)
                      if isinstance(node, ast.ImportFrom)}
         assert not imported & {"aiohttp", "click"}, name
+
+
+def test_empty_first_sheet_names_the_other_sheets(tmp_path: Path) -> None:
+    """Users on the second sheet behind an empty cover sheet: the error names the sheets
+    and --sheet, and --sheet then reads them."""
+    book = openpyxl.Workbook()
+    book.active.title = "Cover"  # type: ignore[union-attr]
+    users = book.create_sheet("Users")
+    users.append(["email", "role"])
+    users.append(["c@x.example", "viewer"])
+    path = tmp_path / "two.xlsx"
+    book.save(path)
+    message = error_of(path)
+    assert "'Users'" in message
+    assert "--sheet" in message
+    (row,) = open_table(path, ReadOptions(sheet="Users")).rows()
+    assert row.values == ("c@x.example", "viewer")
