@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from bulkusers.client import JSON, SisenseClient, Trace
 from bulkusers.directory import User
 from bulkusers.errors import ApiError, ServerUnavailable
+from bulkusers.identity import identity_key
 
 UserDict = dict[str, Any]
 USER_FIELDS = ("_id,email,userName,firstName,lastName,roleId,groups,active,"
@@ -120,8 +121,8 @@ def _flatten(value: JSON) -> list[UserDict]:
 
 
 def _match_email(users: Iterable[UserDict], email: str) -> UserDict | None:
-    wanted = email.casefold()
-    return next((u for u in users if str(u.get("email", "")).casefold() == wanted), None)
+    wanted = identity_key(email)
+    return next((u for u in users if identity_key(str(u.get("email", ""))) == wanted), None)
 
 
 class _Common:

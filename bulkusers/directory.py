@@ -9,6 +9,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from bulkusers.identity import identity_key
+from bulkusers.safetext import quote
+
 if TYPE_CHECKING:
     from bulkusers.api import UserApi
 
@@ -99,7 +102,7 @@ class Unknown:
         hint = ""
         if self.suggestions:
             hint = " (did you mean " + " or ".join(repr(s) for s in self.suggestions) + "?)"
-        return f"unknown {self.kind} {self.text!r}{hint}"
+        return f"unknown {self.kind} {quote(self.text)}{hint}"
 
 
 class Directory:
@@ -168,12 +171,12 @@ class Directory:
     # -- users --------------------------------------------------------------------------------
 
     def user_by_email(self, email: str) -> User | None:
-        """The existing user with this email, compared case-insensitively."""
-        return self._users_by_email.get(email.casefold())
+        """The existing user with this email, ignoring ASCII letter case only."""
+        return self._users_by_email.get(identity_key(email.strip()))
 
     def user_by_name(self, user_name: str) -> User | None:
-        """The existing user with this userName, compared case-insensitively."""
-        return self._users_by_name.get(user_name.casefold())
+        """The existing user with this userName, ignoring ASCII letter case only."""
+        return self._users_by_name.get(identity_key(user_name.strip()))
 
     def user_by_id(self, user_id: str) -> User | None:
         """The existing user with this id."""
@@ -189,16 +192,16 @@ class Directory:
         if previous is not None:
             self.forget(previous)
         if user.email:
-            self._users_by_email[user.email.casefold()] = user
+            self._users_by_email[identity_key(user.email)] = user
         if user.user_name:
-            self._users_by_name[user.user_name.casefold()] = user
+            self._users_by_name[identity_key(user.user_name)] = user
         if user.id:
             self._users_by_id[user.id] = user
 
     def forget(self, user: User) -> None:
         """Drop a user from the indexes (deleted during this run)."""
-        for index, key in ((self._users_by_email, user.email.casefold()),
-                           (self._users_by_name, user.user_name.casefold()),
+        for index, key in ((self._users_by_email, identity_key(user.email)),
+                           (self._users_by_name, identity_key(user.user_name)),
                            (self._users_by_id, user.id)):
             if index.get(key) is user:
                 del index[key]

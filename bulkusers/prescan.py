@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bulkusers.identity import identity_key
 from bulkusers.models import Header, Row
 
 
@@ -20,7 +21,7 @@ class Prescan:
 
     def other_rows(self, email: str, number: int) -> tuple[int, ...]:
         """The other rows that carry this email (empty when it is unique)."""
-        return tuple(n for n in self.duplicates.get(email.casefold(), ()) if n != number)
+        return tuple(n for n in self.duplicates.get(identity_key(email), ()) if n != number)
 
 
 def prescan(rows: Callable[[], Iterable[Row]], header: Header) -> Prescan:
@@ -34,7 +35,7 @@ def prescan(rows: Callable[[], Iterable[Row]], header: Header) -> Prescan:
     total = 0
     for row in rows():
         total += 1
-        email = header.value(row, "email").casefold()
+        email = identity_key(header.value(row, "email"))
         if email:
             hashes.append(hash(email))
     ordered = np.frombuffer(hashes, dtype=np.int64).copy()
@@ -44,7 +45,7 @@ def prescan(rows: Callable[[], Iterable[Row]], header: Header) -> Prescan:
         return Prescan(total=total)
     found: dict[str, list[int]] = {}
     for row in rows():
-        email = header.value(row, "email").casefold()
+        email = identity_key(header.value(row, "email"))
         if email and hash(email) in repeated:
             found.setdefault(email, []).append(row.number)
     # Equal hashes of different emails (astronomically rare) are not duplicates.

@@ -157,3 +157,12 @@ def text_field(data: dict[str, Any], key: str, *, required: bool,
     if nonempty and not value.strip():
         raise StoreError(400, MANDATORY_EMPTY, f"Field must not be empty: {key}")
     return value
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def identity(text: str) -> str:
+    """The uniqueness key of an email or userName: ASCII letter case ignored, nothing else
+    folded (inferred: Sisense documents no rule; mail systems tell straße from strasse)."""
+    return text.translate(_ASCII_LOWER)

@@ -45,6 +45,7 @@ from bulkusers.emulator.records import (
     StoreError,
     UserRecord,
     hash_password,
+    identity,
     iso,
     object_id,
     password_matches,
@@ -89,7 +90,7 @@ class Store:
 
     def user_by_email(self, email: str) -> Json | None:
         """The public JSON of the user with this email (case-insensitive), or None."""
-        user_id = self._emails.get(email.lower())
+        user_id = self._emails.get(identity(email))
         return self.users[user_id].to_json() if user_id else None
 
     def group_by_name(self, name: str) -> Json | None:
@@ -152,12 +153,12 @@ class Store:
 
     def check_password(self, email: str, password: str) -> bool:
         """True if the user with this email has exactly this password."""
-        user_id = self._emails.get(email.lower())
+        user_id = self._emails.get(identity(email))
         return user_id is not None and password_matches(self.users[user_id], password)
 
     def login(self, username: str, password: str) -> tuple[str, UserRecord] | None:
         """Log in by userName or email: a new token and the user, or None if refused."""
-        key = username.lower()
+        key = identity(username)
         user_id = self._user_names.get(key) or self._emails.get(key)
         if user_id is None or not password_matches(self.users[user_id], password):
             return None
@@ -219,7 +220,7 @@ class Store:
         email, password = claims["email"], claims["password"]
         if not isinstance(email, str) or not isinstance(password, str):
             return None
-        user_id = self._emails.get(email.lower())
+        user_id = self._emails.get(identity(email))
         if user_id is None or not password_matches(self.users[user_id], password):
             return None
         return user_id if self.role_name_of(user_id) in ADMIN_ROLES else None
@@ -229,7 +230,7 @@ class Store:
         drafts = [self._user_draft(body) for body in bodies]
         seen: set[str] = set()
         for draft in drafts:
-            keys = {"e:" + draft.email.lower(), "u:" + draft.user_name.lower()}
+            keys = {"e:" + identity(draft.email), "u:" + identity(draft.user_name)}
             if bulk and keys & seen:
                 raise StoreError(400, DUPLICATE_IN_PAYLOAD, "The payload contains duplicate users.")
             seen |= keys
@@ -239,7 +240,7 @@ class Store:
             raise StoreError(400, USER_EXISTS, message)
         for draft in drafts:
             self.insert_user(draft)
-            self.creations[draft.email.lower()] += 1
+            self.creations[identity(draft.email)] += 1
         return drafts
 
     def update_user(self, user_id: str, body: object) -> UserRecord:
@@ -324,18 +325,18 @@ class Store:
         return [g for g in dict.fromkeys(ids) if not self.groups[g].builtin]
 
     def _clashes(self, email: str, user_name: str, own_id: str | None) -> bool:
-        others = {self._emails.get(email.lower()), self._user_names.get(user_name.lower())}
+        others = {self._emails.get(identity(email)), self._user_names.get(identity(user_name))}
         return bool(others - {None, own_id})
 
     def insert_user(self, user: UserRecord) -> None:
         """Store a ready-made record as is, without validation (for seeding)."""
         self.users[user.id] = user
-        self._emails[user.email.lower()] = user.id
-        self._user_names[user.user_name.lower()] = user.id
+        self._emails[identity(user.email)] = user.id
+        self._user_names[identity(user.user_name)] = user.id
 
     def _unindex_user(self, user: UserRecord) -> None:
-        self._emails.pop(user.email.lower(), None)
-        self._user_names.pop(user.user_name.lower(), None)
+        self._emails.pop(identity(user.email), None)
+        self._user_names.pop(identity(user.user_name), None)
 
     def create_groups(self, bodies: list[object]) -> list[GroupRecord]:
         """Validate every group body, then create them all or none; names are unique, any case."""
