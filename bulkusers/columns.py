@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 
 from bulkusers.errors import InputError
 from bulkusers.models import FIELDS, Header
+from bulkusers.safetext import QUOTE_LIMIT, printable
 
 #: The columns a bulkusers report starts with, before the input's own columns.
 REPORT_COLUMNS: tuple[str, ...] = (
@@ -25,8 +26,14 @@ REPORT_COLUMNS: tuple[str, ...] = (
 )
 #: Position of ``previous``: a user's state before a run changed or deleted it, as JSON.
 PREVIOUS = REPORT_COLUMNS.index("previous")
+#: Position of ``action``: what the run did to the line's user.
+ACTION = REPORT_COLUMNS.index("action")
 #: Fields a report's ``previous`` can give back, for re-creating users from a delete report.
 RESTORABLE = ("userName", "firstName", "lastName", "role", "groups", "language")
+#: The actions whose ``previous`` is a record to restore: on such a line every field the
+#: record holds comes from it, not from the file the run was given (a leavers list that
+#: spelt the address its own way, or named other groups).
+RESTORING = frozenset({"delete"})
 
 # Keys are names with case, spaces, underscores, hyphens and dots removed. Every alias is a name
 # that only ever means that field: a near miss (Department, Team, User ID) stays unknown and is
@@ -64,8 +71,11 @@ def normalise_header(name: str) -> str:
 
 
 def show(name: str) -> str:
-    """A column name quoted on one line, for error messages."""
-    return "'" + " ".join(name.split()) + "'"
+    """A column (or sheet) name quoted on one line, escaped and cut short, for messages."""
+    shown = printable(" ".join(name.split()))
+    if len(shown) > QUOTE_LIMIT:
+        shown = f"{shown[:QUOTE_LIMIT]}... ({len(name):,} characters)"
+    return "'" + shown + "'"
 
 
 def is_report_header(names: Sequence[str]) -> bool:
@@ -149,20 +159,23 @@ def _report_shaper(keep: int, columns: Sequence[str], index: dict[str, int]) -> 
     skip = len(REPORT_COLUMNS)
     extra = columns[keep:]
     # The input's own columns for the fields a report's ``previous`` can fill.
-    own = {name: index[name] for name in RESTORABLE if index.get(name, keep) < keep}
+    own = {name: index[name] for name in ("email", *RESTORABLE) if index.get(name, keep) < keep}
 
     def shape(cells: Sequence[str]) -> tuple[str, ...]:
         values = list(cells[skip : skip + keep])
         values.extend([""] * (keep - len(values)))
         previous = _previous(cells[PREVIOUS] if len(cells) > PREVIOUS else "")
-        # A blank cell means "leave alone"; the recorded state is what a re-import of a
-        # delete report must restore, so it fills the input's blank cells too.
+        restoring = len(cells) > ACTION and cells[ACTION].strip() in RESTORING
         for name, position in own.items():
-            if not values[position].strip() and previous.get(name):
+            if restoring and name in previous:
+                values[position] = previous[name]  # the record wins over the file
+            elif not values[position].strip() and previous.get(name):
+                # A blank cell means "leave alone"; the recorded state fills it.
                 values[position] = previous[name]
         for name in extra:
             if name == "email":
-                values.append(cells[1] if len(cells) > 1 else "")
+                recorded = previous.get("email", "") if restoring else ""
+                values.append(recorded or (cells[1] if len(cells) > 1 else ""))
             else:
                 values.append(previous.get(name, ""))
         return tuple(values)

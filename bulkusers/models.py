@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+from bulkusers.safetext import clean
+
 #: Canonical input fields, in the order the report and export show them.
 FIELDS: tuple[str, ...] = (
     "email",
@@ -46,11 +48,12 @@ class Header:
         return field_name in self.index
 
     def value(self, row: Row, field_name: str) -> str:
-        """The row's text for a canonical field, stripped; "" when blank or absent."""
+        """The row's text for a canonical field without the whitespace and zero-width
+        characters around it; "" when blank-looking or absent."""
         position = self.index.get(field_name)
         if position is None or position >= len(row.values):
             return ""
-        return row.values[position].strip()
+        return clean(row.values[position])
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,9 @@ class Row:
 
     number: int
     values: tuple[str, ...]
+    #: Why the row cannot be used whatever it asks for (a control character, an oversized
+    #: cell, a formula without a value), found while reading; "" for a sound row.
+    problem: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,13 +14,20 @@ from typing import Any
 
 import pandas as pd
 from openpyxl import load_workbook
+from openpyxl.cell.read_only import ReadOnlyCell
 from openpyxl.workbook.workbook import Workbook
 from openpyxl.worksheet._read_only import ReadOnlyWorksheet
+
+# openpyxl's own sheet parser: its public reader cannot tell a formula without a saved value
+# from an empty cell (see _FormulaAwareParser).
+from openpyxl.worksheet._reader import FORMULA_TAG, WorkSheetParser
 
 from bulkusers.cells import cell_text, neutralise, restore
 from bulkusers.columns import Shaper, build_header, normalise_header, show
 from bulkusers.errors import ConfigError, InputError
 from bulkusers.models import Header, Row
+from bulkusers.rowcheck import UNCACHED_FORMULA, RowCheck
+from bulkusers.safetext import is_blank
 
 __all__ = [
     "ReadOptions",
@@ -46,6 +53,9 @@ _TEXT_CONTROLS = frozenset("\t\n\r\f\v")
 _BAD_LINE = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 _OPEN_QUOTE = re.compile(r"EOF inside string starting at row (\d+)")
 _DELIMITER_NAMES = {",": "commas", ";": "semicolons", "\t": "tabs"}
+#: The largest cell a row may hold (--max-cell-bytes): far above any name, address or group
+#: list, far below what would make a run slow or large.
+DEFAULT_MAX_CELL_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +66,14 @@ class ReadOptions:
     delimiter: str | None = None
     sheet: str | None = None
     chunk_size: int = 2000
+    #: A cell larger than this (UTF-8 bytes) makes its row invalid (--max-cell-bytes).
+    max_cell_bytes: int = DEFAULT_MAX_CELL_BYTES
 
     def __post_init__(self) -> None:
         if self.chunk_size < 1:
             raise ConfigError(f"chunk size must be at least 1, not {self.chunk_size}")
+        if self.max_cell_bytes < 1:
+            raise ConfigError(f"--max-cell-bytes must be at least 1, not {self.max_cell_bytes}")
         if self.delimiter is not None and len(_delimiter(self.delimiter)) != 1:
             raise ConfigError(
                 f"delimiter must be one character (such as , ; or tab), not {self.delimiter!r}"
@@ -69,12 +83,15 @@ class ReadOptions:
 class Table:
     """An opened input file: its header, and a way to stream its rows (re-readable)."""
 
-    __slots__ = ("_stream", "header", "path")
+    __slots__ = ("_stream", "header", "path", "sheet")
 
-    def __init__(self, path: Path, header: Header, stream: Callable[[], Iterator[Row]]) -> None:
+    def __init__(self, path: Path, header: Header, stream: Callable[[], Iterator[Row]],
+                 sheet: str | None = None) -> None:
         self.path = path
         self.header = header
         self._stream = stream
+        #: The worksheet read, for a workbook (the active visible one unless --sheet).
+        self.sheet = sheet
 
     def rows(self) -> Iterator[Row]:
         """Stream the data rows from the start of the file; blank rows are skipped."""
@@ -115,8 +132,8 @@ def _delimiter(text: str) -> str:
 
 
 def _is_blank(cells: Sequence[str]) -> bool:
-    """True when no cell holds anything but whitespace."""
-    return not any(cell.strip() for cell in cells)
+    """True when no cell shows anything (whitespace and zero-width characters only)."""
+    return all(is_blank(cell) for cell in cells)
 
 
 def _read_sample(path: Path) -> tuple[bytes, bool]:
@@ -248,14 +265,16 @@ def _open_csv(path: Path, options: ReadOptions) -> Table:
     header, shape = build_header(str(path), [restore(cell) for cell in cells])
     width = len(cells)
 
+    check = RowCheck(header.columns, options.max_cell_bytes)
+
     def stream() -> Iterator[Row]:
-        return _csv_rows(path, options, delimiter, width, header_number, shape)
+        return _csv_rows(path, options, delimiter, width, header_number, shape, check)
 
     return Table(path, header, stream)
 
 
 def _csv_rows(path: Path, options: ReadOptions, delimiter: str, width: int, header_number: int,
-              shape: Shaper) -> Iterator[Row]:
+              shape: Shaper, check: RowCheck) -> Iterator[Row]:
     """Stream a CSV file's data rows in pandas chunks, numbered as a spreadsheet shows them."""
     number = 0
     try:
@@ -273,8 +292,8 @@ def _csv_rows(path: Path, options: ReadOptions, delimiter: str, width: int, head
                     number += 1
                     if number <= header_number or _is_blank(record):
                         continue
-                    yield Row(number, shape([restore(cell) if cell[:1] == "'" else cell
-                                             for cell in record]))
+                    yield check(number, shape([restore(cell) if cell[:1] == "'" else cell
+                                               for cell in record]))
     except pd.errors.ParserError as exc:
         raise InputError(_parser_message(path, str(exc), delimiter)) from exc
     except UnicodeError:
@@ -332,14 +351,28 @@ def _load_workbook(path: Path) -> Workbook:
         ) from exc
 
 
+def _default_sheet(path: Path, workbook: Workbook) -> Any:
+    """The sheet Excel opens the workbook on: the active one, unless it is hidden, in which
+    case the first visible worksheet (a hidden sheet is the writer's scratch space)."""
+    sheets = workbook.worksheets
+    if not sheets:
+        raise InputError(f"{path}: the workbook has no worksheet; add one with the users")
+    active = workbook.active
+    if active is not None and getattr(active, "sheet_state", "visible") == "visible":
+        return active
+    visible = [s for s in sheets if getattr(s, "sheet_state", "visible") == "visible"]
+    if not visible:
+        listed = ", ".join(show(s.title) for s in sheets)
+        raise InputError(f"{path}: every sheet is hidden ({listed}); pass --sheet with the "
+                         "one that holds the users")
+    return visible[0]
+
+
 def _worksheet(path: Path, workbook: Workbook, wanted: str | None) -> ReadOnlyWorksheet:
-    """The sheet to read: the one named, else the first worksheet."""
+    """The sheet to read: the one named, else the active visible one."""
     names = workbook.sheetnames
     if wanted is None:
-        sheets = workbook.worksheets
-        if not sheets:
-            raise InputError(f"{path}: the workbook has no worksheet; add one with the users")
-        sheet = sheets[0]
+        sheet = _default_sheet(path, workbook)
     else:
         matches = [name for name in names if name == wanted] or [
             name for name in names if name.casefold() == wanted.strip().casefold()
@@ -371,14 +404,61 @@ def _cell_text(cell: Any) -> str:
 _Records = Generator[tuple[int, list[str]], None, None]
 
 
+class _FormulaAwareParser(WorkSheetParser):
+    """openpyxl's sheet parser, telling a formula without a saved value from an empty cell.
+
+    With ``data_only`` openpyxl reads a formula's cached value and gives None when there is
+    none, exactly as for an empty cell: the row would look blank and vanish from the report.
+    """
+
+    def parse_cell(self, element: Any) -> dict[str, Any]:
+        cell: dict[str, Any] = super().parse_cell(element)
+        if cell["value"] is None and element.find(FORMULA_TAG) is not None:
+            cell["value"] = UNCACHED_FORMULA
+            cell["data_type"] = "s"
+        return cell
+
+
+def _record(sheet: ReadOnlyWorksheet, cells: list[dict[str, Any]]) -> list[str]:
+    """One parsed row's cells as texts, placed by column (missing cells are blank)."""
+    texts: list[str] = []
+    for cell in cells:
+        column = int(cell["column"])
+        if column > len(texts) + 1:
+            texts.extend([""] * (column - 1 - len(texts)))
+        value = cell["value"]
+        if type(value) is str:
+            texts.append(value)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            # Only numbers need their format (zero padding such as 000042).
+            styled = ReadOnlyCell(sheet, cell["row"], column, value, cell["data_type"],
+                                  cell["style_id"])
+            texts.append(cell_text(value, styled.number_format))
+        else:
+            texts.append(cell_text(value))
+    return texts
+
+
 def _sheet_records(path: Path, sheet: ReadOnlyWorksheet) -> _Records:
     """Every row of a sheet as (row number, cell texts), including blank rows."""
-    # The stubs bind iter_rows to Worksheet only, though ReadOnlyWorksheet shares it.
-    rows: Iterator[tuple[Any, ...]] = sheet.iter_rows(values_only=False)  # type: ignore[misc]
+    # The same private attributes ReadOnlyWorksheet reads its own rows with.
+    raw: Any = sheet
+    workbook: Any = sheet.parent
     number = 0
     try:
-        for number, cells in enumerate(rows, start=1):
-            yield number, [_cell_text(cell) for cell in cells]
+        with workbook._archive.open(raw._worksheet_path) as source:
+            parser = _FormulaAwareParser(source, raw._shared_strings,
+                                         data_only=True, epoch=workbook.epoch,
+                                         date_formats=workbook._date_formats,
+                                         timedelta_formats=workbook._timedelta_formats)
+            for found, cells in parser.parse():
+                while number + 1 < found:  # rows the file leaves out are blank
+                    number += 1
+                    yield number, []
+                number = found
+                yield number, _record(sheet, cells)
+    except InputError:
+        raise
     except Exception as exc:  # A damaged sheet fails mid-stream with assorted parser errors.
         raise InputError(
             f"{path}: sheet {show(sheet.title)} is damaged after row {number} "
@@ -408,14 +488,16 @@ def _open_xlsx(path: Path, options: ReadOptions) -> Table:
         )
     header_number, cells = found
     header, shape = build_header(f"{path} [{title}]", [restore(cell) for cell in cells])
+    check = RowCheck(header.columns, options.max_cell_bytes)
 
     def stream() -> Iterator[Row]:
-        return _xlsx_rows(path, title, header_number, shape)
+        return _xlsx_rows(path, title, header_number, shape, check)
 
-    return Table(path, header, stream)
+    return Table(path, header, stream, sheet=title)
 
 
-def _xlsx_rows(path: Path, title: str, header_number: int, shape: Shaper) -> Iterator[Row]:
+def _xlsx_rows(path: Path, title: str, header_number: int, shape: Shaper,
+               check: RowCheck) -> Iterator[Row]:
     """Stream a sheet's data rows, numbered as Excel numbers them; closes the workbook."""
     workbook = _load_workbook(path)
     records: _Records | None = None
@@ -424,7 +506,7 @@ def _xlsx_rows(path: Path, title: str, header_number: int, shape: Shaper) -> Ite
         for number, cells in records:
             if number <= header_number or _is_blank(cells):
                 continue
-            yield Row(number, shape([restore(cell) for cell in cells]))
+            yield check(number, shape([restore(cell) for cell in cells]))
     finally:
         # Close the sheet's XML stream before the archive that holds it.
         if records is not None:

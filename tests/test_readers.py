@@ -158,7 +158,8 @@ def test_values_stay_text_exactly(tmp_path: Path) -> None:
 
 
 def test_blank_rows_are_skipped_but_counted(tmp_path: Path) -> None:
-    """Blank, whitespace-only and all-empty rows are not yielded, yet numbering matches Excel."""
+    """Blank, whitespace-only and all-empty rows are not yielded, yet numbering matches Excel
+    (a quoted line break spans two lines and is a control character that invalidates its row)."""
     text = (
         "email,firstName\n"
         "a@example.com,Ann\n"
@@ -171,7 +172,8 @@ def test_blank_rows_are_skipped_but_counted(tmp_path: Path) -> None:
     rows = read_all(write(tmp_path / "users.csv", text), ReadOptions(chunk_size=2))
     assert rows == [
         Row(2, ("a@example.com", "Ann")),
-        Row(6, ("b@example.com", "two\nlines")),
+        Row(6, ("b@example.com", "two\nlines"), "column 'firstName' holds a control character "
+                                                 "(\\x0a at character 4); remove it"),
         Row(7, ("c@example.com", "Cy")),
     ]
 
