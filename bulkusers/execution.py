@@ -16,6 +16,7 @@ from bulkusers.api import UserApi, UserDict
 from bulkusers.client import Trace
 from bulkusers.directory import Directory, User
 from bulkusers.errors import ApiError, describe_network_error, is_retryable, server_failing
+from bulkusers.identity import identity_key
 from bulkusers.journal import Journal
 from bulkusers.models import RowResult, Status
 from bulkusers.operations import NEW_PASSWORD
@@ -161,9 +162,9 @@ class Executor:
             for task in batch.tasks:
                 await self.create(task, emit, maybe_landed=True)
             return
-        by_email = {str(u.get("email", "")).casefold(): u for u in created}
+        by_email = {identity_key(str(u.get("email", ""))): u for u in created}
         for task in batch.tasks:
-            user = by_email.get(task.email.casefold())
+            user = by_email.get(identity_key(task.email))
             if user is None:
                 # An answer without this user (v0.9 answers vary): ask the server.
                 user = await self.api.find_user(task.email, trace)

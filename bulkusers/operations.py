@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from bulkusers.directory import Directory, Group, Role, Unknown, User
+from bulkusers.identity import identity_key, stored_email
 from bulkusers.journal import JournalEntry
 from bulkusers.models import Header, Row, RowResult, Status
 from bulkusers.prescan import Prescan
 from bulkusers.report import ReportLine
+from bulkusers.safetext import clean, quote
 from bulkusers.tasks import (
     CreateTask,
     DeactivateTask,
@@ -47,26 +49,31 @@ class PlanOptions:
     on_existing: OnExisting = "skip"
     groups_mode: GroupsMode = "add"
     create_groups: bool = False
+    #: Create and update emails exactly as typed instead of in lower case (--keep-email-case).
+    keep_email_case: bool = False
 
 
 def split_groups(cell: str) -> list[str]:
-    """Group names from a cell separated by ``;`` or ``|``, blanks dropped, order kept."""
+    """Group names from a cell separated by ``;`` or ``|``, blank-looking parts dropped, order
+    kept; a cell of separators only names no group."""
     names: list[str] = []
     for part in GROUP_SEPARATORS.split(cell):
-        name = part.strip()
+        name = clean(part)
         if name and name.casefold() not in (n.casefold() for n in names):
             names.append(name)
     return names
 
 
 def _is_clear(text: str) -> bool:
-    return text.casefold() == CLEAR
+    return clean(text).casefold() == CLEAR
 
 
 @dataclass(frozen=True, slots=True)
 class Wanted:
     """What a row asks for. None: leave alone (blank cell); "" or []: clear it."""
 
+    #: The address as it is to be stored (trimmed; lower case unless --keep-email-case).
+    email: str
     user_name: str | None
     first_name: str | None
     last_name: str | None
@@ -100,7 +107,7 @@ class Planner:
         if not email:
             return "no email; every row needs one"
         if not EMAIL_PATTERN.match(email):
-            return f"malformed email {email!r}"
+            return f"malformed email {quote(email)}"
         others = self.scan.other_rows(email, row.number)
         if others:
             return f"email also on row {', '.join(map(str, others))}; keep one row per user"
@@ -125,18 +132,25 @@ class Planner:
             role = found
         groups: tuple[Group, ...] | None = None
         clear_groups = _is_clear(text["groups"])
-        if text["groups"]:
-            if clear_groups:
-                groups = ()
-            else:
-                resolved = self._groups(text["groups"])
-                if isinstance(resolved, str):
-                    return resolved
-                groups = resolved
+        if clear_groups:
+            groups = ()
+        elif text["groups"]:
+            names = split_groups(text["groups"])
+            if any(_is_clear(name) for name in names):
+                return f"{CLEAR} must be alone in the groups cell; remove the group names " \
+                       "to empty the groups, or remove (clear) to keep them"
+            resolved = self._groups("; ".join(names))
+            if isinstance(resolved, str):
+                return resolved
+            # A cell that names no writable group (only separators, or only built-in groups
+            # that Sisense computes) looks blank: it leaves the groups alone. Only (clear)
+            # empties them.
+            groups = resolved or None
         user_name = plain("userName")
         if user_name == "":
             return f"the userName cannot be cleared ({CLEAR})"
-        return Wanted(user_name=user_name, first_name=plain("firstName"),
+        email = stored_email(value(row, "email"), keep_case=self.options.keep_email_case)
+        return Wanted(email=email, user_name=user_name, first_name=plain("firstName"),
                       last_name=plain("lastName"), role=role, groups=groups,
                       password=value(row, "password"), language=plain("language"),
                       clear_groups=clear_groups)
@@ -159,10 +173,13 @@ class Planner:
 
     def _user_or_problem(self, row: Row, action: str) -> tuple[str, User | None, RowResult | None]:
         email = self.header.value(row, "email")
-        problem = self._key_problem(row, email)
+        problem = row.problem or self._key_problem(row, email)
         if problem:
             return email, None, decided(row, email, action, Status.SKIPPED, error=problem)
-        return email, self.directory.user_by_email(email), None
+        user = self.directory.user_by_email(email)
+        # Results name a user as the server stores it, so the operator sees who is affected,
+        # not only how the file spelt the address.
+        return (user.email if user else email), user, None
 
     # -- import and update --------------------------------------------------------------------
 
@@ -182,14 +199,15 @@ class Planner:
         wanted = self._wanted(row)
         if isinstance(wanted, str):
             return decided(row, email, "create", Status.SKIPPED, error=wanted)
-        return self._create(row, email, wanted)
+        return self._create(row, wanted)
 
-    def _create(self, row: Row, email: str, wanted: Wanted) -> WorkItem:
+    def _create(self, row: Row, wanted: Wanted) -> WorkItem:
+        email = wanted.email
         user_name = wanted.user_name or email
         holder = self.directory.user_by_name(user_name)
         if holder is not None:
             return decided(row, email, "create", Status.SKIPPED,
-                           error=f"userName {user_name!r} is taken by {holder.email}")
+                           error=f"userName {quote(user_name)} is taken by {holder.email}")
         role = wanted.role
         if role is None:
             fallback = self.options.default_role
@@ -241,18 +259,22 @@ class Planner:
     def _diff(self, user: User, wanted: Wanted) -> tuple[dict[str, Any], list[str]] | str:
         patch: dict[str, Any] = {}
         changes: list[str] = []
+        if wanted.email != user.email:
+            # The row matched this user, so only letter case differs: store it as wanted.
+            patch["email"] = wanted.email
+            changes.append(f"email: {quote(user.email)} -> {quote(wanted.email)}")
         if wanted.user_name is not None and wanted.user_name != user.user_name:
             holder = self.directory.user_by_name(wanted.user_name)
             if holder is not None and holder.id != user.id:
-                return f"userName {wanted.user_name!r} is taken by {holder.email}"
+                return f"userName {quote(wanted.user_name)} is taken by {holder.email}"
             patch["userName"] = wanted.user_name
-            changes.append(f"userName: {user.user_name!r} -> {wanted.user_name!r}")
+            changes.append(f"userName: {quote(user.user_name)} -> {quote(wanted.user_name)}")
         for key, label, old, new in (("firstName", "firstName", user.first_name,
                                       wanted.first_name),
                                      ("lastName", "lastName", user.last_name, wanted.last_name)):
             if new is not None and new != old:
                 patch[key] = new
-                changes.append(f"{label}: {old!r} -> {new!r}")
+                changes.append(f"{label}: {quote(old)} -> {quote(new)}")
         if wanted.role is not None and wanted.role.id != user.role_id:
             if user.id in self.protected:
                 return f"refusing to change the role of {self.protected[user.id]}"
@@ -265,7 +287,7 @@ class Planner:
                 changes.append(description)
         if wanted.language is not None and wanted.language != user.language:
             patch["preferences"] = {"language": wanted.language or None}
-            changes.append(f"language: {user.language!r} -> {wanted.language!r}")
+            changes.append(f"language: {quote(user.language)} -> {quote(wanted.language)}")
         return patch, changes
 
     def _group_change(self, user: User, named: tuple[Group, ...],
@@ -310,7 +332,7 @@ class Planner:
         if entry is None or entry.action != action:
             return None
         # Same row number and same email, or it is not this row's record.
-        same = entry.email.casefold() == self.header.value(row, "email").casefold()
+        same = identity_key(entry.email) == identity_key(self.header.value(row, "email"))
         return entry if same else None
 
     def plan_deactivate(self, row: Row) -> WorkItem:

@@ -16,6 +16,7 @@ from bulkusers.cells import neutralise, restore
 from bulkusers.columns import REPORT_COLUMNS
 from bulkusers.errors import ConfigError, InputError
 from bulkusers.models import Header, RowResult
+from bulkusers.safetext import clean, find_control, printable
 
 MASK = "***"
 FINISHED = frozenset({"created", "updated", "unchanged", "deactivated", "deleted"})
@@ -66,15 +67,29 @@ def summary_path(report_path: Path) -> Path:
     return report_path.with_name(name + ".summary.json")
 
 
-#: Column names that suggest a secret, whatever the file calls them ("Temporary Password").
-SECRET_NAME = re.compile(r"pass|pwd|secret|token", re.IGNORECASE)
+#: Parts of a column name that suggest a secret wherever they appear ("Temporary Password",
+#: "x_api_token", "ClientSecret", "LicenseKey").
+SECRET_PART = re.compile(r"pass|pwd|secret|token|credential|apikey|accesskey|privatekey|"
+                         r"signingkey|signature|authorization|bearer|cookie|key$")
+#: Short words that suggest a secret only as a word of their own ("API Key", "PIN", "OTP").
+SECRET_WORDS = frozenset({"key", "keys", "pin", "otp", "totp", "mfa", "auth", "cred", "creds",
+                          "jwt", "sig", "salt", "hash", "session", "sso", "pat", "cvv"})
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+
+
+def is_secret_name(name: str) -> bool:
+    """True when a column name suggests its cells hold a secret (password, key, token...)."""
+    joined = re.sub(r"[^a-z0-9]", "", name.casefold())
+    if SECRET_PART.search(joined):
+        return True
+    return any(word.casefold() in SECRET_WORDS for word in _WORD.findall(name))
 
 
 def secret_columns(header: Header) -> set[int]:
     """Positions of the input columns a report must never echo: the password field and any
     column whose name suggests a secret."""
     found = {header.index["password"]} if "password" in header.index else set()
-    found.update(i for i, name in enumerate(header.columns) if SECRET_NAME.search(name))
+    found.update(i for i, name in enumerate(header.columns) if is_secret_name(name))
     return found
 
 
@@ -105,20 +120,20 @@ class ReportWriter:
         """Append one result line and flush it to the operating system."""
         values = list(result.row.values) + [""] * (len(self._header.columns)
                                                    - len(result.row.values))
-        echoed = [MASK if i in self._secret_positions and v else neutralise(v)
+        echoed = [MASK if i in self._secret_positions and v else _echo(v)
                   for i, v in enumerate(values)]
         self._csv.writerow([
             result.row.number,
-            neutralise(result.email),
+            _cell(result.email),
             result.action,
             result.status.value,
             result.user_id,
             "" if result.http_status is None else result.http_status,
-            neutralise(result.error),
+            _cell(result.error),
             result.attempts,
             f"{result.elapsed_ms:.1f}",
-            neutralise(result.changes),
-            neutralise(result.previous),
+            _cell(result.changes),
+            _cell(result.previous),
             *echoed,
         ])
         self._file.flush()
@@ -127,6 +142,17 @@ class ReportWriter:
         """Close the file (idempotent)."""
         if not self._file.closed:
             self._file.close()
+
+
+def _cell(text: str) -> str:
+    """A report cell: no formula a spreadsheet would run, no raw control character."""
+    return neutralise(printable(text))
+
+
+def _echo(text: str) -> str:
+    """An input cell echoed in the report: as read, but without the whitespace around it when
+    that holds control characters (a tab, a line break), which are then never written raw."""
+    return _cell(clean(text) if find_control(text) >= 0 else text)
 
 
 def complete_length(path: Path) -> int:
