@@ -298,7 +298,7 @@ def _not_applied(patch: Mapping[str, Any], after: User, directory: Directory) ->
         if explicit != set(patch["groups"]):
             missing.append("groups")
     for key, value in (("firstName", after.first_name), ("lastName", after.last_name),
-                       ("userName", after.user_name)):
+                       ("userName", after.user_name), ("email", after.email)):
         if key in patch and value != patch[key]:
             missing.append(key)
     return missing

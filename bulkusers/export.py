@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import aiohttp
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell
+from openpyxl.cell.cell import Cell
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
@@ -32,6 +32,7 @@ from bulkusers.config import Connection, RetryPolicy
 from bulkusers.directory import Directory, Group, Unknown, User, load_directory
 from bulkusers.errors import AbortError, ApiError, ConfigError, ServerUnavailable
 from bulkusers.errors import describe_network_error as network_problem
+from bulkusers.safetext import printable
 
 COLUMNS: tuple[str, ...] = (
     "email", "userName", "firstName", "lastName", "role", "roleDisplayName", "groups",
@@ -204,7 +205,8 @@ def _csv_cell(value: str | bool | None) -> str:
         return ""
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
-    return neutralise(value)
+    # A control character the server holds is shown as a visible escape, never written raw.
+    return neutralise(printable(value))
 
 
 class _XlsxSink:
@@ -238,8 +240,9 @@ class _XlsxSink:
         return self._text_cell(value)
 
     def _text_cell(self, text: str) -> Cell:
-        # Characters XML cannot hold would make openpyxl refuse the whole row.
-        text = ILLEGAL_CHARACTERS_RE.sub("", text)
+        # XML cannot hold control characters (openpyxl would refuse the row), and dropping
+        # them would silently change an address: they are written as visible escapes.
+        text = printable(text)
         # The importer strips one "'" from "'=..." (see cells.restore); quote such text once more
         # so that it reads back exactly.
         if restore(text) != text:

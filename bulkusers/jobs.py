@@ -12,7 +12,7 @@ from typing import Literal
 from bulkusers.api import UserApi, make_api
 from bulkusers.client import SisenseClient
 from bulkusers.config import Connection, RetryPolicy
-from bulkusers.directory import Directory, Group, load_directory
+from bulkusers.directory import Directory, Group, User, load_directory
 from bulkusers.errors import (
     ApiError,
     InputError,
@@ -21,6 +21,7 @@ from bulkusers.errors import (
 )
 from bulkusers.execution import Executor
 from bulkusers.journal import Journal, journal_path
+from bulkusers.ledger import Ledger, read_ledger
 from bulkusers.models import Header, Row
 from bulkusers.operations import Planner, PlanOptions, protected_users
 from bulkusers.pipeline import Observer, Recorder, SilentObserver, execute
@@ -42,13 +43,16 @@ from bulkusers.report import (
     compact_report,
     default_report_path,
     read_report,
+    secret_columns,
     summary_path,
 )
 from bulkusers.resume import Earlier, file_sha256, load_earlier
 from bulkusers.summary import RunSummary
-from bulkusers.tasks import WorkItem, batched
+from bulkusers.tasks import Task, WorkItem, batched, describe
 
 Command = Literal["import", "update", "deactivate", "delete", "reactivate"]
+#: Commands that read and keep the machine's deactivation records (see ledger.py).
+LEDGERED = frozenset({"deactivate", "delete", "reactivate"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +92,8 @@ class _Input:
     scan: Prescan
     sha256: str
     lines: tuple[ReportLine, ...] = ()
+    #: The worksheet read, for a workbook.
+    sheet: str | None = None
 
 
 async def _open_input(command: Command, settings: RunSettings) -> _Input:
@@ -95,13 +101,17 @@ async def _open_input(command: Command, settings: RunSettings) -> _Input:
     path = settings.input_path
     if command == "reactivate":
         lines = await asyncio.to_thread(lambda: tuple(read_report(path)))
+        actions = sorted({line.action for line in lines if line.action})
+        if lines and "deactivate" not in actions:
+            raise InputError(f"{path}: is the report of {' and '.join(actions)}, not of "
+                             "deactivate; reactivate takes the report of a deactivate run")
         sha = await asyncio.to_thread(file_sha256, path)
         rows = tuple(Row(line.line, ()) for line in lines)
         return _Input(Header((), {}), lambda: iter(rows), Prescan(total=len(lines)), sha, lines)
     table = open_table(path, settings.read)
     scan = await asyncio.to_thread(prescan, table.rows, table.header)
     sha = await asyncio.to_thread(file_sha256, path)
-    return _Input(table.header, table.rows, scan, sha)
+    return _Input(table.header, table.rows, scan, sha, sheet=table.sheet)
 
 
 def _plan_function(command: Command, planner: Planner,
@@ -143,19 +153,21 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
             raise ServerUnavailable(f"reading roles, groups and users from {connection.url} "
                                     f"failed ({exc.describe()}); nothing was sent. Try again "
                                     "later") from None
+        records = read_ledger(connection.url) if command in LEDGERED else {}
         planner = Planner(source.header, directory, source.scan, options,
                           protected_users(directory, me),
-                          prior=earlier.journal if earlier else None)
+                          prior=earlier.journal if earlier else None, deactivated=records)
         plan = _plan_function(command, planner, source)
 
         def planned() -> Iterator[WorkItem]:
             items = (plan(row) for row in source.rows() if row.number not in skip)
             return batched(items, settings.batch_size)
 
-        preview = await asyncio.to_thread(count_plan, planned())
+        describe_task = _describer(directory)
+        preview = await asyncio.to_thread(count_plan, planned(), describe_task)
         missing = _stand_in_groups(planner, directory, options)
         if missing:
-            preview = await asyncio.to_thread(count_plan, planned())
+            preview = await asyncio.to_thread(count_plan, planned(), describe_task)
         refused = _strict_refusal(preview, safety)
         dry_run = safety.dry_run or bool(refused)
         if not dry_run:
@@ -177,7 +189,11 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
                              options=options_now,
                              input_sha256=source.sha256, dry_run=dry_run, refused=refused,
                              ignored_columns=source.header.unknown,
-                             groups_created=missing)
+                             groups_created=missing, sheet=source.sheet or "",
+                             masked_columns=tuple(source.header.columns[i] for i in
+                                                  sorted(secret_columns(source.header))),
+                             affected=list(preview.targets),
+                             affected_total=preview.destructive)
         if earlier:
             summary.counts.update(earlier.counts)
             summary.carried_over = len(earlier.finished)
@@ -187,8 +203,11 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
             writer.close()
             raise ReportUnwritable(f"cannot write {summary_path(report_path)} "
                                    f"({exc.strerror or exc}); nothing was sent") from None
-        record = Recorder(writer, summary, observer, safety.breaker)
-        journal = (Journal(journal_path(report_path), fresh=mode != "append")
+        ledger = (Ledger(connection.url, records)
+                  if command in LEDGERED and not dry_run else None)
+        record = Recorder(writer, summary, observer, safety.breaker,
+                          settle=ledger.settle if ledger else None)
+        journal = (Journal(journal_path(report_path), fresh=mode != "append", ledger=ledger)
                    if command in DESTRUCTIVE and not dry_run else None)
         try:
             if not dry_run:
@@ -202,6 +221,8 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
             writer.close()
             if journal is not None:
                 journal.close()
+            if ledger is not None:
+                ledger.close()
             if mode == "append" and record.broken is None:
                 compact_report(report_path)
             summary.requests = client.stats.requests
@@ -215,6 +236,15 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
             f"cannot write {summary_path(report_path)} ({exc.strerror or exc})")
         summary.finish()
     return summary
+
+
+def _describer(directory: Directory) -> Callable[[Task], str]:
+    """How the prompt and a dry run name a task's user: as the server stores it."""
+    def describe_task(task: Task) -> str:
+        user = getattr(task, "user", None)
+        return describe(user, directory) if isinstance(user, User) else task.email
+
+    return describe_task
 
 
 def _strict_refusal(preview: Preflight, safety: Safety) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from bulkusers.ledger import Ledger
 from bulkusers.tasks import DeleteTask, UpdateTask
 
 
@@ -36,11 +37,13 @@ class JournalEntry:
 class Journal:
     """Appends one line per destructive task, flushed before the request goes out."""
 
-    def __init__(self, path: Path, *, fresh: bool) -> None:
+    def __init__(self, path: Path, *, fresh: bool, ledger: Ledger | None = None) -> None:
         """Open for a new run (``fresh``: an old journal at that path is replaced, it belongs
-        to another run) or for a resumed one (appended)."""
+        to another run) or for a resumed one (appended); deactivations are also recorded in
+        the machine's ``ledger``."""
         self.path = path
         self._file: IO[str] = path.open("w" if fresh else "a", encoding="utf-8")
+        self._ledger = ledger
 
     def note(self, task: UpdateTask | DeleteTask) -> None:
         """Record a task's target and its previous state."""
@@ -48,6 +51,8 @@ class Journal:
                 "action": task.action, "previous": task.previous}
         self._file.write(json.dumps(line, ensure_ascii=False) + "\n")
         self._file.flush()
+        if self._ledger is not None and task.action == "deactivate":
+            self._ledger.pending(task.user.id, task.email, task.previous)
 
     def close(self) -> None:
         """Close the file (idempotent)."""

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from bulkusers.directory import Directory, Group, Role, Unknown, User
 from bulkusers.identity import identity_key, stored_email
 from bulkusers.journal import JournalEntry
+from bulkusers.ledger import Deactivation
 from bulkusers.models import Header, Row, RowResult, Status
 from bulkusers.prescan import Prescan
 from bulkusers.report import ReportLine
@@ -89,7 +90,8 @@ class Planner:
 
     def __init__(self, header: Header, directory: Directory, scan: Prescan,
                  options: PlanOptions, protected: Mapping[str, str] | None = None,
-                 prior: Mapping[int, JournalEntry] | None = None) -> None:
+                 prior: Mapping[int, JournalEntry] | None = None,
+                 deactivated: Mapping[str, Deactivation] | None = None) -> None:
         self.header = header
         self.directory = directory
         self.scan = scan
@@ -100,6 +102,8 @@ class Planner:
         self.missing_groups: dict[str, str] = {}
         #: What an interrupted run of this command was about to do, by row (--resume).
         self.prior = dict(prior or {})
+        #: Users bulkusers deactivated earlier on this server, by id, with their records.
+        self.deactivated = dict(deactivated or {})
 
     # -- shared validation --------------------------------------------------------------------
 
@@ -357,7 +361,15 @@ class Planner:
         # A resumed run keeps the state from before the interrupted attempt, not the
         # half-deactivated state it may have left: that is what reactivate must restore.
         earlier = self._earlier_attempt(row, "deactivate")
-        previous = earlier.previous if earlier else snapshot(user, self.directory)
+        record = self._deactivation(user)
+        if earlier is None and record is not None and record.state == "done":
+            return RowResult(row=row, email=email, action="deactivate",
+                             status=Status.UNCHANGED, user_id=user.id,
+                             previous=record.previous,
+                             changes=f"none: already deactivated ({record.describe()}); the "
+                                     "record of that deactivation is kept for reactivate")
+        previous = (earlier.previous if earlier else record.previous if record
+                    else snapshot(user, self.directory))
         return DeactivateTask(row=row, email=email, user=user, patch=patch,
                               changes="; ".join(changes), previous=previous)
 
@@ -375,8 +387,23 @@ class Planner:
         if isinstance(target, RowResult):
             return target
         email, user = target
+        # A user bulkusers deactivated is recorded with the state it had before: a delete
+        # report that re-creates it should give that back, not the deactivated shell.
+        record = self._deactivation(user)
         return DeleteTask(row=row, email=email, user=user,
-                          previous=snapshot(user, self.directory))
+                          previous=record.previous if record else snapshot(user,
+                                                                           self.directory))
+
+    def _deactivation(self, user: User) -> Deactivation | None:
+        """The record of an earlier deactivation of this user, while it is still deactivated
+        (Viewer, no groups); None when there is none or the user was given access again."""
+        record = self.deactivated.get(user.id)
+        if record is None or not record.previous:
+            return None
+        viewer = self.directory.role(DEACTIVATED_ROLE)
+        still = (not isinstance(viewer, Unknown) and user.role_id == viewer.id
+                 and not any(not self._builtin(g) for g in user.group_ids))
+        return record if still else None
 
     # -- reactivate ---------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -59,6 +59,8 @@ class Recorder:
     lock: threading.Lock = field(default_factory=threading.Lock)
     failing_in_a_row: int = 0
     broken: ReportUnwritable | None = None
+    #: Told of each result once it is in the report (the deactivation ledger).
+    settle: Callable[[RowResult], None] | None = None
 
     def __call__(self, result: RowResult) -> None:
         with self.lock:
@@ -72,6 +74,8 @@ class Recorder:
                     "free space or fix the folder, then resume with --resume")
                 return
             self.summary.add(result)
+            if self.settle is not None:
+                self.settle(result)
             if result.transient:
                 self.failing_in_a_row += 1
             elif result.attempts:

@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 
 from bulkusers.errors import GuardTripped
 from bulkusers.models import RowResult, Status
-from bulkusers.tasks import WorkItem, tasks_of
+from bulkusers.tasks import Task, WorkItem, tasks_of
 
-#: How many target users a confirmation prompt names.
+#: How many invalid rows a pre-flight keeps as examples.
 PREVIEW_SIZE = 5
+#: How many affected users a confirmation prompt and a dry run name.
+TARGETS_SHOWN = 20
 DESTRUCTIVE = frozenset({"deactivate", "delete"})
 
 
@@ -23,6 +25,7 @@ class Preflight:
     invalid: int = 0
     failed: int = 0
     examples: list[RowResult] = field(default_factory=list)
+    #: The first users a destructive plan affects, described as the server stores them.
     targets: list[str] = field(default_factory=list)
 
     @property
@@ -43,7 +46,8 @@ class Preflight:
         return f"row {first.row.number}: {first.error}"
 
 
-def count_plan(items: Iterable[WorkItem]) -> Preflight:
+def count_plan(items: Iterable[WorkItem],
+               describe: Callable[[Task], str] = lambda task: task.email) -> Preflight:
     """Walk a whole plan without sending anything and count what it would do."""
     found = Preflight()
     for item in items:
@@ -62,8 +66,8 @@ def count_plan(items: Iterable[WorkItem]) -> Preflight:
             continue
         for task in tasks_of(item):
             found.actions[task.action] += 1
-            if task.action in DESTRUCTIVE and len(found.targets) < PREVIEW_SIZE:
-                found.targets.append(task.email)
+            if task.action in DESTRUCTIVE and len(found.targets) < TARGETS_SHOWN:
+                found.targets.append(describe(task))
     return found
 
 

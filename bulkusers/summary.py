@@ -55,6 +55,14 @@ class RunSummary:
     ignored_columns: tuple[str, ...] = ()
     #: The first rows that need attention, to show without opening the report.
     examples: list[RowResult] = field(default_factory=list)
+    #: The worksheet read, when the input is a workbook.
+    sheet: str = ""
+    #: Input columns whose cells the report masks (their names suggest a secret).
+    masked_columns: tuple[str, ...] = ()
+    #: The first users a deactivation or deletion affects (email, role, groups), and how
+    #: many it affects in all.
+    affected: list[str] = field(default_factory=list)
+    affected_total: int = 0
 
     def add(self, result: RowResult) -> None:
         """Count one finished row."""
@@ -116,6 +124,10 @@ class RunSummary:
             "carried_over": self.carried_over,
             "groups_created": list(self.groups_created),
             "ignored_columns": list(self.ignored_columns),
+            "masked_columns": list(self.masked_columns),
+            "sheet": self.sheet,
+            "affected_total": self.affected_total,
+            "affected": self.affected,
             "needs_attention": self.needs_attention,
             "requests": self.requests,
             "retries": self.retries,

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bulkusers.directory import Directory, User
+from bulkusers.directory import BUILTIN_GROUPS, Directory, User
 from bulkusers.models import Row, RowResult, Status
 
 
@@ -119,6 +119,16 @@ def snapshot(user: User, directory: Directory) -> str:
     if user.active is not None:
         state["active"] = user.active
     return json.dumps(state, ensure_ascii=False)
+
+
+def describe(user: User, directory: Directory) -> str:
+    """One line naming a user as the server stores it: email, role (as the UI names it) and
+    groups, for the confirmation prompt and a dry run's list."""
+    role = directory.role_by_id(user.role_id)
+    role_name = (role.display_name or role.name) if role else user.role_id or "no role"
+    groups = [name for name in directory.group_names(user.group_ids)
+              if name.casefold() not in BUILTIN_GROUPS]
+    return f"{user.email}  {role_name}  groups: {', '.join(groups) if groups else '(none)'}"
 
 
 def decided(row: Row, email: str, action: str, status: Status, *, user_id: str = "",

@@ -23,6 +23,7 @@ from bulkusers.models import RowResult, Status
 from bulkusers.preflight import Preflight
 from bulkusers.report import summary_path
 from bulkusers.resume import option_flags
+from bulkusers.safetext import printable
 from bulkusers.summary import RunSummary
 
 if TYPE_CHECKING:
@@ -71,12 +72,13 @@ class Console:
 
     def confirmation(self, action: str, plan: Preflight) -> None:
         """What a destructive run is about to do, before the prompt."""
-        self._rich.print(f"[bold]{action}[/] would change [bold]{plan.destructive}[/] users, "
-                         f"for example:")
-        for email in plan.targets:
-            self._rich.print(f"  {_escape(email)}")
+        self._rich.print(f"[bold]{action}[/] would change [bold]{plan.destructive}[/] users "
+                         "(email, role, groups as the server holds them):")
+        for target in plan.targets:
+            self._rich.print(f"  {_escape(target)}", soft_wrap=True)
         if plan.destructive > len(plan.targets):
-            self._rich.print(f"  ... and {plan.destructive - len(plan.targets)} more")
+            self._rich.print(f"  ... and {plan.destructive - len(plan.targets)} more (list them "
+                             "all with --dry-run: its report has one line per user)")
         if plan.invalid:
             self._rich.print(f"({plan.invalid} rows are invalid and will be skipped)")
 
@@ -117,6 +119,12 @@ class Console:
             names = ", ".join(repr(c) for c in summary.ignored_columns)
             self._rich.print(f"ignored columns (no such field; see --help): {_escape(names)}",
                              soft_wrap=True)
+        if summary.sheet:
+            self._rich.print(f"sheet read: {_escape(repr(summary.sheet))}", soft_wrap=True)
+        if summary.masked_columns:
+            names = ", ".join(repr(c) for c in summary.masked_columns)
+            self._rich.print(f"masked in the report (names suggest secrets): {_escape(names)}",
+                             soft_wrap=True)
         if summary.groups_created:
             verb = "to create" if summary.dry_run else "created"
             self._rich.print(f"groups {verb}: {_escape(', '.join(summary.groups_created))}")
@@ -146,6 +154,20 @@ class Console:
             if summary.needs_attention > len(summary.examples):
                 self._rich.print(f"  ... and {summary.needs_attention - len(summary.examples)}"
                                  " more in the report")
+
+    def affected(self, summary: RunSummary) -> None:
+        """A dry run of a deactivation or deletion: who it would affect, the first of them
+        by name, as the server holds them (shown even with --quiet: it is about safety)."""
+        if not (summary.dry_run and summary.affected_total):
+            return
+        self._rich.print(f"\n[bold]{summary.command}[/] would affect "
+                         f"[bold]{summary.affected_total}[/] users (email, role, groups):")
+        for target in summary.affected:
+            self._rich.print(f"  {_escape(target)}", soft_wrap=True)
+        rest = summary.affected_total - len(summary.affected)
+        if rest > 0:
+            self._rich.print(f"  ... and {rest} more: every one is listed in the report "
+                             f"{_escape(summary.report_file)}", soft_wrap=True)
 
     def emulator_ready(self, url: str, admin_email: str, fixed_token: bool) -> None:
         """Tell the user how to reach a running emulator."""
@@ -217,5 +239,6 @@ class ProgressObserver:
 
 
 def _escape(text: str) -> str:
-    # User data may contain [brackets] that rich would read as markup.
-    return text.replace("[", r"\[")
+    # User data may contain [brackets] that rich would read as markup, and control
+    # characters (an ESC sequence) that would drive the terminal: both are made inert.
+    return printable(text).replace("[", r"\[")

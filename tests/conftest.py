@@ -99,6 +99,16 @@ def serve(settings: EmulatorSettings) -> Iterator[Served]:
         host.stop()
 
 
+@pytest.fixture(autouse=True)
+def private_state(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+                  ) -> Path:
+    """Each test keeps bulkusers' machine records (deactivations) in a folder of its own,
+    and so does every CLI process it starts (they inherit the variable)."""
+    folder = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("BULKUSERS_STATE_DIR", str(folder))
+    return folder
+
+
 @pytest.fixture
 def served() -> Iterator[Served]:
     """An emulator with the HR groups and a fixed token, in a thread."""

@@ -12,7 +12,7 @@ import click
 
 from bulkusers.config import Connection, RetryPolicy, build_connection
 from bulkusers.errors import BulkUsersError
-from bulkusers.readers import ReadOptions
+from bulkusers.readers import DEFAULT_MAX_CELL_BYTES, ReadOptions
 from bulkusers.ui import Console
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -64,7 +64,12 @@ def input_options(func: F) -> F:
                      help="text encoding of a CSV input, e.g. cp1252 or latin-1"),
         click.option("--delimiter", type=click.Choice([",", ";", "tab"]), default=None,
                      help="CSV delimiter (default: detected among , ; and tab)"),
-        click.option("--sheet", default=None, help="XLSX sheet name (default: the first)"),
+        click.option("--sheet", default=None,
+                     help="XLSX sheet name (default: the sheet Excel opens on, the active "
+                          "one, or the first visible one when that is hidden)"),
+        click.option("--max-cell-bytes", type=click.IntRange(1, None),
+                     default=DEFAULT_MAX_CELL_BYTES, show_default=True,
+                     help="a cell larger than this makes its row invalid"),
         click.option("--report", "report_path", type=click.Path(path_type=Path),
                      default=None, help="report CSV path (default: a new file named after "
                                         "the input, the command and the time)"),
@@ -90,9 +95,12 @@ def policy(params: dict[str, Any]) -> RetryPolicy:
                        max_rate=params["max_rate"])
 
 
-def read_options(encoding: str, delimiter: str | None, sheet: str | None) -> ReadOptions:
+def read_options(encoding: str, delimiter: str | None, sheet: str | None,
+                 max_cell_bytes: int = DEFAULT_MAX_CELL_BYTES) -> ReadOptions:
+    """How to read the input, from the input options."""
     sep = "\t" if delimiter == "tab" else delimiter
-    return ReadOptions(encoding=encoding, delimiter=sep, sheet=sheet)
+    return ReadOptions(encoding=encoding, delimiter=sep, sheet=sheet,
+                       max_cell_bytes=max_cell_bytes)
 
 
 def guard(console: Console, build: Callable[[], T]) -> T:

@@ -24,6 +24,7 @@ from bulkusers.errors import ConfigError
 from bulkusers.jobs import Command, RunSettings, Safety, run_command
 from bulkusers.operations import GroupsMode, OnExisting, PlanOptions
 from bulkusers.preflight import DESTRUCTIVE, Confirm, Limit, Preflight
+from bulkusers.readers import DEFAULT_MAX_CELL_BYTES
 from bulkusers.ui import Console, ProgressObserver
 
 LABELS = {"import": "Importing", "update": "Updating", "deactivate": "Deactivating",
@@ -84,8 +85,9 @@ def _write_command(command: Command, params: dict[str, Any], options: PlanOption
     """Everything a write command does once its own options are read."""
     console = Console(quiet=params["quiet"])
     connection = connection_from(console, params)
-    read = guard(console, lambda: read_options(params.get("encoding", "utf-8-sig"),
-                                               params.get("delimiter"), params.get("sheet")))
+    read = guard(console, lambda: read_options(
+        params.get("encoding", "utf-8-sig"), params.get("delimiter"), params.get("sheet"),
+        params.get("max_cell_bytes", DEFAULT_MAX_CELL_BYTES)))
     limit = guard(console, lambda: _limit(params["max_changes"]))
     resume = params["resume"]
     if resume is not None and params["report_path"] not in (None, resume):
@@ -106,6 +108,7 @@ def _write_command(command: Command, params: dict[str, Any], options: PlanOption
                                            policy(params),
                                            options, observer, safety))
     console.summary(summary)
+    console.affected(summary)
     if summary.interrupted or summary.aborted:
         console.resume_hint(summary)
     sys.exit(summary.exit_code if summary.exit_code is not None else 1)
@@ -131,6 +134,10 @@ the cell (clear) empties it (groups: no groups).
 CREATE_GROUPS_OPTION = click.option(
     "--create-groups", is_flag=True,
     help="create the groups rows name that do not exist yet, instead of refusing those rows")
+KEEP_EMAIL_CASE_OPTION = click.option(
+    "--keep-email-case", is_flag=True,
+    help="store emails exactly as the file spells them (default: trimmed, in lower case, as "
+         "identity providers send them; an update then also fixes a stored address's case)")
 GROUPS_OPTION = click.option(
     "--groups", "groups_mode", type=click.Choice(["add", "replace"]), default="add",
     show_default=True,
@@ -151,13 +158,16 @@ GROUPS_OPTION = click.option(
 @click.option("--default-role", default=None, metavar="ROLE",
               help="role for new users whose role cell is blank (e.g. viewer)")
 @CREATE_GROUPS_OPTION
+@KEEP_EMAIL_CASE_OPTION
 def import_command(on_existing: OnExisting, groups_mode: GroupsMode,
-                   default_role: str | None, create_groups: bool, **params: Any) -> None:
+                   default_role: str | None, create_groups: bool, keep_email_case: bool,
+                   **params: Any) -> None:
     """Create (or upsert) users."""
     _write_command("import", params, PlanOptions(default_role=default_role,
                                                  on_existing=on_existing,
                                                  groups_mode=groups_mode,
-                                                 create_groups=create_groups))
+                                                 create_groups=create_groups,
+                                                 keep_email_case=keep_email_case))
 
 
 @click.command("update", help="Update the users listed in FILE, matched by email.\n\n"
@@ -168,10 +178,13 @@ def import_command(on_existing: OnExisting, groups_mode: GroupsMode,
 @connection_options
 @GROUPS_OPTION
 @CREATE_GROUPS_OPTION
-def update_command(groups_mode: GroupsMode, create_groups: bool, **params: Any) -> None:
+@KEEP_EMAIL_CASE_OPTION
+def update_command(groups_mode: GroupsMode, create_groups: bool, keep_email_case: bool,
+                   **params: Any) -> None:
     """Update users."""
     _write_command("update", params, PlanOptions(groups_mode=groups_mode,
-                                                 create_groups=create_groups))
+                                                 create_groups=create_groups,
+                                                 keep_email_case=keep_email_case))
 
 
 DEACTIVATE_HELP = """Deactivate the users listed in FILE (an email column), reversibly.
