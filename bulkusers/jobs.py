@@ -103,8 +103,8 @@ async def _open_input(command: Command, settings: RunSettings) -> _Input:
         lines = await asyncio.to_thread(lambda: tuple(read_report(path)))
         actions = sorted({line.action for line in lines if line.action})
         if lines and "deactivate" not in actions:
-            raise InputError(f"{path}: is the report of {' and '.join(actions)}, not of "
-                             "deactivate; reactivate takes the report of a deactivate run")
+            raise InputError(f"{path}: deactivated nobody (its lines are {', '.join(actions)}); "
+                             "reactivate takes the report of a deactivate run")
         sha = await asyncio.to_thread(file_sha256, path)
         rows = tuple(Row(line.line, ()) for line in lines)
         return _Input(Header((), {}), lambda: iter(rows), Prescan(total=len(lines)), sha, lines)

@@ -55,7 +55,7 @@ class Deactivation:
 
     def describe(self) -> str:
         """When it happened, for a report line."""
-        return f"deactivated by bulkusers on {self.at[:16].replace('T', ' ')} UTC"
+        return f"by bulkusers on {self.at[:16].replace('T', ' ')} UTC"
 
 
 def read_ledger(url: str) -> dict[str, Deactivation]:

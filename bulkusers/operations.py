@@ -366,8 +366,8 @@ class Planner:
             return RowResult(row=row, email=email, action="deactivate",
                              status=Status.UNCHANGED, user_id=user.id,
                              previous=record.previous,
-                             changes=f"none: already deactivated ({record.describe()}); the "
-                                     "record of that deactivation is kept for reactivate")
+                             changes=f"none: already deactivated {record.describe()}; the record "
+                                     "of that deactivation is kept for reactivate")
         previous = (earlier.previous if earlier else record.previous if record
                     else snapshot(user, self.directory))
         return DeactivateTask(row=row, email=email, user=user, patch=patch,
