@@ -176,11 +176,17 @@ def _decode_sample(path: Path, sample: bytes, whole: bool, encoding: str) -> str
         )
     if not wide and sample.startswith(_UTF16_BOMS):
         raise InputError(f"{path}: is UTF-16 text; pass --encoding utf-16")
-    if not wide and b"\x00" in sample:
+    # A stray NUL is one bad cell (its row is refused when it is read); many NULs, or NULs in
+    # bytes that are not text in this encoding at all, are a binary file.
+    nuls = 0 if wide else sample.count(b"\x00")
+    if nuls > max(8, len(sample) // 100):
         raise InputError(f"{path}: is a binary file, not CSV text; export the data as CSV or XLSX")
     try:
         text = codecs.getincrementaldecoder(encoding)().decode(sample, final=whole)
     except UnicodeDecodeError as exc:
+        if nuls:
+            raise InputError(f"{path}: is a binary file, not CSV text; export the data as "
+                             "CSV or XLSX") from None
         line = sample[: exc.start].count(b"\n") + 1
         raise InputError(_encoding_message(path, encoding, line)) from None
     except UnicodeError:  # some codecs (punycode, idna) raise the base class without a position
