@@ -31,6 +31,9 @@ from bulkusers.tasks import (
 
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
 GROUP_SEPARATORS = re.compile(r"[;|]")
+#: Characters that show nothing (zero-width spaces and joiners, soft hyphen, word joiner,
+#: byte-order mark, direction marks): inside an address they make a look-alike of another.
+INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u2060-\u2064\ufeff]")
 #: A cell holding exactly this (any case) empties the field; a blank cell leaves it alone.
 CLEAR = "(clear)"
 #: The role a deactivated user is given: Viewer, the least a Sisense user can hold.
@@ -112,6 +115,9 @@ class Planner:
             return "no email; every row needs one"
         if not EMAIL_PATTERN.match(email):
             return f"malformed email {quote(email)}"
+        if INVISIBLE.search(email):
+            # It would create an account whose address looks exactly like another's.
+            return f"email {quote(email)} holds an invisible character; retype it"
         others = self.scan.other_rows(email, row.number)
         if others:
             return f"email also on row {', '.join(map(str, others))}; keep one row per user"

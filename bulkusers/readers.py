@@ -192,8 +192,9 @@ def _decode_sample(path: Path, sample: bytes, whole: bool, encoding: str) -> str
     except UnicodeError:  # some codecs (punycode, idna) raise the base class without a position
         raise InputError(_encoding_message(path, encoding, None)) from None
     controls = sum(char < " " and char not in _TEXT_CONTROLS for char in text)
-    # A handful of stray control characters happens in exported text; many means binary.
-    if controls > max(8, len(text) // 100):
+    # Stray control characters are bad cells, refused row by row when read; only a share of
+    # them no text file has (binary data is full of them) refuses the whole file.
+    if controls > max(32, len(text) // 20):
         raise InputError(f"{path}: is a binary file, not CSV text; export the data as CSV or XLSX")
     return text
 
