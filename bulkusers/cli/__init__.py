@@ -12,6 +12,7 @@ import click
 
 from bulkusers import __version__
 from bulkusers.cli.other import demo_command, emulator_command, export_command
+from bulkusers.cli.sync import sync_command
 from bulkusers.cli.write import (
     deactivate_command,
     delete_command,
@@ -52,7 +53,8 @@ def cli(debug: bool) -> None:
 
 
 for command in (import_command, update_command, deactivate_command, reactivate_command,
-                delete_command, export_command, emulator_command, demo_command):
+                delete_command, sync_command, export_command, emulator_command,
+                demo_command):
     cli.add_command(command)
 
 
