@@ -11,6 +11,7 @@ import sys
 import click
 
 from bulkusers import __version__
+from bulkusers.cli.diff import diff_command
 from bulkusers.cli.other import demo_command, emulator_command, export_command
 from bulkusers.cli.sync import sync_command
 from bulkusers.cli.write import (
@@ -53,7 +54,7 @@ def cli(debug: bool) -> None:
 
 
 for command in (import_command, update_command, deactivate_command, reactivate_command,
-                delete_command, sync_command, export_command, emulator_command,
+                delete_command, sync_command, export_command, diff_command, emulator_command,
                 demo_command):
     cli.add_command(command)
 
