@@ -284,7 +284,8 @@ class Reconciler:
     def plan_row(self, row: Row) -> WorkItem:
         """One row of the file: created when new, updated when it differs (as ``update``)."""
         item = self.planner.plan_import(row)
-        if isinstance(item, UpdateTask) and item.user.id in self._deactivated_before:
+        if (isinstance(item, UpdateTask) and item.user.id in self._deactivated_before
+                and ("roleId" in item.patch or "groups" in item.patch)):
             # A rehire: the row gives the role and groups back; the password stays unknown.
             return replace(item, changes=item.changes + "; was deactivated (Viewer, no "
                            "groups): password not restored, the user resets it with "
