@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import pytest
 from click.testing import Result
 
 from bulkusers.report import summary_path
@@ -362,3 +363,80 @@ def test_bad_options_exit_2_with_one_line(served: Served, run_cli: RunCli,
         assert words in result.output
         assert "Traceback" not in result.output
     assert served.emulator.writes() == []
+
+
+def test_resume_refuses_another_scope_and_repeats_the_scope_in_its_hint(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """--resume of a sync with another scope or --missing exits 2 naming the options the
+    run used; the resume hint's flags repeat them."""
+    from bulkusers.resume import option_flags
+
+    everyone = list(STAFF.values())
+    assert sync(run_cli, served, hr_file(tmp_path / "all.csv", everyone),
+                tmp_path / "r0.csv").exit_code == 0
+    served.host.call(lambda: served.emulator.faults.script(
+        "GET", "/api/v1/authentication/admin/logout", [503]))
+    source = hr_file(tmp_path / "n.csv", everyone[1:])
+    report = tmp_path / "r1.csv"
+    assert sync(run_cli, served, source, report, "--retries", "0").exit_code == 1
+    for extra in (("--scope-domain", "other.example"), ("--scope-domain", "corp.example",
+                                                         "--missing", "delete")):
+        result = run_cli("sync", str(source), *served.connect(), "--yes", "--resume",
+                         str(report), *extra)
+        assert result.exit_code == 2, result.output
+        assert "--scope-domain corp.example" in result.output
+    summary = json.loads(summary_path(report).read_text(encoding="utf-8"))
+    assert option_flags(summary["options"])[-2:] == ["--scope-domain", "corp.example"]
+
+
+def test_a_user_on_an_invalid_or_repeated_row_is_not_removed(served: Served, run_cli: RunCli,
+                                                             tmp_path: Path) -> None:
+    """Rows skipped as invalid (an unknown group, a repeated email) still name users in the
+    file: sync never removes them, and the exit code says rows need attention."""
+    everyone = list(STAFF.values())
+    assert sync(run_cli, served, hr_file(tmp_path / "all.csv", everyone),
+                tmp_path / "r0.csv").exit_code == 0
+    rows = list(everyone)
+    rows[0] = ("ann@corp.example", "Ann", "Lee", "Admin", "Financ")
+    rows.append(("BOB@corp.example", "Bob", "Ray", "Viewer", "Sales"))
+    report = tmp_path / "r1.csv"
+    result = sync(run_cli, served, hr_file(tmp_path / "n.csv", rows), report)
+    assert result.exit_code == 1, result.output
+    assert all(line["row"] for line in read_report(report))
+    assert state(served, "ann@corp.example") == ("admin", {"Finance", "Sales"})
+    assert state(served, "bob@corp.example") == ("consumer", {"Sales"})
+
+
+def drop_rowless_lines(report: Path) -> None:
+    """Cut the out-of-file lines from a report, as a crash after the undo journal was
+    written and before the report lines were would leave it."""
+    text = report.read_text(encoding="utf-8-sig").splitlines(keepends=True)
+    kept = [line for line in text if not line.startswith(",")]
+    report.write_text("".join(kept), encoding="utf-8-sig")
+
+
+@pytest.mark.parametrize("missing", ["deactivate", "delete"])
+def test_resume_after_a_crash_uses_the_undo_journal(served: Served, run_cli: RunCli,
+                                                    tmp_path: Path, missing: str) -> None:
+    """After a crash that left the undo journal but no report lines for the out-of-file
+    users, --resume reports each of them once, with the state from before the first run."""
+    everyone = list(STAFF.values())
+    assert sync(run_cli, served, hr_file(tmp_path / "all.csv", everyone),
+                tmp_path / "r0.csv").exit_code == 0
+    source = hr_file(tmp_path / "n.csv", everyone[2:])
+    report = tmp_path / "r1.csv"
+    assert sync(run_cli, served, source, report, "--missing", missing,
+                "--max-missing", "2").exit_code == 0
+    drop_rowless_lines(report)
+    result = run_cli("sync", str(source), *served.connect(), "--scope-domain", "corp.example",
+                     "--yes", "--resume", str(report), "--missing", missing,
+                     "--max-missing", "2")
+    assert result.exit_code == 0, result.output
+    final = lines(report)
+    assert len(final) == len(everyone)
+    status = "deactivated" if missing == "deactivate" else "deleted"
+    for email, role in (("ann@corp.example", "admin"), ("bob@corp.example", "consumer")):
+        assert final[email]["row"] == ""
+        assert final[email]["status"] == status
+        assert json.loads(final[email]["previous"])["role"] == role
+    assert json.loads(final["ann@corp.example"]["previous"])["groups"] == ["Finance", "Sales"]
