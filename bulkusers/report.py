@@ -15,6 +15,7 @@ from typing import IO, Any
 from bulkusers.cells import neutralise, restore
 from bulkusers.columns import REPORT_COLUMNS
 from bulkusers.errors import ConfigError, InputError
+from bulkusers.identity import identity_key
 from bulkusers.models import Header, RowResult
 from bulkusers.safetext import clean, find_control, printable
 
@@ -265,7 +266,7 @@ def compact_report(path: Path) -> None:
             if cells and cells[0].isdigit():
                 last[int(cells[0])] = cells
             elif len(cells) > 1 and not cells[0] and cells[1]:
-                rowless[cells[1].lower()] = cells
+                rowless[identity_key(cells[1])] = cells
     partial = path.with_name(path.name + ".tmp")
     with partial.open("w", encoding="utf-8-sig", newline="") as handle:
         writer = csv.writer(handle)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from bulkusers.directory import Directory, Group, Unknown, User
 from bulkusers.errors import ConfigError, GuardTripped
+from bulkusers.identity import identity_key
 from bulkusers.journal import journal_path
 from bulkusers.models import Header, Row, RowResult, Status
 from bulkusers.operations import DEACTIVATED_ROLE, Planner
@@ -42,13 +43,12 @@ DEFAULT_MAX_MISSING = Limit(percent=10.0)
 LIST_SIZE = 20
 
 _DOMAIN = re.compile(r"^[^@\s]+(\.[^@\s.]+)+$")
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
 def ascii_key(text: str) -> str:
-    """An email (or domain) as identities are compared: ASCII letters lower-cased, nothing
-    else folded (``straße`` and ``strasse`` stay two addresses)."""
-    return text.strip().translate(_ASCII_LOWER)
+    """An email (or domain) as identities are compared: trimmed, ASCII letters lower-cased,
+    nothing else folded (``straße`` and ``strasse`` stay two addresses)."""
+    return identity_key(text.strip())
 
 
 def email_domain(email: str) -> str:
