@@ -30,7 +30,7 @@ from bulkusers.models import Header, Row, RowResult, Status
 from bulkusers.operations import DEACTIVATED_ROLE, Planner
 from bulkusers.preflight import Limit
 from bulkusers.report import read_report
-from bulkusers.tasks import DeleteTask, UpdateTask, WorkItem, decided, snapshot
+from bulkusers.tasks import DeleteTask, UpdateTask, WorkItem, snapshot, tasks_of
 
 if TYPE_CHECKING:
     from bulkusers.api import UserApi
@@ -121,7 +121,8 @@ def refuse_empty(path: Path, rows: int) -> None:
 def looks_deactivated(user: User, directory: Directory) -> bool:
     """True when the user holds what ``deactivate`` leaves: the Viewer role and no group.
 
-    Sisense keeps no "deactivated" flag, so this state is the only sign the server shows.
+    Sisense keeps no "deactivated" flag: only with bulkusers' record of a deactivation (the
+    ledger) does this state mean the user was deactivated.
     """
     viewer = directory.role(DEACTIVATED_ROLE)
     if isinstance(viewer, Unknown) or user.role_id != viewer.id:
@@ -221,8 +222,11 @@ class Reconciler:
         out = [u for u in directory.users()
                if scope.contains(u) and ascii_key(u.email) not in in_file]
         self.out_of_file = tuple(sorted(out, key=lambda u: ascii_key(u.email)))
-        self._deactivated_before = frozenset(u.id for u in directory.users()
-                                             if looks_deactivated(u, directory))
+        #: Users bulkusers deactivated (its records) who are still deactivated.
+        self._deactivated = frozenset(
+            user_id for user_id in planner.deactivated
+            if (user := directory.user_by_id(user_id)) is not None
+            and looks_deactivated(user, directory))
         #: Out-of-file users the earlier (interrupted) run already finished.
         self.carried = Counter(earlier.finished.values())
         #: Users the interrupted run deleted whose answer never reached the report.
@@ -247,12 +251,8 @@ class Reconciler:
     @property
     def removals(self) -> int:
         """Users this run would deactivate or delete (0 with --missing report)."""
-        if self.options.missing == "report":
-            return 0
-        todo = [u for u in self.out_of_file if ascii_key(u.email) not in self.earlier.finished]
-        if self.options.missing == "deactivate":
-            todo = [u for u in todo if not self._already(u)]
-        return len(todo)
+        return sum(1 for item in self.tail() for task in tasks_of(item)
+                   if task.action in ("deactivate", "delete"))
 
     @property
     def size(self) -> int:
@@ -284,16 +284,15 @@ class Reconciler:
     def plan_row(self, row: Row) -> WorkItem:
         """One row of the file: created when new, updated when it differs (as ``update``)."""
         item = self.planner.plan_import(row)
-        if (isinstance(item, UpdateTask) and item.user.id in self._deactivated_before
+        if (isinstance(item, UpdateTask) and item.user.id in self._deactivated
                 and ("roleId" in item.patch or "groups" in item.patch)):
-            # A rehire: the row gives the role and groups back; the password stays unknown.
-            return replace(item, changes=item.changes + "; was deactivated (Viewer, no "
-                           "groups): password not restored, the user resets it with "
-                           "'Forgot password'")
+            # A rehire: the row gives the role and groups back, which ends the deactivation
+            # (action reactivate releases its record); the password stays unknown.
+            return replace(item, action="reactivate",
+                           changes=item.changes + "; a rehire, deactivated before: password "
+                                                  "not restored, the user resets it with "
+                                                  "'Forgot password'")
         return item
-
-    def _already(self, user: User) -> bool:
-        return user.id in self._deactivated_before
 
     def tail(self) -> Iterator[WorkItem]:
         """One item per out-of-file user in scope, then the confirmed deletes of a resume."""
@@ -329,16 +328,16 @@ class Reconciler:
                              changes="none: not in the file (--missing report only lists)")
         if mode == "delete":
             item = self.planner.plan_delete(row)
-        elif journal is not None and journal[0] == "deactivate":
-            # The interrupted run began deactivating this user and did not report it done:
-            # every step is sent again (each is idempotent), so none is left half-way.
-            item = self.planner.plan_deactivate(row)
-        elif self._already(user):
-            return decided(row, user.email, "deactivate", Status.UNCHANGED, user_id=user.id,
-                           changes="none: already deactivated (Viewer, no groups); not "
-                                   "deactivated again")
         else:
+            # A user bulkusers already deactivated (its records) is "unchanged", not again.
             item = self.planner.plan_deactivate(row)
+        if (journal is not None and journal[0] == "deactivate" and isinstance(item, RowResult)
+                and item.status is Status.UNCHANGED):
+            # The interrupted run deactivated this user; its answer never reached the report.
+            return RowResult(row=row, email=user.email, action="deactivate",
+                             status=Status.DEACTIVATED, user_id=user.id, previous=journal[2],
+                             changes="deactivated (by the interrupted run; confirmed by its "
+                                     "record)")
         if journal is not None and isinstance(item, UpdateTask | DeleteTask):
             # Keep the state from before the first attempt: that is what an undo restores.
             return replace(item, previous=journal[2])
@@ -360,6 +359,8 @@ class PlannedSet:
     label: str
     total: int
     shown: tuple[str, ...]
+    #: Users to deactivate or delete (the other sets change no one's access away).
+    destructive: bool = False
 
 
 def planned_sets(report: Path) -> list[PlannedSet]:
@@ -369,15 +370,17 @@ def planned_sets(report: Path) -> list[PlannedSet]:
     with report.open(encoding="utf-8-sig", newline="") as handle:
         for line in csv.DictReader(handle):
             action, status = line.get("action", ""), line.get("status", "")
-            if status == Status.PLANNED.value and action in ("create", "update"):
-                sets[action].append(_describe(line))
+            if status == Status.PLANNED.value and action in ("create", "update", "reactivate"):
+                sets["create" if action == "create" else "update"].append(_describe(line))
             elif status == Status.PLANNED.value and action in ("deactivate", "delete"):
                 labels["remove"] = f"to {action}"
                 sets["remove"].append(_describe(line))
             elif action == "report" and not line.get("row"):
                 labels["remove"] = "not in the file (listed only)"
                 sets["remove"].append(_describe(line))
-    return [PlannedSet(labels[key], len(found), tuple(found[:LIST_SIZE]))
+    return [PlannedSet(labels[key], len(found), tuple(found[:LIST_SIZE]),
+                       destructive=key == "remove" and labels[key] in ("to deactivate",
+                                                                     "to delete"))
             for key, found in sets.items()]
 
 
@@ -385,7 +388,7 @@ def _describe(line: Mapping[str, str]) -> str:
     """A user as a dry run names it: email, and the change or the state it holds."""
     email = line.get("email", "")
     previous = line.get("previous", "")
-    if line.get("action") in ("create", "update"):
+    if line.get("action") in ("create", "update", "reactivate"):
         return f"{email} ({line.get('changes', '')})"
     try:
         state = json.loads(previous) if previous else {}

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
+from bulkusers.ledger import read_ledger
 from bulkusers.report import summary_path
 from tests.conftest import TOKEN, Served, read_report, write_csv
 
@@ -27,7 +28,7 @@ STAFF: dict[str, Person] = {
     "gus": ("gus@corp.example", "Gus", "Kim", "Viewer", "Sales"),
     "hal": ("hal@corp.example", "Hal", "Ito", "Viewer", "Engineering"),
     "ivy": ("ivy@corp.example", "Ivy", "Nash", "Designer", "Leadership"),
-    "jon": ("jon@corp.example", "Jon", "Moe", "Viewer", "Operations"),
+    "jon": ("jon@corp.example", "Jon", "Moe", "Viewer", ""),
 }
 
 
@@ -49,6 +50,11 @@ def state(served: Served, email: str) -> tuple[str, set[str]] | None:
     if user is None:
         return None
     return store.role_name_of(user["_id"]), store.group_names_of(user["_id"])
+
+
+def ledger_emails(served: Served) -> set[str]:
+    """Emails of the users this machine's records hold as deactivated on the emulator."""
+    return {record.email for record in read_ledger(served.url).values()}
 
 
 def lines(report: Path) -> dict[str, dict[str, str]]:
@@ -109,6 +115,7 @@ def test_nights_of_hires_leavers_changes_and_a_rehire(served: Served, run_cli: R
     assert set(json.loads(dan["previous"])["groups"]) == {"Marketing", "Sales"}
     assert lines(report2)["cat@corp.example"]["changes"] == "groups: +Finance -Engineering"
     assert state(served, "dan@corp.example") == ("consumer", set())
+    assert ledger_emails(served) == {"dan@corp.example"}
     assert state(served, "bob@corp.example") == ("contributor", {"Sales"})
     assert state(served, "cat@corp.example") == ("contributor", {"Finance"})
     assert state(served, "lou@corp.example") == ("contributor", {"Engineering", "Finance"})
@@ -131,8 +138,9 @@ def test_nights_of_hires_leavers_changes_and_a_rehire(served: Served, run_cli: R
     report4 = tmp_path / "r4.csv"
     result = sync(run_cli, served, night4, report4)
     assert result.exit_code == 0, result.output
-    assert outcome(report4)["dan@corp.example"][1:] == ("update", "updated")
+    assert outcome(report4)["dan@corp.example"][1:] == ("reactivate", "updated")
     assert "password not restored" in lines(report4)["dan@corp.example"]["changes"]
+    assert "dan@corp.example" not in ledger_emails(served)
     assert state(served, "dan@corp.example") == ("contributor", {"Marketing"})
     assert outcome(report4)["eve@corp.example"] == ("", "deactivate", "deactivated")
     assert state(served, "eve@corp.example") == ("consumer", set())
@@ -194,6 +202,11 @@ def test_without_scope_nothing_is_removed(served: Served, run_cli: RunCli,
     assert result.exit_code == 0, result.output
     assert outcome(report)["pat@partner.example"] == ("", "report", "skipped")
     assert ADMIN not in outcome(report)
+    dry = run_cli("sync", str(source), *served.connect(), "--missing", "report", "--dry-run",
+                  "--report", str(tmp_path / "dry.csv"))
+    assert dry.exit_code == 0, dry.output
+    assert "not in the file (listed only): 1" in dry.output
+    assert "pat@partner.example (role consumer; Sales)" in dry.output
     assert state(served, "pat@partner.example") == ("consumer", {"Sales"})
 
 
@@ -277,7 +290,8 @@ def test_dry_run_lists_the_three_sets_and_sends_nothing(served: Served, run_cli:
     assert sync(run_cli, served, hr_file(tmp_path / "all.csv", everyone[:8]),
                 tmp_path / "r0.csv").exit_code == 0
     writes = len(served.emulator.writes())
-    changed = [*everyone[2:], ("new@corp.example", "N", "W", "Viewer", "")]
+    hires = [(f"h{n:02d}@corp.example", "H", str(n), "Viewer", "Sales") for n in range(20)]
+    changed = [*everyone[2:], ("new@corp.example", "N", "W", "Viewer", ""), *hires]
     changed[0] = ("cat@corp.example", "Cat", "Roe", "Viewer", "Engineering")
     report = tmp_path / "dry.csv"
     result = run_cli("sync", str(hr_file(tmp_path / "n.csv", changed)), *served.connect(),
@@ -286,13 +300,14 @@ def test_dry_run_lists_the_three_sets_and_sends_nothing(served: Served, run_cli:
     assert result.exit_code == 0, result.output
     assert len(served.emulator.writes()) == writes
     output = result.output
-    assert "to create: 3" in output
-    assert "new@corp.example" in output
+    assert "to create: 23" in output
+    assert "new@corp.example (role consumer)" in output
+    assert f"... and 3 more in {report}" in output
     assert "to update: 1" in output
-    assert "cat@corp.example (role: contributor -> consumer)" \
-        in output
-    assert "to deactivate: 2" in output
-    assert "ann@corp.example (role admin; Finance, Sales)" in output
+    assert "cat@corp.example (role: contributor -> consumer)" in output
+    assert "sync would affect 2 users" in output
+    assert "ann@corp.example  Admin  groups: Finance, Sales" in output
+    assert "bob@corp.example  Viewer  groups: Sales" in output
     assert outcome(report)["bob@corp.example"] == ("", "deactivate", "planned")
 
 

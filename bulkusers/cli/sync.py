@@ -67,10 +67,13 @@ def _sync_confirmer(yes: bool, dry_run: bool,
 
 
 def _show_sets(console: Console, summary: RunSummary) -> None:
-    """After a dry run: the users to create, update and remove (the first of each)."""
+    """After a dry run: the users to create and update, and those only listed (the first of
+    each); the users to deactivate or delete are listed by Console.affected."""
     if not summary.dry_run or console.quiet or not summary.report_file:
         return
     for found in planned_sets(Path(summary.report_file)):
+        if found.destructive:
+            continue  # Console.affected has listed them, as the server holds them
         console.info(f"{found.label}: {found.total}")
         for line in found.shown:
             console.info(f"  {line}")
