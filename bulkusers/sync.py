@@ -263,15 +263,16 @@ class Reconciler:
     def missing_refusal(self) -> str:
         """Why --max-missing refuses this plan ("" when it does not)."""
         allowed = self.options.max_missing.allowed(self.scope_size)
-        if allowed is None or self.removals <= allowed:
+        removals = self.removals
+        if allowed is None or removals <= allowed:
             return ""
         limit = self.options.max_missing
         shown = (f"{limit.percent:g}% of {self.scope_size} = {allowed}"
                  if limit.percent is not None else str(allowed))
-        return (f"sync would {self.options.missing} {self.removals} of the "
-                f"{self.scope_size} users in scope who are not in the file, more than "
-                f"--max-missing allows ({shown}); nothing was sent. Check the file is complete, "
-                f"or pass --max-missing {self.removals}")
+        return (f"sync would {self.options.missing} {removals} of the {self.scope_size} "
+                f"users in scope who are not in the file, more than --max-missing allows "
+                f"({shown}); nothing was sent. Check the file is complete, or pass "
+                f"--max-missing {removals}")
 
     def check(self) -> None:
         """Abort before any write when too many users in scope are missing from the file."""

@@ -36,10 +36,10 @@ running the tool are never in scope. Without a scope, sync runs only with --miss
 
 A truncated export is refused before any write (exit 3): --max-missing N or N% (default 10%
 of the users in scope) caps the users removed, and a file with no data rows is never acted
-on. Users already deactivated (Viewer, no groups) are not deactivated again; a rehire in the
-file gets the file's role and groups back. The report has one line per input row, then one
-line per user in scope not in the file (empty `row`). Try --dry-run first; off a terminal
-removing users needs --yes.
+on. A user bulkusers already deactivated (its records on this machine) is not deactivated
+again; a rehire in the file gets the file's role and groups back (action reactivate). The
+report has one line per input row, then one line per user in scope not in the file (empty
+`row`). Try --dry-run first; off a terminal removing users needs --yes.
 """ + COLUMNS_HELP
 
 
