@@ -192,19 +192,20 @@ def default_output(new: Path) -> Path:
     return new.with_name(f"{new.stem}.changes{suffix}")
 
 
-def check_output(output: Path, *inputs: Path) -> None:
+def check_output(output: Path, *inputs: Path, option: str = "--output") -> None:
     """Refuse an output that is not .csv/.xlsx, is an input, or has no folder (exit 2)."""
     if output.suffix.lower() not in (".csv", ".xlsx"):
-        raise ConfigError(f"--output {output}: the diff must end in .csv or .xlsx (or be - "
-                          "for CSV on stdout)")
+        stdout = " (or be - for CSV on stdout)" if option == "--output" else ""
+        raise ConfigError(f"{option} {output}: the changes file must end in .csv or "
+                          f".xlsx{stdout}")
     for source in inputs:
         if output.exists() and source.exists() and output.resolve() == source.resolve():
-            raise ConfigError(f"--output {output} is one of the compared files; give the "
-                              "diff another name")
+            raise ConfigError(f"{option} {output} is one of the compared files; give the "
+                              "changes another name")
     if output.is_dir():
-        raise ConfigError(f"--output {output} is a folder; give a file name")
+        raise ConfigError(f"{option} {output} is a folder; give a file name")
     if not output.parent.is_dir():
-        raise ConfigError(f"--output {output}: the folder {output.parent} does not exist")
+        raise ConfigError(f"{option} {output}: the folder {output.parent} does not exist")
 
 
 def _csv_rows(changes: Sequence[Change]) -> Iterator[list[str]]:

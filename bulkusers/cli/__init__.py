@@ -40,7 +40,8 @@ def cli(debug: bool) -> None:
     requests with retries, and writes a report with one line per input row. Exit codes:
     0 every row ok, 1 some rows failed or were invalid, 2 bad usage or unreadable input
     (nothing sent), 3 run aborted (credentials refused, server unreachable), 130 interrupted,
-    70 internal error (a bug: run with --debug and report it).
+    70 internal error (a bug: run with --debug and report it); diff and export --compare
+    exit 4 when the exports differ.
     """
     if debug:
         logger = logging.getLogger("bulkusers")

@@ -66,7 +66,7 @@ def export_command(output: Path, role: str | None, group: str | None,
     if compare is not None:
         # Read first: an unreadable PREVIOUS stops the run before anything is exported.
         changes = changes or default_output(output)
-        guard(console, lambda: check_output(changes, compare, output))
+        guard(console, lambda: check_output(changes, compare, output, option="--changes"))
         previous = read_compared(console, compare, ReadOptions())
     elif changes is not None or compare_inactive_days is not None:
         console.error("--changes and --compare-inactive-days need --compare PREVIOUS")
