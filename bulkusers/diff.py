@@ -27,6 +27,7 @@ from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell
 
 from bulkusers.cells import neutralise
+from bulkusers.directory import BUILTIN_GROUPS
 from bulkusers.errors import ConfigError, InputError
 from bulkusers.export import parse_time
 from bulkusers.readers import ReadOptions, open_table
@@ -82,11 +83,13 @@ def _column(columns: Sequence[str], *names: str) -> int | None:
 
 
 def split_groups(cell: str) -> dict[str, str]:
-    """Group names of a cell (``;`` or ``|`` separated) by casefolded name."""
+    """Group names of a cell (``;`` or ``|`` separated) by casefolded name, without the
+    built-in groups: Sisense computes those from the role and from existing, so they would
+    only repeat an ``added``, ``removed`` or ``role`` line."""
     names: dict[str, str] = {}
     for part in _GROUP_SPLIT.split(cell):
         name = part.strip()
-        if name:
+        if name and name.casefold() not in BUILTIN_GROUPS:
             names.setdefault(name.casefold(), name)
     return names
 
