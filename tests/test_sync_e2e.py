@@ -187,6 +187,10 @@ def test_max_missing_counts_and_percentages(served: Served, run_cli: RunCli,
     assert "30% of 10 = 3" in refused.output
     assert all(state(served, p[0]) is not None and state(served, p[0]) != ("consumer", set())
                for p in everyone[6:] if p[3] != "Viewer" or p[4])
+    capped = sync(run_cli, served, half, tmp_path / "r4.csv", "--max-missing", "40%",
+                  "--max-changes", "3")
+    assert capped.exit_code == 3
+    assert "--max-changes" in capped.output
     allowed = sync(run_cli, served, half, tmp_path / "r3.csv", "--max-missing", "40%")
     assert allowed.exit_code == 0, allowed.output
     assert sum(1 for _, a, s in outcome(tmp_path / "r3.csv").values()
@@ -415,7 +419,8 @@ def test_resume_refuses_another_scope_and_repeats_the_scope_in_its_hint(
 def test_a_user_on_an_invalid_or_repeated_row_is_not_removed(served: Served, run_cli: RunCli,
                                                              tmp_path: Path) -> None:
     """Rows skipped as invalid (an unknown group, a repeated email) still name users in the
-    file: sync never removes them, and the exit code says rows need attention."""
+    file: sync never removes them, and the exit code says rows need attention; --strict
+    sends nothing at all, removals included."""
     everyone = list(STAFF.values())
     assert sync(run_cli, served, hr_file(tmp_path / "all.csv", everyone),
                 tmp_path / "r0.csv").exit_code == 0
@@ -428,6 +433,13 @@ def test_a_user_on_an_invalid_or_repeated_row_is_not_removed(served: Served, run
     assert all(line["row"] for line in read_report(report))
     assert state(served, "ann@corp.example") == ("admin", {"Finance", "Sales"})
     assert state(served, "bob@corp.example") == ("consumer", {"Sales"})
+    fewer = hr_file(tmp_path / "fewer.csv", rows[:-3])  # ivy and jon leave
+    writes = len(served.emulator.writes())
+    strict = sync(run_cli, served, fewer, tmp_path / "strict.csv", "--strict")
+    assert strict.exit_code == 2, strict.output
+    assert len(served.emulator.writes()) == writes
+    assert outcome(tmp_path / "strict.csv")["jon@corp.example"] == ("", "deactivate",
+                                                                    "planned")
 
 
 def drop_rowless_lines(report: Path) -> None:
