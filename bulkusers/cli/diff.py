@@ -26,7 +26,8 @@ DIFF_HELP = f"""Write what changed between two exports OLD and NEW (CSV or XLSX)
 
 Users are matched by email (ASCII letter case ignored); rows and columns may be in any
 order. One line per change: added, removed, role (old and new role), groups (old and new
-groups, the names added and removed; order and letter case ignored) and, with
+groups, the names added and removed; order and letter case ignored; the built-in
+groups left out) and, with
 --inactive-days N, inactive: users who at NEW's time had not signed in for more than N days
 but had at OLD's time (each file is judged at its modification time; a user who never
 signed in counts from 'created').
@@ -67,7 +68,8 @@ def read_compared(console: Console, path: Path, read: ReadOptions,
               help="text encoding of CSV inputs")
 @click.option("--delimiter", type=click.Choice([",", ";", "tab"]), default=None,
               help="CSV delimiter (default: detected)")
-@click.option("--sheet", default=None, help="XLSX sheet name (default: the first)")
+@click.option("--sheet", default=None,
+              help="XLSX sheet name (default: the sheet Excel opens on)")
 @click.option("--quiet", "-q", is_flag=True, help="no summary line; the exit code tells")
 def diff_command(old: Path, new: Path, output: str | None, summary: Path | None,
                  inactive_days: int | None, quiet: bool, **params: Any) -> None:
