@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,11 +49,14 @@ from bulkusers.report import (
 )
 from bulkusers.resume import Earlier, file_sha256, load_earlier
 from bulkusers.summary import RunSummary
+from bulkusers.sync import Reconciler, SyncOptions, refuse_empty
 from bulkusers.tasks import Task, WorkItem, batched, describe
 
-Command = Literal["import", "update", "deactivate", "delete", "reactivate"]
+Command = Literal["import", "update", "deactivate", "delete", "reactivate", "sync"]
 #: Commands that read and keep the machine's deactivation records (see ledger.py).
-LEDGERED = frozenset({"deactivate", "delete", "reactivate"})
+LEDGERED = frozenset({"deactivate", "delete", "reactivate", "sync"})
+#: Commands that keep an undo journal of their destructive requests.
+JOURNALED = DESTRUCTIVE | {"sync"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,25 +124,35 @@ def _plan_function(command: Command, planner: Planner,
         by_line = {line.line: line for line in source.lines}
         return lambda row: planner.plan_reactivate(by_line[row.number])
     return {"import": planner.plan_import, "update": planner.plan_update,
+            "sync": planner.plan_import,
             "deactivate": planner.plan_deactivate, "delete": planner.plan_delete}[command]
 
 
 async def run_command(command: Command, settings: RunSettings, connection: Connection,
                       policy: RetryPolicy, options: PlanOptions,
                       observer: Observer | None = None,
-                      safety: Safety | None = None) -> RunSummary:
-    """Plan, check and carry out every row of the input; every row ends in the report."""
+                      safety: Safety | None = None,
+                      sync: SyncOptions | None = None) -> RunSummary:
+    """Plan, check and carry out every row of the input; every row ends in the report.
+
+    ``sync`` (command "sync" only): the scope and what happens to the users in scope that the
+    file does not list; ``bulkusers.sync`` plans them after the rows.
+    """
     started = datetime.now(UTC)  # the run's time includes reading, loading and planning
     observer = observer or SilentObserver()
     safety = safety or Safety()
     if safety.resume is None:
         check_report_path(settings.report_path, settings.input_path)
     source = await _open_input(command, settings)
+    if command == "sync":
+        refuse_empty(settings.input_path, source.scan.total)
     if source.scan.total == 0 and not settings.allow_empty:
         raise InputError(f"{settings.input_path}: has no rows, only a header; nothing to do. "
                          "Check it is the right file, or pass --allow-empty where an empty "
                          "list is normal")
     options_now = _options(connection, settings, options, safety)
+    if sync is not None:
+        options_now.update(sync.summary_options())
     earlier = (load_earlier(safety.resume, command, settings.input_path, source.sha256,
                             options_now) if safety.resume else None)
     skip = earlier.finished if earlier else frozenset()
@@ -154,13 +168,22 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
                                     f"failed ({exc.describe()}); nothing was sent. Try again "
                                     "later") from None
         records = read_ledger(connection.url) if command in LEDGERED else {}
-        planner = Planner(source.header, directory, source.scan, options,
-                          protected_users(directory, me),
+        protected = protected_users(directory, me)
+        planner = Planner(source.header, directory, source.scan, options, protected,
                           prior=earlier.journal if earlier else None, deactivated=records)
         plan = _plan_function(command, planner, source)
+        reconciler = None
+        if command == "sync":
+            reconciler = await Reconciler.prepare(api, planner, source.header, source.rows,
+                                                  sync or SyncOptions(missing="report"),
+                                                  protected, earlier.report if earlier else None)
+            plan = reconciler.plan_row
 
         def planned() -> Iterator[WorkItem]:
-            items = (plan(row) for row in source.rows() if row.number not in skip)
+            items: Iterator[WorkItem] = (plan(row) for row in source.rows()
+                                         if row.number not in skip)
+            if reconciler is not None:
+                items = itertools.chain(items, reconciler.tail())  # the out-of-file users
             return batched(items, settings.batch_size)
 
         describe_task = _describer(directory)
@@ -172,6 +195,8 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
         dry_run = safety.dry_run or bool(refused)
         if not dry_run:
             # Every guard judges the whole plan before the first write, groups included.
+            if reconciler is not None:
+                reconciler.check()
             check_limit(preview, safety.max_changes, directory.user_count)
             # On the loop's own thread: a prompt in a worker thread would keep Ctrl-C waiting
             # for Enter. Nothing else runs while the run waits for its answer.
@@ -197,6 +222,10 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
         if earlier:
             summary.counts.update(earlier.counts)
             summary.carried_over = len(earlier.finished)
+        if reconciler is not None:
+            carried = reconciler.carry_over(summary.counts)
+            summary.carried_over += carried
+            summary.total_rows += reconciler.size + carried
         try:
             summary.write_json(summary_path(report_path))  # a killed run can still resume
         except OSError as exc:
@@ -208,7 +237,7 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
         record = Recorder(writer, summary, observer, safety.breaker,
                           settle=ledger.settle if ledger else None)
         journal = (Journal(journal_path(report_path), fresh=mode != "append", ledger=ledger)
-                   if command in DESTRUCTIVE and not dry_run else None)
+                   if command in JOURNALED and not dry_run else None)
         try:
             if not dry_run:
                 # Only now, with every guard passed and the report open: the first write.

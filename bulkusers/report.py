@@ -15,6 +15,7 @@ from typing import IO, Any
 from bulkusers.cells import neutralise, restore
 from bulkusers.columns import REPORT_COLUMNS
 from bulkusers.errors import ConfigError, InputError
+from bulkusers.identity import identity_key
 from bulkusers.models import Header, RowResult
 from bulkusers.safetext import clean, find_control, printable
 
@@ -123,7 +124,8 @@ class ReportWriter:
         echoed = [MASK if i in self._secret_positions and v else _echo(v)
                   for i, v in enumerate(values)]
         self._csv.writerow([
-            result.row.number,
+            # A line for no input row (sync's users missing from the file) has an empty row.
+            result.row.number if result.row.number > 0 else "",
             _cell(result.email),
             result.action,
             result.status.value,
@@ -259,12 +261,16 @@ def compact_report(path: Path) -> None:
         reader = csv.reader(handle)
         header = next(reader)
         last: dict[int, list[str]] = {}
+        rowless: dict[str, list[str]] = {}  # sync's out-of-file users, by email
         for cells in reader:
             if cells and cells[0].isdigit():
                 last[int(cells[0])] = cells
+            elif len(cells) > 1 and not cells[0] and cells[1]:
+                rowless[identity_key(cells[1])] = cells
     partial = path.with_name(path.name + ".tmp")
     with partial.open("w", encoding="utf-8-sig", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         writer.writerows(last[row] for row in sorted(last))
+        writer.writerows(rowless.values())
     partial.replace(path)

@@ -46,6 +46,9 @@ PLAN_OPTIONS: tuple[tuple[str, str, object], ...] = (
     ("on_existing", "--on-existing", "skip"),
     ("groups", "--groups", "add"),
     ("create_groups", "--create-groups", False),
+    ("missing", "--missing", "deactivate"),
+    ("scope_domains", "--scope-domain", []),
+    ("scope_groups", "--scope-group", []),
 )
 
 
@@ -58,6 +61,9 @@ def option_flags(options: Mapping[str, object]) -> list[str]:
             continue
         if value is True:
             flags.append(flag)
+        elif isinstance(value, list):
+            for item in value:  # a repeatable option
+                flags.extend([flag, str(item)])
         else:
             flags.extend([flag, "tab" if value == "\t" else str(value)])
     return flags
@@ -98,7 +104,8 @@ def load_earlier(report: Path, command: str, input_path: Path, input_sha256: str
     _check_same_options(report, stored if isinstance(stored, dict) else {}, options)
     last: dict[int, tuple[str, bool]] = {}
     for line in read_report(report, complete_only=True):
-        last[line.row] = (line.status, line.finished)
+        if line.row:  # a line for no input row (sync's out-of-file users): sync reads those
+            last[line.row] = (line.status, line.finished)
     finished = frozenset(row for row, (_, done) in last.items() if done)
     counts = Counter(status for row, (status, _) in last.items() if row in finished)
     return Earlier(report=report, finished=finished, counts=counts,

@@ -11,7 +11,9 @@ import sys
 import click
 
 from bulkusers import __version__
+from bulkusers.cli.diff import diff_command
 from bulkusers.cli.other import demo_command, emulator_command, export_command
+from bulkusers.cli.sync import sync_command
 from bulkusers.cli.write import (
     deactivate_command,
     delete_command,
@@ -38,7 +40,8 @@ def cli(debug: bool) -> None:
     requests with retries, and writes a report with one line per input row. Exit codes:
     0 every row ok, 1 some rows failed or were invalid, 2 bad usage or unreadable input
     (nothing sent), 3 run aborted (credentials refused, server unreachable), 130 interrupted,
-    70 internal error (a bug: run with --debug and report it).
+    70 internal error (a bug: run with --debug and report it); diff and export --compare
+    exit 4 when the exports differ.
     """
     if debug:
         logger = logging.getLogger("bulkusers")
@@ -52,7 +55,8 @@ def cli(debug: bool) -> None:
 
 
 for command in (import_command, update_command, deactivate_command, reactivate_command,
-                delete_command, export_command, emulator_command, demo_command):
+                delete_command, sync_command, export_command, diff_command, emulator_command,
+                demo_command):
     cli.add_command(command)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,10 @@ from bulkusers.cli.common import (
     policy,
     run,
 )
+from bulkusers.cli.diff import INACTIVE_HELP, diff_files, read_compared
+from bulkusers.diff import EXIT_CHANGED, check_output, default_output
 from bulkusers.export import ExportOptions, export_users
+from bulkusers.readers import ReadOptions
 from bulkusers.ui import Console, ProgressObserver
 
 EXPORT_HELP = """Export users to OUTPUT (.csv or .xlsx), one line per user.
@@ -44,11 +48,29 @@ everywhere else. The file appears only when the export is complete. Exit codes: 
 @click.option("--page-size", type=click.IntRange(1, 10_000), default=500, show_default=True,
               help="users per GET request")
 @click.option("--quiet", "-q", is_flag=True, help="no summary line; the exit code tells")
+@click.option("--compare", type=click.Path(path_type=Path), default=None, metavar="PREVIOUS",
+              help="then write what changed since the export PREVIOUS (as `bulkusers diff`); "
+                   f"exit {EXIT_CHANGED} when something did")
+@click.option("--changes", type=click.Path(path_type=Path), default=None, metavar="PATH",
+              help="with --compare: where the changes go (default: OUTPUT's name + "
+                   "'.changes' beside it)")
+@click.option("--compare-inactive-days", type=click.IntRange(1), default=None, metavar="N",
+              help="with --compare: " + INACTIVE_HELP)
 def export_command(output: Path, role: str | None, group: str | None,
                    inactive_days: int | None, page_size: int, quiet: bool,
-                   **params: Any) -> None:
+                   compare: Path | None, changes: Path | None,
+                   compare_inactive_days: int | None, **params: Any) -> None:
     """Export users."""
     console = Console(quiet=quiet)
+    previous = None
+    if compare is not None:
+        # Read first: an unreadable PREVIOUS stops the run before anything is exported.
+        changes = changes or default_output(output)
+        guard(console, lambda: check_output(changes, compare, output, option="--changes"))
+        previous = read_compared(console, compare, ReadOptions())
+    elif changes is not None or compare_inactive_days is not None:
+        console.error("--changes and --compare-inactive-days need --compare PREVIOUS")
+        sys.exit(EXIT_USAGE)
     options = guard(console, lambda: ExportOptions(output, role=role, group=group,
                                                     inactive_days=inactive_days,
                                                     page_size=page_size))
@@ -60,7 +82,12 @@ def export_command(output: Path, role: str | None, group: str | None,
     of = f" (of {result.read} read)" if result.read != result.written else ""
     console.info(f"bulkusers export: {users} written to {result.path}{of} "
                  f"in {result.seconds:.1f} s")
-    sys.exit(0)
+    if previous is None or changes is None:
+        sys.exit(0)
+    now = read_compared(console, result.path, ReadOptions(), datetime.now(UTC))
+    compared = diff_files(console, previous, now, changes, compare_inactive_days, None)
+    console.info(f"bulkusers export --compare: {compared.line()} written to {changes}")
+    sys.exit(compared.exit_code)
 
 
 @click.command("emulator")

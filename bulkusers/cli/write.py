@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,12 @@ from bulkusers.jobs import Command, RunSettings, Safety, run_command
 from bulkusers.operations import GroupsMode, OnExisting, PlanOptions
 from bulkusers.preflight import DESTRUCTIVE, Confirm, Limit, Preflight
 from bulkusers.readers import DEFAULT_MAX_CELL_BYTES
+from bulkusers.summary import RunSummary
+from bulkusers.sync import SyncOptions
 from bulkusers.ui import Console, ProgressObserver
 
 LABELS = {"import": "Importing", "update": "Updating", "deactivate": "Deactivating",
-          "delete": "Deleting", "reactivate": "Reactivating"}
+          "delete": "Deleting", "reactivate": "Reactivating", "sync": "Syncing"}
 
 
 def safety_options(func: F) -> F:
@@ -81,8 +84,15 @@ def _confirmer(console: Console, command: Command, yes: bool,
     return confirm
 
 
-def _write_command(command: Command, params: dict[str, Any], options: PlanOptions) -> None:
-    """Everything a write command does once its own options are read."""
+def _write_command(command: Command, params: dict[str, Any], options: PlanOptions, *,
+                   sync: SyncOptions | None = None,
+                   confirmer: Callable[[Console], Confirm | None] | None = None,
+                   after: Callable[[Console, RunSummary], None] | None = None) -> None:
+    """Everything a write command does once its own options are read.
+
+    ``sync``, ``confirmer`` and ``after`` are the sync command's: its options, how it asks
+    before removing users, and what it shows after the summary (the dry run's lists).
+    """
     console = Console(quiet=params["quiet"])
     connection = connection_from(console, params)
     read = guard(console, lambda: read_options(
@@ -96,7 +106,8 @@ def _write_command(command: Command, params: dict[str, Any], options: PlanOption
     if not connection.verify_tls:
         console.insecure_warning()
     safety = Safety(dry_run=params["dry_run"], strict=params["strict"], max_changes=limit,
-                    confirm=_confirmer(console, command, params["yes"], params["dry_run"]),
+                    confirm=(confirmer(console) if confirmer else
+                             _confirmer(console, command, params["yes"], params["dry_run"])),
                     resume=resume)
     settings = RunSettings(input_path=params["file"], read=read,
                            report_path=params["report_path"],
@@ -106,9 +117,11 @@ def _write_command(command: Command, params: dict[str, Any], options: PlanOption
     with observer:
         summary = run(console, run_command(command, settings, connection,
                                            policy(params),
-                                           options, observer, safety))
+                                           options, observer, safety, sync))
     console.summary(summary)
     console.affected(summary)
+    if after is not None:
+        after(console, summary)
     if summary.interrupted or summary.aborted:
         console.resume_hint(summary)
     sys.exit(summary.exit_code if summary.exit_code is not None else 1)
