@@ -263,6 +263,10 @@ class Reconciler:
     def missing_refusal(self) -> str:
         """Why --max-missing refuses this plan ("" when it does not)."""
         allowed = self.options.max_missing.allowed(self.scope_size)
+        if allowed is not None and self.options.max_missing.percent is not None:
+            # A percentage of a small scope must still let one leaver go: the guard is against
+            # a truncated file, and 10 % of 9 users rounds down to nobody.
+            allowed = max(allowed, 1)
         removals = self.removals
         if allowed is None or removals <= allowed:
             return ""

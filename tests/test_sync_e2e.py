@@ -528,3 +528,20 @@ def test_on_a_terminal_sync_asks_before_deactivating(served: Served, run_cli: Ru
     code, text = answer_prompt(args, "y", tmp_path)
     assert code == 0, text
     assert state(served, "ann@corp.example") == ("consumer", set())
+
+
+def test_the_default_percentage_lets_one_leaver_go_from_a_small_scope(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """10 % of a scope under ten users rounds down to nobody; the default still lets one
+    leaver be deactivated, and refuses two."""
+    few = list(STAFF.values())[:6]
+    assert sync(run_cli, served, hr_file(tmp_path / "all.csv", few),
+                tmp_path / "r0.csv").exit_code == 0
+    two_gone = sync(run_cli, served, hr_file(tmp_path / "four.csv", few[:4]),
+                    tmp_path / "r1.csv")
+    assert two_gone.exit_code == 3
+    one_gone = sync(run_cli, served, hr_file(tmp_path / "five.csv", few[:5]),
+                    tmp_path / "r2.csv")
+    assert one_gone.exit_code == 0, one_gone.output
+    assert [(a, s) for _, a, s in outcome(tmp_path / "r2.csv").values()
+            if a == "deactivate"] == [("deactivate", "deactivated")]
