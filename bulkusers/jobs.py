@@ -66,6 +66,8 @@ class RunSettings:
     input_path: Path
     read: ReadOptions = field(default_factory=ReadOptions)
     report_path: Path | None = None
+    #: Where a report named by default goes (None: the current folder).
+    report_dir: Path | None = None
     concurrency: int = 8
     batch_size: int = 50
     handle_sigint: bool = True
@@ -142,7 +144,7 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
     observer = observer or SilentObserver()
     safety = safety or Safety()
     if safety.resume is None:
-        check_report_path(settings.report_path, settings.input_path)
+        check_report_path(settings.report_path, settings.input_path, settings.report_dir)
     source = await _open_input(command, settings)
     if command == "sync":
         refuse_empty(settings.input_path, source.scan.total)
@@ -293,8 +295,9 @@ def _report_target(command: Command, settings: RunSettings, earlier: Earlier | N
     if earlier:
         # A dry run (or a --strict refusal) of a resume writes its plan to a new report:
         # appending to the one being resumed would mark it a dry run, and unresumable.
-        return default_report_path(settings.input_path, command), "new"
-    return settings.report_path or default_report_path(settings.input_path, command), "new"
+        return default_report_path(settings.input_path, command, settings.report_dir), "new"
+    return settings.report_path or default_report_path(settings.input_path, command,
+                                                       settings.report_dir), "new"
 
 
 def _stand_in_groups(planner: Planner, directory: Directory,
@@ -332,4 +335,4 @@ def _options(connection: Connection, settings: RunSettings, options: PlanOptions
             "max_changes": safety.max_changes.count, "max_changes_percent":
             safety.max_changes.percent, "resume": str(safety.resume or ""),
             "encoding": settings.read.encoding, "delimiter": settings.read.delimiter,
-            "sheet": settings.read.sheet}
+            "sheet": settings.read.sheet, "header_row": settings.read.header_row}

@@ -317,7 +317,7 @@ class Planner:
         return wanted, "groups: " + " ".join(parts)
 
     def _role_change(self, old_role_id: str, new: Role) -> str:
-        return f"role: {self.directory.role_name(old_role_id) or '?'} -> {new.name}"
+        return f"role: {self.directory.role_shown(old_role_id)} -> {new.shown}"
 
     def _builtin(self, group_id: str) -> bool:
         group = self.directory.group_by_id(group_id)

@@ -63,10 +63,24 @@ class RunSummary:
     #: many it affects in all.
     affected: list[str] = field(default_factory=list)
     affected_total: int = 0
+    _invalid: int = field(default=0, init=False, repr=False)
+
+    @property
+    def invalid(self) -> int:
+        """Rows skipped because of a problem with the row (never sent)."""
+        return self._invalid
+
+    @property
+    def already_there(self) -> int:
+        """Rows skipped with nothing to do: the user already exists (import), or there was
+        nothing to undo (reactivate)."""
+        return self.counts.get(Status.SKIPPED.value, 0) - self._invalid
 
     def add(self, result: RowResult) -> None:
         """Count one finished row."""
         self.counts[result.status.value] += 1
+        if result.status is Status.SKIPPED and result.error:
+            self._invalid += 1
         if result.status is Status.PLANNED:
             self.planned[result.action] += 1
         if result.needs_attention:
@@ -120,6 +134,8 @@ class RunSummary:
             "seconds": round(self.seconds, 3),
             "total_rows": self.total_rows,
             "counts": {s.value: self.counts.get(s.value, 0) for s in Status},
+            "already_there": self.already_there,
+            "invalid": self.invalid,
             "planned": dict(self.planned),
             "carried_over": self.carried_over,
             "groups_created": list(self.groups_created),

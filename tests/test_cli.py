@@ -135,7 +135,7 @@ def test_summary_names_the_report_and_the_counts(served: Served, run_cli: RunCli
                      str(report))
     assert result.exit_code == 1
     assert re.search(r"created\s+2", result.output)
-    assert re.search(r"skipped\s+1", result.output)
+    assert re.search(r"invalid\s+1", result.output)
     assert str(report) in result.output.replace("\n", "")
 
 
