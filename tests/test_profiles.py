@@ -315,3 +315,26 @@ token = "{TOKEN}"
     lines = read_report(tmp_path / "users.csv")
     assert lines[0]["email"] == "admin@example.com"
     assert (folder / "config.toml").stat().st_mode & 0o777 == 0o600
+
+
+def test_url_and_credentials_from_different_places_are_warned_about(
+        served: Served, run_cli: RunCli, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A profile's URL with a token from SISENSE_TOKEN (exported for another instance, say)
+    runs, as the precedence says, but a warning names both origins; flags never warn."""
+    config = write_config(tmp_path / "c.toml", f"""
+[profiles.p]
+url = "{served.url}"
+token_env = "NOT_SET_ANYWHERE"
+""")
+    monkeypatch.setenv("SISENSE_TOKEN", TOKEN)
+    result = run_cli("export", "u.csv", "--config", str(config), "--profile", "p")
+    assert result.exit_code == 0, result.output
+    assert ("warning: the URL comes from profile p but the token from env SISENSE_TOKEN"
+            in result.output)
+    assert TOKEN not in result.output
+    monkeypatch.delenv("SISENSE_TOKEN")
+    result = run_cli("export", "v.csv", "--config", str(config), "--profile", "p",
+                     "--token", TOKEN)
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.output

@@ -15,7 +15,7 @@ import click
 from bulkusers.cli.settings import META_CONFIG, META_PROFILE, META_QUIET, Effective, effective
 from bulkusers.config import Connection, RetryPolicy, build_connection
 from bulkusers.errors import BulkUsersError
-from bulkusers.profiles import CONFIG_ENV, PROFILE_ENV
+from bulkusers.profiles import CONFIG_ENV, CREDENTIALS, PROFILE_ENV
 from bulkusers.readers import DEFAULT_MAX_CELL_BYTES, ReadOptions
 from bulkusers.ui import Console
 
@@ -248,4 +248,23 @@ def connection_from(console: Console, settings: Effective) -> Connection:
             api_secret=settings.credential("api_secret", environ),
             ca_bundle=settings["ca_bundle"], insecure=settings["insecure"])
 
-    return guard(console, build)
+    connection = guard(console, build)
+    mixed = mixed_origins(settings)
+    if mixed:
+        console.warning(mixed)
+    return connection
+
+
+def mixed_origins(settings: Effective) -> str:
+    """A warning when the URL and the credentials come from different places that nobody
+    typed (a variable and a profile): a token exported for one instance would go to another.
+    """
+    url = settings.origins.get("url")
+    if url is None or url.kind not in ("env", "profile"):
+        return ""
+    for name in CREDENTIALS:
+        origin = settings.origins.get(name)
+        if origin is not None and origin.kind in ("env", "profile") and origin.kind != url.kind:
+            return (f"the URL comes from {url} but the {name.replace('_', ' ')} from {origin}; "
+                    "check they belong to the same Sisense (or pass them as flags)")
+    return ""
