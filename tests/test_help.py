@@ -51,17 +51,23 @@ def test_every_offered_option_has_a_help_line(path: str, run_cli: RunCli) -> Non
         assert name in result.output
 
 
-def test_yes_is_offered_only_where_a_prompt_exists(run_cli: RunCli, tmp_path: Path) -> None:
-    """--yes is on deactivate and delete; on import, update and reactivate it is not shown
-    and, if given, is refused with one line saying where it applies."""
+def test_yes_is_offered_only_where_a_prompt_exists(served: Served, run_cli: RunCli,
+                                                  tmp_path: Path) -> None:
+    """--yes is on deactivate and delete; import, update and reactivate do not show it and,
+    if a script passes it anyway, run as before with one warning saying it does nothing."""
     assert "--yes" in offered("deactivate")
     assert "--yes" in offered("delete")
-    source = write_csv(tmp_path / "hr.csv", ("Email",), [["a@acme.example"]])
-    for name in ("import", "update", "reactivate"):
+    source = write_csv(tmp_path / "hr.csv", ("Email", "Role"), [["a@acme.example", "viewer"]])
+    assert run_cli("import", str(source), *served.connect()).exit_code == 0
+    assert run_cli("deactivate", str(source), *served.connect(), "--yes").exit_code == 0
+    report = next(tmp_path.glob("hr.deactivate.*.report.csv"))
+    for name, target in (("import", source), ("update", source), ("reactivate", report)):
         assert "--yes" not in offered(name)
-        result = run_cli(name, str(source), "--yes")
-        assert result.exit_code == 2
-        assert "--yes applies to deactivate and delete only" in result.output
+        result = run_cli(name, str(target), *served.connect(), "--yes")
+        assert result.exit_code == 0, result.output
+        warnings = [line for line in result.output.splitlines() if "warning" in line]
+        assert warnings == ["bulkusers: warning: --yes does nothing here: only deactivate and "
+                            "delete ask before changing users; drop it"]
 
 
 def test_each_command_offers_only_the_options_it_uses() -> None:
@@ -80,6 +86,8 @@ def test_each_command_offers_only_the_options_it_uses() -> None:
     for name in ("emulator", "demo"):
         assert not {"--profile", "--url", "--yes", "--quiet"} & offered(name)
         assert "--debug" in offered(name)
+    assert "--quiet" not in offered("config show")
+    assert {"--url", "--token", "--profile", "--report-dir"} <= offered("config show")
 
 
 def test_update_help_does_not_document_a_password_column(run_cli: RunCli) -> None:

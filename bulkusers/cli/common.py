@@ -92,6 +92,12 @@ def is_quiet() -> bool:
 
 
 def connection_options(func: F) -> F:
+    """Add --url, the credentials, --api, TLS and request options (each with a variable),
+    and the global options."""
+    return global_options(connects=True)(connection_settings(func))
+
+
+def connection_settings(func: F) -> F:
     """Add --url, the credentials, --api, TLS and request options, each with a variable."""
     options = [
         click.option("--url", envvar="SISENSE_URL", show_envvar=True, metavar="URL",
@@ -128,7 +134,7 @@ def connection_options(func: F) -> F:
     ]
     for option in reversed(options):
         func = option(func)
-    return global_options(connects=True)(func)
+    return func
 
 
 REPORT_DIR_OPTION = click.option(
@@ -176,13 +182,14 @@ def input_options(func: F) -> F:
 
 
 def removed_option(name: str, why: str) -> Callable[[F], F]:
-    """Accept a flag this command never used, hidden, and refuse it with one clear line."""
+    """Accept, hidden, a flag this command never used, with one warning line: scripts that
+    pass it everywhere keep working, and learn it does nothing here."""
 
-    def refuse(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    def warn(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
         if value:
-            raise click.UsageError(f"{name} {why}; drop it", ctx=ctx)
+            Console(quiet=False).warning(f"{name} {why}; drop it")
 
-    return click.option(name, is_flag=True, hidden=True, expose_value=False, callback=refuse)
+    return click.option(name, is_flag=True, hidden=True, expose_value=False, callback=warn)
 
 
 def policy(params: Effective | dict[str, Any]) -> RetryPolicy:

@@ -12,7 +12,7 @@ from bulkusers.cli.common import (
     BATCH_SIZE_OPTION,
     CONCURRENCY_OPTION,
     REPORT_DIR_OPTION,
-    connection_options,
+    connection_settings,
     global_options,
     settings_from,
 )
@@ -46,7 +46,8 @@ def path_command() -> None:
 
 
 @config_group.command("show")
-@connection_options
+@connection_settings
+@global_options(connects=True, quiet=False)
 @CONCURRENCY_OPTION
 @BATCH_SIZE_OPTION
 @click.option("--default-role", default=None, metavar="ROLE", envvar="BULKUSERS_DEFAULT_ROLE",
