@@ -51,6 +51,7 @@ from bulkusers.resume import Earlier, file_sha256, load_earlier
 from bulkusers.summary import RunSummary
 from bulkusers.sync import Reconciler, SyncOptions, refuse_empty
 from bulkusers.tasks import Task, WorkItem, batched, describe
+from bulkusers.words import count
 
 Command = Literal["import", "update", "deactivate", "delete", "reactivate", "sync"]
 #: Commands that read and keep the machine's deactivation records (see ledger.py).
@@ -283,8 +284,11 @@ def _strict_refusal(preview: Preflight, safety: Safety) -> str:
     problems = preview.invalid + preview.failed
     if not safety.strict or not problems:
         return ""
-    return (f"--strict: {problems} rows are invalid (first: {preview.first_problem()}); "
-            "nothing was sent. Fix them, or run without --strict to skip them")
+    are = "is" if problems == 1 else "are"
+    return (f"--strict: {count(problems, 'row')} {are} invalid (first: "
+            f"{preview.first_problem()}); nothing was sent. Fix "
+            f"{'it' if problems == 1 else 'them'}, or run without --strict to skip "
+            f"{'it' if problems == 1 else 'them'}")
 
 
 def _report_target(command: Command, settings: RunSettings, earlier: Earlier | None,

@@ -240,7 +240,7 @@ class Planner:
             payload["password"] = wanted.password
         if wanted.language:
             payload["preferences"] = {"language": wanted.language}
-        changes = f"role {role.name}"
+        changes = f"role {role.shown}"
         if groups:
             changes += "; groups " + " ".join("+" + g.name for g in groups)
         return CreateTask(row=row, email=email, payload=payload, changes=changes)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bulkusers.models import RowResult, Status
+from bulkusers.words import count
 
 MAX_EXAMPLES = 10
 
@@ -109,7 +110,9 @@ class RunSummary:
         self.ended = datetime.now(UTC)
         if self.done < self.total_rows and not (self.interrupted or self.aborted):
             # A safety net: every row must have an outcome, or the run did not do its job.
-            self.aborted = (f"only {self.done} of {self.total_rows} rows have an outcome; "
+            have = "has" if self.total_rows == 1 else "have"
+            self.aborted = (f"only {self.done} of {count(self.total_rows, 'row')} {have} an "
+                            "outcome; "
                             "check the report and resume with --resume")
         if self.interrupted:
             self.exit_code = 130

@@ -178,7 +178,8 @@ class Console:
         if not (summary.dry_run and summary.affected_total):
             return
         self._rich.print(f"\n[bold]{summary.command}[/] would affect "
-                         f"[bold]{summary.affected_total}[/] users (email, role, groups):")
+                         f"[bold]{count(summary.affected_total, 'user')}[/] "
+                         "(email, role, groups):")
         for target in summary.affected:
             self._rich.print(f"  {_escape(target)}", soft_wrap=True)
         rest = summary.affected_total - len(summary.affected)
@@ -202,7 +203,7 @@ class Console:
     def demo_outro(self, outcome: DemoOutcome) -> None:
         """What happened in the demo, and what to try next."""
         self._rich.print(
-            f"\nThe emulator now holds {outcome.users_after} users "
+            f"\nThe emulator now holds {count(outcome.users_after, 'user')} "
             f"({outcome.users_before} before). Rows the tool refused are 'skipped' with the "
             "reason in the report's error column, and were never sent.\nNext, with a "
             "rehearsal server in another terminal:", soft_wrap=True)
