@@ -224,7 +224,7 @@ def _check_permissions(path: Path, profiles: Mapping[str, Profile]) -> None:
     if not holders or os.name != "posix":
         return
     mode = path.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
         name, secret = holders[0]
         raise ConfigError(f"{path} holds a secret ({secret} in [profiles.{name}]) and others "
                           f"can read it; run: chmod 600 {path}")

@@ -121,7 +121,7 @@ class Console:
             were = "was" if summary.carried_over == 1 else "were"
             self._rich.print(f"  ({count(summary.carried_over, 'row')} {were} finished by "
                              "the run being resumed)")
-        table = Table(show_header=False, box=None, padding=(0, 2))
+        table = Table(show_header=False, box=None, padding=(0, 2), pad_edge=False)
         for label, style, number in _status_lines(summary):
             table.add_row(f"  [{style}]{label}[/]", str(number))
         self._rich.print(table)

@@ -61,12 +61,13 @@ QUIET_OPTION = click.option(
     help="no progress bar or summary; errors only, the exit code tells the outcome")
 PROFILE_OPTION = click.option(
     "--profile", metavar="NAME", expose_value=False, callback=_remember(META_PROFILE),
-    help=f"use the [profiles.NAME] section of the configuration file [env {PROFILE_ENV}]")
+    help=f"use the [profiles.NAME] section of the configuration file  [env var: "
+         f"{PROFILE_ENV}]")
 CONFIG_OPTION = click.option(
     "--config", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
     expose_value=False, callback=_remember(META_CONFIG),
-    help=f"configuration file (default: the per-user file `bulkusers config path` prints) "
-         f"[env {CONFIG_ENV}]")
+    help=f"configuration file (default: the per-user file `bulkusers config path` prints)  "
+         f"[env var: {CONFIG_ENV}]")
 
 
 def global_options(*, connects: bool, quiet: bool = True) -> Callable[[F], F]:
