@@ -20,8 +20,8 @@ from tests.conftest import TOKEN, Served, write_csv
 from tests.test_safety_e2e import _answer_prompt
 
 RunCli = Callable[..., Result]
-COMMANDS = ("import", "update", "deactivate", "reactivate", "delete", "export", "emulator",
-            "demo", "config show", "config path")
+COMMANDS = ("import", "update", "deactivate", "reactivate", "delete", "sync", "export",
+            "diff", "emulator", "demo", "config show", "config path")
 
 
 def command(path: str) -> click.Command:
@@ -55,8 +55,8 @@ def test_yes_is_offered_only_where_a_prompt_exists(served: Served, run_cli: RunC
                                                   tmp_path: Path) -> None:
     """--yes is on deactivate and delete; import, update and reactivate do not show it and,
     if a script passes it anyway, run as before with one warning saying it does nothing."""
-    assert "--yes" in offered("deactivate")
-    assert "--yes" in offered("delete")
+    for name in ("deactivate", "delete", "sync"):
+        assert "--yes" in offered(name)
     source = write_csv(tmp_path / "hr.csv", ("Email", "Role"), [["a@acme.example", "viewer"]])
     assert run_cli("import", str(source), *served.connect()).exit_code == 0
     assert run_cli("deactivate", str(source), *served.connect(), "--yes").exit_code == 0
@@ -86,6 +86,8 @@ def test_each_command_offers_only_the_options_it_uses() -> None:
     for name in ("emulator", "demo"):
         assert not {"--profile", "--url", "--yes", "--quiet"} & offered(name)
         assert "--debug" in offered(name)
+    assert {"--debug", "--quiet"} <= offered("diff")
+    assert not {"--profile", "--url"} & offered("diff")
     assert "--quiet" not in offered("config show")
     assert {"--url", "--token", "--profile", "--report-dir"} <= offered("config show")
 
@@ -239,3 +241,12 @@ def test_creates_and_strict_refusals_use_ui_role_names_and_plurals(
     assert result.exit_code == 2
     assert "--strict: 1 row is invalid" in result.output
     assert "1 rows" not in result.output
+
+
+def test_compare_needs_a_file_output(served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """export - --compare PREVIOUS is refused before anything is asked of the server."""
+    previous = write_csv(tmp_path / "old.csv", ("email", "role"), [["a@acme.example", "x"]])
+    result = run_cli("export", "-", "--compare", str(previous), *served.connect())
+    assert result.exit_code == 2
+    assert "--compare needs OUTPUT to be a file" in result.output
+    assert served.emulator.requests == []

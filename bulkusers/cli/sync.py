@@ -31,6 +31,7 @@ from bulkusers.preflight import Confirm, Preflight
 from bulkusers.summary import RunSummary
 from bulkusers.sync import MISSING_CHOICES, Missing, SyncOptions, parse_max_missing, planned_sets
 from bulkusers.ui import Console
+from bulkusers.words import count
 
 SYNC_HELP = """Make Sisense match FILE (the complete HR list) within a scope.
 
@@ -65,7 +66,7 @@ def _sync_confirmer(yes: bool, dry_run: bool,
             return lambda _action, plan: ask(missing, plan)
 
         def refuse(_action: str, plan: Preflight) -> bool:
-            raise ConfigError(f"sync would {missing} {plan.destructive} users and needs "
+            raise ConfigError(f"sync would {missing} {count(plan.destructive, 'user')} and needs "
                               "confirmation: pass --yes when not running from a terminal "
                               "(try --dry-run first); nothing was sent")
 
