@@ -338,3 +338,21 @@ token_env = "NOT_SET_ANYWHERE"
                      "--token", TOKEN)
     assert result.exit_code == 0, result.output
     assert "warning" not in result.output
+
+
+def test_resolved_secrets_never_show_in_a_repr(tmp_path: Path) -> None:
+    """A profile's literal secret and a resolved credential stay out of every repr."""
+    from bulkusers.cli.settings import Effective, Origin
+    from bulkusers.profiles import load_config
+
+    config = load_config(write_config(tmp_path / "c.toml", """
+[profiles.p]
+token = "Repr-secret-31"
+password_command = "echo Repr-secret-32"
+"""))
+    profile = config.profile("p")
+    effective = Effective(values={"token": None}, origins={"token": Origin("profile", "p")},
+                          profile=profile)
+    assert effective.credential("token", {}) == "Repr-secret-31"
+    for text in (repr(config), repr(profile), repr(effective)):
+        assert "Repr-secret" not in text

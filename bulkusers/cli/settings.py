@@ -50,7 +50,8 @@ class Effective:
     """The settings of one run with their origins; credentials of a profile stay unread
     (their commands unrun) until ``credential`` asks for them."""
 
-    values: dict[str, Any] = field(default_factory=dict)
+    #: Never in a repr: it holds the credentials once read.
+    values: dict[str, Any] = field(default_factory=dict, repr=False)
     origins: dict[str, Origin] = field(default_factory=dict)
     config: ConfigFile | None = None
     config_origin: str = ""
