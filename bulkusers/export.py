@@ -350,11 +350,11 @@ async def _write_users(api: UserApi, options: ExportOptions,
             raise
         with _writing(output):
             sink.finish()
-            if options.to_stdout:
-                _copy_to(temporary, stream)
-                temporary.unlink()
-            else:
+            if not options.to_stdout:
                 temporary.replace(output)
+        if options.to_stdout:
+            _copy_to(temporary, stream)
+            temporary.unlink()
     except BaseException:
         # Failed or interrupted: no partial file may stand where a complete one is expected.
         temporary.unlink(missing_ok=True)
@@ -366,9 +366,23 @@ def _copy_to(path: Path, stream: BinaryIO | None) -> None:
     """Give a complete export to the stream: a pipe never receives half an export."""
     if stream is None:
         raise ConfigError("an export to - needs a stream to write to")
-    with path.open("rb") as source:
-        shutil.copyfileobj(source, stream)
-    stream.flush()
+    try:
+        with path.open("rb") as source:
+            shutil.copyfileobj(source, stream)
+        stream.flush()
+    except BrokenPipeError:
+        raise OutputClosed("standard output was closed before the export was written in "
+                           "full (the next command stopped reading)") from None
+    except OSError as exc:
+        raise AbortError(f"writing to standard output failed ({exc.strerror or exc})"
+                         ) from None
+
+
+class OutputClosed(AbortError):
+    """The reader of standard output went away (``export - | head``): not a failure of ours,
+    and ended as a pipe's writer ends, with status 141 (SIGPIPE)."""
+
+    exit_code = 141
 
 
 async def export_users(connection: Connection, policy: RetryPolicy,

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
+from bulkusers.emulator import EmulatorSettings
 from bulkusers.report import default_report_path, report_stem
-from tests.conftest import TOKEN, Served, read_report, write_csv
+from tests.conftest import TOKEN, Served, read_report, serve, write_csv
 
 RunCli = Callable[..., Result]
 HEADER = ("Email", "First Name", "Role", "Groups")
@@ -91,6 +92,28 @@ def test_export_piped_into_another_command_cron_style(served: Served, run_cli: R
     assert summary["written"] == 4
     assert summary["exit_code"] == 0
     assert TOKEN not in summaries[0].read_text(encoding="utf-8")
+
+
+def test_export_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path: Path) -> None:
+    """`export - | head -1` on an export larger than a pipe holds: the export ends with 141
+    (as a pipe's writer does), one plain line, no traceback, no temporary file left."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    for served in serve(EmulatorSettings(token=TOKEN, users=2500)):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bulkusers", "export", "-", "--url", served.url,
+             "--token", TOKEN], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            cwd=tmp_path, env=clean_env(tmp_path) | {"TMPDIR": str(scratch)})
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith(b"email,userName")
+        process.stdout.close()  # the reader goes away with most of the export unread
+        _, stderr = process.communicate(timeout=60)
+        text = stderr.decode()
+        assert process.returncode == 141, text
+        assert "Traceback" not in text
+        assert "Exception ignored" not in text
+        assert "standard output was closed before the export was written in full" in text
+        assert list(scratch.iterdir()) == []  # the staged export was removed
 
 
 def test_export_to_a_file_writes_a_summary_beside_it(served: Served, run_cli: RunCli,

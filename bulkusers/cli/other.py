@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +26,13 @@ from bulkusers.cli.common import (
 from bulkusers.cli.diff import INACTIVE_HELP, diff_files, read_compared
 from bulkusers.diff import EXIT_CHANGED, check_output, default_output
 from bulkusers.errors import BulkUsersError
-from bulkusers.export import ExportOptions, ExportSummary, export_summary_path, export_users
+from bulkusers.export import (
+    ExportOptions,
+    ExportSummary,
+    OutputClosed,
+    export_summary_path,
+    export_users,
+)
 from bulkusers.readers import ReadOptions
 from bulkusers.report import check_report_path
 from bulkusers.ui import Console, ProgressObserver
@@ -103,6 +110,11 @@ def export_command(output: Path, role: str | None, group: str | None,
     except KeyboardInterrupt:
         console.error("interrupted")
         sys.exit(130)
+    except OutputClosed as exc:
+        # Python would report the closed pipe again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        console.info(f"bulkusers export: {exc}")
+        sys.exit(exc.exit_code)
     except BulkUsersError as exc:
         # No summary: one beside an earlier export would no longer describe that file.
         console.error(str(exc))
