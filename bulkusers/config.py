@@ -67,8 +67,8 @@ def _shown_url(url: str) -> str:
 
 def _clean_url(url: str | None) -> str:
     if not url:
-        raise ConfigError("no Sisense URL: pass --url https://sisense.example.com "
-                          "or set SISENSE_URL")
+        raise ConfigError("no Sisense URL: pass --url https://sisense.example.com, set "
+                          "SISENSE_URL, or choose a profile with --profile NAME")
     example = "pass it like https://sisense.example.com:30845"
     try:
         parts = urlsplit(url.strip())
@@ -131,7 +131,8 @@ def build_connection(
             raise ConfigError("--username given without a password: pass --password "
                               "or set SISENSE_PASSWORD")
         raise ConfigError("no credentials: pass --token (or set SISENSE_TOKEN), or "
-                          "--username and --password")
+                          "--username and --password, or give the profile a token_env or "
+                          "token_command")
     if insecure and ca_bundle:
         raise ConfigError("--insecure and --ca-bundle contradict each other; choose one")
     if ca_bundle is not None:

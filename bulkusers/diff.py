@@ -32,6 +32,7 @@ from bulkusers.errors import ConfigError, InputError
 from bulkusers.export import parse_time
 from bulkusers.readers import ReadOptions, open_table
 from bulkusers.sync import ascii_key
+from bulkusers.words import count
 
 #: The exit code of a diff (and of ``export --compare``) that found changes; 0 when none.
 EXIT_CHANGED = 4
@@ -282,7 +283,7 @@ class DiffSummary:
     def line(self) -> str:
         """One line for stderr."""
         counts = ", ".join(f"{self.counts.get(kind, 0)} {kind}" for kind in KINDS)
-        return f"{self.changed} changes ({counts})"
+        return f"{count(self.changed, 'change')} ({counts})"
 
     def to_json(self) -> dict[str, object]:
         """The summary as plain JSON data."""

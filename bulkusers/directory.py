@@ -29,6 +29,15 @@ ROLE_ALIASES: Mapping[str, str] = {
 }
 
 
+#: The names the Sisense admin UI shows for the built-in roles, for servers (the legacy API)
+#: whose roles carry no displayName.
+UI_ROLE_NAMES: Mapping[str, str] = {
+    "super": "Sys. Admin", "admin": "Admin", "dataAdmin": "Data Admin",
+    "dataDesigner": "Data Designer", "contributor": "Designer", "consumer": "Viewer",
+    "tenantAdmin": "Tenant Admin",
+}
+
+
 def _key(text: str) -> str:
     """Case-, space- and punctuation-insensitive key: 'Sys. Admin' and 'sysadmin' meet."""
     return re.sub(r"[\s._\-]+", "", text).casefold()
@@ -41,6 +50,11 @@ class Role:
     id: str
     name: str
     display_name: str
+
+    @property
+    def shown(self) -> str:
+        """The name the Sisense admin UI shows (Viewer, Designer...), else the API name."""
+        return self.display_name or UI_ROLE_NAMES.get(self.name, self.name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +219,11 @@ class Directory:
                            (self._users_by_id, user.id)):
             if index.get(key) is user:
                 del index[key]
+
+    def role_shown(self, role_id: str) -> str:
+        """The name the admin UI shows for a role id ("?" when unknown)."""
+        role = self.role_by_id(role_id)
+        return role.shown if role else "?"
 
     def role_name(self, role_id: str) -> str:
         """The API name of a role id ("" when unknown)."""

@@ -30,6 +30,7 @@ from bulkusers.tasks import (
     UpdateTask,
     WorkItem,
 )
+from bulkusers.words import count
 
 CODE_ALREADY_EXISTS = 2004
 Emit = Callable[[RowResult], None]
@@ -65,7 +66,8 @@ class Failure:
 
 
 def _network_failure(exc: BaseException, trace: Trace, consequence: str) -> str:
-    return f"{describe_network_error(exc)} after {trace.attempts} attempts; {consequence}"
+    return (f"{describe_network_error(exc)} after {count(trace.attempts, 'attempt')}; "
+            f"{consequence}")
 
 
 def _strong_password() -> str:

@@ -9,14 +9,18 @@ place only once every page was read, so a failed run never leaves a file that lo
 from __future__ import annotations
 
 import csv
+import json
+import os
 import secrets
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import aiohttp
 from openpyxl import Workbook
@@ -40,6 +44,8 @@ COLUMNS: tuple[str, ...] = (
 )
 DATE_COLUMNS = frozenset({"created", "lastLogin", "lastUpdated"})
 SUFFIXES = (".csv", ".xlsx")
+#: OUTPUT that means standard output.
+STDOUT = "-"
 GROUP_SEPARATOR = "; "
 DATE_FORMAT = "yyyy-mm-dd hh:mm:ss"
 _WIDTHS = {"email": 32, "userName": 24, "groups": 36, "created": 20, "lastLogin": 20,
@@ -59,9 +65,15 @@ class ExportOptions:
     inactive_days: int | None = None
     page_size: int = 500
 
+    @property
+    def to_stdout(self) -> bool:
+        """True for OUTPUT ``-``: CSV for a pipe, given to a stream once complete."""
+        return str(self.output) == STDOUT
+
     def __post_init__(self) -> None:
-        if self.output.suffix.lower() not in SUFFIXES:
-            raise ConfigError(f"{self.output}: the export must end in .csv or .xlsx")
+        if not self.to_stdout and self.output.suffix.lower() not in SUFFIXES:
+            raise ConfigError(f"{self.output}: the export must end in .csv or .xlsx (or be - "
+                              "for CSV on standard output)")
         if self.page_size < 1:
             raise ConfigError(f"the page size must be at least 1, not {self.page_size}")
         if self.inactive_days is not None and self.inactive_days < 0:
@@ -181,8 +193,8 @@ class _Sink(Protocol):
 class _CsvSink:
     """UTF-8 CSV with a BOM (so Excel shows accents), every cell formula-safe."""
 
-    def __init__(self, path: Path) -> None:
-        self._file = path.open("w", encoding="utf-8-sig", newline="")
+    def __init__(self, path: Path, encoding: str = "utf-8-sig") -> None:
+        self._file = path.open("w", encoding=encoding, newline="")
         self._writer = csv.writer(self._file)
         self._writer.writerow(COLUMNS)
 
@@ -278,6 +290,8 @@ def _temporary(output: Path) -> Path:
 
 def check_output(output: Path) -> None:
     """Refuse an OUTPUT that can never be written, before anything is asked of the server."""
+    if str(output) == STDOUT:
+        return
     if output.is_dir():
         raise ConfigError(f"{output}: is a directory; give a file name ending in .csv or .xlsx")
     if not output.parent.is_dir():
@@ -300,15 +314,26 @@ def _writing(output: Path) -> Iterator[None]:
 
 def _open_sink(path: Path, output: Path) -> _Sink:
     with _writing(output):
+        if str(output) == STDOUT:
+            return _CsvSink(path, encoding="utf-8")  # a BOM would be data to the next command
         return _XlsxSink(path) if output.suffix.lower() == ".xlsx" else _CsvSink(path)
 
 
-async def _write_users(api: UserApi, options: ExportOptions) -> tuple[int, int]:
-    """Stream every selected user into a temporary file, then rename it; (written, read)."""
+def _stdout_temporary() -> Path:
+    """A private temporary file for an export to standard output."""
+    handle, name = tempfile.mkstemp(prefix="bulkusers-export-", suffix=".csv.part")
+    os.close(handle)
+    return Path(name)
+
+
+async def _write_users(api: UserApi, options: ExportOptions,
+                       stream: BinaryIO | None) -> tuple[int, int]:
+    """Stream every selected user into a temporary file, then rename it (or copy it to
+    ``stream`` for ``-``); (written, read)."""
     directory = await load_directory(api, with_users=False)
     selection = await _select(api, directory, options)
     output = options.output
-    temporary = _temporary(output)
+    temporary = _stdout_temporary() if options.to_stdout else _temporary(output)
     written = read = 0
     try:
         sink = _open_sink(temporary, output)
@@ -325,7 +350,11 @@ async def _write_users(api: UserApi, options: ExportOptions) -> tuple[int, int]:
             raise
         with _writing(output):
             sink.finish()
-            temporary.replace(output)
+            if not options.to_stdout:
+                temporary.replace(output)
+        if options.to_stdout:
+            _copy_to(temporary, stream)
+            temporary.unlink()
     except BaseException:
         # Failed or interrupted: no partial file may stand where a complete one is expected.
         temporary.unlink(missing_ok=True)
@@ -333,15 +362,40 @@ async def _write_users(api: UserApi, options: ExportOptions) -> tuple[int, int]:
     return written, read
 
 
+def _copy_to(path: Path, stream: BinaryIO | None) -> None:
+    """Give a complete export to the stream: a pipe never receives half an export."""
+    if stream is None:
+        raise ConfigError("an export to - needs a stream to write to")
+    try:
+        with path.open("rb") as source:
+            shutil.copyfileobj(source, stream)
+        stream.flush()
+    except BrokenPipeError:
+        raise OutputClosed("standard output was closed before the export was written in "
+                           "full (the next command stopped reading)") from None
+    except OSError as exc:
+        raise AbortError(f"writing to standard output failed ({exc.strerror or exc})"
+                         ) from None
+
+
+class OutputClosed(AbortError):
+    """The reader of standard output went away (``export - | head``): not a failure of ours,
+    and ended as a pipe's writer ends, with status 141 (SIGPIPE)."""
+
+    exit_code = 141
+
+
 async def export_users(connection: Connection, policy: RetryPolicy,
-                       options: ExportOptions) -> ExportResult:
-    """Export the selected users to ``options.output``; every failure is a BulkUsersError."""
+                       options: ExportOptions,
+                       stream: BinaryIO | None = None) -> ExportResult:
+    """Export the selected users to ``options.output`` (to ``stream`` for ``-``); every
+    failure is a BulkUsersError."""
     started = time.monotonic()
     check_output(options.output)
     async with SisenseClient(connection, policy, max_connections=4) as client:
         try:
             await client.check()
-            written, read = await _write_users(make_api(client), options)
+            written, read = await _write_users(make_api(client), options, stream)
         except ApiError as exc:
             raise ServerUnavailable(f"the server answered {exc.method} {exc.path} with "
                                     f"{exc.describe()}; {options.output} was not written"
@@ -351,3 +405,57 @@ async def export_users(connection: Connection, policy: RetryPolicy,
                                     f"({network_problem(exc)}); {options.output} was not "
                                     "written") from None
     return ExportResult(options.output, written, read, time.monotonic() - started)
+
+
+# -- the summary for machines ---------------------------------------------------------------
+
+
+def export_summary_path(options: ExportOptions, report_dir: Path | None = None,
+                        now: datetime | None = None) -> Path:
+    """Where an export's JSON summary goes: beside OUTPUT (``users.csv``:
+    ``users.summary.json``), or for ``-`` in the report folder, named after the time."""
+    if not options.to_stdout:
+        return options.output.with_name(options.output.stem + ".summary.json")
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    folder = report_dir or Path.cwd()
+    candidate = folder / f"export.{stamp}.summary.json"
+    counter = 2
+    while candidate.exists():
+        candidate = folder / f"export.{stamp}-{counter}.summary.json"
+        counter += 1
+    return candidate
+
+
+@dataclass(frozen=True, slots=True)
+class ExportSummary:
+    """What an export did, for scripts: written beside the output like the write commands'."""
+
+    options: ExportOptions
+    url: str
+    api: str
+    started: datetime
+    ended: datetime
+    result: ExportResult
+
+    def to_json(self) -> dict[str, Any]:
+        """The summary as plain JSON data (never a secret: the URL carries none)."""
+        return {
+            "command": "export",
+            "output": "-" if self.options.to_stdout else str(self.options.output),
+            "started": self.started.isoformat(),
+            "ended": self.ended.isoformat(),
+            "seconds": round((self.ended - self.started).total_seconds(), 3),
+            "written": self.result.written,
+            "read": self.result.read,
+            "exit_code": 0,
+            "options": {"url": self.url, "api": self.api, "role": self.options.role,
+                        "group": self.options.group,
+                        "inactive_days": self.options.inactive_days,
+                        "page_size": self.options.page_size},
+        }
+
+    def write_json(self, path: Path) -> None:
+        """Write the summary atomically (a reader never sees half of it)."""
+        partial = path.with_name(path.name + ".tmp")
+        partial.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
+        partial.replace(path)

@@ -51,6 +51,7 @@ from bulkusers.resume import Earlier, file_sha256, load_earlier
 from bulkusers.summary import RunSummary
 from bulkusers.sync import Reconciler, SyncOptions, refuse_empty
 from bulkusers.tasks import Task, WorkItem, batched, describe
+from bulkusers.words import count
 
 Command = Literal["import", "update", "deactivate", "delete", "reactivate", "sync"]
 #: Commands that read and keep the machine's deactivation records (see ledger.py).
@@ -66,6 +67,8 @@ class RunSettings:
     input_path: Path
     read: ReadOptions = field(default_factory=ReadOptions)
     report_path: Path | None = None
+    #: Where a report named by default goes (None: the current folder).
+    report_dir: Path | None = None
     concurrency: int = 8
     batch_size: int = 50
     handle_sigint: bool = True
@@ -142,7 +145,7 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
     observer = observer or SilentObserver()
     safety = safety or Safety()
     if safety.resume is None:
-        check_report_path(settings.report_path, settings.input_path)
+        check_report_path(settings.report_path, settings.input_path, settings.report_dir)
     source = await _open_input(command, settings)
     if command == "sync":
         refuse_empty(settings.input_path, source.scan.total)
@@ -281,8 +284,11 @@ def _strict_refusal(preview: Preflight, safety: Safety) -> str:
     problems = preview.invalid + preview.failed
     if not safety.strict or not problems:
         return ""
-    return (f"--strict: {problems} rows are invalid (first: {preview.first_problem()}); "
-            "nothing was sent. Fix them, or run without --strict to skip them")
+    are = "is" if problems == 1 else "are"
+    return (f"--strict: {count(problems, 'row')} {are} invalid (first: "
+            f"{preview.first_problem()}); nothing was sent. Fix "
+            f"{'it' if problems == 1 else 'them'}, or run without --strict to skip "
+            f"{'it' if problems == 1 else 'them'}")
 
 
 def _report_target(command: Command, settings: RunSettings, earlier: Earlier | None,
@@ -293,8 +299,9 @@ def _report_target(command: Command, settings: RunSettings, earlier: Earlier | N
     if earlier:
         # A dry run (or a --strict refusal) of a resume writes its plan to a new report:
         # appending to the one being resumed would mark it a dry run, and unresumable.
-        return default_report_path(settings.input_path, command), "new"
-    return settings.report_path or default_report_path(settings.input_path, command), "new"
+        return default_report_path(settings.input_path, command, settings.report_dir), "new"
+    return settings.report_path or default_report_path(settings.input_path, command,
+                                                       settings.report_dir), "new"
 
 
 def _stand_in_groups(planner: Planner, directory: Directory,
@@ -332,4 +339,4 @@ def _options(connection: Connection, settings: RunSettings, options: PlanOptions
             "max_changes": safety.max_changes.count, "max_changes_percent":
             safety.max_changes.percent, "resume": str(safety.resume or ""),
             "encoding": settings.read.encoding, "delimiter": settings.read.delimiter,
-            "sheet": settings.read.sheet}
+            "sheet": settings.read.sheet, "header_row": settings.read.header_row}

@@ -240,7 +240,7 @@ class Planner:
             payload["password"] = wanted.password
         if wanted.language:
             payload["preferences"] = {"language": wanted.language}
-        changes = f"role {role.name}"
+        changes = f"role {role.shown}"
         if groups:
             changes += "; groups " + " ".join("+" + g.name for g in groups)
         return CreateTask(row=row, email=email, payload=payload, changes=changes)
@@ -317,7 +317,7 @@ class Planner:
         return wanted, "groups: " + " ".join(parts)
 
     def _role_change(self, old_role_id: str, new: Role) -> str:
-        return f"role: {self.directory.role_name(old_role_id) or '?'} -> {new.name}"
+        return f"role: {self.directory.role_shown(old_role_id)} -> {new.shown}"
 
     def _builtin(self, group_id: str) -> bool:
         group = self.directory.group_by_id(group_id)

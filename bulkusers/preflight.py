@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from bulkusers.errors import GuardTripped
 from bulkusers.models import RowResult, Status
 from bulkusers.tasks import Task, WorkItem, tasks_of
+from bulkusers.words import count
 
 #: How many invalid rows a pre-flight keeps as examples.
 PREVIEW_SIZE = 5
@@ -109,9 +110,9 @@ def check_limit(plan: Preflight, limit: Limit, directory_users: int) -> None:
     """Abort before any write when the plan changes more than ``--max-changes`` allows."""
     allowed = limit.allowed(directory_users)
     if allowed is not None and plan.writes > allowed:
-        shown = f"{limit.percent:g}% of {directory_users} users = {allowed}" \
+        shown = f"{limit.percent:g}% of {count(directory_users, 'user')} = {allowed}" \
             if limit.percent is not None else str(allowed)
-        raise GuardTripped(f"the plan would change {plan.writes} users, more than "
+        raise GuardTripped(f"the plan would change {count(plan.writes, 'user')}, more than "
                            f"--max-changes allows ({shown}); nothing was sent. Check the "
                            "input, or raise --max-changes")
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import re
 import zipfile
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from openpyxl.worksheet._read_only import ReadOnlyWorksheet
 from openpyxl.worksheet._reader import FORMULA_TAG, WorkSheetParser
 
 from bulkusers.cells import cell_text, neutralise, restore
-from bulkusers.columns import Shaper, build_header, normalise_header, show
+from bulkusers.columns import Shaper, build_header, is_report_header, normalise_header, show
 from bulkusers.errors import ConfigError, InputError
 from bulkusers.models import Header, Row
 from bulkusers.rowcheck import UNCACHED_FORMULA, RowCheck
@@ -68,8 +69,12 @@ class ReadOptions:
     chunk_size: int = 2000
     #: A cell larger than this (UTF-8 bytes) makes its row invalid (--max-cell-bytes).
     max_cell_bytes: int = DEFAULT_MAX_CELL_BYTES
+    #: The header's row number (1-based); None: the first non-blank row.
+    header_row: int | None = None
 
     def __post_init__(self) -> None:
+        if self.header_row is not None and self.header_row < 1:
+            raise ConfigError(f"--header-row must be 1 or more, not {self.header_row}")
         if self.chunk_size < 1:
             raise ConfigError(f"chunk size must be at least 1, not {self.chunk_size}")
         if self.max_cell_bytes < 1:
@@ -238,13 +243,21 @@ def _sniff_delimiter(text: str) -> str:
     return best if (widths[best] or [0])[0] > 1 else ","
 
 
-def _csv_header(path: Path, encoding: str, delimiter: str) -> tuple[int, list[str]]:
+def _csv_header(path: Path, encoding: str, delimiter: str,
+                header_row: int | None = None) -> tuple[int, list[str]]:
     """The header record's number (1-based, as pandas counts records) and its cells."""
     try:
         with path.open(encoding=encoding, newline="") as file:
             for number, record in enumerate(csv.reader(file, delimiter=delimiter), start=1):
+                if header_row is not None and number < header_row:
+                    continue
+                if header_row is not None and _is_blank(record):
+                    raise InputError(f"{path}: --header-row {header_row}: that row is blank; "
+                                     "give the number of the row that names the columns")
                 if not _is_blank(record):
                     return number, record
+        if header_row is not None:
+            raise InputError(f"{path}: --header-row {header_row}: the file has fewer rows")
     except UnicodeError:
         raise InputError(_encoding_message(path, encoding, None)) from None
     except csv.Error as exc:
@@ -266,9 +279,15 @@ def _open_csv(path: Path, options: ReadOptions) -> Table:
     elif path.suffix.lower() == ".tsv":
         delimiter = "\t"
     else:
-        delimiter = _sniff_delimiter(_complete_lines(text, whole))
-    header_number, cells = _csv_header(path, options.encoding, delimiter)
+        lines = _complete_lines(text, whole)
+        if options.header_row is not None:
+            # Title lines above the header would blur the delimiter's signal.
+            lines = "\n".join(lines.splitlines()[options.header_row - 1:])
+        delimiter = _sniff_delimiter(lines)
+    header_number, cells = _csv_header(path, options.encoding, delimiter, options.header_row)
     cells[0] = cells[0].lstrip("\ufeff")
+    if options.header_row is None:
+        _title_hint(str(path), header_number, cells, _csv_candidates(text, header_number))
     header, shape = build_header(str(path), [restore(cell) for cell in cells])
     width = len(cells)
 
@@ -481,7 +500,10 @@ def _open_xlsx(path: Path, options: ReadOptions) -> Table:
         title = sheet.title
         others = [name for name in workbook.sheetnames if name != title]
         records = _sheet_records(path, sheet)
-        found = next((record for record in records if not _is_blank(record[1])), None)
+        found = _first_header(path, records, options.header_row)
+        if found is not None and options.header_row is None:
+            later = itertools.islice(records, _TITLE_LOOKAHEAD)
+            _title_hint(f"{path} [{title}]", found[0], found[1], later)
         records.close()
     finally:
         workbook.close()
@@ -501,6 +523,58 @@ def _open_xlsx(path: Path, options: ReadOptions) -> Table:
         return _xlsx_rows(path, title, header_number, shape, check)
 
     return Table(path, header, stream, sheet=title)
+
+
+def _first_header(path: Path, records: _Records,
+                  header_row: int | None) -> tuple[int, list[str]] | None:
+    """The header record of a sheet: the row --header-row names, else the first non-blank."""
+    for number, cells in records:
+        if header_row is None and not _is_blank(cells):
+            return number, cells
+        if number == header_row:
+            if _is_blank(cells):
+                raise InputError(f"{path}: --header-row {header_row}: that row is blank; give "
+                                 "the number of the row that names the columns")
+            return number, cells
+    if header_row is not None:
+        raise InputError(f"{path}: --header-row {header_row}: the sheet has fewer rows")
+    return None
+
+
+#: Rows below a header without an email column searched for the real header (a title above).
+_TITLE_LOOKAHEAD = 20
+
+
+def _has_email(cells: Sequence[str]) -> bool:
+    return any(normalise_header(restore(cell)) == "email" for cell in cells)
+
+
+def _title_hint(source: str, number: int, cells: Sequence[str],
+                later: Iterable[tuple[int, Sequence[str]]]) -> None:
+    """Name the row that looks like the header when the first row (a title) has no email."""
+    if _has_email(cells) or is_report_header(cells):
+        return
+    for candidate, row in later:
+        if _has_email(row):
+            title = " ".join(" ".join(cell.split()) for cell in cells if cell.strip())
+            raise InputError(f"{source}: no email column in row {number} ({show(title)}); "
+                             f"row {candidate} looks like the header: pass --header-row "
+                             f"{candidate}")
+
+
+def _csv_candidates(text: str, after: int) -> Iterator[tuple[int, list[str]]]:
+    """The records below ``after`` in a CSV sample, split by each delimiter in turn (a title
+    line can mislead the delimiter's detection)."""
+    for delimiter in DELIMITERS:
+        records = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=False)
+        try:
+            for number, record in enumerate(records, start=1):
+                if number > after + _TITLE_LOOKAHEAD:
+                    break
+                if number > after:
+                    yield number, record
+        except csv.Error:
+            continue
 
 
 def _xlsx_rows(path: Path, title: str, header_number: int, shape: Shaper,

@@ -23,14 +23,18 @@ MASK = "***"
 FINISHED = frozenset({"created", "updated", "unchanged", "deactivated", "deleted"})
 
 
-def check_report_path(path: Path | None, input_path: Path) -> None:
-    """Refuse a --report that cannot be written, or would overwrite something, before
-    anything is read or sent."""
+def check_report_path(path: Path | None, input_path: Path,
+                      directory: Path | None = None) -> None:
+    """Refuse a --report (or --report-dir) that cannot be written, or would overwrite
+    something, before anything is read or sent."""
     if path is None:
-        folder = Path.cwd()
+        folder = directory or Path.cwd()
+        option = f"--report-dir {folder}" if directory else f"the current folder {folder}"
+        if not folder.is_dir():
+            raise ConfigError(f"{option}: no such folder; create it or choose another")
         if not os.access(folder, os.W_OK):
-            raise ConfigError(f"the report goes to the current folder {folder}, which is not "
-                              "writable; cd elsewhere or pass --report PATH")
+            fix = "choose another" if directory else "cd elsewhere or pass --report-dir DIR"
+            raise ConfigError(f"reports go to {option}, which is not writable; {fix}")
         return
     if path.exists() and input_path.exists() and path.resolve() == input_path.resolve():
         raise ConfigError(f"--report {path} is the input file; give the report another name")
@@ -49,14 +53,30 @@ def check_report_path(path: Path | None, input_path: Path) -> None:
         raise ConfigError(f"--report {path}: the folder {folder} is not writable")
 
 
+#: What a default report name adds after the input's stem: ``.COMMAND.TIME`` (``-N`` when
+#: that name was taken), then ``.report``. A report given as input (``reactivate``, or a
+#: filtered report re-run) loses it, so names never stack.
+_RUN_SUFFIX = re.compile(r"(?:\.(?:import|update|deactivate|reactivate|delete|export|sync)"
+                         r"\.\d{8}[-T]?\d{4,6}(?:-\d+)?)?(?:\.report)?$")
+
+
+def report_stem(input_path: Path) -> str:
+    """The input's name without extension and without an earlier run's suffixes."""
+    stem = input_path.stem
+    while (shorter := _RUN_SUFFIX.sub("", stem, count=1)) not in (stem, ""):
+        stem = shorter  # a name that stacked earlier suffixes loses all of them
+    return stem
+
+
 def default_report_path(input_path: Path, command: str, directory: Path | None = None,
                         now: datetime | None = None) -> Path:
-    """A new report path beside the current directory that never names an existing file."""
+    """A new report path in ``directory`` (default: the current folder) that never names an
+    existing file: ``STEM.COMMAND.YYYYmmdd-HHMMSS.report.csv``."""
     stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
-    base = (directory or Path.cwd()) / f"{input_path.stem}.{command}.{stamp}"
+    base = (directory or Path.cwd()) / f"{report_stem(input_path)}.{command}.{stamp}"
     candidate = base.with_name(base.name + ".report.csv")
     counter = 2
-    while candidate.exists():
+    while candidate.exists() or summary_path(candidate).exists():
         candidate = base.with_name(f"{base.name}-{counter}.report.csv")
         counter += 1
     return candidate

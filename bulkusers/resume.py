@@ -42,6 +42,7 @@ PLAN_OPTIONS: tuple[tuple[str, str, object], ...] = (
     ("encoding", "--encoding", "utf-8-sig"),
     ("delimiter", "--delimiter", None),
     ("sheet", "--sheet", None),
+    ("header_row", "--header-row", None),
     ("default_role", "--default-role", None),
     ("on_existing", "--on-existing", "skip"),
     ("groups", "--groups", "add"),

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bulkusers.models import RowResult, Status
+from bulkusers.words import count
 
 MAX_EXAMPLES = 10
 
@@ -63,10 +64,24 @@ class RunSummary:
     #: many it affects in all.
     affected: list[str] = field(default_factory=list)
     affected_total: int = 0
+    _invalid: int = field(default=0, init=False, repr=False)
+
+    @property
+    def invalid(self) -> int:
+        """Rows skipped because of a problem with the row (never sent)."""
+        return self._invalid
+
+    @property
+    def already_there(self) -> int:
+        """Rows skipped with nothing to do: the user already exists (import), or there was
+        nothing to undo (reactivate)."""
+        return self.counts.get(Status.SKIPPED.value, 0) - self._invalid
 
     def add(self, result: RowResult) -> None:
         """Count one finished row."""
         self.counts[result.status.value] += 1
+        if result.status is Status.SKIPPED and result.error:
+            self._invalid += 1
         if result.status is Status.PLANNED:
             self.planned[result.action] += 1
         if result.needs_attention:
@@ -95,7 +110,9 @@ class RunSummary:
         self.ended = datetime.now(UTC)
         if self.done < self.total_rows and not (self.interrupted or self.aborted):
             # A safety net: every row must have an outcome, or the run did not do its job.
-            self.aborted = (f"only {self.done} of {self.total_rows} rows have an outcome; "
+            have = "has" if self.total_rows == 1 else "have"
+            self.aborted = (f"only {self.done} of {count(self.total_rows, 'row')} {have} an "
+                            "outcome; "
                             "check the report and resume with --resume")
         if self.interrupted:
             self.exit_code = 130
@@ -120,6 +137,8 @@ class RunSummary:
             "seconds": round(self.seconds, 3),
             "total_rows": self.total_rows,
             "counts": {s.value: self.counts.get(s.value, 0) for s in Status},
+            "already_there": self.already_there,
+            "invalid": self.invalid,
             "planned": dict(self.planned),
             "carried_over": self.carried_over,
             "groups_created": list(self.groups_created),

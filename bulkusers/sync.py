@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from bulkusers.directory import Directory, Group, Unknown, User
+from bulkusers.directory import UI_ROLE_NAMES, Directory, Group, Unknown, User
 from bulkusers.errors import ConfigError, GuardTripped
 from bulkusers.identity import identity_key
 from bulkusers.journal import journal_path
@@ -401,5 +401,6 @@ def _describe(line: Mapping[str, str]) -> str:
         state = {}
     if isinstance(state, dict) and state:
         groups = ", ".join(str(g) for g in state.get("groups") or []) or "no groups"
-        return f"{email} (role {state.get('role', '?')}; {groups})"
+        role = str(state.get("role", "?"))
+        return f"{email} (role {UI_ROLE_NAMES.get(role, role)}; {groups})"
     return email

@@ -125,7 +125,7 @@ def describe(user: User, directory: Directory) -> str:
     """One line naming a user as the server stores it: email, role (as the UI names it) and
     groups, for the confirmation prompt and a dry run's list."""
     role = directory.role_by_id(user.role_id)
-    role_name = (role.display_name or role.name) if role else user.role_id or "no role"
+    role_name = role.shown if role else user.role_id or "no role"
     groups = [name for name in directory.group_names(user.group_ids)
               if name.casefold() not in BUILTIN_GROUPS]
     return f"{user.email}  {role_name}  groups: {', '.join(groups) if groups else '(none)'}"

@@ -16,6 +16,7 @@ from rich.progress import (
     TaskID,
     TextColumn,
     TimeElapsedColumn,
+    TimeRemainingColumn,
 )
 from rich.table import Table
 
@@ -25,9 +26,13 @@ from bulkusers.report import summary_path
 from bulkusers.resume import option_flags
 from bulkusers.safetext import printable
 from bulkusers.summary import RunSummary
+from bulkusers.words import count
 
 if TYPE_CHECKING:
     from bulkusers.demo import DemoOutcome
+
+#: The width rich lays tables out in off a terminal: wide enough never to fold a line.
+UNWRAPPED_WIDTH = 10_000
 
 STATUS_STYLES = {
     Status.CREATED: "green", Status.UPDATED: "green", Status.UNCHANGED: "dim",
@@ -41,9 +46,12 @@ class Console:
 
     def __init__(self, *, quiet: bool) -> None:
         self.quiet = quiet
-        # Logs and cron mail are read in wide windows: don't wrap at 80 off a terminal.
-        width = None if sys.stderr.isatty() else 120
-        self._rich = RichConsole(stderr=True, highlight=False, width=width)
+        # Off a terminal (logs, cron mail, a pipe) a line stays one line, however long:
+        # rich would otherwise wrap it at 80 columns, mid-sentence.
+        terminal = sys.stderr.isatty()
+        self._rich = RichConsole(stderr=True, highlight=False,
+                                 width=None if terminal else UNWRAPPED_WIDTH,
+                                 soft_wrap=not terminal)
 
     @property
     def interactive(self) -> bool:
@@ -60,6 +68,10 @@ class Console:
         # soft_wrap: one physical line however long, so grep and cron mail keep it whole.
         self._rich.print(f"[bold red]bulkusers: error:[/] {_escape(message)}", soft_wrap=True)
 
+    def plain(self, message: str) -> None:
+        """A calm line, not an error (the person chose it). Shown even with --quiet."""
+        self._rich.print(_escape(message), soft_wrap=True)
+
     def warning(self, message: str) -> None:
         """A warning line. Shown even with --quiet: it is about safety."""
         self._rich.print(f"[bold yellow]bulkusers: warning:[/] {_escape(message)}",
@@ -72,7 +84,8 @@ class Console:
 
     def confirmation(self, action: str, plan: Preflight) -> None:
         """What a destructive run is about to do, before the prompt."""
-        self._rich.print(f"[bold]{action}[/] would change [bold]{plan.destructive}[/] users "
+        self._rich.print(f"[bold]{action}[/] would change "
+                         f"[bold]{count(plan.destructive, 'user')}[/] "
                          "(email, role, groups as the server holds them):")
         for target in plan.targets:
             self._rich.print(f"  {_escape(target)}", soft_wrap=True)
@@ -80,7 +93,9 @@ class Console:
             self._rich.print(f"  ... and {plan.destructive - len(plan.targets)} more (list them "
                              "all with --dry-run: its report has one line per user)")
         if plan.invalid:
-            self._rich.print(f"({plan.invalid} rows are invalid and will be skipped)")
+            were = "is" if plan.invalid == 1 else "are"
+            self._rich.print(f"({count(plan.invalid, 'row')} {were} invalid and will be "
+                             "skipped)")
 
     def resume_hint(self, summary: RunSummary) -> None:
         """The exact command that continues an interrupted or aborted run."""
@@ -99,17 +114,16 @@ class Console:
         if self.quiet:
             return
         dry = " [cyan](dry run: nothing was sent)[/]" if summary.dry_run else ""
+        have = "has" if summary.total_rows == 1 else "have"
         self._rich.print(f"\n[bold]bulkusers {summary.command}[/]: {summary.done} of "
-                         f"{summary.total_rows} rows have an outcome{dry}")
+                         f"{count(summary.total_rows, 'row')} {have} an outcome{dry}")
         if summary.carried_over:
-            self._rich.print(f"  ({summary.carried_over} rows were finished by the run "
-                             "being resumed)")
-        table = Table(show_header=False, box=None, padding=(0, 2))
-        for status in Status:
-            count = summary.counts.get(status.value, 0)
-            if count:
-                style = STATUS_STYLES[status]
-                table.add_row(f"  [{style}]{status.value}[/]", str(count))
+            were = "was" if summary.carried_over == 1 else "were"
+            self._rich.print(f"  ({count(summary.carried_over, 'row')} {were} finished by "
+                             "the run being resumed)")
+        table = Table(show_header=False, box=None, padding=(0, 2), pad_edge=False)
+        for label, style, number in _status_lines(summary):
+            table.add_row(f"  [{style}]{label}[/]", str(number))
         self._rich.print(table)
         if summary.planned:
             planned = ", ".join(f"{action} {count}" for action, count in
@@ -129,7 +143,8 @@ class Console:
             verb = "to create" if summary.dry_run else "created"
             self._rich.print(f"groups {verb}: {_escape(', '.join(summary.groups_created))}")
         self._rich.print(f"{summary.seconds:.1f} s, {summary.rows_per_second:.0f} rows/s, "
-                         f"{summary.requests} requests ({summary.retries} retries)")
+                         f"{count(summary.requests, 'request')} "
+                         f"({count(summary.retries, 'retry', 'retries')})")
         self._rich.print(f"report:  {_escape(summary.report_file)}")
         self._rich.print(f"summary: {_escape(str(summary_path(Path(summary.report_file))))}")
         if summary.refused:
@@ -141,7 +156,9 @@ class Console:
             self._rich.print("[bold yellow]interrupted:[/] rows not sent are marked "
                              "not_attempted in the report")
         if summary.needs_attention:
-            self._rich.print(f"[yellow]{summary.needs_attention} rows need attention[/] (the "
+            need = "needs" if summary.needs_attention == 1 else "need"
+            self._rich.print(f"[yellow]{count(summary.needs_attention, 'row')} {need} "
+                             "attention[/] (the "
                              "report's error column says why; a copy of the report filtered "
                              "to those rows is valid input for the next run):")
             examples = Table(box=None, padding=(0, 2), show_edge=False)
@@ -161,7 +178,8 @@ class Console:
         if not (summary.dry_run and summary.affected_total):
             return
         self._rich.print(f"\n[bold]{summary.command}[/] would affect "
-                         f"[bold]{summary.affected_total}[/] users (email, role, groups):")
+                         f"[bold]{count(summary.affected_total, 'user')}[/] "
+                         "(email, role, groups):")
         for target in summary.affected:
             self._rich.print(f"  {_escape(target)}", soft_wrap=True)
         rest = summary.affected_total - len(summary.affected)
@@ -185,7 +203,7 @@ class Console:
     def demo_outro(self, outcome: DemoOutcome) -> None:
         """What happened in the demo, and what to try next."""
         self._rich.print(
-            f"\nThe emulator now holds {outcome.users_after} users "
+            f"\nThe emulator now holds {count(outcome.users_after, 'user')} "
             f"({outcome.users_before} before). Rows the tool refused are 'skipped' with the "
             "reason in the report's error column, and were never sent.\nNext, with a "
             "rehearsal server in another terminal:", soft_wrap=True)
@@ -224,18 +242,38 @@ class ProgressObserver:
         self._progress = Progress(
             TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
             TextColumn("{task.fields[rate]:>5.0f} rows/s"),
-            TextColumn("[red]{task.fields[failures]} problems"),
-            TimeElapsedColumn(), console=self._console.rich, transient=True)
+            TextColumn("[red]{task.fields[problems]}"),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            console=self._console.rich, transient=True)
         self._progress.start()
         self._task = self._progress.add_task(self._label, total=summary.total_rows,
-                                             rate=0.0, failures=0)
+                                             rate=0.0, problems=count(0, "problem"))
 
     def row_done(self, result: RowResult, summary: RunSummary) -> None:
         """Advance the bar by one row."""
         if self._progress is not None and self._task is not None:
             self._progress.update(self._task, completed=summary.done,
                                   rate=summary.rows_per_second,
-                                  failures=summary.needs_attention)
+                                  problems=count(summary.needs_attention, "problem"))
+
+
+def _status_lines(summary: RunSummary) -> list[tuple[str, str, int]]:
+    """(label, style, count) per outcome; ``skipped`` split into "already there" (the user
+    exists) and "invalid" (rows with a problem, never sent)."""
+    lines: list[tuple[str, str, int]] = []
+    for status in Status:
+        number = summary.counts.get(status.value, 0)
+        if not number:
+            continue
+        if status is Status.SKIPPED:
+            if summary.already_there:
+                label = "already there" if summary.command == "import" else "nothing to do"
+                lines.append((label, "dim", summary.already_there))
+            if number - summary.already_there:
+                lines.append(("invalid", "yellow", number - summary.already_there))
+            continue
+        lines.append((status.value, STATUS_STYLES[status], number))
+    return lines
 
 
 def _escape(text: str) -> str:

@@ -115,12 +115,21 @@ def served() -> Iterator[Served]:
     yield from serve(EmulatorSettings(token=TOKEN, groups=GROUPS))
 
 
+def isolate_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No SISENSE_* or BULKUSERS_* variable leaks in, and no configuration file of the
+    person running the tests is read (the per-user location points into tmp_path)."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("SISENSE_", "BULKUSERS_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / ".no-config"))
+
+
 @pytest.fixture
 def run_cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..., Result]:
     """Invoke the CLI in-process from tmp_path, with no SISENSE_* variables leaking in."""
-    for name in ("SISENSE_URL", "SISENSE_TOKEN", "SISENSE_USERNAME", "SISENSE_PASSWORD",
-                 "SISENSE_API_SECRET"):
-        monkeypatch.delenv(name, raising=False)
+    isolate_environment(monkeypatch, tmp_path)
     monkeypatch.chdir(tmp_path)
 
     def invoke(*args: str, input: str | None = None) -> Result:

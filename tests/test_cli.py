@@ -135,7 +135,7 @@ def test_summary_names_the_report_and_the_counts(served: Served, run_cli: RunCli
                      str(report))
     assert result.exit_code == 1
     assert re.search(r"created\s+2", result.output)
-    assert re.search(r"skipped\s+1", result.output)
+    assert re.search(r"invalid\s+1", result.output)
     assert str(report) in result.output.replace("\n", "")
 
 
@@ -266,7 +266,7 @@ def test_emulator_command_verifies_the_legacy_jwt(emulator_process: str, tmp_pat
 def test_progress_bar_is_drawn_on_a_terminal_only(emulator_process: str,
                                                   tmp_path: Path) -> None:
     """On a terminal the import draws a progress bar (rows done of the total, rate,
-    problems); off a terminal the same run prints the summary and no bar."""
+    problems, time left); off a terminal the same run prints the summary and no bar."""
     rows = [[f"bar{i:03d}@acme.example", "viewer", "Sales"] for i in range(60)]
     source = write_csv(tmp_path / "hr.csv", HEADER, rows)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SISENSE_")}
@@ -301,7 +301,8 @@ def test_progress_bar_is_drawn_on_a_terminal_only(emulator_process: str,
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode(errors="replace"))
     assert re.search(r"Importing.*\d+/60", text), text[-500:]
     assert "rows/s" in text
-    assert "problems" in text
+    assert "0 problems" in text
+    assert re.search(r"ETA (-:--:--|\d+:\d\d:\d\d)", text)
     piped = subprocess.run([*command, "--report", str(tmp_path / "pipe.csv")], env=env,
                            capture_output=True, text=True, timeout=60, check=False)
     assert piped.returncode == 0, piped.stderr

@@ -75,7 +75,7 @@ def test_upsert_touches_only_changed_users_and_second_run_sends_nothing(
                                 "cat@acme.example": "updated", "dan@acme.example": "updated",
                                 "eve@acme.example": "unchanged", "fay@acme.example": "created"}
     changes = {line["email"]: line["changes"] for line in read_report(report)}
-    assert changes["bob@acme.example"] == "role: consumer -> contributor"
+    assert changes["bob@acme.example"] == "role: Viewer -> Designer"
     assert changes["cat@acme.example"] == "groups: +Sales"
     assert changes["dan@acme.example"] == "firstName: 'Dan' -> 'Daniel'"
     assert role_and_groups(served, "bob@acme.example") == ("contributor", {"Sales"})

@@ -60,7 +60,7 @@ def test_dry_run_sends_no_write_and_reports_the_exact_plan(
     assert len(served.emulator.writes()) == writes
     lines = {line["email"]: line for line in read_report(report)}
     assert (lines["ann@acme.example"]["status"], lines["ann@acme.example"]["changes"]) == (
-        "planned", "role: admin -> consumer")
+        "planned", "role: Admin -> Viewer")
     assert lines["bob@acme.example"]["status"] == "unchanged"
     assert (lines["dan@acme.example"]["status"], lines["dan@acme.example"]["action"]) == (
         "planned", "create")

@@ -218,7 +218,7 @@ def test_without_scope_nothing_is_removed(served: Served, run_cli: RunCli,
                   "--report", str(tmp_path / "dry.csv"))
     assert dry.exit_code == 0, dry.output
     assert "not in the file (listed only): 1" in dry.output
-    assert "pat@partner.example (role consumer; Sales)" in dry.output
+    assert "pat@partner.example (role Viewer; Sales)" in dry.output
     assert state(served, "pat@partner.example") == ("consumer", {"Sales"})
 
 
@@ -313,10 +313,10 @@ def test_dry_run_lists_the_three_sets_and_sends_nothing(served: Served, run_cli:
     assert len(served.emulator.writes()) == writes
     output = result.output
     assert "to create: 23" in output
-    assert "new@corp.example (role consumer)" in output
+    assert "new@corp.example (role Viewer)" in output
     assert f"... and 3 more in {report}" in output
     assert "to update: 1" in output
-    assert "cat@corp.example (role: contributor -> consumer)" in output
+    assert "cat@corp.example (role: Designer -> Viewer)" in output
     assert "sync would affect 2 users" in output
     assert "ann@corp.example  Admin  groups: Finance, Sales" in output
     assert "bob@corp.example  Viewer  groups: Sales" in output
@@ -522,7 +522,7 @@ def test_on_a_terminal_sync_asks_before_deactivating(served: Served, run_cli: Ru
     args = ["sync", str(source), *served.connect(), "--scope-domain", "corp.example"]
     code, text = answer_prompt(args, "n", tmp_path)
     assert code == 3, text
-    assert "Deactivate 1 users?" in text
+    assert "Deactivate 1 user?" in text
     assert "ann@corp.example" in text
     assert state(served, "ann@corp.example") == ("admin", {"Finance", "Sales"})
     code, text = answer_prompt(args, "y", tmp_path)

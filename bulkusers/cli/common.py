@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -10,8 +12,10 @@ from typing import Any, TypeVar
 
 import click
 
+from bulkusers.cli.settings import META_CONFIG, META_PROFILE, META_QUIET, Effective, effective
 from bulkusers.config import Connection, RetryPolicy, build_connection
 from bulkusers.errors import BulkUsersError
+from bulkusers.profiles import CONFIG_ENV, CREDENTIALS, PROFILE_ENV
 from bulkusers.readers import DEFAULT_MAX_CELL_BYTES, ReadOptions
 from bulkusers.ui import Console
 
@@ -20,34 +24,112 @@ T = TypeVar("T")
 EXIT_USAGE = 2
 
 
+def _remember(key: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+    """A callback that leaves a global option's value where every command finds it."""
+
+    def store(ctx: click.Context, _param: click.Parameter, value: Any) -> None:
+        if value not in (None, False):
+            ctx.meta[key] = value
+            if key == META_DEBUG:
+                enable_debug()
+
+    return store
+
+
+def enable_debug() -> None:
+    """Log requests and retries to stderr (one handler, however often it is asked for)."""
+    logger = logging.getLogger("bulkusers")
+    for old in [h for h in logger.handlers if isinstance(h, _DebugHandler)]:
+        logger.removeHandler(old)
+    handler = _DebugHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+
+
+class _DebugHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The stderr handler --debug installs (a class of its own, so it is found again)."""
+
+
+META_DEBUG = "bulkusers.debug"
+DEBUG_OPTION = click.option(
+    "--debug", is_flag=True, expose_value=False, is_eager=True, callback=_remember(META_DEBUG),
+    help="log every request (method, path, status, time; never headers or bodies) and retry "
+         "to stderr, and show tracebacks of unexpected errors")
+QUIET_OPTION = click.option(
+    "--quiet", "-q", is_flag=True, expose_value=False, callback=_remember(META_QUIET),
+    help="no progress bar or summary; errors only, the exit code tells the outcome")
+PROFILE_OPTION = click.option(
+    "--profile", metavar="NAME", expose_value=False, callback=_remember(META_PROFILE),
+    help=f"use the [profiles.NAME] section of the configuration file  [env var: "
+         f"{PROFILE_ENV}]")
+CONFIG_OPTION = click.option(
+    "--config", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
+    expose_value=False, callback=_remember(META_CONFIG),
+    help=f"configuration file (default: the per-user file `bulkusers config path` prints)  "
+         f"[env var: {CONFIG_ENV}]")
+
+
+def global_options(*, connects: bool, quiet: bool = True) -> Callable[[F], F]:
+    """The options accepted before or after the command name: --debug, --quiet, and for
+    commands that connect, --profile and --config."""
+
+    def add(func: F) -> F:
+        options = [DEBUG_OPTION]
+        if quiet:
+            options.append(QUIET_OPTION)
+        if connects:
+            options += [PROFILE_OPTION, CONFIG_OPTION]
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return add
+
+
+def is_quiet() -> bool:
+    """True when --quiet was given, before or after the command name."""
+    return bool(click.get_current_context().meta.get(META_QUIET))
+
+
 def connection_options(func: F) -> F:
-    """Add --url, the credential options (each also read from its SISENSE_* variable), --api."""
+    """Add --url, the credentials, --api, TLS and request options (each with a variable),
+    and the global options."""
+    return global_options(connects=True)(connection_settings(func))
+
+
+def connection_settings(func: F) -> F:
+    """Add --url, the credentials, --api, TLS and request options, each with a variable."""
     options = [
-        click.option("--url", envvar="SISENSE_URL", metavar="URL",
-                     help="Sisense address, e.g. https://sisense.example.com "
-                          "[env SISENSE_URL]"),
-        click.option("--token", envvar="SISENSE_TOKEN", metavar="TOKEN",
-                     help="API (Bearer) token of an admin [env SISENSE_TOKEN]"),
-        click.option("--username", envvar="SISENSE_USERNAME", metavar="NAME",
-                     help="admin username or email for login [env SISENSE_USERNAME]"),
-        click.option("--password", envvar="SISENSE_PASSWORD", metavar="PASSWORD",
-                     help="password for --username [env SISENSE_PASSWORD]"),
+        click.option("--url", envvar="SISENSE_URL", show_envvar=True, metavar="URL",
+                     help="Sisense address, e.g. https://sisense.example.com"),
+        click.option("--token", envvar="SISENSE_TOKEN", show_envvar=True, metavar="TOKEN",
+                     help="API (Bearer) token of an admin"),
+        click.option("--username", envvar="SISENSE_USERNAME", show_envvar=True, metavar="NAME",
+                     help="admin username or email for login"),
+        click.option("--password", envvar="SISENSE_PASSWORD", show_envvar=True,
+                     metavar="PASSWORD", help="password for --username"),
         click.option("--api", type=click.Choice(["v1", "legacy"]), default="v1",
-                     show_default=True,
+                     envvar="SISENSE_API", show_envvar=True, show_default=True,
                      help="REST v1 (/api/v1), or the legacy v0.9 API (/api) of old servers"),
-        click.option("--api-secret", envvar="SISENSE_API_SECRET", metavar="SECRET",
+        click.option("--api-secret", envvar="SISENSE_API_SECRET", show_envvar=True,
+                     metavar="SECRET",
                      help="legacy only: the REST API secret that signs the pre-6.5 x-api-key "
-                          "JWT (with --username/--password) [env SISENSE_API_SECRET]"),
+                          "JWT (with --username/--password)"),
         click.option("--ca-bundle", type=click.Path(path_type=Path), default=None,
+                     envvar="SISENSE_CA_BUNDLE", show_envvar=True, metavar="FILE",
                      help="CA certificates (PEM) to verify the server's TLS certificate with, "
                           "e.g. a company CA"),
-        click.option("--insecure", is_flag=True,
+        click.option("--insecure", is_flag=True, envvar="SISENSE_INSECURE", show_envvar=True,
                      help="do not verify the server's TLS certificate (never in production)"),
         click.option("--retries", type=click.IntRange(0, 20), default=4, show_default=True,
+                     envvar="SISENSE_RETRIES", show_envvar=True,
                      help="retries per request on connection errors, timeouts, 429 and 5xx"),
         click.option("--timeout", type=click.FloatRange(1, 3600), default=60.0,
+                     envvar="SISENSE_TIMEOUT", show_envvar=True,
                      show_default=True, help="seconds before one request times out"),
         click.option("--max-rate", type=click.FloatRange(0.1, 10_000), default=None,
+                     envvar="SISENSE_MAX_RATE", show_envvar=True,
                      metavar="N", help="at most N requests per second in all (Sisense advises "
                                        "pacing write-heavy jobs on busy servers)"),
     ]
@@ -56,8 +138,20 @@ def connection_options(func: F) -> F:
     return func
 
 
+REPORT_DIR_OPTION = click.option(
+    "--report-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+    envvar="BULKUSERS_REPORT_DIR", show_envvar=True, metavar="DIR",
+    help="folder for reports, summaries and undo journals (default: the current folder)")
+CONCURRENCY_OPTION = click.option(
+    "--concurrency", type=click.IntRange(1, 64), default=8, show_default=True,
+    envvar="BULKUSERS_CONCURRENCY", show_envvar=True, help="requests in flight at once")
+BATCH_SIZE_OPTION = click.option(
+    "--batch-size", type=click.IntRange(1, 1000), default=50, show_default=True,
+    help="users per bulk request (1: one request per user)")
+
+
 def input_options(func: F) -> F:
-    """Add the options that say how to read the input file and report on it."""
+    """Add the options that say how to read the input file and where to report on it."""
     options = [
         click.argument("file", type=click.Path(path_type=Path)),
         click.option("--encoding", default="utf-8-sig", show_default=True,
@@ -67,19 +161,18 @@ def input_options(func: F) -> F:
         click.option("--sheet", default=None,
                      help="XLSX sheet name (default: the sheet Excel opens on, the active "
                           "one, or the first visible one when that is hidden)"),
+        click.option("--header-row", type=click.IntRange(1, 1_000_000), default=None,
+                     metavar="N",
+                     help="the header is row N (default: the first non-blank row); the rows "
+                          "above it, such as a title, are ignored"),
         click.option("--max-cell-bytes", type=click.IntRange(1, None),
                      default=DEFAULT_MAX_CELL_BYTES, show_default=True,
                      help="a cell larger than this makes its row invalid"),
         click.option("--report", "report_path", type=click.Path(path_type=Path),
                      default=None, help="report CSV path (default: a new file named after "
                                         "the input, the command and the time)"),
-        click.option("--concurrency", type=click.IntRange(1, 64), default=8,
-                     show_default=True, help="requests in flight at once"),
-        click.option("--batch-size", type=click.IntRange(1, 1000), default=50,
-                     show_default=True,
-                     help="users per bulk create or bulk delete request (1: one per user)"),
-        click.option("--quiet", "-q", is_flag=True, help="no progress bar or summary; "
-                                                          "the exit code tells the outcome"),
+        REPORT_DIR_OPTION,
+        CONCURRENCY_OPTION,
         click.option("--allow-empty", is_flag=True,
                      help="accept a file with a header and no rows (exit 0) instead of "
                           "refusing it"),
@@ -89,18 +182,30 @@ def input_options(func: F) -> F:
     return func
 
 
-def policy(params: dict[str, Any]) -> RetryPolicy:
+def removed_option(name: str, why: str) -> Callable[[F], F]:
+    """Accept, hidden, a flag this command never used, with one warning line: scripts that
+    pass it everywhere keep working, and learn it does nothing here."""
+
+    def warn(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+        if value:
+            Console(quiet=False).warning(f"{name} {why}; drop it")
+
+    return click.option(name, is_flag=True, hidden=True, expose_value=False, callback=warn)
+
+
+def policy(params: Effective | dict[str, Any]) -> RetryPolicy:
     """The request policy the connection options describe."""
     return RetryPolicy(attempts=params["retries"] + 1, timeout_s=params["timeout"],
                        max_rate=params["max_rate"])
 
 
 def read_options(encoding: str, delimiter: str | None, sheet: str | None,
-                 max_cell_bytes: int = DEFAULT_MAX_CELL_BYTES) -> ReadOptions:
+                 max_cell_bytes: int = DEFAULT_MAX_CELL_BYTES,
+                 header_row: int | None = None) -> ReadOptions:
     """How to read the input, from the input options."""
     sep = "\t" if delimiter == "tab" else delimiter
     return ReadOptions(encoding=encoding, delimiter=sep, sheet=sheet,
-                       max_cell_bytes=max_cell_bytes)
+                       max_cell_bytes=max_cell_bytes, header_row=header_row)
 
 
 def guard(console: Console, build: Callable[[], T]) -> T:
@@ -112,12 +217,19 @@ def guard(console: Console, build: Callable[[], T]) -> T:
         sys.exit(exc.exit_code)
 
 
-def run(console: Console, coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine; turn our errors into one line and an exit code, never a traceback."""
+def run(console: Console, coroutine: Coroutine[Any, Any, T],
+        calm: Callable[[], str | None] = lambda: None) -> T:
+    """Run a coroutine; turn our errors into one line and an exit code, never a traceback.
+
+    ``calm`` may give a plain line to show instead of the error (the person said no)."""
     try:
         return asyncio.run(coroutine)
     except BulkUsersError as exc:
-        console.error(str(exc))
+        plain = calm()
+        if plain:
+            console.plain(plain)
+        else:
+            console.error(str(exc))
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         console.error("interrupted")
@@ -126,9 +238,41 @@ def run(console: Console, coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 
-def connection_from(console: Console, params: dict[str, Any]) -> Connection:
-    """The connection the options describe; a bad one exits 2 with one line."""
-    return guard(console, lambda: build_connection(
-        url=params["url"], token=params["token"], username=params["username"],
-        password=params["password"], api=params["api"], api_secret=params["api_secret"],
-        ca_bundle=params["ca_bundle"], insecure=params["insecure"]))
+def settings_from(console: Console, params: dict[str, Any]) -> Effective:
+    """Every setting of this command with its origin; a bad configuration exits 2."""
+    ctx = click.get_current_context()
+    return guard(console, lambda: effective(ctx, params))
+
+
+def connection_from(console: Console, settings: Effective) -> Connection:
+    """The connection the settings describe; a bad one exits 2 with one line."""
+    environ = os.environ
+
+    def build() -> Connection:
+        return build_connection(
+            url=settings["url"], token=settings.credential("token", environ),
+            username=settings.credential("username", environ),
+            password=settings.credential("password", environ), api=settings["api"],
+            api_secret=settings.credential("api_secret", environ),
+            ca_bundle=settings["ca_bundle"], insecure=settings["insecure"])
+
+    connection = guard(console, build)
+    mixed = mixed_origins(settings)
+    if mixed:
+        console.warning(mixed)
+    return connection
+
+
+def mixed_origins(settings: Effective) -> str:
+    """A warning when the URL and the credentials come from different places that nobody
+    typed (a variable and a profile): a token exported for one instance would go to another.
+    """
+    url = settings.origins.get("url")
+    if url is None or url.kind not in ("env", "profile"):
+        return ""
+    for name in CREDENTIALS:
+        origin = settings.origins.get(name)
+        if origin is not None and origin.kind in ("env", "profile") and origin.kind != url.kind:
+            return (f"the URL comes from {url} but the {name.replace('_', ' ')} from {origin}; "
+                    "check they belong to the same Sisense (or pass them as flags)")
+    return ""

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from bulkusers.cli.common import guard, read_options
+from bulkusers.cli.common import global_options, guard, is_quiet, read_options
 from bulkusers.diff import (
     EXIT_CHANGED,
     DiffSummary,
@@ -70,11 +70,11 @@ def read_compared(console: Console, path: Path, read: ReadOptions,
               help="CSV delimiter (default: detected)")
 @click.option("--sheet", default=None,
               help="XLSX sheet name (default: the sheet Excel opens on)")
-@click.option("--quiet", "-q", is_flag=True, help="no summary line; the exit code tells")
+@global_options(connects=False)
 def diff_command(old: Path, new: Path, output: str | None, summary: Path | None,
-                 inactive_days: int | None, quiet: bool, **params: Any) -> None:
+                 inactive_days: int | None, **params: Any) -> None:
     """Compare two exports."""
-    console = Console(quiet=quiet)
+    console = Console(quiet=is_quiet())
     read = guard(console, lambda: read_options(params["encoding"], params["delimiter"],
                                                params["sheet"]))
     target = None if output == "-" else Path(output) if output else default_output(new)

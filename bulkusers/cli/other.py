@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,32 +13,48 @@ import click
 
 from bulkusers.cli.common import (
     EXIT_USAGE,
+    REPORT_DIR_OPTION,
     connection_from,
     connection_options,
+    global_options,
     guard,
+    is_quiet,
     policy,
     run,
+    settings_from,
 )
 from bulkusers.cli.diff import INACTIVE_HELP, diff_files, read_compared
 from bulkusers.diff import EXIT_CHANGED, check_output, default_output
-from bulkusers.export import ExportOptions, export_users
+from bulkusers.errors import BulkUsersError
+from bulkusers.export import (
+    ExportOptions,
+    ExportSummary,
+    OutputClosed,
+    export_summary_path,
+    export_users,
+)
 from bulkusers.readers import ReadOptions
+from bulkusers.report import check_report_path
 from bulkusers.ui import Console, ProgressObserver
+from bulkusers.words import count
 
-EXPORT_HELP = """Export users to OUTPUT (.csv or .xlsx), one line per user.
+EXPORT_HELP = """Export users to OUTPUT (.csv or .xlsx; - for CSV on standard output), one
+line per user.
 
 Columns: email, userName, firstName, lastName, role (API name, e.g. consumer),
 roleDisplayName (e.g. Viewer), groups (names joined with '; ', including the computed
 Admins, Everyone and All users in system), language, active, created, lastLogin,
 lastUpdated, id. The file is valid input for `bulkusers import` (it ignores the extra
-columns). CSV is UTF-8 with BOM and formula-safe; XLSX has real date cells (UTC) and text
-everywhere else. The file appears only when the export is complete. Exit codes: 0 exported,
-2 bad usage (nothing written), 3 aborted (credentials refused, server unreachable).
+columns). CSV is UTF-8 (with a BOM in a file, without on standard output) and formula-safe;
+XLSX has real date cells (UTC) and text everywhere else. The output appears only when the
+export is complete. A JSON summary is written beside OUTPUT (for -, in --report-dir).
+Exit codes: 0 exported, 2 bad usage (nothing written), 3 aborted (credentials refused,
+server unreachable).
 """
 
 
 @click.command("export", help=EXPORT_HELP)
-@click.argument("output", type=click.Path(path_type=Path))
+@click.argument("output", type=click.Path(path_type=Path, allow_dash=True))
 @connection_options
 @click.option("--role", default=None, metavar="NAME",
               help="only users with this role (API name, display name or alias)")
@@ -47,7 +64,7 @@ everywhere else. The file appears only when the export is complete. Exit codes: 
               help="only users who last signed in more than N days ago, or never")
 @click.option("--page-size", type=click.IntRange(1, 10_000), default=500, show_default=True,
               help="users per GET request")
-@click.option("--quiet", "-q", is_flag=True, help="no summary line; the exit code tells")
+@REPORT_DIR_OPTION
 @click.option("--compare", type=click.Path(path_type=Path), default=None, metavar="PREVIOUS",
               help="then write what changed since the export PREVIOUS (as `bulkusers diff`); "
                    f"exit {EXIT_CHANGED} when something did")
@@ -57,13 +74,17 @@ everywhere else. The file appears only when the export is complete. Exit codes: 
 @click.option("--compare-inactive-days", type=click.IntRange(1), default=None, metavar="N",
               help="with --compare: " + INACTIVE_HELP)
 def export_command(output: Path, role: str | None, group: str | None,
-                   inactive_days: int | None, page_size: int, quiet: bool,
+                   inactive_days: int | None, page_size: int,
                    compare: Path | None, changes: Path | None,
                    compare_inactive_days: int | None, **params: Any) -> None:
     """Export users."""
-    console = Console(quiet=quiet)
+    console = Console(quiet=is_quiet())
     previous = None
     if compare is not None:
+        if str(output) == "-":
+            console.error("--compare needs OUTPUT to be a file, not -: the comparison reads "
+                          "it back")
+            sys.exit(EXIT_USAGE)
         # Read first: an unreadable PREVIOUS stops the run before anything is exported.
         changes = changes or default_output(output)
         guard(console, lambda: check_output(changes, compare, output, option="--changes"))
@@ -74,14 +95,40 @@ def export_command(output: Path, role: str | None, group: str | None,
     options = guard(console, lambda: ExportOptions(output, role=role, group=group,
                                                     inactive_days=inactive_days,
                                                     page_size=page_size))
-    connection = connection_from(console, params)
+    settings = settings_from(console, params)
+    report_dir = settings["report_dir"]
+    if options.to_stdout:
+        guard(console, lambda: check_report_path(None, output, report_dir))
+    summary_file = export_summary_path(options, report_dir)
+    connection = connection_from(console, settings)
     if not connection.verify_tls:
         console.insecure_warning()
-    result = run(console, export_users(connection, policy(params), options))
-    users = "1 user" if result.written == 1 else f"{result.written} users"
+    started = datetime.now(UTC)
+    stream = sys.stdout.buffer if options.to_stdout else None
+    try:
+        result = asyncio.run(export_users(connection, policy(settings), options, stream))
+    except KeyboardInterrupt:
+        console.error("interrupted")
+        sys.exit(130)
+    except OutputClosed as exc:
+        # Python would report the closed pipe again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        console.info(f"bulkusers export: {exc}")
+        sys.exit(exc.exit_code)
+    except BulkUsersError as exc:
+        # No summary: one beside an earlier export would no longer describe that file.
+        console.error(str(exc))
+        sys.exit(exc.exit_code)
+    written = _write_export_summary(console, summary_file, ExportSummary(
+        options, connection.url, connection.api, started, datetime.now(UTC), result))
+    where = "standard output" if options.to_stdout else str(result.path)
     of = f" (of {result.read} read)" if result.read != result.written else ""
-    console.info(f"bulkusers export: {users} written to {result.path}{of} "
+    console.info(f"bulkusers export: {count(result.written, 'user')} written to {where}{of} "
                  f"in {result.seconds:.1f} s")
+    if written:
+        console.info(f"summary: {summary_file}")
+    if not written:
+        sys.exit(3)
     if previous is None or changes is None:
         sys.exit(0)
     now = read_compared(console, result.path, ReadOptions(), datetime.now(UTC))
@@ -90,13 +137,25 @@ def export_command(output: Path, role: str | None, group: str | None,
     sys.exit(compared.exit_code)
 
 
+def _write_export_summary(console: Console, path: Path, summary: ExportSummary) -> bool:
+    """Write the export's JSON summary; False (and one line) when it cannot be written."""
+    try:
+        summary.write_json(path)
+    except OSError as exc:
+        console.error(f"cannot write the summary {path} ({exc.strerror or exc})")
+        return False
+    return True
+
+
 @click.command("emulator")
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
 @click.option("--port", type=click.IntRange(0, 65535), default=30845, show_default=True,
               help="port (0 picks a free one)")
 @click.option("--token", default=None, help="a fixed Bearer token accepted as the admin")
-@click.option("--admin-email", default="admin@example.com", show_default=True)
-@click.option("--admin-password", default="Admin-Pass-1", show_default=True)
+@click.option("--admin-email", default="admin@example.com", show_default=True,
+              help="email of the seeded Sys. Admin account")
+@click.option("--admin-password", default="Admin-Pass-1", show_default=True,
+              help="password of the seeded Sys. Admin account")
 @click.option("--users", type=click.IntRange(0, 1_000_000), default=0, show_default=True,
               help="generated users to seed")
 @click.option("--groups", default="", help="comma-separated group names to seed")
@@ -108,6 +167,7 @@ def export_command(output: Path, role: str | None, group: str | None,
               help="requests beyond N in flight are answered 429 with Retry-After")
 @click.option("--api-secret", default=None,
               help="accept the legacy x-api-key JWT signed with this REST API secret")
+@global_options(connects=False, quiet=False)
 def emulator_command(host: str, port: int, token: str | None, admin_email: str,
                      admin_password: str, users: int, groups: str, latency_ms: float,
                      error_rate: float, max_inflight: int | None,
@@ -142,9 +202,11 @@ def emulator_command(host: str, port: int, token: str | None, admin_email: str,
 @click.command("demo")
 @click.option("--file", "file", type=click.Path(path_type=Path), default=None,
               help="input to import (default: samples/hr_users.xlsx)")
-@click.option("--concurrency", type=click.IntRange(1, 64), default=8, show_default=True)
+@click.option("--concurrency", type=click.IntRange(1, 64), default=8, show_default=True,
+              help="requests in flight at once")
 @click.option("--latency-ms", type=click.FloatRange(0), default=20.0, show_default=True,
               help="simulated server latency")
+@global_options(connects=False, quiet=False)
 def demo_command(file: Path | None, concurrency: int, latency_ms: float) -> None:
     """Import a sample HR file into a built-in emulator: see the tool work in seconds."""
     from bulkusers.demo import DEMO_GROUPS, find_sample, run_demo

@@ -9,10 +9,18 @@ from typing import Any
 
 import click
 
-from bulkusers.cli.common import connection_options, guard, input_options
+from bulkusers.cli.common import (
+    BATCH_SIZE_OPTION,
+    connection_options,
+    guard,
+    input_options,
+    is_quiet,
+)
+from bulkusers.cli.settings import Effective
 from bulkusers.cli.write import (
     COLUMNS_HELP,
     CREATE_GROUPS_OPTION,
+    YES_OPTION,
     _confirmer,
     _write_command,
     safety_options,
@@ -23,6 +31,7 @@ from bulkusers.preflight import Confirm, Preflight
 from bulkusers.summary import RunSummary
 from bulkusers.sync import MISSING_CHOICES, Missing, SyncOptions, parse_max_missing, planned_sets
 from bulkusers.ui import Console
+from bulkusers.words import count
 
 SYNC_HELP = """Make Sisense match FILE (the complete HR list) within a scope.
 
@@ -57,7 +66,7 @@ def _sync_confirmer(yes: bool, dry_run: bool,
             return lambda _action, plan: ask(missing, plan)
 
         def refuse(_action: str, plan: Preflight) -> bool:
-            raise ConfigError(f"sync would {missing} {plan.destructive} users and needs "
+            raise ConfigError(f"sync would {missing} {count(plan.destructive, 'user')} and needs "
                               "confirmation: pass --yes when not running from a terminal "
                               "(try --dry-run first); nothing was sent")
 
@@ -84,7 +93,9 @@ def _show_sets(console: Console, summary: RunSummary) -> None:
 
 @click.command("sync", help=SYNC_HELP)
 @input_options
+@BATCH_SIZE_OPTION
 @safety_options
+@YES_OPTION
 @connection_options
 @click.option("--missing", type=click.Choice(MISSING_CHOICES), default="deactivate",
               show_default=True,
@@ -101,20 +112,22 @@ def _show_sets(console: Console, summary: RunSummary) -> None:
               default="replace", show_default=True,
               help="replace: membership becomes exactly the file's groups; add: the file's "
                    "groups are added to the current ones")
-@click.option("--default-role", default=None, metavar="ROLE",
+@click.option("--default-role", default=None, metavar="ROLE", envvar="BULKUSERS_DEFAULT_ROLE",
+              show_envvar=True,
               help="role for new users whose role cell is blank (e.g. viewer)")
 @CREATE_GROUPS_OPTION
 def sync_command(missing: Missing, scope_domains: tuple[str, ...],
                  scope_groups: tuple[str, ...], max_missing: str | None,
-                 groups_mode: GroupsMode, default_role: str | None, create_groups: bool,
-                 **params: Any) -> None:
+                 groups_mode: GroupsMode, create_groups: bool, **params: Any) -> None:
     """Sync users with an HR file."""
-    console = Console(quiet=params["quiet"])
+    console = Console(quiet=is_quiet())
     sync = guard(console, lambda: SyncOptions(missing=missing, domains=scope_domains,
                                               groups=scope_groups,
                                               max_missing=parse_max_missing(max_missing)))
-    options = PlanOptions(default_role=default_role, on_existing="update",
-                          groups_mode=groups_mode, create_groups=create_groups)
+    def options(settings: Effective) -> PlanOptions:
+        return PlanOptions(default_role=settings["default_role"], on_existing="update",
+                           groups_mode=groups_mode, create_groups=create_groups)
+
     _write_command("sync", params, options, sync=sync,
                    confirmer=_sync_confirmer(params["yes"], params["dry_run"], missing),
                    after=_show_sets)

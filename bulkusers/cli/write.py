@@ -11,16 +11,23 @@ from typing import Any
 import click
 
 from bulkusers.cli.common import (
+    BATCH_SIZE_OPTION,
+    CONCURRENCY_OPTION,
     EXIT_USAGE,
+    REPORT_DIR_OPTION,
     F,
     connection_from,
     connection_options,
     guard,
     input_options,
+    is_quiet,
     policy,
     read_options,
+    removed_option,
     run,
+    settings_from,
 )
+from bulkusers.cli.settings import Effective
 from bulkusers.errors import ConfigError
 from bulkusers.jobs import Command, RunSettings, Safety, run_command
 from bulkusers.operations import GroupsMode, OnExisting, PlanOptions
@@ -29,6 +36,7 @@ from bulkusers.readers import DEFAULT_MAX_CELL_BYTES
 from bulkusers.summary import RunSummary
 from bulkusers.sync import SyncOptions
 from bulkusers.ui import Console, ProgressObserver
+from bulkusers.words import count
 
 LABELS = {"import": "Importing", "update": "Updating", "deactivate": "Deactivating",
           "delete": "Deleting", "reactivate": "Reactivating", "sync": "Syncing"}
@@ -45,9 +53,6 @@ def safety_options(func: F) -> F:
         click.option("--max-changes", default=None, metavar="N|N%",
                      help="abort before any write if the plan changes more than N users, "
                           "or more than N% of the directory (exit 3)"),
-        click.option("--yes", "-y", is_flag=True,
-                     help="do not ask before deactivating or deleting (needed off a "
-                          "terminal, e.g. in cron)"),
         click.option("--resume", type=click.Path(path_type=Path), default=None,
                      metavar="REPORT",
                      help="continue the interrupted or partly failed run that wrote REPORT: "
@@ -56,6 +61,13 @@ def safety_options(func: F) -> F:
     for option in reversed(options):
         func = option(func)
     return func
+
+
+YES_OPTION = click.option(
+    "--yes", "-y", is_flag=True,
+    help="do not ask before changing users (needed off a terminal, e.g. in cron)")
+NO_YES = removed_option("--yes", "does nothing here: only deactivate and delete ask before "
+                                 "changing users")
 
 
 def _confirmer(console: Console, command: Command, yes: bool,
@@ -74,7 +86,7 @@ def _confirmer(console: Console, command: Command, yes: bool,
         # while it waits for an answer, Ctrl-C must interrupt at once.
         previous = signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
-            return click.confirm(f"{action.capitalize()} {plan.destructive} users?",
+            return click.confirm(f"{action.capitalize()} {count(plan.destructive, 'user')}?",
                                  default=False, err=True)
         except click.Abort:
             raise KeyboardInterrupt from None
@@ -84,40 +96,62 @@ def _confirmer(console: Console, command: Command, yes: bool,
     return confirm
 
 
-def _write_command(command: Command, params: dict[str, Any], options: PlanOptions, *,
+def _noting_no(declined: list[bool], confirm: Confirm | None) -> Confirm | None:
+    """The confirmation, noting a 'no' so that the run ends calmly rather than in red."""
+    if confirm is None:
+        return None
+
+    def ask(action: str, plan: Preflight) -> bool:
+        answer = confirm(action, plan)
+        if not answer:
+            declined.append(True)
+        return answer
+
+    return ask
+
+
+def _write_command(command: Command, params: dict[str, Any],
+                   plan_options: PlanOptions | Callable[[Effective], PlanOptions], *,
                    sync: SyncOptions | None = None,
                    confirmer: Callable[[Console], Confirm | None] | None = None,
                    after: Callable[[Console, RunSummary], None] | None = None) -> None:
     """Everything a write command does once its own options are read.
 
-    ``sync``, ``confirmer`` and ``after`` are the sync command's: its options, how it asks
-    before removing users, and what it shows after the summary (the dry run's lists).
+    ``plan_options`` may depend on the settings (a profile's default role). ``sync``,
+    ``confirmer`` and ``after`` are the sync command's: its options, how it asks before
+    removing users, and what it shows after the summary (the dry run's lists).
     """
-    console = Console(quiet=params["quiet"])
-    connection = connection_from(console, params)
+    console = Console(quiet=is_quiet())
+    settings = settings_from(console, params)
     read = guard(console, lambda: read_options(
         params.get("encoding", "utf-8-sig"), params.get("delimiter"), params.get("sheet"),
-        params.get("max_cell_bytes", DEFAULT_MAX_CELL_BYTES)))
+        params.get("max_cell_bytes", DEFAULT_MAX_CELL_BYTES), params.get("header_row")))
     limit = guard(console, lambda: _limit(params["max_changes"]))
     resume = params["resume"]
     if resume is not None and params["report_path"] not in (None, resume):
         console.error("--resume appends to the report it continues; drop --report")
         sys.exit(EXIT_USAGE)
+    options = plan_options if isinstance(plan_options, PlanOptions) else plan_options(settings)
+    connection = connection_from(console, settings)
     if not connection.verify_tls:
         console.insecure_warning()
+    declined: list[bool] = []
     safety = Safety(dry_run=params["dry_run"], strict=params["strict"], max_changes=limit,
-                    confirm=(confirmer(console) if confirmer else
-                             _confirmer(console, command, params["yes"], params["dry_run"])),
+                    confirm=_noting_no(declined, confirmer(console) if confirmer else
+                                       _confirmer(console, command, params.get("yes", False),
+                                                  params["dry_run"])),
                     resume=resume)
-    settings = RunSettings(input_path=params["file"], read=read,
-                           report_path=params["report_path"],
-                           concurrency=params["concurrency"], batch_size=params["batch_size"],
-                           allow_empty=params.get("allow_empty", False))
+    run_settings = RunSettings(input_path=params["file"], read=read,
+                               report_path=params["report_path"],
+                               report_dir=settings["report_dir"],
+                               concurrency=settings["concurrency"],
+                               batch_size=settings.values.get("batch_size", 1),
+                               allow_empty=params.get("allow_empty", False))
     observer = ProgressObserver(console, LABELS[command])
     with observer:
-        summary = run(console, run_command(command, settings, connection,
-                                           policy(params),
-                                           options, observer, safety, sync))
+        summary = run(console, run_command(command, run_settings, connection,
+                                           policy(settings), options, observer, safety, sync),
+                      calm=lambda: "Nothing was sent." if declined else None)
     console.summary(summary)
     console.affected(summary)
     if after is not None:
@@ -136,13 +170,20 @@ def _limit(text: str | None) -> Limit:
         raise ConfigError(str(exc)) from None
 
 
-COLUMNS_HELP = """
+def _columns_help(password: bool) -> str:
+    """The input columns a command reads (update never sets a password)."""
+    password_text = "password (only used when creating), " if password else ""
+    return f"""
 Columns are matched by name, case-insensitively, with common HR aliases: email (required;
 "Work Email", "E-mail"), userName, firstName ("First Name"), lastName ("Surname"), role
 (API name, display name or alias: viewer, designer, admin...), groups (names separated by ;
-or |), password (only used when creating), language. A blank cell leaves a field alone;
-the cell (clear) empties it (groups: no groups).
+or |), {password_text}language. A blank cell leaves a field alone; the cell (clear) empties
+it (groups: no groups).
 """
+
+
+#: The columns of commands that create users (import, sync).
+COLUMNS_HELP = _columns_help(password=True)
 
 CREATE_GROUPS_OPTION = click.option(
     "--create-groups", is_flag=True,
@@ -159,35 +200,39 @@ GROUPS_OPTION = click.option(
 
 
 @click.command("import", help="Create the users listed in FILE (CSV, TSV or XLSX).\n\n"
-             "Existing users (same email) are skipped unless --on-existing update; invalid "
-             "rows are skipped with the reason and never sent. New users are created in bulk "
-             "requests; a refused batch is retried row by row.\n" + COLUMNS_HELP)
+             "Existing users (same email) are skipped as 'already there' unless --on-existing "
+             "update; invalid rows are skipped with the reason and never sent. New users are "
+             "created in bulk requests; a refused batch is retried row by row.\n"
+             + _columns_help(password=True))
 @input_options
+@BATCH_SIZE_OPTION
 @safety_options
+@NO_YES
 @connection_options
 @click.option("--on-existing", type=click.Choice(["skip", "update", "fail"]), default="skip",
               show_default=True, help="what to do with rows whose user already exists")
 @GROUPS_OPTION
-@click.option("--default-role", default=None, metavar="ROLE",
+@click.option("--default-role", default=None, metavar="ROLE", envvar="BULKUSERS_DEFAULT_ROLE",
+              show_envvar=True,
               help="role for new users whose role cell is blank (e.g. viewer)")
 @CREATE_GROUPS_OPTION
 @KEEP_EMAIL_CASE_OPTION
 def import_command(on_existing: OnExisting, groups_mode: GroupsMode,
-                   default_role: str | None, create_groups: bool, keep_email_case: bool,
-                   **params: Any) -> None:
+                   create_groups: bool, keep_email_case: bool, **params: Any) -> None:
     """Create (or upsert) users."""
-    _write_command("import", params, PlanOptions(default_role=default_role,
-                                                 on_existing=on_existing,
-                                                 groups_mode=groups_mode,
-                                                 create_groups=create_groups,
-                                                 keep_email_case=keep_email_case))
+    _write_command("import", params, lambda settings: PlanOptions(
+        default_role=settings["default_role"], on_existing=on_existing,
+        groups_mode=groups_mode, create_groups=create_groups,
+        keep_email_case=keep_email_case))
 
 
 @click.command("update", help="Update the users listed in FILE, matched by email.\n\n"
              "Only fields that differ are sent; a user that already matches is 'unchanged'. "
-             "A row whose email matches no user is 'failed'.\n" + COLUMNS_HELP)
+             "A row whose email matches no user is 'failed'. Passwords are never changed.\n"
+             + _columns_help(password=False))
 @input_options
 @safety_options
+@NO_YES
 @connection_options
 @GROUPS_OPTION
 @CREATE_GROUPS_OPTION
@@ -195,9 +240,9 @@ def import_command(on_existing: OnExisting, groups_mode: GroupsMode,
 def update_command(groups_mode: GroupsMode, create_groups: bool, keep_email_case: bool,
                    **params: Any) -> None:
     """Update users."""
-    _write_command("update", params, PlanOptions(groups_mode=groups_mode,
-                                                 create_groups=create_groups,
-                                                 keep_email_case=keep_email_case))
+    _write_command("update", params, lambda _settings: PlanOptions(
+        groups_mode=groups_mode, create_groups=create_groups,
+        keep_email_case=keep_email_case))
 
 
 DEACTIVATE_HELP = """Deactivate the users listed in FILE (an email column), reversibly.
@@ -221,10 +266,11 @@ never touched. Try --dry-run first; off a terminal the run needs --yes.
 @click.command("deactivate", help=DEACTIVATE_HELP)
 @input_options
 @safety_options
+@YES_OPTION
 @connection_options
 def deactivate_command(**params: Any) -> None:
     """Deactivate users."""
-    _write_command("deactivate", params, PlanOptions())
+    _write_command("deactivate", params, lambda _settings: PlanOptions())
 
 
 @click.command("reactivate", help="Undo a deactivation: give each user deactivated in REPORT "
@@ -233,24 +279,26 @@ def deactivate_command(**params: Any) -> None:
 @click.argument("file", type=click.Path(path_type=Path), metavar="REPORT")
 @click.option("--report", "report_path", type=click.Path(path_type=Path), default=None,
               help="report CSV path (default: a new file named after REPORT)")
-@click.option("--concurrency", type=click.IntRange(1, 64), default=8, show_default=True)
-@click.option("--quiet", "-q", is_flag=True)
+@REPORT_DIR_OPTION
+@CONCURRENCY_OPTION
 @safety_options
+@NO_YES
 @connection_options
 def reactivate_command(**params: Any) -> None:
     """Reactivate users."""
-    _write_command("reactivate", {**params, "batch_size": 1}, PlanOptions())
+    _write_command("reactivate", params, lambda _settings: PlanOptions())
 
 
 @click.command("delete", help="Delete the users listed in FILE (an email column).\n\n"
              "Each user's full record (names, role, groups) is written to the report first, "
              "so `bulkusers import REPORT` re-creates them (without their passwords). The "
-             "super user and the account running the tool are never deleted.")
+             "super user and the account running the tool are never deleted. Try --dry-run "
+             "first; off a terminal the run needs --yes.")
 @input_options
+@BATCH_SIZE_OPTION
 @safety_options
+@YES_OPTION
 @connection_options
 def delete_command(**params: Any) -> None:
     """Delete users."""
-    _write_command("delete", params, PlanOptions())
-
-
+    _write_command("delete", params, lambda _settings: PlanOptions())
