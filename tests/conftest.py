@@ -121,9 +121,12 @@ def isolate_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
     import os
 
     for name in list(os.environ):
-        if name.startswith(("SISENSE_", "BULKUSERS_")):
+        # The test's own deactivation-records folder (private_state) stays.
+        if name.startswith(("SISENSE_", "BULKUSERS_")) and name != "BULKUSERS_STATE_DIR":
             monkeypatch.delenv(name)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / ".no-config"))
+    # Nothing reaches the state folder of the person running the tests either.
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / ".no-state"))
 
 
 @pytest.fixture
