@@ -159,7 +159,8 @@ class Planner:
         user_name = plain("userName")
         if user_name == "":
             return f"the userName cannot be cleared ({CLEAR})"
-        email = stored_email(value(row, "email"), keep_case=self.options.keep_email_case)
+        email = stored_email(value(row, "email"),
+                             keep_case=self.options.keep_email_case or row.recorded)
         return Wanted(email=email, user_name=user_name, first_name=plain("firstName"),
                       last_name=plain("lastName"), role=role, groups=groups,
                       password=value(row, "password"), language=plain("language"),

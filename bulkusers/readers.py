@@ -299,7 +299,7 @@ def _csv_rows(path: Path, options: ReadOptions, delimiter: str, width: int, head
                     number += 1
                     if number <= header_number or _is_blank(record):
                         continue
-                    yield check(number, shape([restore(cell) if cell[:1] == "'" else cell
+                    yield check(number, *shape([restore(cell) if cell[:1] == "'" else cell
                                                for cell in record]))
     except pd.errors.ParserError as exc:
         raise InputError(_parser_message(path, str(exc), delimiter)) from exc
@@ -513,7 +513,7 @@ def _xlsx_rows(path: Path, title: str, header_number: int, shape: Shaper,
         for number, cells in records:
             if number <= header_number or _is_blank(cells):
                 continue
-            yield check(number, shape([restore(cell) for cell in cells]))
+            yield check(number, *shape([restore(cell) for cell in cells]))
     finally:
         # Close the sheet's XML stream before the archive that holds it.
         if records is not None:

@@ -23,14 +23,15 @@ class RowCheck:
         self._columns = tuple(columns)
         self._limit = max_cell_bytes
 
-    def __call__(self, number: int, values: tuple[str, ...]) -> Row:
-        """The row, its oversized cells emptied (memory stays flat), with its first problem."""
+    def __call__(self, number: int, values: tuple[str, ...], recorded: bool = False) -> Row:
+        """The row, its oversized cells emptied (memory stays flat), with its first problem;
+        ``recorded``: its email comes from a record that wins (see Row.recorded)."""
         # Fast path for the sound row: one pass over the joined text, no per-cell work.
         # UTF-8 needs at most 4 bytes a character, so a short cell cannot be over the limit.
         longest = max(map(len, values), default=0)
         joined = "".join(values)
         if longest * 4 <= self._limit and find_control(joined) < 0:
-            return Row(number, values)
+            return Row(number, values, recorded=recorded)
         problem = ""
         kept = list(values)
         for position, cell in enumerate(values):
@@ -52,7 +53,7 @@ class RowCheck:
                 problem = problem or (
                     f"column {self._name(position)} holds a control character "
                     f"({printable(used[at])} at character {at + 1}); remove it")
-        return Row(number, tuple(kept), problem)
+        return Row(number, tuple(kept), problem, recorded)
 
     def _name(self, position: int) -> str:
         return show(self._columns[position]) if position < len(self._columns) else \
