@@ -1,0 +1,959 @@
+"""End to end, as a hostile user and a tired admin: identity, hostile cells, workbooks, secrets,
+repeated runs and dry-run lists. After each run the emulator's state is compared with the
+report, row by row."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import pty
+import re
+import select
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import Result
+from openpyxl import Workbook, load_workbook
+
+from bulkusers.emulator.records import UserRecord
+from tests.conftest import Served, read_report, write_csv
+
+RunCli = Callable[..., Result]
+HEADER = ("Email", "First Name", "Last Name", "Role", "Groups")
+CHANGED = frozenset({"created", "updated", "deactivated", "deleted"})
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Held:
+    """One user as the emulator holds it."""
+
+    email: str
+    role: str
+    groups: frozenset[str]
+    first: str
+    last: str
+
+
+def held(served: Served) -> dict[str, Held]:
+    """Every user the emulator holds, by id."""
+    store = served.emulator.store
+    return {uid: Held(u.email, store.role_name_of(uid), frozenset(store.group_names_of(uid)),
+                      u.first_name, u.last_name) for uid, u in store.users.items()}
+
+
+def by_email(served: Served, email: str) -> Held | None:
+    """The user stored with exactly this email (no folding of any kind), or None."""
+    found = [h for h in held(served).values() if h.email == email]
+    assert len(found) <= 1
+    return found[0] if found else None
+
+
+def run(served: Served, run_cli: RunCli, command: str, path: Path, report: Path,
+        *extra: str) -> Result:
+    """A write command against the emulator with an explicit report path."""
+    args = [command, str(path), *served.connect(), "--report", str(report)]
+    if command in ("deactivate", "delete") and "--dry-run" not in extra:
+        args.append("--yes")
+    return run_cli(*args, *extra)
+
+
+def agrees(served: Served, report: Path, before: dict[str, Held]) -> list[dict[str, str]]:
+    """Assert the server's state is what the report says, line by line: a user changed only
+    where its line says so, as it says, and named as the server stores it; the lines."""
+    lines = sorted(read_report(report), key=lambda line: int(line["row"] or 0))
+    after = held(served)
+    touched: set[str] = set()
+    for line in lines:
+        status, uid = line["status"], line["user_id"]
+        if status == "created":
+            assert uid in after, line
+            assert uid not in before, line
+            assert after[uid].email == line["email"], line
+        elif status == "deleted":
+            assert uid in before, line
+            assert uid not in after, line
+            assert before[uid].email == line["email"], line
+        elif status == "deactivated":
+            assert (after[uid].role, after[uid].groups) == ("consumer", frozenset()), line
+            assert before[uid].email == line["email"], line
+        elif status == "updated":
+            assert uid in before, line
+            assert uid in after, line
+            assert before[uid].email == line["email"], line
+        elif uid in before:  # unchanged, skipped, failed, planned: the user is as it was
+            assert after.get(uid) == before[uid], line
+            assert before[uid].email == line["email"], line
+        if status in CHANGED:
+            touched.add(uid)
+    for uid, state in before.items():
+        if uid not in touched:
+            assert after.get(uid) == state, (uid, state)
+    for uid in after.keys() - before.keys():
+        assert uid in touched, after[uid]
+    return lines
+
+
+def seed(served: Served, run_cli: RunCli, tmp_path: Path, rows: Sequence[Sequence[str]],
+         *extra: str) -> None:
+    """Create users through the CLI (rows of HEADER)."""
+    source = write_csv(tmp_path / "seed.csv", HEADER, rows)
+    result = run(served, run_cli, "import", source, tmp_path / "seed-report.csv", *extra)
+    assert result.exit_code == 0, result.output
+
+
+def plant(served: Served, email: str, *, first: str = "", last: str = "",
+          role: str = "contributor", groups: Iterable[str] = ()) -> str:
+    """Put a user straight into the emulator's store (spellings the API would not take)."""
+    store = served.emulator.store
+
+    def insert() -> str:
+        uid = store.new_id()
+        group_ids = [store._group_names[g.lower()] for g in groups]
+        store.insert_user(UserRecord(id=uid, email=email, user_name=email,
+                                     role_id=store.role_ids[role], tenant_id=store.tenant_id,
+                                     created=store.now(), first_name=first, last_name=last,
+                                     groups=group_ids))
+        return uid
+
+    return str(served.host.call(insert))
+
+
+def summary_of(report: Path) -> dict[str, object]:
+    """The summary JSON written next to a report."""
+    path = report.with_name(report.stem + ".summary.json")
+    return dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def statuses(lines: Iterable[dict[str, str]]) -> dict[str, str]:
+    """email -> status."""
+    return {line["email"]: line["status"] for line in lines}
+
+
+# -- 1. identity: ASCII letter case only --------------------------------------------------------
+
+#: (as the server stores a user, a spelling a mail system delivers elsewhere)
+LOOKALIKES = (
+    ("strasse@ex.example", "straße@ex.example"),
+    ("file@ex.example", "\ufb01le@ex.example"),             # the fi ligature
+    ("émile@ex.example", "Émile@ex.example"),               # non-ASCII case
+    ("kate@ex.example", "\u212aate@ex.example"),            # KELVIN SIGN
+    ("ivan@ex.example", "\u0131van@ex.example"),           # dotless i
+    ("irma@ex.example", "İrma@ex.example"),                 # dotted capital I
+    ("ann@ex.example", "\uff41nn@ex.example"),              # fullwidth a
+    ("josé@ex.example", "jose\u0301@ex.example"),           # NFC on the server, NFD here
+)
+
+
+def seed_lookalikes(served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """The server-side spellings, each an Admin in Finance, plus bob (matched by ASCII case)."""
+    rows = [[email, "Orig", "User", "Admin", "Finance"] for email, _ in LOOKALIKES]
+    rows.append(["bob@ex.example", "Bob", "Ray", "Admin", "Finance"])
+    seed(served, run_cli, tmp_path, rows)
+    for email, _ in LOOKALIKES:
+        assert by_email(served, email) is not None, email
+
+
+def lookalike_file(tmp_path: Path, header: Sequence[str], rest: Sequence[str]) -> Path:
+    """A file naming every lookalike spelling, and bob in other ASCII case."""
+    rows = [[other, *rest] for _, other in LOOKALIKES] + [["BoB@Ex.Example", *rest]]
+    return write_csv(tmp_path / "lookalikes.csv", header, rows)
+
+
+@pytest.mark.parametrize("command", ["delete", "deactivate"])
+def test_lookalike_emails_never_remove_another_user(
+        served: Served, run_cli: RunCli, tmp_path: Path, command: str) -> None:
+    """delete/deactivate of lookalike spellings remove no one; an ASCII-case variant does."""
+    seed_lookalikes(served, run_cli, tmp_path)
+    before = held(served)
+    source = lookalike_file(tmp_path, ("Email",), ())
+    report = tmp_path / "r.csv"
+    result = run(served, run_cli, command, source, report)
+    assert result.exit_code == 1, result.output
+    lines = agrees(served, report, before)
+    done = "deleted" if command == "delete" else "deactivated"
+    assert statuses(lines) == {**{other: "skipped" for _, other in LOOKALIKES},
+                               "bob@ex.example": done}
+    for email, _ in LOOKALIKES:
+        assert by_email(served, email) == before[next(
+            uid for uid, h in before.items() if h.email == email)]
+
+
+@pytest.mark.parametrize("extra", [("update",), ("import", "--on-existing", "update")])
+def test_lookalike_emails_never_update_another_user(
+        served: Served, run_cli: RunCli, tmp_path: Path, extra: tuple[str, ...]) -> None:
+    """update and import --on-existing update never change a user through a lookalike
+    spelling (update: no such user; upsert: a new user); bob in other case is updated."""
+    seed_lookalikes(served, run_cli, tmp_path)
+    before = held(served)
+    source = lookalike_file(tmp_path, HEADER, ("New", "Name", "Viewer", "Sales"))
+    report = tmp_path / "r.csv"
+    result = run(served, run_cli, extra[0], source, report, *extra[1:])
+    lines = agrees(served, report, before)
+    expected = "failed" if extra[0] == "update" else "created"
+    got = statuses(lines)
+    assert got.pop("bob@ex.example") == "updated"
+    assert set(got.values()) == {expected}
+    assert len(got) == len(LOOKALIKES)
+    assert result.exit_code == (1 if expected == "failed" else 0), result.output
+    for email, _ in LOOKALIKES:
+        assert by_email(served, email).role == "admin"  # type: ignore[union-attr]
+
+
+def test_import_creates_each_lookalike_as_its_own_user(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """import (skip existing) creates the lookalike spellings as new users and skips only
+    the ASCII-case variant of an existing one."""
+    seed_lookalikes(served, run_cli, tmp_path)
+    before = held(served)
+    source = lookalike_file(tmp_path, HEADER, ("New", "Name", "Viewer", "Sales"))
+    report = tmp_path / "r.csv"
+    result = run(served, run_cli, "import", source, report)
+    assert result.exit_code == 0, result.output
+    lines = agrees(served, report, before)
+    got = statuses(lines)
+    assert got.pop("bob@ex.example") == "skipped"
+    assert set(got.values()) == {"created"}
+    assert len(held(served)) == len(before) + len(LOOKALIKES)
+
+
+def test_prescan_repeats_only_ascii_case_variants(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """Two rows straße@ and strasse@ (or ﬁ/fi, É/é, K/k) are two users; A@ and a@ are the
+    same address twice, and both rows are refused."""
+    rows = [["straße@ex.example", "S", "1", "Viewer", ""],
+            ["strasse@ex.example", "S", "2", "Viewer", ""],
+            ["\ufb01n@ex.example", "F", "1", "Viewer", ""],
+            ["fin@ex.example", "F", "2", "Viewer", ""],
+            ["Éva@ex.example", "E", "1", "Viewer", ""],
+            ["éva@ex.example", "E", "2", "Viewer", ""],
+            ["\u212aim@ex.example", "K", "1", "Viewer", ""],
+            ["kim@ex.example", "K", "2", "Viewer", ""],
+            ["Dup@Ex.Example", "D", "1", "Viewer", ""],
+            ["dup@ex.example", "D", "2", "Viewer", ""]]
+    source = write_csv(tmp_path / "rows.csv", HEADER, rows)
+    before = held(served)
+    report = tmp_path / "r.csv"
+    result = run(served, run_cli, "import", source, report)
+    assert result.exit_code == 1, result.output
+    lines = agrees(served, report, before)
+    created = [line for line in lines if line["status"] == "created"]
+    assert len(created) == 8
+    refused = [line for line in lines if line["status"] == "skipped"]
+    assert [line["row"] for line in refused] == ["10", "11"]
+    assert all("also on row" in line["error"] for line in refused)
+
+
+def test_reactivate_never_restores_a_lookalike(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """A deactivate report whose line names straße@ (no id) does not reactivate strasse@."""
+    seed(served, run_cli, tmp_path, [["strasse@ex.example", "S", "T", "Admin", "Finance"]])
+    leavers = write_csv(tmp_path / "l.csv", ("Email",), [["strasse@ex.example"]])
+    report = tmp_path / "d.csv"
+    assert run(served, run_cli, "deactivate", leavers, report).exit_code == 0
+    with report.open(encoding="utf-8-sig", newline="") as handle:
+        table = list(csv.reader(handle))
+    table[1][1], table[1][4] = "straße@ex.example", ""
+    forged = tmp_path / "forged.csv"
+    with forged.open("w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerows(table)
+    before = held(served)
+    result = run_cli("reactivate", str(forged), *served.connect(), "--report",
+                     str(tmp_path / "re.csv"))
+    assert result.exit_code == 1, result.output
+    assert held(served) == before
+    assert by_email(served, "strasse@ex.example").role == "consumer"  # type: ignore[union-attr]
+
+
+def test_results_name_users_as_the_server_stores_them(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """A file spelling an address in other ASCII case gets report lines (and a dry-run list)
+    in the server's spelling, with the server's role and groups."""
+    plant(served, "Mixed.Case@Ex.Example", role="admin", groups=["Finance", "Sales"])
+    before = held(served)
+    source = write_csv(tmp_path / "l.csv", ("Email", "Role", "Groups"),
+                       [["mixed.case@ex.example", "Viewer", "Marketing"]])
+    report = tmp_path / "r.csv"
+    result = run(served, run_cli, "delete", source, report, "--dry-run")
+    assert result.exit_code == 0, result.output
+    lines = agrees(served, report, before)
+    assert [line["email"] for line in lines] == ["Mixed.Case@Ex.Example"]
+    listed = [text for text in result.output.splitlines() if "Mixed.Case@Ex.Example" in text]
+    assert listed
+    assert "Admin" in listed[0]
+    assert "Finance" in listed[0]
+    assert "Sales" in listed[0]
+    assert "Marketing" not in result.output
+
+
+# -- 2. emails as identity providers send them ----------------------------------------------
+
+
+def test_create_trims_and_lower_cases_ascii_only(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """import stores '  Ann.Lee@Acme.Example ' as ann.lee@acme.example and 'ÉVA@X' as
+    'Éva@x' (only ASCII letters lowered); the report names the stored spelling."""
+    rows = [["  Ann.Lee@Acme.Example ", "Ann", "Lee", "Viewer", ""],
+            ["ÉVA.Nagy@ACME.example", "Eva", "Nagy", "Viewer", ""],
+            ["MAX@ACME.EXAMPLE", "Max", "Mu", "Viewer", ""]]
+    source = write_csv(tmp_path / "new.csv", HEADER, rows)
+    before = held(served)
+    report = tmp_path / "r.csv"
+    result = run(served, run_cli, "import", source, report)
+    assert result.exit_code == 0, result.output
+    lines = agrees(served, report, before)
+    assert [line["email"] for line in lines] == [
+        "ann.lee@acme.example", "Éva.nagy@acme.example", "max@acme.example"]
+    stored = {h.email for h in held(served).values()} - {h.email for h in before.values()}
+    assert stored == {"ann.lee@acme.example", "Éva.nagy@acme.example", "max@acme.example"}
+
+
+def test_keep_email_case_stores_the_files_spelling(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """import --keep-email-case stores Ann.Lee@Acme.Example as typed (trimmed)."""
+    rows = [[" Ann.Lee@Acme.Example", "Ann", "Lee", "Viewer", ""],
+            ["MAX@ACME.EXAMPLE", "Max", "Mu", "Viewer", ""]]
+    source = write_csv(tmp_path / "new.csv", HEADER, rows)
+    before = held(served)
+    report = tmp_path / "r.csv"
+    assert run(served, run_cli, "import", source, report, "--keep-email-case").exit_code == 0
+    agrees(served, report, before)
+    assert by_email(served, "Ann.Lee@Acme.Example") is not None
+    assert by_email(served, "MAX@ACME.EXAMPLE") is not None
+
+
+@pytest.mark.parametrize("command", [("update",), ("import", "--on-existing", "update")])
+def test_case_only_difference_fixes_the_stored_address(
+        served: Served, run_cli: RunCli, tmp_path: Path, command: tuple[str, ...]) -> None:
+    """An update (or upsert) whose only difference is letter case stores the address in
+    lower case with "email: 'X' -> 'x'" in changes, whatever case the file uses; a re-run
+    is unchanged; a stored lower-case address is left alone."""
+    for email in ("Bob.Ray@Acme.Example", "CAT@ACME.EXAMPLE", "dan@acme.example"):
+        plant(served, email, first="F", last="L", role="consumer")
+    source = write_csv(tmp_path / "u.csv", ("Email",),
+                       [["bob.ray@acme.example"], ["Cat@Acme.Example"], ["DAN@ACME.EXAMPLE"]])
+    before = held(served)
+    report = tmp_path / "r.csv"
+    result = run(served, run_cli, command[0], source, report, *command[1:])
+    assert result.exit_code == 0, result.output
+    lines = agrees(served, report, before)
+    assert [(line["email"], line["status"], line["changes"]) for line in lines] == [
+        ("Bob.Ray@Acme.Example", "updated",
+         "email: 'Bob.Ray@Acme.Example' -> 'bob.ray@acme.example'"),
+        ("CAT@ACME.EXAMPLE", "updated", "email: 'CAT@ACME.EXAMPLE' -> 'cat@acme.example'"),
+        ("dan@acme.example", "unchanged", "")]
+    assert by_email(served, "bob.ray@acme.example") is not None
+    assert by_email(served, "cat@acme.example") is not None
+    again = tmp_path / "again.csv"
+    writes = len(served.emulator.writes())
+    assert run(served, run_cli, command[0], source, again, *command[1:]).exit_code == 0
+    assert {line["status"] for line in read_report(again)} == {"unchanged"}
+    assert len(served.emulator.writes()) == writes
+
+
+def test_case_fix_comes_with_other_changes_and_keep_case_opts_out(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """A case fix is listed with the row's other changes; with --keep-email-case an update
+    stores the file's spelling instead."""
+    plant(served, "Eve@Acme.Example", first="Eve", role="consumer")
+    source = write_csv(tmp_path / "u.csv", ("Email", "First Name"),
+                       [["eve@acme.example", "Evelyn"]])
+    before = held(served)
+    report = tmp_path / "r.csv"
+    assert run(served, run_cli, "update", source, report).exit_code == 0
+    line = agrees(served, report, before)[0]
+    assert line["changes"] == ("email: 'Eve@Acme.Example' -> 'eve@acme.example'; "
+                               "firstName: 'Eve' -> 'Evelyn'")
+    assert by_email(served, "eve@acme.example") == Held("eve@acme.example", "consumer",
+                                                        frozenset(), "Evelyn", "")
+    shout = write_csv(tmp_path / "s.csv", ("Email",), [["EVE@ACME.EXAMPLE"]])
+    before = held(served)
+    kept = tmp_path / "k.csv"
+    assert run(served, run_cli, "update", shout, kept, "--keep-email-case").exit_code == 0
+    assert agrees(served, kept, before)[0]["changes"] == (
+        "email: 'eve@acme.example' -> 'EVE@ACME.EXAMPLE'")
+    assert by_email(served, "EVE@ACME.EXAMPLE") is not None
+
+
+# -- 3. records win when restoring ----------------------------------------------------------
+
+
+def test_reimported_delete_report_restores_the_record_not_the_file(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """import DELETE-REPORT re-creates each user with the role, groups, names and email
+    spelling of its record, though the leavers file named other ones."""
+    seed(served, run_cli, tmp_path, [["ann@acme.example", "Ann", "Lee", "Admin", "Finance; Sales"],
+                                     ["bob@acme.example", "Bob", "Ray", "Viewer", ""]])
+    plant(served, "Cat.Roe@Acme.Example", first="Cat", last="Roe", role="contributor",
+          groups=["Engineering"])
+    leavers = write_csv(tmp_path / "leavers.csv", HEADER, [
+        ["ANN@ACME.EXAMPLE", "Annie", "X", "Viewer", "Marketing"],
+        ["bob@acme.example", "Robert", "", "Admin", "Finance; Leadership"],
+        ["cat.roe@acme.example", "", "Y", "Viewer", "(clear)"]])
+    originals = {h.email: h for h in held(served).values()}
+    deleted = tmp_path / "deleted.csv"
+    assert run(served, run_cli, "delete", leavers, deleted).exit_code == 0
+    before = held(served)
+    restored = tmp_path / "restored.csv"
+    result = run(served, run_cli, "import", deleted, restored)
+    assert result.exit_code == 0, result.output
+    lines = agrees(served, restored, before)
+    assert statuses(lines) == {"ann@acme.example": "created", "bob@acme.example": "created",
+                               "Cat.Roe@Acme.Example": "created"}
+    for email in ("ann@acme.example", "bob@acme.example", "Cat.Roe@Acme.Example"):
+        assert by_email(served, email) == originals[email]
+
+
+def test_delete_of_a_deactivated_user_records_the_state_before_deactivation(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """deactivate then delete: re-importing the delete report gives back the role and groups
+    the user had before it was deactivated, not the Viewer shell."""
+    seed(served, run_cli, tmp_path, [["ann@acme.example", "Ann", "Lee", "Admin", "Finance; Sales"]])
+    original = by_email(served, "ann@acme.example")
+    leavers = write_csv(tmp_path / "leavers.csv", ("Email",), [["ann@acme.example"]])
+    assert run(served, run_cli, "deactivate", leavers, tmp_path / "d.csv").exit_code == 0
+    deleted = tmp_path / "deleted.csv"
+    assert run(served, run_cli, "delete", leavers, deleted).exit_code == 0
+    assert json.loads(read_report(deleted)[0]["previous"])["role"] == "admin"
+    before = held(served)
+    restored = tmp_path / "restored.csv"
+    assert run(served, run_cli, "import", deleted, restored).exit_code == 0
+    agrees(served, restored, before)
+    assert by_email(served, "ann@acme.example") == original
+
+
+# -- 5. bounded by design --------------------------------------------------------------------
+
+#: Any character repeated this often: a message quoting a long piece of a huge cell.
+LONG_QUOTE = re.compile(r"(.)\1{100,}")
+
+
+def write_xlsx(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]]) -> Path:
+    """Write a one-sheet workbook with openpyxl (formulas stored without values). Texts over
+    Excel's 32,767 characters, which openpyxl would cut, are put into the XML afterwards."""
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(list(header))
+    big: dict[str, str] = {}
+    for row in rows:
+        cells = list(row)
+        for i, cell in enumerate(cells):
+            if isinstance(cell, str) and len(cell) > 32_767:
+                marker = f"BIGCELL{len(big)}MARK"
+                big[marker] = cell
+                cells[i] = marker
+        sheet.append(cells)
+    book.save(path)
+    if big:
+        with zipfile.ZipFile(path) as source:
+            parts = {name: source.read(name) for name in source.namelist()}
+        for name, data in parts.items():
+            if name.endswith(".xml"):
+                for marker, text in big.items():
+                    data = data.replace(marker.encode(), text.encode())
+                parts[name] = data
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
+            for name, data in parts.items():
+                target.writestr(name, data)
+    return path
+
+
+@pytest.mark.parametrize("suffix", ["csv", "xlsx"])
+def test_huge_cells_make_only_their_row_invalid_and_are_never_quoted(
+        served: Served, run_cli: RunCli, tmp_path: Path, suffix: str) -> None:
+    """A 5 MiB cell in the email, a name or an ignored column makes its row invalid with a
+    short reason; nothing quotes more than ~100 characters of it; other rows are created."""
+    huge = 5 * 1024 * 1024
+    header = (*HEADER, "Notes")
+    rows = [["ok1@acme.example", "Ok", "One", "Viewer", "", ""],
+            ["e" * huge + "@acme.example", "Big", "Email", "Viewer", "", ""],
+            ["big.name@acme.example", "N" * huge, "Name", "Viewer", "", ""],
+            ["big.note@acme.example", "Big", "Note", "Viewer", "", "z" * huge],
+            ["ok2@acme.example", "Ok", "Two", "Viewer", "", ""]]
+    source = tmp_path / f"huge.{suffix}"
+    if suffix == "csv":
+        write_csv(source, header, rows)
+    else:
+        write_xlsx(source, header, rows)
+    before = held(served)
+    report = tmp_path / "r.csv"
+    result = run(served, run_cli, "import", source, report, "--dry-run")
+    assert result.exit_code == 1, result.output[:2000]
+    lines = agrees(served, report, before)
+    assert [line["status"] for line in lines] == ["planned", "skipped", "skipped", "skipped",
+                                                  "planned"]
+    for line in lines[1:4]:
+        assert "--max-cell-bytes" in line["error"], line["error"]
+        assert len(line["error"]) < 300, line["error"]
+    texts = [result.output, report.read_text(encoding="utf-8-sig"),
+             json.dumps(summary_of(report))]
+    assert not any(LONG_QUOTE.search(text) for text in texts)
+    assert report.stat().st_size < 10_000
+    applied = tmp_path / "applied.csv"
+    assert run(served, run_cli, "import", source, applied).exit_code == 1
+    lines = agrees(served, applied, before)
+    assert [line["status"] for line in lines] == ["created", "skipped", "skipped", "skipped",
+                                                  "created"]
+
+
+def test_max_cell_bytes_counts_utf8_bytes(served: Served, run_cli: RunCli,
+                                          tmp_path: Path) -> None:
+    """--max-cell-bytes 100: 60 'é' (120 bytes) is over it though only 60 characters;
+    100 ASCII characters are not."""
+    rows = [["ok@acme.example", "a" * 100, "L", "Viewer", ""],
+            ["accent@acme.example", "é" * 60, "L", "Viewer", ""]]
+    source = write_csv(tmp_path / "c.csv", HEADER, rows)
+    before = held(served)
+    report = tmp_path / "r.csv"
+    assert run(served, run_cli, "import", source, report, "--max-cell-bytes", "100"
+               ).exit_code == 1
+    lines = agrees(served, report, before)
+    assert [line["status"] for line in lines] == ["created", "skipped"]
+    assert "120" in lines[1]["error"]
+    assert "100" in lines[1]["error"]
+
+
+# -- 6. blank-looking is blank ---------------------------------------------------------------
+
+BLANK_LOOKING = (";", " | ", ";;", " ; | ", "|;|", "Everyone", "All users in system; Admins",
+                 "everyone | ADMINS", "\u200b", "\u00a0", "\u200b; \u00a0", "\ufeff|\u2060")
+
+
+@pytest.mark.parametrize("command", [("update", "--groups", "replace"),
+                                     ("import", "--on-existing", "update", "--groups",
+                                      "replace")])
+def test_blank_looking_group_cells_leave_groups_alone(
+        served: Served, run_cli: RunCli, tmp_path: Path, command: tuple[str, ...]) -> None:
+    """--groups replace with separators only, built-in groups only, or invisible text keeps
+    every group; only (clear) empties them; (clear) with names is an invalid row."""
+    clearing = ("(clear)", " (CLEAR) ")
+    mixed = ("(clear); Sales", "Sales | (clear)", "(clear);(clear);Finance")
+    cells = (*BLANK_LOOKING, *clearing, *mixed)
+    seed(served, run_cli, tmp_path, [[f"u{i}@acme.example", "U", str(i), "Admin",
+                                      "Finance; Sales"] for i in range(len(cells))])
+    source = write_csv(tmp_path / "g.csv", ("Email", "Groups"),
+                       [[f"u{i}@acme.example", cell] for i, cell in enumerate(cells)])
+    before = held(served)
+    report = tmp_path / "r.csv"
+    result = run(served, run_cli, command[0], source, report, *command[1:])
+    assert result.exit_code == 1, result.output
+    lines = agrees(served, report, before)
+    expected = (["unchanged"] * len(BLANK_LOOKING) + ["updated"] * len(clearing)
+                + ["skipped"] * len(mixed))
+    assert [line["status"] for line in lines] == expected
+    for i, cell in enumerate(cells):
+        groups = by_email(served, f"u{i}@acme.example").groups  # type: ignore[union-attr]
+        assert groups == (frozenset() if cell in clearing else {"Finance", "Sales"}), cell
+    assert all("(clear)" in line["error"] for line in lines[-len(mixed):])
+
+
+# -- 7. control characters, anywhere ---------------------------------------------------------
+
+#: What no output may carry raw: C0 (but LF; CR only before LF), DEL, C1, bidi controls.
+RAW_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+#: Hostile texts: NUL, a screen clear, DEL, NEL, a C1 CSI, BEL, a right-to-left override,
+#: a backspace, a form feed.
+HOSTILE = ("\x00", "\x1b[2J", "\x7f", "\x85", "\x9b31m", "\x07", "\u202e", "\x08", "\x0c")
+#: The ones an XLSX file (XML) can hold.
+XML_HOSTILE = ("\x7f", "\x85", "\x9b31m", "\u202e", "\u2066")
+
+
+def assert_inert(data: bytes, what: str) -> str:
+    """Assert ``data`` is UTF-8 without a raw control character (CRLF line ends allowed)."""
+    text = data.decode("utf-8").replace("\r\n", "\n")
+    found = RAW_CONTROL.search(text)
+    assert found is None, (what, text[max(0, found.start() - 60): found.end() + 60])
+    return text
+
+
+def cli_process(args: Sequence[str], cwd: Path) -> tuple[int, bytes, bytes]:
+    """Run the CLI in a real process off a terminal; (exit code, stdout, stderr bytes)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SISENSE_")}
+    done = subprocess.run([sys.executable, "-m", "bulkusers", *args], cwd=cwd, env=env,
+                          capture_output=True, timeout=60, check=False)
+    return done.returncode, done.stdout, done.stderr
+
+
+def hostile_rows(controls: Sequence[str]) -> tuple[list[list[str]], list[str]]:
+    """Rows with one control text in one column each (email, names, role, groups, ignored
+    column), and the clean rows between them; (rows, emails of the clean rows)."""
+    rows: list[list[str]] = []
+    clean: list[str] = []
+    for i, bad in enumerate(controls):
+        column = i % 6
+        cells = [f"h{i}@acme.example", "Hal", "Ho", "Viewer", "Sales", "note"]
+        cells[column] = {0: f"h{i}{bad}x@acme.example", 1: f"Ha{bad}l", 2: f"H{bad}o",
+                         3: f"View{bad}er", 4: f"Sales; Fin{bad}ance", 5: f"n{bad}ote"}[column]
+        rows.append(cells)
+        rows.append([f"c{i}@acme.example", "Cal", "Co", "Viewer", "Sales", "fine"])
+        clean.append(f"c{i}@acme.example")
+    return rows, clean
+
+
+@pytest.mark.parametrize("where", ["top", "after-64k"])
+def test_control_characters_make_their_row_invalid_and_never_reach_output(
+        served: Served, tmp_path: Path, where: str) -> None:
+    """A control character (NUL, ESC sequence, DEL, C1, BEL, bidi override...) in any cell,
+    at row 2 or beyond the first 64 KiB, skips its row and nothing is sent for it; the
+    terminal, the report and the summary carry none raw."""
+    rows, clean = hostile_rows(HOSTILE)
+    if where == "after-64k":
+        padding = [[f"pad{i}@acme.example", "P", "Ad", "Viewer", "", "p" * 30_000]
+                   for i in range(3)]
+        rows = padding + rows
+        clean = [row[0] for row in padding] + clean
+    source = write_csv(tmp_path / "hostile.csv", (*HEADER, "Notes"), rows)
+    before = held(served)
+    report = tmp_path / "r.csv"
+    code, out, err = cli_process(["import", str(source), *served.connect(), "--report",
+                                  str(report)], tmp_path)
+    assert code == 1, err
+    assert_inert(out, "stdout")
+    terminal = assert_inert(err, "stderr")
+    assert "Traceback" not in terminal
+    lines = agrees(served, report, before)
+    got = statuses(lines)
+    assert sorted(e for e, s in got.items() if s == "created") == sorted(clean)
+    skipped = [line for line in lines if line["status"] == "skipped"]
+    assert len(skipped) == len(HOSTILE)
+    assert all("control character" in line["error"] for line in skipped)
+    assert_inert(report.read_bytes(), "report")
+    assert_inert(report.with_name("r.summary.json").read_bytes(), "summary")
+    for user in served.emulator.store.users.values():
+        assert not RAW_CONTROL.search(user.email + user.first_name + user.last_name)
+
+
+def test_control_characters_in_a_workbook(served: Served, run_cli: RunCli,
+                                          tmp_path: Path) -> None:
+    """The control characters an XLSX can hold (DEL, C1, bidi) make their row invalid too."""
+    rows, clean = hostile_rows(XML_HOSTILE)
+    source = write_xlsx(tmp_path / "hostile.xlsx", (*HEADER, "Notes"), rows)
+    before = held(served)
+    report = tmp_path / "r.csv"
+    result = run(served, run_cli, "import", source, report)
+    assert result.exit_code == 1, result.output
+    lines = agrees(served, report, before)
+    assert sorted(e for e, s in statuses(lines).items() if s == "created") == sorted(clean)
+    assert sum(line["status"] == "skipped" for line in lines) == len(XML_HOSTILE)
+    assert_inert(report.read_bytes(), "report")
+    assert_inert(result.output.encode(), "terminal")
+
+
+def test_control_characters_the_server_holds_never_reach_output(
+        served: Served, tmp_path: Path) -> None:
+    """Users and groups the server holds with control characters are exported (CSV and
+    XLSX), listed by a dry run and recorded in a report as visible escapes, never raw; the
+    export keeps them distinguishable instead of silently dropping them."""
+    store = served.emulator.store
+    served.host.call(lambda: store._add_group("Evil\x1b[2JGroup\u202e", None))
+    plant(served, "evil\x1b]0;pwned\x07@ex.example", first="Nul\x00Name", last="C1\x9bRev",
+          role="admin")
+    plant(served, "victim@ex.example", first="Vic", last="Tim", role="admin",
+          groups=["Evil\x1b[2JGroup\u202e", "Sales"])
+    for name in ("all.csv", "all.xlsx"):
+        code, out, err = cli_process(["export", name, *served.connect()], tmp_path)
+        assert code == 0, err
+        assert_inert(out + err, f"export {name} terminal")
+    exported = assert_inert((tmp_path / "all.csv").read_bytes(), "csv export")
+    assert "\\x1b" in exported
+    assert "\\x00" in exported
+    book = load_workbook(tmp_path / "all.xlsx", read_only=True)
+    sheet = book.active
+    assert sheet is not None
+    values = [str(v) for row in sheet.iter_rows(values_only=True) for v in row if v is not None]
+    book.close()
+    assert not any(RAW_CONTROL.search(v) for v in values)
+    assert "evil\\x1b]0;pwned\\x07@ex.example" in values
+    leavers = write_csv(tmp_path / "l.csv", ("Email",), [["victim@ex.example"]])
+    code, out, err = cli_process(["deactivate", str(leavers), *served.connect(), "--dry-run",
+                                  "--report", str(tmp_path / "plan.csv")], tmp_path)
+    assert code == 0, err
+    terminal = assert_inert(out + err, "dry run")
+    assert "victim@ex.example" in terminal
+    assert "Evil\\x1b[2JGroup" in terminal
+    before = held(served)
+    report = tmp_path / "d.csv"
+    code, out, err = cli_process(["deactivate", str(leavers), *served.connect(), "--yes",
+                                  "--report", str(report)], tmp_path)
+    assert code == 0, err
+    assert_inert(out + err, "deactivate")
+    assert_inert(report.read_bytes(), "deactivate report")
+    assert_inert(report.with_name("d.summary.json").read_bytes(), "summary")
+    agrees(served, report, before)
+
+
+# -- 8. workbooks as Excel users make them ---------------------------------------------------
+
+
+def sheet_rows(book: Workbook, title: str, rows: Sequence[Sequence[object]]) -> None:
+    """Add a sheet holding HEADER and ``rows``."""
+    sheet = book.create_sheet(title)
+    sheet.append(list(HEADER))
+    for row in rows:
+        sheet.append(list(row))
+
+
+@pytest.mark.parametrize("layout", ["hidden-first", "active-second"])
+def test_workbook_default_sheet_is_the_active_visible_one(
+        served: Served, run_cli: RunCli, tmp_path: Path, layout: str) -> None:
+    """With no --sheet, the sheet Excel opens on is read (not a hidden first sheet, not the
+    first of several when another is active), and the terminal and summary name it."""
+    book = Workbook()
+    assert book.active is not None
+    book.remove(book.active)
+    sheet_rows(book, "Scratch", [["wrong@acme.example", "W", "R", "Admin", ""]])
+    sheet_rows(book, "Users", [["right@acme.example", "R", "I", "Viewer", ""]])
+    sheet_rows(book, "Old", [["old@acme.example", "O", "L", "Admin", ""]])
+    if layout == "hidden-first":
+        book["Scratch"].sheet_state = "hidden"
+        book.active = 0  # Excel would open on the first visible sheet
+    else:
+        book.active = 1
+    source = tmp_path / "book.xlsx"
+    book.save(source)
+    before = held(served)
+    report = tmp_path / "r.csv"
+    result = run(served, run_cli, "import", source, report)
+    assert result.exit_code == 0, result.output
+    assert statuses(agrees(served, report, before)) == {"right@acme.example": "created"}
+    assert summary_of(report)["sheet"] == "Users"
+    assert "sheet read: 'Users'" in result.output
+
+
+def test_uncached_formulas_make_their_row_invalid_and_every_row_has_a_line(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """A formula cell without a saved value (openpyxl writes none) in the email, a name or
+    an ignored column makes its row invalid with the reason; every non-blank row of the
+    sheet, even one holding only a formula, gets exactly one report line."""
+    rows: list[list[object]] = [
+        ["ok1@acme.example", "Ok", "One", "Viewer", "", ""],
+        ['=LOWER("F1@ACME.EXAMPLE")', "F", "One", "Viewer", "", ""],
+        ["f2@acme.example", '=PROPER("ann")', "Two", "Viewer", "", ""],
+        [],
+        ["f3@acme.example", "F", "Three", "Viewer", "", "=1+1"],
+        ["", "", "", "", "", "=NOW()"],
+        ["ok2@acme.example", "Ok", "Two", "Viewer", "", ""],
+    ]
+    source = write_xlsx(tmp_path / "f.xlsx", (*HEADER, "Notes"), rows)
+    book = load_workbook(source, read_only=True)
+    sheet = book.active
+    assert sheet is not None
+    expected = [str(number) for number, row in enumerate(sheet.iter_rows(values_only=True),
+                                                         start=1)
+                if number > 1 and any(v not in (None, "") for v in row)]
+    book.close()
+    before = held(served)
+    report = tmp_path / "r.csv"
+    result = run(served, run_cli, "import", source, report)
+    assert result.exit_code == 1, result.output
+    lines = agrees(served, report, before)
+    assert [line["row"] for line in lines] == expected == ["2", "3", "4", "6", "7", "8"]
+    assert [line["status"] for line in lines] == ["created", "skipped", "skipped", "skipped",
+                                                  "skipped", "created"]
+    assert all("formula without a saved value" in line["error"] for line in lines[1:5])
+
+
+# -- 9. secret-looking columns ---------------------------------------------------------------
+
+SECRET_COLUMNS = ("API Key", "apiKey", "Client Secret", "Access Token", "Credentials", "PIN",
+                  "Temp Pwd", "passphrase", "x-api-key", "SSH_PRIVATE_KEY", "OTP",
+                  "License Key", "Session Cookie", "Bearer")
+
+
+def test_secret_looking_columns_are_masked_everywhere(
+        served: Served, tmp_path: Path) -> None:
+    """Every column whose name suggests a secret is *** in the report; none of its values
+    appears in the report, the summary or the terminal, for valid and invalid rows."""
+    header = (*HEADER, "Department", *SECRET_COLUMNS)
+    secrets = [[f"V{c}r{r}-{'q' * 6}" for c in range(len(SECRET_COLUMNS))] for r in range(3)]
+    rows = [["ok@acme.example", "Ok", "Y", "Viewer", "", "Sales", *secrets[0]],
+            ["bad-email", "Bad", "E", "Viewer", "", "Sales", *secrets[1]],
+            ["role@acme.example", "Bad", "R", "Wizard", "", "Sales", *secrets[2]]]
+    source = write_csv(tmp_path / "s.csv", header, rows)
+    before = held(served)
+    report = tmp_path / "r.csv"
+    code, out, err = cli_process(["import", str(source), *served.connect(), "--report",
+                                  str(report)], tmp_path)
+    assert code == 1, err
+    lines = agrees(served, report, before)
+    for line in lines:
+        assert [line[name] for name in SECRET_COLUMNS] == ["***"] * len(SECRET_COLUMNS)
+        assert line["Department"] == "Sales"
+    texts = (report.read_text(encoding="utf-8-sig"), out.decode(), err.decode(),
+             report.with_name("r.summary.json").read_text(encoding="utf-8"))
+    for value in (v for row in secrets for v in row):
+        assert not any(value in text for text in texts), value
+    masked = summary_of(report)["masked_columns"]
+    assert isinstance(masked, list)
+    assert set(SECRET_COLUMNS) <= set(masked)
+
+
+# -- 10. repeated and mismatched runs --------------------------------------------------------
+
+
+def test_second_deactivation_keeps_the_first_record_and_reactivate_restores_it(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """Deactivating the same users twice: the second run is unchanged with the reason and the
+    first run's record; reactivate SECOND-REPORT restores the original role and groups; a
+    later deactivation records the fresh state."""
+    seed(served, run_cli, tmp_path, [["ann@acme.example", "Ann", "Lee", "Admin", "Finance; Sales"],
+                                     ["bob@acme.example", "Bob", "Ray", "Designer", "Engineering"],
+                                     ["cat@acme.example", "Cat", "Roe", "Viewer", "Marketing"]])
+    original = {h.email: h for h in held(served).values()}
+    leavers = write_csv(tmp_path / "l.csv", ("Email",),
+                        [["Ann@Acme.Example"], ["bob@acme.example"], ["cat@acme.example"]])
+    first, second = tmp_path / "first.csv", tmp_path / "second.csv"
+    before = held(served)
+    assert run(served, run_cli, "deactivate", leavers, first).exit_code == 0
+    recorded = {line["email"]: line["previous"] for line in agrees(served, first, before)}
+    before = held(served)
+    writes = len(served.emulator.writes())
+    assert run(served, run_cli, "deactivate", leavers, second).exit_code == 0
+    lines = agrees(served, second, before)
+    assert len(served.emulator.writes()) == writes
+    for line in lines:
+        assert line["status"] == "unchanged", line
+        assert "already deactivated" in line["changes"]
+        assert line["previous"] == recorded[line["email"]]
+    before = held(served)
+    restored = tmp_path / "restored.csv"
+    assert run_cli("reactivate", str(second), *served.connect(), "--report",
+                   str(restored)).exit_code == 0
+    agrees(served, restored, before)
+    assert {h.email: h for h in held(served).values()} == original
+    # Given other access since, a new deactivation records that state, not the old one.
+    change = write_csv(tmp_path / "c.csv", ("Email", "Role", "Groups"),
+                       [["ann@acme.example", "Designer", "Leadership"]])
+    assert run(served, run_cli, "update", change, tmp_path / "u.csv", "--groups",
+               "replace").exit_code == 0
+    third = tmp_path / "third.csv"
+    assert run(served, run_cli, "deactivate", leavers, third).exit_code == 0
+    previous = {line["email"]: json.loads(line["previous"]) for line in read_report(third)}
+    assert (previous["ann@acme.example"]["role"], previous["ann@acme.example"]["groups"]) == (
+        "contributor", ["Leadership"])
+    assert run_cli("reactivate", str(third), *served.connect(), "--report",
+                   str(tmp_path / "again.csv")).exit_code == 0
+    ann = by_email(served, "ann@acme.example")
+    assert ann is not None
+    assert (ann.role, ann.groups) == ("contributor", frozenset({"Leadership"}))
+
+
+def test_reactivate_refuses_a_report_of_another_command(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """reactivate given an import, update, delete or reactivate report exits 2 with one line
+    and sends nothing."""
+    seed(served, run_cli, tmp_path, [["ann@acme.example", "Ann", "Lee", "Admin", "Finance"],
+                                     ["bob@acme.example", "Bob", "Ray", "Admin", "Sales"]])
+    one = write_csv(tmp_path / "one.csv", ("Email", "First Name"), [["ann@acme.example", "An"]])
+    assert run(served, run_cli, "update", one, tmp_path / "update.csv").exit_code == 0
+    bob = write_csv(tmp_path / "bob.csv", ("Email",), [["bob@acme.example"]])
+    assert run(served, run_cli, "deactivate", bob, tmp_path / "deact.csv").exit_code == 0
+    assert run_cli("reactivate", str(tmp_path / "deact.csv"), *served.connect(), "--report",
+                   str(tmp_path / "react.csv")).exit_code == 0
+    assert run(served, run_cli, "delete", bob, tmp_path / "delete.csv").exit_code == 0
+    writes = len(served.emulator.writes())
+    state = held(served)
+    for name in ("seed-report.csv", "update.csv", "react.csv", "delete.csv"):
+        result = run_cli("reactivate", str(tmp_path / name), *served.connect())
+        assert result.exit_code == 2, (name, result.output)
+        assert len(result.output.strip().splitlines()) == 1, result.output
+        assert "deactivate" in result.output
+    assert len(served.emulator.writes()) == writes
+    assert held(served) == state
+
+
+# -- 11. dry runs show who -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["deactivate", "delete"])
+def test_dry_run_lists_the_affected_users_as_the_server_holds_them(
+        served: Served, tmp_path: Path, command: str) -> None:
+    """deactivate/delete --dry-run list on stderr the first 20 affected users (email, role,
+    groups as stored) and name the report that lists the rest; 20 or fewer: all, no more."""
+    for i in range(25):
+        plant(served, f"User{i:02d}@Acme.Example", role="contributor",
+              groups=["Finance", "Sales"] if i % 2 else ["Marketing"])
+    rows = [[f"user{i:02d}@acme.example", "Viewer", "Leadership"] for i in range(25)]
+    source = write_csv(tmp_path / "l.csv", ("Email", "Role", "Groups"), rows)
+    before = held(served)
+    report = tmp_path / "plan.csv"
+    code, _, err = cli_process([command, str(source), *served.connect(), "--dry-run",
+                                "--report", str(report)], tmp_path)
+    assert code == 0, err
+    agrees(served, report, before)
+    text = err.decode()
+    listed = [line.strip() for line in text.splitlines()
+              if re.match(r"\s+User\d\d@Acme\.Example", line)]
+    assert [line.split()[0] for line in listed] == [f"User{i:02d}@Acme.Example"
+                                                   for i in range(20)]
+    assert all("Designer" in line and "Leadership" not in line for line in listed)
+    assert "Finance, Sales" in listed[1]
+    assert "Marketing" in listed[0]
+    assert "5 more" in text
+    assert str(report) in text.replace("\n", "")
+    few = write_csv(tmp_path / "few.csv", ("Email",), [["user03@acme.example"]])
+    code, _out, err = cli_process([command, str(few), *served.connect(), "--dry-run",
+                                  "--report", str(tmp_path / "few-plan.csv")], tmp_path)
+    assert code == 0, err
+    assert "User03@Acme.Example" in err.decode()
+    assert "more" not in err.decode()
+    assert held(served) == before
+
+
+def prompt(args: Sequence[str], cwd: Path, answer: bytes) -> tuple[int, str]:
+    """Run the CLI on a pseudo-terminal, answer its confirmation; (exit code, what it showed).
+    Gives up within 30 seconds."""
+    controller, terminal = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SISENSE_")}
+    process = subprocess.Popen([sys.executable, "-m", "bulkusers", *args], stdin=terminal,
+                               stdout=terminal, stderr=terminal, cwd=cwd, env=env,
+                               close_fds=True)
+    os.close(terminal)
+    seen = b""
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            ready, _, _ = select.select([controller], [], [], 0.2)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:
+                break
+            seen += chunk
+            if b"[y/N]" in seen and answer:
+                os.write(controller, answer)
+                answer = b""
+        code = process.wait(timeout=10)
+        return code, re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode(errors="replace"))
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        os.close(controller)
+
+
+def test_prompt_lists_users_as_the_server_holds_them(served: Served, tmp_path: Path) -> None:
+    """The confirmation prompt lists each user with its stored email, role and groups,
+    not the file's spelling; answering no sends nothing."""
+    plant(served, "Ann.Lee@Acme.Example", role="admin", groups=["Finance", "Sales"])
+    source = write_csv(tmp_path / "l.csv", ("Email", "Role"), [["ANN.LEE@ACME.EXAMPLE", "Viewer"]])
+    writes = len(served.emulator.writes())
+    code, text = prompt(["delete", str(source), *served.connect()], tmp_path, b"n\n")
+    assert code == 3, text
+    line = next(line for line in text.splitlines() if "Ann.Lee@Acme.Example" in line)
+    assert "Admin" in line
+    assert "Finance" in line
+    assert "Sales" in line
+    assert "ANN.LEE@ACME.EXAMPLE" not in text
+    assert len(served.emulator.writes()) == writes
