@@ -114,7 +114,7 @@ class ReportWriter:
             self._file = path.open("x", encoding="utf-8-sig", newline="")
         self._csv = csv.writer(self._file)
         if mode != "append":
-            self._csv.writerow([*REPORT_COLUMNS, *(neutralise(c) for c in header.columns)])
+            self._csv.writerow([*REPORT_COLUMNS, *(_cell(c) for c in header.columns)])
             self._file.flush()
 
     def write(self, result: RowResult) -> None:
