@@ -23,7 +23,7 @@ from bulkusers.models import RowResult, Status
 from bulkusers.preflight import Preflight
 from bulkusers.report import summary_path
 from bulkusers.resume import option_flags
-from bulkusers.safetext import printable
+from bulkusers.safetext import excerpt, printable, quote
 from bulkusers.summary import RunSummary
 
 if TYPE_CHECKING:
@@ -116,13 +116,13 @@ class Console:
                                 sorted(summary.planned.items()))
             self._rich.print(f"planned: {planned}")
         if summary.ignored_columns:
-            names = ", ".join(repr(c) for c in summary.ignored_columns)
+            names = ", ".join(quote(c) for c in summary.ignored_columns)
             self._rich.print(f"ignored columns (no such field; see --help): {_escape(names)}",
                              soft_wrap=True)
         if summary.sheet:
-            self._rich.print(f"sheet read: {_escape(repr(summary.sheet))}", soft_wrap=True)
+            self._rich.print(f"sheet read: {_escape(quote(summary.sheet))}", soft_wrap=True)
         if summary.masked_columns:
-            names = ", ".join(repr(c) for c in summary.masked_columns)
+            names = ", ".join(quote(c) for c in summary.masked_columns)
             self._rich.print(f"masked in the report (names suggest secrets): {_escape(names)}",
                              soft_wrap=True)
         if summary.groups_created:
@@ -148,7 +148,8 @@ class Console:
             for column in ("row", "email", "status", "why"):
                 examples.add_column(column, overflow="fold")
             for result in summary.examples:
-                examples.add_row(str(result.row.number), _escape(result.email),
+                # An email of any length is a valid cell: only an excerpt is shown.
+                examples.add_row(str(result.row.number), _escape(excerpt(result.email)),
                                  result.status.value, _escape(result.error))
             self._rich.print(examples)
             if summary.needs_attention > len(summary.examples):
