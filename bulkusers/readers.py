@@ -26,7 +26,7 @@ from bulkusers.cells import cell_text, neutralise, restore
 from bulkusers.columns import Shaper, build_header, normalise_header, show
 from bulkusers.errors import ConfigError, InputError
 from bulkusers.models import Header, Row
-from bulkusers.rowcheck import UNCACHED_FORMULA, RowCheck
+from bulkusers.rowcheck import ERROR_VALUE, UNCACHED_FORMULA, RowCheck
 from bulkusers.safetext import is_blank
 
 __all__ = [
@@ -422,6 +422,10 @@ class _FormulaAwareParser(WorkSheetParser):
         cell: dict[str, Any] = super().parse_cell(element)
         if cell["value"] is None and element.find(FORMULA_TAG) is not None:
             cell["value"] = UNCACHED_FORMULA
+            cell["data_type"] = "s"
+        elif cell["data_type"] == "e":
+            # An error value (#N/A, #REF!) would otherwise read as text and become a name.
+            cell["value"] = ERROR_VALUE + str(cell["value"] or "")
             cell["data_type"] = "s"
         return cell
 

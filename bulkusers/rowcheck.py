@@ -7,11 +7,14 @@ from collections.abc import Sequence
 
 from bulkusers.columns import show
 from bulkusers.models import Row
-from bulkusers.safetext import clean, find_control, printable
+from bulkusers.safetext import QUOTE_LIMIT, clean, find_control, printable
 
 #: Stands in for a formula cell whose workbook holds no computed value for it (written by a
 #: program and never opened in Excel). It cannot occur in real text: it holds a NUL.
 UNCACHED_FORMULA = "\x00formula without a value\x00"
+#: Starts a cell that holds an Excel error value (#N/A, #REF!...), which is then appended:
+#: the result of a failed formula, never a name or an address. It holds a NUL too.
+ERROR_VALUE = "\x00error value\x00"
 
 
 class RowCheck:
@@ -47,6 +50,12 @@ class RowCheck:
                     f"column {self._name(position)} holds a formula without a saved value "
                     "(the workbook was written by a program and never saved in Excel); open "
                     "and save it in Excel, or type the value")
+            elif cell.startswith(ERROR_VALUE):
+                kept[position] = ""
+                problem = problem or (
+                    f"column {self._name(position)} holds the error value "
+                    f"{printable(cell[len(ERROR_VALUE):])[:QUOTE_LIMIT]} (a formula that failed "
+                    "in Excel); fix the formula or type the value")
             elif (at := find_control(used := clean(cell))) >= 0:
                 # Whitespace around a value (a tab, a trailing line break) is trimmed before
                 # use; a control character inside it would reach the server.
