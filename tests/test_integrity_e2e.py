@@ -498,6 +498,7 @@ def test_huge_cells_make_only_their_row_invalid_and_are_never_quoted(
     texts = [result.output, report.read_text(encoding="utf-8-sig"),
              json.dumps(summary_of(report))]
     assert not any(LONG_QUOTE.search(text) for text in texts)
+    assert len(result.output) < 20_000  # not folded over many lines either
     assert report.stat().st_size < 10_000
     applied = tmp_path / "applied.csv"
     assert run(served, run_cli, "import", source, applied).exit_code == 1
@@ -957,3 +958,66 @@ def test_prompt_lists_users_as_the_server_holds_them(served: Served, tmp_path: P
     assert "Sales" in line
     assert "ANN.LEE@ACME.EXAMPLE" not in text
     assert len(served.emulator.writes()) == writes
+
+
+# -- found while testing ---------------------------------------------------------------------
+
+
+def test_hostile_column_names_reach_no_output_raw_or_whole(
+        served: Served, tmp_path: Path) -> None:
+    """Column names with control characters, or 5,000 characters long, are escaped in the
+    report's header and shown only as short excerpts on the terminal."""
+    header = ("Email", "First Name", "Role", "Notes\x1b[2J\u202e", "N" * 5_000)
+    source = write_csv(tmp_path / "h.csv", header, [["a@acme.example", "A", "Viewer", "n", "x"]])
+    report = tmp_path / "r.csv"
+    code, out, err = cli_process(["import", str(source), *served.connect(), "--report",
+                                  str(report)], tmp_path)
+    assert code == 0, err
+    terminal = assert_inert(out + err, "terminal")
+    assert not LONG_QUOTE.search(terminal)
+    assert "Notes\\x1b[2J\\u202e" in terminal
+    assert_inert(report.read_bytes(), "report")
+    assert_inert(report.with_name("r.summary.json").read_bytes(), "summary")
+
+
+def test_a_very_long_email_is_shown_as_an_excerpt(served: Served, tmp_path: Path) -> None:
+    """A 60,000-character email (under the cell limit) on a row that needs attention is
+    shown on the terminal as an excerpt, and the error quotes only a short part of it."""
+    source = write_csv(tmp_path / "e.csv", ("Email", "First Name", "Role"),
+                       [["b" * 60_000 + "@acme.example", "B", "Wizard" * 5_000],
+                        ["ok@acme.example", "O", "Viewer"]])
+    before = held(served)
+    report = tmp_path / "r.csv"
+    code, out, err = cli_process(["import", str(source), *served.connect(), "--report",
+                                  str(report)], tmp_path)
+    assert code == 1, err[-2000:]
+    terminal = (out + err).decode()
+    assert not LONG_QUOTE.search(terminal)
+    assert terminal.count("b") < 500  # folded over many lines, it would still be all there
+    lines = agrees(served, report, before)
+    assert [line["status"] for line in lines] == ["skipped", "created"]
+    assert not LONG_QUOTE.search(lines[0]["error"])
+    assert not LONG_QUOTE.search(json.dumps(summary_of(report)))
+
+
+def test_excel_error_values_make_their_row_invalid(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """A cell holding an Excel error (#N/A, #REF!, #DIV/0!, #VALUE!: a formula that failed)
+    makes its row invalid with the reason; it never becomes a name or a group."""
+    rows = [["ok1@acme.example", "Ok", "One", "Viewer", "", ""],
+            ["e1@acme.example", "#N/A", "One", "Viewer", "", ""],
+            ["e2@acme.example", "E", "#REF!", "Viewer", "", ""],
+            ["e3@acme.example", "E", "Three", "Viewer", "#DIV/0!", ""],
+            ["e4@acme.example", "E", "Four", "Viewer", "", "#VALUE!"],
+            ["ok2@acme.example", "Ok", "Two", "Viewer", "", ""]]
+    source = write_xlsx(tmp_path / "e.xlsx", (*HEADER, "Notes"), rows)
+    before = held(served)
+    report = tmp_path / "r.csv"
+    result = run(served, run_cli, "import", source, report, "--create-groups")
+    assert result.exit_code == 1, result.output
+    lines = agrees(served, report, before)
+    assert [line["status"] for line in lines] == ["created", "skipped", "skipped", "skipped",
+                                                  "skipped", "created"]
+    assert all("error value" in line["error"] for line in lines[1:5])
+    assert "#N/A" in lines[1]["error"]
+    assert served.emulator.store.group_by_name("#DIV/0!") is None
