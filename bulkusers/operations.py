@@ -63,7 +63,7 @@ def split_groups(cell: str) -> list[str]:
     names: list[str] = []
     for part in GROUP_SEPARATORS.split(cell):
         name = clean(part)
-        if name and name.casefold() not in (n.casefold() for n in names):
+        if name and identity_key(name) not in (identity_key(n) for n in names):
             names.append(name)
     return names
 
@@ -172,7 +172,7 @@ class Planner:
         for name in split_groups(cell):
             found = self.directory.group(name)
             if isinstance(found, Unknown):
-                self.missing_groups.setdefault(name.casefold(), name)
+                self.missing_groups.setdefault(identity_key(name), name)
                 problems.append(found.describe())
             elif not found.builtin:
                 # Built-in memberships are computed by Sisense; writing them is refused.
