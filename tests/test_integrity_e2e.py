@@ -1021,3 +1021,28 @@ def test_excel_error_values_make_their_row_invalid(
     assert all("error value" in line["error"] for line in lines[1:5])
     assert "#N/A" in lines[1]["error"]
     assert served.emulator.store.group_by_name("#DIV/0!") is None
+
+
+def test_lookalike_group_names_never_meet(served: Served, run_cli: RunCli,
+                                          tmp_path: Path) -> None:
+    """With groups Straße and Strasse (or ﬁeld and field) on the server, a row naming
+    one joins exactly that one; ASCII case alone still matches (STRASSE is Strasse)."""
+    store = served.emulator.store
+    for name in ("Straße", "Strasse", "\ufb01eld", "field"):
+        served.host.call(lambda name=name: store._add_group(name, None))
+    for i in range(5):
+        plant(served, f"g{i}@acme.example", role="consumer")
+    rows = [["g0@acme.example", "Strasse"], ["g1@acme.example", "Straße"],
+            ["g2@acme.example", "field"], ["g3@acme.example", "\ufb01eld"],
+            ["g4@acme.example", "STRASSE; Straße; FIELD"]]
+    source = write_csv(tmp_path / "g.csv", ("Email", "Groups"), rows)
+    before = held(served)
+    report = tmp_path / "r.csv"
+    assert run(served, run_cli, "update", source, report).exit_code == 0
+    agrees(served, report, before)
+    got = {h.email: h.groups for h in held(served).values()}
+    assert got["g0@acme.example"] == {"Strasse"}
+    assert got["g1@acme.example"] == {"Straße"}
+    assert got["g2@acme.example"] == {"field"}
+    assert got["g3@acme.example"] == {"\ufb01eld"}
+    assert got["g4@acme.example"] == {"Strasse", "Straße", "field"}
