@@ -1028,8 +1028,8 @@ def test_lookalike_group_names_never_meet(served: Served, run_cli: RunCli,
     """With groups Straße and Strasse (or ﬁeld and field) on the server, a row naming
     one joins exactly that one; ASCII case alone still matches (STRASSE is Strasse)."""
     store = served.emulator.store
-    for name in ("Straße", "Strasse", "\ufb01eld", "field"):
-        served.host.call(lambda name=name: store._add_group(name, None))
+    served.host.call(lambda: [store._add_group(name, None)
+                              for name in ("Straße", "Strasse", "\ufb01eld", "field")])
     for i in range(5):
         plant(served, f"g{i}@acme.example", role="consumer")
     rows = [["g0@acme.example", "Strasse"], ["g1@acme.example", "Straße"],
