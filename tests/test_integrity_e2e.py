@@ -1046,3 +1046,38 @@ def test_lookalike_group_names_never_meet(served: Served, run_cli: RunCli,
     assert got["g2@acme.example"] == {"field"}
     assert got["g3@acme.example"] == {"\ufb01eld"}
     assert got["g4@acme.example"] == {"Strasse", "Straße", "field"}
+
+
+def test_records_of_users_with_control_characters_restore_exactly(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """A user the server holds with control characters in its groups and names (DEL, C1,
+    bidi, ESC) is reactivated to exactly its recorded role and groups; re-importing its delete
+    report refuses the row (its cells hold control characters); no report carries one raw."""
+    store = served.emulator.store
+    odd = ("Odd\x7fGroup", "C1\x85Group", "Bidi\u202eGroup", "Esc\x1b[1mGroup")
+    served.host.call(lambda: [store._add_group(name, None) for name in odd])
+    plant(served, "odd@acme.example", first="Fi\x85rst", last="La\x1bst", role="admin",
+          groups=odd)
+    original = by_email(served, "odd@acme.example")
+    leavers = write_csv(tmp_path / "l.csv", ("Email",), [["odd@acme.example"]])
+    deactivated = tmp_path / "d.csv"
+    assert run(served, run_cli, "deactivate", leavers, deactivated).exit_code == 0
+    assert_inert(deactivated.read_bytes(), "deactivate report")
+    restored = tmp_path / "re.csv"
+    result = run_cli("reactivate", str(deactivated), *served.connect(), "--report", str(restored))
+    assert result.exit_code == 0, result.output
+    now = by_email(served, "odd@acme.example")
+    assert now is not None
+    assert original is not None
+    assert (now.role, now.groups) == (original.role, original.groups)
+    deleted = tmp_path / "del.csv"
+    assert run(served, run_cli, "delete", leavers, deleted).exit_code == 0
+    assert_inert(deleted.read_bytes(), "delete report")
+    assert set(json.loads(read_report(deleted)[0]["previous"])["groups"]) == set(odd)
+    before = held(served)
+    back = tmp_path / "back.csv"
+    assert run(served, run_cli, "import", deleted, back).exit_code == 1
+    line = agrees(served, back, before)[0]
+    assert line["status"] == "skipped"
+    assert "control character" in line["error"]
+    assert_inert(back.read_bytes(), "import report")
