@@ -1081,3 +1081,33 @@ def test_records_of_users_with_control_characters_restore_exactly(
     assert line["status"] == "skipped"
     assert "control character" in line["error"]
     assert_inert(back.read_bytes(), "import report")
+
+
+@pytest.mark.parametrize("command", ["update", "deactivate", "delete"])
+def test_hostile_cells_stop_only_their_row_in_every_command(
+        served: Served, run_cli: RunCli, tmp_path: Path, command: str) -> None:
+    """In update, deactivate and delete files too, a control character, an oversized cell or
+    an uncached formula anywhere in a row leaves that user alone; other rows are done."""
+    seed(served, run_cli, tmp_path, [[f"u{i}@acme.example", "U", str(i), "Admin", "Finance"]
+                                     for i in range(6)])
+    rows: list[list[object]] = [
+        ["u0@acme.example", "New", "fine"],
+        ["u1@acme.example", "New", "n\x1b[2Jote"],
+        ["u2@acme.example", "N\x00ew", ""],
+        ["u3@acme.example", "New", "z" * 70_000],
+        ["u4@acme.example", "New", "=1+1"],
+        ["u5@acme.example", "New", "\u202efine"]]
+    source = write_xlsx(tmp_path / "f.xlsx", ("Email", "First Name", "Notes"),
+                        [r for r in rows if "\x00" not in str(r[1]) and "\x1b" not in str(r[2])])
+    csv_rows = [[str(c) for c in r] for r in rows if r[2] != "=1+1"]
+    for path in (source, write_csv(tmp_path / "f.csv", ("Email", "First Name", "Notes"),
+                                   csv_rows)):
+        before = held(served)
+        report = tmp_path / f"r-{path.suffix[1:]}.csv"
+        result = run(served, run_cli, command, path, report)
+        assert result.exit_code == 1, result.output
+        lines = agrees(served, report, before)
+        done = [line["email"] for line in lines if line["status"] in CHANGED]
+        assert done == (["u0@acme.example"] if path is source else []), lines
+        assert {line["status"] for line in lines[1:]} <= {"skipped"}
+        assert_inert(report.read_bytes(), "report")
