@@ -772,7 +772,7 @@ SECRET_COLUMNS = ("API Key", "apiKey", "Client Secret", "Access Token", "Credent
 
 
 def test_secret_looking_columns_are_masked_everywhere(
-        served: Served, tmp_path: Path) -> None:
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
     """Every column whose name suggests a secret is *** in the report; none of its values
     appears in the report, the summary or the terminal, for valid and invalid rows."""
     header = (*HEADER, "Department", *SECRET_COLUMNS)
@@ -783,14 +783,13 @@ def test_secret_looking_columns_are_masked_everywhere(
     source = write_csv(tmp_path / "s.csv", header, rows)
     before = held(served)
     report = tmp_path / "r.csv"
-    code, out, err = cli_process(["import", str(source), *served.connect(), "--report",
-                                  str(report)], tmp_path)
-    assert code == 1, err
+    result = run(served, run_cli, "import", source, report)
+    assert result.exit_code == 1, result.output
     lines = agrees(served, report, before)
     for line in lines:
         assert [line[name] for name in SECRET_COLUMNS] == ["***"] * len(SECRET_COLUMNS)
         assert line["Department"] == "Sales"
-    texts = (report.read_text(encoding="utf-8-sig"), out.decode(), err.decode(),
+    texts = (report.read_text(encoding="utf-8-sig"), result.output,
              report.with_name("r.summary.json").read_text(encoding="utf-8"))
     for value in (v for row in secrets for v in row):
         assert not any(value in text for text in texts), value
@@ -878,7 +877,7 @@ def test_reactivate_refuses_a_report_of_another_command(
 
 @pytest.mark.parametrize("command", ["deactivate", "delete"])
 def test_dry_run_lists_the_affected_users_as_the_server_holds_them(
-        served: Served, tmp_path: Path, command: str) -> None:
+        served: Served, run_cli: RunCli, tmp_path: Path, command: str) -> None:
     """deactivate/delete --dry-run list on stderr the first 20 affected users (email, role,
     groups as stored) and name the report that lists the rest; 20 or fewer: all, no more."""
     for i in range(25):
@@ -888,26 +887,24 @@ def test_dry_run_lists_the_affected_users_as_the_server_holds_them(
     source = write_csv(tmp_path / "l.csv", ("Email", "Role", "Groups"), rows)
     before = held(served)
     report = tmp_path / "plan.csv"
-    code, _, err = cli_process([command, str(source), *served.connect(), "--dry-run",
-                                "--report", str(report)], tmp_path)
-    assert code == 0, err
+    result = run(served, run_cli, command, source, report, "--dry-run")
+    assert result.exit_code == 0, result.output
     agrees(served, report, before)
-    text = err.decode()
-    listed = [line.strip() for line in text.splitlines()
+    listed = [line.strip() for line in result.stderr.splitlines()
               if re.match(r"\s+User\d\d@Acme\.Example", line)]
     assert [line.split()[0] for line in listed] == [f"User{i:02d}@Acme.Example"
                                                    for i in range(20)]
     assert all("Designer" in line and "Leadership" not in line for line in listed)
     assert "Finance, Sales" in listed[1]
     assert "Marketing" in listed[0]
-    assert "5 more" in text
-    assert str(report) in text.replace("\n", "")
+    assert "5 more" in result.stderr
+    assert str(report) in result.stderr.replace("\n", "")
     few = write_csv(tmp_path / "few.csv", ("Email",), [["user03@acme.example"]])
-    code, _out, err = cli_process([command, str(few), *served.connect(), "--dry-run",
-                                  "--report", str(tmp_path / "few-plan.csv")], tmp_path)
-    assert code == 0, err
-    assert "User03@Acme.Example" in err.decode()
-    assert "more" not in err.decode()
+    result = run(served, run_cli, command, few, tmp_path / "few-plan.csv", "--dry-run",
+                 "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "User03@Acme.Example  Designer  groups: Finance, Sales" in result.stderr
+    assert "more" not in result.stderr
     assert held(served) == before
 
 
@@ -980,7 +977,8 @@ def test_hostile_column_names_reach_no_output_raw_or_whole(
     assert_inert(report.with_name("r.summary.json").read_bytes(), "summary")
 
 
-def test_a_very_long_email_is_shown_as_an_excerpt(served: Served, tmp_path: Path) -> None:
+def test_a_very_long_email_is_shown_as_an_excerpt(served: Served, run_cli: RunCli,
+                                                  tmp_path: Path) -> None:
     """A 60,000-character email (under the cell limit) on a row that needs attention is
     shown on the terminal as an excerpt, and the error quotes only a short part of it."""
     source = write_csv(tmp_path / "e.csv", ("Email", "First Name", "Role"),
@@ -988,10 +986,9 @@ def test_a_very_long_email_is_shown_as_an_excerpt(served: Served, tmp_path: Path
                         ["ok@acme.example", "O", "Viewer"]])
     before = held(served)
     report = tmp_path / "r.csv"
-    code, out, err = cli_process(["import", str(source), *served.connect(), "--report",
-                                  str(report)], tmp_path)
-    assert code == 1, err[-2000:]
-    terminal = (out + err).decode()
+    result = run(served, run_cli, "import", source, report)
+    assert result.exit_code == 1, result.output[-2000:]
+    terminal = result.output
     assert not LONG_QUOTE.search(terminal)
     assert terminal.count("b") < 500  # folded over many lines, it would still be all there
     lines = agrees(served, report, before)
