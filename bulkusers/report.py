@@ -69,9 +69,13 @@ def summary_path(report_path: Path) -> Path:
 
 
 #: Parts of a column name that suggest a secret wherever they appear ("Temporary Password",
-#: "x_api_token", "ClientSecret", "LicenseKey").
+#: "x_api_token", "ClientSecret", "LicenseKey", "Recovery Code", "Kennwort").
 SECRET_PART = re.compile(r"pass|pwd|secret|token|credential|apikey|accesskey|privatekey|"
-                         r"signingkey|signature|authorization|bearer|cookie|key$")
+                         r"signingkey|signature|authorization|bearer|cookie|key$|"
+                         r"(recovery|backup|verification|access|security|unlock|reset|onetime|"
+                         r"activation|invite|invitation|auth|sms|login|pairing|enrol+ment)code|"
+                         r"securityanswer|seedphrase|mnemonic|"
+                         r"kennwort|wachtwoord|contrase|senha|salasana")
 #: Short words that suggest a secret only as a word of their own ("API Key", "PIN", "OTP").
 SECRET_WORDS = frozenset({"key", "keys", "pin", "otp", "totp", "mfa", "auth", "cred", "creds",
                           "jwt", "sig", "salt", "hash", "session", "sso", "pat", "cvv"})
