@@ -158,14 +158,17 @@ def test_formula_and_error_markers_are_problems() -> None:
 @pytest.mark.parametrize("name", ["API Key", "apiKey", "Client Secret", "Access Token",
                                   "Credentials", "PIN", "Temp Pwd", "passphrase", "x-api-key",
                                   "SSH_PRIVATE_KEY", "OTP", "License Key", "Session Cookie",
-                                  "Bearer", "Passcode", "MFA Seed", "auth"])
+                                  "Bearer", "Passcode", "MFA Seed", "auth", "Recovery Code",
+                                  "Backup Codes", "One-Time Code", "Security Answer",
+                                  "Seed Phrase", "Kennwort", "Contraseña", "Senha"])
 def test_secret_looking_names(name: str) -> None:
     """Names that suggest a secret are masked."""
     assert is_secret_name(name)
 
 
 @pytest.mark.parametrize("name", ["Email", "First Name", "Department", "Groups", "Role",
-                                  "Keyboard Layout", "Pinned", "Spinner", "Language"])
+                                  "Keyboard Layout", "Pinned", "Spinner", "Language",
+                                  "Postal Code", "Country Code", "Department Code"])
 def test_ordinary_names_are_not_secret(name: str) -> None:
     """Ordinary column names, even containing 'key' or 'pin' inside a word, are echoed."""
     assert not is_secret_name(name)
