@@ -169,15 +169,16 @@ def lookalike_file(tmp_path: Path, header: Sequence[str], rest: Sequence[str]) -
     return write_csv(tmp_path / "lookalikes.csv", header, rows)
 
 
-@pytest.mark.parametrize("command", ["delete", "deactivate"])
+@pytest.mark.parametrize(("command", "api"), [("delete", "v1"), ("deactivate", "v1"),
+                                             ("delete", "legacy"), ("deactivate", "legacy")])
 def test_lookalike_emails_never_remove_another_user(
-        served: Served, run_cli: RunCli, tmp_path: Path, command: str) -> None:
+        served: Served, run_cli: RunCli, tmp_path: Path, command: str, api: str) -> None:
     """delete/deactivate of lookalike spellings remove no one; an ASCII-case variant does."""
     seed_lookalikes(served, run_cli, tmp_path)
     before = held(served)
     source = lookalike_file(tmp_path, ("Email",), ())
     report = tmp_path / "r.csv"
-    result = run(served, run_cli, command, source, report)
+    result = run(served, run_cli, command, source, report, "--api", api)
     assert result.exit_code == 1, result.output
     lines = agrees(served, report, before)
     done = "deleted" if command == "delete" else "deactivated"
@@ -188,7 +189,8 @@ def test_lookalike_emails_never_remove_another_user(
             uid for uid, h in before.items() if h.email == email)]
 
 
-@pytest.mark.parametrize("extra", [("update",), ("import", "--on-existing", "update")])
+@pytest.mark.parametrize("extra", [("update",), ("import", "--on-existing", "update"),
+                                   ("update", "--api", "legacy")])
 def test_lookalike_emails_never_update_another_user(
         served: Served, run_cli: RunCli, tmp_path: Path, extra: tuple[str, ...]) -> None:
     """update and import --on-existing update never change a user through a lookalike
