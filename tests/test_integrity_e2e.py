@@ -193,8 +193,7 @@ def test_lookalike_emails_never_remove_another_user(
                                    ("update", "--api", "legacy")])
 def test_lookalike_emails_never_update_another_user(
         served: Served, run_cli: RunCli, tmp_path: Path, extra: tuple[str, ...]) -> None:
-    """update and import --on-existing update never change a user through a lookalike
-    spelling (update: no such user; upsert: a new user); bob in other case is updated."""
+    """update and upsert never change a user via a lookalike spelling; bob@ in caps is updated."""
     seed_lookalikes(served, run_cli, tmp_path)
     before = held(served)
     source = lookalike_file(tmp_path, HEADER, ("New", "Name", "Viewer", "Sales"))
@@ -213,8 +212,7 @@ def test_lookalike_emails_never_update_another_user(
 
 def test_import_creates_each_lookalike_as_its_own_user(
         served: Served, run_cli: RunCli, tmp_path: Path) -> None:
-    """import (skip existing) creates the lookalike spellings as new users and skips only
-    the ASCII-case variant of an existing one."""
+    """import creates each lookalike spelling as a new user; only an ASCII-case variant exists."""
     seed_lookalikes(served, run_cli, tmp_path)
     before = held(served)
     source = lookalike_file(tmp_path, HEADER, ("New", "Name", "Viewer", "Sales"))
@@ -230,8 +228,7 @@ def test_import_creates_each_lookalike_as_its_own_user(
 
 def test_prescan_repeats_only_ascii_case_variants(
         served: Served, run_cli: RunCli, tmp_path: Path) -> None:
-    """Two rows straße@ and strasse@ (or ﬁ/fi, É/é, K/k) are two users; A@ and a@ are the
-    same address twice, and both rows are refused."""
+    """straße@/strasse@, ﬁ/fi, É/é, K/k rows are distinct users; A@ and a@ are repeats."""
     rows = [["straße@ex.example", "S", "1", "Viewer", ""],
             ["strasse@ex.example", "S", "2", "Viewer", ""],
             ["\ufb01n@ex.example", "F", "1", "Viewer", ""],
@@ -278,8 +275,7 @@ def test_reactivate_never_restores_a_lookalike(
 
 def test_results_name_users_as_the_server_stores_them(
         served: Served, run_cli: RunCli, tmp_path: Path) -> None:
-    """A file spelling an address in other ASCII case gets report lines (and a dry-run list)
-    in the server's spelling, with the server's role and groups."""
+    """Reports and dry-run lists name a user in the server's spelling, role and groups."""
     plant(served, "Mixed.Case@Ex.Example", role="admin", groups=["Finance", "Sales"])
     before = held(served)
     source = write_csv(tmp_path / "l.csv", ("Email", "Role", "Groups"),
@@ -302,8 +298,7 @@ def test_results_name_users_as_the_server_stores_them(
 
 def test_create_trims_and_lower_cases_ascii_only(
         served: Served, run_cli: RunCli, tmp_path: Path) -> None:
-    """import stores '  Ann.Lee@Acme.Example ' as ann.lee@acme.example and 'ÉVA@X' as
-    'Éva@x' (only ASCII letters lowered); the report names the stored spelling."""
+    """import stores emails trimmed with only their ASCII letters lower-cased."""
     rows = [["  Ann.Lee@Acme.Example ", "Ann", "Lee", "Viewer", ""],
             ["ÉVA.Nagy@ACME.example", "Eva", "Nagy", "Viewer", ""],
             ["MAX@ACME.EXAMPLE", "Max", "Mu", "Viewer", ""]]
@@ -336,9 +331,7 @@ def test_keep_email_case_stores_the_files_spelling(
 @pytest.mark.parametrize("command", [("update",), ("import", "--on-existing", "update")])
 def test_case_only_difference_fixes_the_stored_address(
         served: Served, run_cli: RunCli, tmp_path: Path, command: tuple[str, ...]) -> None:
-    """An update (or upsert) whose only difference is letter case stores the address in
-    lower case with "email: 'X' -> 'x'" in changes, whatever case the file uses; a re-run
-    is unchanged; a stored lower-case address is left alone."""
+    """A case-only difference fixes the stored address (in changes); a re-run is unchanged."""
     for email in ("Bob.Ray@Acme.Example", "CAT@ACME.EXAMPLE", "dan@acme.example"):
         plant(served, email, first="F", last="L", role="consumer")
     source = write_csv(tmp_path / "u.csv", ("Email",),
@@ -364,8 +357,7 @@ def test_case_only_difference_fixes_the_stored_address(
 
 def test_case_fix_comes_with_other_changes_and_keep_case_opts_out(
         served: Served, run_cli: RunCli, tmp_path: Path) -> None:
-    """A case fix is listed with the row's other changes; with --keep-email-case an update
-    stores the file's spelling instead."""
+    """A case fix joins other changes; update --keep-email-case stores the file's spelling."""
     plant(served, "Eve@Acme.Example", first="Eve", role="consumer")
     source = write_csv(tmp_path / "u.csv", ("Email", "First Name"),
                        [["eve@acme.example", "Evelyn"]])
@@ -391,8 +383,7 @@ def test_case_fix_comes_with_other_changes_and_keep_case_opts_out(
 
 def test_reimported_delete_report_restores_the_record_not_the_file(
         served: Served, run_cli: RunCli, tmp_path: Path) -> None:
-    """import DELETE-REPORT re-creates each user with the role, groups, names and email
-    spelling of its record, though the leavers file named other ones."""
+    """import DELETE-REPORT re-creates users as recorded, whatever the leavers file said."""
     seed(served, run_cli, tmp_path, [["ann@acme.example", "Ann", "Lee", "Admin", "Finance; Sales"],
                                      ["bob@acme.example", "Bob", "Ray", "Viewer", ""]])
     plant(served, "Cat.Roe@Acme.Example", first="Cat", last="Roe", role="contributor",
@@ -417,8 +408,7 @@ def test_reimported_delete_report_restores_the_record_not_the_file(
 
 def test_delete_of_a_deactivated_user_records_the_state_before_deactivation(
         served: Served, run_cli: RunCli, tmp_path: Path) -> None:
-    """deactivate then delete: re-importing the delete report gives back the role and groups
-    the user had before it was deactivated, not the Viewer shell."""
+    """Deleting a deactivated user records, and restores, its state before deactivation."""
     seed(served, run_cli, tmp_path, [["ann@acme.example", "Ann", "Lee", "Admin", "Finance; Sales"]])
     original = by_email(served, "ann@acme.example")
     leavers = write_csv(tmp_path / "leavers.csv", ("Email",), [["ann@acme.example"]])
@@ -473,8 +463,7 @@ def write_xlsx(path: Path, header: Sequence[str], rows: Sequence[Sequence[object
 @pytest.mark.parametrize("suffix", ["csv", "xlsx"])
 def test_huge_cells_make_only_their_row_invalid_and_are_never_quoted(
         served: Served, run_cli: RunCli, tmp_path: Path, suffix: str) -> None:
-    """A 5 MiB cell in the email, a name or an ignored column makes its row invalid with a
-    short reason; nothing quotes more than ~100 characters of it; other rows are created."""
+    """A 5 MiB cell makes only its row invalid, with a reason that does not quote it."""
     huge = 5 * 1024 * 1024
     header = (*HEADER, "Notes")
     rows = [["ok1@acme.example", "Ok", "One", "Viewer", "", ""],
@@ -511,8 +500,7 @@ def test_huge_cells_make_only_their_row_invalid_and_are_never_quoted(
 
 def test_max_cell_bytes_counts_utf8_bytes(served: Served, run_cli: RunCli,
                                           tmp_path: Path) -> None:
-    """--max-cell-bytes 100: 60 'é' (120 bytes) is over it though only 60 characters;
-    100 ASCII characters are not."""
+    """--max-cell-bytes counts UTF-8 bytes: 60 'é' are over 100, 100 ASCII letters are not."""
     rows = [["ok@acme.example", "a" * 100, "L", "Viewer", ""],
             ["accent@acme.example", "é" * 60, "L", "Viewer", ""]]
     source = write_csv(tmp_path / "c.csv", HEADER, rows)
@@ -537,8 +525,7 @@ BLANK_LOOKING = (";", " | ", ";;", " ; | ", "|;|", "Everyone", "All users in sys
                                       "replace")])
 def test_blank_looking_group_cells_leave_groups_alone(
         served: Served, run_cli: RunCli, tmp_path: Path, command: tuple[str, ...]) -> None:
-    """--groups replace with separators only, built-in groups only, or invisible text keeps
-    every group; only (clear) empties them; (clear) with names is an invalid row."""
+    """--groups replace with a blank-looking cell keeps groups; only (clear) empties them."""
     clearing = ("(clear)", " (CLEAR) ")
     mixed = ("(clear); Sales", "Sales | (clear)", "(clear);(clear);Finance")
     cells = (*BLANK_LOOKING, *clearing, *mixed)
@@ -606,9 +593,7 @@ def hostile_rows(controls: Sequence[str]) -> tuple[list[list[str]], list[str]]:
 @pytest.mark.parametrize("where", ["top", "after-64k"])
 def test_control_characters_make_their_row_invalid_and_never_reach_output(
         served: Served, tmp_path: Path, where: str) -> None:
-    """A control character (NUL, ESC sequence, DEL, C1, BEL, bidi override...) in any cell,
-    at row 2 or beyond the first 64 KiB, skips its row and nothing is sent for it; the
-    terminal, the report and the summary carry none raw."""
+    """A control character in any cell skips its row and reaches no output raw."""
     rows, clean = hostile_rows(HOSTILE)
     if where == "after-64k":
         padding = [[f"pad{i}@acme.example", "P", "Ad", "Viewer", "", "p" * 30_000]
@@ -654,9 +639,7 @@ def test_control_characters_in_a_workbook(served: Served, run_cli: RunCli,
 
 def test_control_characters_the_server_holds_never_reach_output(
         served: Served, tmp_path: Path) -> None:
-    """Users and groups the server holds with control characters are exported (CSV and
-    XLSX), listed by a dry run and recorded in a report as visible escapes, never raw; the
-    export keeps them distinguishable instead of silently dropping them."""
+    """Control characters the server holds are escaped in exports, dry runs and reports."""
     store = served.emulator.store
     served.host.call(lambda: store._add_group("Evil\x1b[2JGroup\u202e", None))
     plant(served, "evil\x1b]0;pwned\x07@ex.example", first="Nul\x00Name", last="C1\x9bRev",
@@ -709,8 +692,7 @@ def sheet_rows(book: Workbook, title: str, rows: Sequence[Sequence[object]]) -> 
 @pytest.mark.parametrize("layout", ["hidden-first", "active-second"])
 def test_workbook_default_sheet_is_the_active_visible_one(
         served: Served, run_cli: RunCli, tmp_path: Path, layout: str) -> None:
-    """With no --sheet, the sheet Excel opens on is read (not a hidden first sheet, not the
-    first of several when another is active), and the terminal and summary name it."""
+    """Without --sheet the active visible sheet is read; the terminal and summary name it."""
     book = Workbook()
     assert book.active is not None
     book.remove(book.active)
@@ -735,9 +717,7 @@ def test_workbook_default_sheet_is_the_active_visible_one(
 
 def test_uncached_formulas_make_their_row_invalid_and_every_row_has_a_line(
         served: Served, run_cli: RunCli, tmp_path: Path) -> None:
-    """A formula cell without a saved value (openpyxl writes none) in the email, a name or
-    an ignored column makes its row invalid with the reason; every non-blank row of the
-    sheet, even one holding only a formula, gets exactly one report line."""
+    """A formula without a saved value invalidates its row; every sheet row gets one line."""
     rows: list[list[object]] = [
         ["ok1@acme.example", "Ok", "One", "Viewer", "", ""],
         ['=LOWER("F1@ACME.EXAMPLE")', "F", "One", "Viewer", "", ""],
@@ -775,8 +755,7 @@ SECRET_COLUMNS = ("API Key", "apiKey", "Client Secret", "Access Token", "Credent
 
 def test_secret_looking_columns_are_masked_everywhere(
         served: Served, run_cli: RunCli, tmp_path: Path) -> None:
-    """Every column whose name suggests a secret is *** in the report; none of its values
-    appears in the report, the summary or the terminal, for valid and invalid rows."""
+    """Secret-looking columns are *** in the report and their values appear in no output."""
     header = (*HEADER, "Department", *SECRET_COLUMNS)
     secrets = [[f"V{c}r{r}-{'q' * 6}" for c in range(len(SECRET_COLUMNS))] for r in range(3)]
     rows = [["ok@acme.example", "Ok", "Y", "Viewer", "", "Sales", *secrets[0]],
@@ -805,9 +784,7 @@ def test_secret_looking_columns_are_masked_everywhere(
 
 def test_second_deactivation_keeps_the_first_record_and_reactivate_restores_it(
         served: Served, run_cli: RunCli, tmp_path: Path) -> None:
-    """Deactivating the same users twice: the second run is unchanged with the reason and the
-    first run's record; reactivate SECOND-REPORT restores the original role and groups; a
-    later deactivation records the fresh state."""
+    """A second deactivation keeps the first record, which reactivate restores."""
     seed(served, run_cli, tmp_path, [["ann@acme.example", "Ann", "Lee", "Admin", "Finance; Sales"],
                                      ["bob@acme.example", "Bob", "Ray", "Designer", "Engineering"],
                                      ["cat@acme.example", "Cat", "Roe", "Viewer", "Marketing"]])
@@ -852,8 +829,7 @@ def test_second_deactivation_keeps_the_first_record_and_reactivate_restores_it(
 
 def test_reactivate_refuses_a_report_of_another_command(
         served: Served, run_cli: RunCli, tmp_path: Path) -> None:
-    """reactivate given an import, update, delete or reactivate report exits 2 with one line
-    and sends nothing."""
+    """reactivate given another command's report exits 2 with one line, sending nothing."""
     seed(served, run_cli, tmp_path, [["ann@acme.example", "Ann", "Lee", "Admin", "Finance"],
                                      ["bob@acme.example", "Bob", "Ray", "Admin", "Sales"]])
     one = write_csv(tmp_path / "one.csv", ("Email", "First Name"), [["ann@acme.example", "An"]])
@@ -880,8 +856,7 @@ def test_reactivate_refuses_a_report_of_another_command(
 @pytest.mark.parametrize("command", ["deactivate", "delete"])
 def test_dry_run_lists_the_affected_users_as_the_server_holds_them(
         served: Served, run_cli: RunCli, tmp_path: Path, command: str) -> None:
-    """deactivate/delete --dry-run list on stderr the first 20 affected users (email, role,
-    groups as stored) and name the report that lists the rest; 20 or fewer: all, no more."""
+    """Dry runs list the first 20 affected users as stored, and where the rest are."""
     for i in range(25):
         plant(served, f"User{i:02d}@Acme.Example", role="contributor",
               groups=["Finance", "Sales"] if i % 2 else ["Marketing"])
@@ -944,8 +919,7 @@ def prompt(args: Sequence[str], cwd: Path, answer: bytes) -> tuple[int, str]:
 
 
 def test_prompt_lists_users_as_the_server_holds_them(served: Served, tmp_path: Path) -> None:
-    """The confirmation prompt lists each user with its stored email, role and groups,
-    not the file's spelling; answering no sends nothing."""
+    """The prompt lists users as stored (email, role, groups); answering no sends nothing."""
     plant(served, "Ann.Lee@Acme.Example", role="admin", groups=["Finance", "Sales"])
     source = write_csv(tmp_path / "l.csv", ("Email", "Role"), [["ANN.LEE@ACME.EXAMPLE", "Viewer"]])
     writes = len(served.emulator.writes())
@@ -964,8 +938,7 @@ def test_prompt_lists_users_as_the_server_holds_them(served: Served, tmp_path: P
 
 def test_hostile_column_names_reach_no_output_raw_or_whole(
         served: Served, tmp_path: Path) -> None:
-    """Column names with control characters, or 5,000 characters long, are escaped in the
-    report's header and shown only as short excerpts on the terminal."""
+    """Hostile or huge column names reach the report escaped and the terminal as excerpts."""
     header = ("Email", "First Name", "Role", "Notes\x1b[2J\u202e", "N" * 5_000)
     source = write_csv(tmp_path / "h.csv", header, [["a@acme.example", "A", "Viewer", "n", "x"]])
     report = tmp_path / "r.csv"
@@ -981,8 +954,7 @@ def test_hostile_column_names_reach_no_output_raw_or_whole(
 
 def test_a_very_long_email_is_shown_as_an_excerpt(served: Served, run_cli: RunCli,
                                                   tmp_path: Path) -> None:
-    """A 60,000-character email (under the cell limit) on a row that needs attention is
-    shown on the terminal as an excerpt, and the error quotes only a short part of it."""
+    """A 60,000-character email is shown on the terminal and in errors only as an excerpt."""
     source = write_csv(tmp_path / "e.csv", ("Email", "First Name", "Role"),
                        [["b" * 60_000 + "@acme.example", "B", "Wizard" * 5_000],
                         ["ok@acme.example", "O", "Viewer"]])
@@ -1001,8 +973,7 @@ def test_a_very_long_email_is_shown_as_an_excerpt(served: Served, run_cli: RunCl
 
 def test_excel_error_values_make_their_row_invalid(
         served: Served, run_cli: RunCli, tmp_path: Path) -> None:
-    """A cell holding an Excel error (#N/A, #REF!, #DIV/0!, #VALUE!: a formula that failed)
-    makes its row invalid with the reason; it never becomes a name or a group."""
+    """An Excel error value (#N/A, #REF!...) makes its row invalid; it never becomes a name."""
     rows = [["ok1@acme.example", "Ok", "One", "Viewer", "", ""],
             ["e1@acme.example", "#N/A", "One", "Viewer", "", ""],
             ["e2@acme.example", "E", "#REF!", "Viewer", "", ""],
@@ -1024,8 +995,7 @@ def test_excel_error_values_make_their_row_invalid(
 
 def test_lookalike_group_names_never_meet(served: Served, run_cli: RunCli,
                                           tmp_path: Path) -> None:
-    """With groups Straße and Strasse (or ﬁeld and field) on the server, a row naming
-    one joins exactly that one; ASCII case alone still matches (STRASSE is Strasse)."""
+    """A row naming Strasse (or field) never joins Straße (or ﬁeld); ASCII case still matches."""
     store = served.emulator.store
     served.host.call(lambda: [store._add_group(name, None)
                               for name in ("Straße", "Strasse", "\ufb01eld", "field")])
@@ -1049,9 +1019,7 @@ def test_lookalike_group_names_never_meet(served: Served, run_cli: RunCli,
 
 def test_records_of_users_with_control_characters_restore_exactly(
         served: Served, run_cli: RunCli, tmp_path: Path) -> None:
-    """A user the server holds with control characters in its groups and names (DEL, C1,
-    bidi, ESC) is reactivated to exactly its recorded role and groups; re-importing its delete
-    report refuses the row (its cells hold control characters); no report carries one raw."""
+    """Records holding control characters stay valid JSON and reactivate restores them."""
     store = served.emulator.store
     odd = ("Odd\x7fGroup", "C1\x85Group", "Bidi\u202eGroup", "Esc\x1b[1mGroup")
     served.host.call(lambda: [store._add_group(name, None) for name in odd])
@@ -1085,8 +1053,7 @@ def test_records_of_users_with_control_characters_restore_exactly(
 @pytest.mark.parametrize("command", ["update", "deactivate", "delete"])
 def test_hostile_cells_stop_only_their_row_in_every_command(
         served: Served, run_cli: RunCli, tmp_path: Path, command: str) -> None:
-    """In update, deactivate and delete files too, a control character, an oversized cell or
-    an uncached formula anywhere in a row leaves that user alone; other rows are done."""
+    """Hostile cells stop only their row in update, deactivate and delete files too."""
     seed(served, run_cli, tmp_path, [[f"u{i}@acme.example", "U", str(i), "Admin", "Finance"]
                                      for i in range(6)])
     rows: list[list[object]] = [

@@ -184,8 +184,7 @@ def result(user_id: str, action: str, status: Status) -> RowResult:
 
 
 def test_ledger_keeps_the_first_record_until_released(private_state: Path) -> None:
-    """A done deactivation is kept across runs; a second pending record for the same state is
-    not written; reactivation releases it; torn lines are ignored."""
+    """The ledger keeps a first record until released, and survives a torn last line."""
     url = "http://127.0.0.1:9/"
     first = json.dumps({"role": "admin", "groups": ["Finance"]})
     ledger = Ledger(url, read_ledger(url))
