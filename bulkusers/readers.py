@@ -359,13 +359,15 @@ def _load_workbook(path: Path) -> Workbook:
 
 
 def _default_sheet(path: Path, workbook: Workbook) -> Any:
-    """The sheet Excel opens the workbook on: the active one, unless it is hidden, in which
-    case the first visible worksheet (a hidden sheet is the writer's scratch space)."""
+    """The sheet Excel opens the workbook on: the active one, unless it is hidden or a chart,
+    in which case the first visible worksheet (a hidden sheet is the writer's scratch space;
+    a chart sheet opened first is a report's cover, never the users)."""
     sheets = workbook.worksheets
     if not sheets:
         raise InputError(f"{path}: the workbook has no worksheet; add one with the users")
     active = workbook.active
-    if active is not None and getattr(active, "sheet_state", "visible") == "visible":
+    if (any(sheet is active for sheet in sheets)
+            and getattr(active, "sheet_state", "visible") == "visible"):
         return active
     visible = [s for s in sheets if getattr(s, "sheet_state", "visible") == "visible"]
     if not visible:
