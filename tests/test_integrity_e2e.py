@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 from openpyxl import Workbook, load_workbook
+from openpyxl.chart import BarChart, Reference
 
 from bulkusers.emulator.records import UserRecord
 from tests.conftest import Served, read_report, write_csv
@@ -689,7 +690,7 @@ def sheet_rows(book: Workbook, title: str, rows: Sequence[Sequence[object]]) -> 
         sheet.append(list(row))
 
 
-@pytest.mark.parametrize("layout", ["hidden-first", "active-second"])
+@pytest.mark.parametrize("layout", ["hidden-first", "active-second", "chart-active"])
 def test_workbook_default_sheet_is_the_active_visible_one(
         served: Served, run_cli: RunCli, tmp_path: Path, layout: str) -> None:
     """Without --sheet the active visible sheet is read; the terminal and summary name it."""
@@ -702,6 +703,12 @@ def test_workbook_default_sheet_is_the_active_visible_one(
     if layout == "hidden-first":
         book["Scratch"].sheet_state = "hidden"
         book.active = 0  # Excel would open on the first visible sheet
+    elif layout == "chart-active":
+        book["Scratch"].sheet_state = "hidden"
+        chart = BarChart()
+        chart.add_data(Reference(book["Users"], min_col=2, min_row=1, max_row=2))
+        book.create_chartsheet("Dashboard", 0).add_chart(chart)
+        book.active = 0  # a chart cover sheet: the first visible worksheet holds the users
     else:
         book.active = 1
     source = tmp_path / "book.xlsx"
