@@ -108,7 +108,14 @@ class Ledger:
         self._known = dict(known)
         self._file: IO[str] | None = None
 
-    def _append(self, user_id: str, email: str, previous: str, state: State) -> None:
+    @property
+    def path(self) -> Path:
+        """The file the records are kept in."""
+        return self._path
+
+    def open(self) -> IO[str]:
+        """Create the folder and open the file (once): done before the first request, so that
+        a folder that cannot be written stops the run before anything is sent (OSError)."""
         if self._file is None:
             self._path.parent.mkdir(parents=True, exist_ok=True)
             torn = _ends_mid_line(self._path)
@@ -117,11 +124,16 @@ class Ledger:
                 # A crash cut the last line short: end it, or this record would be glued to
                 # it and lost with it.
                 self._file.write("\n")
+                self._file.flush()
+        return self._file
+
+    def _append(self, user_id: str, email: str, previous: str, state: State) -> None:
+        file = self.open()
         at = datetime.now(UTC).isoformat(timespec="seconds")
         line = {"user_id": user_id, "email": email, "previous": previous, "at": at,
                 "state": state}
-        self._file.write(json.dumps(line, ensure_ascii=False) + "\n")
-        self._file.flush()
+        file.write(json.dumps(line, ensure_ascii=False) + "\n")
+        file.flush()
 
     def pending(self, user_id: str, email: str, previous: str) -> None:
         """A deactivation is about to be sent: record the state it replaces."""
