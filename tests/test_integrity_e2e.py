@@ -1084,3 +1084,28 @@ def test_hostile_cells_stop_only_their_row_in_every_command(
         assert done == (["u0@acme.example"] if path is source else []), lines
         assert {line["status"] for line in lines[1:]} <= {"skipped"}
         assert_inert(report.read_bytes(), "report")
+
+
+@pytest.mark.parametrize("command", ["deactivate", "delete", "reactivate"])
+def test_unwritable_records_folder_stops_before_anything_is_sent(
+        served: Served, run_cli: RunCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        command: str) -> None:
+    """A deactivation-records folder that cannot be written stops the run in one line (exit 3)
+    before any request, instead of failing every row."""
+    seed(served, run_cli, tmp_path, [["a@acme.example", "A", "B", "Admin", "Finance"]])
+    leavers = write_csv(tmp_path / "l.csv", ("Email",), [["a@acme.example"]])
+    source = leavers
+    if command == "reactivate":
+        source = tmp_path / "d.csv"
+        assert run(served, run_cli, "deactivate", leavers, source).exit_code == 0
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x", encoding="utf-8")
+    monkeypatch.setenv("BULKUSERS_STATE_DIR", str(blocker / "state"))
+    writes, state = len(served.emulator.writes()), held(served)
+    args = [command, str(source), *served.connect(), "--report", str(tmp_path / "r.csv")]
+    result = run_cli(*args, *(["--yes"] if command != "reactivate" else []))
+    assert result.exit_code == 3, result.output
+    assert "BULKUSERS_STATE_DIR" in result.output
+    assert "nothing was sent" in result.output
+    assert len(served.emulator.writes()) == writes
+    assert held(served) == state
