@@ -109,6 +109,11 @@ async def _open_input(command: Command, settings: RunSettings) -> _Input:
         if lines and "deactivate" not in actions:
             raise InputError(f"{path}: deactivated nobody (its lines are {', '.join(actions)}); "
                              "reactivate takes the report of a deactivate run")
+        if any(line.status == "planned" for line in lines):
+            # Its records are the users' state before a deactivation that never happened:
+            # "restoring" them would undo whatever changed since.
+            raise InputError(f"{path}: is the report of a dry run, which deactivated nobody; "
+                             "reactivate takes the report of a deactivate run that was sent")
         sha = await asyncio.to_thread(file_sha256, path)
         rows = tuple(Row(line.line, ()) for line in lines)
         return _Input(Header((), {}), lambda: iter(rows), Prescan(total=len(lines)), sha, lines)
