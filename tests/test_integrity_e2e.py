@@ -836,7 +836,7 @@ def test_second_deactivation_keeps_the_first_record_and_reactivate_restores_it(
 
 def test_reactivate_refuses_a_report_of_another_command(
         served: Served, run_cli: RunCli, tmp_path: Path) -> None:
-    """reactivate given another command's report exits 2 with one line, sending nothing."""
+    """reactivate given another command's or a dry run's report exits 2 in one line."""
     seed(served, run_cli, tmp_path, [["ann@acme.example", "Ann", "Lee", "Admin", "Finance"],
                                      ["bob@acme.example", "Bob", "Ray", "Admin", "Sales"]])
     one = write_csv(tmp_path / "one.csv", ("Email", "First Name"), [["ann@acme.example", "An"]])
@@ -846,13 +846,20 @@ def test_reactivate_refuses_a_report_of_another_command(
     assert run_cli("reactivate", str(tmp_path / "deact.csv"), *served.connect(), "--report",
                    str(tmp_path / "react.csv")).exit_code == 0
     assert run(served, run_cli, "delete", bob, tmp_path / "delete.csv").exit_code == 0
+    # A dry run's records are the state before a deactivation that never happened: ann is
+    # promoted since, and "restoring" that record would demote her again.
+    ann = write_csv(tmp_path / "ann.csv", ("Email", "Role"), [["ann@acme.example", "Designer"]])
+    assert run(served, run_cli, "deactivate", ann, tmp_path / "plan.csv",
+               "--dry-run").exit_code == 0
+    assert run(served, run_cli, "update", ann, tmp_path / "promote.csv").exit_code == 0
     writes = len(served.emulator.writes())
     state = held(served)
-    for name in ("seed-report.csv", "update.csv", "react.csv", "delete.csv"):
+    for name in ("seed-report.csv", "update.csv", "react.csv", "delete.csv", "plan.csv",
+                 "bob.csv"):
         result = run_cli("reactivate", str(tmp_path / name), *served.connect())
         assert result.exit_code == 2, (name, result.output)
         assert len(result.output.strip().splitlines()) == 1, result.output
-        assert "deactivate" in result.output
+        assert "report" in result.output
     assert len(served.emulator.writes()) == writes
     assert held(served) == state
 
