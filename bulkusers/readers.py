@@ -131,6 +131,17 @@ def _delimiter(text: str) -> str:
     return "\t" if text in ("\\t", "tab", "TAB") else text
 
 
+def _check_header(path: Path, cells: Sequence[str], limit: int) -> None:
+    """Refuse a header whose column name is over --max-cell-bytes: it would be echoed whole in
+    every report and summary (no row can be judged without its header)."""
+    for position, cell in enumerate(cells, start=1):
+        size = len(cell.encode("utf-8", "surrogatepass")) if len(cell) * 4 > limit else 0
+        if size > limit:
+            raise InputError(
+                f"{path}: the name of column {position} holds {size:,} bytes, over the limit of "
+                f"{limit:,} (--max-cell-bytes); is the first row really the header?")
+
+
 def _is_blank(cells: Sequence[str]) -> bool:
     """True when no cell shows anything (whitespace and zero-width characters only)."""
     return all(is_blank(cell) for cell in cells)
@@ -269,6 +280,7 @@ def _open_csv(path: Path, options: ReadOptions) -> Table:
         delimiter = _sniff_delimiter(_complete_lines(text, whole))
     header_number, cells = _csv_header(path, options.encoding, delimiter)
     cells[0] = cells[0].lstrip("\ufeff")
+    _check_header(path, cells, options.max_cell_bytes)
     header, shape = build_header(str(path), [restore(cell) for cell in cells])
     width = len(cells)
 
@@ -500,6 +512,7 @@ def _open_xlsx(path: Path, options: ReadOptions) -> Table:
             + hint
         )
     header_number, cells = found
+    _check_header(path, cells, options.max_cell_bytes)
     header, shape = build_header(f"{path} [{title}]", [restore(cell) for cell in cells])
     check = RowCheck(header.columns, options.max_cell_bytes)
 
