@@ -436,9 +436,8 @@ def write_xlsx(path: Path, header: Sequence[str], rows: Sequence[Sequence[object
     book = Workbook()
     sheet = book.active
     assert sheet is not None
-    sheet.append(list(header))
     big: dict[str, str] = {}
-    for row in rows:
+    for row in [list(header), *rows]:
         cells = list(row)
         for i, cell in enumerate(cells):
             if isinstance(cell, str) and len(cell) > 32_767:
@@ -1116,3 +1115,22 @@ def test_unwritable_records_folder_stops_before_anything_is_sent(
     assert "nothing was sent" in result.output
     assert len(served.emulator.writes()) == writes
     assert held(served) == state
+
+
+@pytest.mark.parametrize(("suffix", "size"), [("csv", 100_000), ("xlsx", 5 * 1024 * 1024)])
+def test_a_huge_column_name_refuses_the_file_in_one_line(
+        served: Served, run_cli: RunCli, tmp_path: Path, suffix: str, size: int) -> None:
+    """A header cell over --max-cell-bytes refuses the file in one short line (exit 2)."""
+    header = ("Email", "First Name", "H" * size)
+    rows = [["a@acme.example", "A", "x"]]
+    source = tmp_path / f"h.{suffix}"
+    if suffix == "csv":
+        write_csv(source, header, rows)
+    else:
+        write_xlsx(source, header, rows)
+    writes = len(served.emulator.writes())
+    result = run(served, run_cli, "import", source, tmp_path / "r.csv")
+    assert result.exit_code == 2, result.output[:500]
+    assert "--max-cell-bytes" in result.output
+    assert len(result.output) < 500
+    assert len(served.emulator.writes()) == writes
