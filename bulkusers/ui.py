@@ -127,7 +127,8 @@ class Console:
                              soft_wrap=True)
         if summary.groups_created:
             verb = "to create" if summary.dry_run else "created"
-            self._rich.print(f"groups {verb}: {_escape(', '.join(summary.groups_created))}")
+            names = ", ".join(excerpt(name) for name in summary.groups_created)
+            self._rich.print(f"groups {verb}: {_escape(names)}", soft_wrap=True)
         self._rich.print(f"{summary.seconds:.1f} s, {summary.rows_per_second:.0f} rows/s, "
                          f"{summary.requests} requests ({summary.retries} retries)")
         self._rich.print(f"report:  {_escape(summary.report_file)}")
