@@ -1134,3 +1134,15 @@ def test_a_huge_column_name_refuses_the_file_in_one_line(
     assert "--max-cell-bytes" in result.output
     assert len(result.output) < 500
     assert len(served.emulator.writes()) == writes
+
+
+def test_a_very_long_group_name_is_shown_as_an_excerpt(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """--create-groups with a 60,000-character group name shows only an excerpt of it."""
+    name = "G" * 60_000
+    source = write_csv(tmp_path / "g.csv", HEADER, [["a@acme.example", "A", "B", "Viewer", name]])
+    result = run(served, run_cli, "import", source, tmp_path / "r.csv", "--create-groups",
+                 "--dry-run")
+    assert result.exit_code == 0, result.output[-500:]
+    assert result.output.count("G") < 500
+    assert "60,000 characters" in result.output
