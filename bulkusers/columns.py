@@ -83,7 +83,10 @@ def is_report_header(names: Sequence[str]) -> bool:
     return tuple(name.strip() for name in names[: len(REPORT_COLUMNS)]) == REPORT_COLUMNS
 
 
-Shaper = Callable[[Sequence[str]], tuple[str, ...]]
+#: A record's cells in the header's order, and whether its email comes from a record that
+#: wins (a delete report's ``previous``): that address is re-created exactly as recorded.
+Shaped = tuple[tuple[str, ...], bool]
+Shaper = Callable[[Sequence[str]], Shaped]
 
 
 def build_header(source: str, names: Sequence[str]) -> tuple[Header, Shaper]:
@@ -147,10 +150,10 @@ def _input_width(names: Sequence[str], skip: int) -> int:
 
 
 def _plain_shaper(keep: int) -> Shaper:
-    def shape(cells: Sequence[str]) -> tuple[str, ...]:
+    def shape(cells: Sequence[str]) -> Shaped:
         values = list(cells[:keep])
         values.extend([""] * (keep - len(values)))
-        return tuple(values)
+        return tuple(values), False
 
     return shape
 
@@ -161,7 +164,7 @@ def _report_shaper(keep: int, columns: Sequence[str], index: dict[str, int]) -> 
     # The input's own columns for the fields a report's ``previous`` can fill.
     own = {name: index[name] for name in ("email", *RESTORABLE) if index.get(name, keep) < keep}
 
-    def shape(cells: Sequence[str]) -> tuple[str, ...]:
+    def shape(cells: Sequence[str]) -> Shaped:
         values = list(cells[skip : skip + keep])
         values.extend([""] * (keep - len(values)))
         previous = _previous(cells[PREVIOUS] if len(cells) > PREVIOUS else "")
@@ -178,7 +181,7 @@ def _report_shaper(keep: int, columns: Sequence[str], index: dict[str, int]) -> 
                 values.append(recorded or (cells[1] if len(cells) > 1 else ""))
             else:
                 values.append(previous.get(name, ""))
-        return tuple(values)
+        return tuple(values), restoring and bool(previous.get("email"))
 
     return shape
 

@@ -136,8 +136,8 @@ class Directory:
                 self._roles.setdefault(alias, target_role)
         self._groups: dict[str, Group] = {}
         for group in self.groups:
-            self._groups.setdefault(group.name.casefold(), group)
-            self._groups.setdefault(group.id.casefold(), group)
+            self._groups.setdefault(identity_key(group.name), group)
+            self._groups.setdefault(identity_key(group.id), group)
         self._users_by_email: dict[str, User] = {}
         self._users_by_name: dict[str, User] = {}
         self._users_by_id: dict[str, User] = {}
@@ -159,28 +159,29 @@ class Directory:
         return next((r for r in self.roles if r.id == role_id), None)
 
     def group(self, name: str) -> Group | Unknown:
-        """The group with this name (case-insensitive) or id."""
-        found = self._groups.get(name.strip().casefold())
+        """The group with this name or id, ignoring ASCII letter case only (casefold() would
+        make a row naming Strasse join Straße)."""
+        found = self._groups.get(identity_key(name.strip()))
         if found is not None:
             return found
         return Unknown("group", name, _close(name, [g.name for g in self.groups]))
 
     def add_group(self, group: Group, *, replace: bool = False) -> None:
         """Index a group created during this run; ``replace`` supersedes one of that name."""
-        key = group.name.casefold()
+        key = identity_key(group.name)
         old = self._groups.get(key)
         if old is not None and not replace:
             return
         if old is not None:
             self.groups = tuple(g for g in self.groups if g is not old)
-            self._groups.pop(old.id.casefold(), None)
+            self._groups.pop(identity_key(old.id), None)
         self.groups = (*self.groups, group)
         self._groups[key] = group
-        self._groups[group.id.casefold()] = group
+        self._groups[identity_key(group.id)] = group
 
     def group_by_id(self, group_id: str) -> Group | None:
         """The group with this id, or None."""
-        return self._groups.get(group_id.casefold())
+        return self._groups.get(identity_key(group_id))
 
     # -- users --------------------------------------------------------------------------------
 

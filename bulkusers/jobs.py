@@ -22,7 +22,7 @@ from bulkusers.errors import (
 )
 from bulkusers.execution import Executor
 from bulkusers.journal import Journal, journal_path
-from bulkusers.ledger import Ledger, read_ledger
+from bulkusers.ledger import STATE_DIR_VARIABLE, Ledger, read_ledger
 from bulkusers.models import Header, Row
 from bulkusers.operations import Planner, PlanOptions, protected_users
 from bulkusers.pipeline import Observer, Recorder, SilentObserver, execute
@@ -112,6 +112,11 @@ async def _open_input(command: Command, settings: RunSettings) -> _Input:
         if lines and "deactivate" not in actions:
             raise InputError(f"{path}: deactivated nobody (its lines are {', '.join(actions)}); "
                              "reactivate takes the report of a deactivate run")
+        if any(line.status == "planned" for line in lines):
+            # Its records are the users' state before a deactivation that never happened:
+            # "restoring" them would undo whatever changed since.
+            raise InputError(f"{path}: is the report of a dry run, which deactivated nobody; "
+                             "reactivate takes the report of a deactivate run that was sent")
         sha = await asyncio.to_thread(file_sha256, path)
         rows = tuple(Row(line.line, ()) for line in lines)
         return _Input(Header((), {}), lambda: iter(rows), Prescan(total=len(lines)), sha, lines)
@@ -237,6 +242,15 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
                                    f"({exc.strerror or exc}); nothing was sent") from None
         ledger = (Ledger(connection.url, records)
                   if command in LEDGERED and not dry_run else None)
+        if ledger is not None:
+            try:
+                ledger.open()
+            except OSError as exc:
+                writer.close()
+                raise ReportUnwritable(
+                    f"cannot keep the deactivation records in {ledger.path.parent} "
+                    f"({exc.strerror or exc}); set {STATE_DIR_VARIABLE} to a writable folder; "
+                    "nothing was sent") from None
         record = Recorder(writer, summary, observer, safety.breaker,
                           settle=ledger.settle if ledger else None)
         journal = (Journal(journal_path(report_path), fresh=mode != "append", ledger=ledger)

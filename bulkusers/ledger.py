@@ -88,6 +88,18 @@ def read_ledger(url: str) -> dict[str, Deactivation]:
     return found
 
 
+def _ends_mid_line(path: Path) -> bool:
+    """True when the file exists and its last line has no line break (torn by a crash)."""
+    try:
+        with path.open("rb") as handle:
+            if handle.seek(0, os.SEEK_END) == 0:
+                return False
+            handle.seek(-1, os.SEEK_END)
+            return handle.read(1) != b"\n"
+    except OSError:
+        return False
+
+
 class Ledger:
     """Appends deactivation records for one server; each line is flushed as written."""
 
@@ -96,15 +108,32 @@ class Ledger:
         self._known = dict(known)
         self._file: IO[str] | None = None
 
-    def _append(self, user_id: str, email: str, previous: str, state: State) -> None:
+    @property
+    def path(self) -> Path:
+        """The file the records are kept in."""
+        return self._path
+
+    def open(self) -> IO[str]:
+        """Create the folder and open the file (once): done before the first request, so that
+        a folder that cannot be written stops the run before anything is sent (OSError)."""
         if self._file is None:
             self._path.parent.mkdir(parents=True, exist_ok=True)
+            torn = _ends_mid_line(self._path)
             self._file = self._path.open("a", encoding="utf-8")
+            if torn:
+                # A crash cut the last line short: end it, or this record would be glued to
+                # it and lost with it.
+                self._file.write("\n")
+                self._file.flush()
+        return self._file
+
+    def _append(self, user_id: str, email: str, previous: str, state: State) -> None:
+        file = self.open()
         at = datetime.now(UTC).isoformat(timespec="seconds")
         line = {"user_id": user_id, "email": email, "previous": previous, "at": at,
                 "state": state}
-        self._file.write(json.dumps(line, ensure_ascii=False) + "\n")
-        self._file.flush()
+        file.write(json.dumps(line, ensure_ascii=False) + "\n")
+        file.flush()
 
     def pending(self, user_id: str, email: str, previous: str) -> None:
         """A deactivation is about to be sent: record the state it replaces."""

@@ -65,6 +65,9 @@ class Row:
     #: Why the row cannot be used whatever it asks for (a control character, an oversized
     #: cell, a formula without a value), found while reading; "" for a sound row.
     problem: str = ""
+    #: Its email comes from a record that wins (a delete report read back): the address is
+    #: re-created exactly as the server stored it, not lower-cased.
+    recorded: bool = False
 
 
 @dataclass(frozen=True, slots=True)

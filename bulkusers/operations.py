@@ -63,7 +63,7 @@ def split_groups(cell: str) -> list[str]:
     names: list[str] = []
     for part in GROUP_SEPARATORS.split(cell):
         name = clean(part)
-        if name and name.casefold() not in (n.casefold() for n in names):
+        if name and identity_key(name) not in (identity_key(n) for n in names):
             names.append(name)
     return names
 
@@ -159,7 +159,8 @@ class Planner:
         user_name = plain("userName")
         if user_name == "":
             return f"the userName cannot be cleared ({CLEAR})"
-        email = stored_email(value(row, "email"), keep_case=self.options.keep_email_case)
+        email = stored_email(value(row, "email"),
+                             keep_case=self.options.keep_email_case or row.recorded)
         return Wanted(email=email, user_name=user_name, first_name=plain("firstName"),
                       last_name=plain("lastName"), role=role, groups=groups,
                       password=value(row, "password"), language=plain("language"),
@@ -171,7 +172,7 @@ class Planner:
         for name in split_groups(cell):
             found = self.directory.group(name)
             if isinstance(found, Unknown):
-                self.missing_groups.setdefault(name.casefold(), name)
+                self.missing_groups.setdefault(identity_key(name), name)
                 problems.append(found.describe())
             elif not found.builtin:
                 # Built-in memberships are computed by Sisense; writing them is refused.

@@ -27,7 +27,7 @@ from bulkusers.cells import cell_text, neutralise, restore
 from bulkusers.columns import Shaper, build_header, is_report_header, normalise_header, show
 from bulkusers.errors import ConfigError, InputError
 from bulkusers.models import Header, Row
-from bulkusers.rowcheck import UNCACHED_FORMULA, RowCheck
+from bulkusers.rowcheck import ERROR_VALUE, UNCACHED_FORMULA, RowCheck
 from bulkusers.safetext import is_blank
 
 __all__ = [
@@ -134,6 +134,17 @@ def open_table(path: Path, options: ReadOptions = ReadOptions()) -> Table:
 def _delimiter(text: str) -> str:
     """The delimiter meant by an option value; "\\t" and "tab" as typed on a command line."""
     return "\t" if text in ("\\t", "tab", "TAB") else text
+
+
+def _check_header(path: Path, cells: Sequence[str], limit: int) -> None:
+    """Refuse a header whose column name is over --max-cell-bytes: it would be echoed whole in
+    every report and summary (no row can be judged without its header)."""
+    for position, cell in enumerate(cells, start=1):
+        size = len(cell.encode("utf-8", "surrogatepass")) if len(cell) * 4 > limit else 0
+        if size > limit:
+            raise InputError(
+                f"{path}: the name of column {position} holds {size:,} bytes, over the limit of "
+                f"{limit:,} (--max-cell-bytes); is the first row really the header?")
 
 
 def _is_blank(cells: Sequence[str]) -> bool:
@@ -286,6 +297,7 @@ def _open_csv(path: Path, options: ReadOptions) -> Table:
         delimiter = _sniff_delimiter(lines)
     header_number, cells = _csv_header(path, options.encoding, delimiter, options.header_row)
     cells[0] = cells[0].lstrip("\ufeff")
+    _check_header(path, cells, options.max_cell_bytes)
     if options.header_row is None:
         _title_hint(str(path), header_number, cells, _csv_candidates(text, header_number))
     header, shape = build_header(str(path), [restore(cell) for cell in cells])
@@ -318,7 +330,7 @@ def _csv_rows(path: Path, options: ReadOptions, delimiter: str, width: int, head
                     number += 1
                     if number <= header_number or _is_blank(record):
                         continue
-                    yield check(number, shape([restore(cell) if cell[:1] == "'" else cell
+                    yield check(number, *shape([restore(cell) if cell[:1] == "'" else cell
                                                for cell in record]))
     except pd.errors.ParserError as exc:
         raise InputError(_parser_message(path, str(exc), delimiter)) from exc
@@ -378,13 +390,15 @@ def _load_workbook(path: Path) -> Workbook:
 
 
 def _default_sheet(path: Path, workbook: Workbook) -> Any:
-    """The sheet Excel opens the workbook on: the active one, unless it is hidden, in which
-    case the first visible worksheet (a hidden sheet is the writer's scratch space)."""
+    """The sheet Excel opens the workbook on: the active one, unless it is hidden or a chart,
+    in which case the first visible worksheet (a hidden sheet is the writer's scratch space;
+    a chart sheet opened first is a report's cover, never the users)."""
     sheets = workbook.worksheets
     if not sheets:
         raise InputError(f"{path}: the workbook has no worksheet; add one with the users")
     active = workbook.active
-    if active is not None and getattr(active, "sheet_state", "visible") == "visible":
+    if (any(sheet is active for sheet in sheets)
+            and getattr(active, "sheet_state", "visible") == "visible"):
         return active
     visible = [s for s in sheets if getattr(s, "sheet_state", "visible") == "visible"]
     if not visible:
@@ -441,6 +455,10 @@ class _FormulaAwareParser(WorkSheetParser):
         cell: dict[str, Any] = super().parse_cell(element)
         if cell["value"] is None and element.find(FORMULA_TAG) is not None:
             cell["value"] = UNCACHED_FORMULA
+            cell["data_type"] = "s"
+        elif cell["data_type"] == "e":
+            # An error value (#N/A, #REF!) would otherwise read as text and become a name.
+            cell["value"] = ERROR_VALUE + str(cell["value"] or "")
             cell["data_type"] = "s"
         return cell
 
@@ -516,6 +534,7 @@ def _open_xlsx(path: Path, options: ReadOptions) -> Table:
             + hint
         )
     header_number, cells = found
+    _check_header(path, cells, options.max_cell_bytes)
     header, shape = build_header(f"{path} [{title}]", [restore(cell) for cell in cells])
     check = RowCheck(header.columns, options.max_cell_bytes)
 
@@ -587,7 +606,7 @@ def _xlsx_rows(path: Path, title: str, header_number: int, shape: Shaper,
         for number, cells in records:
             if number <= header_number or _is_blank(cells):
                 continue
-            yield check(number, shape([restore(cell) for cell in cells]))
+            yield check(number, *shape([restore(cell) for cell in cells]))
     finally:
         # Close the sheet's XML stream before the archive that holds it.
         if records is not None:

@@ -89,9 +89,13 @@ def summary_path(report_path: Path) -> Path:
 
 
 #: Parts of a column name that suggest a secret wherever they appear ("Temporary Password",
-#: "x_api_token", "ClientSecret", "LicenseKey").
+#: "x_api_token", "ClientSecret", "LicenseKey", "Recovery Code", "Kennwort").
 SECRET_PART = re.compile(r"pass|pwd|secret|token|credential|apikey|accesskey|privatekey|"
-                         r"signingkey|signature|authorization|bearer|cookie|key$")
+                         r"signingkey|signature|authorization|bearer|cookie|key$|"
+                         r"(recovery|backup|verification|access|security|unlock|reset|onetime|"
+                         r"activation|invite|invitation|auth|sms|login|pairing|enrol+ment)code|"
+                         r"securityanswer|seedphrase|mnemonic|"
+                         r"kennwort|wachtwoord|contrase|senha|salasana")
 #: Short words that suggest a secret only as a word of their own ("API Key", "PIN", "OTP").
 SECRET_WORDS = frozenset({"key", "keys", "pin", "otp", "totp", "mfa", "auth", "cred", "creds",
                           "jwt", "sig", "salt", "hash", "session", "sso", "pat", "cvv"})
@@ -134,7 +138,7 @@ class ReportWriter:
             self._file = path.open("x", encoding="utf-8-sig", newline="")
         self._csv = csv.writer(self._file)
         if mode != "append":
-            self._csv.writerow([*REPORT_COLUMNS, *(neutralise(c) for c in header.columns)])
+            self._csv.writerow([*REPORT_COLUMNS, *(_cell(c) for c in header.columns)])
             self._file.flush()
 
     def write(self, result: RowResult) -> None:

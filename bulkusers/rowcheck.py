@@ -7,11 +7,14 @@ from collections.abc import Sequence
 
 from bulkusers.columns import show
 from bulkusers.models import Row
-from bulkusers.safetext import clean, find_control, printable
+from bulkusers.safetext import QUOTE_LIMIT, clean, find_control, printable
 
 #: Stands in for a formula cell whose workbook holds no computed value for it (written by a
 #: program and never opened in Excel). It cannot occur in real text: it holds a NUL.
 UNCACHED_FORMULA = "\x00formula without a value\x00"
+#: Starts a cell that holds an Excel error value (#N/A, #REF!...), which is then appended:
+#: the result of a failed formula, never a name or an address. It holds a NUL too.
+ERROR_VALUE = "\x00error value\x00"
 
 
 class RowCheck:
@@ -23,14 +26,15 @@ class RowCheck:
         self._columns = tuple(columns)
         self._limit = max_cell_bytes
 
-    def __call__(self, number: int, values: tuple[str, ...]) -> Row:
-        """The row, its oversized cells emptied (memory stays flat), with its first problem."""
+    def __call__(self, number: int, values: tuple[str, ...], recorded: bool = False) -> Row:
+        """The row, its oversized cells emptied (memory stays flat), with its first problem;
+        ``recorded``: its email comes from a record that wins (see Row.recorded)."""
         # Fast path for the sound row: one pass over the joined text, no per-cell work.
         # UTF-8 needs at most 4 bytes a character, so a short cell cannot be over the limit.
         longest = max(map(len, values), default=0)
         joined = "".join(values)
         if longest * 4 <= self._limit and find_control(joined) < 0:
-            return Row(number, values)
+            return Row(number, values, recorded=recorded)
         problem = ""
         kept = list(values)
         for position, cell in enumerate(values):
@@ -46,13 +50,19 @@ class RowCheck:
                     f"column {self._name(position)} holds a formula without a saved value "
                     "(the workbook was written by a program and never saved in Excel); open "
                     "and save it in Excel, or type the value")
+            elif cell.startswith(ERROR_VALUE):
+                kept[position] = ""
+                problem = problem or (
+                    f"column {self._name(position)} holds the error value "
+                    f"{printable(cell[len(ERROR_VALUE):])[:QUOTE_LIMIT]} (a formula that failed "
+                    "in Excel); fix the formula or type the value")
             elif (at := find_control(used := clean(cell))) >= 0:
                 # Whitespace around a value (a tab, a trailing line break) is trimmed before
                 # use; a control character inside it would reach the server.
                 problem = problem or (
                     f"column {self._name(position)} holds a control character "
                     f"({printable(used[at])} at character {at + 1}); remove it")
-        return Row(number, tuple(kept), problem)
+        return Row(number, tuple(kept), problem, recorded)
 
     def _name(self, position: int) -> str:
         return show(self._columns[position]) if position < len(self._columns) else \

@@ -47,6 +47,13 @@ def quote(text: str, limit: int = QUOTE_LIMIT) -> str:
     return f"{text[:limit]!r}... ({len(text):,} characters)"
 
 
+def excerpt(text: str, limit: int = QUOTE_LIMIT) -> str:
+    """At most ``limit`` characters of ``text`` (unquoted), and its length when it was cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} characters)"
+
+
 def is_blank(text: str) -> bool:
     """True when ``text`` shows nothing: only whitespace and zero-width characters."""
     return not text.strip().strip(_INVISIBLE).strip()

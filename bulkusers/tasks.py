@@ -9,6 +9,7 @@ from typing import Any
 
 from bulkusers.directory import BUILTIN_GROUPS, Directory, User
 from bulkusers.models import Row, RowResult, Status
+from bulkusers.safetext import CONTROL
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +119,10 @@ def snapshot(user: User, directory: Directory) -> str:
         state["language"] = user.language
     if user.active is not None:
         state["active"] = user.active
-    return json.dumps(state, ensure_ascii=False)
+    # JSON leaves DEL, C1 and bidi controls raw, which no report may carry; written there as
+    # visible \x.. escapes they would make the record unreadable. JSON's own escapes read back
+    # exactly.
+    return CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(state, ensure_ascii=False))
 
 
 def describe(user: User, directory: Directory) -> str:

@@ -24,7 +24,7 @@ from bulkusers.models import RowResult, Status
 from bulkusers.preflight import Preflight
 from bulkusers.report import summary_path
 from bulkusers.resume import option_flags
-from bulkusers.safetext import printable
+from bulkusers.safetext import excerpt, printable, quote
 from bulkusers.summary import RunSummary
 from bulkusers.words import count
 
@@ -130,18 +130,19 @@ class Console:
                                 sorted(summary.planned.items()))
             self._rich.print(f"planned: {planned}")
         if summary.ignored_columns:
-            names = ", ".join(repr(c) for c in summary.ignored_columns)
+            names = ", ".join(quote(c) for c in summary.ignored_columns)
             self._rich.print(f"ignored columns (no such field; see --help): {_escape(names)}",
                              soft_wrap=True)
         if summary.sheet:
-            self._rich.print(f"sheet read: {_escape(repr(summary.sheet))}", soft_wrap=True)
+            self._rich.print(f"sheet read: {_escape(quote(summary.sheet))}", soft_wrap=True)
         if summary.masked_columns:
-            names = ", ".join(repr(c) for c in summary.masked_columns)
+            names = ", ".join(quote(c) for c in summary.masked_columns)
             self._rich.print(f"masked in the report (names suggest secrets): {_escape(names)}",
                              soft_wrap=True)
         if summary.groups_created:
             verb = "to create" if summary.dry_run else "created"
-            self._rich.print(f"groups {verb}: {_escape(', '.join(summary.groups_created))}")
+            names = ", ".join(excerpt(name) for name in summary.groups_created)
+            self._rich.print(f"groups {verb}: {_escape(names)}", soft_wrap=True)
         self._rich.print(f"{summary.seconds:.1f} s, {summary.rows_per_second:.0f} rows/s, "
                          f"{count(summary.requests, 'request')} "
                          f"({count(summary.retries, 'retry', 'retries')})")
@@ -161,13 +162,23 @@ class Console:
                              "attention[/] (the "
                              "report's error column says why; a copy of the report filtered "
                              "to those rows is valid input for the next run):")
-            examples = Table(box=None, padding=(0, 2), show_edge=False)
-            for column in ("row", "email", "status", "why"):
-                examples.add_column(column, overflow="fold")
-            for result in summary.examples:
-                examples.add_row(str(result.row.number), _escape(result.email),
-                                 result.status.value, _escape(result.error))
-            self._rich.print(examples)
+            # An email of any length is a valid cell: only an excerpt is shown.
+            rows = [(str(result.row.number), excerpt(result.email), result.status.value,
+                     result.error) for result in summary.examples]
+            if sys.stderr.isatty():
+                examples = Table(box=None, padding=(0, 2), show_edge=False)
+                for column in ("row", "email", "status", "why"):
+                    examples.add_column(column, overflow="fold")
+                for row_number, email, status, why in rows:
+                    examples.add_row(row_number, _escape(email), status, _escape(why))
+                self._rich.print(examples)
+            else:
+                # Off a terminal a table would pad every line to the longest reason: plain
+                # aligned lines instead, each ending where its text does.
+                width = max(len(email) for _, email, _, _ in rows)
+                for row_number, email, status, why in rows:
+                    line = f"  row {row_number:<6} {email:<{width}}  {status:<13} {why}"
+                    self._rich.print(_escape(line.rstrip()), soft_wrap=True)
             if summary.needs_attention > len(summary.examples):
                 self._rich.print(f"  ... and {summary.needs_attention - len(summary.examples)}"
                                  " more in the report")
