@@ -30,6 +30,7 @@ from bulkusers.cells import neutralise
 from bulkusers.directory import BUILTIN_GROUPS
 from bulkusers.errors import ConfigError, InputError
 from bulkusers.export import parse_time
+from bulkusers.identity import identity_key
 from bulkusers.readers import ReadOptions, open_table
 from bulkusers.sync import ascii_key
 from bulkusers.words import count
@@ -53,7 +54,7 @@ class UserState:
 
     email: str
     role: str
-    groups: Mapping[str, str]  # casefolded name -> name as written
+    groups: Mapping[str, str]  # name (ASCII case ignored) -> name as written
     last_login: str
     created: str
 
@@ -84,14 +85,14 @@ def _column(columns: Sequence[str], *names: str) -> int | None:
 
 
 def split_groups(cell: str) -> dict[str, str]:
-    """Group names of a cell (``;`` or ``|`` separated) by casefolded name, without the
+    """Group names of a cell (``;`` or ``|`` separated) by name ignoring ASCII case, without the
     built-in groups: Sisense computes those from the role and from existing, so they would
     only repeat an ``added``, ``removed`` or ``role`` line."""
     names: dict[str, str] = {}
     for part in _GROUP_SPLIT.split(cell):
         name = part.strip()
-        if name and name.casefold() not in BUILTIN_GROUPS:
-            names.setdefault(name.casefold(), name)
+        if name and identity_key(name) not in BUILTIN_GROUPS:
+            names.setdefault(identity_key(name), name)
     return names
 
 
