@@ -24,6 +24,7 @@ from tenacity import (
 )
 
 from bulkusers.auth import Authenticator, make_authenticator
+from bulkusers.concurrency import ConcurrencyLimit, Overload
 from bulkusers.config import Connection, RetryPolicy
 from bulkusers.errors import (
     RETRYABLE_STATUSES,
@@ -35,7 +36,7 @@ from bulkusers.errors import (
     is_retryable,
     unreachable_message,
 )
-from bulkusers.limiter import AdaptiveLimit, RateLimiter
+from bulkusers.limiter import RateLimiter, RequestGate
 
 JSON = Any
 log = logging.getLogger("bulkusers.http")
@@ -57,6 +58,9 @@ class ClientStats:
     retries: int = 0
 
 
+_OVERLOADS: dict[int, Overload] = {429: "429", 502: "502", 503: "503", 504: "504"}
+
+
 class _RetryWait:
     """Honour ``Retry-After`` when the server sent one, else exponential backoff with jitter."""
 
@@ -68,8 +72,7 @@ class _RetryWait:
     def __call__(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, TransientApiError) and exc.retry_after is not None:
-            # A little jitter: workers told the same Retry-After must not all return at once.
-            return min(exc.retry_after, self._cap) + random.uniform(0, 0.1 + exc.retry_after / 10)
+            return 0.0  # the gate pauses the whole run once; the retry waits at the gate
         return float(self._backoff(state))
 
 
@@ -121,18 +124,20 @@ class SisenseClient:
     """Typed calls to the Sisense user API over one session, with retries and re-login."""
 
     def __init__(self, connection: Connection, policy: RetryPolicy | None = None, *,
-                 max_connections: int = 16,
+                 max_connections: int = 16, concurrency: ConcurrencyLimit | None = None,
                  authenticator: Authenticator | None = None,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.connection = connection
         self.policy = policy or RetryPolicy()
         self.stats = ClientStats()
         self._auth = authenticator or make_authenticator(connection)
-        self._max_connections = max_connections
+        # Without a limit of its own: at most max_connections at once, backing off on overload.
+        concurrency = concurrency or ConcurrencyLimit(max_connections, fixed=True)
+        self._max_connections = concurrency.maximum
         self._session: aiohttp.ClientSession | None = None
         self._sleep = sleep
         self._pace = RateLimiter(self.policy.max_rate) if self.policy.max_rate else None
-        self._gate = AdaptiveLimit(max_connections)
+        self.gate = RequestGate(concurrency, sleep=sleep)
 
     async def __aenter__(self) -> SisenseClient:
         ssl_context: ssl.SSLContext | bool = True
@@ -151,6 +156,7 @@ class SisenseClient:
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.gate.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -172,7 +178,7 @@ class SisenseClient:
             wait=_RetryWait(self.policy),
             retry=retry_if_exception(is_retryable),
             reraise=True,
-            sleep=self._sleep,
+            sleep=self._wait,
             before_sleep=_log_retry,
         )
         tries = 0
@@ -185,6 +191,11 @@ class SisenseClient:
                 trace.attempts = max(trace.attempts, tries)
                 return await self._send_authenticated(method, path, params, body, trace)
         raise AssertionError("unreachable: tenacity reraises the last error")
+
+    async def _wait(self, seconds: float) -> None:
+        """Tenacity's sleep between tries; none at all when the gate does the waiting."""
+        if seconds > 0:
+            await self._sleep(seconds)
 
     async def _send_authenticated(self, method: str, path: str,
                                   params: Mapping[str, str] | None, body: JSON,
@@ -216,16 +227,30 @@ class SisenseClient:
                          body: JSON, headers: Mapping[str, str], trace: Trace) -> JSON:
         if self._pace is not None:
             await self._pace.wait()
-        await self._gate.acquire()
-        throttled = False
+        ticket = await self.gate.acquire()
+        overload: Overload | None = None
+        answered = False
         try:
             self.stats.requests += 1
-            return await self._exchange(method, path, params, body, headers, trace)
+            result = await self._exchange(method, path, params, body, headers, trace)
+            answered = True
+            return result
         except TransientApiError as exc:
-            throttled = exc.status == 429
+            answered = True
+            overload = _OVERLOADS.get(exc.status)
+            if exc.retry_after is not None:
+                # A little jitter, so a pause is not exactly what the server predicted.
+                seconds = min(exc.retry_after, self.policy.max_wait_s)
+                self.gate.pause(seconds + random.uniform(0, 0.1 + seconds / 10), ticket)
+            raise
+        except ApiError:
+            answered = True  # a refusal for the row's own reasons: still a round trip
+            raise
+        except TimeoutError:
+            overload = "timeout"
             raise
         finally:
-            self._gate.release(throttled=throttled)
+            self.gate.release(ticket, overload=overload, answered=answered)
 
     async def _exchange(self, method: str, path: str, params: Mapping[str, str] | None,
                         body: JSON, headers: Mapping[str, str],
