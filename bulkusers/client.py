@@ -162,6 +162,11 @@ class SisenseClient:
             self._session = None
 
     @property
+    def max_concurrency(self) -> int:
+        """The most requests this client ever has in flight."""
+        return self._max_connections
+
+    @property
     def session(self) -> aiohttp.ClientSession:
         """The run's one session; only valid inside ``async with``."""
         if self._session is None:
