@@ -88,6 +88,9 @@ class Pool(Generic[T]):
                 return
 
     async def _put(self, item: T) -> None:
+        if not self._queue.full():
+            self._queue.put_nowait(item)  # the usual case, without two tasks per item
+            return
         # Wait for room in the queue, but give the item up if the pool stops meanwhile.
         put = asyncio.create_task(self._queue.put(item))
         stop = asyncio.create_task(self._stopping.wait())
