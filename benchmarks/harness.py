@@ -129,7 +129,7 @@ class Latencies(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         """Keep the milliseconds of a ``METHOD path -> status in N ms`` line."""
         if isinstance(record.args, tuple) and len(record.args) == 5:
-            self.ms.append(float(record.args[4]))
+            self.ms.append(float(str(record.args[4])))
 
 
 async def run_bulkusers(command: Command, url: str, source: Path, report: Path, *,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -260,9 +259,9 @@ class SisenseClient:
             answered = True
             overload = _OVERLOADS.get(exc.status)
             if exc.retry_after is not None:
-                # A little jitter, so a pause is not exactly what the server predicted.
-                seconds = min(exc.retry_after, self.policy.max_wait_s)
-                self.gate.pause(seconds + random.uniform(0, 0.1 + seconds / 10), ticket)
+                # One pause for the whole run; after it, the gate lets in only as many
+                # requests as the lowered limit allows, so no crowd returns at once.
+                self.gate.pause(min(exc.retry_after, self.policy.max_wait_s), ticket)
             raise
         except ApiError:
             answered = True  # a refusal for the row's own reasons: still a round trip

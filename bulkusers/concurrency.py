@@ -35,6 +35,10 @@ INITIAL = 2
 CAP_MEMORY_S = 60.0
 #: A window (one round trip) never lasts longer than this, so a slow trickle still adapts.
 MAX_WINDOW_S = 1.0
+#: The limit grows while the server answers less than this many times slower than unloaded
+#: (a fifth of the requests waiting in its queue), and backs off above BACK_OFF_ABOVE.
+GROW_BELOW = 1.2
+BACK_OFF_ABOVE = 1.7
 #: At most this many limit changes are kept for the summary (older ones are thinned).
 MAX_HISTORY = 1000
 
@@ -84,6 +88,9 @@ class ConcurrencyLimit:
         self._limit = float(start)
         self._slow_start = not fixed
         self._no_load_rtt: float | None = None
+        self._ratio: float | None = None  # smoothed latency over the unloaded latency
+        self._rates: dict[int, float] = {}  # answers per second seen at each limit
+        self._changed_at = self._start  # answers to requests sent before say nothing new
         self._window = _Window(self._start)
         self._last_backoff = -math.inf  # requests sent before it do not count twice
         self._cap: int | None = None  # in-flight count a 429 refused, minus one
@@ -105,8 +112,10 @@ class ConcurrencyLimit:
     def succeeded(self, rtt: float, inflight: int) -> None:
         """An answer that took ``rtt`` seconds, sent with ``inflight`` requests in flight
         (itself included)."""
-        self._window.add(rtt, inflight)
         now = self._clock()
+        if now - rtt < self._changed_at:
+            return  # sent under the previous limit: it tells nothing about this one
+        self._window.add(rtt, inflight)
         window = self._window
         long_enough = window.samples >= self.limit or now - window.started >= MAX_WINDOW_S
         if long_enough:
@@ -132,6 +141,16 @@ class ConcurrencyLimit:
         self._set(max(1.0, new), f"HTTP {signal}" if signal != "timeout" else "timeout")
         self._window = _Window(now)
 
+    def relearn(self) -> None:
+        """Learn the latency afresh (the run moves on to other requests, e.g. from reading
+        pages of users to writing one user each): an adaptive limit starts low again."""
+        self._no_load_rtt = self._ratio = None
+        self._rates.clear()
+        self._window = _Window(self._clock())
+        if not self.fixed:
+            self._slow_start = True
+            self._set(float(min(INITIAL, self.maximum)), "relearning")
+
     # -- the algorithm ------------------------------------------------------------------------
 
     def _end_window(self, now: float) -> None:
@@ -148,22 +167,35 @@ class ConcurrencyLimit:
             return
         if window.peak_inflight < self.limit // 2:
             return  # the run did not use the limit: its latency says nothing about it
-        # Vegas: how many requests wait in the server's queue rather than being served.
-        queue = (window.inflight_total / window.samples) * (1 - self._no_load_rtt / rtt)
-        # Hold while 15 % to 30 % of the requests queue (latency 1.2 to 1.4 times unloaded).
-        alpha, beta = max(1.0, self._limit * 0.15), max(2.0, self._limit * 0.3)
-        if queue < alpha:
-            step = self._limit if self._slow_start else 1.0
+        # How much slower than unloaded the server answers (1.0: no queue at all), smoothed
+        # over round trips so that one slow moment (a busy client) moves nothing.
+        ratio = rtt / self._no_load_rtt
+        self._ratio = ratio if self._ratio is None else (self._ratio + ratio) / 2
+        level = self.limit
+        answered = window.samples / max(now - window.started, 1e-6)
+        before = self._rates.get(level)
+        self._rates[level] = answered if before is None else (before + answered) / 2
+        if self._ratio < GROW_BELOW:
+            step = self._limit if self._slow_start else max(1.0, self._limit * 0.1)
             self._set(self._limit + step, "latency steady")
-        elif queue > beta:
-            self._slow_start = False
-            self._set(max(1.0, self._limit - max(1.0, (queue - beta) / 2)), "latency rising")
+        elif self._ratio > BACK_OFF_ABOVE and not self._slow_start:
+            # Back towards where latency would be just growable again, a fifth at most.
+            factor = max(0.8, GROW_BELOW / self._ratio)
+            self._set(max(1.0, min(self._limit - 1, self._limit * factor)), "latency rising")
+        elif not self._slow_start and self._throughput_rising(level):
+            # Slower answers, but more of them: a busy machine, not a queue. Keep probing.
+            self._set(self._limit + max(1.0, self._limit * 0.1), "throughput rising")
         else:
-            self._slow_start = False
+            self._slow_start = False  # latency has started to climb: probe gently now
+
+    def _throughput_rising(self, level: int) -> bool:
+        """Whether answers per second at this limit beat every clearly lower limit's."""
+        lower = [rate for limit, rate in self._rates.items() if limit <= level * 0.85]
+        return bool(lower) and self._rates[level] > 1.1 * max(lower)
 
     def _set(self, value: float, reason: str) -> None:
         ceiling = float(self.maximum if self._cap is None else min(self.maximum, self._cap))
-        if reason in ("latency steady", "recovering"):
+        if reason in ("latency steady", "throughput rising", "recovering"):
             value = min(value, max(ceiling, 1.0))
             if value <= self._limit:
                 return
@@ -171,6 +203,7 @@ class ConcurrencyLimit:
         before = self.limit
         self._limit = value
         if self.limit != before:
+            self._changed_at = self._clock()
             seconds = round(self._clock() - self._start, 3)
             self.history.append(LimitChange(seconds, self.limit, reason))
             if len(self.history) > MAX_HISTORY:
