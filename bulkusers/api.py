@@ -103,6 +103,7 @@ async def _paged(client: SisenseClient, path: str, page_size: int,
         return _as_list(await client.request("GET", path, params=query), f"GET {path}")
 
     ahead: collections.deque[asyncio.Task[list[UserDict]]] = collections.deque()
+    client.relearn_latency()  # a page of users takes longer than the calls before it
     try:
         page, next_skip, full_pages = await page_at(0), page_size, 0
         previous_ids: set[str] = set()

@@ -160,6 +160,11 @@ class SisenseClient:
             await self._session.close()
             self._session = None
 
+    def relearn_latency(self) -> None:
+        """The next requests take their own time (pages of users, then single writes): the
+        concurrency limit learns their unloaded latency afresh."""
+        self.gate.limit.relearn()
+
     @property
     def max_concurrency(self) -> int:
         """The most requests this client ever has in flight."""

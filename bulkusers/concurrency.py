@@ -143,13 +143,14 @@ class ConcurrencyLimit:
 
     def relearn(self) -> None:
         """Learn the latency afresh (the run moves on to other requests, e.g. from reading
-        pages of users to writing one user each): an adaptive limit starts low again."""
+        pages of users to writing one user each): an adaptive limit drops to a quarter, low
+        enough to see the server unloaded again, and doubles back in a few round trips."""
         self._no_load_rtt = self._ratio = None
         self._rates.clear()
         self._window = _Window(self._clock())
         if not self.fixed:
             self._slow_start = True
-            self._set(float(min(INITIAL, self.maximum)), "relearning")
+            self._set(float(min(max(INITIAL, self.limit // 4), self.maximum)), "relearning")
 
     # -- the algorithm ------------------------------------------------------------------------
 

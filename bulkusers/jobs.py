@@ -264,7 +264,7 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
                 # Only now, with every guard passed and the report open: the first write.
                 await _create_groups(api, directory, missing)
             observer.started(summary)
-            limit.relearn()  # page reads and row writes take different times
+            client.relearn_latency()  # page reads and row writes take different times
             await execute(planned(), Executor(api, directory, journal), record,
                           concurrency=limit.maximum, dry_run=dry_run,
                           handle_sigint=settings.handle_sigint, admit=client.gate.admit)

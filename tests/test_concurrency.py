@@ -160,3 +160,34 @@ def test_maximum_must_be_within_bounds() -> None:
     for bad in (0, 513):
         with pytest.raises(ValueError, match="between 1 and 512"):
             ConcurrencyLimit(bad)
+
+
+def test_relearning_starts_low_again_but_keeps_a_servers_cap() -> None:
+    """Turning from reads to writes: the adaptive limit starts low again and re-learns the
+    latency, but never forgets the in-flight cap a 429 revealed."""
+    clock = Clock()
+    limit = ConcurrencyLimit(64, clock=clock)
+    for _ in range(100):
+        capped_round(limit, clock, cap=10, service_s=0.05)
+    assert limit.limit == 10
+    limit.relearn()
+    assert (limit.limit, limit.no_load_rtt) == (2, None)
+    for _ in range(100):
+        queueing_round(limit, clock, capacity=1000, service_s=0.02)
+    assert limit.limit == 10
+    assert limit.no_load_rtt == pytest.approx(0.02)
+
+
+def test_keeps_probing_while_throughput_rises_although_latency_climbs() -> None:
+    """A busy client makes every answer 1.4 times slower whatever the limit, yet more in
+    flight still gets more answers per second: the limit keeps growing to the maximum."""
+    clock = Clock()
+    limit = ConcurrencyLimit(40, clock=clock)
+    queueing_round(limit, clock, capacity=1000, service_s=0.02)  # unloaded: 20 ms
+    for _ in range(300):
+        in_flight = limit.limit
+        clock.now += 0.028
+        for _ in range(in_flight):
+            limit.succeeded(0.028, in_flight)
+    assert limit.limit == 40
+    assert any(change.reason == "throughput rising" for change in limit.history)
