@@ -198,6 +198,30 @@ async def bare_creates(url: str, count: int, concurrency: int, *, start: int = 0
     return Measured(count, time.perf_counter() - wall, time.process_time() - cpu)
 
 
+async def bare_updates(url: str, count: int, concurrency: int) -> Measured:
+    """The server's capacity as a client can use it: a bare aiohttp loop PATCHing ``count``
+    users with exactly ``concurrency`` in flight (timed from the first PATCH)."""
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
+        async with session.get(url + "/api/v1/users",
+                               params={"limit": str(count + 1), "fields": "_id,email"}) as answer:
+            users = [u for u in await answer.json() if u["email"] != "admin@example.com"]
+        ids = iter(u["_id"] for u in users[:count])
+        cpu, wall = time.process_time(), time.perf_counter()
+
+        async def worker() -> None:
+            for user_id in ids:
+                async with session.patch(f"{url}/api/v1/users/{user_id}",
+                                         json={"firstName": "Bare"}) as response:
+                    await response.read()
+                    if response.status != 200:
+                        raise SystemExit(f"benchmark invalid: bare PATCH got {response.status}")
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return Measured(count, time.perf_counter() - wall, time.process_time() - cpu)
+
+
 async def sequential_upserts(url: str, existing: Sequence[int], new: Sequence[int]) -> Measured:
     """The baseline of an upsert: per row, look the user up by email, then PATCH or POST."""
     headers = {"Authorization": f"Bearer {TOKEN}"}

@@ -9,7 +9,8 @@ is this process's. Baselines are measured in the same run against the same kind 
 - an upsert of 1,000 rows (500 changed, 500 new) into a 10,000-user directory: a per-row
   look-up-then-write loop;
 - behind ``--max-inflight 16`` and behind ``--capacity 16`` (updates, default options): the
-  server's capacity (16 / latency), and for ``--capacity`` the unloaded latency;
+  server's capacity as a bare loop with exactly 16 in flight gets it in the same run (and,
+  for reference, the nominal 16 / latency), and for ``--capacity`` the unloaded latency;
 - ``--concurrency auto``: the best fixed concurrency of a sweep;
 - client CPU per row (bare loop, and the core issue's 60 us per row for bulk creates), and
   the peak RSS of a large CSV dry run (150 MB, 100,000 rows/s).
@@ -39,6 +40,7 @@ from harness import (
     TOKEN,
     Measured,
     bare_creates,
+    bare_updates,
     emulator_process,
     percentile,
     run_bulkusers,
@@ -185,20 +187,27 @@ class Suite:
                  ours.rate / baseline.rate, ">= 100x", ours.rate / baseline.rate >= 100)
 
     def behind_a_limit(self, option: str) -> None:
-        """Updates with default options behind ``option 16``: share of the server's capacity,
-        failed rows, and (behind --capacity) p95 latency against the unloaded latency."""
+        """Updates with default options behind ``option 16``: share of the server's capacity
+        (the nominal 16 / latency, and what a bare loop with exactly 16 in flight gets from
+        it in the same run), failed rows, and (behind --capacity) the p95 latency during the
+        run against the unloaded latency."""
         count = self.sizes.capped
         source = write_changes(self.path("renames.csv"), range(1, count + 1), ())
         options = ("--latency-ms", LATENCY, "--users", str(count), option, "16")
-        capacity = 16 / (float(LATENCY) / 1000)
+        nominal = 16 / (float(LATENCY) / 1000)
         with emulator_process(*options) as url:
             unloaded = asyncio.run(unloaded_latency_ms(url))
+            served = asyncio.run(bare_updates(url, count, 16))
         measured = self.ours("update", source, *options, latencies=option == "--capacity")
         failed = measured.summary.counts.get("failed", 0) if measured.summary else -1
-        share = measured.send_rate / capacity
-        self.add(f"behind {option} 16, 20 ms (updates, default options): rows/s while "
-                 f"sending vs capacity; {failed} failed", f"{measured.send_rate:,.0f}",
-                 f"{capacity:,.0f}", share, ">= 0.90, 0 failed", share >= 0.90 and failed == 0)
+        share = measured.send_rate / served.rate
+        self.add(f"behind {option} 16, 20 ms (updates, default options; {failed} failed): "
+                 "rows/s while sending vs a bare loop at exactly 16 in flight",
+                 f"{measured.send_rate:,.0f}", f"{served.rate:,.0f}", share,
+                 ">= 0.90, 0 failed", share >= 0.90 and failed == 0)
+        self.add("the same vs the nominal capacity (16 / 20 ms)", f"{measured.send_rate:,.0f}",
+                 f"{nominal:,.0f}", measured.send_rate / nominal, "(for reference)",
+                 measured.send_rate / nominal >= 0.90)
         if option == "--capacity":
             p95 = percentile(measured.latencies_ms, 0.95)
             self.add("behind --capacity 16: p95 request latency during the run vs unloaded "
