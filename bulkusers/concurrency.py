@@ -179,7 +179,9 @@ class ConcurrencyLimit:
         if self._ratio < GROW_BELOW:
             step = self._limit if self._slow_start else max(1.0, self._limit * 0.1)
             self._set(self._limit + step, "latency steady")
-        elif self._ratio > BACK_OFF_ABOVE and not self._slow_start:
+        elif (self._ratio > BACK_OFF_ABOVE and not self._slow_start
+              and not self._throughput_rising(level)):
+            # Much slower answers and no more of them than with fewer in flight: a queue.
             # Back towards where latency would be just growable again, a fifth at most.
             factor = max(0.8, GROW_BELOW / self._ratio)
             self._set(max(1.0, min(self._limit - 1, self._limit * factor)), "latency rising")
