@@ -85,7 +85,7 @@ class Line:
     baseline: str
     ratio: float
     target: str
-    ok: bool
+    ok: bool | None  # None: shown for reference, no target
 
 
 def best(runs: list[Measured]) -> Measured:
@@ -132,7 +132,7 @@ class Suite:
             return asyncio.run(bare_creates(url, count, concurrency))
 
     def add(self, what: str, ours: str, baseline: str, ratio: float, target: str,
-            ok: bool) -> None:
+            ok: bool | None) -> None:
         """Add a line and show it at once (a long run shows progress)."""
         line = Line(what, ours, baseline, ratio, target, ok)
         self.lines.append(line)
@@ -206,8 +206,7 @@ class Suite:
                  f"{measured.send_rate:,.0f}", f"{served.rate:,.0f}", share,
                  ">= 0.90, 0 failed", share >= 0.90 and failed == 0)
         self.add("the same vs the nominal capacity (16 / 20 ms)", f"{measured.send_rate:,.0f}",
-                 f"{nominal:,.0f}", measured.send_rate / nominal, "(for reference)",
-                 measured.send_rate / nominal >= 0.90)
+                 f"{nominal:,.0f}", measured.send_rate / nominal, "(for reference)", None)
         if option == "--capacity":
             p95 = percentile(measured.latencies_ms, 0.95)
             self.add("behind --capacity 16: p95 request latency during the run vs unloaded "
@@ -244,13 +243,17 @@ class Suite:
                  rate / 100_000, ">= 1.0", rate >= 100_000)
 
 
+def _met(ok: bool | None) -> str:
+    return "-" if ok is None else "yes" if ok else "NO"
+
+
 def table(lines: list[Line]) -> str:
     """The lines as one Markdown table."""
     out = ["| measurement | bulkusers | baseline | ratio | target | met |",
            "| --- | ---: | ---: | ---: | --- | --- |"]
     for line in lines:
         out.append(f"| {line.what} | {line.ours} | {line.baseline} | {line.ratio:.2f} | "
-                   f"{line.target} | {'yes' if line.ok else 'NO'} |")
+                   f"{line.target} | {_met(line.ok)} |")
     return "\n".join(out)
 
 
