@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -24,6 +23,7 @@ from tenacity import (
 )
 
 from bulkusers.auth import Authenticator, make_authenticator
+from bulkusers.concurrency import ConcurrencyLimit, Overload
 from bulkusers.config import Connection, RetryPolicy
 from bulkusers.errors import (
     RETRYABLE_STATUSES,
@@ -35,7 +35,7 @@ from bulkusers.errors import (
     is_retryable,
     unreachable_message,
 )
-from bulkusers.limiter import AdaptiveLimit, RateLimiter
+from bulkusers.limiter import RateLimiter, RequestGate
 
 JSON = Any
 log = logging.getLogger("bulkusers.http")
@@ -57,6 +57,9 @@ class ClientStats:
     retries: int = 0
 
 
+_OVERLOADS: dict[int, Overload] = {429: "429", 502: "502", 503: "503", 504: "504"}
+
+
 class _RetryWait:
     """Honour ``Retry-After`` when the server sent one, else exponential backoff with jitter."""
 
@@ -68,8 +71,7 @@ class _RetryWait:
     def __call__(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, TransientApiError) and exc.retry_after is not None:
-            # A little jitter: workers told the same Retry-After must not all return at once.
-            return min(exc.retry_after, self._cap) + random.uniform(0, 0.1 + exc.retry_after / 10)
+            return 0.0  # the gate pauses the whole run once; the retry waits at the gate
         return float(self._backoff(state))
 
 
@@ -121,18 +123,20 @@ class SisenseClient:
     """Typed calls to the Sisense user API over one session, with retries and re-login."""
 
     def __init__(self, connection: Connection, policy: RetryPolicy | None = None, *,
-                 max_connections: int = 16,
+                 max_connections: int = 16, concurrency: ConcurrencyLimit | None = None,
                  authenticator: Authenticator | None = None,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.connection = connection
         self.policy = policy or RetryPolicy()
         self.stats = ClientStats()
         self._auth = authenticator or make_authenticator(connection)
-        self._max_connections = max_connections
+        # Without a limit of its own: at most max_connections at once, backing off on overload.
+        concurrency = concurrency or ConcurrencyLimit(max_connections, fixed=True)
+        self._max_connections = concurrency.maximum
         self._session: aiohttp.ClientSession | None = None
         self._sleep = sleep
         self._pace = RateLimiter(self.policy.max_rate) if self.policy.max_rate else None
-        self._gate = AdaptiveLimit(max_connections)
+        self.gate = RequestGate(concurrency, sleep=sleep)
 
     async def __aenter__(self) -> SisenseClient:
         ssl_context: ssl.SSLContext | bool = True
@@ -151,9 +155,20 @@ class SisenseClient:
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.gate.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    def relearn_latency(self) -> None:
+        """The next requests take their own time (pages of users, then single writes): the
+        concurrency limit learns their unloaded latency afresh."""
+        self.gate.limit.relearn()
+
+    @property
+    def max_concurrency(self) -> int:
+        """The most requests this client ever has in flight."""
+        return self._max_connections
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -166,25 +181,46 @@ class SisenseClient:
                       body: JSON = None, trace: Trace | None = None) -> JSON:
         """Send one call with retries on transient failures; the parsed JSON answer or None."""
         trace = trace if trace is not None else Trace()
+        if trace.attempts < 1:
+            trace.attempts = 1
+        try:
+            # Most calls succeed at once: the retry machinery is built only for those that
+            # do not (it costs more CPU than the rest of the request path together).
+            return await self._send_authenticated(method, path, params, body, trace)
+        except Exception as exc:
+            if self.policy.attempts <= 1 or not is_retryable(exc):
+                raise
+            first_failure = exc
+        return await self._retry(method, path, params, body, trace, first_failure)
+
+    async def _retry(self, method: str, path: str, params: Mapping[str, str] | None,
+                     body: JSON, trace: Trace, first_failure: Exception) -> JSON:
+        """The tries after a retryable first failure: backoff, Retry-After, the bounds."""
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.policy.attempts)
             | stop_after_delay(self.policy.max_elapsed_s),
             wait=_RetryWait(self.policy),
             retry=retry_if_exception(is_retryable),
             reraise=True,
-            sleep=self._sleep,
+            sleep=self._wait,
             before_sleep=_log_retry,
         )
         tries = 0
         async for attempt in retrying:
             with attempt:
                 tries += 1
-                if tries > 1:
-                    self.stats.retries += 1
+                if tries == 1:
+                    raise first_failure  # tenacity judges the first try like any other
+                self.stats.retries += 1
                 # A row's attempts: the most tries any one of its requests needed.
                 trace.attempts = max(trace.attempts, tries)
                 return await self._send_authenticated(method, path, params, body, trace)
         raise AssertionError("unreachable: tenacity reraises the last error")
+
+    async def _wait(self, seconds: float) -> None:
+        """Tenacity's sleep between tries; none at all when the gate does the waiting."""
+        if seconds > 0:
+            await self._sleep(seconds)
 
     async def _send_authenticated(self, method: str, path: str,
                                   params: Mapping[str, str] | None, body: JSON,
@@ -216,16 +252,30 @@ class SisenseClient:
                          body: JSON, headers: Mapping[str, str], trace: Trace) -> JSON:
         if self._pace is not None:
             await self._pace.wait()
-        await self._gate.acquire()
-        throttled = False
+        ticket = await self.gate.acquire()
+        overload: Overload | None = None
+        answered = False
         try:
             self.stats.requests += 1
-            return await self._exchange(method, path, params, body, headers, trace)
+            result = await self._exchange(method, path, params, body, headers, trace)
+            answered = True
+            return result
         except TransientApiError as exc:
-            throttled = exc.status == 429
+            answered = True
+            overload = _OVERLOADS.get(exc.status)
+            if exc.retry_after is not None:
+                # One pause for the whole run; after it, the gate lets in only as many
+                # requests as the lowered limit allows, so no crowd returns at once.
+                self.gate.pause(min(exc.retry_after, self.policy.max_wait_s), ticket)
+            raise
+        except ApiError:
+            answered = True  # a refusal for the row's own reasons: still a round trip
+            raise
+        except TimeoutError:
+            overload = "timeout"
             raise
         finally:
-            self._gate.release(throttled=throttled)
+            self.gate.release(ticket, overload=overload, answered=answered)
 
     async def _exchange(self, method: str, path: str, params: Mapping[str, str] | None,
                         body: JSON, headers: Mapping[str, str],
@@ -238,10 +288,12 @@ class SisenseClient:
                                         headers=headers) as response:
             raw = await response.read()
             trace.http_status = response.status
-            # Method, path, query and status only: headers and bodies may hold secrets.
-            log.debug("%s %s%s -> %s in %.0f ms", method, path,
-                      f"?{response.url.query_string}" if response.url.query_string else "",
-                      response.status, (time.perf_counter() - started) * 1000)
+            if log.isEnabledFor(logging.DEBUG):
+                # Method, path, query and status only: headers and bodies may hold secrets.
+                query = response.url.query_string
+                log.debug("%s %s%s -> %s in %.0f ms", method, path,
+                          f"?{query}" if query else "", response.status,
+                          (time.perf_counter() - started) * 1000)
             if response.status < 300:
                 if not raw.strip():
                     return None

@@ -12,6 +12,7 @@ from typing import Literal
 
 from bulkusers.api import UserApi, make_api
 from bulkusers.client import SisenseClient
+from bulkusers.concurrency import ConcurrencyLimit
 from bulkusers.config import Connection, RetryPolicy
 from bulkusers.directory import Directory, Group, User, load_directory
 from bulkusers.errors import (
@@ -69,7 +70,10 @@ class RunSettings:
     report_path: Path | None = None
     #: Where a report named by default goes (None: the current folder).
     report_dir: Path | None = None
-    concurrency: int = 8
+    #: Requests in flight: "auto" finds the server's capacity (up to max_concurrency), a
+    #: number fixes it (backing off only when the server refuses or times out).
+    concurrency: int | Literal["auto"] = "auto"
+    max_concurrency: int = 64
     batch_size: int = 50
     handle_sigint: bool = True
     #: Accept an input without rows (a nightly leavers list is often empty).
@@ -164,8 +168,8 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
     earlier = (load_earlier(safety.resume, command, settings.input_path, source.sha256,
                             options_now) if safety.resume else None)
     skip = earlier.finished if earlier else frozenset()
-    async with SisenseClient(connection, policy,
-                             max_connections=settings.concurrency) as client:
+    limit = concurrency_limit(settings)
+    async with SisenseClient(connection, policy, concurrency=limit) as client:
         await client.check()
         api = make_api(client)
         try:
@@ -260,9 +264,10 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
                 # Only now, with every guard passed and the report open: the first write.
                 await _create_groups(api, directory, missing)
             observer.started(summary)
+            client.relearn_latency()  # page reads and row writes take different times
             await execute(planned(), Executor(api, directory, journal), record,
-                          concurrency=settings.concurrency, dry_run=dry_run,
-                          handle_sigint=settings.handle_sigint)
+                          concurrency=limit.maximum, dry_run=dry_run,
+                          handle_sigint=settings.handle_sigint, admit=client.gate.admit)
         finally:
             writer.close()
             if journal is not None:
@@ -273,6 +278,7 @@ async def run_command(command: Command, settings: RunSettings, connection: Conne
                 compact_report(report_path)
             summary.requests = client.stats.requests
             summary.retries = client.stats.retries
+            summary.concurrency = concurrency_report(limit, client.gate.pauses)
     summary.finish()
     try:
         summary.write_json(summary_path(report_path))
@@ -342,11 +348,29 @@ async def _create_groups(api: UserApi, directory: Directory, names: tuple[str, .
                                   name=str(created.get("name", ""))), replace=True)
 
 
+def concurrency_limit(settings: RunSettings) -> ConcurrencyLimit:
+    """The run's limit on requests in flight: fixed at a number, or adaptive."""
+    if settings.concurrency == "auto":
+        return ConcurrencyLimit(settings.max_concurrency)
+    return ConcurrencyLimit(settings.concurrency, fixed=True)
+
+
+def concurrency_report(limit: ConcurrencyLimit, pauses: int) -> dict[str, object]:
+    """The limit over the run, for the JSON summary: each change as [seconds, limit, why]."""
+    no_load = limit.no_load_rtt
+    return {"mode": "fixed" if limit.fixed else "auto", "maximum": limit.maximum,
+            "final": limit.limit, "peak": max(c.limit for c in limit.history),
+            "unloaded_latency_ms": round(no_load * 1000, 1) if no_load is not None else None,
+            "retry_after_pauses": pauses,
+            "changes": [[c.seconds, c.limit, c.reason] for c in limit.history]}
+
+
 def _options(connection: Connection, settings: RunSettings, options: PlanOptions,
              safety: Safety) -> dict[str, object]:
     """The run's options for the JSON summary: never a secret."""
     return {"url": connection.url, "api": connection.api,
-            "concurrency": settings.concurrency, "batch_size": settings.batch_size,
+            "concurrency": settings.concurrency,
+            "max_concurrency": settings.max_concurrency, "batch_size": settings.batch_size,
             "default_role": options.default_role, "on_existing": options.on_existing,
             "groups": options.groups_mode, "create_groups": options.create_groups,
             "dry_run": safety.dry_run, "strict": safety.strict,

@@ -1,10 +1,15 @@
-"""A shared pace for requests: at most N per second across every worker of a run."""
+"""Shared limits on requests: a pace (at most N per second) and a gate (at most N in flight,
+and one pause for the whole run when the server says ``Retry-After``)."""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from bulkusers.concurrency import ConcurrencyLimit, Overload
 
 
 class RateLimiter:
@@ -35,42 +40,107 @@ class RateLimiter:
             await self._sleep(start - now)
 
 
-class AdaptiveLimit:
-    """How many requests may be in flight: halved when the server answers 429, grown back by
-    one after a run of answers without one (additive increase, multiplicative decrease).
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """One request let through the gate: when it went, with how many in flight, in which pause
+    generation (so an answer to a request sent before a pause does not start another)."""
 
-    A server that caps concurrency below ``--concurrency`` then sees the tool settle just
-    under its cap instead of a stream of refusals.
+    sent_at: float
+    inflight: int
+    pauses: int
+
+
+class RequestGate:
+    """Lets at most ``limit.limit`` requests through at once, first come first served, and
+    pauses the whole run when the server asks for it (``Retry-After``).
+
+    It also tells the pool how many workers may take rows (``admit``), so that rows wait in
+    the queue, not half-sent, while the limit is low, and a first Ctrl-C leaves them unsent.
     """
 
-    def __init__(self, maximum: int) -> None:
-        self.maximum = maximum
-        self.limit = maximum
-        self._inflight = 0
-        self._calm = 0
-        self._waiters: list[asyncio.Future[None]] = []
+    def __init__(self, limit: ConcurrencyLimit, *,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.inflight = 0
+        self.pauses = 0
+        self._sleep = sleep
+        self._clock = clock
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._resume: asyncio.Event | None = None
+        self._pausing: asyncio.Task[None] | None = None
+        self._widened = asyncio.Event()
 
-    async def acquire(self) -> None:
-        """Wait for a free slot under the current limit."""
-        while self._inflight >= self.limit:
+    async def acquire(self) -> Ticket:
+        """Wait for the end of a pause and for a free slot; the ticket to release it with."""
+        while self._resume is not None:
+            await self._resume.wait()
+        if self.inflight < self.limit.limit and not self._waiters:
+            self.inflight += 1
+        else:
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
-            await waiter
-        self._inflight += 1
+            try:
+                await waiter  # the releasing request hands its slot over
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._free()
+                else:
+                    self._waiters.remove(waiter)
+                raise
+        return Ticket(self._clock(), self.inflight, self.pauses)
 
-    def release(self, *, throttled: bool) -> None:
-        """Free a slot; ``throttled`` when the answer was 429."""
-        self._inflight -= 1
-        if throttled:
-            self.limit = max(1, self.limit // 2)
-            self._calm = 0
-        else:
-            self._calm += 1
-            # Probe upwards slowly: each probe above a server's cap costs some row a 429.
-            if self._calm >= max(10, 4 * self.limit) and self.limit < self.maximum:
-                self.limit += 1
-                self._calm = 0
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:  # each re-checks the limit; cancelled ones are already done
+    def release(self, ticket: Ticket, *, overload: Overload | None = None,
+                answered: bool = True) -> None:
+        """Free the slot. ``overload``: the server refused or timed out the request;
+        ``answered``: it answered at all (a latency worth learning from)."""
+        before = self.limit.limit
+        if overload is not None:
+            self.limit.overloaded(overload, sent_at=ticket.sent_at, inflight=ticket.inflight)
+        elif answered:
+            self.limit.succeeded(self._clock() - ticket.sent_at, ticket.inflight)
+        self._free()
+        if self.limit.limit > before:
+            self._widen()
+
+    def pause(self, seconds: float, ticket: Ticket) -> None:
+        """Pause every request for ``seconds`` (a ``Retry-After``), unless a pause is already
+        running or began since the refused request was sent: the run pauses once."""
+        if self._resume is not None or ticket.pauses != self.pauses:
+            return
+        self.pauses += 1
+        self._resume = asyncio.Event()
+        self._pausing = asyncio.get_running_loop().create_task(
+            self._paused(seconds, self._resume))
+
+    def close(self) -> None:
+        """End a pause still running (the run is over)."""
+        if self._pausing is not None:
+            self._pausing.cancel()
+
+    async def _paused(self, seconds: float, resume: asyncio.Event) -> None:
+        try:
+            await self._sleep(seconds)
+        finally:
+            self._resume = None
+            resume.set()
+
+    async def admit(self, worker: int) -> None:
+        """Return once pool worker number ``worker`` (from 0) is within the limit."""
+        while worker >= self.limit.limit:
+            self._widened.clear()
+            await self._widened.wait()
+
+    def _widen(self) -> None:
+        self._widened.set()
+        self._free(released=False)
+
+    def _free(self, *, released: bool = True) -> None:
+        """Give a freed slot (and any room a raised limit made) to the longest waiters."""
+        if released:
+            self.inflight -= 1
+        while self._waiters and self.inflight < self.limit.limit:
+            waiter = self._waiters.popleft()
             if not waiter.done():
+                self.inflight += 1
                 waiter.set_result(None)

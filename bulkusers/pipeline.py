@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -96,9 +96,11 @@ class Recorder:
 
 
 async def execute(items: Iterator[WorkItem], executor: Executor, record: Recorder, *,
-                  concurrency: int, dry_run: bool, handle_sigint: bool) -> None:
+                  concurrency: int, dry_run: bool, handle_sigint: bool,
+                  admit: Callable[[int], Awaitable[None]] | None = None) -> None:
     """Send every item through a pool of ``concurrency`` workers (or, in a dry run, record
-    what each would do); every row of every item is recorded exactly once."""
+    what each would do); every row of every item is recorded exactly once. ``admit(i)``
+    returns when worker i may take an item (the run's adaptive limit)."""
     summary = record.summary
 
     async def handle(item: WorkItem) -> None:
@@ -143,7 +145,8 @@ async def execute(items: Iterator[WorkItem], executor: Executor, record: Recorde
         else:
             _unfinished(item, set(), record, "interrupted before it was sent")
 
-    pool: Pool[WorkItem] = Pool(handle, unsent, concurrency)
+    pool: Pool[WorkItem] = Pool(handle, unsent, concurrency,
+                                admit=None if dry_run else admit)
     with _interrupts(pool, enabled=handle_sigint):
         await pool.run(items)
     abort = pool.abort or record.broken

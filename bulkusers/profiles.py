@@ -31,7 +31,8 @@ SECRETS = frozenset({"token", "password", "api_secret"})
 SETTINGS: Mapping[str, tuple[type, ...]] = {
     "url": (str,), "api": (str,), "ca_bundle": (str,), "insecure": (bool,),
     "retries": (int,), "timeout": (int, float), "max_rate": (int, float),
-    "concurrency": (int,), "batch_size": (int,), "default_role": (str,),
+    "concurrency": (int, str), "max_concurrency": (int,), "batch_size": (int,),
+    "default_role": (str,),
     "report_dir": (str,),
 }
 #: Settings naming a file or folder: ``~`` is expanded and a relative path is taken from

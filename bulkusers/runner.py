@@ -25,12 +25,16 @@ class Pool(Generic[T]):
     """Run ``handle`` over a source's items with bounded concurrency and backpressure."""
 
     def __init__(self, handle: Callable[[T], Awaitable[None]], unsent: Callable[[T], None],
-                 concurrency: int) -> None:
+                 concurrency: int, *, admit: Callable[[int], Awaitable[None]] | None = None,
+                 ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self._handle = handle
         self._unsent = unsent
         self._concurrency = concurrency
+        # Worker i takes an item only once admit(i) returns: an adaptive limit below the
+        # pool's size keeps the other items queued, where a first Ctrl-C leaves them unsent.
+        self._admit = admit
         self._queue: asyncio.Queue[T] = asyncio.Queue(maxsize=concurrency * 2)
         self._stopping = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
@@ -55,7 +59,8 @@ class Pool(Generic[T]):
 
     async def run(self, source: Iterator[T]) -> None:
         """Drain the source; returns when every item is handled or unsent."""
-        self._workers = [asyncio.create_task(self._work()) for _ in range(self._concurrency)]
+        self._workers = [asyncio.create_task(self._work(number))
+                         for number in range(self._concurrency)]
         try:
             await self._feed(source)
             await self._processed()
@@ -83,6 +88,9 @@ class Pool(Generic[T]):
                 return
 
     async def _put(self, item: T) -> None:
+        if not self._queue.full():
+            self._queue.put_nowait(item)  # the usual case, without two tasks per item
+            return
         # Wait for room in the queue, but give the item up if the pool stops meanwhile.
         put = asyncio.create_task(self._queue.put(item))
         stop = asyncio.create_task(self._stopping.wait())
@@ -104,8 +112,10 @@ class Pool(Generic[T]):
         finally:
             joined.cancel()
 
-    async def _work(self) -> None:
+    async def _work(self, number: int) -> None:
         while True:
+            if self._admit is not None and number > 0:  # worker 0 always drains the queue
+                await self._admit(number)
             item = await self._queue.get()
             try:
                 if self.stopping:

@@ -54,6 +54,8 @@ class RunSummary:
     groups_created: tuple[str, ...] = ()
     #: Input columns that name no field: read, echoed in the report, never sent.
     ignored_columns: tuple[str, ...] = ()
+    #: The limit on requests in flight over the run (mode, peak, each change).
+    concurrency: dict[str, Any] = field(default_factory=dict)
     #: The first rows that need attention, to show without opening the report.
     examples: list[RowResult] = field(default_factory=list)
     #: The worksheet read, when the input is a workbook.
@@ -150,6 +152,7 @@ class RunSummary:
             "needs_attention": self.needs_attention,
             "requests": self.requests,
             "retries": self.retries,
+            "concurrency": self.concurrency,
             "rows_per_second": round(self.rows_per_second, 1),
             "aborted": self.aborted,
             "refused": self.refused,

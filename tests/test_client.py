@@ -194,7 +194,8 @@ async def test_users_are_paged_and_never_repeated(server: tuple[Script, str],
     async with token_client(url, sleeps) as client:
         ids = [u["_id"] async for u in V1Api(client).iter_users(page_size=2)]
     assert ids == ["1", "2", "3", "4"]
-    assert script.count("GET", USERS) == 3
+    # Pages are asked for ahead, concurrently: at most as many past the end as before it.
+    assert 3 <= script.count("GET", USERS) <= 4
 
 
 async def test_unreachable_server_is_one_clear_abort(sleeps: SleepLog) -> None:

@@ -1,4 +1,4 @@
-"""The shared request pace: evenly spaced starts across concurrent workers."""
+"""The shared request limits: evenly spaced starts, the in-flight gate and its pauses."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from bulkusers.limiter import AdaptiveLimit, RateLimiter
+from bulkusers.concurrency import ConcurrencyLimit
+from bulkusers.limiter import RateLimiter, RequestGate
 
 
 class FakeTime:
@@ -58,30 +59,71 @@ def test_rate_must_be_positive() -> None:
         RateLimiter(0)
 
 
-async def test_adaptive_limit_halves_on_429_and_grows_back() -> None:
-    """A 429 halves the requests allowed in flight; calm answers raise it again, to the max."""
-    gate = AdaptiveLimit(8)
-    for _ in range(3):
-        await gate.acquire()
-    gate.release(throttled=True)
-    assert gate.limit == 4
-    gate.release(throttled=True)
-    assert gate.limit == 2
-    gate.release(throttled=False)
-    for _ in range(400):
-        await gate.acquire()
-        gate.release(throttled=False)
-    assert gate.limit == 8
+async def test_gate_halts_requests_over_a_lowered_limit_and_hands_slots_over_in_order() -> None:
+    """With the limit lowered to 1 by a 503, later requests wait and get the freed slot in
+    the order they came."""
+    gate = RequestGate(ConcurrencyLimit(2, fixed=True))
+    first, second = await gate.acquire(), await gate.acquire()
+    gate.release(second, overload="503")
+    assert gate.limit.limit == 1
+    order: list[str] = []
 
+    async def wait(name: str) -> None:
+        await gate.acquire()
+        order.append(name)
 
-async def test_adaptive_limit_holds_back_requests_over_the_limit() -> None:
-    """With the limit lowered to 1, a second request waits until the first is released."""
-    gate = AdaptiveLimit(2)
-    await gate.acquire()
-    await gate.acquire()
-    gate.release(throttled=True)  # limit 1, one still in flight
-    second = asyncio.create_task(gate.acquire())
+    waiting = [asyncio.create_task(wait("a")), asyncio.create_task(wait("b"))]
     await asyncio.sleep(0)
-    assert not second.done()
-    gate.release(throttled=False)
-    await asyncio.wait_for(second, timeout=1)
+    assert order == []
+    gate.release(first, answered=False)  # no answer: nothing learnt, the limit stays 1
+    await asyncio.wait_for(waiting[0], timeout=1)
+    assert order == ["a"]
+    assert not waiting[1].done()
+    waiting[1].cancel()
+
+
+async def test_a_retry_after_pauses_the_whole_run_once() -> None:
+    """Three requests refused with Retry-After together start one pause, not three; every
+    request waits for it, and a refusal of a request sent before it adds no second pause."""
+    fake = FakeTime()
+    resume = asyncio.Event()
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        await resume.wait()
+
+    gate = RequestGate(ConcurrencyLimit(8, fixed=True), sleep=sleep, clock=fake.clock)
+    tickets = [await gate.acquire() for _ in range(3)]
+    for ticket in tickets:
+        gate.pause(1.0, ticket)
+        gate.release(ticket, overload="429")
+    await asyncio.sleep(0)
+    assert (slept, gate.pauses) == ([1.0], 1)
+    blocked = asyncio.create_task(gate.acquire())
+    await asyncio.sleep(0)
+    assert not blocked.done()
+    resume.set()
+    late = await asyncio.wait_for(blocked, timeout=1)
+    gate.pause(1.0, tickets[0])  # an answer to a request sent before the pause
+    assert gate.pauses == 1
+    gate.pause(1.0, late)  # a refusal after the pause: a new one
+    assert gate.pauses == 2
+    gate.close()
+
+
+async def test_admit_lets_pool_workers_in_only_under_the_limit() -> None:
+    """Worker 5 waits while the limit is 4 and is let in once answers raise the limit."""
+    fake = FakeTime()
+    limit = ConcurrencyLimit(16, initial=4, clock=fake.clock)
+    gate = RequestGate(limit, clock=fake.clock)
+    await asyncio.wait_for(gate.admit(3), timeout=1)
+    fifth = asyncio.create_task(gate.admit(5))
+    await asyncio.sleep(0)
+    assert not fifth.done()
+    while limit.limit <= 5:  # quick answers at full use: the limit grows
+        tickets = [await gate.acquire() for _ in range(limit.limit)]
+        fake.now += 0.02
+        for ticket in tickets:
+            gate.release(ticket)
+    await asyncio.wait_for(fifth, timeout=1)

@@ -254,7 +254,9 @@ token = "Clear-token-88"
 
 @pytest.mark.parametrize(("text", "expected"), [
     ("[profiles.p]\nurl = 5\n", "url must be a text"),
-    ("[profiles.p]\nconcurrency = 500\n", "concurrency"),
+    ("[profiles.p]\nconcurrency = 600\n", "concurrency"),
+    ("[profiles.p]\nconcurrency = 'fast'\n", "neither 'auto' nor a number"),
+    ("[profiles.p]\nmax_concurrency = 1000\n", "max_concurrency"),
     ("[profiles.p]\nconcurrency = true\n", "concurrency must be a number"),
     ("[profiles.p]\ncolour = 'blue'\n", "unknown key 'colour'"),
     ("[profiles.p]\napi = 'v3'\n", "api"),
@@ -356,3 +358,17 @@ password_command = "echo Repr-secret-32"
     assert effective.credential("token", {}) == "Repr-secret-31"
     for text in (repr(config), repr(profile), repr(effective)):
         assert "Repr-secret" not in text
+
+
+def test_a_profile_can_ask_for_adaptive_or_fixed_concurrency(run_cli: RunCli,
+                                                             tmp_path: Path) -> None:
+    """concurrency = "auto" or a number, and max_concurrency, come from a profile."""
+    config = write_config(tmp_path / "c.toml",
+                          "[profiles.p]\nconcurrency = 'auto'\nmax_concurrency = 128\n"
+                          "[profiles.q]\nconcurrency = 12\n")
+    settings = show(run_cli, "config", "show", "--config", str(config), "--profile", "p")
+    assert settings["concurrency"] == ("auto", "profile p")
+    assert settings["max_concurrency"] == ("128", "profile p")
+    settings = show(run_cli, "config", "show", "--config", str(config), "--profile", "q")
+    assert settings["concurrency"] == ("12", "profile q")
+    assert settings["max_concurrency"] == ("64", "default")

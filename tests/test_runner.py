@@ -130,3 +130,35 @@ async def test_an_unexpected_error_stops_the_pool_instead_of_hanging() -> None:
     assert pool.abort is not None
     assert "No space left" in str(pool.abort)
     assert sorted([*handled, 3, *unsent]) == list(range(300))
+
+
+async def test_admission_keeps_items_queued_under_a_low_limit_and_stop_leaves_them_unsent(
+        ) -> None:
+    """With 16 workers but an admission of 2, only 2 items are ever in the handler; a stop
+    then reports every other item unsent, and each item has exactly one outcome."""
+    width = 2
+    widened = asyncio.Event()
+    running = 0
+    peak = 0
+    handled: list[int] = []
+    unsent: list[int] = []
+
+    async def admit(worker: int) -> None:
+        while worker >= width:
+            await widened.wait()
+
+    async def handle(item: int) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        if len(handled) + running == 6:
+            pool.stop()
+        await asyncio.sleep(0.001)
+        running -= 1
+        handled.append(item)
+
+    pool: Pool[int] = Pool(handle, unsent.append, concurrency=16, admit=admit)
+    await asyncio.wait_for(pool.run(iter(range(500))), timeout=5)
+    assert peak == 2
+    assert len(handled) <= 6
+    assert sorted(handled + unsent) == list(range(500))

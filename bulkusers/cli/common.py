@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import click
 
 from bulkusers.cli.settings import META_CONFIG, META_PROFILE, META_QUIET, Effective, effective
+from bulkusers.concurrency import CEILING
 from bulkusers.config import Connection, RetryPolicy, build_connection
 from bulkusers.errors import BulkUsersError
 from bulkusers.profiles import CONFIG_ENV, CREDENTIALS, PROFILE_ENV
@@ -142,12 +143,38 @@ REPORT_DIR_OPTION = click.option(
     "--report-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
     envvar="BULKUSERS_REPORT_DIR", show_envvar=True, metavar="DIR",
     help="folder for reports, summaries and undo journals (default: the current folder)")
-CONCURRENCY_OPTION = click.option(
-    "--concurrency", type=click.IntRange(1, 64), default=8, show_default=True,
-    envvar="BULKUSERS_CONCURRENCY", show_envvar=True, help="requests in flight at once")
 BATCH_SIZE_OPTION = click.option(
     "--batch-size", type=click.IntRange(1, 1000), default=50, show_default=True,
     help="users per bulk request (1: one request per user)")
+
+
+class ConcurrencyType(click.ParamType[int | str, Any]):
+    """``auto`` or a number of requests in flight from 1 to 512."""
+
+    name = "auto|N"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> int | str:
+        """``auto``, or the number; anything else is a usage error naming both forms."""
+        if isinstance(value, int) or str(value).strip().isdigit():
+            number = int(value)
+            if 1 <= number <= CEILING:
+                return number
+        elif str(value).strip().lower() == "auto":
+            return "auto"
+        return self.fail(f"{value!r} is neither 'auto' nor a number from 1 to {CEILING}",
+                         param, ctx)
+
+
+CONCURRENCY_OPTION = click.option(
+    "--concurrency", type=ConcurrencyType(), default="auto", show_default=True,
+    envvar="BULKUSERS_CONCURRENCY", show_envvar=True,
+    help="requests in flight at once: auto finds what the server sustains (starts low, rises "
+         "while its latency holds, backs off on 429, 503, 504 and timeouts); a number fixes it")
+MAX_CONCURRENCY_OPTION = click.option(
+    "--max-concurrency", type=click.IntRange(1, CEILING), default=64, show_default=True,
+    envvar="BULKUSERS_MAX_CONCURRENCY", show_envvar=True,
+    help="the most requests in flight --concurrency auto ever uses")
 
 
 def input_options(func: F) -> F:
@@ -173,6 +200,7 @@ def input_options(func: F) -> F:
                                         "the input, the command and the time)"),
         REPORT_DIR_OPTION,
         CONCURRENCY_OPTION,
+        MAX_CONCURRENCY_OPTION,
         click.option("--allow-empty", is_flag=True,
                      help="accept a file with a header and no rows (exit 0) instead of "
                           "refusing it"),

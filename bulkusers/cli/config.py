@@ -11,6 +11,7 @@ import click
 from bulkusers.cli.common import (
     BATCH_SIZE_OPTION,
     CONCURRENCY_OPTION,
+    MAX_CONCURRENCY_OPTION,
     REPORT_DIR_OPTION,
     connection_settings,
     global_options,
@@ -22,8 +23,8 @@ from bulkusers.ui import Console
 
 #: The order ``config show`` lists the settings in.
 SHOWN = ("url", "api", "token", "username", "password", "api_secret", "ca_bundle",
-         "insecure", "retries", "timeout", "max_rate", "concurrency", "batch_size",
-         "default_role", "report_dir")
+         "insecure", "retries", "timeout", "max_rate", "concurrency", "max_concurrency",
+         "batch_size", "default_role", "report_dir")
 
 
 @click.group("config")
@@ -49,6 +50,7 @@ def path_command() -> None:
 @connection_settings
 @global_options(connects=True, quiet=False)
 @CONCURRENCY_OPTION
+@MAX_CONCURRENCY_OPTION
 @BATCH_SIZE_OPTION
 @click.option("--default-role", default=None, metavar="ROLE", envvar="BULKUSERS_DEFAULT_ROLE",
               show_envvar=True, help="role import gives new users whose role cell is blank")

@@ -165,12 +165,21 @@ def _write_export_summary(console: Console, path: Path, summary: ExportSummary) 
               help="fraction of requests answered 503")
 @click.option("--max-inflight", type=click.IntRange(1), default=None,
               help="requests beyond N in flight are answered 429 with Retry-After")
+@click.option("--capacity", type=click.IntRange(1), default=None, metavar="N",
+              help="serve N requests at once, each taking --latency-ms; the rest wait in a "
+                   "queue, so latency grows with load")
+@click.option("--queue-limit", type=click.IntRange(0), default=None, metavar="M",
+              help="with --capacity: requests beyond M queued are answered 503")
+@click.option("--gateway-timeout", type=click.FloatRange(0, min_open=True), default=60.0,
+              show_default=True, metavar="S",
+              help="with --capacity: a request queued S seconds is answered 504")
 @click.option("--api-secret", default=None,
               help="accept the legacy x-api-key JWT signed with this REST API secret")
 @global_options(connects=False, quiet=False)
 def emulator_command(host: str, port: int, token: str | None, admin_email: str,
                      admin_password: str, users: int, groups: str, latency_ms: float,
-                     error_rate: float, max_inflight: int | None,
+                     error_rate: float, max_inflight: int | None, capacity: int | None,
+                     queue_limit: int | None, gateway_timeout: float,
                      api_secret: str | None) -> None:
     """Run the Sisense emulator: a local stand-in for rehearsals and tests.
 
@@ -180,10 +189,14 @@ def emulator_command(host: str, port: int, token: str | None, admin_email: str,
     from bulkusers.emulator import EmulatorSettings, serve_forever
 
     console = Console(quiet=False)
+    if capacity is None and queue_limit is not None:
+        console.error("--queue-limit needs --capacity N (the requests served at once)")
+        sys.exit(EXIT_USAGE)
     settings = EmulatorSettings(
         token=token, admin_email=admin_email, admin_password=admin_password, users=users,
         groups=tuple(g.strip() for g in groups.split(",") if g.strip()),
         latency_ms=latency_ms, error_rate=error_rate, max_inflight=max_inflight,
+        capacity=capacity, queue_limit=queue_limit, gateway_timeout_s=gateway_timeout,
         api_secret=api_secret)
 
     def ready(url: str) -> None:

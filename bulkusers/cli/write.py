@@ -14,6 +14,7 @@ from bulkusers.cli.common import (
     BATCH_SIZE_OPTION,
     CONCURRENCY_OPTION,
     EXIT_USAGE,
+    MAX_CONCURRENCY_OPTION,
     REPORT_DIR_OPTION,
     F,
     connection_from,
@@ -145,6 +146,7 @@ def _write_command(command: Command, params: dict[str, Any],
                                report_path=params["report_path"],
                                report_dir=settings["report_dir"],
                                concurrency=settings["concurrency"],
+                               max_concurrency=settings.values.get("max_concurrency", 64),
                                batch_size=settings.values.get("batch_size", 1),
                                allow_empty=params.get("allow_empty", False))
     observer = ProgressObserver(console, LABELS[command])
@@ -281,6 +283,7 @@ def deactivate_command(**params: Any) -> None:
               help="report CSV path (default: a new file named after REPORT)")
 @REPORT_DIR_OPTION
 @CONCURRENCY_OPTION
+@MAX_CONCURRENCY_OPTION
 @safety_options
 @NO_YES
 @connection_options

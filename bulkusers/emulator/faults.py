@@ -17,6 +17,7 @@ from http import HTTPStatus
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from bulkusers.emulator.capacity import Capacity
 from bulkusers.emulator.records import Json, StoreError
 
 #: Status recorded for a request whose connection was dropped on purpose (it got no answer).
@@ -88,6 +89,8 @@ class Faults:
         self.rng = random.Random(seed)
         self.inflight = 0
         self.peak_inflight = 0  # lets tests check how much concurrency a client really used
+        #: Requests served at once (the rest queue); None: every request is served at once.
+        self.capacity: Capacity | None = None
         self._scripts: list[_Script] = []
 
     def script(self, method: str, path_prefix: str, statuses: list[int],
@@ -117,7 +120,8 @@ class Faults:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Apply, in order: the in-flight cap, scripts, latency, the random error rate."""
+        """Apply, in order: the in-flight cap, scripts, the capacity queue, latency, the random
+        error rate."""
         self.inflight += 1
         self.peak_inflight = max(self.peak_inflight, self.inflight)
         try:
@@ -129,13 +133,21 @@ class Faults:
                 if status == DROPPED:
                     _drop_connection(request)
                 return fault_response(status, retry_after)
-            if self.latency_ms > 0:
-                await asyncio.sleep(self.latency_ms / 1000)
-            if self.error_rate > 0 and self.rng.random() < self.error_rate:
-                return fault_response(503)
-            return await handler(request)
+            if self.capacity is not None:
+                # Behind the in-flight cap, like a gateway's limit in front of a busy server.
+                return await self.capacity.serve(lambda: self._serve(request, handler),
+                                                 fault_response)
+            return await self._serve(request, handler)
         finally:
             self.inflight -= 1
+
+    async def _serve(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """The server's own work: the latency, the random error rate, the handler."""
+        if self.latency_ms > 0:
+            await asyncio.sleep(self.latency_ms / 1000)
+        if self.error_rate > 0 and self.rng.random() < self.error_rate:
+            return fault_response(503)
+        return await handler(request)
 
 
 def _drop_connection(request: web.Request) -> None:

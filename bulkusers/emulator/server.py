@@ -19,6 +19,7 @@ from aiohttp import web
 
 from bulkusers.emulator.app import routes
 from bulkusers.emulator.auth import auth_middleware, auth_routes
+from bulkusers.emulator.capacity import Capacity
 from bulkusers.emulator.faults import (
     Faults,
     RequestRecord,
@@ -50,6 +51,9 @@ class EmulatorSettings:
     error_rate: float = 0.0  # fraction of requests answered 503
     max_inflight: int | None = None  # requests beyond this many in flight get 429
     retry_after_s: float = 1.0  # Retry-After of those 429 answers
+    capacity: int | None = None  # requests served at once; the rest queue (None: no queue)
+    queue_limit: int | None = None  # queued requests beyond this many get 503 (None: no limit)
+    gateway_timeout_s: float | None = 60.0  # a request queued this long gets 504
     seed: int = 0
     api_secret: str | None = None  # enables the pre-6.5 x-api-key JWT scheme with this secret
 
@@ -90,6 +94,9 @@ def create_app(settings: EmulatorSettings | None = None) -> web.Application:
     faults = Faults(latency_ms=settings.latency_ms, error_rate=settings.error_rate,
                     max_inflight=settings.max_inflight, retry_after_s=settings.retry_after_s,
                     seed=settings.seed)
+    if settings.capacity is not None:
+        faults.capacity = Capacity(settings.capacity, queue_limit=settings.queue_limit,
+                                   gateway_timeout_s=settings.gateway_timeout_s)
     requests: list[RequestRecord] = []
     # Outermost first: the log sees every final status, faults hit before authentication.
     app = web.Application(middlewares=[request_log_middleware(requests), error_middleware,

@@ -1,0 +1,148 @@
+"""End to end: adaptive concurrency against servers that queue, cap or pause, over HTTP."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import Result
+
+from bulkusers.emulator import EmulatorSettings
+from bulkusers.report import summary_path
+from tests.conftest import TOKEN, Served, read_report, serve, write_csv
+
+RunCli = Callable[..., Result]
+
+
+def users_file(folder: Path, count: int) -> Path:
+    """A CSV of ``count`` new viewers."""
+    rows = [[f"u{i:04d}@acme.example", "viewer"] for i in range(count)]
+    return write_csv(folder / "hr.csv", ("Email", "Role"), rows)
+
+
+def summary_of(report: Path) -> dict[str, object]:
+    """The JSON summary written beside a report."""
+    data = json.loads(summary_path(report).read_text("utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.fixture
+def queueing() -> Iterator[Served]:
+    """An emulator serving 4 requests at once (20 ms each) and queueing the rest."""
+    yield from serve(EmulatorSettings(token=TOKEN, latency_ms=20, capacity=4))
+
+
+def test_auto_concurrency_by_default_rises_above_its_start_and_reports_the_limit(
+        queueing: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """By default the limit adapts: it starts low, rises while the queueing server keeps up,
+    every row is created, and the JSON summary holds the limit over time."""
+    report = tmp_path / "r.csv"
+    result = run_cli("import", str(users_file(tmp_path, 200)), *queueing.connect(),
+                     "--batch-size", "1", "--report", str(report))
+    assert result.exit_code == 0, result.output
+    assert {line["status"] for line in read_report(report)} == {"created"}
+    concurrency = summary_of(report)["concurrency"]
+    assert isinstance(concurrency, dict)
+    assert (concurrency["mode"], concurrency["maximum"]) == ("auto", 64)
+    changes = concurrency["changes"]
+    assert isinstance(changes, list)
+    assert changes[0] == [0.0, 2, "start"]
+    assert concurrency["peak"] == max(change[1] for change in changes) >= 4
+    assert summary_of(report)["options"]["concurrency"] == "auto"  # type: ignore[index]
+
+
+def test_max_concurrency_bounds_what_auto_ever_sends(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """--max-concurrency 3: the server never sees more than 3 requests at once."""
+    served.host.call(lambda: setattr(served.emulator.faults, "latency_ms", 10))
+    report = tmp_path / "r.csv"
+    result = run_cli("import", str(users_file(tmp_path, 120)), *served.connect(),
+                     "--batch-size", "1", "--max-concurrency", "3", "--report", str(report))
+    assert result.exit_code == 0, result.output
+    assert served.emulator.faults.peak_inflight <= 3
+    assert len(read_report(report)) == 120
+
+
+def test_a_fixed_concurrency_is_kept(served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """--concurrency 5 fixes the limit: the summary says so and the server sees at most 5."""
+    served.host.call(lambda: setattr(served.emulator.faults, "latency_ms", 10))
+    report = tmp_path / "r.csv"
+    result = run_cli("import", str(users_file(tmp_path, 100)), *served.connect(),
+                     "--batch-size", "1", "--concurrency", "5", "--report", str(report))
+    assert result.exit_code == 0, result.output
+    concurrency = summary_of(report)["concurrency"]
+    assert isinstance(concurrency, dict)
+    assert (concurrency["mode"], concurrency["final"]) == ("fixed", 5)
+    assert served.emulator.faults.peak_inflight <= 5
+
+
+def test_a_retry_after_pauses_the_run_once_not_each_refused_request(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """Eight requests sent at once to a server allowing 2 in flight: the refused ones share
+    one Retry-After pause, the run settles under the cap, and every row is created."""
+    def cap() -> None:
+        faults = served.emulator.faults
+        faults.max_inflight, faults.retry_after_s, faults.latency_ms = 2, 0.2, 20
+
+    served.host.call(cap)
+    report = tmp_path / "r.csv"
+    result = run_cli("import", str(users_file(tmp_path, 60)), *served.connect(),
+                     "--batch-size", "1", "--concurrency", "8", "--retries", "10",
+                     "--report", str(report))
+    assert result.exit_code == 0, result.output
+    assert {line["status"] for line in read_report(report)} == {"created"}
+    refused = sum(1 for r in served.emulator.requests if r.status == 429)
+    concurrency = summary_of(report)["concurrency"]
+    assert isinstance(concurrency, dict)
+    pauses = concurrency["retry_after_pauses"]
+    assert isinstance(pauses, int)
+    assert 1 <= pauses < refused
+    assert concurrency["final"] <= 2
+
+
+def test_a_full_queue_and_gateway_timeouts_are_met_by_backing_off(
+        run_cli: RunCli, tmp_path: Path) -> None:
+    """A server serving 2 at once with room for 2 queued (503 beyond): a fixed concurrency
+    of 16 backs off on the 503s and every row is still created."""
+    for served in serve(EmulatorSettings(token=TOKEN, latency_ms=20, capacity=2,
+                                         queue_limit=2)):
+        report = tmp_path / "r.csv"
+        result = run_cli("import", str(users_file(tmp_path, 80)), *served.connect(),
+                         "--batch-size", "1", "--concurrency", "16", "--retries", "10",
+                         "--report", str(report))
+        assert result.exit_code == 0, result.output
+        assert {line["status"] for line in read_report(report)} == {"created"}
+        assert any(r.status == 503 for r in served.emulator.requests)
+        concurrency = summary_of(report)["concurrency"]
+        assert isinstance(concurrency, dict)
+        assert any(change[2] == "HTTP 503" for change in concurrency["changes"])
+
+
+def test_debug_shows_the_limit_changing(queueing: Served, run_cli: RunCli,
+                                        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """--debug output includes each change of the concurrency limit."""
+    with caplog.at_level(logging.DEBUG, logger="bulkusers.concurrency"):
+        result = run_cli("import", str(users_file(tmp_path, 60)), *queueing.connect(),
+                         "--batch-size", "1", "--report", str(tmp_path / "r.csv"))
+    assert result.exit_code == 0, result.output
+    assert any(r.getMessage().startswith("concurrency limit 2 -> ") for r in caplog.records)
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--concurrency", "many", "neither 'auto' nor a number from 1 to 512"),
+    ("--concurrency", "0", "neither 'auto' nor a number from 1 to 512"),
+    ("--concurrency", "513", "neither 'auto' nor a number from 1 to 512"),
+    ("--max-concurrency", "513", "--max-concurrency"),
+])
+def test_bad_concurrency_options_are_usage_errors(
+        served: Served, run_cli: RunCli, tmp_path: Path, option: str, value: str,
+        message: str) -> None:
+    """A concurrency that is not auto or 1 to 512 is refused (exit 2), nothing sent."""
+    result = run_cli("import", str(users_file(tmp_path, 3)), *served.connect(), option, value)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert served.emulator.requests == []

@@ -1,0 +1,193 @@
+"""The adaptive concurrency limit, driven by simulated servers on a fake clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from bulkusers.concurrency import ConcurrencyLimit, Overload
+
+
+class Clock:
+    """A clock that moves only when the simulation says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def queueing_round(limit: ConcurrencyLimit, clock: Clock, *, capacity: int,
+                   service_s: float) -> float:
+    """One round trip against a server serving ``capacity`` at once, queueing the rest: the
+    client keeps ``limit`` requests in flight; returns the round's latency."""
+    in_flight = limit.limit
+    rtt = service_s * max(1.0, in_flight / capacity)
+    clock.now += rtt
+    for _ in range(in_flight):
+        limit.succeeded(rtt, in_flight)
+    return rtt
+
+
+def capped_round(limit: ConcurrencyLimit, clock: Clock, *, cap: int, service_s: float) -> int:
+    """One round trip against a server answering 429 beyond ``cap`` in flight; returns how
+    many requests it refused."""
+    in_flight, sent_at = limit.limit, clock.now
+    clock.now += service_s
+    refused = max(0, in_flight - cap)
+    for number in range(1, in_flight + 1):
+        if number > cap:
+            limit.overloaded("429", sent_at=sent_at, inflight=number)
+        else:
+            limit.succeeded(service_s, number)
+    return refused
+
+
+@pytest.mark.parametrize("capacity", [2, 16, 40, 100])
+def test_converges_under_a_queueing_servers_capacity(capacity: int) -> None:
+    """Against a server with N workers and a queue, the limit rises past N (full throughput)
+    and holds where latency stays well under twice the unloaded latency."""
+    clock = Clock()
+    limit = ConcurrencyLimit(512, clock=clock)
+    assert limit.limit == 2  # starts low
+    latencies = [queueing_round(limit, clock, capacity=capacity, service_s=0.02)
+                 for _ in range(300)]
+    settled = [limit.limit]
+    for _ in range(100):
+        latencies.append(queueing_round(limit, clock, capacity=capacity, service_s=0.02))
+        settled.append(limit.limit)
+    assert min(settled) >= capacity  # every worker of the server kept busy
+    assert max(latencies[-100:]) <= 2 * 0.02
+    assert limit.no_load_rtt == pytest.approx(0.02)
+
+
+def test_settles_just_under_an_inflight_cap_and_stops_probing_it() -> None:
+    """Against a server answering 429 beyond 16 in flight, the limit settles at exactly 16
+    and is refused only while it first finds the cap, not all run long."""
+    clock = Clock()
+    limit = ConcurrencyLimit(64, clock=clock)
+    refusals = [capped_round(limit, clock, cap=16, service_s=0.02) for _ in range(1000)]
+    assert limit.limit == 16
+    assert sum(refusals[20:]) == 0
+
+
+def test_probes_one_above_a_remembered_cap_only_after_a_long_calm() -> None:
+    """A server whose cap rose from 16 to 20 is found again, one step per long calm."""
+    clock = Clock()
+    limit = ConcurrencyLimit(64, clock=clock)
+    for _ in range(100):
+        capped_round(limit, clock, cap=16, service_s=0.02)
+    assert limit.limit == 16
+    for _ in range(20_000):  # 400 s of calm answers at a cap of 20
+        capped_round(limit, clock, cap=20, service_s=0.02)
+    assert 17 <= limit.limit <= 20
+
+
+@pytest.mark.parametrize("signal", ["429", "502", "503", "504", "timeout"])
+def test_backs_off_on_each_overload_signal(signal: Overload) -> None:
+    """Every kind of overload (429, 502, 503, 504, a timeout) lowers the limit at once."""
+    clock = Clock()
+    limit = ConcurrencyLimit(32, fixed=True, clock=clock)
+    limit.overloaded(signal, sent_at=clock.now, inflight=32)
+    assert limit.limit < 32
+    assert limit.history[-1].reason in (f"HTTP {signal}", "timeout")
+
+
+def test_a_burst_of_refusals_from_one_round_trip_backs_off_once() -> None:
+    """Twenty 503s for requests sent before the back-off lower the limit once, not twenty
+    times; a refusal of a request sent after it lowers it again."""
+    clock = Clock()
+    limit = ConcurrencyLimit(40, fixed=True, clock=clock)
+    sent = clock.now
+    clock.now += 0.02
+    for _ in range(20):
+        limit.overloaded("503", sent_at=sent, inflight=40)
+    assert limit.limit == 30
+    clock.now += 0.02
+    limit.overloaded("503", sent_at=clock.now, inflight=30)
+    assert limit.limit == 22
+
+
+def test_never_exceeds_the_maximum() -> None:
+    """With latency that never rises, the limit grows to the maximum and stays there."""
+    clock = Clock()
+    limit = ConcurrencyLimit(50, clock=clock)
+    seen = []
+    for _ in range(200):
+        queueing_round(limit, clock, capacity=10_000, service_s=0.02)
+        seen.append(limit.limit)
+    assert max(seen) == 50
+    assert seen[-1] == 50
+
+
+def test_a_fixed_limit_ignores_latency_and_recovers_after_backing_off() -> None:
+    """--concurrency N: queueing does not lower it; a 503 does, and calm answers bring it
+    back to N, never above."""
+    clock = Clock()
+    limit = ConcurrencyLimit(24, fixed=True, clock=clock)
+    for _ in range(50):
+        queueing_round(limit, clock, capacity=4, service_s=0.02)
+    assert limit.limit == 24
+    limit.overloaded("503", sent_at=clock.now, inflight=24)
+    assert limit.limit == 18
+    for _ in range(50):
+        queueing_round(limit, clock, capacity=100, service_s=0.02)
+    assert limit.limit == 24
+
+
+def test_an_idle_run_does_not_raise_the_limit() -> None:
+    """Answers that used far less than the limit say nothing about it: it stays."""
+    clock = Clock()
+    limit = ConcurrencyLimit(64, initial=32, clock=clock)
+    for _ in range(200):
+        clock.now += 0.02
+        limit.succeeded(0.02, 2)
+    assert limit.limit == 32
+
+
+def test_history_records_each_change_with_its_reason() -> None:
+    """The limit over time is kept: the start, then every change with time and reason."""
+    clock = Clock()
+    limit = ConcurrencyLimit(64, clock=clock)
+    queueing_round(limit, clock, capacity=100, service_s=0.5)
+    limit.overloaded("504", sent_at=clock.now, inflight=8)
+    assert [(c.seconds, c.limit, c.reason) for c in limit.history] == [
+        (0.0, 2, "start"), (0.5, 4, "latency steady"), (0.5, 3, "HTTP 504")]
+
+
+def test_maximum_must_be_within_bounds() -> None:
+    """A maximum of 0 or above 512 is refused."""
+    for bad in (0, 513):
+        with pytest.raises(ValueError, match="between 1 and 512"):
+            ConcurrencyLimit(bad)
+
+
+def test_relearning_starts_low_again_but_keeps_a_servers_cap() -> None:
+    """Turning from reads to writes: the adaptive limit starts low again and re-learns the
+    latency, but never forgets the in-flight cap a 429 revealed."""
+    clock = Clock()
+    limit = ConcurrencyLimit(64, clock=clock)
+    for _ in range(100):
+        capped_round(limit, clock, cap=10, service_s=0.05)
+    assert limit.limit == 10
+    limit.relearn()
+    assert (limit.limit, limit.no_load_rtt) == (2, None)
+    for _ in range(100):
+        queueing_round(limit, clock, capacity=1000, service_s=0.02)
+    assert limit.limit == 10
+    assert limit.no_load_rtt == pytest.approx(0.02)
+
+
+def test_keeps_probing_while_throughput_rises_although_latency_climbs() -> None:
+    """A busy client makes every answer 1.4 times slower whatever the limit, yet more in
+    flight still gets more answers per second: the limit keeps growing to the maximum."""
+    clock = Clock()
+    limit = ConcurrencyLimit(40, clock=clock)
+    queueing_round(limit, clock, capacity=1000, service_s=0.02)  # unloaded: 20 ms
+    for _ in range(300):
+        in_flight = limit.limit
+        clock.now += 0.028
+        for _ in range(in_flight):
+            limit.succeeded(0.028, in_flight)
+    assert limit.limit == 40
+    assert any(change.reason == "throughput rising" for change in limit.history)
