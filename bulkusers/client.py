@@ -259,8 +259,9 @@ class SisenseClient:
                 raise
         # A 401: renew the credential once and repeat; a second 401 means it is not the token.
         if not await self._auth.renew(self.session, generation):
-            raise AuthError("the server refused the token (HTTP 401); check --token or "
-                            "SISENSE_TOKEN, or log in with --username/--password")
+            raise AuthError("the server refused the token (HTTP 401): it is wrong, expired or "
+                            "revoked; check --token or SISENSE_TOKEN, or log in with "
+                            "--username/--password, which logs in again when a token expires")
         headers = await self._auth.headers(self.session)
         try:
             return await self._send_once(method, path, params, body, headers, trace)

@@ -38,7 +38,6 @@ from bulkusers.emulator.records import (
     SUPER_UNDELETABLE,
     TEXT_FIELDS,
     USER_EXISTS,
-    USER_MANAGER_ROLES,
     USER_NOT_FOUND,
     VALIDATION,
     GroupRecord,
@@ -227,7 +226,7 @@ class Store:
         return sum(self.revoke_tokens(user.id) for user in users)
 
     def api_key_user(self, api_key: str) -> str | None:
-        """The id of the admin a legacy ``x-api-key`` JWT speaks for, or None if it fails."""
+        """The id of the user a legacy ``x-api-key`` JWT speaks for, or None if it fails."""
         if self.api_secret is None:
             return None
         try:
@@ -251,7 +250,9 @@ class Store:
         user_id = self._emails.get(identity(email))
         if user_id is None or not password_matches(self.users[user_id], password):
             return None
-        return user_id if self.role_name_of(user_id) in USER_MANAGER_ROLES else None
+        # Authentication only: what the user may do is its role's business, as with a bearer
+        # token (a Viewer's key reads its own user and gets 403 on user writes).
+        return user_id
 
     def create_users(self, bodies: list[object], *, bulk: bool,
                      legacy: bool = False) -> list[UserRecord]:
