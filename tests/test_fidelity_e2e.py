@@ -284,3 +284,31 @@ def test_export_shows_the_same_groups_both_ways(run_cli: RunCli, tmp_path: Path)
     hidden, shown = exports
     assert hidden == shown
     assert all(cell.split("; ").count("Everyone") == 1 for cell in shown.values())
+
+
+# -- accounts of lower roles ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("role", "refused"), [("consumer", "GET /api/roles"),
+                                               ("contributor", "POST /api/v1/users/bulk")])
+def test_lower_roles_abort_in_one_line(served: Served, run_cli: RunCli, tmp_path: Path,
+                                       role: str, refused: str) -> None:
+    """Run as a Viewer (refused the roles) or a Designer (refused the create): exit 3, one
+    line naming the refused call and the admin role, no user created."""
+    store = served.emulator.store
+
+    def make_account() -> None:
+        store.create_users([{"email": "low@acme.example", "password": "Low-Pass-123",
+                             "roleId": store.role_ids[role]}], bulk=False)
+
+    served.host.call(make_account)
+    source = write_csv(tmp_path / "few.csv", HEADER, many_people(3))
+    result = run_cli("import", str(source), "--url", served.url, "--username",
+                     "low@acme.example", "--password", "Low-Pass-123", "--report", "r.csv")
+    assert result.exit_code == 3, result.output
+    errors = error_lines(result.output)
+    assert len(errors) == 1, result.output
+    assert "403" in errors[0]
+    assert refused in errors[0]
+    assert "admin role" in errors[0]
+    assert not any(store.creations[f"p{n:03d}@acme.example"] for n in range(3))

@@ -63,6 +63,10 @@ def _skip_limit(query: MultiMapping[str]) -> tuple[int, int | None]:
 
 def _search_users(store: Store, query: MultiMapping[str]) -> list[UserRecord]:
     """Users matching ``search`` (substring of email, names, any case) and ``groups`` (any of)."""
+    # Documented: `search` is a "contains" match ([SPEC-v09] /users/allDirectories; /users/count
+    # says "usernames that include the query string"), and the pre-6.5 script finds a user by
+    # `?search=<email>` ([KB-LEGACY]). Inferred: over email, userName, first and last name, in
+    # any letter case (the spec names no fields; Sisense's admin UI search behaves so).
     users = list(store.users.values())
     if needle := query.get("search", "").strip().lower():
         users = [u for u in users
