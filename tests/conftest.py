@@ -60,7 +60,9 @@ def with_test_ca(args: Sequence[str]) -> list[str]:
     https:// URL."""
     args = list(args)
     tls = suite_tls()
-    if tls is None or "--ca-bundle" in args or "--insecure" in args:
+    chosen = {"--ca-bundle", "--insecure"} & set(args) or {
+        name for name in ("SISENSE_CA_BUNDLE", "SISENSE_INSECURE") if os.environ.get(name)}
+    if tls is None or chosen:  # the test chose how to trust the server: leave it so
         return args
     at = args.index("--url") if "--url" in args else -1
     url = args[at + 1] if 0 <= at < len(args) - 1 else os.environ.get("SISENSE_URL", "")
