@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -140,6 +141,19 @@ def _flatten(value: JSON) -> list[UserDict]:
         for item in value:
             found.extend(_flatten(item))
     return found
+
+
+def _legacy_body(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """A v1-shaped user body as the pre-6.5 v0.9 API took it: the password as its md5 ``hash``.
+
+    Pre-6.5 servers stored and compared the md5 hex digest of the password, which clients sent
+    as ``hash`` (sisense-api.md section 4, [KB-LEGACY]); they knew no ``password`` field.
+    """
+    body = dict(payload)
+    password = body.pop("password", None)
+    if isinstance(password, str):
+        body["hash"] = hashlib.md5(password.encode(), usedforsecurity=False).hexdigest()
+    return body
 
 
 def _match_email(users: Iterable[UserDict], email: str) -> UserDict | None:
@@ -275,13 +289,14 @@ class LegacyApi(_Common):
                            trace: Trace) -> list[UserDict]:
         """``POST /api/users`` with a JSON array (the answer's shape varies by version)."""
         created = await self.client.request("POST", "/api/users",
-                                            body=[dict(p) for p in payloads], trace=trace)
+                                            body=[_legacy_body(p) for p in payloads],
+                                            trace=trace)
         return _flatten(created)
 
     async def update_user(self, user: User, patch: Mapping[str, Any],
                           trace: Trace) -> UserDict:
         """``PUT /api/users/{id}`` for fields; memberships via ``/api/groups/{id}/users``."""
-        fields = {k: v for k, v in patch.items() if k != "groups"}
+        fields = _legacy_body({k: v for k, v in patch.items() if k != "groups"})
         if fields:
             await self.client.request("PUT", f"/api/users/{user.id}", body=fields, trace=trace)
         if "groups" in patch:

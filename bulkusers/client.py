@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -95,6 +96,27 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
+_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_GATEWAY_STATUSES = frozenset({502, 503, 504})
+
+
+def _not_json_message(status: int, reason: str, body: bytes) -> str:
+    """One line for an error answer that is not Sisense's JSON, such as a proxy's HTML page.
+
+    Never the page itself: it would flood the report and the terminal. Its ``<title>`` (e.g.
+    ``502 Bad Gateway``) is kept when short, as it often names the cause better than the reason.
+    """
+    found = _TITLE.search(body[:4096])
+    title = " ".join(found.group(1).decode("utf-8", "replace").split()) if found else ""
+    title = title.removeprefix(f"{status} ")  # "HTTP 502: 502 Bad Gateway" says it twice
+    what = title if title and len(title) <= 80 and "<" not in title else reason
+    if status in _GATEWAY_STATUSES:
+        # A gateway (nginx, an ingress, a load balancer) answered for Sisense: the server
+        # behind it is down, restarting or too slow.
+        return f"{what} (an HTML page from the proxy or gateway in front of Sisense)"
+    return f"{what} (the answer is an HTML or text page, not Sisense's JSON; is --url right?)"
+
+
 def _error_from(status: int, reason: str, body: bytes, method: str, path: str,
                 retry_after: float | None) -> ApiError:
     code: int | None = None
@@ -112,7 +134,7 @@ def _error_from(status: int, reason: str, body: bytes, method: str, path: str,
         elif isinstance(parsed.get("message"), str):
             message = parsed["message"]
     elif body:
-        message = f"{message} (the answer is not JSON; is this a Sisense URL?)"
+        message = _not_json_message(status, message, body)
     if status in RETRYABLE_STATUSES:
         return TransientApiError(status, code, message, method=method, path=path,
                                  retry_after=retry_after)
@@ -237,8 +259,9 @@ class SisenseClient:
                 raise
         # A 401: renew the credential once and repeat; a second 401 means it is not the token.
         if not await self._auth.renew(self.session, generation):
-            raise AuthError("the server refused the token (HTTP 401); check --token or "
-                            "SISENSE_TOKEN, or log in with --username/--password")
+            raise AuthError("the server refused the token (HTTP 401): it is wrong, expired or "
+                            "revoked; check --token or SISENSE_TOKEN, or log in with "
+                            "--username/--password, which logs in again when a token expires")
         headers = await self._auth.headers(self.session)
         try:
             return await self._send_once(method, path, params, body, headers, trace)

@@ -109,7 +109,11 @@ def batched(items: Iterable[WorkItem], size: int) -> Iterator[WorkItem]:
 
 def snapshot(user: User, directory: Directory) -> str:
     """A user's state as JSON for the report's ``previous`` column (names, not ids)."""
-    groups = directory.group_names(user.group_ids)
+    # Built-in groups are computed, never written, and listed in a user's groups by some servers
+    # only (Everyone): left out, the record is the same whichever server it came from.
+    groups = directory.group_names(
+        g for g in user.group_ids
+        if not ((group := directory.group_by_id(g)) is not None and group.builtin))
     state: dict[str, Any] = {
         "id": user.id, "email": user.email, "userName": user.user_name,
         "firstName": user.first_name, "lastName": user.last_name,

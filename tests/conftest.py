@@ -1,8 +1,16 @@
-"""Shared fixtures: an emulator on a loopback port in a background thread, and a CLI runner."""
+"""Shared fixtures: an emulator on a loopback port in a background thread, and a CLI runner.
+
+With ``BULKUSERS_TEST_TLS=1`` in the environment every emulator these fixtures start serves HTTPS
+with a certificate from a throwaway trustme CA, and `run_cli` passes that CA with ``--ca-bundle``
+to every command given an ``https://`` URL (by ``--url`` or ``SISENSE_URL``): the whole suite
+then runs over TLS (the CA itself is made in ``tests/__init__.py``, before aiohttp is imported).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import ssl
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
@@ -15,17 +23,60 @@ from click.testing import CliRunner, Result
 
 from bulkusers.cli import cli
 from bulkusers.emulator import Emulator, EmulatorSettings, running_emulator
+from tests import SUITE_CA, SUITE_CERT
 
 TOKEN = "test-token-5f1e"
 GROUPS = ("Finance", "Sales", "Engineering", "Marketing", "Human Resources", "Operations",
           "Customer Success", "Leadership")
 
 
+@dataclass(frozen=True)
+class SuiteTls:
+    """The suite's throwaway CA (its PEM file) and the server context it signed, for TLS runs."""
+
+    context: ssl.SSLContext
+    ca_file: Path
+
+
+def _make_suite_tls() -> SuiteTls | None:
+    """The suite's TLS set-up when BULKUSERS_TEST_TLS=1, else None."""
+    if SUITE_CA is None or SUITE_CERT is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(SUITE_CERT)
+    return SuiteTls(context, SUITE_CA)
+
+
+_SUITE_TLS = _make_suite_tls()
+
+
+def suite_tls() -> SuiteTls | None:
+    """The suite's TLS set-up (a CA and a server context) when BULKUSERS_TEST_TLS=1, else None."""
+    return _SUITE_TLS
+
+
+def with_test_ca(args: Sequence[str]) -> list[str]:
+    """`args`, plus ``--ca-bundle`` with the suite's CA when they (or ``SISENSE_URL``) name an
+    https:// URL."""
+    args = list(args)
+    tls = suite_tls()
+    chosen = {"--ca-bundle", "--insecure"} & set(args) or {
+        name for name in ("SISENSE_CA_BUNDLE", "SISENSE_INSECURE") if os.environ.get(name)}
+    if tls is None or chosen:  # the test chose how to trust the server: leave it so
+        return args
+    at = args.index("--url") if "--url" in args else -1
+    url = args[at + 1] if 0 <= at < len(args) - 1 else os.environ.get("SISENSE_URL", "")
+    if url.startswith("https://"):
+        args += ["--ca-bundle", str(tls.ca_file)]
+    return args
+
+
 class EmulatorThread:
     """An emulator serving from its own event loop in a thread, so sync CLI tests can use it."""
 
-    def __init__(self, settings: EmulatorSettings) -> None:
+    def __init__(self, settings: EmulatorSettings, *, plain: bool = False) -> None:
         self._settings = settings
+        self._plain = plain  # plain HTTP even in a TLS run
         self._ready: Future[Emulator] = Future()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -37,8 +88,10 @@ class EmulatorThread:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
+        tls = None if self._plain else suite_tls()
+        context = tls.context if tls is not None else None
         try:
-            async with running_emulator(self._settings) as emulator:
+            async with running_emulator(self._settings, ssl_context=context) as emulator:
                 self._ready.set_result(emulator)
                 await self._stop.wait()
         except BaseException as exc:  # surface start-up failures in the test, not the thread
@@ -85,13 +138,14 @@ class Served:
         return self.emulator.url
 
     def connect(self) -> list[str]:
-        """The CLI's connection options for this emulator (its fixed token)."""
-        return ["--url", self.url, "--token", TOKEN]
+        """The CLI's connection options for this emulator (its fixed token; its CA over TLS)."""
+        return with_test_ca(["--url", self.url, "--token", TOKEN])
 
 
-def serve(settings: EmulatorSettings) -> Iterator[Served]:
-    """Run an emulator for the duration of a fixture."""
-    host = EmulatorThread(settings)
+def serve(settings: EmulatorSettings, *, plain: bool = False) -> Iterator[Served]:
+    """Run an emulator for the duration of a fixture (over plain HTTP if `plain`, even in a TLS
+    run)."""
+    host = EmulatorThread(settings, plain=plain)
     emulator = host.start()
     try:
         yield Served(emulator, host)
@@ -137,7 +191,7 @@ def run_cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..., Re
 
     def invoke(*args: str, input: str | None = None) -> Result:
         runner = CliRunner()
-        return runner.invoke(cli, list(args), input=input, catch_exceptions=False)
+        return runner.invoke(cli, with_test_ca(args), input=input, catch_exceptions=False)
 
     return invoke
 

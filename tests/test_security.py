@@ -437,9 +437,16 @@ def test_insecure_export_warns_too(tls: tuple[Served, Path], run_cli: RunCli,
     assert "insecure" in result.output
 
 
+@pytest.fixture
+def plain_served() -> Iterator[Served]:
+    """An emulator over plain HTTP, even when the suite runs over TLS."""
+    yield from serve(EmulatorSettings(token=TOKEN, groups=GROUPS), plain=True)
+
+
 def test_https_url_to_a_plain_http_server_says_which_scheme(
-        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+        plain_served: Served, run_cli: RunCli, tmp_path: Path) -> None:
     """https:// to a plain-HTTP server: exit 3, one line about the scheme, no retries."""
+    served = plain_served
     write_csv(tmp_path / "users.csv", ("Email", "Role"), [["tls@acme.example", "viewer"]])
     url = served.url.replace("http://", "https://")
     result = debug_run(run_cli, "import", "users.csv", "--url", url, "--token", TOKEN)

@@ -22,7 +22,6 @@ from bulkusers.emulator.records import (
     object_id,
 )
 from bulkusers.emulator.shared import (
-    STORE,
     bool_param,
     empty_response,
     expand_param,
@@ -34,6 +33,7 @@ from bulkusers.emulator.shared import (
     project,
     read_array,
     read_body,
+    require_reader,
     require_writer,
     user_json,
 )
@@ -87,15 +87,16 @@ def _select_users(store: Store, query: MultiMapping[str]) -> list[UserRecord]:
 
 @routes.get("/api/roles")
 async def list_roles(request: web.Request) -> web.Response:
-    """All built-in roles (the v0.9 endpoint every client uses)."""
-    return json_response([role.to_json() for role in request.app[STORE].roles.values()])
+    """All built-in roles (the v0.9 endpoint every client uses); Viewers get 403."""
+    # Documented: x-permission-type designers-and-admins-only ([SPEC-v09] /roles).
+    return json_response([role.to_json() for role in require_reader(request).roles.values()])
 
 
 @routes.get("/api/roles/{id_or_name}")
 async def get_role(request: web.Request) -> web.Response:
     """One role by id or API name (case-insensitive)."""
     wanted = request.match_info["id_or_name"].lower()
-    for role in request.app[STORE].roles.values():
+    for role in require_reader(request).roles.values():
         if wanted in (role.id, role.name.lower()):
             return json_response(role.to_json())
     raise StoreError(404, ROLE_NOT_FOUND, "Role not found", resourceType="role",
@@ -110,7 +111,7 @@ _USER_EXPANDS = frozenset({"groups", "adgroups", "role"})
 @routes.get("/api/v1/users")
 async def list_users(request: web.Request) -> web.Response:
     """Users as a bare array, filtered, sorted, paged and projected as the query asks."""
-    store, query = request.app[STORE], request.query
+    store, query = require_reader(request), request.query
     expand = expand_param(query, _USER_EXPANDS)
     users = _select_users(store, query)
     return _list_response(query, users, lambda user: user_json(store, user, expand))
@@ -146,7 +147,7 @@ async def create_user(request: web.Request) -> web.Response:
 @routes.get("/api/v1/users/{user_id}")
 async def get_user(request: web.Request) -> web.Response:
     """One user by id, with ``fields`` and ``expand``."""
-    store, query = request.app[STORE], request.query
+    store, query = require_reader(request), request.query
     expand = expand_param(query, _USER_EXPANDS)
     doc = user_json(store, store.get_user(request.match_info["user_id"]), expand)
     return json_response(project(doc, query["fields"]) if "fields" in query else doc)
@@ -175,7 +176,7 @@ _GROUP_EXPANDS = frozenset({"users", "role"})
 @routes.get("/api/v1/groups")
 async def list_groups(request: web.Request) -> web.Response:
     """Groups as a bare array; ``expand=users`` lists members, built-in memberships included."""
-    store, query = request.app[STORE], request.query
+    store, query = require_reader(request), request.query
     expand = expand_param(query, _GROUP_EXPANDS)
     groups = list(store.groups.values())
     if "name" in query:
@@ -203,7 +204,7 @@ async def create_group(request: web.Request) -> web.Response:
 @routes.get("/api/v1/groups/{group_id}")
 async def get_group(request: web.Request) -> web.Response:
     """One group by id, with ``fields`` and ``expand``."""
-    store, query = request.app[STORE], request.query
+    store, query = require_reader(request), request.query
     expand = expand_param(query, _GROUP_EXPANDS)
     doc = group_json(store, store.get_group(request.match_info["group_id"]), expand)
     return json_response(project(doc, query["fields"]) if "fields" in query else doc)

@@ -3,7 +3,8 @@
 Login issues bearer tokens; logout, logout-all and the admin revocation endpoints forget them
 (sisense-api.md section 2.2). Pre-6.5 servers authenticated v0.9 calls with an ``x-api-key`` header
 holding an HS256 JWT of an admin's email and password instead (section 2.5); the emulator accepts
-it on every ``/api/...`` path when `Store.api_secret` is set, alongside bearer tokens.
+it on the v0.9 paths (``/api/...`` outside ``/api/v1``) when `Store.api_secret` is set, alongside
+bearer tokens, and only while its ``iat`` is younger than `Store.legacy_max_age_s`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from bulkusers.emulator.shared import (
 INVALID_TOKEN = 5002  # pysisense's example (sisense-api.md section 2.4), unverified
 INVALID_CREDENTIALS = 5001  # guess: undocumented
 API_KEY_HEADER = "x-api-key"
+V1_PREFIX = "/api/v1/"
 ADMIN_PATH = "/api/v1/authentication/admin"
 auth_routes = web.RouteTableDef()
 
@@ -45,11 +47,17 @@ def _authenticate(request: web.Request) -> str:
     token = bearer_token(request)
     user_id = store.token_user(token) if token else None
     if user_id is None and API_KEY_HEADER in request.headers:
+        if request.path.startswith(V1_PREFIX):
+            # Documented: the x-api-key scheme belongs to the v0.9 paths of pre-6.5 servers
+            # ([KB-LEGACY]; sisense-api.md sections 2.5 and 12), which had no /api/v1 at all.
+            raise StoreError(401, INVALID_TOKEN, "x-api-key is accepted on v0.9 paths only.")
         # Clients URL-encode the JWT (quote_plus) before putting it in the header.
         user_id = store.api_key_user(unquote(request.headers[API_KEY_HEADER].strip()))
         if user_id is None:
             # Deliberately vague: the key carries a clear-text password, never echo any of it.
-            raise StoreError(401, INVALID_TOKEN, "Invalid API key.")
+            # A bad signature, a stale `iat` or wrong credentials all get this one answer;
+            # 401 is itself inferred (sisense-api.md 2.5: no source documents the status).
+            raise StoreError(401, INVALID_TOKEN, "Invalid or expired API key.")
     if user_id is None:
         raise StoreError(401, INVALID_TOKEN, "Invalid token.")
     return user_id
@@ -58,7 +66,7 @@ def _authenticate(request: web.Request) -> str:
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Require a known bearer token or a valid ``x-api-key`` on every API path except login."""
-    if request.path.startswith("/api/") and request.path != LOGIN_PATH:
+    if request.path.startswith("/api/") and request.path.rstrip("/") != LOGIN_PATH:
         request[CALLER] = _authenticate(request)
     return await handler(request)
 

@@ -1,9 +1,9 @@
 """Fault injection, the request log and the Sisense error envelope, for the emulator's middlewares.
 
-`Faults` holds the knobs (latency, a random 503 rate, a cap on requests in flight answered with 429
-and ``Retry-After``) and deterministic scripts for tests (the next N matching requests get given
-statuses, or have their connection dropped). The knobs are plain attributes, so a test can change
-them while the server runs.
+`Faults` holds the knobs (latency, a random 503 rate answered with an nginx-like HTML page, a cap
+on requests in flight answered with 429 and ``Retry-After``) and deterministic scripts for tests
+(the next N matching requests get given statuses, or have their connection dropped). The knobs
+are plain attributes, so a test can change them while the server runs.
 """
 
 from __future__ import annotations
@@ -66,11 +66,31 @@ def format_retry_after(seconds: float) -> str:
     return str(int(seconds)) if float(seconds).is_integer() else str(seconds)
 
 
+#: Statuses a reverse proxy in front of Sisense answers itself, with its own HTML page.
+GATEWAY_STATUSES = frozenset({502, 503, 504})
+
+
+def gateway_page(status: int) -> str:
+    """The HTML error page nginx (the usual proxy and ingress in front of Sisense) serves."""
+    title = f"{status} {HTTPStatus(status).phrase}"
+    return (f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
+            f"<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n"
+            "</body>\r\n</html>\r\n")
+
+
 def fault_response(status: int, retry_after: float | None = None) -> web.Response:
-    """A Sisense-shaped error answer for an injected fault; 429/503 carry ``Retry-After``."""
+    """An injected fault's answer; 429/503 carry ``Retry-After``.
+
+    502, 503 and 504 come from the gateway, not from Sisense, so they are nginx's HTML pages,
+    not the JSON error envelope (inferred from nginx and ingress defaults: sisense-api.md
+    section 12). Other statuses use the Sisense envelope.
+    """
     headers = {}
     if retry_after is not None and status in (429, 503):
         headers["Retry-After"] = format_retry_after(retry_after)
+    if status in GATEWAY_STATUSES:
+        return web.Response(status=status, text=gateway_page(status), content_type="text/html",
+                            headers=headers)
     phrase = HTTPStatus(status).phrase
     body = error_body(status, status, f"{phrase} (injected by the emulator)")
     return web.json_response(body, status=status, headers=headers)

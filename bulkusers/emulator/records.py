@@ -30,7 +30,15 @@ ROLES: tuple[tuple[str, str], ...] = (
     ("dataDesigner", "Data Designer"), ("contributor", "Designer"), ("consumer", "Viewer"),
     ("tenantAdmin", "Tenant Admin"),
 )
-ADMIN_ROLES = frozenset({"super", "admin"})
+ADMIN_ROLES = frozenset({"super", "admin"})  # members of the built-in Admins group
+#: Roles that may write users and groups. Documented: permissions are per capability
+#: (``manage/users/*``) and a tenant admin can manage users, viewers cannot ([SPEC-v1], section 12).
+#: Inferred: data admins and designers cannot either (their capabilities are about data).
+USER_MANAGER_ROLES = frozenset({"super", "admin", "tenantAdmin"})
+#: Roles that may read ``/api/roles`` (documented: ``x-permission-type: designers-and-admins-only``,
+#: [SPEC-v09]) and, inferred from the same rule, users and groups: everyone but a Viewer.
+READER_ROLES = frozenset({"super", "admin", "tenantAdmin", "dataAdmin", "dataDesigner",
+                          "contributor"})
 EVERYONE, ALL_USERS, ADMINS = "Everyone", "All users in system", "Admins"
 BUILTIN_GROUPS = (EVERYONE, ALL_USERS, ADMINS)
 
@@ -39,7 +47,16 @@ _OBJECT_ID = re.compile(r"^[0-9a-fA-F]{24}$")
 TEXT_FIELDS = (("email", "email", True), ("userName", "user_name", True),
                ("firstName", "first_name", False), ("lastName", "last_name", False),
                ("password", "password", True))
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+#: The ``email`` pattern of the v1 specification (documented: [SPEC-v1] L8.2.4 ``v1.0.orig.yaml``,
+#: user ``email``; sisense-api.md section 12), with one change: its last domain alternative,
+#: ``[a-zA-Z\-0-9]`` (one character), becomes ``[a-zA-Z\-0-9]+`` so that an address without a
+#: top-level domain (``jane@corp``) is accepted, as Sisense's current user-management documentation
+#: says (documented: [DOC-USERS]). Everything else the spec refuses stays refused: ``a..b@x.com``,
+#: ``a,b@x.com``, ``.a@x.com``, ``a@b.c``.
+EMAIL = re.compile(
+    r'^(([^<>()\[\]\\.,;:\s@"]+(\.[^<>()\[\]\\.,;:\s@"]+)*)|(".+"))'
+    r"@((\[[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}])"
+    r"|(([a-zA-Z\-0-9]+\.)+[a-zA-Z]{2,})|([a-zA-Z\-0-9]+))$")
 
 
 def iso(moment: datetime) -> str:
@@ -116,16 +133,28 @@ class GroupRecord:
                 "created": self.created, "lastUpdated": self.created, "tenantId": self.tenant_id}
 
 
+_MD5_PREFIX = "md5$"
+MD5_HEX = re.compile(r"^[0-9a-fA-F]{32}$")
+
+
 def hash_password(password: str, salt: str | None = None) -> str:
     """Salted SHA-256: an emulator is no vault, and a slow KDF would throttle bulk imports."""
     salt = salt or secrets.token_hex(8)
     return salt + "$" + hashlib.sha256((salt + password).encode()).hexdigest()
 
 
+def md5_password(md5_hex: str) -> str:
+    """The stored form of a password given as v0.9's ``hash`` (the md5 hex of the password)."""
+    return _MD5_PREFIX + md5_hex.lower()
+
+
 def password_matches(user: UserRecord, password: str) -> bool:
     """True if the user has a password and it is exactly `password`."""
     if user.password_hash is None:
         return False
+    if user.password_hash.startswith(_MD5_PREFIX):
+        digest = hashlib.md5(password.encode(), usedforsecurity=False).hexdigest()
+        return hmac.compare_digest(user.password_hash, md5_password(digest))
     salt = user.password_hash.split("$", 1)[0]
     return hmac.compare_digest(user.password_hash, hash_password(password, salt))
 

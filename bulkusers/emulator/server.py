@@ -56,6 +56,9 @@ class EmulatorSettings:
     gateway_timeout_s: float | None = 60.0  # a request queued this long gets 504
     seed: int = 0
     api_secret: str | None = None  # enables the pre-6.5 x-api-key JWT scheme with this secret
+    legacy_max_age_s: float = 300.0  # oldest x-api-key `iat` accepted (the scheme wants it fresh)
+    token_ttl_s: float | None = None  # issued bearer tokens (the fixed one too) expire after this
+    list_everyone: bool = False  # whether a user's `groups` lists the built-in Everyone group
 
 
 def seed_store(store: Store, settings: EmulatorSettings) -> UserRecord:
@@ -88,6 +91,9 @@ def create_app(settings: EmulatorSettings | None = None) -> web.Application:
     settings = settings or EmulatorSettings()
     store = Store(seed=settings.seed)
     store.api_secret = settings.api_secret
+    store.legacy_max_age_s = settings.legacy_max_age_s
+    store.token_ttl_s = settings.token_ttl_s
+    store.list_everyone = settings.list_everyone
     admin = seed_store(store, settings)
     if settings.token is not None:
         store.issue_token(admin.id, fixed=settings.token)
@@ -102,8 +108,17 @@ def create_app(settings: EmulatorSettings | None = None) -> web.Application:
     app = web.Application(middlewares=[request_log_middleware(requests), error_middleware,
                                        faults.middleware, auth_middleware])
     app[STORE], app[FAULTS], app[REQUESTS] = store, faults, requests
-    for table in (auth_routes, routes, legacy_routes):
+    tables = (auth_routes, routes, legacy_routes)
+    for table in tables:
         app.add_routes(table)
+    # Sisense's router accepts a trailing slash on every path (inferred: an Express router,
+    # non-strict by default), and clients that build URLs by joining segments send one. The
+    # copies are added after all the originals, in the same order, so that fixed paths such as
+    # /api/users/count/ still win over /api/users/{key}/.
+    for table in tables:
+        for route in table:
+            if isinstance(route, web.RouteDef) and not route.path.endswith("/"):
+                app.router.add_route(route.method, route.path + "/", route.handler)
     return app
 
 
@@ -146,8 +161,9 @@ async def running_emulator(settings: EmulatorSettings | None = None, host: str =
 
 
 async def serve_forever(settings: EmulatorSettings, host: str, port: int,
-                        on_ready: Callable[[str], None]) -> None:
+                        on_ready: Callable[[str], None],
+                        ssl_context: ssl.SSLContext | None = None) -> None:
     """Serve the emulator until cancelled, calling `on_ready(url)` once it listens."""
-    async with running_emulator(settings, host, port) as emulator:
+    async with running_emulator(settings, host, port, ssl_context) as emulator:
         on_ready(emulator.url)
         await asyncio.Event().wait()  # only cancellation ends this

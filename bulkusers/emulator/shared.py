@@ -15,9 +15,10 @@ from multidict import MultiMapping
 
 from bulkusers.emulator.faults import Faults, RequestRecord
 from bulkusers.emulator.records import (
-    ADMIN_ROLES,
     INVALID_EXPAND,
     NOT_AN_ARRAY,
+    READER_ROLES,
+    USER_MANAGER_ROLES,
     VALIDATION,
     GroupRecord,
     Json,
@@ -65,8 +66,16 @@ async def read_array(request: web.Request, what: str) -> list[object]:
 def require_writer(request: web.Request) -> Store:
     """The store, once the caller is known to hold a role allowed to manage users and groups."""
     store = request.app[STORE]
-    if store.role_name_of(request[CALLER]) not in ADMIN_ROLES:
+    if not store.role_allows(request[CALLER], USER_MANAGER_ROLES):
         raise StoreError(403, FORBIDDEN, "Only administrators may manage users and groups.")
+    return store
+
+
+def require_reader(request: web.Request) -> Store:
+    """The store, once the caller is known to hold a role allowed to read roles, users, groups."""
+    store = request.app[STORE]
+    if not store.role_allows(request[CALLER], READER_ROLES):
+        raise StoreError(403, FORBIDDEN, "Only designers and administrators may read this.")
     return store
 
 
@@ -141,9 +150,9 @@ def page_response(items: Sequence[Any], to_json: Callable[[Any], Json], *, skip:
 
 def user_json(store: Store, user: UserRecord, expand: Iterable[str] = ()) -> Json:
     """A user's v1 JSON with ``groups`` and ``role`` expanded when asked for."""
-    doc = user.to_json()
+    doc = store.user_doc(user)
     if "groups" in expand:
-        doc["groups"] = [{"_id": g, "name": store.groups[g].name} for g in user.groups]
+        doc["groups"] = [{"_id": g, "name": store.groups[g].name} for g in doc["groups"]]
     if "role" in expand:
         doc["role"] = store.roles[user.role_id].to_json()
     return doc
@@ -153,5 +162,5 @@ def group_json(store: Store, group: GroupRecord, expand: Iterable[str] = ()) -> 
     """A group's JSON with its members (built-in memberships derived) when asked for."""
     doc = group.to_json()
     if "users" in expand:
-        doc["users"] = [u.to_json() for u in store.group_members(group.id)]
+        doc["users"] = [store.user_doc(u) for u in store.group_members(group.id)]
     return doc

@@ -30,6 +30,7 @@ from bulkusers.emulator.records import (
     GROUP_NOT_FOUND,
     MANDATORY_EMPTY,
     MANDATORY_MISSING,
+    MD5_HEX,
     MULTIPLE_SUPER,
     NOT_AN_ARRAY,
     ROLE_NOT_FOUND,
@@ -47,6 +48,7 @@ from bulkusers.emulator.records import (
     hash_password,
     identity,
     iso,
+    md5_password,
     object_id,
     password_matches,
     require_object,
@@ -62,8 +64,15 @@ class Store:
         self._counter = 0
         self._secret = secrets.token_hex(16)
         self.clock = clock or (lambda: datetime.now(UTC))
+        #: Wall-clock seconds for token expiry and x-api-key age; tests may swap in a fake clock.
+        self.wall: Callable[[], float] = time.time
         self.token_ttl_s: float | None = None  # set to make newly issued tokens expire
         self.api_secret: str | None = None  # legacy x-api-key signing secret; None: scheme off
+        self.legacy_max_age_s = 300.0  # oldest x-api-key `iat` accepted, in seconds
+        #: Whether users' ``groups`` list the built-in Everyone group. The public sources do not
+        #: settle it (sisense-api.md section 12: pysisense 2.0 stopped filtering it out, so some
+        #: servers store it), so both behaviours can be rehearsed.
+        self.list_everyone = False
         self.tenant_id = self.new_id()
         self.roles = {r.id: r for r in (Role(self.new_id(), n, d) for n, d in ROLES)}
         self.role_ids = {role.name: role.id for role in self.roles.values()}  # API name -> id
@@ -88,10 +97,22 @@ class Store:
         """The store clock's current time, Sisense-formatted."""
         return iso(self.clock())
 
+    def user_doc(self, user: UserRecord) -> Json:
+        """A user's public v1 JSON, listing Everyone in ``groups`` when `list_everyone` says so."""
+        doc = user.to_json()
+        if self.list_everyone:
+            doc["groups"] = [self.everyone_id, *doc["groups"]]
+        return doc
+
+    @property
+    def everyone_id(self) -> str:
+        """The id of the built-in Everyone group."""
+        return self._group_names[EVERYONE.lower()]
+
     def user_by_email(self, email: str) -> Json | None:
         """The public JSON of the user with this email (case-insensitive), or None."""
         user_id = self._emails.get(identity(email))
-        return self.users[user_id].to_json() if user_id else None
+        return self.user_doc(self.users[user_id]) if user_id else None
 
     def group_by_name(self, name: str) -> Json | None:
         """The public JSON of the group with this name (case-insensitive), or None."""
@@ -168,12 +189,14 @@ class Store:
 
     def issue_token(self, user_id: str, fixed: str | None = None) -> str:
         """Issue a bearer token for the user: an HS256 JWT shaped like Sisense's, or `fixed`."""
-        if fixed is not None:  # the settings' token: accepted as is, never expires
-            self._tokens[fixed] = (user_id, None)
-            return fixed
-        issued = time.time()
-        claims: Json = {"user": user_id, "apiSecret": secrets.token_hex(16), "iat": int(issued)}
+        issued = self.wall()
+        # Expiry is enforced on L2024.1+ servers (documented: [DOC-BEARER]); --token-ttl turns it
+        # on, for the settings' fixed token too, as an API token issued at start-up.
         expiry = None if self.token_ttl_s is None else issued + self.token_ttl_s
+        if fixed is not None:  # the settings' token: accepted as is
+            self._tokens[fixed] = (user_id, expiry)
+            return fixed
+        claims: Json = {"user": user_id, "apiSecret": secrets.token_hex(16), "iat": int(issued)}
         if expiry is not None:
             claims["exp"] = int(expiry)
         token = jwt.encode(claims, self._secret, algorithm="HS256")
@@ -183,7 +206,7 @@ class Store:
     def token_user(self, token: str) -> str | None:
         """The id of the live user a valid, unexpired token belongs to, or None."""
         user_id, expiry = self._tokens.get(token, ("", None))
-        alive = expiry is None or time.time() < expiry
+        alive = expiry is None or self.wall() < expiry
         return user_id if alive and user_id in self.users else None
 
     def revoke_token(self, token: str) -> None:
@@ -203,7 +226,7 @@ class Store:
         return sum(self.revoke_tokens(user.id) for user in users)
 
     def api_key_user(self, api_key: str) -> str | None:
-        """The id of the admin a legacy ``x-api-key`` JWT speaks for, or None if it fails."""
+        """The id of the user a legacy ``x-api-key`` JWT speaks for, or None if it fails."""
         if self.api_secret is None:
             return None
         try:
@@ -217,17 +240,27 @@ class Store:
                                     options={"require": ["iat", "email", "password"]})
         except jwt.PyJWTError:
             return None
+        # The scheme wants a fresh `iat` per request (documented: [KB-LEGACY]); how old a key the
+        # server accepted is not documented, so the limit is a setting (inferred).
+        if self.wall() - float(claims["iat"]) > self.legacy_max_age_s:
+            return None
         email, password = claims["email"], claims["password"]
         if not isinstance(email, str) or not isinstance(password, str):
             return None
         user_id = self._emails.get(identity(email))
         if user_id is None or not password_matches(self.users[user_id], password):
             return None
-        return user_id if self.role_name_of(user_id) in ADMIN_ROLES else None
+        # Authentication only: what the user may do is its role's business, as with a bearer
+        # token (a Viewer's key reads its own user and gets 403 on user writes).
+        return user_id
 
-    def create_users(self, bodies: list[object], *, bulk: bool) -> list[UserRecord]:
-        """Validate every body, then create them all or refuse them all (all-or-nothing)."""
-        drafts = [self._user_draft(body) for body in bodies]
+    def create_users(self, bodies: list[object], *, bulk: bool,
+                     legacy: bool = False) -> list[UserRecord]:
+        """Validate every body, then create them all or refuse them all (all-or-nothing).
+
+        `legacy` applies the v0.9 create rules (``hash``, ``active``, an optional ``roleId``).
+        """
+        drafts = [self._user_draft(body, legacy) for body in bodies]
         seen: set[str] = set()
         for draft in drafts:
             keys = {"e:" + identity(draft.email), "u:" + identity(draft.user_name)}
@@ -243,10 +276,10 @@ class Store:
             self.creations[identity(draft.email)] += 1
         return drafts
 
-    def update_user(self, user_id: str, body: object) -> UserRecord:
+    def update_user(self, user_id: str, body: object, *, legacy: bool = False) -> UserRecord:
         """Apply a partial update; `groups` replaces membership and `active` is read-only."""
         user = self.get_user(user_id)
-        fields = self._validated(body, create=False)
+        fields = self._validated(body, create=False, legacy=legacy)
         email, user_name = fields.get("email", user.email), fields.get("user_name", user.user_name)
         if self._clashes(email, user_name, user.id):
             raise StoreError(400, USER_EXISTS, "A user with this email or userName already exists.")
@@ -271,9 +304,9 @@ class Store:
             del self.users[user.id]
             self.revoke_tokens(user.id)
 
-    def _user_draft(self, body: object) -> UserRecord:
+    def _user_draft(self, body: object, legacy: bool) -> UserRecord:
         """Validate one create body into an unsaved record (uniqueness is checked by the caller)."""
-        fields = self._validated(body, create=True)
+        fields = self._validated(body, create=True, legacy=legacy)
         if fields["role_id"] == self.role_ids["super"]:
             raise StoreError(400, MULTIPLE_SUPER, "There can be only one super user.")
         fields.setdefault("user_name", fields["email"])
@@ -281,8 +314,8 @@ class Store:
         return UserRecord(self.new_id(), tenant_id=self.tenant_id, created=now, last_updated=now,
                           **fields)
 
-    def _validated(self, body: object, *, create: bool) -> dict[str, Any]:
-        """Check a create or PATCH body; return the record attributes it sets."""
+    def _validated(self, body: object, *, create: bool, legacy: bool = False) -> dict[str, Any]:
+        """Check a create or update body; return the record attributes it sets."""
         data = require_object(body)
         fields: dict[str, Any] = {}
         if not create and "email" in data and data["email"] is None:
@@ -294,11 +327,19 @@ class Store:
             elif key in data and not nonempty:
                 fields[attr] = ""  # an explicit null clears a name; other nulls mean "not given"
         if "email" in fields and not EMAIL.match(fields["email"]):
-            raise StoreError(422, VALIDATION, f"Invalid email: {fields['email']!r}")
+            # Documented: the spec's email pattern, see records.EMAIL. 400, like every other
+            # invalid field value of a create (inferred: the spec names no status for it).
+            raise StoreError(400, VALIDATION, f"Invalid email: {fields['email']!r}")
         if "roleId" in data:
             fields["role_id"] = self._role_id(data["roleId"])
+        elif create and legacy:
+            # Inferred: the pre-6.5 script creates users without a roleId ([KB-LEGACY]) and
+            # they could sign in, so the server must have given them its default role, Viewer.
+            fields["role_id"] = self.role_ids["consumer"]
         elif create:
             raise StoreError(422, MANDATORY_MISSING, "Mandatory field is missing: roleId")
+        if legacy:
+            fields.update(_legacy_fields(data, create=create))
         if "groups" in data:
             fields["groups"] = self._group_ids(data["groups"])
         if "preferences" in data:
@@ -308,7 +349,15 @@ class Store:
         if "password" in fields:
             # Setting a password is what activates an account (sisense-api.md section 5).
             fields["password_hash"], fields["active"] = hash_password(fields.pop("password")), True
+            fields.pop("md5", None)
+        elif "md5" in fields:
+            fields["password_hash"] = md5_password(fields.pop("md5"))
+            fields.setdefault("active", True)
         return fields
+
+    def role_allows(self, user_id: str, roles: frozenset[str]) -> bool:
+        """True if the user's role is one of `roles` (API names)."""
+        return self.role_name_of(user_id) in roles
 
     def _role_id(self, value: object) -> str:
         role_id = object_id(value, "roleId")
@@ -362,6 +411,24 @@ class Store:
             if group.id in user.groups:
                 user.groups.remove(group.id)
 
+    def update_group(self, key: str, body: object) -> GroupRecord:
+        """Rename a group (found by id or name); built-in groups and taken names are refused."""
+        group = self.find_group(key)
+        data = require_object(body)
+        name = text_field(data, "name", required=False, nonempty=True)
+        if group.builtin:
+            raise StoreError(400, BUILTIN_GROUP, f"Built-in group {group.name} can't be changed.")
+        if name is not None and name.lower() != group.name.lower():
+            if name.lower() in self._group_names:
+                raise StoreError(400, GROUP_EXISTS, f"A group named {name!r} already exists.")
+            del self._group_names[group.name.lower()]
+            self._group_names[name.lower()] = group.id
+        if name is not None:
+            group.name = name
+        if "mail" in data:
+            group.mail = text_field(data, "mail", required=False)
+        return group
+
     def change_members(self, group_key: str, user_keys: object, *,
                        add: bool) -> list[UserRecord]:
         """Add users (by id, userName or email) to a group or remove them, all or none."""
@@ -388,3 +455,28 @@ class Store:
         self.groups[group.id] = group
         self._group_names[name.lower()] = group.id
         return group
+
+
+def _legacy_fields(data: dict[str, Any], *, create: bool) -> dict[str, Any]:
+    """The v0.9-only body fields of a user: ``hash`` (md5 hex of the password) and ``active``."""
+    fields: dict[str, Any] = {}
+    digest = data.get("hash")
+    # Documented: pre-6.5 creates carry the md5 hex of the password as `hash` ([KB-LEGACY]).
+    # A sync script sends the text "null" for no password (sisense-api.md section 4): inferred
+    # to mean no password, as JSON null does.
+    if digest is not None and digest != "null":
+        if not isinstance(digest, str) or not MD5_HEX.match(digest):
+            raise StoreError(400, VALIDATION, "hash must be the md5 hex digest of the password")
+        fields["md5"] = digest
+    # Documented: the script sends `active` as the string "true" ([KB-LEGACY]); booleans are
+    # accepted too (inferred), any other value is refused. On updates `active` is read-only and
+    # ignored, as in v1 (inferred: the v0.9 PUT schema has no `active`).
+    active = data.get("active") if create else None
+    if active is not None:
+        if isinstance(active, bool):
+            fields["active"] = active
+        elif isinstance(active, str) and active.lower() in ("true", "false"):
+            fields["active"] = active.lower() == "true"
+        else:
+            raise StoreError(400, VALIDATION, "active must be true or false")
+    return fields
