@@ -8,6 +8,19 @@ other character kept exactly: two addresses that a mail system tells apart never
 
 from __future__ import annotations
 
+import re
+
+#: The ``email`` pattern of the v1 specification (documented: [SPEC-v1] L8.2.4 ``v1.0.orig.yaml``,
+#: user ``email``; sisense-api.md section 12), with one change: its last domain alternative,
+#: ``[a-zA-Z\-0-9]`` (one character), becomes ``[a-zA-Z\-0-9]+`` so that an address without a
+#: top-level domain (``jane@corp``) is accepted, as Sisense's current user-management documentation
+#: says (documented: [DOC-USERS]). Everything else the spec refuses stays refused: ``a..b@x.com``,
+#: ``a,b@x.com``, ``.a@x.com``, ``a@b.c``.
+EMAIL = re.compile(
+    r'^(([^<>()\[\]\\.,;:\s@"]+(\.[^<>()\[\]\\.,;:\s@"]+)*)|(".+"))'
+    r"@((\[[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}])"
+    r"|(([a-zA-Z\-0-9]+\.)+[a-zA-Z]{2,})|([a-zA-Z\-0-9]+))$")
+
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from bulkusers.directory import Directory, Group, Role, Unknown, User
-from bulkusers.identity import identity_key, stored_email
+from bulkusers.identity import EMAIL, identity_key, stored_email
 from bulkusers.journal import JournalEntry
 from bulkusers.ledger import Deactivation
 from bulkusers.models import Header, Row, RowResult, Status
@@ -29,7 +29,6 @@ from bulkusers.tasks import (
     snapshot,
 )
 
-EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
 GROUP_SEPARATORS = re.compile(r"[;|]")
 #: Characters that show nothing (zero-width spaces and joiners, soft hyphen, word joiner,
 #: byte-order mark, direction marks): inside an address they make a look-alike of another.
@@ -113,7 +112,7 @@ class Planner:
     def _key_problem(self, row: Row, email: str) -> str:
         if not email:
             return "no email; every row needs one"
-        if not EMAIL_PATTERN.match(email):
+        if not EMAIL.match(email):
             return f"malformed email {quote(email)}"
         if INVISIBLE.search(email):
             # It would create an account whose address looks exactly like another's.

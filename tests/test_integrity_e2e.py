@@ -1146,3 +1146,22 @@ def test_a_very_long_group_name_is_shown_as_an_excerpt(
     assert result.exit_code == 0, result.output[-500:]
     assert result.output.count("G") < 500
     assert "60,000 characters" in result.output
+
+
+def test_rows_are_judged_by_the_servers_own_email_rule(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """An address Sisense's specification refuses is an invalid row before anything is sent,
+    and one it accepts (no top-level domain, a quoted local part) is created."""
+    refused = ["a..b@acme.example", "a,b@acme.example", ".a@acme.example", "a@b.c",
+               "a b@acme.example", "a@acme..example"]
+    accepted = ["jane@corp", '"q q"@acme.example', "straße@acme.example"]
+    rows = [[email, "F", "L", "Viewer", ""] for email in refused + accepted]
+    source = write_csv(tmp_path / "emails.csv", HEADER, rows)
+    before = held(served)
+    report = tmp_path / "r.csv"
+    result = run(served, run_cli, "import", source, report)
+    assert result.exit_code == 1, result.output
+    lines = agrees(served, report, before)
+    assert [(line["status"], line["attempts"]) for line in lines] == (
+        [("skipped", "0")] * len(refused) + [("created", "1")] * len(accepted))
+    assert all("malformed email" in line["error"] for line in lines[:len(refused)])

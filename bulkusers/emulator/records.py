@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from bulkusers.identity import EMAIL as SPEC_EMAIL
+from bulkusers.identity import identity_key
+
 Json = dict[str, Any]
 
 # Sisense error codes, as documented in sisense-api.md section 3.2.
@@ -47,16 +50,9 @@ _OBJECT_ID = re.compile(r"^[0-9a-fA-F]{24}$")
 TEXT_FIELDS = (("email", "email", True), ("userName", "user_name", True),
                ("firstName", "first_name", False), ("lastName", "last_name", False),
                ("password", "password", True))
-#: The ``email`` pattern of the v1 specification (documented: [SPEC-v1] L8.2.4 ``v1.0.orig.yaml``,
-#: user ``email``; sisense-api.md section 12), with one change: its last domain alternative,
-#: ``[a-zA-Z\-0-9]`` (one character), becomes ``[a-zA-Z\-0-9]+`` so that an address without a
-#: top-level domain (``jane@corp``) is accepted, as Sisense's current user-management documentation
-#: says (documented: [DOC-USERS]). Everything else the spec refuses stays refused: ``a..b@x.com``,
-#: ``a,b@x.com``, ``.a@x.com``, ``a@b.c``.
-EMAIL = re.compile(
-    r'^(([^<>()\[\]\\.,;:\s@"]+(\.[^<>()\[\]\\.,;:\s@"]+)*)|(".+"))'
-    r"@((\[[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}])"
-    r"|(([a-zA-Z\-0-9]+\.)+[a-zA-Z]{2,})|([a-zA-Z\-0-9]+))$")
+#: The email rule of Sisense's v1 specification (see bulkusers.identity.EMAIL): the emulator
+#: refuses what a real server refuses, and bulkusers judges rows by the same rule.
+EMAIL = SPEC_EMAIL
 
 
 def iso(moment: datetime) -> str:
@@ -188,10 +184,6 @@ def text_field(data: dict[str, Any], key: str, *, required: bool,
     return value
 
 
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-
-
-def identity(text: str) -> str:
-    """The uniqueness key of an email or userName: ASCII letter case ignored, nothing else
-    folded (inferred: Sisense documents no rule; mail systems tell straße from strasse)."""
-    return text.translate(_ASCII_LOWER)
+#: The uniqueness key of an email or userName: ASCII letter case ignored, nothing else folded
+#: (inferred: Sisense documents no rule; mail systems tell straße from strasse).
+identity = identity_key
