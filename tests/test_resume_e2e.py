@@ -27,6 +27,7 @@ from bulkusers.emulator.faults import RequestRecord
 from bulkusers.emulator.records import UserRecord, hash_password
 from bulkusers.report import summary_path
 from tests.conftest import GROUPS, TOKEN, Served, read_report, serve, write_csv
+from tests.terminal import RUN_S
 
 RunCli = Callable[..., Result]
 HEADER = ("Email", "Role", "Groups")
@@ -36,7 +37,9 @@ ADMIN = "admin@example.com"
 ADMIN_PASSWORD = "Admin-Pass-1"
 FINISHED = frozenset({"created", "updated", "unchanged", "deactivated", "deleted"})
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("SISENSE_")}
-TIMEOUT = 60.0
+#: Every wait on a process or a condition: generous for a loaded machine, yet a hang fails
+#: in seconds (one run here takes about a second).
+TIMEOUT = RUN_S
 CONCURRENCY = 4
 #: Large enough that a signal lands mid-run, small enough to keep each run near a second.
 SLOW_ROWS = 120
