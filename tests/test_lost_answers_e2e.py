@@ -286,3 +286,36 @@ def test_a_bulk_delete_that_landed_unseen_is_checked_user_by_user(
         assert server_users(served, email) == []
     deletes = [r for r in served.emulator.writes() if r.method == "DELETE"]
     assert [r.path for r in deletes] == [f"{USERS}/bulk"]
+
+
+def test_the_legacy_api_settles_lost_creates_updates_and_deletes_the_same_way(
+        served: Served, lossy: LossyProxy, run_cli: RunCli, tmp_path: Path) -> None:
+    """--api legacy: a create (POST /api/users), an update (PUT /api/users/{id}) and a bulk
+    delete (POST /api/users/delete) whose answers were lost, then 503s, are each confirmed on
+    the server and reported with their success status."""
+    legacy = ("--api", "legacy")
+    source = write_csv(tmp_path / "hr.csv", HEADER, PEOPLE[:2])
+    lossy.script("POST", "/api/users", LOST, *[REFUSED] * 4)
+    created = tmp_path / "created.csv"
+    result = run(run_cli, lossy, "import", source, created, "--batch-size", "2", *legacy)
+    assert result.exit_code == 0, result.output
+    assert {line["status"] for line in lines_of(created).values()} == {"created"}
+    assert [len(server_users(served, p[0])) for p in PEOPLE[:2]] == [1, 1]
+
+    moved = write_csv(tmp_path / "moved.csv", ("Email", "Role"), [["ann@acme.example", "Viewer"]])
+    lossy.script("PUT", "/api/users/", LOST, *[REFUSED] * 4, exact=False)
+    updated = tmp_path / "updated.csv"
+    result = run(run_cli, lossy, "update", moved, updated, *legacy)
+    assert result.exit_code == 0, result.output
+    line = lines_of(updated)["ann@acme.example"]
+    assert (line["status"], CONFIRMED in line["changes"]) == ("updated", True), line
+    assert role_and_groups(served, "ann@acme.example")[0] == "consumer"
+
+    leavers = write_csv(tmp_path / "leavers.csv", ("Email",), [[p[0]] for p in PEOPLE[:2]])
+    lossy.script("POST", "/api/users/delete", LOST, *[REFUSED] * 4)
+    deleted = tmp_path / "deleted.csv"
+    result = run(run_cli, lossy, "delete", leavers, deleted, "--batch-size", "2", *legacy)
+    assert result.exit_code == 0, result.output
+    assert {line["status"] for line in lines_of(deleted).values()} == {"deleted"}
+    assert [server_users(served, p[0]) for p in PEOPLE[:2]] == [[], []]
+    assert len(lossy.lost) == 3  # each of the three writes landed unseen
