@@ -155,6 +155,14 @@ def wait_until(condition: Callable[[], bool],
         time.sleep(0.005)
 
 
+def sigint_pending(pid: int) -> bool:
+    """Whether a SIGINT sent to the process is still waiting to be delivered (Linux)."""
+    bit = 1 << (signal.SIGINT - 1)
+    status = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
+    pending = re.findall(r"^(?:SigPnd|ShdPnd):\s*([0-9a-f]+)$", status, re.MULTILINE)
+    return any(int(mask, 16) & bit for mask in pending)
+
+
 def wait_for_lines(report: Path, count: int, process: subprocess.Popen[bytes]) -> None:
     """Wait until the running import has reported at least `count` rows."""
     wait_until(lambda: report_lines(report) >= count, process)
@@ -343,7 +351,9 @@ def test_a_second_ctrl_c_cancels_requests_in_flight_and_the_resume_checks_them(
         served.host.call(lambda: setattr(emulator.faults, "latency_ms", 1500.0))
         wait_until(lambda: emulator.faults.inflight >= CONCURRENCY, process)
         process.send_signal(signal.SIGINT)
-        time.sleep(0.2)  # two separate presses, not one
+        # Two presses, not one: a second SIGINT sent while the first is still pending would
+        # merge with it, so wait until the kernel has delivered the first.
+        wait_until(lambda: not sigint_pending(process.pid), process)
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=TIMEOUT) == 130, log.read_text()
     output = log.read_text(encoding="utf-8")
