@@ -28,6 +28,7 @@ RUN_S = 20.0
 #: How long a process told to stop (an answer, Ctrl-C) may take to end.
 EXIT_S = 10.0
 CTRL_C = b"\x03"
+CTRL_D = b"\x04"
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from click.testing import Result
 
 from tests.conftest import Served, read_report, write_csv
-from tests.terminal import CTRL_C, Terminal
+from tests.terminal import CTRL_C, CTRL_D, Terminal
 
 RunCli = Callable[..., Result]
 HEADER = ("Email", "First Name", "Role", "Groups")
@@ -243,6 +243,19 @@ def test_sigint_by_kill_at_the_prompt_stops_at_once(served: Served, run_cli: Run
         assert "Traceback" not in terminal.text
     assert len(served.emulator.writes()) == writes
     assert served.emulator.store.user_by_email("ann@acme.example") is not None
+
+
+def test_end_of_input_at_the_prompt_stops_like_ctrl_c(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """Ctrl-D (end of input) at the prompt ends the run as Ctrl-C does: exit 130, nothing
+    sent, never taken as an answer."""
+    seed(served, run_cli, tmp_path)
+    writes = len(served.emulator.writes())
+    with _prompted(served, tmp_path, "ann@acme.example") as terminal:
+        terminal.send(CTRL_D)
+        assert terminal.wait() == 130, terminal.text
+    assert "nothing was sent" in terminal.text
+    assert len(served.emulator.writes()) == writes
 
 
 def test_an_answer_that_is_neither_yes_nor_no_is_asked_again(
