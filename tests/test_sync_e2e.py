@@ -348,8 +348,9 @@ def test_resume_finishes_the_deactivations_with_the_first_records(
     everyone = list(STAFF.values())
     assert sync(run_cli, served, hr_file(tmp_path / "all.csv", everyone),
                 tmp_path / "r0.csv").exit_code == 0
+    # Each deactivation tries its token step twice within the run: two rows' worth of 503s.
     served.host.call(lambda: served.emulator.faults.script(
-        "GET", "/api/v1/authentication/admin/logout", [503, 503]))
+        "GET", "/api/v1/authentication/admin/logout", [503] * 4))
     source = hr_file(tmp_path / "n.csv", everyone[3:])
     report = tmp_path / "r1.csv"
     first = sync(run_cli, served, source, report, "--retries", "0", "--concurrency", "1",
@@ -401,8 +402,9 @@ def test_resume_refuses_another_scope_and_repeats_the_scope_in_its_hint(
     everyone = list(STAFF.values())
     assert sync(run_cli, served, hr_file(tmp_path / "all.csv", everyone),
                 tmp_path / "r0.csv").exit_code == 0
+    # Each deactivation tries its token step twice within the run: one row's worth of 503s.
     served.host.call(lambda: served.emulator.faults.script(
-        "GET", "/api/v1/authentication/admin/logout", [503]))
+        "GET", "/api/v1/authentication/admin/logout", [503] * 2))
     source = hr_file(tmp_path / "n.csv", everyone[1:])
     report = tmp_path / "r1.csv"
     assert sync(run_cli, served, source, report, "--retries", "0").exit_code == 1
