@@ -32,9 +32,12 @@ CTRL_D = b"\x04"
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    """The environment without any SISENSE_* variable, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SISENSE_")}
+def clean_env(cwd: Path, **extra: str) -> dict[str, str]:
+    """The environment without SISENSE_* or BULKUSERS_* variables (but the test's own
+    BULKUSERS_STATE_DIR) and with no user configuration file, plus `extra`."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SISENSE_", "BULKUSERS_")) or k == "BULKUSERS_STATE_DIR"}
+    env["XDG_CONFIG_HOME"] = str(cwd / ".no-config")
     env.update(extra)
     return env
 
@@ -52,7 +55,7 @@ class Terminal:
             self.process = subprocess.Popen(
                 [setsid, "--ctty", sys.executable, "-m", "bulkusers", *args],
                 stdin=terminal, stdout=terminal, stderr=terminal, cwd=cwd,
-                env=env if env is not None else clean_env(), close_fds=True)
+                env=env if env is not None else clean_env(cwd), close_fds=True)
         finally:
             os.close(terminal)
         self._seen = b""
@@ -119,3 +122,12 @@ class Terminal:
             self.process.kill()
             self.process.wait(timeout=EXIT_S)
         os.close(self._controller)
+
+
+def answer_prompt(args: list[str], cwd: Path, answer: bytes) -> tuple[int, str]:
+    """Run ``bulkusers ARGS`` on a terminal, type `answer` at its ``[y/N]`` prompt; (exit code,
+    what the terminal showed). Fails within seconds if the prompt or the end never comes."""
+    with Terminal(args, cwd) as terminal:
+        terminal.expect(r"\[y/N\]")
+        terminal.send(answer)
+        return terminal.wait(), terminal.text
