@@ -72,7 +72,7 @@ def token_works(served: Served, token: str) -> bool:
     except urllib.error.HTTPError as exc:
         status = exc.code
     assert status in (200, 401, 403), status
-    return status != 401  # 403: the token is valid, its (lowered) role may not read roles
+    return bool(status != 401)  # 403: the token is valid, its (lowered) role may not read roles
 
 
 def login(served: Served, email: str, password: str) -> str:
