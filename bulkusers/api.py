@@ -49,6 +49,10 @@ class UserApi(Protocol):
         """The account this tool runs as."""
         ...
 
+    async def get_user(self, user_id: str, trace: Trace | None = None) -> UserDict | None:
+        """One user by id as the server holds it now; None when it has no such user."""
+        ...
+
     async def create_user(self, payload: Mapping[str, Any], trace: Trace) -> UserDict:
         """Create one user; the created user."""
         ...
@@ -156,6 +160,22 @@ def _legacy_body(payload: Mapping[str, Any]) -> dict[str, Any]:
     return body
 
 
+async def _get_or_none(client: SisenseClient, path: str, params: Mapping[str, str] | None,
+                       trace: Trace | None) -> UserDict | None:
+    """One object from the server, or None when it answers 404."""
+    try:
+        found = await client.request("GET", path, params=params, trace=trace)
+    except ApiError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    users = _flatten(found)
+    if not users:
+        raise ApiError((trace.http_status or 0) if trace else 0, None,
+                       f"GET {path} did not answer a user")
+    return users[0]
+
+
 def _match_email(users: Iterable[UserDict], email: str) -> UserDict | None:
     wanted = identity_key(email)
     return next((u for u in users if identity_key(str(u.get("email", ""))) == wanted), None)
@@ -202,6 +222,11 @@ class V1Api(_Common):
                                           params={"email": email, "fields": USER_FIELDS},
                                           trace=trace)
         return _match_email(_as_list(found, "GET /api/v1/users"), email)
+
+    async def get_user(self, user_id: str, trace: Trace | None = None) -> UserDict | None:
+        """``GET /api/v1/users/{id}``; None on 404."""
+        return await _get_or_none(self.client, f"/api/v1/users/{user_id}",
+                                  {"fields": USER_FIELDS}, trace)
 
     async def create_user(self, payload: Mapping[str, Any], trace: Trace) -> UserDict:
         """``POST /api/v1/users``."""
@@ -277,6 +302,10 @@ class LegacyApi(_Common):
         found = await self.client.request("GET", "/api/users", params={"search": email},
                                           trace=trace)
         return _match_email(_as_list(found, "GET /api/users"), email)
+
+    async def get_user(self, user_id: str, trace: Trace | None = None) -> UserDict | None:
+        """``GET /api/users/{id}``; None on 404."""
+        return await _get_or_none(self.client, f"/api/users/{user_id}", None, trace)
 
     async def create_user(self, payload: Mapping[str, Any], trace: Trace) -> UserDict:
         """``POST /api/users`` with a one-element array."""

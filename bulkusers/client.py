@@ -34,6 +34,7 @@ from bulkusers.errors import (
     TransientApiError,
     describe_network_error,
     is_retryable,
+    may_have_landed,
     unreachable_message,
 )
 from bulkusers.limiter import RateLimiter, RequestGate
@@ -48,6 +49,9 @@ class Trace:
 
     attempts: int = 0
     http_status: int | None = None
+    #: Some attempt failed in a way that leaves its effect unknown (see ``may_have_landed``):
+    #: the server may have carried it out although no answer said so.
+    unsure: bool = False
 
 
 @dataclass(slots=True)
@@ -236,7 +240,11 @@ class SisenseClient:
                 self.stats.retries += 1
                 # A row's attempts: the most tries any one of its requests needed.
                 trace.attempts = max(trace.attempts, tries)
-                return await self._send_authenticated(method, path, params, body, trace)
+                try:
+                    return await self._send_authenticated(method, path, params, body, trace)
+                except Exception as exc:
+                    trace.unsure = trace.unsure or may_have_landed(exc)
+                    raise
         raise AssertionError("unreachable: tenacity reraises the last error")
 
     async def _wait(self, seconds: float) -> None:

@@ -128,6 +128,25 @@ def server_failing(exc: BaseException) -> bool:
     return is_retryable(exc)
 
 
+def may_have_landed(exc: BaseException) -> bool:
+    """True when a request that failed this way may still have been carried out by the server:
+    its connection broke after it was sent, its answer timed out, or it was answered with a
+    5xx (a gateway's 502, 503 or 504 often stands for an answer it lost). False when it
+    certainly was not: no connection was ever made, a 429, or a 4xx refusal."""
+    if isinstance(exc, ApiError):
+        return exc.status >= 500
+    import aiohttp
+
+    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
+        return False  # never connected: nothing was sent
+    return isinstance(exc, aiohttp.ClientError | asyncio.TimeoutError)
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A short, secret-free phrase for any failure of a request."""
+    return exc.describe() if isinstance(exc, ApiError) else describe_network_error(exc)
+
+
 def describe_network_error(exc: BaseException) -> str:
     """A short, secret-free phrase for a connection failure or timeout."""
     import aiohttp

@@ -10,12 +10,13 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
+from bulkusers import verify
 from bulkusers.api import UserApi, UserDict
 from bulkusers.client import Trace
 from bulkusers.directory import Directory, User
-from bulkusers.errors import ApiError, describe_network_error, is_retryable, server_failing
+from bulkusers.errors import ApiError, describe_failure, is_retryable, server_failing
 from bulkusers.identity import identity_key
 from bulkusers.journal import Journal
 from bulkusers.models import RowResult, Status
@@ -33,6 +34,8 @@ from bulkusers.tasks import (
 from bulkusers.words import count
 
 CODE_ALREADY_EXISTS = 2004
+#: How often one step of a deactivation is tried (each try with the client's own retries).
+STEP_ROUNDS = 2
 Emit = Callable[[RowResult], None]
 
 
@@ -63,11 +66,8 @@ class Failure:
 
     message: str
     cause: BaseException
-
-
-def _network_failure(exc: BaseException, trace: Trace, consequence: str) -> str:
-    return (f"{describe_network_error(exc)} after {count(trace.attempts, 'attempt')}; "
-            f"{consequence}")
+    #: The server may have carried the request out all the same (its answer was lost).
+    unsure: bool = False
 
 
 def _strong_password() -> str:
@@ -112,57 +112,82 @@ class Executor:
         return str(created.get("_id", ""))
 
     async def create(self, task: CreateTask, emit: Emit, *, maybe_landed: bool = False) -> None:
-        """Create one user; an 'already exists' after a possibly landed attempt is verified."""
+        """Create one user. When an attempt (or the bulk request this row came from) may have
+        landed unseen, a failure is checked on the server before it is reported."""
         trace, watch = Trace(), Stopwatch()
         try:
             created = await self.api.create_user(task.payload, trace)
-        except ApiError as exc:
-            if exc.code != CODE_ALREADY_EXISTS:
-                emit(_result(task, Status.FAILED, trace, watch, error=exc.describe(),
-                             cause=exc))
-                return
-            # "Already exists" after a retry usually means an earlier attempt of ours landed
-            # but its answer was lost: ask the server instead of guessing, count the user once.
-            retried = maybe_landed or trace.attempts > 1
-            existing = await self.api.find_user(task.email, trace)
-            if existing is None:
-                emit(_result(task, Status.FAILED, trace, watch, error=exc.describe()))
-            elif retried:
-                emit(_result(task, Status.CREATED, trace, watch,
-                             user_id=self._created(task, existing),
-                             changes=task.changes + " (confirmed on the server after a retry)"))
-            else:
-                emit(_result(task, Status.SKIPPED, trace, watch,
-                             user_id=self._created(task, existing),
-                             changes="none: user already exists (created since the run "
-                                     "started)"))
-            return
         except Exception as exc:
-            if not is_retryable(exc):
+            if not (isinstance(exc, ApiError) or is_retryable(exc)):
                 raise
-            emit(_result(task, Status.FAILED, trace, watch, error=_network_failure(
-                exc, trace, "the user may exist, a re-run checks"), cause=exc))
+            if isinstance(exc, ApiError) and exc.code == CODE_ALREADY_EXISTS:
+                await self._already_exists(task, emit, trace, watch, exc,
+                                           maybe_landed or trace.unsure or trace.attempts > 1)
+            elif maybe_landed or trace.unsure:
+                await self._settle_create(task, emit, trace, watch, exc)
+            else:
+                emit(_result(task, Status.FAILED, trace, watch, cause=exc,
+                             error=_failure(exc, trace, "the user was not created")))
             return
         emit(_result(task, Status.CREATED, trace, watch, user_id=self._created(task, created),
                      changes=task.changes))
 
+    async def _already_exists(self, task: CreateTask, emit: Emit, trace: Trace,
+                              watch: Stopwatch, exc: ApiError, retried: bool) -> None:
+        # "Already exists" after a retry usually means an earlier attempt of ours landed but
+        # its answer was lost: ask the server instead of guessing, count the user once.
+        check = await verify.by_email(self.api, task.email)
+        if check.user is None:
+            extra = f"; {check.error}" if check.error else ""
+            emit(_result(task, Status.FAILED, trace, watch, error=exc.describe() + extra))
+        elif retried:
+            emit(self._confirmed_create(task, check.user, trace, watch))
+        else:
+            emit(_result(task, Status.SKIPPED, trace, watch,
+                         user_id=self._created(task, _as_dict(check.user)),
+                         changes="none: user already exists (created since the run started)"))
+
+    async def _settle_create(self, task: CreateTask, emit: Emit, trace: Trace,
+                             watch: Stopwatch, exc: BaseException) -> None:
+        """A create whose fate is unknown: the server's directory decides its status."""
+        check = await verify.by_email(self.api, task.email)
+        if check.user is not None:
+            emit(self._confirmed_create(task, check.user, trace, watch))
+        elif check.answered:
+            emit(_result(task, Status.FAILED, trace, watch, cause=exc, error=_failure(
+                exc, trace, "checked on the server: the user does not exist, nothing was "
+                            "created; a re-run creates it")))
+        else:
+            emit(_result(task, Status.FAILED, trace, watch, cause=exc, error=_failure(
+                exc, trace, f"the user may have been created and {check.error}; a re-run "
+                            "checks and never creates it twice")))
+
+    def _confirmed_create(self, task: CreateTask, user: User, trace: Trace,
+                          watch: Stopwatch) -> RowResult:
+        differs = verify.not_applied(task.payload, user, self.directory)
+        note = verify.CONFIRMED
+        if differs:
+            note += f"; the server shows other values for: {verify.names(differs)}"
+        return _result(task, Status.CREATED, trace, watch,
+                       user_id=self._created(task, _as_dict(user)),
+                       changes=f"{task.changes} {note}".strip())
+
     async def create_batch(self, batch: CreateBatch, emit: Emit) -> None:
-        """Create many users in one request; if it is refused, each row is tried alone."""
+        """Create many users in one request; if it fails, each row is settled alone."""
         trace, watch = Trace(), Stopwatch()
         try:
             created = await self.api.create_users([t.payload for t in batch.tasks], trace)
-        except ApiError as exc:
-            # All-or-nothing: one bad row refuses the batch. Alone, each row gets its own
-            # status; after retried transient errors an earlier attempt may have landed.
-            maybe_landed = trace.attempts > 1 or exc.status >= 500 or exc.status == 429
-            for task in batch.tasks:
-                await self.create(task, emit, maybe_landed=maybe_landed)
-            return
         except Exception as exc:
-            if not is_retryable(exc):
+            if not (isinstance(exc, ApiError) or is_retryable(exc)):
                 raise
+            # All-or-nothing: one bad row refuses the batch. Alone, each row gets its own
+            # status; a batch that may have landed unseen is first checked row by row, and
+            # only the users the server does not have are sent again.
+            maybe_landed = trace.unsure or trace.attempts > 1
             for task in batch.tasks:
-                await self.create(task, emit, maybe_landed=True)
+                if maybe_landed and await self._found(task, emit, trace, watch):
+                    continue
+                await self.create(task, emit, maybe_landed=maybe_landed)
             return
         by_email = {identity_key(str(u.get("email", ""))): u for u in created}
         for task in batch.tasks:
@@ -177,100 +202,220 @@ class Executor:
                 emit(_result(task, Status.CREATED, trace, watch,
                              user_id=self._created(task, user), changes=task.changes))
 
-    # -- update, deactivate -------------------------------------------------------------------
+    async def _found(self, task: CreateTask, emit: Emit, trace: Trace,
+                     watch: Stopwatch) -> bool:
+        """Emit ``created`` when a lost bulk request did create this row's user."""
+        check = await verify.by_email(self.api, task.email)
+        if check.user is None:
+            return False
+        emit(self._confirmed_create(task, check.user, trace, watch))
+        return True
+
+    # -- update, reactivate, deactivate -------------------------------------------------------
 
     async def _patch(self, task: UpdateTask, patch: Mapping[str, Any],
                      trace: Trace) -> UserDict | Failure:
         """Send a patch and check the answer shows it applied; the new user or a failure."""
         try:
             after = await self.api.update_user(task.user, patch, trace)
-        except ApiError as exc:
-            return Failure(exc.describe(), exc)
         except Exception as exc:
-            if not is_retryable(exc):
+            if not (isinstance(exc, ApiError) or is_retryable(exc)):
                 raise
-            return Failure(_network_failure(exc, trace, "the change may have been applied, "
-                                                        "a re-run checks"), exc)
+            return Failure(_failure(exc, trace, ""), exc)
         updated = User.from_api({"_id": task.user.id, **after})
-        missing = _not_applied(patch, updated, self.directory)
+        missing = verify.not_applied(patch, updated, self.directory)
         if missing:
-            message = f"the server answered success but did not apply: {', '.join(missing)}"
+            message = ("the server answered success but did not apply: "
+                       f"{verify.names(missing)}")
             return Failure(message, ApiError(trace.http_status or 0, None, message))
         self.directory.remember(updated)
         return after
 
+    async def _settle_patch(self, task: UpdateTask, patch: Mapping[str, Any]) -> Settled:
+        """What the server shows of a patch whose answer was lost."""
+        check = await verify.by_id(self.api, task.user.id)
+        if not check.answered:
+            return Settled("unknown", check.error)
+        if check.user is None:
+            return Settled("gone", "checked on the server: the user no longer exists")
+        missing = verify.not_applied(patch, check.user, self.directory)
+        if not missing:
+            self.directory.remember(check.user)
+            return Settled("applied", "")
+        applied = [key for key in verify.checkable(patch) if key not in missing]
+        if not applied:
+            return Settled("not_applied", "checked on the server: nothing of it was applied")
+        return Settled("partly", f"checked on the server: partly applied: "
+                                 f"{verify.names(applied)} changed; not applied: "
+                                 f"{verify.names(missing)}", verify.names(applied))
+
     async def update(self, task: UpdateTask, emit: Emit) -> None:
-        """Apply an update and verify it from the server's answer."""
+        """Apply an update (or a reactivation) and verify it; when its answer was lost, the
+        server's copy of the user decides the status."""
         trace, watch = Trace(), Stopwatch()
         outcome = await self._patch(task, task.patch, trace)
-        if isinstance(outcome, Failure):
+        if not isinstance(outcome, Failure):
+            emit(_result(task, Status.UPDATED, trace, watch, user_id=task.user.id,
+                         changes=task.changes, previous=task.previous))
+            return
+        if not trace.unsure:
             emit(_result(task, Status.FAILED, trace, watch, user_id=task.user.id,
                          error=outcome.message, previous=task.previous, cause=outcome.cause))
             return
-        emit(_result(task, Status.UPDATED, trace, watch, user_id=task.user.id,
-                     changes=task.changes, previous=task.previous))
+        settled = await self._settle_patch(task, task.patch)
+        if settled.state == "applied":
+            emit(_result(task, Status.UPDATED, trace, watch, user_id=task.user.id,
+                         changes=f"{task.changes} {verify.CONFIRMED}", previous=task.previous))
+            return
+        why = (f"the change may have been applied and {settled.why}; a re-run checks"
+               if settled.state == "unknown" else settled.why)
+        emit(_result(task, Status.FAILED, trace, watch, user_id=task.user.id,
+                     error=f"{outcome.message}; {why}", previous=task.previous,
+                     changes=f"partly applied: {settled.applied}" if settled.applied else "",
+                     cause=outcome.cause))
 
     async def deactivate(self, task: DeactivateTask, emit: Emit) -> None:
-        """Lower role, drop groups, replace the password, revoke tokens; verify each."""
+        """Lower role, drop groups and replace the password in one patch, then revoke tokens.
+
+        A step that failed is tried once more within the run (both are safe to repeat); a
+        step whose answer was lost is checked on the server. The row is ``deactivated`` only
+        when every step is known to have happened; otherwise the error says which did.
+        """
         trace, watch = Trace(), Stopwatch()
-        patch = {k: (_strong_password() if v == NEW_PASSWORD else v)
-                 for k, v in task.patch.items()}
         self._note(task)
-        outcome = await self._patch(task, patch, trace)
-        if isinstance(outcome, Failure):
+        patched = await self._deactivation_patch(task, trace)
+        if isinstance(patched, Failure):
             emit(_result(task, Status.FAILED, trace, watch, user_id=task.user.id,
-                         error=outcome.message, previous=task.previous, cause=outcome.cause))
+                         error=patched.message, previous=task.previous, cause=patched.cause))
             return
-        try:
-            revoked = await self.api.revoke_tokens(task.user.id, trace)
-        except Exception as exc:
-            if not (isinstance(exc, ApiError) or is_retryable(exc)):
-                raise
-            reason = exc.describe() if isinstance(exc, ApiError) else describe_network_error(exc)
+        confirmed = f" {verify.CONFIRMED}" if patched else ""
+        revoked = await self._revoke(task, trace)
+        if isinstance(revoked, Failure):
+            # Never "deactivated" while tokens may still work; never "failed" without saying
+            # that the role, groups and password did change.
+            tokens = ("tokens perhaps not revoked (the revocation may have reached the "
+                      "server unanswered)"
+                      if revoked.unsure else "tokens NOT revoked")
             emit(_result(task, Status.FAILED, trace, watch, user_id=task.user.id,
-                         changes=task.changes, previous=task.previous,
-                         error=f"role, groups and password changed, but revoking the tokens "
-                               f"failed ({reason}); run deactivate again", cause=exc))
+                         changes=f"{task.changes}; {tokens}{confirmed}",
+                         previous=task.previous, cause=revoked.cause,
+                         error=f"role, groups and password changed, but revoking the user's "
+                               f"tokens failed ({revoked.message}): tokens issued before may "
+                               "still work; run deactivate again for this user"))
             return
         tokens = "tokens revoked" if revoked else "tokens not revoked (the v0.9 API cannot)"
         emit(_result(task, Status.DEACTIVATED, trace, watch, user_id=task.user.id,
-                     changes=f"{task.changes}; {tokens}", previous=task.previous))
+                     changes=f"{task.changes}; {tokens}{confirmed}", previous=task.previous))
+
+    async def _deactivation_patch(self, task: DeactivateTask, trace: Trace) -> bool | Failure:
+        """The role/groups/password step: False when its answer showed it applied, True when
+        the server confirmed it after a lost answer, or why it did not (surely) happen."""
+        failure = Failure("", RuntimeError("no attempt"))
+        for _ in range(STEP_ROUNDS):
+            patch = {k: (_strong_password() if v == NEW_PASSWORD else v)
+                     for k, v in task.patch.items()}
+            trace.unsure = False
+            outcome = await self._patch(task, patch, trace)
+            if not isinstance(outcome, Failure):
+                return False
+            if not trace.unsure:
+                failure = Failure(f"{outcome.message}; nothing was changed", outcome.cause)
+                if not is_retryable(outcome.cause):
+                    return failure  # refused: the same patch would be refused again
+                continue
+            settled = await self._settle_patch(task, patch)
+            if settled.state == "applied":
+                return True
+            if settled.state == "gone":
+                return Failure(f"{outcome.message}; {settled.why}", outcome.cause)
+            if settled.state == "not_applied":
+                message = f"{outcome.message}; {settled.why}; nothing was changed"
+            elif settled.state == "partly":
+                message = (f"{outcome.message}; {settled.why}; tokens not revoked; run "
+                           "deactivate again for this user")
+            else:
+                message = (f"{outcome.message}; the role, groups and password may have "
+                           f"changed and {settled.why}; tokens not revoked; run deactivate "
+                           "again for this user")
+            failure = Failure(message, outcome.cause)
+        return failure
+
+    async def _revoke(self, task: DeactivateTask, trace: Trace) -> bool | Failure:
+        """The token step, tried once more if it fails (revoking twice is harmless): whether
+        tokens were revoked, or why not."""
+        failure = Failure("", RuntimeError("no attempt"))
+        for _ in range(STEP_ROUNDS):
+            trace.unsure = False
+            try:
+                return await self.api.revoke_tokens(task.user.id, trace)
+            except Exception as exc:
+                if not (isinstance(exc, ApiError) or is_retryable(exc)):
+                    raise
+                failure = Failure(_failure(exc, trace, ""), exc, unsure=trace.unsure)
+                if not is_retryable(exc):
+                    break
+        return failure
 
     # -- delete -------------------------------------------------------------------------------
 
-    async def delete(self, task: DeleteTask, emit: Emit, *, noted: bool = False) -> None:
-        """Delete one user; a 404 for a user the run saw means it is gone: deleted."""
+    async def delete(self, task: DeleteTask, emit: Emit, *, noted: bool = False,
+                     maybe_landed: bool = False) -> None:
+        """Delete one user; a 404 for a user the run saw means it is gone: deleted. When an
+        attempt may have landed unseen, a failure is checked on the server."""
         trace, watch = Trace(), Stopwatch()
         if not noted:
             self._note(task)
         try:
             await self.api.delete_user(task.user.id, trace)
-        except ApiError as exc:
-            if exc.status == 404:
+        except Exception as exc:
+            if not (isinstance(exc, ApiError) or is_retryable(exc)):
+                raise
+            if isinstance(exc, ApiError) and exc.status == 404:
                 # The user existed when the run began. An earlier attempt of ours may have
                 # landed unseen (aiohttp itself repeats an idempotent request whose
                 # connection dropped), or someone else removed it: either way it is gone.
-                self.directory.forget(task.user)
-                emit(_result(task, Status.DELETED, trace, watch, user_id=task.user.id,
-                             changes="deleted (the server no longer had the user when "
-                                     "asked)", previous=task.previous))
+                self._deleted(task, emit, trace, watch, "deleted (the server no longer had "
+                                                        "the user when asked)")
+            elif maybe_landed or trace.unsure:
+                await self._settle_delete(task, emit, trace, watch, exc)
             else:
                 emit(_result(task, Status.FAILED, trace, watch, user_id=task.user.id,
-                             error=exc.describe(), previous=task.previous, cause=exc))
+                             previous=task.previous, cause=exc,
+                             error=_failure(exc, trace, "the user was not deleted")))
             return
-        except Exception as exc:
-            if not is_retryable(exc):
-                raise
-            emit(_result(task, Status.FAILED, trace, watch, user_id=task.user.id,
-                         previous=task.previous, cause=exc, error=_network_failure(
-                             exc, trace, "the user may be deleted, a re-run checks")))
-            return
+        self._deleted(task, emit, trace, watch, "deleted")
+
+    def _deleted(self, task: DeleteTask, emit: Emit, trace: Trace, watch: Stopwatch,
+                 changes: str) -> None:
         self.directory.forget(task.user)
         emit(_result(task, Status.DELETED, trace, watch, user_id=task.user.id,
-                     changes="deleted", previous=task.previous))
+                     changes=changes, previous=task.previous))
+
+    async def _settle_delete(self, task: DeleteTask, emit: Emit, trace: Trace,
+                             watch: Stopwatch, exc: BaseException) -> None:
+        """A delete whose fate is unknown: whether the server still has the user decides."""
+        check = await verify.by_id(self.api, task.user.id)
+        if check.answered and check.user is None:
+            self._deleted(task, emit, trace, watch, f"deleted {verify.CONFIRMED}")
+            return
+        consequence = ("checked on the server: the user still exists, nothing was deleted; "
+                       "a re-run deletes it" if check.answered else
+                       f"the user may have been deleted and {check.error}; a re-run checks")
+        emit(_result(task, Status.FAILED, trace, watch, user_id=task.user.id,
+                     previous=task.previous, cause=exc,
+                     error=_failure(exc, trace, consequence)))
+
+    async def _gone(self, task: DeleteTask, emit: Emit, trace: Trace,
+                    watch: Stopwatch) -> bool:
+        """Emit ``deleted`` when a lost bulk request did delete this row's user."""
+        check = await verify.by_id(self.api, task.user.id)
+        if not check.answered or check.user is not None:
+            return False
+        self._deleted(task, emit, trace, watch, f"deleted {verify.CONFIRMED}")
+        return True
 
     async def delete_batch(self, batch: DeleteBatch, emit: Emit) -> None:
-        """Delete many users in one request; if it is refused, each row is tried alone."""
+        """Delete many users in one request; if it fails, each row is settled alone."""
         trace, watch = Trace(), Stopwatch()
         for task in batch.tasks:
             self._note(task)
@@ -279,28 +424,40 @@ class Executor:
         except Exception as exc:
             if not (isinstance(exc, ApiError) or is_retryable(exc)):
                 raise
-            # Alone, each row gets its own outcome (the batch may also have landed unseen).
+            # Alone, each row gets its own outcome; a batch that may have landed unseen is
+            # first checked user by user, and only the users still there are sent again.
+            maybe_landed = trace.unsure
             for task in batch.tasks:
-                await self.delete(task, emit, noted=True)
+                if maybe_landed and await self._gone(task, emit, trace, watch):
+                    continue
+                await self.delete(task, emit, noted=True, maybe_landed=maybe_landed)
             return
         for task in batch.tasks:
-            self.directory.forget(task.user)
-            emit(_result(task, Status.DELETED, trace, watch, user_id=task.user.id,
-                         changes="deleted", previous=task.previous))
+            self._deleted(task, emit, trace, watch, "deleted")
 
 
-def _not_applied(patch: Mapping[str, Any], after: User, directory: Directory) -> list[str]:
-    """Fields of a patch that the server's answer does not show."""
-    missing = []
-    if "roleId" in patch and after.role_id and after.role_id != patch["roleId"]:
-        missing.append("role")
-    if "groups" in patch:
-        explicit = {g for g in after.group_ids
-                    if not ((group := directory.group_by_id(g)) and group.builtin)}
-        if explicit != set(patch["groups"]):
-            missing.append("groups")
-    for key, value in (("firstName", after.first_name), ("lastName", after.last_name),
-                       ("userName", after.user_name), ("email", after.email)):
-        if key in patch and value != patch[key]:
-            missing.append(key)
-    return missing
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """A patch whose answer was lost, checked on the server."""
+
+    #: applied (all of it shows), partly, not_applied, gone (no such user), unknown (the
+    #: server could not be asked).
+    state: Literal["applied", "partly", "not_applied", "gone", "unknown"]
+    why: str
+    #: The fields that did change, when only some did ("" otherwise).
+    applied: str = ""
+
+
+def _failure(exc: BaseException, trace: Trace, consequence: str) -> str:
+    """One line for a failed request: the error, the attempts it took, what follows."""
+    reason = describe_failure(exc)
+    if trace.attempts > 1:
+        reason += f" after {count(trace.attempts, 'attempt')}"
+    return f"{reason}; {consequence}" if consequence else reason
+
+
+def _as_dict(user: User) -> dict[str, Any]:
+    """A user in the v1 shape ``_created`` reads."""
+    return {"_id": user.id, "email": user.email, "userName": user.user_name,
+            "firstName": user.first_name, "lastName": user.last_name,
+            "roleId": user.role_id, "groups": list(user.group_ids)}

@@ -77,6 +77,10 @@ class Console:
         self._rich.print(f"[bold yellow]bulkusers: warning:[/] {_escape(message)}",
                          soft_wrap=True)
 
+    def stopped(self, message: str) -> None:
+        """One calm line for a run the operator stopped on purpose. Shown even with --quiet."""
+        self._rich.print(f"bulkusers: {_escape(message)}", soft_wrap=True)
+
     def insecure_warning(self) -> None:
         """Say, every time, that TLS verification is off."""
         self.warning("--insecure: the server's TLS certificate is not verified; anyone on the "

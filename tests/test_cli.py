@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import re
 import select
 import subprocess
@@ -17,6 +16,7 @@ from click.testing import Result
 
 from bulkusers.config import build_connection
 from tests.conftest import TOKEN, Served, read_report, write_csv
+from tests.terminal import EXIT_S, RUN_S, Terminal
 
 RunCli = Callable[..., Result]
 LEGACY_SECRET = "legacy-rest-secret-0123456789abcdef"
@@ -158,13 +158,19 @@ def emulator_process(tmp_path: Path) -> Iterator[str]:
         stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
     try:
         assert process.stderr is not None
+        ready, _, _ = select.select([process.stderr], [], [], RUN_S)
+        assert ready, f"the emulator printed nothing within {RUN_S} s"
         line = process.stderr.readline()
         match = re.search(r"http://127\.0\.0\.1:\d+", line)
         assert match, line
         yield match.group(0)
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        try:
+            process.wait(timeout=EXIT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=EXIT_S)
 
 
 def test_separate_processes_import_then_reimport(emulator_process: str, tmp_path: Path) -> None:
@@ -175,11 +181,11 @@ def test_separate_processes_import_then_reimport(emulator_process: str, tmp_path
     command = [sys.executable, "-m", "bulkusers", "import", str(source), "--url",
                emulator_process, "--token", TOKEN]
     first = subprocess.run([*command, "--report", str(tmp_path / "1.csv")], env=env,
-                           capture_output=True, text=True, timeout=60, check=False)
+                           capture_output=True, text=True, timeout=RUN_S, check=False)
     assert first.returncode == 1, first.stderr
     assert [line["status"] for line in read_report(tmp_path / "1.csv")].count("created") == 2
     second = subprocess.run([*command, "--report", str(tmp_path / "2.csv")], env=env,
-                            capture_output=True, text=True, timeout=60, check=False)
+                            capture_output=True, text=True, timeout=RUN_S, check=False)
     assert second.returncode == 1  # the bad row is still bad
     statuses = [line["status"] for line in read_report(tmp_path / "2.csv")]
     assert statuses.count("created") == 0
@@ -254,12 +260,12 @@ def test_emulator_command_verifies_the_legacy_jwt(emulator_process: str, tmp_pat
                "--password", "Admin-Pass-1"]
     good = subprocess.run([*command, "--api-secret", LEGACY_SECRET, "--report",
                            str(tmp_path / "1.csv")], env=env, capture_output=True, text=True,
-                          timeout=60, check=False)
+                          timeout=RUN_S, check=False)
     assert good.returncode == 0, good.stderr
     assert {line["status"] for line in read_report(tmp_path / "1.csv")} == {"created"}
     bad = subprocess.run([*command, "--api-secret", "another-secret-0123456789abcdef",
                           "--report", str(tmp_path / "2.csv")], env=env, capture_output=True,
-                         text=True, timeout=60, check=False)
+                         text=True, timeout=RUN_S, check=False)
     assert bad.returncode == 3, bad.stderr
 
 
@@ -273,38 +279,16 @@ def test_progress_bar_is_drawn_on_a_terminal_only(emulator_process: str,
     env["COLUMNS"] = "120"
     command = [sys.executable, "-m", "bulkusers", "import", str(source), "--url",
                emulator_process, "--token", TOKEN, "--batch-size", "1", "--concurrency", "2"]
-    controller, terminal = pty.openpty()
-    process = subprocess.Popen([*command, "--report", str(tmp_path / "tty.csv")],
-                               stdin=terminal, stdout=terminal, stderr=terminal, env=env,
-                               cwd=tmp_path)
-    os.close(terminal)
-    seen = b""
-    try:
-        while True:
-            ready, _, _ = select.select([controller], [], [], 0.5)
-            if not ready:
-                if process.poll() is not None:
-                    break
-                continue
-            try:
-                chunk = os.read(controller, 65536)
-            except OSError:
-                break  # the terminal closed: the run is over
-            if not chunk:
-                break
-            seen += chunk
-        assert process.wait(timeout=60) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-        os.close(controller)
-    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode(errors="replace"))
+    args = command[3:]  # Terminal runs ``python -m bulkusers`` itself
+    with Terminal([*args, "--report", str(tmp_path / "tty.csv")], tmp_path, env) as terminal:
+        assert terminal.wait(timeout=RUN_S) == 0, terminal.text
+    text = terminal.text
     assert re.search(r"Importing.*\d+/60", text), text[-500:]
     assert "rows/s" in text
     assert "0 problems" in text
     assert re.search(r"ETA (-:--:--|\d+:\d\d:\d\d)", text)
     piped = subprocess.run([*command, "--report", str(tmp_path / "pipe.csv")], env=env,
-                           capture_output=True, text=True, timeout=60, check=False)
+                           capture_output=True, text=True, timeout=RUN_S, check=False)
     assert piped.returncode == 0, piped.stderr
     assert "Importing" not in piped.stderr
     assert "60 of 60 rows have an outcome" in piped.stderr  # the summary, without a bar

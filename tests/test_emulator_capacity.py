@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import select
 import subprocess
 import sys
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from click.testing import Result
 from bulkusers.emulator import EmulatorSettings, running_emulator
 from bulkusers.emulator.capacity import Capacity
 from bulkusers.emulator.faults import fault_response
+from tests.terminal import EXIT_S, RUN_S
 
 TOKEN = "capacity-token"
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
@@ -178,6 +180,8 @@ def test_emulator_command_serves_with_a_capacity(tmp_path: Path) -> None:
         stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
     try:
         assert process.stderr is not None
+        ready, _, _ = select.select([process.stderr], [], [], RUN_S)
+        assert ready, f"the emulator printed nothing within {RUN_S} s"
         line = process.stderr.readline()
         match = re.search(r"http://127\.0\.0\.1:\d+", line)
         assert match, line
@@ -192,7 +196,11 @@ def test_emulator_command_serves_with_a_capacity(tmp_path: Path) -> None:
         assert sorted(statuses) == [200, 503, 503]
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        try:
+            process.wait(timeout=EXIT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=EXIT_S)
 
 
 def test_queue_limit_without_capacity_is_a_usage_error(run_cli: Callable[..., Result]) -> None:

@@ -7,12 +7,9 @@ from __future__ import annotations
 import csv
 import json
 import os
-import pty
 import re
-import select
 import subprocess
 import sys
-import time
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -25,6 +22,7 @@ from openpyxl.chart import BarChart, Reference
 
 from bulkusers.emulator.records import UserRecord
 from tests.conftest import Served, read_report, write_csv
+from tests.terminal import RUN_S, answer_prompt
 
 RunCli = Callable[..., Result]
 HEADER = ("Email", "First Name", "Last Name", "Role", "Groups")
@@ -570,7 +568,7 @@ def cli_process(args: Sequence[str], cwd: Path) -> tuple[int, bytes, bytes]:
     """Run the CLI in a real process off a terminal; (exit code, stdout, stderr bytes)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SISENSE_")}
     done = subprocess.run([sys.executable, "-m", "bulkusers", *args], cwd=cwd, env=env,
-                          capture_output=True, timeout=60, check=False)
+                          capture_output=True, timeout=RUN_S, check=False)
     return done.returncode, done.stdout, done.stderr
 
 
@@ -899,36 +897,9 @@ def test_dry_run_lists_the_affected_users_as_the_server_holds_them(
 
 
 def prompt(args: Sequence[str], cwd: Path, answer: bytes) -> tuple[int, str]:
-    """Run the CLI on a pseudo-terminal, answer its confirmation; (exit code, what it showed).
-    Gives up within 30 seconds."""
-    controller, terminal = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SISENSE_")}
-    process = subprocess.Popen([sys.executable, "-m", "bulkusers", *args], stdin=terminal,
-                               stdout=terminal, stderr=terminal, cwd=cwd, env=env,
-                               close_fds=True)
-    os.close(terminal)
-    seen = b""
-    deadline = time.monotonic() + 30
-    try:
-        while time.monotonic() < deadline and process.poll() is None:
-            ready, _, _ = select.select([controller], [], [], 0.2)
-            if not ready:
-                continue
-            try:
-                chunk = os.read(controller, 65536)
-            except OSError:
-                break
-            seen += chunk
-            if b"[y/N]" in seen and answer:
-                os.write(controller, answer)
-                answer = b""
-        code = process.wait(timeout=10)
-        return code, re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode(errors="replace"))
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
-        os.close(controller)
+    """Run the CLI on a terminal, answer its confirmation; (exit code, what it showed).
+    Fails within seconds if the prompt or the end never comes."""
+    return answer_prompt(list(args), cwd, answer)
 
 
 def test_prompt_lists_users_as_the_server_holds_them(served: Served, tmp_path: Path) -> None:

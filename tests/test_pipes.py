@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import select
 import shlex
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from click.testing import Result
 from bulkusers.emulator import EmulatorSettings
 from bulkusers.report import default_report_path, report_stem
 from tests.conftest import TOKEN, Served, read_report, serve, write_csv
+from tests.terminal import RUN_S
 
 RunCli = Callable[..., Result]
 HEADER = ("Email", "First Name", "Role", "Groups")
@@ -52,7 +54,7 @@ def test_export_to_stdout_is_exactly_the_csv(served: Served, run_cli: RunCli,
     assert run_cli("export", "file.csv", *served.connect()).exit_code == 0
     done = subprocess.run([sys.executable, "-m", "bulkusers", "export", "-", "--url",
                            served.url, "--token", TOKEN], capture_output=True,
-                          cwd=tmp_path, env=clean_env(tmp_path), timeout=60, check=False)
+                          cwd=tmp_path, env=clean_env(tmp_path), timeout=RUN_S, check=False)
     assert done.returncode == 0, done.stderr
     text = done.stdout.decode("utf-8")
     assert not text.startswith("\ufeff")
@@ -81,7 +83,7 @@ def test_export_piped_into_another_command_cron_style(served: Served, run_cli: R
                 f"--report-dir {shlex.quote(str(reports))} | {counter}")
     env = clean_env(tmp_path) | {"SISENSE_URL": served.url, "SISENSE_TOKEN": TOKEN}
     done = subprocess.run(["/bin/sh", "-c", "set -e; " + pipeline], capture_output=True,
-                          text=True, cwd=tmp_path, env=env, timeout=60, check=False)
+                          text=True, cwd=tmp_path, env=env, timeout=RUN_S, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "4 ['admin', 'consumer', 'contributor', 'super']"
     assert done.stderr == ""
@@ -105,9 +107,11 @@ def test_export_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path: Path
              "--token", TOKEN], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             cwd=tmp_path, env=clean_env(tmp_path) | {"TMPDIR": str(scratch)})
         assert process.stdout is not None
+        ready, _, _ = select.select([process.stdout], [], [], RUN_S)
+        assert ready, f"export - wrote nothing within {RUN_S} s"
         assert process.stdout.readline().startswith(b"email,userName")
         process.stdout.close()  # the reader goes away with most of the export unread
-        _, stderr = process.communicate(timeout=60)
+        _, stderr = process.communicate(timeout=RUN_S)
         text = stderr.decode()
         assert process.returncode == 141, text
         assert "Traceback" not in text

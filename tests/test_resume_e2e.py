@@ -27,6 +27,7 @@ from bulkusers.emulator.faults import RequestRecord
 from bulkusers.emulator.records import UserRecord, hash_password
 from bulkusers.report import summary_path
 from tests.conftest import GROUPS, TOKEN, Served, read_report, serve, write_csv
+from tests.terminal import RUN_S
 
 RunCli = Callable[..., Result]
 HEADER = ("Email", "Role", "Groups")
@@ -36,7 +37,9 @@ ADMIN = "admin@example.com"
 ADMIN_PASSWORD = "Admin-Pass-1"
 FINISHED = frozenset({"created", "updated", "unchanged", "deactivated", "deleted"})
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("SISENSE_")}
-TIMEOUT = 60.0
+#: Every wait on a process or a condition: generous for a loaded machine, yet a hang fails
+#: in seconds (one run here takes about a second).
+TIMEOUT = RUN_S
 CONCURRENCY = 4
 #: Large enough that a signal lands mid-run, small enough to keep each run near a second.
 SLOW_ROWS = 120
@@ -150,6 +153,14 @@ def wait_until(condition: Callable[[], bool],
         assert process is None or process.poll() is None, "the import ended first"
         assert time.monotonic() < deadline, f"still waiting after {TIMEOUT} s"
         time.sleep(0.005)
+
+
+def sigint_pending(pid: int) -> bool:
+    """Whether a SIGINT sent to the process is still waiting to be delivered (Linux)."""
+    bit = 1 << (signal.SIGINT - 1)
+    status = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
+    pending = re.findall(r"^(?:SigPnd|ShdPnd):\s*([0-9a-f]+)$", status, re.MULTILINE)
+    return any(int(mask, 16) & bit for mask in pending)
 
 
 def wait_for_lines(report: Path, count: int, process: subprocess.Popen[bytes]) -> None:
@@ -340,7 +351,9 @@ def test_a_second_ctrl_c_cancels_requests_in_flight_and_the_resume_checks_them(
         served.host.call(lambda: setattr(emulator.faults, "latency_ms", 1500.0))
         wait_until(lambda: emulator.faults.inflight >= CONCURRENCY, process)
         process.send_signal(signal.SIGINT)
-        time.sleep(0.2)  # two separate presses, not one
+        # Two presses, not one: a second SIGINT sent while the first is still pending would
+        # merge with it, so wait until the kernel has delivered the first.
+        wait_until(lambda: not sigint_pending(process.pid), process)
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=TIMEOUT) == 130, log.read_text()
     output = log.read_text(encoding="utf-8")

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import pty
 import re
-import select
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from click.testing import Result
 
 from tests.conftest import Served, read_report, write_csv
+from tests.terminal import CTRL_C, CTRL_D, Terminal
 
 RunCli = Callable[..., Result]
 HEADER = ("Email", "First Name", "Role", "Groups")
@@ -194,43 +188,12 @@ def test_max_changes_aborts_before_any_write(served: Served, run_cli: RunCli,
     assert served.emulator.store.user_by_email("ann@acme.example") is None
 
 
-def _answer_prompt(args: list[str], answer: str, cwd: Path) -> tuple[int, str]:
-    """Run the CLI on a pseudo-terminal, answer its confirmation prompt; (exit code, text)."""
-    controller, terminal = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SISENSE_")}
-    process = subprocess.Popen([sys.executable, "-m", "bulkusers", *args], stdin=terminal,
-                               stdout=terminal, stderr=terminal, cwd=cwd, env=env,
-                               close_fds=True)
-    os.close(terminal)
-    seen = b""
-    answered = False
-    deadline = time.monotonic() + 60
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([controller], [], [], 0.2)
-            if ready:
-                try:
-                    chunk = os.read(controller, 4096)
-                except OSError:
-                    break  # the child closed the terminal
-                if not chunk:
-                    break
-                seen += chunk
-                if not answered and b"[y/N]" in seen:
-                    if answer == "ctrl-c":
-                        # What a terminal sends its foreground program for Ctrl-C.
-                        process.send_signal(signal.SIGINT)
-                    else:
-                        os.write(controller, answer.encode() + b"\n")
-                    answered = True
-            elif process.poll() is not None:
-                break
-        text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode(errors="replace"))
-        return process.wait(timeout=30), text
-    finally:
-        if process.poll() is None:
-            process.kill()
-        os.close(controller)
+def _prompted(served: Served, tmp_path: Path, *emails: str) -> Terminal:
+    """`bulkusers delete` of `emails` on a terminal, stopped at its confirmation prompt."""
+    leavers = write_csv(tmp_path / "leavers.csv", ("Email",), [[e] for e in emails])
+    terminal = Terminal(["delete", str(leavers), *served.connect()], tmp_path)
+    terminal.expect(r"\[y/N\]")
+    return terminal
 
 
 def test_confirmation_prompt_on_a_terminal(served: Served, run_cli: RunCli,
@@ -238,27 +201,70 @@ def test_confirmation_prompt_on_a_terminal(served: Served, run_cli: RunCli,
     """On a terminal, delete shows the count and the users and asks: 'n' sends nothing
     (exit 3), 'y' deletes."""
     seed(served, run_cli, tmp_path)
-    leavers = write_csv(tmp_path / "leavers.csv", ("Email",), [["ann@acme.example"],
-                                                               ["bob@acme.example"]])
-    args = ["delete", str(leavers), *served.connect()]
-    code, text = _answer_prompt(args, "n", tmp_path)
-    assert code == 3, text
-    assert re.search(r"would change\s+2\s+users", text)
-    assert "ann@acme.example" in text
+    with _prompted(served, tmp_path, "ann@acme.example", "bob@acme.example") as terminal:
+        terminal.send(b"n\n")
+        assert terminal.wait() == 3, terminal.text
+    assert re.search(r"would change\s+2\s+users", terminal.text)
+    assert "ann@acme.example" in terminal.text
     assert served.emulator.store.user_by_email("ann@acme.example") is not None
-    code, text = _answer_prompt(args, "y", tmp_path)
-    assert code == 0, text
+    with _prompted(served, tmp_path, "ann@acme.example", "bob@acme.example") as terminal:
+        terminal.send(b"y\n")
+        assert terminal.wait() == 0, terminal.text
     assert served.emulator.store.user_by_email("ann@acme.example") is None
     assert served.emulator.store.user_by_email("bob@acme.example") is None
 
 
 def test_ctrl_c_at_the_prompt_stops_at_once(served: Served, run_cli: RunCli,
                                             tmp_path: Path) -> None:
-    """Ctrl-C while the confirmation waits ends the run at once (exit 130), nothing sent."""
+    """The Ctrl-C keystroke while the confirmation waits ends the run at once (exit 130)
+    with one calm line, and nothing is sent."""
     seed(served, run_cli, tmp_path)
     writes = len(served.emulator.writes())
-    leavers = write_csv(tmp_path / "leavers.csv", ("Email",), [["ann@acme.example"]])
-    code, text = _answer_prompt(["delete", str(leavers), *served.connect()], "ctrl-c", tmp_path)
-    assert code == 130, text
-    assert "Traceback" not in text
+    with _prompted(served, tmp_path, "ann@acme.example") as terminal:
+        terminal.send(CTRL_C)
+        assert terminal.wait() == 130, terminal.text
+    assert "stopped at the confirmation prompt; nothing was sent" in terminal.text
+    assert "Traceback" not in terminal.text
+    assert "error" not in terminal.text.split("[y/N]")[-1]
     assert len(served.emulator.writes()) == writes
+
+
+def test_sigint_by_kill_at_the_prompt_stops_at_once(served: Served, run_cli: RunCli,
+                                                    tmp_path: Path) -> None:
+    """SIGINT sent with kill (no keystroke) while the confirmation waits also ends the run
+    at once (exit 130), nothing sent; repeated, since a lost signal used to hang it."""
+    seed(served, run_cli, tmp_path)
+    writes = len(served.emulator.writes())
+    for _ in range(3):
+        with _prompted(served, tmp_path, "ann@acme.example") as terminal:
+            terminal.interrupt()
+            assert terminal.wait() == 130, terminal.text
+        assert "stopped at the confirmation prompt; nothing was sent" in terminal.text
+        assert "Traceback" not in terminal.text
+    assert len(served.emulator.writes()) == writes
+    assert served.emulator.store.user_by_email("ann@acme.example") is not None
+
+
+def test_end_of_input_at_the_prompt_stops_like_ctrl_c(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """Ctrl-D (end of input) at the prompt ends the run as Ctrl-C does: exit 130, nothing
+    sent, never taken as an answer."""
+    seed(served, run_cli, tmp_path)
+    writes = len(served.emulator.writes())
+    with _prompted(served, tmp_path, "ann@acme.example") as terminal:
+        terminal.send(CTRL_D)
+        assert terminal.wait() == 130, terminal.text
+    assert "nothing was sent" in terminal.text
+    assert len(served.emulator.writes()) == writes
+
+
+def test_an_answer_that_is_neither_yes_nor_no_is_asked_again(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """'maybe' at the prompt asks again instead of guessing; Enter alone means no (exit 3)."""
+    seed(served, run_cli, tmp_path)
+    with _prompted(served, tmp_path, "ann@acme.example") as terminal:
+        terminal.send(b"maybe\n")
+        terminal.expect(r"answer y or n")
+        terminal.send(b"\n")
+        assert terminal.wait() == 3, terminal.text
+    assert served.emulator.store.user_by_email("ann@acme.example") is not None

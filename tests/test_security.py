@@ -26,6 +26,7 @@ from bulkusers.emulator import EmulatorSettings, running_emulator
 from bulkusers.errors import AuthError
 from bulkusers.readers import open_table
 from tests.conftest import GROUPS, TOKEN, EmulatorThread, Served, read_report, serve, write_csv
+from tests.terminal import RUN_S
 
 RunCli = Callable[..., Result]
 
@@ -189,7 +190,7 @@ def test_no_secret_from_environment_in_a_real_process(guarded: Served, tmp_path:
     for args, env in runs:
         done = subprocess.run([sys.executable, "-m", "bulkusers", "--debug", *args],
                               env={**_clean_env(), **env}, cwd=tmp_path, capture_output=True,
-                              text=True, timeout=60, check=False)
+                              text=True, timeout=RUN_S, check=False)
         assert done.returncode == 0, done.stderr
         assert "/api/" in done.stderr  # --debug did log the requests
         assert leaks(done.stdout + done.stderr) == [], done.stderr
@@ -351,7 +352,7 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, Path
         [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
          "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj",
          "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=30)
+        check=True, capture_output=True, timeout=RUN_S)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     host = TlsEmulatorThread(EmulatorSettings(token=TOKEN, groups=GROUPS), context)

@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import pty
-import re
-import select
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -20,6 +12,7 @@ from click.testing import Result
 from bulkusers.ledger import read_ledger
 from bulkusers.report import summary_path
 from tests.conftest import TOKEN, Served, read_report, write_csv
+from tests.terminal import answer_prompt
 
 RunCli = Callable[..., Result]
 HEADER = ("Work Email", "First Name", "Last Name", "Role", "Groups")
@@ -348,8 +341,9 @@ def test_resume_finishes_the_deactivations_with_the_first_records(
     everyone = list(STAFF.values())
     assert sync(run_cli, served, hr_file(tmp_path / "all.csv", everyone),
                 tmp_path / "r0.csv").exit_code == 0
+    # Each deactivation tries its token step twice within the run: two rows' worth of 503s.
     served.host.call(lambda: served.emulator.faults.script(
-        "GET", "/api/v1/authentication/admin/logout", [503, 503]))
+        "GET", "/api/v1/authentication/admin/logout", [503] * 4))
     source = hr_file(tmp_path / "n.csv", everyone[3:])
     report = tmp_path / "r1.csv"
     first = sync(run_cli, served, source, report, "--retries", "0", "--concurrency", "1",
@@ -401,8 +395,9 @@ def test_resume_refuses_another_scope_and_repeats_the_scope_in_its_hint(
     everyone = list(STAFF.values())
     assert sync(run_cli, served, hr_file(tmp_path / "all.csv", everyone),
                 tmp_path / "r0.csv").exit_code == 0
+    # Each deactivation tries its token step twice within the run: one row's worth of 503s.
     served.host.call(lambda: served.emulator.faults.script(
-        "GET", "/api/v1/authentication/admin/logout", [503]))
+        "GET", "/api/v1/authentication/admin/logout", [503] * 2))
     source = hr_file(tmp_path / "n.csv", everyone[1:])
     report = tmp_path / "r1.csv"
     assert sync(run_cli, served, source, report, "--retries", "0").exit_code == 1
@@ -477,38 +472,10 @@ def test_resume_after_a_crash_uses_the_undo_journal(served: Served, run_cli: Run
     assert json.loads(final["ann@corp.example"]["previous"])["groups"] == ["Finance", "Sales"]
 
 
-def answer_prompt(args: list[str], answer: str, cwd: Path) -> tuple[int, str]:
-    """Run the CLI on a pseudo-terminal and answer its prompt; (exit code, what it showed).
+def on_terminal(args: list[str], answer: str, cwd: Path) -> tuple[int, str]:
+    """Run the CLI on a terminal and answer its prompt; (exit code, what it showed).
     Fails within seconds: a run that never prompts or never ends is killed."""
-    controller, terminal = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SISENSE_")}
-    process = subprocess.Popen([sys.executable, "-m", "bulkusers", *args], stdin=terminal,
-                               stdout=terminal, stderr=terminal, cwd=cwd, env=env,
-                               close_fds=True)
-    os.close(terminal)
-    seen = b""
-    deadline = time.monotonic() + 20
-    try:
-        while time.monotonic() < deadline and process.poll() is None:
-            ready, _, _ = select.select([controller], [], [], 0.2)
-            if not ready:
-                continue
-            try:
-                chunk = os.read(controller, 4096)
-            except OSError:
-                break  # the child closed the terminal
-            seen += chunk
-            if b"[y/N]" in seen and answer:
-                os.write(controller, answer.encode() + b"\n")
-                answer = ""
-        code = process.wait(timeout=10)
-        with contextlib.suppress(OSError):
-            seen += os.read(controller, 65536)
-        return code, re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode(errors="replace"))
-    finally:
-        if process.poll() is None:
-            process.kill()
-        os.close(controller)
+    return answer_prompt(args, cwd, answer.encode() + b"\n")
 
 
 def test_on_a_terminal_sync_asks_before_deactivating(served: Served, run_cli: RunCli,
@@ -520,12 +487,12 @@ def test_on_a_terminal_sync_asks_before_deactivating(served: Served, run_cli: Ru
                 tmp_path / "r0.csv").exit_code == 0
     source = hr_file(tmp_path / "n.csv", everyone[1:])
     args = ["sync", str(source), *served.connect(), "--scope-domain", "corp.example"]
-    code, text = answer_prompt(args, "n", tmp_path)
+    code, text = on_terminal(args, "n", tmp_path)
     assert code == 3, text
     assert "Deactivate 1 user?" in text
     assert "ann@corp.example" in text
     assert state(served, "ann@corp.example") == ("admin", {"Finance", "Sales"})
-    code, text = answer_prompt(args, "y", tmp_path)
+    code, text = on_terminal(args, "y", tmp_path)
     assert code == 0, text
     assert state(served, "ann@corp.example") == ("consumer", set())
 

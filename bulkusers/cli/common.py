@@ -23,6 +23,7 @@ from bulkusers.ui import Console
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 
 def _remember(key: str) -> Callable[[click.Context, click.Parameter, Any], None]:
@@ -261,7 +262,7 @@ def run(console: Console, coroutine: Coroutine[Any, Any, T],
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         console.error("interrupted")
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 

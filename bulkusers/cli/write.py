@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +12,7 @@ import click
 from bulkusers.cli.common import (
     BATCH_SIZE_OPTION,
     CONCURRENCY_OPTION,
+    EXIT_INTERRUPTED,
     EXIT_USAGE,
     MAX_CONCURRENCY_OPTION,
     REPORT_DIR_OPTION,
@@ -28,6 +28,7 @@ from bulkusers.cli.common import (
     run,
     settings_from,
 )
+from bulkusers.cli.prompt import ask_yes_no
 from bulkusers.cli.settings import Effective
 from bulkusers.errors import ConfigError
 from bulkusers.jobs import Command, RunSettings, Safety, run_command
@@ -83,16 +84,12 @@ def _confirmer(console: Console, command: Command, yes: bool,
 
     def confirm(action: str, plan: Preflight) -> bool:
         console.confirmation(action, plan)
-        # asyncio's own Ctrl-C handler would only cancel the run once the prompt returns:
-        # while it waits for an answer, Ctrl-C must interrupt at once.
-        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
-            return click.confirm(f"{action.capitalize()} {count(plan.destructive, 'user')}?",
-                                 default=False, err=True)
-        except click.Abort:
-            raise KeyboardInterrupt from None
-        finally:
-            signal.signal(signal.SIGINT, previous)
+            return ask_yes_no(f"{action.capitalize()} {count(plan.destructive, 'user')}?")
+        except KeyboardInterrupt:
+            # Nothing was sent yet: stop here, at once, without a traceback or an "error".
+            console.stopped(f"{action} stopped at the confirmation prompt; nothing was sent")
+            sys.exit(EXIT_INTERRUPTED)
 
     return confirm
 
