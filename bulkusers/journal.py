@@ -8,11 +8,11 @@ reads it back to report what the interrupted run did and to keep the original st
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
+from bulkusers.jsonlines import append, open_for_append, read_objects
 from bulkusers.ledger import Ledger
 from bulkusers.tasks import DeleteTask, UpdateTask
 
@@ -42,15 +42,15 @@ class Journal:
         to another run) or for a resumed one (appended); deactivations are also recorded in
         the machine's ``ledger``."""
         self.path = path
-        self._file: IO[str] = path.open("w" if fresh else "a", encoding="utf-8")
+        self._file: IO[str] = (path.open("w", encoding="utf-8") if fresh
+                               else open_for_append(path))
         self._ledger = ledger
 
     def note(self, task: UpdateTask | DeleteTask) -> None:
         """Record a task's target and its previous state."""
-        line = {"row": task.row.number, "email": task.email, "user_id": task.user.id,
-                "action": task.action, "previous": task.previous}
-        self._file.write(json.dumps(line, ensure_ascii=False) + "\n")
-        self._file.flush()
+        append(self._file, {"row": task.row.number, "email": task.email,
+                            "user_id": task.user.id, "action": task.action,
+                            "previous": task.previous})
         if self._ledger is not None and task.action == "deactivate":
             self._ledger.pending(task.user.id, task.email, task.previous)
 
@@ -63,18 +63,12 @@ class Journal:
 def read_journal(path: Path) -> dict[int, JournalEntry]:
     """The first entry per row (the state before the first attempt), or {} without a file."""
     entries: dict[int, JournalEntry] = {}
-    try:
-        handle = path.open(encoding="utf-8")
-    except FileNotFoundError:
-        return entries
-    with handle:
-        for text in handle:
-            try:
-                data: Any = json.loads(text)
-                entry = JournalEntry(row=int(data["row"]), email=str(data["email"]),
-                                     user_id=str(data["user_id"]), action=str(data["action"]),
-                                     previous=str(data["previous"]))
-            except (ValueError, KeyError, TypeError):
-                continue  # a line torn by a crash
-            entries.setdefault(entry.row, entry)
+    for data in read_objects(path):
+        try:
+            entry = JournalEntry(row=int(data["row"]), email=str(data["email"]),
+                                 user_id=str(data["user_id"]), action=str(data["action"]),
+                                 previous=str(data["previous"]))
+        except (ValueError, KeyError, TypeError):
+            continue  # a record without its fields
+        entries.setdefault(entry.row, entry)
     return entries

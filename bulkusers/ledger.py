@@ -13,16 +13,16 @@ the first record forward.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Literal
 
 import platformdirs
 
+from bulkusers.jsonlines import append, open_for_append, read_objects
 from bulkusers.models import RowResult, Status
 
 #: Overrides where the records live (tests, or a shared folder for several admins).
@@ -61,43 +61,25 @@ class Deactivation:
 def read_ledger(url: str) -> dict[str, Deactivation]:
     """The latest record of every user deactivated and not since released, by user id."""
     found: dict[str, Deactivation] = {}
-    try:
-        handle = ledger_path(url).open(encoding="utf-8")
-    except OSError:
-        return found
-    with handle:
-        for text in handle:
-            try:
-                data: Any = json.loads(text)
-                record = Deactivation(user_id=str(data["user_id"]), email=str(data["email"]),
-                                      previous=str(data["previous"]), at=str(data["at"]),
-                                      state=data["state"])
-            except (ValueError, KeyError, TypeError):
-                continue  # a line torn by a crash
-            if record.state == "released":
-                found.pop(record.user_id, None)
-            elif record.state == "done":
-                # Done confirms the pending record before it (its state to restore).
-                if (pending := found.get(record.user_id)) is not None:
-                    found[record.user_id] = Deactivation(pending.user_id, pending.email,
-                                                         pending.previous, record.at, "done")
-            else:
-                # The planner chose what a new attempt restores (the earlier record while the
-                # user is still deactivated): the latest pending record is the one in force.
-                found[record.user_id] = record
+    for data in read_objects(ledger_path(url)):
+        try:
+            record = Deactivation(user_id=str(data["user_id"]), email=str(data["email"]),
+                                  previous=str(data["previous"]), at=str(data["at"]),
+                                  state=data["state"])
+        except KeyError:
+            continue
+        if record.state == "released":
+            found.pop(record.user_id, None)
+        elif record.state == "done":
+            # Done confirms the pending record before it (its state to restore).
+            if (pending := found.get(record.user_id)) is not None:
+                found[record.user_id] = Deactivation(pending.user_id, pending.email,
+                                                     pending.previous, record.at, "done")
+        else:
+            # The planner chose what a new attempt restores (the earlier record while the
+            # user is still deactivated): the latest pending record is the one in force.
+            found[record.user_id] = record
     return found
-
-
-def _ends_mid_line(path: Path) -> bool:
-    """True when the file exists and its last line has no line break (torn by a crash)."""
-    try:
-        with path.open("rb") as handle:
-            if handle.seek(0, os.SEEK_END) == 0:
-                return False
-            handle.seek(-1, os.SEEK_END)
-            return handle.read(1) != b"\n"
-    except OSError:
-        return False
 
 
 class Ledger:
@@ -118,22 +100,13 @@ class Ledger:
         a folder that cannot be written stops the run before anything is sent (OSError)."""
         if self._file is None:
             self._path.parent.mkdir(parents=True, exist_ok=True)
-            torn = _ends_mid_line(self._path)
-            self._file = self._path.open("a", encoding="utf-8")
-            if torn:
-                # A crash cut the last line short: end it, or this record would be glued to
-                # it and lost with it.
-                self._file.write("\n")
-                self._file.flush()
+            self._file = open_for_append(self._path)
         return self._file
 
     def _append(self, user_id: str, email: str, previous: str, state: State) -> None:
-        file = self.open()
         at = datetime.now(UTC).isoformat(timespec="seconds")
-        line = {"user_id": user_id, "email": email, "previous": previous, "at": at,
-                "state": state}
-        file.write(json.dumps(line, ensure_ascii=False) + "\n")
-        file.flush()
+        append(self.open(), {"user_id": user_id, "email": email, "previous": previous,
+                             "at": at, "state": state})
 
     def pending(self, user_id: str, email: str, previous: str) -> None:
         """A deactivation is about to be sent: record the state it replaces."""

@@ -212,3 +212,22 @@ def test_failed_deactivation_stays_pending(private_state: Path) -> None:
     ledger.close()
     assert read_ledger(url)["u2"].state == "pending"
     assert ledger_path(url).parent.parent == private_state
+
+
+def test_a_resumed_journal_never_glues_its_next_record_to_a_torn_line(tmp_path: Path) -> None:
+    """A crash that cut the undo journal's last line short does not swallow the record the
+    resumed run appends next (the same rule as the ledger's, in one place)."""
+    from bulkusers.directory import User
+    from bulkusers.journal import Journal, read_journal
+    from bulkusers.tasks import DeleteTask
+
+    path = tmp_path / "run.undo.jsonl"
+    path.write_text('{"row": 2, "email": "a@x.com", "user_id": "1", "action": "delete", '
+                    '"previous": "{}"}\n{"row": 3, "email": "b@x.c', encoding="utf-8")
+    user = User(id="4", email="c@x.com", user_name="c@x.com", first_name="", last_name="",
+                role_id="", group_ids=())
+    journal = Journal(path, fresh=False)
+    journal.note(DeleteTask(row=Row(4, ("c@x.com",)), email="c@x.com", user=user,
+                            previous='{"email": "c@x.com"}'))
+    journal.close()
+    assert sorted(read_journal(path)) == [2, 4]
