@@ -22,8 +22,9 @@ from typing import Any
 
 import aiohttp
 
+from bulkusers.commands import Command
 from bulkusers.config import RetryPolicy, build_connection
-from bulkusers.jobs import Command, RunSettings, run_command
+from bulkusers.jobs import RunSettings, run_command
 from bulkusers.models import RowResult
 from bulkusers.operations import PlanOptions
 from bulkusers.summary import RunSummary

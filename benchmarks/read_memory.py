@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bulkusers.prescan import prescan
-from bulkusers.readers import open_table
+from bulkusers.intake import read_input
+from bulkusers.readers import ReadOptions, open_table
 
 
 def write_rows(path: Path, count: int) -> None:
@@ -40,9 +40,8 @@ def streamed(path: Path) -> int:
 
 
 def scanned(path: Path) -> int:
-    """Rows read and pre-scanned for repeated emails, as every run does first."""
-    table = open_table(path)
-    return prescan(table.rows, table.header).total
+    """Rows read once, hashed, checked for repeated emails and spooled, as every run does."""
+    return read_input(path, ReadOptions()).total
 
 
 def whole(path: Path) -> int:

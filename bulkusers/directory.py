@@ -120,7 +120,10 @@ class Unknown:
 
 
 class Directory:
-    """Everything a run must know about the server, loaded once and indexed for O(1) lookups."""
+    """Everything a run must know about the server, loaded once and indexed for O(1) lookups.
+
+    A snapshot: read only once built. The plan is made against it, and nothing a run learns
+    while it sends changes it."""
 
     def __init__(self, roles: Iterable[Role], groups: Iterable[Group],
                  users: Iterable[User] = ()) -> None:
@@ -142,7 +145,7 @@ class Directory:
         self._users_by_name: dict[str, User] = {}
         self._users_by_id: dict[str, User] = {}
         for user in users:
-            self.remember(user)
+            self._index(user)
 
     # -- roles and groups ---------------------------------------------------------------------
 
@@ -166,19 +169,6 @@ class Directory:
             return found
         return Unknown("group", name, _close(name, [g.name for g in self.groups]))
 
-    def add_group(self, group: Group, *, replace: bool = False) -> None:
-        """Index a group created during this run; ``replace`` supersedes one of that name."""
-        key = identity_key(group.name)
-        old = self._groups.get(key)
-        if old is not None and not replace:
-            return
-        if old is not None:
-            self.groups = tuple(g for g in self.groups if g is not old)
-            self._groups.pop(identity_key(old.id), None)
-        self.groups = (*self.groups, group)
-        self._groups[key] = group
-        self._groups[identity_key(group.id)] = group
-
     def group_by_id(self, group_id: str) -> Group | None:
         """The group with this id, or None."""
         return self._groups.get(identity_key(group_id))
@@ -201,25 +191,13 @@ class Directory:
         """Every known user."""
         return self._users_by_id.values()
 
-    def remember(self, user: User) -> None:
-        """Index a user (loaded, created or updated during this run)."""
-        previous = self._users_by_id.get(user.id)
-        if previous is not None:
-            self.forget(previous)
+    def _index(self, user: User) -> None:
         if user.email:
             self._users_by_email[identity_key(user.email)] = user
         if user.user_name:
             self._users_by_name[identity_key(user.user_name)] = user
         if user.id:
             self._users_by_id[user.id] = user
-
-    def forget(self, user: User) -> None:
-        """Drop a user from the indexes (deleted during this run)."""
-        for index, key in ((self._users_by_email, identity_key(user.email)),
-                           (self._users_by_name, identity_key(user.user_name)),
-                           (self._users_by_id, user.id)):
-            if index.get(key) is user:
-                del index[key]
 
     def role_shown(self, role_id: str) -> str:
         """The name the admin UI shows for a role id ("?" when unknown)."""

@@ -10,7 +10,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, assert_never
 
 from bulkusers import verify
 from bulkusers.api import UserApi, UserDict
@@ -76,39 +76,57 @@ def _strong_password() -> str:
 
 
 class Executor:
-    """Runs work items against one API and keeps the directory in step with the server."""
+    """Runs the plan's items against one API, exactly as planned.
+
+    The directory is the snapshot the plan was made against, read only (for verification);
+    what the executor learns while it runs (the real ids of groups created for the run) is its
+    own record and never changes the plan.
+    """
 
     def __init__(self, api: UserApi, directory: Directory,
-                 journal: Journal | None = None) -> None:
+                 journal: Journal | None = None,
+                 group_ids: Mapping[str, str] | None = None) -> None:
         self.api = api
         self.directory = directory
         self.journal = journal
+        #: Stand-in group id in the plan -> the id the server gave the group (--create-groups).
+        self.group_ids = dict(group_ids or {})
 
-    def _note(self, task: UpdateTask | DeleteTask) -> None:
+    def _note(self, task: UpdateTask | DeactivateTask | DeleteTask) -> None:
         if self.journal is not None:
             self.journal.note(task)
 
+    def _resolved(self, body: Mapping[str, Any]) -> Mapping[str, Any]:
+        """A planned body with the real ids of the groups created for this run."""
+        groups = body.get("groups")
+        if not self.group_ids or not groups:
+            return body
+        return {**body, "groups": [self.group_ids.get(g, g) for g in groups]}
+
     async def run(self, item: WorkItem, emit: Emit) -> None:
         """Carry out one work item, emitting one result per row it covers."""
-        if isinstance(item, RowResult):
-            emit(item)
-        elif isinstance(item, CreateBatch):
-            await self.create_batch(item, emit)
-        elif isinstance(item, DeleteBatch):
-            await self.delete_batch(item, emit)
-        elif isinstance(item, CreateTask):
-            await self.create(item, emit)
-        elif isinstance(item, DeactivateTask):  # before UpdateTask: it is one
-            await self.deactivate(item, emit)
-        elif isinstance(item, UpdateTask):
-            await self.update(item, emit)
-        else:
-            await self.delete(item, emit)
+        match item:
+            case RowResult():
+                emit(item)
+            case CreateBatch():
+                await self.create_batch(item, emit)
+            case DeleteBatch():
+                await self.delete_batch(item, emit)
+            case CreateTask():
+                await self.create(item, emit)
+            case DeactivateTask():
+                await self.deactivate(item, emit)
+            case UpdateTask():
+                await self.update(item, emit)
+            case DeleteTask():
+                await self.delete(item, emit)
+            case _:
+                assert_never(item)
 
     # -- create -------------------------------------------------------------------------------
 
-    def _created(self, task: CreateTask, created: Mapping[str, Any]) -> str:
-        self.directory.remember(User.from_api({**task.payload, **created}))
+    @staticmethod
+    def _created(created: Mapping[str, Any]) -> str:
         return str(created.get("_id", ""))
 
     async def create(self, task: CreateTask, emit: Emit, *, maybe_landed: bool = False) -> None:
@@ -116,7 +134,7 @@ class Executor:
         landed unseen, a failure is checked on the server before it is reported."""
         trace, watch = Trace(), Stopwatch()
         try:
-            created = await self.api.create_user(task.payload, trace)
+            created = await self.api.create_user(self._resolved(task.payload), trace)
         except Exception as exc:
             if not (isinstance(exc, ApiError) or is_retryable(exc)):
                 raise
@@ -129,7 +147,7 @@ class Executor:
                 emit(_result(task, Status.FAILED, trace, watch, cause=exc,
                              error=_failure(exc, trace, "the user was not created")))
             return
-        emit(_result(task, Status.CREATED, trace, watch, user_id=self._created(task, created),
+        emit(_result(task, Status.CREATED, trace, watch, user_id=self._created(created),
                      changes=task.changes))
 
     async def _already_exists(self, task: CreateTask, emit: Emit, trace: Trace,
@@ -144,7 +162,7 @@ class Executor:
             emit(self._confirmed_create(task, check.user, trace, watch))
         else:
             emit(_result(task, Status.SKIPPED, trace, watch,
-                         user_id=self._created(task, _as_dict(check.user)),
+                         user_id=check.user.id,
                          changes="none: user already exists (created since the run started)"))
 
     async def _settle_create(self, task: CreateTask, emit: Emit, trace: Trace,
@@ -164,19 +182,20 @@ class Executor:
 
     def _confirmed_create(self, task: CreateTask, user: User, trace: Trace,
                           watch: Stopwatch) -> RowResult:
-        differs = verify.not_applied(task.payload, user, self.directory)
+        differs = verify.not_applied(self._resolved(task.payload), user, self.directory)
         note = verify.CONFIRMED
         if differs:
             note += f"; the server shows other values for: {verify.names(differs)}"
         return _result(task, Status.CREATED, trace, watch,
-                       user_id=self._created(task, _as_dict(user)),
+                       user_id=user.id,
                        changes=f"{task.changes} {note}".strip())
 
     async def create_batch(self, batch: CreateBatch, emit: Emit) -> None:
         """Create many users in one request; if it fails, each row is settled alone."""
         trace, watch = Trace(), Stopwatch()
         try:
-            created = await self.api.create_users([t.payload for t in batch.tasks], trace)
+            created = await self.api.create_users([self._resolved(t.payload)
+                                                   for t in batch.tasks], trace)
         except Exception as exc:
             if not (isinstance(exc, ApiError) or is_retryable(exc)):
                 raise
@@ -200,7 +219,7 @@ class Executor:
                              error="the bulk create answered success without this user"))
             else:
                 emit(_result(task, Status.CREATED, trace, watch,
-                             user_id=self._created(task, user), changes=task.changes))
+                             user_id=self._created(user), changes=task.changes))
 
     async def _found(self, task: CreateTask, emit: Emit, trace: Trace,
                      watch: Stopwatch) -> bool:
@@ -213,9 +232,10 @@ class Executor:
 
     # -- update, reactivate, deactivate -------------------------------------------------------
 
-    async def _patch(self, task: UpdateTask, patch: Mapping[str, Any],
+    async def _patch(self, task: UpdateTask | DeactivateTask, patch: Mapping[str, Any],
                      trace: Trace) -> UserDict | Failure:
         """Send a patch and check the answer shows it applied; the new user or a failure."""
+        patch = self._resolved(patch)
         try:
             after = await self.api.update_user(task.user, patch, trace)
         except Exception as exc:
@@ -228,11 +248,12 @@ class Executor:
             message = ("the server answered success but did not apply: "
                        f"{verify.names(missing)}")
             return Failure(message, ApiError(trace.http_status or 0, None, message))
-        self.directory.remember(updated)
         return after
 
-    async def _settle_patch(self, task: UpdateTask, patch: Mapping[str, Any]) -> Settled:
+    async def _settle_patch(self, task: UpdateTask | DeactivateTask,
+                            patch: Mapping[str, Any]) -> Settled:
         """What the server shows of a patch whose answer was lost."""
+        patch = self._resolved(patch)
         check = await verify.by_id(self.api, task.user.id)
         if not check.answered:
             return Settled("unknown", check.error)
@@ -240,7 +261,6 @@ class Executor:
             return Settled("gone", "checked on the server: the user no longer exists")
         missing = verify.not_applied(patch, check.user, self.directory)
         if not missing:
-            self.directory.remember(check.user)
             return Settled("applied", "")
         applied = [key for key in verify.checkable(patch) if key not in missing]
         if not applied:
@@ -387,7 +407,6 @@ class Executor:
 
     def _deleted(self, task: DeleteTask, emit: Emit, trace: Trace, watch: Stopwatch,
                  changes: str) -> None:
-        self.directory.forget(task.user)
         emit(_result(task, Status.DELETED, trace, watch, user_id=task.user.id,
                      changes=changes, previous=task.previous))
 
@@ -454,10 +473,3 @@ def _failure(exc: BaseException, trace: Trace, consequence: str) -> str:
     if trace.attempts > 1:
         reason += f" after {count(trace.attempts, 'attempt')}"
     return f"{reason}; {consequence}" if consequence else reason
-
-
-def _as_dict(user: User) -> dict[str, Any]:
-    """A user in the v1 shape ``_created`` reads."""
-    return {"_id": user.id, "email": user.email, "userName": user.user_name,
-            "firstName": user.first_name, "lastName": user.last_name,
-            "roleId": user.role_id, "groups": list(user.group_ids)}

@@ -13,10 +13,10 @@ from typing import Any, Literal
 
 from bulkusers.directory import Directory, Group, Role, Unknown, User
 from bulkusers.identity import EMAIL, identity_key, stored_email
+from bulkusers.intake import Repeats
 from bulkusers.journal import JournalEntry
 from bulkusers.ledger import Deactivation
 from bulkusers.models import Header, Row, RowResult, Status
-from bulkusers.prescan import Prescan
 from bulkusers.report import ReportLine
 from bulkusers.safetext import clean, quote
 from bulkusers.tasks import (
@@ -39,6 +39,8 @@ CLEAR = "(clear)"
 DEACTIVATED_ROLE = "consumer"
 #: Marks where execution puts a fresh random password; planning stays deterministic.
 NEW_PASSWORD = "<random>"
+#: How a plan names a group that --create-groups creates before the first write.
+NEW_GROUP_ID = "(new group) "
 
 OnExisting = Literal["skip", "update", "fail"]
 GroupsMode = Literal["add", "replace"]
@@ -90,18 +92,26 @@ class Wanted:
 class Planner:
     """Turns rows into work items for one command, against one loaded directory."""
 
-    def __init__(self, header: Header, directory: Directory, scan: Prescan,
+    def __init__(self, header: Header, directory: Directory, repeats: Repeats,
                  options: PlanOptions, protected: Mapping[str, str] | None = None,
                  prior: Mapping[int, JournalEntry] | None = None,
-                 deactivated: Mapping[str, Deactivation] | None = None) -> None:
+                 deactivated: Mapping[str, Deactivation] | None = None,
+                 report_lines: Mapping[int, ReportLine] | None = None) -> None:
         self.header = header
         self.directory = directory
-        self.scan = scan
+        self.repeats = repeats
         self.options = options
         #: user id -> why it must never be deactivated or deleted
         self.protected = dict(protected or {})
-        #: Group names rows asked for that the server does not have (for --create-groups).
+        #: Group names rows asked for that the server does not have, by matching key. With
+        #: --create-groups the plan names each by a stand-in (see ``new_groups``).
         self.missing_groups: dict[str, str] = {}
+        self._stand_ins: dict[str, Group] = {}
+        #: userNames rows planned so far will hold (matching key -> the row's email): a later
+        #: row asking for one is a conflict found while planning, not a refusal mid-run.
+        self._claimed: dict[str, str] = {}
+        #: reactivate's input: the lines of an earlier report, by line number.
+        self.report_lines = dict(report_lines or {})
         #: What an interrupted run of this command was about to do, by row (--resume).
         self.prior = dict(prior or {})
         #: Users bulkusers deactivated earlier on this server, by id, with their records.
@@ -117,7 +127,7 @@ class Planner:
         if INVISIBLE.search(email):
             # It would create an account whose address looks exactly like another's.
             return f"email {quote(email)} holds an invisible character; retype it"
-        others = self.scan.other_rows(email, row.number)
+        others = self.repeats.other_rows(email, row.number)
         if others:
             return f"email also on row {', '.join(map(str, others))}; keep one row per user"
         return ""
@@ -170,6 +180,8 @@ class Planner:
         problems: list[str] = []
         for name in split_groups(cell):
             found = self.directory.group(name)
+            if isinstance(found, Unknown) and self.options.create_groups:
+                found = self._stand_in(name)
             if isinstance(found, Unknown):
                 self.missing_groups.setdefault(identity_key(name), name)
                 problems.append(found.describe())
@@ -180,6 +192,32 @@ class Planner:
             return tuple(groups)
         hint = "" if self.options.create_groups else "; fix the name or pass --create-groups"
         return "; ".join(problems) + hint
+
+    def _stand_in(self, name: str) -> Group:
+        """The group a row names that the server lacks, to be created before the first write
+        (--create-groups): the plan names it by a stand-in id the sender replaces."""
+        key = identity_key(name)
+        if key not in self._stand_ins:
+            self.missing_groups[key] = name
+            self._stand_ins[key] = Group(id=f"{NEW_GROUP_ID}{name}", name=name)
+        return self._stand_ins[key]
+
+    def new_groups(self) -> tuple[str, ...]:
+        """The groups the plan needs created first (--create-groups), sorted by name."""
+        return tuple(sorted((g.name for g in self._stand_ins.values()), key=str.casefold))
+
+    def _group_names(self, group_ids: list[str]) -> list[str]:
+        stand_ins = {g.id: g.name for g in self._stand_ins.values()}
+        return [stand_ins.get(g) or self.directory.group_names([g])[0] for g in group_ids]
+
+    def _claim(self, user_name: str, email: str) -> str:
+        """Reserve a userName for this row's user; why not when an earlier row holds it."""
+        key = identity_key(user_name)
+        holder = self._claimed.get(key)
+        if holder is not None and identity_key(holder) != identity_key(email):
+            return f"userName {quote(user_name)} is also wanted by {holder} on an earlier row"
+        self._claimed[key] = email
+        return ""
 
     def _user_or_problem(self, row: Row, action: str) -> tuple[str, User | None, RowResult | None]:
         email = self.header.value(row, "email")
@@ -218,6 +256,9 @@ class Planner:
         if holder is not None:
             return decided(row, email, "create", Status.SKIPPED,
                            error=f"userName {quote(user_name)} is taken by {holder.email}")
+        conflict = self._claim(user_name, email)
+        if conflict:
+            return decided(row, email, "create", Status.SKIPPED, error=conflict)
         role = wanted.role
         if role is None:
             fallback = self.options.default_role
@@ -277,6 +318,9 @@ class Planner:
             holder = self.directory.user_by_name(wanted.user_name)
             if holder is not None and holder.id != user.id:
                 return f"userName {quote(wanted.user_name)} is taken by {holder.email}"
+            conflict = self._claim(wanted.user_name, user.email)
+            if conflict:
+                return conflict
             patch["userName"] = wanted.user_name
             changes.append(f"userName: {quote(user.user_name)} -> {quote(wanted.user_name)}")
         for key, label, old, new in (("firstName", "firstName", user.first_name,
@@ -312,7 +356,7 @@ class Planner:
             return None
         added = [g for g in wanted if g not in current]
         removed = [g for g in current if g not in wanted]
-        names = self.directory.group_names
+        names = self._group_names
         parts = [f"+{n}" for n in names(added)] + [f"-{n}" for n in names(removed)]
         return wanted, "groups: " + " ".join(parts)
 

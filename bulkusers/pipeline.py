@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import signal
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -95,20 +95,47 @@ class Recorder:
                 "Try again later with --resume (and perhaps a lower --concurrency)")
 
 
+#: Items a dry run records between two looks at the event loop (for Ctrl-C).
+DRY_RUN_SLICE = 500
+
+
+async def record_planned(items: Iterable[WorkItem], record: Recorder, *,
+                         revokes_tokens: bool, handle_sigint: bool) -> None:
+    """A dry run: record what each item would do, in order, without a pool (nothing is
+    sent, so nothing is worth waiting for). Ctrl-C stops it; the rest is not attempted."""
+    stopped = False
+
+    def on_sigint() -> None:
+        nonlocal stopped
+        stopped = True
+
+    with _on_sigint(on_sigint, enabled=handle_sigint):
+        for position, item in enumerate(items):
+            if stopped:
+                if isinstance(item, RowResult):
+                    record(item)
+                else:
+                    _unfinished(item, set(), record, "interrupted before it was sent")
+                continue
+            for result in planned_results(item, revokes_tokens=revokes_tokens):
+                record(result)
+            if position % DRY_RUN_SLICE == 0:
+                await asyncio.sleep(0)  # let a Ctrl-C reach its handler
+    if record.broken is not None:
+        record.summary.aborted = str(record.broken)
+    else:
+        record.summary.interrupted = stopped
+
+
 async def execute(items: Iterator[WorkItem], executor: Executor, record: Recorder, *,
-                  concurrency: int, dry_run: bool, handle_sigint: bool,
+                  concurrency: int, handle_sigint: bool,
                   admit: Callable[[int], Awaitable[None]] | None = None) -> None:
-    """Send every item through a pool of ``concurrency`` workers (or, in a dry run, record
-    what each would do); every row of every item is recorded exactly once. ``admit(i)``
-    returns when worker i may take an item (the run's adaptive limit)."""
+    """Send every item through a pool of ``concurrency`` workers; every row of every item is
+    recorded exactly once. ``admit(i)`` returns when worker i may take an item (the run's
+    adaptive limit)."""
     summary = record.summary
 
     async def handle(item: WorkItem) -> None:
-        if dry_run:
-            revokes = executor.api.can_revoke_tokens
-            for result in planned_results(item, revokes_tokens=revokes):
-                record(result)
-            return
         done: set[int] = set()
 
         def emit(result: RowResult) -> None:
@@ -145,8 +172,7 @@ async def execute(items: Iterator[WorkItem], executor: Executor, record: Recorde
         else:
             _unfinished(item, set(), record, "interrupted before it was sent")
 
-    pool: Pool[WorkItem] = Pool(handle, unsent, concurrency,
-                                admit=None if dry_run else admit)
+    pool: Pool[WorkItem] = Pool(handle, unsent, concurrency, admit=admit)
     with _interrupts(pool, enabled=handle_sigint):
         await pool.run(items)
     abort = pool.abort or record.broken
@@ -176,10 +202,9 @@ def _unfinished_result(task: Task, status: Status, reason: str, *,
                      previous=getattr(task, "previous", ""), transient=transient)
 
 
-@contextlib.contextmanager
-def _interrupts(pool: Pool[WorkItem], *, enabled: bool) -> Iterator[None]:
+def _interrupts(pool: Pool[WorkItem], *,
+                enabled: bool) -> contextlib.AbstractContextManager[None]:
     """First Ctrl-C: take no new rows; second: cancel the requests in flight."""
-    loop = asyncio.get_running_loop()
     presses = 0
 
     def on_sigint() -> None:
@@ -190,10 +215,17 @@ def _interrupts(pool: Pool[WorkItem], *, enabled: bool) -> Iterator[None]:
         else:
             pool.cancel()
 
+    return _on_sigint(on_sigint, enabled=enabled)
+
+
+@contextlib.contextmanager
+def _on_sigint(handler: Callable[[], None], *, enabled: bool) -> Iterator[None]:
+    """Call ``handler`` on each Ctrl-C while the block runs (when ``enabled`` and possible)."""
+    loop = asyncio.get_running_loop()
     installed = False
     if enabled:
         try:
-            loop.add_signal_handler(signal.SIGINT, on_sigint)
+            loop.add_signal_handler(signal.SIGINT, handler)
             installed = True
         except (NotImplementedError, RuntimeError, ValueError):
             installed = False  # not the main thread, or a platform without signal support

@@ -1,75 +1,13 @@
-"""Pre-flight: the whole plan counted before the first write, and the guards that judge it."""
+"""The guards that judge a whole plan before the first write: --max-changes and the prompt."""
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from bulkusers.errors import GuardTripped
-from bulkusers.models import RowResult, Status
-from bulkusers.tasks import Task, WorkItem, tasks_of
+from bulkusers.plan import Preflight
 from bulkusers.words import count
-
-#: How many invalid rows a pre-flight keeps as examples.
-PREVIEW_SIZE = 5
-#: How many affected users a confirmation prompt and a dry run name.
-TARGETS_SHOWN = 20
-DESTRUCTIVE = frozenset({"deactivate", "delete"})
-
-
-@dataclass(slots=True)
-class Preflight:
-    """What the plan would do, counted over the whole input."""
-
-    actions: Counter[str] = field(default_factory=Counter)
-    invalid: int = 0
-    failed: int = 0
-    examples: list[RowResult] = field(default_factory=list)
-    #: The first users a destructive plan affects, described as the server stores them.
-    targets: list[str] = field(default_factory=list)
-
-    @property
-    def writes(self) -> int:
-        """Rows that would send a write."""
-        return sum(self.actions.values())
-
-    @property
-    def destructive(self) -> int:
-        """Rows that would deactivate or delete a user."""
-        return sum(n for action, n in self.actions.items() if action in DESTRUCTIVE)
-
-    def first_problem(self) -> str:
-        """The first invalid row, described on one line."""
-        if not self.examples:
-            return ""
-        first = self.examples[0]
-        return f"row {first.row.number}: {first.error}"
-
-
-def count_plan(items: Iterable[WorkItem],
-               describe: Callable[[Task], str] = lambda task: task.email) -> Preflight:
-    """Walk a whole plan without sending anything and count what it would do."""
-    found = Preflight()
-    for item in items:
-        if isinstance(item, RowResult):
-            if item.status is Status.UNCHANGED or (item.status is Status.SKIPPED
-                                                   and not item.error):
-                continue  # nothing to send and nothing wrong
-            # A planned failure (an update of an unknown user) is as wrong as a bad email
-            # for --strict; both are shown as examples.
-            if item.status is Status.FAILED:
-                found.failed += 1
-            else:
-                found.invalid += 1
-            if len(found.examples) < PREVIEW_SIZE:
-                found.examples.append(item)
-            continue
-        for task in tasks_of(item):
-            found.actions[task.action] += 1
-            if task.action in DESTRUCTIVE and len(found.targets) < TARGETS_SHOWN:
-                found.targets.append(describe(task))
-    return found
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,9 +28,10 @@ from bulkusers.identity import identity_key
 from bulkusers.journal import journal_path
 from bulkusers.models import Header, Row, RowResult, Status
 from bulkusers.operations import DEACTIVATED_ROLE, Planner
+from bulkusers.plan import Preflight
 from bulkusers.preflight import Limit
 from bulkusers.report import read_report
-from bulkusers.tasks import DeleteTask, UpdateTask, WorkItem, snapshot, tasks_of
+from bulkusers.tasks import DeactivateTask, DeleteTask, UpdateTask, WorkItem, snapshot
 
 if TYPE_CHECKING:
     from bulkusers.api import UserApi
@@ -249,25 +250,19 @@ class Reconciler:
     # -- counting and guards ------------------------------------------------------------------
 
     @property
-    def removals(self) -> int:
-        """Users this run would deactivate or delete (0 with --missing report)."""
-        return sum(1 for item in self.tail() for task in tasks_of(item)
-                   if task.action in ("deactivate", "delete"))
-
-    @property
-    def size(self) -> int:
+    def extra_rows(self) -> int:
         """Report lines this run adds after the file's rows."""
         pending = [u for u in self.out_of_file if ascii_key(u.email) not in self.earlier.finished]
         return len(pending) + len(self.gone)
 
-    def missing_refusal(self) -> str:
+    def refusal(self, counts: Preflight) -> str:
         """Why --max-missing refuses this plan ("" when it does not)."""
         allowed = self.options.max_missing.allowed(self.scope_size)
         if allowed is not None and self.options.max_missing.percent is not None:
             # A percentage of a small scope must still let one leaver go: the guard is against
             # a truncated file, and 10 % of 9 users rounds down to nobody.
             allowed = max(allowed, 1)
-        removals = self.removals
+        removals = counts.removals
         if allowed is None or removals <= allowed:
             return ""
         limit = self.options.max_missing
@@ -277,12 +272,6 @@ class Reconciler:
                 f"users in scope who are not in the file, more than --max-missing allows "
                 f"({shown}); nothing was sent. Check the file is complete, or pass "
                 f"--max-missing {removals}")
-
-    def check(self) -> None:
-        """Abort before any write when too many users in scope are missing from the file."""
-        refusal = self.missing_refusal()
-        if refusal:
-            raise GuardTripped(refusal)
 
     # -- planning -----------------------------------------------------------------------------
 
@@ -343,7 +332,7 @@ class Reconciler:
                              status=Status.DEACTIVATED, user_id=user.id, previous=journal[2],
                              changes="deactivated (by the interrupted run; confirmed by its "
                                      "record)")
-        if journal is not None and isinstance(item, UpdateTask | DeleteTask):
+        if journal is not None and isinstance(item, DeactivateTask | DeleteTask):
             # Keep the state from before the first attempt: that is what an undo restores.
             return replace(item, previous=journal[2])
         return item

@@ -37,9 +37,15 @@ class UpdateTask:
 
 
 @dataclass(frozen=True, slots=True)
-class DeactivateTask(UpdateTask):
+class DeactivateTask:
     """Lock one user out: lowest role, no groups, a new unknown password, tokens revoked."""
 
+    row: Row
+    email: str
+    user: User
+    patch: Mapping[str, Any]
+    changes: str
+    previous: str
     action: str = "deactivate"
 
 
@@ -68,7 +74,7 @@ class DeleteBatch:
     tasks: tuple[DeleteTask, ...]
 
 
-Task = CreateTask | UpdateTask | DeleteTask
+Task = CreateTask | UpdateTask | DeactivateTask | DeleteTask
 WorkItem = Task | CreateBatch | DeleteBatch | RowResult
 
 

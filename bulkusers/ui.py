@@ -21,7 +21,7 @@ from rich.progress import (
 from rich.table import Table
 
 from bulkusers.models import RowResult, Status
-from bulkusers.preflight import Preflight
+from bulkusers.plan import Preflight
 from bulkusers.report import summary_path
 from bulkusers.resume import option_flags
 from bulkusers.safetext import excerpt, printable, quote

@@ -11,9 +11,8 @@ import pytest
 from bulkusers.directory import Directory, Group
 from bulkusers.identity import identity_key, stored_email
 from bulkusers.ledger import Ledger, ledger_path, read_ledger
-from bulkusers.models import Header, Row, RowResult, Status
+from bulkusers.models import Row, RowResult, Status
 from bulkusers.operations import split_groups
-from bulkusers.prescan import prescan
 from bulkusers.report import is_secret_name
 from bulkusers.rowcheck import ERROR_VALUE, UNCACHED_FORMULA, RowCheck
 from bulkusers.safetext import excerpt, find_control, is_blank, printable, quote
@@ -45,17 +44,6 @@ def test_stored_email_trims_and_lowers_ascii_unless_kept() -> None:
     assert stored_email("  Ann.Lee@Acme.Example\t") == "ann.lee@acme.example"
     assert stored_email(" ÉVA@X.EXAMPLE ") == "Éva@x.example"
     assert stored_email(" Ann@X.Example ", keep_case=True) == "Ann@X.Example"
-
-
-def test_prescan_repeats_ascii_case_variants_only() -> None:
-    """The pre-scan pairs A@ with a@, never straße@ with strasse@ or ﬁ with fi."""
-    header = Header(columns=("Email",), index={"email": 0})
-    emails = ["straße@x.example", "strasse@x.example", "\ufb01n@x.example", "fin@x.example",
-              "Dup@X.example", "dup@x.example"]
-    data = [Row(n, (e,)) for n, e in enumerate(emails, start=2)]
-    scan = prescan(lambda: iter(data), header)
-    assert [scan.other_rows(e, n) for n, e in enumerate(emails, start=2)] == [
-        (), (), (), (), (7,), (6,)]
 
 
 def test_group_lookup_ignores_ascii_case_only() -> None:

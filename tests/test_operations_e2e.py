@@ -127,23 +127,37 @@ def test_refused_bulk_batch_falls_back_to_one_request_per_row(
     rows = [["a1@acme.example", "A", "1", "viewer", "Sales", ""],
             ["a2@acme.example", "A", "2", "viewer", "Sales", ""],
             ["a3@acme.example", "A", "3", "viewer", "Sales", ""]]
+    source = write_csv(tmp_path / "b.csv", HEADER, rows)
+    report = tmp_path / "b-report.csv"
+    served.host.call(lambda: served.emulator.faults.script("POST", "/api/v1/users/bulk", [400]))
+    result = run_cli(*cli_args(served, "import", source, report))
+    assert result.exit_code == 0
+    assert statuses(report) == dict.fromkeys(r[0] for r in rows) | {
+        r[0]: "created" for r in rows}
+    posts = [(r.path, r.status) for r in served.emulator.writes() if r.method == "POST"]
+    assert posts[0] == ("/api/v1/users/bulk", 400)
+    assert [p for p, _ in posts[1:]] == ["/api/v1/users"] * 3
+
+
+def test_rows_asking_for_one_username_conflict_while_planning(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """Two rows wanting one new userName: the later is invalid before anything is sent, the
+    earlier is created in the bulk request; no request is refused."""
     sheet = (*HEADER, "Username")
-    # Rows 2 and 3 share a userName the server refuses: the whole batch is rejected.
-    body = [[*rows[0], ""], [*rows[1], "shared"], [*rows[2], "shared"]]
+    body = [["a1@acme.example", "A", "1", "viewer", "Sales", "", ""],
+            ["a2@acme.example", "A", "2", "viewer", "Sales", "", "Shared"],
+            ["a3@acme.example", "A", "3", "viewer", "Sales", "", "shared"]]
     source = write_csv(tmp_path / "b.csv", sheet, body)
     report = tmp_path / "b-report.csv"
     result = run_cli(*cli_args(served, "import", source, report))
     assert result.exit_code == 1
-    outcome = statuses(report)
-    assert outcome["a1@acme.example"] == "created"
-    assert sorted([outcome["a2@acme.example"], outcome["a3@acme.example"]]) == [
-        "created", "failed"]
-    failed = next(line for line in read_report(report) if line["status"] == "failed")
-    assert "2004" in failed["error"]
+    assert statuses(report) == {"a1@acme.example": "created", "a2@acme.example": "created",
+                                "a3@acme.example": "skipped"}
+    skipped = next(line for line in read_report(report) if line["status"] == "skipped")
+    assert "'shared'" in skipped["error"]
+    assert "a2@acme.example" in skipped["error"]
     posts = [(r.path, r.status) for r in served.emulator.writes() if r.method == "POST"]
-    assert posts[0] == ("/api/v1/users/bulk", 400)
-    assert [p for p, _ in posts[1:]] == ["/api/v1/users"] * 3
-    assert served.emulator.store.user_by_email("a1@acme.example") is not None
+    assert posts == [("/api/v1/users/bulk", 201)]
 
 
 async def login(url: str, email: str, password: str) -> tuple[int, str]:

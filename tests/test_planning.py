@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from bulkusers.directory import Directory, Role, User
+from bulkusers.intake import Repeats
 from bulkusers.journal import Journal, JournalEntry, journal_path, read_journal
 from bulkusers.models import Header, Row, RowResult, Status
 from bulkusers.operations import Planner, PlanOptions
-from bulkusers.prescan import Prescan
 
 HEADER = Header(columns=("Email",), index={"email": 0})
 
@@ -18,7 +18,7 @@ def planner(prior: dict[int, JournalEntry]) -> Planner:
     user = User(id="u2", email="bob@x.example", user_name="bob", first_name="", last_name="",
                 role_id="r1", group_ids=())
     directory = Directory([Role("r1", "consumer", "Viewer")], [], [user])
-    return Planner(HEADER, directory, Prescan(total=1), PlanOptions(), prior=prior)
+    return Planner(HEADER, directory, Repeats(), PlanOptions(), prior=prior)
 
 
 def test_a_journal_entry_for_another_email_is_ignored() -> None:

@@ -27,7 +27,8 @@ from bulkusers.cli.write import (
 )
 from bulkusers.errors import ConfigError
 from bulkusers.operations import GroupsMode, PlanOptions
-from bulkusers.preflight import Confirm, Preflight
+from bulkusers.plan import Preflight
+from bulkusers.preflight import Confirm
 from bulkusers.summary import RunSummary
 from bulkusers.sync import MISSING_CHOICES, Missing, SyncOptions, parse_max_missing, planned_sets
 from bulkusers.ui import Console

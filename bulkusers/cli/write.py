@@ -30,18 +30,17 @@ from bulkusers.cli.common import (
 )
 from bulkusers.cli.prompt import ask_yes_no
 from bulkusers.cli.settings import Effective
+from bulkusers.commands import Command, command_spec
 from bulkusers.errors import ConfigError
-from bulkusers.jobs import Command, RunSettings, Safety, run_command
+from bulkusers.jobs import RunSettings, Safety, run_command
 from bulkusers.operations import GroupsMode, OnExisting, PlanOptions
-from bulkusers.preflight import DESTRUCTIVE, Confirm, Limit, Preflight
+from bulkusers.plan import Preflight
+from bulkusers.preflight import Confirm, Limit
 from bulkusers.readers import DEFAULT_MAX_CELL_BYTES
 from bulkusers.summary import RunSummary
 from bulkusers.sync import SyncOptions
 from bulkusers.ui import Console, ProgressObserver
 from bulkusers.words import count
-
-LABELS = {"import": "Importing", "update": "Updating", "deactivate": "Deactivating",
-          "delete": "Deleting", "reactivate": "Reactivating", "sync": "Syncing"}
 
 
 def safety_options(func: F) -> F:
@@ -75,7 +74,7 @@ NO_YES = removed_option("--yes", "does nothing here: only deactivate and delete 
 def _confirmer(console: Console, command: Command, yes: bool,
                dry_run: bool) -> Confirm | None:
     """How a destructive run is confirmed: not at all (--yes), by a prompt, or refused."""
-    if yes or dry_run or command not in DESTRUCTIVE:
+    if yes or dry_run or not command_spec(command).destructive:
         return None
     if not sys.stdin.isatty():
         console.error(f"{command} changes users and needs confirmation: pass --yes when not "
@@ -146,7 +145,7 @@ def _write_command(command: Command, params: dict[str, Any],
                                max_concurrency=settings.values.get("max_concurrency", 64),
                                batch_size=settings.values.get("batch_size", 1),
                                allow_empty=params.get("allow_empty", False))
-    observer = ProgressObserver(console, LABELS[command])
+    observer = ProgressObserver(console, command_spec(command).label)
     with observer:
         summary = run(console, run_command(command, run_settings, connection,
                                            policy(settings), options, observer, safety, sync),

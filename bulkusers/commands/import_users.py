@@ -1,0 +1,8 @@
+"""``bulkusers import``: create the users a file lists; existing ones as --on-existing says."""
+
+from __future__ import annotations
+
+from bulkusers.commands.spec import CommandSpec, per_row
+from bulkusers.operations import Planner
+
+SPEC = CommandSpec(name="import", label="Importing", prepare=per_row(Planner.plan_import))

@@ -1,0 +1,111 @@
+"""What a command is, declared in one place: how it plans, whether it is destructive, its
+label, and what records it keeps."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from bulkusers.intake import Intake
+from bulkusers.models import Row
+from bulkusers.operations import Planner
+from bulkusers.plan import Preflight
+from bulkusers.tasks import WorkItem
+
+if TYPE_CHECKING:
+    from bulkusers.api import UserApi
+    from bulkusers.sync import SyncOptions
+
+
+class Scheme(Protocol):
+    """How a command turns a run's rows into the plan."""
+
+    def plan_row(self, row: Row) -> WorkItem:
+        """One input row: a decided outcome or the exact request."""
+
+    def tail(self) -> Iterable[WorkItem]:
+        """Work for no input row, planned after the rows (sync's out-of-file users)."""
+
+    @property
+    def extra_rows(self) -> int:
+        """How many report lines the tail adds."""
+
+    def refusal(self, counts: Preflight) -> str:
+        """The command's own guard over the whole plan: why it refuses ("" when it does not)."""
+
+    def carry_over(self, counts: Counter[str]) -> int:
+        """Count the tail's lines an interrupted run finished; how many there are."""
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """What a command may use to prepare its planning."""
+
+    api: UserApi
+    planner: Planner
+    intake: Intake
+    protected: Mapping[str, str]
+    sync: SyncOptions | None
+    #: The report of the run being resumed, if any.
+    resumed: Path | None
+
+
+@dataclass(frozen=True, slots=True)
+class PerRow:
+    """The scheme of a command that plans each row on its own and nothing else."""
+
+    plan: Callable[[Row], WorkItem]
+
+    def plan_row(self, row: Row) -> WorkItem:
+        """Plan one row."""
+        return self.plan(row)
+
+    def tail(self) -> Iterable[WorkItem]:
+        """Nothing after the rows."""
+        return ()
+
+    @property
+    def extra_rows(self) -> int:
+        """No lines beyond the input's."""
+        return 0
+
+    def refusal(self, counts: Preflight) -> str:
+        """No guard of its own."""
+        return ""
+
+    def carry_over(self, counts: Counter[str]) -> int:
+        """Nothing to carry."""
+        return 0
+
+
+def per_row(method: Callable[[Planner, Row], WorkItem]) -> Callable[[Setting],
+                                                                      Awaitable[Scheme]]:
+    """A ``prepare`` for a command whose rows are planned by one ``Planner`` method."""
+    async def prepare(setting: Setting) -> Scheme:
+        planner = setting.planner
+        return PerRow(lambda row: method(planner, row))
+
+    return prepare
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    """One command's declaration: everything the run core needs to know about it."""
+
+    name: str
+    #: The progress bar's verb ("Importing").
+    label: str
+    prepare: Callable[[Setting], Awaitable[Scheme]]
+    #: It takes access away: affected users are listed, the prompt asks first.
+    destructive: bool = False
+    #: It keeps an undo journal of its destructive requests (written before each).
+    journals: bool = False
+    #: It reads and keeps this machine's deactivation records (ledger.py).
+    ledgered: bool = False
+    #: Its input is the report of an earlier run, not a table (reactivate).
+    reads_report: bool = False
+    #: It refuses an input without data rows, whatever --allow-empty says (sync).
+    refuses_empty: bool = False

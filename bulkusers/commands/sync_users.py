@@ -1,0 +1,17 @@
+"""``bulkusers sync``: make Sisense match an HR file within a scope (see ``bulkusers.sync``)."""
+
+from __future__ import annotations
+
+from bulkusers.commands.spec import CommandSpec, Scheme, Setting
+from bulkusers.sync import Reconciler, SyncOptions
+
+
+async def _prepare(setting: Setting) -> Scheme:
+    return await Reconciler.prepare(setting.api, setting.planner, setting.intake.header,
+                                    setting.intake.rows,
+                                    setting.sync or SyncOptions(missing="report"),
+                                    setting.protected, setting.resumed)
+
+
+SPEC = CommandSpec(name="sync", label="Syncing", prepare=_prepare, journals=True,
+                   ledgered=True, refuses_empty=True)

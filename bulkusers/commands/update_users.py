@@ -1,0 +1,8 @@
+"""``bulkusers update``: send each listed user only the fields that differ."""
+
+from __future__ import annotations
+
+from bulkusers.commands.spec import CommandSpec, per_row
+from bulkusers.operations import Planner
+
+SPEC = CommandSpec(name="update", label="Updating", prepare=per_row(Planner.plan_update))

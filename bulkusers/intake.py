@@ -1,0 +1,125 @@
+"""Stage 1 of a run: read the input once.
+
+One pass over the file counts its rows, finds the emails used on more than one row, takes the
+SHA-256 of its bytes (for ``--resume``) and keeps the rows in a :class:`~bulkusers.spool.Spool`,
+so that planning and sync's scope read them again from there, never from a second parse of the
+file. ``reactivate`` reads an earlier report instead of a table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from array import array
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bulkusers.errors import InputError
+from bulkusers.identity import identity_key
+from bulkusers.models import Header, Row
+from bulkusers.readers import ReadOptions, open_table
+from bulkusers.report import ReportLine, read_report
+from bulkusers.spool import Spool
+
+
+@dataclass(frozen=True, slots=True)
+class Repeats:
+    """Emails used on more than one row, by matching key, with the rows that carry them."""
+
+    rows: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+
+    def other_rows(self, email: str, number: int) -> tuple[int, ...]:
+        """The other rows that carry this email (empty when it is unique)."""
+        return tuple(n for n in self.rows.get(identity_key(email), ()) if n != number)
+
+
+@dataclass(frozen=True, slots=True)
+class Intake:
+    """An input read once: its header, rows (re-readable from the spool), count and hash."""
+
+    path: Path
+    header: Header
+    spool: Spool[Row]
+    sha256: str
+    repeats: Repeats = field(default_factory=Repeats)
+    #: The worksheet read, for a workbook.
+    sheet: str | None = None
+    #: reactivate's input: the lines of the report it was given, by report line number.
+    lines: Mapping[int, ReportLine] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        """How many data rows the input has."""
+        return len(self.spool)
+
+    def rows(self) -> Iterator[Row]:
+        """The rows in file order, from the spool."""
+        return iter(self.spool)
+
+
+def read_input(path: Path, options: ReadOptions, *, report: bool = False) -> Intake:
+    """Read a table (or, with ``report``, an earlier run's report) once; InputError (exit 2,
+    nothing sent) for anything that cannot be read."""
+    if report:
+        return _read_report(path)
+    table = open_table(path, options)
+    spool: Spool[Row] = Spool()
+    hashes = array("q")
+    value = table.header.value
+    for row in table.rows():
+        spool.append(row)
+        email = identity_key(value(row, "email"))
+        if email:
+            hashes.append(hash(email))
+    spool.close()
+    digest = getattr(table, "sha256", None) or file_sha256(path)
+    return Intake(path=path, header=table.header, spool=spool, sha256=digest,
+                  repeats=_repeats(hashes, spool, table.header), sheet=table.sheet)
+
+
+def _repeats(hashes: array[int], rows: Iterable[Row], header: Header) -> Repeats:
+    """Which emails repeat, in memory that stays flat with the file: one 64-bit hash per row,
+    sorted; only when a hash repeats are the spooled rows searched for those few emails."""
+    import numpy as np  # only a run needs it; `bulkusers --help` must not load it
+
+    ordered = np.frombuffer(hashes, dtype=np.int64).copy()
+    ordered.sort()
+    repeated = set(ordered[1:][ordered[1:] == ordered[:-1]].tolist())
+    if not repeated:
+        return Repeats()
+    found: dict[str, list[int]] = {}
+    for row in rows:
+        email = identity_key(header.value(row, "email"))
+        if email and hash(email) in repeated:
+            found.setdefault(email, []).append(row.number)
+    # Equal hashes of different emails (astronomically rare) are not repeats.
+    return Repeats({email: tuple(numbers) for email, numbers in found.items()
+                    if len(numbers) > 1})
+
+
+def _read_report(path: Path) -> Intake:
+    """reactivate's input: a deactivate run's report, its lines kept by line number."""
+    lines = tuple(read_report(path))
+    actions = sorted({line.action for line in lines if line.action})
+    if lines and "deactivate" not in actions:
+        raise InputError(f"{path}: deactivated nobody (its lines are {', '.join(actions)}); "
+                         "reactivate takes the report of a deactivate run")
+    if any(line.status == "planned" for line in lines):
+        # Its records are the users' state before a deactivation that never happened:
+        # "restoring" them would undo whatever changed since.
+        raise InputError(f"{path}: is the report of a dry run, which deactivated nobody; "
+                         "reactivate takes the report of a deactivate run that was sent")
+    spool: Spool[Row] = Spool()
+    for line in lines:
+        spool.append(Row(line.line, ()))
+    return Intake(path=path, header=Header((), {}), spool=spool.close(),
+                  sha256=file_sha256(path), lines={line.line: line for line in lines})
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, read in blocks (memory stays flat)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,132 @@
+"""Stage 2 of a run: the plan, an immutable value made in one pass over the rows.
+
+For every input row the plan holds either a decided outcome (a ``RowResult``: invalid,
+unchanged, already there) or the exact request it will send (a task, or a batch of tasks).
+The guards (``--strict``, ``--max-changes``, ``--max-missing``, the prompt) and a dry run judge
+its counts, and the sender carries out exactly its items, in order. Nothing the sender learns
+(new ids, deletions) flows back into it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from bulkusers.models import Row, RowResult, Status
+from bulkusers.spool import Spool
+from bulkusers.tasks import Task, WorkItem, batched, tasks_of
+
+#: How many invalid rows a plan keeps as examples.
+PREVIEW_SIZE = 5
+#: How many affected users a confirmation prompt and a dry run name.
+TARGETS_SHOWN = 20
+#: Actions that take access away: the prompt asks before them.
+DESTRUCTIVE_ACTIONS = frozenset({"deactivate", "delete"})
+
+
+@dataclass(slots=True)
+class Preflight:
+    """What a plan would do, counted over the whole input (the guards' view of it)."""
+
+    actions: Counter[str] = field(default_factory=Counter)
+    invalid: int = 0
+    failed: int = 0
+    examples: list[RowResult] = field(default_factory=list)
+    #: The first users a destructive plan affects, described as the server stores them.
+    targets: list[str] = field(default_factory=list)
+    #: Deactivations and deletes of users the input does not list (sync's out-of-file users).
+    removals: int = 0
+
+    @property
+    def writes(self) -> int:
+        """Rows that would send a write."""
+        return sum(self.actions.values())
+
+    @property
+    def destructive(self) -> int:
+        """Rows that would deactivate or delete a user."""
+        return sum(n for action, n in self.actions.items() if action in DESTRUCTIVE_ACTIONS)
+
+    def first_problem(self) -> str:
+        """The first invalid row, described on one line."""
+        if not self.examples:
+            return ""
+        first = self.examples[0]
+        return f"row {first.row.number}: {first.error}"
+
+    def add(self, item: WorkItem, describe: Callable[[Task], str]) -> None:
+        """Count one item of the plan."""
+        if isinstance(item, RowResult):
+            if item.status is Status.UNCHANGED or (item.status is Status.SKIPPED
+                                                   and not item.error):
+                return  # nothing to send and nothing wrong
+            # A planned failure (an update of an unknown user) is as wrong as a bad email
+            # for --strict; both are shown as examples.
+            if item.status is Status.FAILED:
+                self.failed += 1
+            else:
+                self.invalid += 1
+            if len(self.examples) < PREVIEW_SIZE:
+                self.examples.append(item)
+            return
+        for task in tasks_of(item):
+            self.actions[task.action] += 1
+            if task.action in DESTRUCTIVE_ACTIONS:
+                if task.row.number < 0:
+                    self.removals += 1
+                if len(self.targets) < TARGETS_SHOWN:
+                    self.targets.append(describe(task))
+
+
+def count_plan(items: Iterable[WorkItem],
+               describe: Callable[[Task], str] = lambda task: task.email) -> Preflight:
+    """Count a sequence of items without sending anything."""
+    found = Preflight()
+    for item in items:
+        found.add(item, describe)
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Every row's decided outcome or exact request, in order, with its counts.
+
+    Iterate it as often as needed: it gives the same items each time.
+    """
+
+    items: Spool[WorkItem]
+    counts: Preflight
+    #: Groups to create before the first row is sent (``--create-groups``), by name; the plan's
+    #: requests name them by their stand-in ids until the sender learns the real ones.
+    new_groups: tuple[str, ...] = ()
+    #: Rows of the input left out because an earlier run finished them (``--resume``).
+    carried: int = 0
+
+    def __iter__(self) -> Iterator[WorkItem]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+def make_plan(rows: Iterable[Row], plan_row: Callable[[Row], WorkItem],
+              tail: Iterable[WorkItem], *, batch_size: int,
+              describe: Callable[[Task], str], skip: frozenset[int] = frozenset(),
+              new_groups: Callable[[], tuple[str, ...]] = tuple) -> Plan:
+    """Plan every row not in ``skip``, then the ``tail`` (sync's out-of-file users), batched,
+    counted, and kept in a spool; one pass."""
+    spool: Spool[WorkItem] = Spool()
+    counts = Preflight()
+
+    def planned() -> Iterator[WorkItem]:
+        for row in rows:
+            if row.number not in skip:
+                yield plan_row(row)
+        yield from tail
+
+    for item in batched(planned(), batch_size):
+        spool.append(item)
+        counts.add(item, describe)
+    return Plan(items=spool.close(), counts=counts, new_groups=new_groups(),
+                carried=len(skip))

@@ -1,0 +1,91 @@
+"""A sequence written once and read any number of times: in memory while small, then on disk.
+
+The run reads its input once; what a later stage needs again (the rows for planning, the plan
+for sending) comes back from a spool, never from a second parse of the input file. Items are
+pickled in blocks into an anonymous temporary file, which the operating system removes when it
+is closed or the process ends, so a killed run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import pickle
+import tempfile
+from collections.abc import Iterator
+from typing import IO, Generic, TypeVar
+
+T = TypeVar("T")
+
+#: Items kept in memory before the spool moves to disk.
+MEMORY_ITEMS = 20_000
+#: Items pickled together: large enough that pickle's per-call cost vanishes, small enough
+#: that a block never weighs much.
+BLOCK_ITEMS = 2_000
+
+
+class Spool(Generic[T]):
+    """Append items, then ``close()`` and iterate as often as needed, always in order."""
+
+    def __init__(self, memory_items: int = MEMORY_ITEMS, block_items: int = BLOCK_ITEMS) -> None:
+        self._memory_items = memory_items
+        self._block_items = block_items
+        self._items: list[T] = []
+        self._file: IO[bytes] | None = None
+        self._length = 0
+        self._closed = False
+
+    def append(self, item: T) -> None:
+        """Add one item at the end (only before ``close``)."""
+        if self._closed:
+            raise ValueError("the spool is closed")
+        self._items.append(item)
+        self._length += 1
+        if self._file is None and len(self._items) > self._memory_items:
+            # Held open across calls and closed by discard(): no `with` block fits.
+            self._file = tempfile.TemporaryFile(prefix="bulkusers-spool-")  # noqa: SIM115
+        if self._file is not None and len(self._items) >= self._block_items:
+            self._flush()
+
+    def close(self) -> Spool[T]:
+        """End writing; returns the spool, ready to read."""
+        if self._file is not None and self._items:
+            self._flush()
+        self._closed = True
+        return self
+
+    def _flush(self) -> None:
+        assert self._file is not None
+        pickle.dump(self._items, self._file, protocol=pickle.HIGHEST_PROTOCOL)
+        self._items = []
+
+    def __len__(self) -> int:
+        return self._length
+
+    @property
+    def on_disk(self) -> bool:
+        """True when the items went to a temporary file."""
+        return self._file is not None
+
+    def __iter__(self) -> Iterator[T]:
+        if not self._closed:
+            raise ValueError("close the spool before reading it")
+        if self._file is None:
+            yield from self._items
+            return
+        handle = self._file
+        offset = 0
+        while True:
+            # Each reader keeps its own position: two iterations may interleave.
+            handle.seek(offset)
+            try:
+                block: list[T] = pickle.load(handle)
+            except EOFError:
+                return
+            offset = handle.tell()
+            yield from block
+
+    def discard(self) -> None:
+        """Free the memory or the temporary file."""
+        self._items = []
+        if self._file is not None:
+            self._file.close()
+            self._file = None

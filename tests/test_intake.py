@@ -1,0 +1,73 @@
+"""Reading an input once: row count, repeated emails (ASCII case only), hash, spooled rows."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from bulkusers.intake import read_input
+from bulkusers.models import Row
+from bulkusers.readers import ReadOptions
+from bulkusers.spool import Spool
+
+
+def write(tmp_path: Path, *emails: str) -> Path:
+    """A CSV whose data rows (numbered from 2) carry these emails."""
+    path = tmp_path / "users.csv"
+    path.write_text("Email,Name\n" + "".join(f"{e},x\n" for e in emails), encoding="utf-8")
+    return path
+
+
+def test_repeated_emails_name_all_their_rows(tmp_path: Path) -> None:
+    """An email on rows 2 and 5 (in other case) is reported with both rows; others are not."""
+    path = write(tmp_path, "a@x.example", "b@x.example", "", "A@X.example", "c@x.example")
+    intake = read_input(path, ReadOptions())
+    assert intake.total == 5
+    assert intake.repeats.other_rows("a@x.example", 2) == (5,)
+    assert intake.repeats.other_rows("A@x.EXAMPLE", 5) == (2,)
+    assert intake.repeats.other_rows("b@x.example", 3) == ()
+
+
+def test_repeats_pair_ascii_case_variants_only(tmp_path: Path) -> None:
+    """straße@ and strasse@, ﬁn@ and fin@ are different people; Dup@ and dup@ are not."""
+    emails = ["straße@x.example", "strasse@x.example", "\ufb01n@x.example", "fin@x.example",
+              "Dup@X.example", "dup@x.example"]
+    intake = read_input(write(tmp_path, *emails), ReadOptions())
+    assert [intake.repeats.other_rows(e, n) for n, e in enumerate(emails, start=2)] == [
+        (), (), (), (), (7,), (6,)]
+
+
+def test_intake_hash_is_the_files_sha256_and_rows_read_again_equal(tmp_path: Path) -> None:
+    """The hash is of the file's bytes; the spooled rows come back the same every time."""
+    path = write(tmp_path, "a@x.example", "b@x.example")
+    intake = read_input(path, ReadOptions())
+    assert intake.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    first = [(r.number, r.values) for r in intake.rows()]
+    assert first == [(2, ("a@x.example", "x")), (3, ("b@x.example", "x"))]
+    assert [(r.number, r.values) for r in intake.rows()] == first
+
+
+def test_spool_moves_to_disk_and_reads_back_in_order_any_number_of_times() -> None:
+    """Past its memory budget the spool pickles blocks to a temporary file; two interleaved
+    readers each see every item once, in order."""
+    spool: Spool[Row] = Spool(memory_items=10, block_items=7)
+    rows = [Row(n, (f"u{n}@x.example",)) for n in range(2, 102)]
+    for row in rows:
+        spool.append(row)
+    spool.close()
+    assert spool.on_disk
+    assert len(spool) == 100
+    first, second = iter(spool), iter(spool)
+    pairs = list(zip(first, second, strict=True))
+    assert [a for a, _ in pairs] == rows
+    assert [b for _, b in pairs] == rows
+    spool.discard()
+
+
+def test_small_spool_stays_in_memory() -> None:
+    """Under its budget nothing is written to disk."""
+    spool: Spool[int] = Spool(memory_items=10)
+    for n in range(10):
+        spool.append(n)
+    assert not spool.close().on_disk
+    assert list(spool) == list(range(10))
