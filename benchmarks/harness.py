@@ -23,10 +23,11 @@ from typing import Any
 import aiohttp
 
 from bulkusers.commands import Command
-from bulkusers.config import RetryPolicy, build_connection
-from bulkusers.jobs import RunSettings, run_command
+from bulkusers.config import build_connection
+from bulkusers.jobs import run_command
 from bulkusers.models import RowResult
 from bulkusers.operations import PlanOptions
+from bulkusers.runconfig import RunConfig
 from bulkusers.summary import RunSummary
 
 TOKEN = "benchmark-token"
@@ -139,9 +140,10 @@ async def run_bulkusers(command: Command, url: str, source: Path, report: Path, 
                         latencies: bool = False) -> Measured:
     """One bulkusers run in this process (the emulator is elsewhere): wall time, CPU."""
     connection = build_connection(url=url, token=TOKEN, username=None, password=None)
-    settings = RunSettings(input_path=source, report_path=report,
-                           concurrency=concurrency,  # type: ignore[arg-type]
-                           batch_size=batch_size, handle_sigint=False)
+    config = RunConfig(command=command, connection=connection, input_path=source,
+                       report_path=report, plan=options or PlanOptions(),
+                       concurrency=concurrency,  # type: ignore[arg-type]
+                       batch_size=batch_size, handle_sigint=False)
     clock = SendClock()
     handler = Latencies()
     http = logging.getLogger("bulkusers.http")
@@ -150,8 +152,7 @@ async def run_bulkusers(command: Command, url: str, source: Path, report: Path, 
         http.setLevel(logging.DEBUG)
     cpu, wall = time.process_time(), time.perf_counter()
     try:
-        summary = await run_command(command, settings, connection, RetryPolicy(),
-                                    options or PlanOptions(), clock)
+        summary = await run_command(config, clock)
     finally:
         http.removeHandler(handler)
         http.setLevel(logging.NOTSET)

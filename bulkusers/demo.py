@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import bulkusers
-from bulkusers.config import RetryPolicy, build_connection
+from bulkusers.config import build_connection
 from bulkusers.emulator import EmulatorSettings, running_emulator
 from bulkusers.errors import ConfigError
-from bulkusers.jobs import RunSettings, run_command
-from bulkusers.operations import PlanOptions
+from bulkusers.jobs import run_command
 from bulkusers.pipeline import Observer
+from bulkusers.runconfig import RunConfig
 from bulkusers.summary import RunSummary
 
 #: The groups an HR export of the sample company names; the emulator starts with them.
@@ -49,9 +49,9 @@ async def run_demo(source: Path, *, concurrency: int, latency_ms: float,
         before = len(emulator.store.users)
         connection = build_connection(url=emulator.url, token=token, username=None,
                                       password=None)
-        summary = await run_command("import",
-                                    RunSettings(input_path=source, concurrency=concurrency),
-                                    connection, RetryPolicy(), PlanOptions(), observer)
+        config = RunConfig(command="import", connection=connection, input_path=source,
+                           concurrency=concurrency)
+        summary = await run_command(config, observer)
         return DemoOutcome(summary=summary, users_before=before,
                            users_after=len(emulator.store.users), groups=DEMO_GROUPS,
                            source=source)

@@ -8,17 +8,23 @@ file. ``reactivate`` reads an earlier report instead of a table.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
+import itertools
+import json
+import math
 from array import array
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from bulkusers.columns import build_header
 from bulkusers.errors import InputError
 from bulkusers.identity import identity_key
 from bulkusers.models import Header, Row
 from bulkusers.readers import ReadOptions, open_table
 from bulkusers.report import ReportLine, read_report
+from bulkusers.rowcheck import RowCheck
 from bulkusers.spool import Spool
 
 
@@ -75,6 +81,55 @@ def read_input(path: Path, options: ReadOptions, *, report: bool = False) -> Int
     digest = getattr(table, "sha256", None) or file_sha256(path)
     return Intake(path=path, header=table.header, spool=spool, sha256=digest,
                   repeats=_repeats(hashes, spool, table.header), sheet=table.sheet)
+
+
+def read_records(records: Iterable[Mapping[str, object]], options: ReadOptions) -> Intake:
+    """Rows handed over from Python (a DataFrame's records, a database cursor's rows as
+    mappings): the first record's keys are the header, matched as a file's would be. Row
+    numbers count records from 1. A record with keys the first lacks is an invalid row."""
+    iterator = iter(records)
+    first = next(iterator, None)
+    names = [str(key) for key in first] if first is not None else []
+    header, _ = build_header("rows", names)
+    check = RowCheck(header.columns, options.max_cell_bytes)
+    spool: Spool[Row] = Spool()
+    hashes = array("q")
+    digest = hashlib.sha256()
+    known = set(names)
+    chained = itertools.chain((first,) if first is not None else (), iterator)
+    for number, record in enumerate(chained, start=1):
+        values = tuple(cell_value(record.get(name)) for name in names)
+        digest.update(json.dumps(values, ensure_ascii=False).encode() + b"\n")
+        row = check(number, values)
+        extra = [str(key) for key in record if str(key) not in known]
+        if extra and not row.problem:
+            row = replace(row, problem=f"has fields the first row lacks: {', '.join(extra)}; "
+                                       "give every row the same fields")
+        spool.append(row)
+        email = identity_key(header.value(row, "email"))
+        if email:
+            hashes.append(hash(email))
+    spool.close()
+    return Intake(path=Path("(rows from Python)"), header=header, spool=spool,
+                  sha256=digest.hexdigest(), repeats=_repeats(hashes, spool, header))
+
+
+def cell_value(value: object) -> str:
+    """A value from Python as the text a spreadsheet cell would show: None is blank, a whole
+    float has no ``.0``, dates are ISO 8601."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ""  # pandas' missing value
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    return str(value)
 
 
 def _repeats(hashes: array[int], rows: Iterable[Row], header: Header) -> Repeats:

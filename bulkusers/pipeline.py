@@ -52,7 +52,8 @@ class SilentObserver:
 class Recorder:
     """Writes each result once, counts it and tells the observer; safe across threads."""
 
-    writer: ReportWriter
+    #: None: the run writes no report (a library call that did not ask for one).
+    writer: ReportWriter | None
     summary: RunSummary
     observer: Observer
     breaker: int
@@ -67,10 +68,12 @@ class Recorder:
             if self.broken is not None:
                 return  # the report cannot be written: the run is stopping
             try:
-                self.writer.write(result)
+                if self.writer is not None:
+                    self.writer.write(result)
             except OSError as exc:
                 self.broken = ReportUnwritable(
-                    f"cannot write the report {self.writer.path} ({exc.strerror or exc}); "
+                    f"cannot write the report {getattr(self.writer, 'path', '')} "
+                    f"({exc.strerror or exc}); "
                     "free space or fix the folder, then resume with --resume")
                 return
             self.summary.add(result)

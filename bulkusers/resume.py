@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -11,16 +10,8 @@ from pathlib import Path
 from bulkusers.errors import InputError
 from bulkusers.journal import JournalEntry, journal_path, read_journal
 from bulkusers.report import read_report, summary_path
+from bulkusers.runconfig import differing_options, option_flags
 from bulkusers.summary import read_summary
-
-
-def file_sha256(path: Path) -> str:
-    """The SHA-256 of a file, read in blocks (memory stays flat)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,46 +25,9 @@ class Earlier:
     journal: Mapping[int, JournalEntry] = field(default_factory=dict)
 
 
-#: Options that change what a row means: a resumed run must use the same ones.
-#: (summary key, flag, default)
-PLAN_OPTIONS: tuple[tuple[str, str, object], ...] = (
-    ("url", "--url", None),
-    ("api", "--api", "v1"),
-    ("encoding", "--encoding", "utf-8-sig"),
-    ("delimiter", "--delimiter", None),
-    ("sheet", "--sheet", None),
-    ("header_row", "--header-row", None),
-    ("default_role", "--default-role", None),
-    ("on_existing", "--on-existing", "skip"),
-    ("groups", "--groups", "add"),
-    ("create_groups", "--create-groups", False),
-    ("missing", "--missing", "deactivate"),
-    ("scope_domains", "--scope-domain", []),
-    ("scope_groups", "--scope-group", []),
-)
-
-
-def option_flags(options: Mapping[str, object]) -> list[str]:
-    """The command-line flags that repeat a run's planning options (defaults left out)."""
-    flags: list[str] = []
-    for key, flag, default in PLAN_OPTIONS:
-        value = options.get(key, default)
-        if value == default or value is None:
-            continue
-        if value is True:
-            flags.append(flag)
-        elif isinstance(value, list):
-            for item in value:  # a repeatable option
-                flags.extend([flag, str(item)])
-        else:
-            flags.extend([flag, "tab" if value == "\t" else str(value)])
-    return flags
-
-
 def _check_same_options(report: Path, earlier: Mapping[str, object],
                         now: Mapping[str, object]) -> None:
-    differ = [flag for key, flag, default in PLAN_OPTIONS
-              if earlier.get(key, default) != now.get(key, default)]
+    differ = differing_options(earlier, now)
     if differ:
         wanted = " ".join(option_flags(earlier)) or "no such options"
         raise InputError(f"--resume {report}: that run used other {', '.join(differ)}; "

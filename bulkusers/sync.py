@@ -102,13 +102,6 @@ class SyncOptions:
         """True when a scope was given."""
         return bool(self.domains or self.groups)
 
-    def summary_options(self) -> dict[str, object]:
-        """The options for the JSON summary and for ``--resume``'s same-options check."""
-        return {"missing": self.missing, "scope_domains": list(self.domains),
-                "scope_groups": list(self.groups),
-                "max_missing": self.max_missing.count,
-                "max_missing_percent": self.max_missing.percent}
-
 
 def refuse_empty(path: Path, rows: int) -> None:
     """A file with no data rows never removes anyone: it is what a failed HR export looks

@@ -23,7 +23,7 @@ from rich.table import Table
 from bulkusers.models import RowResult, Status
 from bulkusers.plan import Preflight
 from bulkusers.report import summary_path
-from bulkusers.resume import option_flags
+from bulkusers.runconfig import option_flags
 from bulkusers.safetext import excerpt, printable, quote
 from bulkusers.summary import RunSummary
 from bulkusers.words import count

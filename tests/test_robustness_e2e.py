@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
-from bulkusers.config import RetryPolicy, build_connection
-from bulkusers.jobs import RunSettings, run_command
-from bulkusers.operations import PlanOptions
+from bulkusers.config import build_connection
+from bulkusers.jobs import run_command
 from bulkusers.readers import open_table
 from bulkusers.report import ReportWriter
+from bulkusers.runconfig import RunConfig
 from tests.conftest import TOKEN, Served, read_report, write_csv
 
 RunCli = Callable[..., Result]
@@ -65,10 +65,10 @@ def test_a_report_that_cannot_be_written_aborts_the_run(
 
     monkeypatch.setattr(ReportWriter, "write", failing_write)
     connection = build_connection(url=served.url, token=TOKEN, username=None, password=None)
-    settings = RunSettings(input_path=source, report_path=tmp_path / "r.csv", batch_size=1,
-                           concurrency=1, handle_sigint=False)
-    summary = asyncio.run(run_command("import", settings, connection, RetryPolicy(),
-                                      PlanOptions()))
+    config = RunConfig(command="import", connection=connection, input_path=source,
+                       report_path=tmp_path / "r.csv", batch_size=1, concurrency=1,
+                       handle_sigint=False)
+    summary = asyncio.run(run_command(config))
     assert summary.exit_code == 3
     assert "No space left" in summary.aborted
     assert "--resume" in summary.aborted

@@ -390,7 +390,7 @@ def test_resume_refuses_another_scope_and_repeats_the_scope_in_its_hint(
         served: Served, run_cli: RunCli, tmp_path: Path) -> None:
     """--resume of a sync with another scope or --missing exits 2 naming the options the
     run used; the resume hint's flags repeat them."""
-    from bulkusers.resume import option_flags
+    from bulkusers.runconfig import option_flags
 
     everyone = list(STAFF.values())
     assert sync(run_cli, served, hr_file(tmp_path / "all.csv", everyone),

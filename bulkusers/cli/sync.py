@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Unpack
 
 import click
 
@@ -21,6 +21,7 @@ from bulkusers.cli.write import (
     COLUMNS_HELP,
     CREATE_GROUPS_OPTION,
     YES_OPTION,
+    WriteParams,
     _confirmer,
     _write_command,
     safety_options,
@@ -119,7 +120,8 @@ def _show_sets(console: Console, summary: RunSummary) -> None:
 @CREATE_GROUPS_OPTION
 def sync_command(missing: Missing, scope_domains: tuple[str, ...],
                  scope_groups: tuple[str, ...], max_missing: str | None,
-                 groups_mode: GroupsMode, create_groups: bool, **params: Any) -> None:
+                 groups_mode: GroupsMode, create_groups: bool,
+                 **params: Unpack[WriteParams]) -> None:
     """Sync users with an HR file."""
     console = Console(quiet=is_quiet())
     sync = guard(console, lambda: SyncOptions(missing=missing, domains=scope_domains,
@@ -130,5 +132,6 @@ def sync_command(missing: Missing, scope_domains: tuple[str, ...],
                            groups_mode=groups_mode, create_groups=create_groups)
 
     _write_command("sync", params, options, sync=sync,
-                   confirmer=_sync_confirmer(params["yes"], params["dry_run"], missing),
+                   confirmer=_sync_confirmer(params.get("yes", False),
+                                             params.get("dry_run", False), missing),
                    after=_show_sets)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TypedDict, Unpack
 
 import click
 
@@ -32,11 +32,12 @@ from bulkusers.cli.prompt import ask_yes_no
 from bulkusers.cli.settings import Effective
 from bulkusers.commands import Command, command_spec
 from bulkusers.errors import ConfigError
-from bulkusers.jobs import RunSettings, Safety, run_command
+from bulkusers.jobs import run_command
 from bulkusers.operations import GroupsMode, OnExisting, PlanOptions
 from bulkusers.plan import Preflight
 from bulkusers.preflight import Confirm, Limit
 from bulkusers.readers import DEFAULT_MAX_CELL_BYTES
+from bulkusers.runconfig import RunConfig, Safety
 from bulkusers.summary import RunSummary
 from bulkusers.sync import SyncOptions
 from bulkusers.ui import Console, ProgressObserver
@@ -107,25 +108,60 @@ def _noting_no(declined: list[bool], confirm: Confirm | None) -> Confirm | None:
     return ask
 
 
-def _write_command(command: Command, params: dict[str, Any],
+class WriteParams(TypedDict, total=False):
+    """The options the write commands share, as click hands them over: a misspelt name is a
+    mypy error, not a KeyError at run time."""
+
+    file: Path
+    encoding: str
+    delimiter: str | None
+    sheet: str | None
+    header_row: int | None
+    max_cell_bytes: int
+    report_path: Path | None
+    report_dir: Path | None
+    allow_empty: bool
+    concurrency: str | None
+    max_concurrency: int | None
+    batch_size: int | None
+    dry_run: bool
+    strict: bool
+    max_changes: str | None
+    resume: Path | None
+    yes: bool
+    url: str | None
+    token: str | None
+    username: str | None
+    password: str | None
+    api: str
+    api_secret: str | None
+    ca_bundle: Path | None
+    insecure: bool
+    retries: int
+    timeout: float
+    max_rate: float | None
+
+
+def _write_command(command: Command, params: WriteParams,
                    plan_options: PlanOptions | Callable[[Effective], PlanOptions], *,
                    sync: SyncOptions | None = None,
                    confirmer: Callable[[Console], Confirm | None] | None = None,
                    after: Callable[[Console, RunSummary], None] | None = None) -> None:
-    """Everything a write command does once its own options are read.
+    """Everything a write command does once its own options are read: one typed, frozen
+    RunConfig, the run, the summary.
 
     ``plan_options`` may depend on the settings (a profile's default role). ``sync``,
     ``confirmer`` and ``after`` are the sync command's: its options, how it asks before
     removing users, and what it shows after the summary (the dry run's lists).
     """
     console = Console(quiet=is_quiet())
-    settings = settings_from(console, params)
+    settings = settings_from(console, dict(params))
     read = guard(console, lambda: read_options(
         params.get("encoding", "utf-8-sig"), params.get("delimiter"), params.get("sheet"),
         params.get("max_cell_bytes", DEFAULT_MAX_CELL_BYTES), params.get("header_row")))
-    limit = guard(console, lambda: _limit(params["max_changes"]))
-    resume = params["resume"]
-    if resume is not None and params["report_path"] not in (None, resume):
+    limit = guard(console, lambda: _limit(params.get("max_changes")))
+    resume = params.get("resume")
+    if resume is not None and params.get("report_path") not in (None, resume):
         console.error("--resume appends to the report it continues; drop --report")
         sys.exit(EXIT_USAGE)
     options = plan_options if isinstance(plan_options, PlanOptions) else plan_options(settings)
@@ -133,22 +169,23 @@ def _write_command(command: Command, params: dict[str, Any],
     if not connection.verify_tls:
         console.insecure_warning()
     declined: list[bool] = []
-    safety = Safety(dry_run=params["dry_run"], strict=params["strict"], max_changes=limit,
+    dry_run = params.get("dry_run", False)
+    safety = Safety(dry_run=dry_run, strict=params.get("strict", False), max_changes=limit,
                     confirm=_noting_no(declined, confirmer(console) if confirmer else
                                        _confirmer(console, command, params.get("yes", False),
-                                                  params["dry_run"])),
+                                                  dry_run)),
                     resume=resume)
-    run_settings = RunSettings(input_path=params["file"], read=read,
-                               report_path=params["report_path"],
-                               report_dir=settings["report_dir"],
-                               concurrency=settings["concurrency"],
-                               max_concurrency=settings.values.get("max_concurrency", 64),
-                               batch_size=settings.values.get("batch_size", 1),
-                               allow_empty=params.get("allow_empty", False))
+    config = RunConfig(command=command, connection=connection, input_path=params["file"],
+                       retry=policy(settings), read=read, plan=options, safety=safety,
+                       sync=sync, report_path=params.get("report_path"),
+                       report_dir=settings["report_dir"],
+                       concurrency=settings["concurrency"],
+                       max_concurrency=settings.values.get("max_concurrency", 64),
+                       batch_size=settings.values.get("batch_size", 1),
+                       allow_empty=params.get("allow_empty", False))
     observer = ProgressObserver(console, command_spec(command).label)
     with observer:
-        summary = run(console, run_command(command, run_settings, connection,
-                                           policy(settings), options, observer, safety, sync),
+        summary = run(console, run_command(config, observer),
                       calm=lambda: "Nothing was sent." if declined else None)
     console.summary(summary)
     console.affected(summary)
@@ -216,7 +253,8 @@ GROUPS_OPTION = click.option(
 @CREATE_GROUPS_OPTION
 @KEEP_EMAIL_CASE_OPTION
 def import_command(on_existing: OnExisting, groups_mode: GroupsMode,
-                   create_groups: bool, keep_email_case: bool, **params: Any) -> None:
+                   create_groups: bool, keep_email_case: bool,
+                   **params: Unpack[WriteParams]) -> None:
     """Create (or upsert) users."""
     _write_command("import", params, lambda settings: PlanOptions(
         default_role=settings["default_role"], on_existing=on_existing,
@@ -236,7 +274,7 @@ def import_command(on_existing: OnExisting, groups_mode: GroupsMode,
 @CREATE_GROUPS_OPTION
 @KEEP_EMAIL_CASE_OPTION
 def update_command(groups_mode: GroupsMode, create_groups: bool, keep_email_case: bool,
-                   **params: Any) -> None:
+                   **params: Unpack[WriteParams]) -> None:
     """Update users."""
     _write_command("update", params, lambda _settings: PlanOptions(
         groups_mode=groups_mode, create_groups=create_groups,
@@ -266,7 +304,7 @@ never touched. Try --dry-run first; off a terminal the run needs --yes.
 @safety_options
 @YES_OPTION
 @connection_options
-def deactivate_command(**params: Any) -> None:
+def deactivate_command(**params: Unpack[WriteParams]) -> None:
     """Deactivate users."""
     _write_command("deactivate", params, lambda _settings: PlanOptions())
 
@@ -283,7 +321,7 @@ def deactivate_command(**params: Any) -> None:
 @safety_options
 @NO_YES
 @connection_options
-def reactivate_command(**params: Any) -> None:
+def reactivate_command(**params: Unpack[WriteParams]) -> None:
     """Reactivate users."""
     _write_command("reactivate", params, lambda _settings: PlanOptions())
 
@@ -298,6 +336,6 @@ def reactivate_command(**params: Any) -> None:
 @safety_options
 @YES_OPTION
 @connection_options
-def delete_command(**params: Any) -> None:
+def delete_command(**params: Unpack[WriteParams]) -> None:
     """Delete users."""
     _write_command("delete", params, lambda _settings: PlanOptions())

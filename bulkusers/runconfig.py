@@ -1,0 +1,137 @@
+"""One write run, fully described: a frozen, typed configuration.
+
+The CLI builds one :class:`RunConfig` from its options (flag > environment > profile >
+default); a Python caller builds it directly. Everything that repeats a run's options derives
+from it here, in one place: the JSON summary's ``options``, the check that ``--resume``
+continues a run made with the same planning options, and the resume command printed after an
+interrupted run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from bulkusers.commands import Command
+from bulkusers.config import Connection, RetryPolicy
+from bulkusers.operations import PlanOptions
+from bulkusers.preflight import Confirm, Limit
+from bulkusers.readers import ReadOptions
+from bulkusers.sync import SyncOptions
+
+
+@dataclass(frozen=True, slots=True)
+class Safety:
+    """The guards of a run: dry run, strictness, limits, confirmation, resume, breaker."""
+
+    dry_run: bool = False
+    strict: bool = False
+    max_changes: Limit = field(default_factory=Limit)
+    confirm: Confirm | None = None
+    resume: Path | None = None
+    #: Consecutive rows that exhausted their retries on connection errors or 5xx before
+    #: the run stops, so a dead server does not fail thousands of rows one by one.
+    breaker: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    """Everything one write run needs to know, checked by mypy, frozen once built."""
+
+    command: Command
+    connection: Connection
+    #: The file to read (CSV, TSV or XLSX; reactivate: a report). None when the rows come
+    #: from Python (``bulkusers.run(..., rows=...)``).
+    input_path: Path | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    read: ReadOptions = field(default_factory=ReadOptions)
+    plan: PlanOptions = field(default_factory=PlanOptions)
+    safety: Safety = field(default_factory=Safety)
+    #: sync only: the scope and what happens to users in scope the file does not list.
+    sync: SyncOptions | None = None
+    #: Write the per-row report (and its JSON summary, undo journal). The CLI always does;
+    #: a Python caller gets each row's result as it finishes and asks for a report if needed.
+    write_report: bool = True
+    report_path: Path | None = None
+    #: Where a report named by default goes (None: the current folder).
+    report_dir: Path | None = None
+    #: Requests in flight: "auto" finds the server's capacity (up to max_concurrency), a
+    #: number fixes it (backing off only when the server refuses or times out).
+    concurrency: int | Literal["auto"] = "auto"
+    max_concurrency: int = 64
+    batch_size: int = 50
+    #: Accept an input without rows (a nightly leavers list is often empty).
+    allow_empty: bool = False
+    #: Take over Ctrl-C while sending (first: stop taking rows; second: cancel). The CLI does;
+    #: a library call leaves the caller's signal handlers alone.
+    handle_sigint: bool = True
+
+    @property
+    def source_name(self) -> str:
+        """The input as the summary names it."""
+        return str(self.input_path) if self.input_path is not None else "(rows from Python)"
+
+    def options(self) -> dict[str, object]:
+        """The run's options for the JSON summary and the resume check: never a secret."""
+        options: dict[str, object] = {
+            "url": self.connection.url, "api": self.connection.api,
+            "concurrency": self.concurrency, "max_concurrency": self.max_concurrency,
+            "batch_size": self.batch_size, "default_role": self.plan.default_role,
+            "on_existing": self.plan.on_existing, "groups": self.plan.groups_mode,
+            "create_groups": self.plan.create_groups, "dry_run": self.safety.dry_run,
+            "strict": self.safety.strict, "max_changes": self.safety.max_changes.count,
+            "max_changes_percent": self.safety.max_changes.percent,
+            "resume": str(self.safety.resume or ""), "encoding": self.read.encoding,
+            "delimiter": self.read.delimiter, "sheet": self.read.sheet,
+            "header_row": self.read.header_row}
+        if self.sync is not None:
+            options.update({"missing": self.sync.missing,
+                            "scope_domains": list(self.sync.domains),
+                            "scope_groups": list(self.sync.groups),
+                            "max_missing": self.sync.max_missing.count,
+                            "max_missing_percent": self.sync.max_missing.percent})
+        return options
+
+
+#: Options that change what a row means: a resumed run must use the same ones.
+#: (key in ``RunConfig.options()``, flag, default)
+PLAN_OPTIONS: tuple[tuple[str, str, object], ...] = (
+    ("url", "--url", None),
+    ("api", "--api", "v1"),
+    ("encoding", "--encoding", "utf-8-sig"),
+    ("delimiter", "--delimiter", None),
+    ("sheet", "--sheet", None),
+    ("header_row", "--header-row", None),
+    ("default_role", "--default-role", None),
+    ("on_existing", "--on-existing", "skip"),
+    ("groups", "--groups", "add"),
+    ("create_groups", "--create-groups", False),
+    ("missing", "--missing", "deactivate"),
+    ("scope_domains", "--scope-domain", []),
+    ("scope_groups", "--scope-group", []),
+)
+
+
+def option_flags(options: Mapping[str, object]) -> list[str]:
+    """The command-line flags that repeat a run's planning options (defaults left out)."""
+    flags: list[str] = []
+    for key, flag, default in PLAN_OPTIONS:
+        value = options.get(key, default)
+        if value == default or value is None:
+            continue
+        if value is True:
+            flags.append(flag)
+        elif isinstance(value, list):
+            for item in value:  # a repeatable option
+                flags.extend([flag, str(item)])
+        else:
+            flags.extend([flag, "tab" if value == "\t" else str(value)])
+    return flags
+
+
+def differing_options(earlier: Mapping[str, object], now: Mapping[str, object]) -> list[str]:
+    """The flags of the planning options in which two runs differ."""
+    return [flag for key, flag, default in PLAN_OPTIONS
+            if earlier.get(key, default) != now.get(key, default)]
