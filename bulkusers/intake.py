@@ -17,6 +17,7 @@ from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from bulkusers.columns import build_header
 from bulkusers.errors import InputError
@@ -26,6 +27,10 @@ from bulkusers.readers import ReadOptions, open_table
 from bulkusers.report import ReportLine, read_report
 from bulkusers.rowcheck import RowCheck
 from bulkusers.spool import Spool
+
+#: One row from Python: column name -> value (any hashable key; a DataFrame's records have
+#: Hashable keys, a cursor's rows str keys).
+Records = Mapping[Any, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +88,7 @@ def read_input(path: Path, options: ReadOptions, *, report: bool = False) -> Int
                   repeats=_repeats(hashes, spool, table.header), sheet=table.sheet)
 
 
-def read_records(records: Iterable[Mapping[str, object]], options: ReadOptions) -> Intake:
+def read_records(records: Iterable[Records], options: ReadOptions) -> Intake:
     """Rows handed over from Python (a DataFrame's records, a database cursor's rows as
     mappings): the first record's keys are the header, matched as a file's would be. Row
     numbers count records from 1. A record with keys the first lacks is an invalid row."""

@@ -30,7 +30,7 @@ from bulkusers.errors import (
 )
 from bulkusers.execution import Executor
 from bulkusers.identity import identity_key
-from bulkusers.intake import Intake, read_input, read_records
+from bulkusers.intake import Intake, Records, read_input, read_records
 from bulkusers.journal import Journal, journal_path
 from bulkusers.ledger import STATE_DIR_VARIABLE, Deactivation, Ledger, read_ledger
 from bulkusers.models import Header
@@ -55,7 +55,7 @@ from bulkusers.words import count
 
 
 async def run_command(config: RunConfig, observer: Observer | None = None,
-                      records: Iterable[Mapping[str, object]] | None = None) -> RunSummary:
+                      records: Iterable[Records] | None = None) -> RunSummary:
     """Read the input once, plan every row against a snapshot of the directory, let the
     guards judge that plan, then carry it out exactly; every row ends in the report (when one
     is written) and reaches the observer.
@@ -181,7 +181,7 @@ def _input_path(config: RunConfig) -> Path:
     return config.input_path or Path("rows")
 
 
-async def _read(config: RunConfig, records: Iterable[Mapping[str, object]] | None,
+async def _read(config: RunConfig, records: Iterable[Records] | None,
                 reads_report: bool) -> Intake:
     """Stage 1: the input, read once (InputError, exit 2, for anything unreadable)."""
     if records is not None:

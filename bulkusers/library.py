@@ -1,0 +1,95 @@
+"""The public Python API: run any write command from Python (see ``bulkusers.__init__``).
+
+A library call is a CLI run without the terminal: the same plan, guards, retries and
+verification, but the caller's signal handlers are left alone, nothing is printed, no prompt
+is shown, and a report is written only when asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Literal
+
+from bulkusers.commands import Command
+from bulkusers.config import ApiFlavour, Connection, RetryPolicy, build_connection
+from bulkusers.intake import Records
+from bulkusers.jobs import run_command
+from bulkusers.models import RowResult
+from bulkusers.operations import PlanOptions
+from bulkusers.readers import ReadOptions
+from bulkusers.runconfig import RunConfig, Safety
+from bulkusers.summary import RunSummary
+from bulkusers.sync import SyncOptions
+
+#: Receives each row's result as soon as it is final (on the event loop's thread).
+OnResult = Callable[[RowResult], None]
+
+
+def connect(url: str, *, token: str | None = None, username: str | None = None,
+            password: str | None = None, api: ApiFlavour = "v1",
+            api_secret: str | None = None, ca_bundle: str | Path | None = None,
+            insecure: bool = False) -> Connection:
+    """Where Sisense is and how to sign in: an API token, or a username and password (v1
+    login); ``api="legacy"`` with ``api_secret`` for the pre-6.5 x-api-key scheme.
+
+    Raises ``ConfigError`` for a bad URL or missing credentials. Nothing is sent yet.
+    """
+    return build_connection(url=url, token=token, username=username, password=password,
+                            api=api, api_secret=api_secret,
+                            ca_bundle=Path(ca_bundle) if ca_bundle is not None else None,
+                            insecure=insecure)
+
+
+class _Results:
+    """The observer that hands each finished row to the caller."""
+
+    def __init__(self, on_result: OnResult | None) -> None:
+        self._on_result = on_result
+
+    def started(self, summary: RunSummary) -> None:
+        """Nothing to show."""
+
+    def row_done(self, result: RowResult, summary: RunSummary) -> None:
+        """Pass the result on."""
+        if self._on_result is not None:
+            self._on_result(result)
+
+
+async def run(command: Command, connection: Connection, *,
+              file: str | Path | None = None,
+              rows: Iterable[Records] | None = None,
+              on_result: OnResult | None = None,
+              report: str | Path | None = None,
+              plan: PlanOptions | None = None,
+              safety: Safety | None = None,
+              sync: SyncOptions | None = None,
+              read: ReadOptions | None = None,
+              retry: RetryPolicy | None = None,
+              concurrency: int | Literal["auto"] = "auto",
+              max_concurrency: int = 64,
+              batch_size: int = 50) -> RunSummary:
+    """Run one write command (``"import"``, ``"update"``, ``"deactivate"``, ``"reactivate"``,
+    ``"delete"`` or ``"sync"``) and return its summary.
+
+    The rows come from ``file`` (CSV, TSV or XLSX; reactivate: a deactivate report) or from
+    ``rows``, any iterable of mappings whose keys are column names (``"email"``, ``"role"``,
+    ``"groups"``, ``"First Name"``...: the same names and aliases as a file's header), such as
+    a DataFrame's ``to_dict("records")`` or a database cursor's rows. ``on_result`` receives
+    each row's :class:`RowResult` as soon as it is final. A CSV report (and its JSON summary)
+    is written to ``report`` only when given. Destructive commands are not confirmed: guard
+    them with ``safety`` (``dry_run``, ``strict``, ``max_changes``).
+
+    Raises a ``BulkUsersError`` (``InputError``, ``ConfigError``, ``GuardTripped``,
+    ``ServerUnavailable``...) when the run cannot start; rows that fail are results, not
+    exceptions. Cancelling the task stops the run; rows not sent are ``not_attempted``.
+    """
+    config = RunConfig(command=command, connection=connection,
+                       input_path=Path(file) if file is not None else None,
+                       retry=retry or RetryPolicy(), read=read or ReadOptions(),
+                       plan=plan or PlanOptions(), safety=safety or Safety(), sync=sync,
+                       write_report=report is not None,
+                       report_path=Path(report) if report is not None else None,
+                       concurrency=concurrency, max_concurrency=max_concurrency,
+                       batch_size=batch_size, allow_empty=True, handle_sigint=False)
+    return await run_command(config, _Results(on_result), records=rows)

@@ -1,0 +1,187 @@
+"""The public Python API, driven against the emulator over loopback HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+
+import pandas as pd
+import pytest
+
+import bulkusers
+from bulkusers.emulator import EmulatorSettings
+from tests.conftest import GROUPS, TOKEN, Served, serve, write_csv
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+@pytest.fixture
+def plain() -> Iterator[Served]:
+    """An emulator with the HR groups over plain HTTP (even in a TLS run of the suite)."""
+    yield from serve(EmulatorSettings(token=TOKEN, groups=GROUPS), plain=True)
+
+
+def connection(served: Served) -> bulkusers.Connection:
+    """A connection to the served emulator."""
+    return bulkusers.connect(served.emulator.url, token=TOKEN)
+
+
+def stored(served: Served, email: str) -> dict[str, object] | None:
+    """The emulator's record of a user, or None."""
+    record: dict[str, object] | None = served.host.call(
+        lambda: served.emulator.store.user_by_email(email))
+    return record
+
+
+def test_public_api_is_sorted_and_every_name_resolves() -> None:
+    """__all__ is sorted and each of its names is importable from the package."""
+    assert bulkusers.__all__ == sorted(bulkusers.__all__)
+    for name in bulkusers.__all__:
+        assert getattr(bulkusers, name) is not None
+    with pytest.raises(AttributeError):
+        _ = bulkusers.no_such_name
+
+
+def test_importing_the_package_loads_no_heavy_library() -> None:
+    """`import bulkusers` loads none of pandas, aiohttp, openpyxl, click or rich."""
+    code = ("import sys, bulkusers; print([m for m in ('pandas', 'aiohttp', 'openpyxl', "
+            "'click', 'rich', 'numpy') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=20, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_rows_from_mappings_are_created_and_each_result_reaches_the_caller(
+        plain: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mappings with HR column names create users; on_result gets one final result per row;
+    no report is written unless asked."""
+    monkeypatch.chdir(tmp_path)
+    rows = [{"Work Email": "ann@acme.example", "Role": "viewer", "Groups": "Sales"},
+            {"Work Email": "bob@acme.example", "Role": "designer", "Groups": "Sales; Finance"},
+            {"Work Email": "broken", "Role": "viewer", "Groups": ""}]
+    seen: list[bulkusers.RowResult] = []
+    summary = asyncio.run(bulkusers.run("import", connection(plain), rows=rows,
+                                        on_result=seen.append))
+    assert sorted((r.row.number, r.status.value) for r in seen) == [
+        (1, "created"), (2, "created"), (3, "skipped")]
+    assert summary.counts["created"] == 2
+    assert summary.exit_code == 1
+    assert stored(plain, "bob@acme.example") is not None
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_second_run_creates_nobody_twice(plain: Served) -> None:
+    """The same rows run again are all 'already there'."""
+    rows = [{"email": "ann@acme.example", "role": "viewer"}]
+    first = asyncio.run(bulkusers.run("import", connection(plain), rows=rows))
+    again = asyncio.run(bulkusers.run("import", connection(plain), rows=rows))
+    assert first.counts["created"] == 1
+    assert again.counts["skipped"] == 1
+    assert again.counts["created"] == 0
+
+
+def test_dataframe_records_keep_their_text(plain: Served) -> None:
+    """A DataFrame's records: NaN is blank (field left alone), a whole float loses its .0."""
+    frame = pd.DataFrame({"email": ["ann@acme.example", "bob@acme.example"],
+                          "role": ["viewer", "viewer"],
+                          "userName": [float("nan"), 42.0]})
+    summary = asyncio.run(bulkusers.run("import", connection(plain),
+                                        rows=frame.to_dict("records")))
+    assert summary.counts["created"] == 2
+    ann, bob = stored(plain, "ann@acme.example"), stored(plain, "bob@acme.example")
+    assert ann is not None
+    assert bob is not None
+    assert ann["userName"] == "ann@acme.example"
+    assert bob["userName"] == "42"
+
+
+def test_a_record_with_other_keys_is_an_invalid_row_and_the_rest_go_on(plain: Served) -> None:
+    """Keys the first mapping lacks make that row invalid; the other rows are sent."""
+    rows = [{"email": "ann@acme.example", "role": "viewer"},
+            {"email": "bob@acme.example", "role": "viewer", "manager": "ann"}]
+    seen: list[bulkusers.RowResult] = []
+    asyncio.run(bulkusers.run("import", connection(plain), rows=rows, on_result=seen.append))
+    by_row = {r.row.number: r for r in seen}
+    assert by_row[1].status is bulkusers.Status.CREATED
+    assert by_row[2].status is bulkusers.Status.SKIPPED
+    assert "manager" in by_row[2].error
+    assert stored(plain, "bob@acme.example") is None
+
+
+def test_rows_without_an_email_column_raise_input_error_and_send_nothing(
+        plain: Served) -> None:
+    """Bad input is an InputError with the CLI's message, before any write."""
+    with pytest.raises(bulkusers.InputError, match="no email column"):
+        asyncio.run(bulkusers.run("import", connection(plain), rows=[{"name": "Ann"}]))
+    assert plain.emulator.writes() == []
+
+
+def test_file_input_writes_a_report_only_when_asked(plain: Served, tmp_path: Path) -> None:
+    """file= reads a CSV; report= writes the report and its JSON summary there."""
+    source = write_csv(tmp_path / "hr.csv", ("Email", "Role"), [["ann@acme.example", "viewer"]])
+    report = tmp_path / "out" / "r.csv"
+    report.parent.mkdir()
+    summary = asyncio.run(bulkusers.run("import", connection(plain), file=source,
+                                        report=report))
+    assert summary.counts["created"] == 1
+    assert "created" in report.read_text(encoding="utf-8-sig")
+    data = json.loads(report.with_name("r.summary.json").read_text())
+    assert data["counts"]["created"] == 1
+
+
+def test_dry_run_deactivation_plans_and_changes_nobody(plain: Served) -> None:
+    """Safety(dry_run=True) reports 'planned' with the exact changes and sends no write."""
+    asyncio.run(bulkusers.run("import", connection(plain),
+                              rows=[{"email": "ann@acme.example", "role": "designer",
+                                     "groups": "Sales"}]))
+    writes = len(plain.emulator.writes())
+    seen: list[bulkusers.RowResult] = []
+    asyncio.run(bulkusers.run("deactivate", connection(plain),
+                              rows=[{"email": "ann@acme.example"}],
+                              safety=bulkusers.Safety(dry_run=True), on_result=seen.append))
+    assert [r.status for r in seen] == [bulkusers.Status.PLANNED]
+    assert "-Sales" in seen[0].changes
+    assert len(plain.emulator.writes()) == writes
+
+
+def test_the_callers_sigint_handler_is_left_alone(plain: Served) -> None:
+    """During and after a run, SIGINT still goes to the handler the caller installed."""
+    def mine(signum: int, frame: FrameType | None) -> None:
+        """The caller's own handler."""
+
+    during: list[object] = []
+    previous = signal.signal(signal.SIGINT, mine)
+    try:
+        asyncio.run(bulkusers.run(
+            "import", connection(plain), rows=[{"email": "ann@acme.example", "role": "viewer"}],
+            on_result=lambda _r: during.append(signal.getsignal(signal.SIGINT))))
+        assert during == [mine]
+        assert signal.getsignal(signal.SIGINT) is mine
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_readme_example_runs_as_is_against_an_emulator(tmp_path: Path) -> None:
+    """The README's "Use from Python" example, run in its own interpreter against an emulator
+    started with the README's options, creates its two users and skips the bad row."""
+    section = README.read_text(encoding="utf-8").split("## Use from Python", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None
+    settings = EmulatorSettings(token="demo-token", groups=("Sales", "Finance"))
+    for served in serve(settings, plain=True):
+        script = code.group(1).replace("http://127.0.0.1:30845", served.emulator.url)
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                             timeout=30, cwd=tmp_path, check=False)
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.splitlines()
+        assert "1 ann.lee@example.com created role Viewer; groups +Sales" in lines
+        assert any(line.startswith("3 not-an-address skipped malformed email") for line in lines)
+        assert lines[-1] == "created 2, skipped 1, exit code 1"
+        assert stored(served, "bo.chen@example.com") is not None
