@@ -21,6 +21,7 @@ from bulkusers.identity import identity_key
 from bulkusers.journal import Journal
 from bulkusers.models import RowResult, Status
 from bulkusers.operations import NEW_PASSWORD
+from bulkusers.results import TOKENS_KEPT_LEGACY, attempted
 from bulkusers.tasks import (
     CreateBatch,
     CreateTask,
@@ -53,9 +54,8 @@ class Stopwatch:
 def _result(task: Task, status: Status, trace: Trace, watch: Stopwatch, *, user_id: str = "",
             error: str = "", changes: str = "", previous: str = "",
             cause: BaseException | None = None) -> RowResult:
-    return RowResult(row=task.row, email=task.email, action=task.action, status=status,
-                     user_id=user_id, http_status=trace.http_status, error=error,
-                     attempts=trace.attempts, elapsed_ms=watch.ms(), changes=changes,
+    return attempted(task, status, http_status=trace.http_status, attempts=trace.attempts,
+                     elapsed_ms=watch.ms(), user_id=user_id, error=error, changes=changes,
                      previous=previous, transient=cause is not None and server_failing(cause))
 
 
@@ -323,7 +323,7 @@ class Executor:
                                f"tokens failed ({revoked.message}): tokens issued before may "
                                "still work; run deactivate again for this user"))
             return
-        tokens = "tokens revoked" if revoked else "tokens not revoked (the v0.9 API cannot)"
+        tokens = "tokens revoked" if revoked else TOKENS_KEPT_LEGACY
         emit(_result(task, Status.DEACTIVATED, trace, watch, user_id=task.user.id,
                      changes=f"{task.changes}; {tokens}{confirmed}", previous=task.previous))
 

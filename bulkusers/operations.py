@@ -18,6 +18,7 @@ from bulkusers.journal import JournalEntry
 from bulkusers.ledger import Deactivation
 from bulkusers.models import Header, Row, RowResult, Status
 from bulkusers.report import ReportLine
+from bulkusers.results import DELETED_BY_INTERRUPTED, decided
 from bulkusers.safetext import clean, quote
 from bulkusers.tasks import (
     CreateTask,
@@ -25,7 +26,6 @@ from bulkusers.tasks import (
     DeleteTask,
     UpdateTask,
     WorkItem,
-    decided,
     snapshot,
 )
 
@@ -413,11 +413,10 @@ class Planner:
         earlier = self._earlier_attempt(row, "deactivate")
         record = self._deactivation(user)
         if earlier is None and record is not None and record.state == "done":
-            return RowResult(row=row, email=email, action="deactivate",
-                             status=Status.UNCHANGED, user_id=user.id,
-                             previous=record.previous,
-                             changes=f"none: already deactivated {record.describe()}; the record "
-                                     "of that deactivation is kept for reactivate")
+            return decided(row, email, "deactivate", Status.UNCHANGED, user_id=user.id,
+                           previous=record.previous,
+                           changes=f"none: already deactivated {record.describe()}; the record "
+                                   "of that deactivation is kept for reactivate")
         previous = (earlier.previous if earlier else record.previous if record
                     else snapshot(user, self.directory))
         return DeactivateTask(row=row, email=email, user=user, patch=patch,
@@ -429,10 +428,8 @@ class Planner:
         email = self.header.value(row, "email")
         if earlier is not None and self.directory.user_by_email(email) is None:
             # The interrupted run sent this delete; its answer never reached the report.
-            return RowResult(row=row, email=email, action="delete", status=Status.DELETED,
-                             user_id=earlier.user_id, previous=earlier.previous,
-                             changes="deleted (by the interrupted run; confirmed: the user "
-                                     "no longer exists)")
+            return decided(row, email, "delete", Status.DELETED, user_id=earlier.user_id,
+                           previous=earlier.previous, changes=DELETED_BY_INTERRUPTED)
         target = self._target(row, "delete")
         if isinstance(target, RowResult):
             return target

@@ -22,10 +22,11 @@ from bulkusers.errors import (
 from bulkusers.execution import Executor
 from bulkusers.models import RowResult, Status
 from bulkusers.report import ReportWriter
+from bulkusers.results import IN_FLIGHT, NOT_SENT, unfinished, unfinished_rows
+from bulkusers.results import planned as planned_results
 from bulkusers.runner import Pool
 from bulkusers.summary import RunSummary
-from bulkusers.tasks import Task, WorkItem, tasks_of
-from bulkusers.tasks import planned as planned_results
+from bulkusers.tasks import WorkItem, tasks_of
 
 
 class Observer(Protocol):
@@ -115,10 +116,7 @@ async def record_planned(items: Iterable[WorkItem], record: Recorder, *,
     with _on_sigint(on_sigint, enabled=handle_sigint):
         for position, item in enumerate(items):
             if stopped:
-                if isinstance(item, RowResult):
-                    record(item)
-                else:
-                    _unfinished(item, set(), record, "interrupted before it was sent")
+                _unfinished(item, set(), record, NOT_SENT)
                 continue
             for result in planned_results(item, revokes_tokens=revokes_tokens):
                 record(result)
@@ -154,8 +152,7 @@ async def execute(items: Iterator[WorkItem], executor: Executor, record: Recorde
             _unfinished(item, done, record, f"run aborted: {exc}")
             raise
         except asyncio.CancelledError:
-            _unfinished(item, done, record, "interrupted while in flight; a re-run checks "
-                                            "whether it was applied")
+            _unfinished(item, done, record, IN_FLIGHT)
             raise
         except Exception as exc:
             # Whatever went wrong, the rows are accounted for and the run goes on.
@@ -163,8 +160,8 @@ async def execute(items: Iterator[WorkItem], executor: Executor, record: Recorde
                       else f"unexpected {exc.__class__.__name__}: {exc}")
             for task in tasks_of(item):
                 if task.row.number not in done:
-                    record(_unfinished_result(task, Status.FAILED, reason,
-                                              transient=server_failing(exc)))
+                    record(unfinished(task, Status.FAILED, reason,
+                                      transient=server_failing(exc)))
             record.check_breaker()
 
     def unsent(item: WorkItem) -> None:
@@ -173,7 +170,7 @@ async def execute(items: Iterator[WorkItem], executor: Executor, record: Recorde
         elif pool.abort is not None:
             _unfinished(item, set(), record, f"run aborted: {pool.abort}")
         else:
-            _unfinished(item, set(), record, "interrupted before it was sent")
+            _unfinished(item, set(), record, NOT_SENT)
 
     pool: Pool[WorkItem] = Pool(handle, unsent, concurrency, admit=admit)
     with _interrupts(pool, enabled=handle_sigint):
@@ -187,22 +184,8 @@ async def execute(items: Iterator[WorkItem], executor: Executor, record: Recorde
 
 def _unfinished(item: WorkItem, done: set[int], record: Recorder, reason: str) -> None:
     """Report every row of an item that has no outcome yet as ``not_attempted``."""
-    for task in tasks_of(item):
-        if task.row.number not in done:
-            record(_not_attempted(task, reason))
-
-
-def _not_attempted(task: Task, reason: str) -> RowResult:
-    return _unfinished_result(task, Status.NOT_ATTEMPTED, reason)
-
-
-def _unfinished_result(task: Task, status: Status, reason: str, *,
-                       transient: bool = False) -> RowResult:
-    """A row with no answer: keeps the user's id and previous state, so it can be undone."""
-    user = getattr(task, "user", None)
-    return RowResult(row=task.row, email=task.email, action=task.action, status=status,
-                     error=reason, user_id=user.id if user else "",
-                     previous=getattr(task, "previous", ""), transient=transient)
+    for result in unfinished_rows(item, done, reason):
+        record(result)
 
 
 def _interrupts(pool: Pool[WorkItem], *,

@@ -31,6 +31,7 @@ from bulkusers.operations import DEACTIVATED_ROLE, Planner
 from bulkusers.plan import Preflight
 from bulkusers.preflight import Limit
 from bulkusers.report import read_report
+from bulkusers.results import DEACTIVATED_BY_INTERRUPTED, DELETED_BY_INTERRUPTED, decided
 from bulkusers.tasks import DeactivateTask, DeleteTask, UpdateTask, WorkItem, snapshot
 
 if TYPE_CHECKING:
@@ -292,10 +293,8 @@ class Reconciler:
             yield self._plan_missing(self._row(number, user.email), user)
         for email, (_, user_id, previous) in self.gone:
             number -= 1
-            yield RowResult(row=self._row(number, email), email=email, action="delete",
-                            status=Status.DELETED, user_id=user_id, previous=previous,
-                            changes="deleted (by the interrupted run; confirmed: the user no "
-                                    "longer exists)")
+            yield decided(self._row(number, email), email, "delete", Status.DELETED,
+                          user_id=user_id, previous=previous, changes=DELETED_BY_INTERRUPTED)
 
     def _row(self, number: int, email: str) -> Row:
         """A row for an out-of-file user: its email in the file's email column, so that the
@@ -310,9 +309,9 @@ class Reconciler:
         mode = self.options.missing
         journal = self.earlier.journal.get(ascii_key(user.email))
         if mode == "report":
-            return RowResult(row=row, email=user.email, action="report", status=Status.SKIPPED,
-                             user_id=user.id, previous=snapshot(user, self.planner.directory),
-                             changes="none: not in the file (--missing report only lists)")
+            return decided(row, user.email, "report", Status.SKIPPED, user_id=user.id,
+                           previous=snapshot(user, self.planner.directory),
+                           changes="none: not in the file (--missing report only lists)")
         if mode == "delete":
             item = self.planner.plan_delete(row)
         else:
@@ -321,10 +320,8 @@ class Reconciler:
         if (journal is not None and journal[0] == "deactivate" and isinstance(item, RowResult)
                 and item.status is Status.UNCHANGED):
             # The interrupted run deactivated this user; its answer never reached the report.
-            return RowResult(row=row, email=user.email, action="deactivate",
-                             status=Status.DEACTIVATED, user_id=user.id, previous=journal[2],
-                             changes="deactivated (by the interrupted run; confirmed by its "
-                                     "record)")
+            return decided(row, user.email, "deactivate", Status.DEACTIVATED, user_id=user.id,
+                           previous=journal[2], changes=DEACTIVATED_BY_INTERRUPTED)
         if journal is not None and isinstance(item, DeactivateTask | DeleteTask):
             # Keep the state from before the first attempt: that is what an undo restores.
             return replace(item, previous=journal[2])

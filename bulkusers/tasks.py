@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bulkusers.directory import BUILTIN_GROUPS, Directory, User
-from bulkusers.models import Row, RowResult, Status
+from bulkusers.models import Row, RowResult
 from bulkusers.safetext import CONTROL
 
 
@@ -143,33 +143,3 @@ def describe(user: User, directory: Directory) -> str:
     groups = [name for name in directory.group_names(user.group_ids)
               if name.casefold() not in BUILTIN_GROUPS]
     return f"{user.email}  {role_name}  groups: {', '.join(groups) if groups else '(none)'}"
-
-
-def decided(row: Row, email: str, action: str, status: Status, *, user_id: str = "",
-            error: str = "", changes: str = "") -> RowResult:
-    """A row whose outcome planning already knows: nothing will be sent for it."""
-    return RowResult(row=row, email=email, action=action, status=status, user_id=user_id,
-                     error=error, changes=changes)
-
-
-def planned(item: WorkItem, *, revokes_tokens: bool = True) -> list[RowResult]:
-    """What a dry run reports for an item: each row ``planned`` with its exact changes."""
-    if isinstance(item, RowResult):
-        return [item]
-    results = []
-    for task in tasks_of(item):
-        if isinstance(task, CreateTask):
-            changes = task.changes
-        elif isinstance(task, DeactivateTask):
-            tokens = "tokens revoked" if revokes_tokens else "tokens not revoked (the v0.9 " \
-                "API cannot)"
-            changes = f"{task.changes}; {tokens}"
-        elif isinstance(task, DeleteTask):
-            changes = "deleted"
-        else:
-            changes = task.changes
-        user = getattr(task, "user", None)
-        results.append(RowResult(row=task.row, email=task.email, action=task.action,
-                                 status=Status.PLANNED, user_id=user.id if user else "",
-                                 changes=changes, previous=getattr(task, "previous", "")))
-    return results
