@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from bulkusers.identity import identity_key
 from bulkusers.safetext import quote
+from bulkusers.spool import spooled
 
 if TYPE_CHECKING:
     from bulkusers.api import UserApi
@@ -70,6 +71,7 @@ class Group:
         return self.name.casefold() in BUILTIN_GROUPS
 
 
+@spooled
 @dataclass(frozen=True, slots=True)
 class User:
     """The parts of a Sisense user that planning compares against."""

@@ -41,6 +41,8 @@ class Repeats:
 
     def other_rows(self, email: str, number: int) -> tuple[int, ...]:
         """The other rows that carry this email (empty when it is unique)."""
+        if not self.rows:
+            return ()
         return tuple(n for n in self.rows.get(identity_key(email), ()) if n != number)
 
 

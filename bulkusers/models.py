@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from bulkusers.safetext import clean
+from bulkusers.spool import spooled
 
 #: Canonical input fields, in the order the report and export show them.
 FIELDS: tuple[str, ...] = (
@@ -55,7 +56,15 @@ class Header:
             return ""
         return clean(row.values[position])
 
+    def fields(self, row: Row) -> dict[str, str]:
+        """Every canonical field the input has, as ``value`` gives it, in one pass."""
+        values = row.values
+        width = len(values)
+        return {name: clean(values[position]) if position < width else ""
+                for name, position in self.index.items()}
 
+
+@spooled
 @dataclass(frozen=True, slots=True)
 class Row:
     """One input record: its spreadsheet row number (header = 1) and its cells as text."""
@@ -70,6 +79,7 @@ class Row:
     recorded: bool = False
 
 
+@spooled
 @dataclass(frozen=True, slots=True)
 class RowResult:
     """The outcome of one input row, as written to the report."""

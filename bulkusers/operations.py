@@ -70,7 +70,8 @@ def split_groups(cell: str) -> list[str]:
 
 
 def _is_clear(text: str) -> bool:
-    return clean(text).casefold() == CLEAR
+    # Most cells are far from 7 characters: only those near it can be "(clear)".
+    return len(text) >= len(CLEAR) and clean(text).casefold() == CLEAR
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +111,7 @@ class Planner:
         #: userNames rows planned so far will hold (matching key -> the row's email): a later
         #: row asking for one is a conflict found while planning, not a refusal mid-run.
         self._claimed: dict[str, str] = {}
+        self._group_cells: dict[str, tuple[tuple[Group, ...] | str | None]] = {}
         #: reactivate's input: the lines of an earlier report, by line number.
         self.report_lines = dict(report_lines or {})
         #: What an interrupted run of this command was about to do, by row (--resume).
@@ -133,38 +135,34 @@ class Planner:
         return ""
 
     def _wanted(self, row: Row) -> Wanted | str:
-        value = self.header.value
-        text = {name: value(row, name) for name in
-                ("userName", "firstName", "lastName", "language", "role", "groups")}
+        cells = self.header.fields(row)
+
+        def value(_row: Row, name: str) -> str:
+            return cells.get(name, "")
 
         def plain(name: str) -> str | None:
-            cell = text[name]
+            cell = cells.get(name, "")
             return None if not cell else "" if _is_clear(cell) else cell
 
         role: Role | None = None
-        if text["role"]:
-            if _is_clear(text["role"]):
+        role_cell = value(row, "role")
+        if role_cell:
+            if _is_clear(role_cell):
                 return f"the role cannot be cleared ({CLEAR}); name a role such as viewer"
-            found = self.directory.role(text["role"])
+            found = self.directory.role(role_cell)
             if isinstance(found, Unknown):
                 return found.describe()
             role = found
+        groups_cell = value(row, "groups")
+        clear_groups = _is_clear(groups_cell)
         groups: tuple[Group, ...] | None = None
-        clear_groups = _is_clear(text["groups"])
         if clear_groups:
             groups = ()
-        elif text["groups"]:
-            names = split_groups(text["groups"])
-            if any(_is_clear(name) for name in names):
-                return f"{CLEAR} must be alone in the groups cell; remove the group names " \
-                       "to empty the groups, or remove (clear) to keep them"
-            resolved = self._groups("; ".join(names))
+        elif groups_cell:
+            resolved = self._group_cell(groups_cell)
             if isinstance(resolved, str):
                 return resolved
-            # A cell that names no writable group (only separators, or only built-in groups
-            # that Sisense computes) looks blank: it leaves the groups alone. Only (clear)
-            # empties them.
-            groups = resolved or None
+            groups = resolved
         user_name = plain("userName")
         if user_name == "":
             return f"the userName cannot be cleared ({CLEAR})"
@@ -174,6 +172,26 @@ class Planner:
                       last_name=plain("lastName"), role=role, groups=groups,
                       password=value(row, "password"), language=plain("language"),
                       clear_groups=clear_groups)
+
+    def _group_cell(self, cell: str) -> tuple[Group, ...] | str | None:
+        """The groups a (non-blank, non-clear) groups cell names; None when it names no
+        writable group; why not. HR files repeat a few cells: each is resolved once."""
+        known = self._group_cells.get(cell)
+        if known is not None:
+            return known[0]
+        names = split_groups(cell)
+        outcome: tuple[Group, ...] | str | None
+        if any(_is_clear(name) for name in names):
+            outcome = (f"{CLEAR} must be alone in the groups cell; remove the group names to "
+                       "empty the groups, or remove (clear) to keep them")
+        else:
+            resolved = self._groups("; ".join(names))
+            # A cell that names no writable group (only separators, or only built-in groups
+            # that Sisense computes) looks blank: it leaves the groups alone. Only (clear)
+            # empties them.
+            outcome = resolved if isinstance(resolved, str) else resolved or None
+        self._group_cells[cell] = (outcome,)
+        return outcome
 
     def _groups(self, cell: str) -> tuple[Group, ...] | str:
         groups: list[Group] = []

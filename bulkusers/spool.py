@@ -8,18 +8,39 @@ is closed or the process ends, so a killed run leaves nothing behind.
 
 from __future__ import annotations
 
+import dataclasses
+import operator
 import pickle
 import tempfile
 from collections.abc import Iterator
-from typing import IO, Generic, TypeVar
+from typing import IO, Any, Generic, TypeVar
 
 T = TypeVar("T")
+C = TypeVar("C", bound=type)
 
 #: Items kept in memory before the spool moves to disk.
 MEMORY_ITEMS = 20_000
 #: Items pickled together: large enough that pickle's per-call cost vanishes, small enough
 #: that a block never weighs much.
 BLOCK_ITEMS = 2_000
+
+
+def spooled(cls: C) -> C:
+    """Make a frozen dataclass pickle as its constructor call with positional fields.
+
+    A slotted frozen dataclass otherwise pickles through ``__getstate__``/``__setstate__``,
+    which look its fields up again for every object: a plan of a million rows spent seconds
+    there.
+    """
+    names = [f.name for f in dataclasses.fields(cls)]
+    values = operator.attrgetter(*names)
+
+    def __reduce__(self: Any) -> tuple[type, tuple[Any, ...]]:
+        found = values(self)
+        return cls, found if len(names) > 1 else (found,)
+
+    cls.__reduce__ = __reduce__  # type: ignore[method-assign,assignment]
+    return cls
 
 
 class Spool(Generic[T]):

@@ -10,8 +10,10 @@ from typing import Any
 from bulkusers.directory import BUILTIN_GROUPS, Directory, User
 from bulkusers.models import Row, RowResult
 from bulkusers.safetext import CONTROL
+from bulkusers.spool import spooled
 
 
+@spooled
 @dataclass(frozen=True, slots=True)
 class CreateTask:
     """Create one user with a fully resolved payload."""
@@ -23,6 +25,7 @@ class CreateTask:
     action: str = "create"
 
 
+@spooled
 @dataclass(frozen=True, slots=True)
 class UpdateTask:
     """Send a partial update to one existing user (also used by reactivate)."""
@@ -36,6 +39,7 @@ class UpdateTask:
     action: str = "update"
 
 
+@spooled
 @dataclass(frozen=True, slots=True)
 class DeactivateTask:
     """Lock one user out: lowest role, no groups, a new unknown password, tokens revoked."""
@@ -49,6 +53,7 @@ class DeactivateTask:
     action: str = "deactivate"
 
 
+@spooled
 @dataclass(frozen=True, slots=True)
 class DeleteTask:
     """Delete one user, whose full record is kept in ``previous``."""
@@ -60,6 +65,7 @@ class DeleteTask:
     action: str = "delete"
 
 
+@spooled
 @dataclass(frozen=True, slots=True)
 class CreateBatch:
     """Creates sent together in one all-or-nothing bulk request."""
@@ -67,6 +73,7 @@ class CreateBatch:
     tasks: tuple[CreateTask, ...]
 
 
+@spooled
 @dataclass(frozen=True, slots=True)
 class DeleteBatch:
     """Deletes sent together in one all-or-nothing bulk request."""
