@@ -74,6 +74,14 @@ def _is_clear(text: str) -> bool:
     return len(text) >= len(CLEAR) and clean(text).casefold() == CLEAR
 
 
+def _clears_alone(cell: str) -> bool:
+    """True for a groups cell that holds (clear) and separators only, such as "(clear);"."""
+    if CLEAR not in cell.casefold():
+        return False
+    names = split_groups(cell)
+    return bool(names) and all(_is_clear(name) for name in names)
+
+
 @dataclass(frozen=True, slots=True)
 class Wanted:
     """What a row asks for. None: leave alone (blank cell); "" or []: clear it."""
@@ -154,7 +162,7 @@ class Planner:
                 return found.describe()
             role = found
         groups_cell = value(row, "groups")
-        clear_groups = _is_clear(groups_cell)
+        clear_groups = _is_clear(groups_cell) or _clears_alone(groups_cell)
         groups: tuple[Group, ...] | None = None
         if clear_groups:
             groups = ()
@@ -203,8 +211,9 @@ class Planner:
             if isinstance(found, Unknown):
                 self.missing_groups.setdefault(identity_key(name), name)
                 problems.append(found.describe())
-            elif not found.builtin:
+            elif not found.builtin and found not in groups:
                 # Built-in memberships are computed by Sisense; writing them is refused.
+                # A group named twice (by name and by id) is one membership.
                 groups.append(found)
         if not problems:
             return tuple(groups)
@@ -228,14 +237,16 @@ class Planner:
         stand_ins = {g.id: g.name for g in self._stand_ins.values()}
         return [stand_ins.get(g) or self.directory.group_names([g])[0] for g in group_ids]
 
-    def _claim(self, user_name: str, email: str) -> str:
-        """Reserve a userName for this row's user; why not when an earlier row holds it."""
-        key = identity_key(user_name)
-        holder = self._claimed.get(key)
+    def _claimed_by_another(self, user_name: str, email: str) -> str:
+        """Why this row's user cannot have a userName an earlier row will give its user."""
+        holder = self._claimed.get(identity_key(user_name))
         if holder is not None and identity_key(holder) != identity_key(email):
             return f"userName {quote(user_name)} is also wanted by {holder} on an earlier row"
-        self._claimed[key] = email
         return ""
+
+    def _claim(self, user_name: str, email: str) -> None:
+        """Reserve a userName for a row that will be sent (a refused row holds nothing)."""
+        self._claimed[identity_key(user_name)] = email
 
     def _user_or_problem(self, row: Row, action: str) -> tuple[str, User | None, RowResult | None]:
         email = self.header.value(row, "email")
@@ -274,7 +285,7 @@ class Planner:
         if holder is not None:
             return decided(row, email, "create", Status.SKIPPED,
                            error=f"userName {quote(user_name)} is taken by {holder.email}")
-        conflict = self._claim(user_name, email)
+        conflict = self._claimed_by_another(user_name, email)
         if conflict:
             return decided(row, email, "create", Status.SKIPPED, error=conflict)
         role = wanted.role
@@ -302,6 +313,7 @@ class Planner:
         changes = f"role {role.shown}"
         if groups:
             changes += "; groups " + " ".join("+" + g.name for g in groups)
+        self._claim(user_name, email)
         return CreateTask(row=row, email=email, payload=payload, changes=changes)
 
     def plan_update(self, row: Row) -> WorkItem:
@@ -336,7 +348,7 @@ class Planner:
             holder = self.directory.user_by_name(wanted.user_name)
             if holder is not None and holder.id != user.id:
                 return f"userName {quote(wanted.user_name)} is taken by {holder.email}"
-            conflict = self._claim(wanted.user_name, user.email)
+            conflict = self._claimed_by_another(wanted.user_name, user.email)
             if conflict:
                 return conflict
             patch["userName"] = wanted.user_name
@@ -360,6 +372,8 @@ class Planner:
         if wanted.language is not None and wanted.language != user.language:
             patch["preferences"] = {"language": wanted.language or None}
             changes.append(f"language: {quote(user.language)} -> {quote(wanted.language)}")
+        if "userName" in patch:
+            self._claim(patch["userName"], user.email)
         return patch, changes
 
     def _group_change(self, user: User, named: tuple[Group, ...],

@@ -261,8 +261,6 @@ def test_a_group_repeated_in_a_cell_is_sent_once() -> None:
     assert item.changes == "role Viewer; groups +Sales +Finance"
 
 
-@pytest.mark.xfail(strict=True, reason="planner bug: a group named by name and by id is "
-                   "sent twice (split_groups collapses repeated names, not repeated groups)")
 def test_a_group_named_by_name_and_by_id_is_sent_once() -> None:
     """Finance named by name and by id is one membership, in a create and an update."""
     planner = make_planner(users=[ANN])
@@ -320,8 +318,6 @@ def test_clear_alone_in_groups_creates_without_groups() -> None:
     assert item.payload["groups"] == []
 
 
-@pytest.mark.xfail(strict=True, reason="planner bug: (clear) beside separators only is "
-                   "refused as if it stood beside group names ('remove the group names')")
 @pytest.mark.parametrize("cell", ["(clear);", "; (clear) |"])
 def test_clear_beside_separators_only_is_clear_alone(cell: str) -> None:
     """Separators name no group, so (clear) with stray separators still empties the groups."""
@@ -478,8 +474,6 @@ def test_two_rows_asking_for_one_user_name_conflict_while_planning() -> None:
         "userName 'CY@acme.example' is also wanted by cy@acme.example on an earlier row"
 
 
-@pytest.mark.xfail(strict=True, reason="planner bug: a row refused after its userName is "
-                   "claimed (no role; a protected user's role change) still holds the claim")
 @pytest.mark.parametrize(("on_existing", "refused"), [
     ("skip", row(2, "bob@acme.example", userName="chief")),  # a new user without a role
     ("update", row(2, "boss@acme.example", userName="chief", role="viewer")),  # a super user
