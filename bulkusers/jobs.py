@@ -7,6 +7,7 @@ Plan) -> guards judge the plan -> open the records -> send exactly the plan -> r
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,8 +36,15 @@ from bulkusers.journal import Journal, journal_path
 from bulkusers.ledger import STATE_DIR_VARIABLE, Deactivation, Ledger, read_ledger
 from bulkusers.models import Header
 from bulkusers.operations import NEW_GROUP_ID, Planner, protected_users
-from bulkusers.pipeline import Observer, Recorder, SilentObserver, execute, record_planned
-from bulkusers.plan import Preflight, make_plan
+from bulkusers.pipeline import (
+    Observer,
+    Recorder,
+    SilentObserver,
+    execute,
+    record_planned,
+    write_plan,
+)
+from bulkusers.plan import Plan, Preflight, make_plan
 from bulkusers.preflight import check_confirmation, check_limit
 from bulkusers.report import (
     ReportWriter,
@@ -92,13 +100,15 @@ async def run_command(config: RunConfig, observer: Observer | None = None,
                           deactivated=deactivations, report_lines=intake.lines)
         scheme = await spec.prepare(Setting(api, planner, intake, protected, config.sync,
                                             earlier.report if earlier else None))
-        plan = await asyncio.to_thread(
-            make_plan, intake.rows(), scheme.plan_row, scheme.tail(),
-            batch_size=config.batch_size, describe=_describer(directory),
-            skip=earlier.finished if earlier else frozenset(), new_groups=planner.new_groups)
-        refused = _strict_refusal(plan.counts, safety)
+        skip = earlier.finished if earlier else frozenset()
+        making = functools.partial(make_plan, intake.rows(), scheme.plan_row, scheme.tail(),
+                                   batch_size=config.batch_size,
+                                   describe=_describer(directory), skip=skip,
+                                   new_groups=planner.new_groups)
+        plan = None if safety.dry_run else await asyncio.to_thread(making)
+        refused = _strict_refusal(plan.counts, safety) if plan is not None else ""
         dry_run = safety.dry_run or bool(refused)
-        if not dry_run:
+        if plan is not None and not dry_run:
             # Every guard judges the whole plan before the first write, groups included.
             refusal = scheme.refusal(plan.counts)
             if refusal:
@@ -114,12 +124,11 @@ async def run_command(config: RunConfig, observer: Observer | None = None,
                              report_file=str(report_path or ""), total_rows=intake.total,
                              options=options_now,
                              input_sha256=intake.sha256, dry_run=dry_run, refused=refused,
-                             ignored_columns=intake.header.unknown,
-                             groups_created=plan.new_groups, sheet=intake.sheet or "",
+                             ignored_columns=intake.header.unknown, sheet=intake.sheet or "",
                              masked_columns=tuple(intake.header.columns[i] for i in
-                                                  sorted(secret_columns(intake.header))),
-                             affected=list(plan.counts.targets),
-                             affected_total=plan.counts.destructive)
+                                                  sorted(secret_columns(intake.header))))
+        if plan is not None:
+            _describe_plan(summary, plan)
         if earlier:
             summary.counts.update(earlier.counts)
             summary.carried_over = len(earlier.finished)
@@ -133,7 +142,12 @@ async def run_command(config: RunConfig, observer: Observer | None = None,
                           settle=kept.ledger.settle if kept.ledger else None)
         try:
             observer.started(summary)
-            if dry_run:
+            if plan is None:
+                # A dry run: the plan is written as it is made (nothing judges or sends it).
+                plan = await write_plan(making, record, revokes_tokens=api.can_revoke_tokens,
+                                        handle_sigint=config.handle_sigint)
+                _describe_plan(summary, plan)
+            elif dry_run:
                 await record_planned(plan, record, revokes_tokens=api.can_revoke_tokens,
                                      handle_sigint=config.handle_sigint)
             else:
@@ -145,7 +159,8 @@ async def run_command(config: RunConfig, observer: Observer | None = None,
                               handle_sigint=config.handle_sigint, admit=client.gate.admit)
         finally:
             kept.close(compact=mode == "append" and record.broken is None)
-            plan.items.discard()
+            if plan is not None:
+                plan.items.discard()
             intake.spool.discard()
             summary.requests = client.stats.requests
             summary.retries = client.stats.retries
@@ -160,6 +175,13 @@ async def run_command(config: RunConfig, observer: Observer | None = None,
                 f"cannot write {summary_path(report_path)} ({exc.strerror or exc})")
             summary.finish()
     return summary
+
+
+def _describe_plan(summary: RunSummary, plan: Plan) -> None:
+    """What the summary says of the plan: the groups it creates and whom it affects."""
+    summary.groups_created = plan.new_groups
+    summary.affected = list(plan.counts.targets)
+    summary.affected_total = plan.counts.destructive
 
 
 def _check_config(config: RunConfig, from_python: bool) -> None:

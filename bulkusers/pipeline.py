@@ -21,6 +21,7 @@ from bulkusers.errors import (
 )
 from bulkusers.execution import Executor
 from bulkusers.models import RowResult, Status
+from bulkusers.plan import Plan
 from bulkusers.report import ReportWriter
 from bulkusers.results import IN_FLIGHT, NOT_SENT, unfinished, unfinished_rows
 from bulkusers.results import planned as planned_results
@@ -126,6 +127,28 @@ async def record_planned(items: Iterable[WorkItem], record: Recorder, *,
         record.summary.aborted = str(record.broken)
     else:
         record.summary.interrupted = stopped
+
+
+async def write_plan(making: Callable[..., Plan], record: Recorder, *, revokes_tokens: bool,
+                     handle_sigint: bool) -> Plan:
+    """A dry run: make the plan (in a thread) and record each item as it is made, without
+    keeping it. Ctrl-C stops it; the rows not yet recorded are not attempted."""
+    stopped = threading.Event()
+
+    def sink(item: WorkItem) -> None:
+        if stopped.is_set():
+            _unfinished(item, set(), record, NOT_SENT)
+            return
+        for result in planned_results(item, revokes_tokens=revokes_tokens):
+            record(result)
+
+    with _on_sigint(stopped.set, enabled=handle_sigint):
+        plan: Plan = await asyncio.to_thread(making, sink=sink)
+    if record.broken is not None:
+        record.summary.aborted = str(record.broken)
+    else:
+        record.summary.interrupted = stopped.is_set()
+    return plan
 
 
 async def execute(items: Iterator[WorkItem], executor: Executor, record: Recorder, *,

@@ -113,11 +113,17 @@ class Plan:
 def make_plan(rows: Iterable[Row], plan_row: Callable[[Row], WorkItem],
               tail: Iterable[WorkItem], *, batch_size: int,
               describe: Callable[[Task], str], skip: frozenset[int] = frozenset(),
-              new_groups: Callable[[], tuple[str, ...]] = tuple) -> Plan:
+              new_groups: Callable[[], tuple[str, ...]] = tuple,
+              sink: Callable[[WorkItem], None] | None = None) -> Plan:
     """Plan every row not in ``skip``, then the ``tail`` (sync's out-of-file users), batched,
-    counted, and kept in a spool; one pass."""
+    counted, and kept in a spool; one pass.
+
+    With ``sink`` (a dry run, which nothing judges and nothing sends) each item goes there as
+    it is made instead of into the spool: the plan is written as it is made.
+    """
     spool: Spool[WorkItem] = Spool()
     counts = Preflight()
+    keep = spool.append if sink is None else sink
 
     def planned() -> Iterator[WorkItem]:
         for row in rows:
@@ -126,7 +132,7 @@ def make_plan(rows: Iterable[Row], plan_row: Callable[[Row], WorkItem],
         yield from tail
 
     for item in batched(planned(), batch_size):
-        spool.append(item)
         counts.add(item, describe)
+        keep(item)
     return Plan(items=spool.close(), counts=counts, new_groups=new_groups(),
                 carried=len(skip))
