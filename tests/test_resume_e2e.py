@@ -646,3 +646,29 @@ def test_resume_needs_the_same_planning_options_and_prints_them(
     resumed = run_cli(*args, "--default-role", "viewer", "--resume", str(report))
     assert resumed.exit_code == 0, resumed.output
     assert {line["status"] for line in read_report(report)} == {"created"}
+
+
+#: Rows in the interrupted dry run: at any speed bulkusers may reach, seconds of work.
+DRY_ROWS = 50_000
+
+
+def test_ctrl_c_stops_a_dry_run_with_every_row_reported(tmp_path: Path) -> None:
+    """SIGINT during a dry run (the plan written as it is made): exit 130, one report line
+    per row, planned or not attempted, and nothing sent."""
+    source = tmp_path / "big.csv"
+    with source.open("w", encoding="utf-8", newline="") as handle:
+        handle.write("Email,Role\n")
+        handle.writelines(f"u{n:06d}@acme.example,viewer\n" for n in range(DRY_ROWS))
+    report = tmp_path / "dry.csv"
+    log = tmp_path / "dry.log"
+    with serving(EmulatorSettings(token=TOKEN, groups=GROUPS)) as served:
+        command = bulkusers("import", str(source), "--dry-run", "--report", str(report),
+                            "--url", served.url, "--token", TOKEN)
+        with background(command, tmp_path, log) as process:
+            wait_for_lines(report, 100, process)
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=TIMEOUT) == 130, log.read_text()
+        assert served.emulator.writes() == []
+    assert "Traceback" not in log.read_text(encoding="utf-8")
+    lines = assert_one_line_per_row(report, DRY_ROWS)
+    assert {line["status"] for line in lines} == {"planned", "not_attempted"}
