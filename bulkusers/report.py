@@ -12,12 +12,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from bulkusers.cells import neutralise, restore
+from bulkusers.cells import FORMULA_TRIGGERS, neutralise, restore
 from bulkusers.columns import REPORT_COLUMNS
 from bulkusers.errors import ConfigError, InputError
 from bulkusers.identity import identity_key
 from bulkusers.models import Header, RowResult
-from bulkusers.safetext import clean, find_control, printable
+from bulkusers.safetext import CONTROL, clean, find_control, printable
 
 MASK = "***"
 FINISHED = frozenset({"created", "updated", "unchanged", "deactivated", "deleted"})
@@ -119,55 +119,105 @@ def secret_columns(header: Header) -> set[int]:
 
 
 class ReportWriter:
-    """Writes one CSV line per result, flushed at once so a killed run loses nothing."""
+    """Writes one CSV line per result, each straight to the operating system, so a killed run
+    loses nothing."""
 
     def __init__(self, path: Path, header: Header, *, mode: str = "new") -> None:
         """Open a report: ``new`` (never overwrites a file) or ``append`` (resume)."""
         self.path = path
         self._header = header
-        self._secret_positions = secret_columns(header)
+        self._width = len(header.columns)
+        secrets = secret_columns(header)
+        #: Per input column: whether its cells are masked (empty when none is).
+        self._masked = tuple(i in secrets for i in range(self._width)) if secrets else ()
         if mode == "append":
             # Lines are appended after the earlier run's; no second header, no second BOM.
             # A run killed mid-line left half a line, perhaps inside a quoted cell that would
             # swallow every line appended after it: cut it off (resume ignored it too).
             with path.open("r+b") as handle:
                 handle.truncate(complete_length(path))
-            self._file: IO[str] = path.open("a", encoding="utf-8", newline="")
+            self._out = _LineOut(os.open(path, os.O_WRONLY | os.O_APPEND))
         else:
-            # Excel opens UTF-8 with a BOM with accents intact; newline="" lets csv pick CRLF.
-            self._file = path.open("x", encoding="utf-8-sig", newline="")
-        self._csv = csv.writer(self._file)
+            self._out = _LineOut(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            # Excel opens UTF-8 with a BOM with accents intact.
+            self._out.write("\ufeff")
+        # csv ends lines with CRLF and hands each whole line to _LineOut.write at once.
+        self._csv = csv.writer(self._out)
         if mode != "append":
             self._csv.writerow([*REPORT_COLUMNS, *(_cell(c) for c in header.columns)])
-            self._file.flush()
 
     def write(self, result: RowResult) -> None:
-        """Append one result line and flush it to the operating system."""
-        values = list(result.row.values) + [""] * (len(self._header.columns)
-                                                   - len(result.row.values))
-        echoed = [MASK if i in self._secret_positions and v else _echo(v)
-                  for i, v in enumerate(values)]
+        """Append one result line, written to the operating system at once (one system call:
+        no buffer of ours holds a finished row)."""
+        values = result.row.values
+        if len(values) < self._width:
+            values = values + ("",) * (self._width - len(values))
+        texts = (result.email, result.error, result.changes, result.previous, *values)
+        # The usual line holds no control character: one search for all its cells, and then
+        # only the formula check per cell.
+        plain = CONTROL.search("".join(texts)) is None
+        cell = _formula_safe if plain else _cell
+        if self._masked:
+            echo = _formula_safe if plain else _echo
+            echoed = [MASK if masked and v else echo(v)
+                      for masked, v in zip(self._masked, values, strict=False)]
+            echoed += [echo(v) for v in values[len(self._masked):]]  # cells beyond the header
+        elif plain:
+            echoed = [v if v[:1] not in _RISKY_START else neutralise(v) for v in values]
+        else:
+            echoed = [_echo(v) for v in values]
+        number = result.row.number
         self._csv.writerow([
             # A line for no input row (sync's users missing from the file) has an empty row.
-            result.row.number if result.row.number > 0 else "",
-            _cell(result.email),
+            number if number > 0 else "",
+            cell(result.email),
             result.action,
             result.status.value,
             result.user_id,
             "" if result.http_status is None else result.http_status,
-            _cell(result.error),
+            cell(result.error),
             result.attempts,
             f"{result.elapsed_ms:.1f}",
-            _cell(result.changes),
-            _cell(result.previous),
+            cell(result.changes),
+            cell(result.previous),
             *echoed,
         ])
-        self._file.flush()
 
     def close(self) -> None:
         """Close the file (idempotent)."""
-        if not self._file.closed:
-            self._file.close()
+        self._out.close()
+
+
+class _LineOut:
+    """The report file as csv writes to it: each line encoded and handed to the operating
+    system in one ``os.write``, unbuffered: once a line is written, a killed run keeps it."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def write(self, line: str) -> int:
+        """Write all of ``line`` (a short write, as on a nearly full disk, is continued)."""
+        data = line.encode("utf-8")
+        written = os.write(self._fd, data)
+        while written < len(data):
+            written += os.write(self._fd, data[written:])
+        return len(line)
+
+    def close(self) -> None:
+        """Close the descriptor once."""
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+
+
+#: First characters after which neutralise may have to quote a cell (a formula trigger, or the
+#: apostrophe it puts ahead of one).
+_RISKY_START = FORMULA_TRIGGERS | {"'"}
+
+
+def _formula_safe(text: str) -> str:
+    """A cell known to hold no control character, formula-safe (what ``_cell`` does to it)."""
+    return text if text[:1] not in _RISKY_START else neutralise(text)
 
 
 def _cell(text: str) -> str:

@@ -1,0 +1,94 @@
+"""The report writer's lines: safe cells on the fast path and the slow one, masked secrets,
+ragged rows, and every line on disk the moment it is written."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from bulkusers.models import Header, Row, RowResult, Status
+from bulkusers.report import MASK, ReportWriter, read_report
+
+COLUMNS = ("Email", "Password", "Notes")
+HEADER = Header(columns=COLUMNS, index={"email": 0, "password": 1})
+
+
+def _result(number: int, values: tuple[str, ...], *, error: str = "",
+            changes: str = "") -> RowResult:
+    return RowResult(row=Row(number, values), email=values[0] if values else "",
+                     action="create", status=Status.FAILED if error else Status.CREATED,
+                     http_status=400 if error else 201, error=error, attempts=1,
+                     elapsed_ms=12.34, changes=changes)
+
+
+def _lines(path: Path) -> list[list[str]]:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        return list(csv.reader(handle))
+
+
+def test_each_line_is_on_disk_before_the_writer_closes(tmp_path: Path) -> None:
+    """A finished row is in the file at once (a killed run keeps it): read it back unclosed."""
+    path = tmp_path / "r.csv"
+    writer = ReportWriter(path, HEADER)
+    for number in range(2, 7):
+        writer.write(_result(number, (f"u{number}@acme.example", "", "note")))
+        assert [line[1] for line in _lines(path)[1:]] == [
+            f"u{n}@acme.example" for n in range(2, number + 1)]
+    writer.close()
+    writer.close()  # idempotent
+    assert path.read_bytes().startswith(b"\xef\xbb\xbf")  # one BOM, for Excel
+    assert path.read_bytes().count(b"\xef\xbb\xbf") == 1
+
+
+def test_formulas_control_characters_and_secrets_in_one_report(tmp_path: Path) -> None:
+    """Formula cells get a leading apostrophe, control characters are escaped, secrets are
+    masked, on plain rows and rows with a control character alike."""
+    path = tmp_path / "r.csv"
+    writer = ReportWriter(path, HEADER)
+    writer.write(_result(2, ("=cmd@acme.example", "s3cret", "+1 555"), changes="-x"))
+    writer.write(_result(3, ("a@acme.example", "p\x1bw", "\x1b[2Jwipe"), error="@bad\x07"))
+    writer.write(_result(4, ("'=x@acme.example", "", "'plain")))
+    writer.close()
+    text = path.read_text(encoding="utf-8-sig")
+    assert "s3cret" not in text
+    assert "\x1b" not in text
+    assert "\x07" not in text
+    first, second, third = _lines(path)[1:]
+    assert first[1] == "'=cmd@acme.example"
+    assert first[9] == "'-x"
+    assert first[-3:] == ["'=cmd@acme.example", MASK, "'+1 555"]
+    assert second[6] == "'@bad\\x07"
+    assert second[-2:] == [MASK, "\\x1b[2Jwipe"]
+    assert third[-3:] == ["''=x@acme.example", "", "'plain"]  # no mask for an empty cell
+    read = list(read_report(path))
+    assert [line.email for line in read] == ["=cmd@acme.example", "a@acme.example",
+                                            "'=x@acme.example"]
+
+
+def test_short_and_long_rows_keep_every_cell(tmp_path: Path) -> None:
+    """A row shorter than the header is padded; cells beyond the header are echoed, never
+    masked by position, and a secret column is masked in both."""
+    path = tmp_path / "r.csv"
+    writer = ReportWriter(path, HEADER)
+    writer.write(_result(2, ("short@acme.example",)))
+    writer.write(_result(3, ("long@acme.example", "pw", "n", "extra", "=more")))
+    writer.close()
+    short, long = _lines(path)[1:]
+    assert short[-3:] == ["short@acme.example", "", ""]
+    assert long[-5:] == ["long@acme.example", MASK, "n", "extra", "'=more"]
+
+
+def test_appending_adds_no_header_and_cuts_a_torn_line(tmp_path: Path) -> None:
+    """A resumed report appends after the last complete line, with no second header."""
+    path = tmp_path / "r.csv"
+    writer = ReportWriter(path, HEADER)
+    writer.write(_result(2, ("a@acme.example", "", "")))
+    writer.close()
+    with path.open("ab") as handle:
+        handle.write(b'3,"b@acme.example,cr')  # a run killed mid-line
+    again = ReportWriter(path, HEADER, mode="append")
+    again.write(_result(3, ("b@acme.example", "", "")))
+    again.close()
+    lines = _lines(path)
+    assert [line[0] for line in lines] == ["row", "2", "3"]
+    assert lines[2][1] == "b@acme.example"
