@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any
 
 import aiohttp
+import orjson
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -100,6 +101,22 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
+def _encode(body: JSON) -> bytes:
+    """A request body as JSON (orjson: several times faster than json, the same document)."""
+    try:
+        return orjson.dumps(body)
+    except TypeError:  # what orjson refuses (a lone surrogate, a big int): json's way
+        return json.dumps(body).encode()
+
+
+def _decode(raw: bytes) -> JSON:
+    """An answer's JSON; ValueError when it is none (json's verdict on what orjson refuses)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
+
+
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 _GATEWAY_STATUSES = frozenset({502, 503, 504})
 
@@ -163,6 +180,9 @@ class SisenseClient:
         self._sleep = sleep
         self._pace = RateLimiter(self.policy.max_rate) if self.policy.max_rate else None
         self.gate = RequestGate(concurrency, sleep=sleep)
+        # The credential's headers plus the JSON content type, built once per credential.
+        self._json_for: Mapping[str, str] | None = None
+        self._json_headers: Mapping[str, str] = {}
 
     async def __aenter__(self) -> SisenseClient:
         ssl_context: ssl.SSLContext | bool = True
@@ -313,9 +333,13 @@ class SisenseClient:
                         trace: Trace) -> JSON:
         """One HTTP exchange: the parsed answer, or the Sisense error raised."""
         url = self.connection.url + path
+        data = None
+        if body is not None:
+            data = _encode(body)
+            headers = self._with_json_type(headers)
         started = time.perf_counter()
         # The body is read inside the context so the connection is released before a retry.
-        async with self.session.request(method, url, params=params, json=body,
+        async with self.session.request(method, url, params=params, data=data,
                                         headers=headers) as response:
             raw = await response.read()
             trace.http_status = response.status
@@ -329,13 +353,19 @@ class SisenseClient:
                 if not raw.strip():
                     return None
                 try:
-                    return json.loads(raw)
+                    return _decode(raw)
                 except ValueError:
                     raise ServerUnavailable(
                         f"{method} {url} answered HTTP {response.status} with a body that is "
                         "not JSON; is --url the address of a Sisense server?") from None
             raise _error_from(response.status, response.reason or "", raw, method, path,
                               _retry_after(response.headers.get("Retry-After")))
+
+    def _with_json_type(self, headers: Mapping[str, str]) -> Mapping[str, str]:
+        if headers is not self._json_for:
+            self._json_for = headers
+            self._json_headers = {**headers, "Content-Type": "application/json"}
+        return self._json_headers
 
     async def check(self) -> None:
         """Fail fast with one clear line when the server is unreachable, refuses us, or is

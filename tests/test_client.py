@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from bulkusers import client as client_module
 from bulkusers.api import V1Api
 from bulkusers.client import SisenseClient, Trace
 from bulkusers.config import RetryPolicy, build_connection
@@ -203,3 +206,29 @@ async def test_unreachable_server_is_one_clear_abort(sleeps: SleepLog) -> None:
     async with token_client("http://127.0.0.1:9", sleeps, attempts=2) as client:
         with pytest.raises(ServerUnavailable, match=r"127\.0\.0\.1:9.*--url"):
             await client.check()
+
+
+@pytest.mark.parametrize("body", [
+    {"email": "zoë@acme.example", "groups": ["g1", "g2"], "active": True, "n": 3},
+    [{"email": "a@acme.example"}, {"email": "b@acme.example"}],
+    {"odd": "\ud800 lone surrogate", "big": 2**70},
+])
+def test_bodies_encode_to_the_json_document_json_would_send(body: object) -> None:
+    """Every request body is the same JSON document json.dumps makes, also for values the
+    fast encoder refuses (a lone surrogate, an integer beyond 64 bits)."""
+    assert json.loads(client_module._encode(body)) == json.loads(json.dumps(body))
+
+
+@pytest.mark.parametrize("raw", [b'{"_id": "u1", "name": "Zo\xc3\xab"}', b"[1, 2.5, null]",
+                                 b'{"n": NaN}', b'{"n": -Infinity}'])
+def test_answers_decode_as_json_decodes_them(raw: bytes) -> None:
+    """An answer parses to what json.loads makes of it, also where the fast decoder refuses.
+    (An integer beyond 64 bits, which Sisense's JavaScript cannot send, becomes a float.)"""
+    assert repr(client_module._decode(raw)) == repr(json.loads(raw))
+
+
+def test_an_answer_that_is_not_json_is_a_value_error() -> None:
+    """Text that no JSON parser accepts raises ValueError, which the client turns into one
+    clear line."""
+    with pytest.raises(ValueError, match="Expecting value"):
+        client_module._decode(b"<html>hello</html>")
