@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -232,6 +233,11 @@ class Console:
             self._rich.print("  " + _escape(command), soft_wrap=True)
 
 
+#: Seconds between two updates of the bar's figures: rich redraws it ten times a second, so
+#: updating it for every row (thousands a second) would only spend CPU.
+BAR_UPDATE_S = 0.1
+
+
 class ProgressObserver:
     """A progress bar on a terminal (rows done of total, rate, failures); nothing otherwise."""
 
@@ -240,6 +246,7 @@ class ProgressObserver:
         self._label = label
         self._progress: Progress | None = None
         self._task: TaskID | None = None
+        self._updated_at = -BAR_UPDATE_S
 
     def __enter__(self) -> ProgressObserver:
         return self
@@ -265,8 +272,12 @@ class ProgressObserver:
                                              rate=0.0, problems=count(0, "problem"))
 
     def row_done(self, result: RowResult, summary: RunSummary) -> None:
-        """Advance the bar by one row."""
+        """Advance the bar (at most every ``BAR_UPDATE_S``, and for the last row)."""
         if self._progress is not None and self._task is not None:
+            now = time.monotonic()
+            if now - self._updated_at < BAR_UPDATE_S and summary.done < summary.total_rows:
+                return
+            self._updated_at = now
             self._progress.update(self._task, completed=summary.done,
                                   rate=summary.rows_per_second,
                                   problems=count(summary.needs_attention, "problem"))
