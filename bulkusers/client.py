@@ -303,7 +303,7 @@ class SisenseClient:
                          body: JSON, headers: Mapping[str, str], trace: Trace) -> JSON:
         if self._pace is not None:
             await self._pace.wait()
-        ticket = await self.gate.acquire()
+        ticket = self.gate.enter() or await self.gate.acquire()
         overload: Overload | None = None
         answered = False
         try:
@@ -337,20 +337,21 @@ class SisenseClient:
         if body is not None:
             data = _encode(body)
             headers = self._with_json_type(headers)
-        started = time.perf_counter()
+        debug = log.isEnabledFor(logging.DEBUG)
+        started = time.perf_counter() if debug else 0.0
         # The body is read inside the context so the connection is released before a retry.
         async with self.session.request(method, url, params=params, data=data,
                                         headers=headers) as response:
             raw = await response.read()
             trace.http_status = response.status
-            if log.isEnabledFor(logging.DEBUG):
+            if debug:
                 # Method, path, query and status only: headers and bodies may hold secrets.
                 query = response.url.query_string
                 log.debug("%s %s%s -> %s in %.0f ms", method, path,
                           f"?{query}" if query else "", response.status,
                           (time.perf_counter() - started) * 1000)
             if response.status < 300:
-                if not raw.strip():
+                if not raw or raw.isspace():
                     return None
                 try:
                     return _decode(raw)

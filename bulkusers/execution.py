@@ -43,6 +43,8 @@ Emit = Callable[[RowResult], None]
 class Stopwatch:
     """Milliseconds since construction, for the report's ``elapsed_ms``."""
 
+    __slots__ = ("_start",)
+
     def __init__(self) -> None:
         self._start = time.perf_counter()
 

@@ -71,6 +71,14 @@ class RequestGate:
         self._pausing: asyncio.Task[None] | None = None
         self._widened = asyncio.Event()
 
+    def enter(self) -> Ticket | None:
+        """A ticket at once when nothing has to wait (no pause, a free slot, nobody queued);
+        else None, and ``acquire`` waits. The usual case without a coroutine."""
+        if self._resume is None and not self._waiters and self.inflight < self.limit.limit:
+            self.inflight += 1
+            return Ticket(self._clock(), self.inflight, self.pauses)
+        return None
+
     async def acquire(self) -> Ticket:
         """Wait for the end of a pause and for a free slot; the ticket to release it with."""
         while self._resume is not None:

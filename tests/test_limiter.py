@@ -127,3 +127,32 @@ async def test_admit_lets_pool_workers_in_only_under_the_limit() -> None:
         for ticket in tickets:
             gate.release(ticket)
     await asyncio.wait_for(fifth, timeout=1)
+
+
+async def test_enter_lets_in_at_once_only_what_acquire_would_not_make_wait() -> None:
+    """enter() hands out tickets while slots are free, and None (so the caller waits in
+    acquire) when the gate is full, someone already waits, or the run is paused."""
+    fake = FakeTime()
+    resume = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        await resume.wait()
+
+    gate = RequestGate(ConcurrencyLimit(2, fixed=True), sleep=sleep, clock=fake.clock)
+    first, second = gate.enter(), gate.enter()
+    assert first is not None
+    assert second is not None
+    assert (gate.inflight, second.inflight) == (2, 2)
+    assert gate.enter() is None  # full
+    queued = asyncio.create_task(gate.acquire())
+    await asyncio.sleep(0)
+    gate.release(first)  # the slot goes to the one waiting, not to a newcomer
+    assert gate.enter() is None
+    third = await asyncio.wait_for(queued, timeout=1)
+    gate.release(second)
+    gate.pause(1.0, third)
+    assert gate.enter() is None  # paused, although a slot is free
+    resume.set()
+    gate.release(await asyncio.wait_for(gate.acquire(), timeout=1))  # after the pause
+    assert gate.enter() is not None
+    gate.close()
