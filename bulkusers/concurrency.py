@@ -86,6 +86,9 @@ class ConcurrencyLimit:
         self._start = clock()
         start = maximum if fixed else min(initial or INITIAL, maximum)
         self._limit = float(start)
+        #: Requests allowed in flight now (at least 1): read for every request, so kept as a
+        #: plain attribute, set with ``_limit``.
+        self.limit = max(1, int(self._limit))
         self._slow_start = not fixed
         self._no_load_rtt: float | None = None
         self._ratio: float | None = None  # smoothed latency over the unloaded latency
@@ -96,11 +99,6 @@ class ConcurrencyLimit:
         self._cap: int | None = None  # in-flight count a 429 refused, minus one
         self._cap_since = self._start
         self.history: list[LimitChange] = [LimitChange(0.0, start, "start")]
-
-    @property
-    def limit(self) -> int:
-        """Requests allowed in flight now (at least 1)."""
-        return max(1, int(self._limit))
 
     @property
     def no_load_rtt(self) -> float | None:
@@ -205,6 +203,7 @@ class ConcurrencyLimit:
         value = min(value, float(self.maximum))
         before = self.limit
         self._limit = value
+        self.limit = max(1, int(value))
         if self.limit != before:
             self._changed_at = self._clock()
             seconds = round(self._clock() - self._start, 3)
