@@ -117,6 +117,21 @@ def _decode(raw: bytes) -> JSON:
         return json.loads(raw)
 
 
+def _answer(status: int, reason: str, raw: bytes, method: str, url: str, path: str,
+            retry_after: str | None) -> JSON:
+    """An answer's parsed JSON (None when empty), or the Sisense error it carries raised."""
+    if status < 300:
+        if not raw or raw.isspace():
+            return None
+        try:
+            return _decode(raw)
+        except ValueError:
+            raise ServerUnavailable(
+                f"{method} {url} answered HTTP {status} with a body that is not JSON; is "
+                "--url the address of a Sisense server?") from None
+    raise _error_from(status, reason, raw, method, path, _retry_after(retry_after))
+
+
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 _GATEWAY_STATUSES = frozenset({502, 503, 504})
 
@@ -231,8 +246,17 @@ class SisenseClient:
             trace.attempts = 1
         try:
             # Most calls succeed at once: the retry machinery is built only for those that
-            # do not (it costs more CPU than the rest of the request path together).
-            return await self._send_authenticated(method, path, params, body, trace)
+            # do not (it costs more CPU than the rest of the request path together), and the
+            # first try is _send_authenticated inlined (one coroutine less per request).
+            headers = await self._auth.headers(self.session)
+            generation = self._auth.generation  # read after headers(): no await in between
+            try:
+                return await self._send_once(method, path, params, body, headers, trace)
+            except ApiError as exc:
+                if exc.status != 401 and exc.status != 403:
+                    raise
+                refused = exc
+            return await self._refused(refused, generation, method, path, params, body, trace)
         except Exception as exc:
             if self.policy.attempts <= 1 or not is_retryable(exc):
                 raise
@@ -280,12 +304,18 @@ class SisenseClient:
         try:
             return await self._send_once(method, path, params, body, headers, trace)
         except ApiError as exc:
-            if exc.status != 401:
-                if exc.status == 403:
-                    raise AuthError(f"the server refused {method} {path} with HTTP 403 "
-                                    f"({exc.message}); the account needs the admin role") from None
+            if exc.status != 401 and exc.status != 403:
                 raise
-        # A 401: renew the credential once and repeat; a second 401 means it is not the token.
+            refused = exc
+        return await self._refused(refused, generation, method, path, params, body, trace)
+
+    async def _refused(self, refused: ApiError, generation: int, method: str, path: str,
+                       params: Mapping[str, str] | None, body: JSON, trace: Trace) -> JSON:
+        """After a 401 or 403: a 403 is final; a 401 renews the credential once and repeats
+        the call (a second 401 means it is not the token)."""
+        if refused.status == 403:
+            raise AuthError(f"the server refused {method} {path} with HTTP 403 "
+                            f"({refused.message}); the account needs the admin role")
         if not await self._auth.renew(self.session, generation):
             raise AuthError("the server refused the token (HTTP 401): it is wrong, expired or "
                             "revoked; check --token or SISENSE_TOKEN, or log in with "
@@ -301,14 +331,36 @@ class SisenseClient:
 
     async def _send_once(self, method: str, path: str, params: Mapping[str, str] | None,
                          body: JSON, headers: Mapping[str, str], trace: Trace) -> JSON:
+        """One HTTP exchange through the gate: the parsed answer, or the Sisense error raised.
+        (One coroutine with the exchange itself: this runs for every request.)"""
         if self._pace is not None:
             await self._pace.wait()
+        url = self.connection.url + path
+        data = None
+        if body is not None:
+            data = _encode(body)
+            headers = self._with_json_type(headers)
+        debug = log.isEnabledFor(logging.DEBUG)
         ticket = self.gate.enter() or await self.gate.acquire()
         overload: Overload | None = None
         answered = False
         try:
             self.stats.requests += 1
-            result = await self._exchange(method, path, params, body, headers, trace)
+            started = time.perf_counter() if debug else 0.0
+            # The body is read inside the context so the connection is released before a
+            # retry.
+            async with self.session.request(method, url, params=params, data=data,
+                                            headers=headers) as response:
+                raw = await response.read()
+                trace.http_status = response.status
+                if debug:
+                    # Method, path, query and status only: headers and bodies may hold secrets.
+                    query = response.url.query_string
+                    log.debug("%s %s%s -> %s in %.0f ms", method, path,
+                              f"?{query}" if query else "", response.status,
+                              (time.perf_counter() - started) * 1000)
+                result = _answer(response.status, response.reason or "", raw, method, url,
+                                 path, response.headers.get("Retry-After"))
             answered = True
             return result
         except TransientApiError as exc:
@@ -327,40 +379,6 @@ class SisenseClient:
             raise
         finally:
             self.gate.release(ticket, overload=overload, answered=answered)
-
-    async def _exchange(self, method: str, path: str, params: Mapping[str, str] | None,
-                        body: JSON, headers: Mapping[str, str],
-                        trace: Trace) -> JSON:
-        """One HTTP exchange: the parsed answer, or the Sisense error raised."""
-        url = self.connection.url + path
-        data = None
-        if body is not None:
-            data = _encode(body)
-            headers = self._with_json_type(headers)
-        debug = log.isEnabledFor(logging.DEBUG)
-        started = time.perf_counter() if debug else 0.0
-        # The body is read inside the context so the connection is released before a retry.
-        async with self.session.request(method, url, params=params, data=data,
-                                        headers=headers) as response:
-            raw = await response.read()
-            trace.http_status = response.status
-            if debug:
-                # Method, path, query and status only: headers and bodies may hold secrets.
-                query = response.url.query_string
-                log.debug("%s %s%s -> %s in %.0f ms", method, path,
-                          f"?{query}" if query else "", response.status,
-                          (time.perf_counter() - started) * 1000)
-            if response.status < 300:
-                if not raw or raw.isspace():
-                    return None
-                try:
-                    return _decode(raw)
-                except ValueError:
-                    raise ServerUnavailable(
-                        f"{method} {url} answered HTTP {response.status} with a body that is "
-                        "not JSON; is --url the address of a Sisense server?") from None
-            raise _error_from(response.status, response.reason or "", raw, method, path,
-                              _retry_after(response.headers.get("Retry-After")))
 
     def _with_json_type(self, headers: Mapping[str, str]) -> Mapping[str, str]:
         if headers is not self._json_for:
