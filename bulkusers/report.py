@@ -153,34 +153,30 @@ class ReportWriter:
         if len(values) < self._width:
             values = values + ("",) * (self._width - len(values))
         texts = (result.email, result.error, result.changes, result.previous, *values)
-        # The usual line holds no control character: one search for all its cells, and then
-        # only the formula check per cell.
-        plain = CONTROL.search("".join(texts)) is None
-        cell = _formula_safe if plain else _cell
-        if self._masked:
-            echo = _formula_safe if plain else _echo
-            echoed = [MASK if masked and v else echo(v)
-                      for masked, v in zip(self._masked, values, strict=False)]
-            echoed += [echo(v) for v in values[len(self._masked):]]  # cells beyond the header
-        elif plain:
-            echoed = [v if v[:1] not in _RISKY_START else neutralise(v) for v in values]
+        if CONTROL.search("".join(texts)) is None:
+            # The usual line holds no control character: one search for all its cells, and
+            # then only the formula check per cell (what _cell and _echo come down to).
+            safe = [t if t[:1] not in _RISKY_START else neutralise(t) for t in texts]
         else:
-            echoed = [_echo(v) for v in values]
+            safe = [_cell(t) for t in texts[:4]] + [_echo(v) for v in values]
+        for position, masked in enumerate(self._masked):
+            if masked and values[position]:
+                safe[4 + position] = MASK
         number = result.row.number
         self._csv.writerow([
             # A line for no input row (sync's users missing from the file) has an empty row.
             number if number > 0 else "",
-            cell(result.email),
+            safe[0],
             result.action,
-            result.status.value,
+            result.status,  # a str: csv writes its value
             result.user_id,
             "" if result.http_status is None else result.http_status,
-            cell(result.error),
+            safe[1],
             result.attempts,
             f"{result.elapsed_ms:.1f}",
-            cell(result.changes),
-            cell(result.previous),
-            *echoed,
+            safe[2],
+            safe[3],
+            *safe[4:],
         ])
 
     def close(self) -> None:
@@ -213,11 +209,6 @@ class _LineOut:
 #: First characters after which neutralise may have to quote a cell (a formula trigger, or the
 #: apostrophe it puts ahead of one).
 _RISKY_START = FORMULA_TRIGGERS | {"'"}
-
-
-def _formula_safe(text: str) -> str:
-    """A cell known to hold no control character, formula-safe (what ``_cell`` does to it)."""
-    return text if text[:1] not in _RISKY_START else neutralise(text)
 
 
 def _cell(text: str) -> str:
