@@ -136,9 +136,10 @@ class ReportWriter:
             # swallow every line appended after it: cut it off (resume ignored it too).
             with path.open("r+b") as handle:
                 handle.truncate(complete_length(path))
-            self._out = _LineOut(os.open(path, os.O_WRONLY | os.O_APPEND))
+            self._out = _LineOut(os.open(path, os.O_WRONLY | os.O_APPEND | _BINARY))
         else:
-            self._out = _LineOut(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            self._out = _LineOut(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _BINARY,
+                                         0o666))
             # Excel opens UTF-8 with a BOM with accents intact.
             self._out.write("\ufeff")
         # csv ends lines with CRLF and hands each whole line to _LineOut.write at once.
@@ -182,6 +183,10 @@ class ReportWriter:
     def close(self) -> None:
         """Close the file (idempotent)."""
         self._out.close()
+
+
+#: Windows would otherwise turn csv's CRLF into CR CR LF (no such flag elsewhere).
+_BINARY: int = getattr(os, "O_BINARY", 0)
 
 
 class _LineOut:
