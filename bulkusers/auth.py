@@ -19,7 +19,8 @@ import jwt
 from jwt.warnings import InsecureKeyLengthWarning
 
 from bulkusers.config import Connection, Secret
-from bulkusers.errors import AuthError, ConfigError, ServerUnavailable, unreachable_message
+from bulkusers.errors import AuthError, ConfigError, ServerUnavailable
+from bulkusers.network import unreachable_message
 
 LOGIN_PATH = "/api/v1/authentication/login"
 

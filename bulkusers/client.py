@@ -33,12 +33,14 @@ from bulkusers.errors import (
     AuthError,
     ServerUnavailable,
     TransientApiError,
+)
+from bulkusers.limiter import RateLimiter, RequestGate
+from bulkusers.network import (
     describe_network_error,
     is_retryable,
     may_have_landed,
     unreachable_message,
 )
-from bulkusers.limiter import RateLimiter, RequestGate
 
 JSON = Any
 log = logging.getLogger("bulkusers.http")

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import difflib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bulkusers.identity import identity_key
 from bulkusers.safetext import quote
 from bulkusers.spool import spooled
-
-if TYPE_CHECKING:
-    from bulkusers.api import UserApi
 
 #: Groups whose membership Sisense computes; bulkusers never writes them.
 BUILTIN_GROUPS = frozenset({"everyone", "all users in system", "admins"})
@@ -230,15 +226,3 @@ def _close(text: str, candidates: list[str]) -> tuple[str, ...]:
     matches = difflib.get_close_matches(text.casefold(), list(by_key), n=2, cutoff=0.75)
     return tuple(by_key[m] for m in matches)
 
-
-async def load_directory(api: UserApi, *, with_users: bool = True,
-                         page_size: int = 500) -> Directory:
-    """Read roles, groups and (when asked) every user, once, at the start of a run."""
-    roles_raw, groups_raw = await asyncio.gather(api.roles(), api.groups())
-    roles = [Role(id=str(r.get("_id", "")), name=str(r.get("name") or ""),
-                  display_name=str(r.get("displayName") or "")) for r in roles_raw]
-    groups = [Group(id=str(g.get("_id", "")), name=str(g.get("name") or "")) for g in groups_raw]
-    users: list[User] = []
-    if with_users:
-        users = [User.from_api(u) async for u in api.iter_users(page_size=page_size)]
-    return Directory(roles, groups, users)

@@ -16,10 +16,11 @@ from bulkusers import verify
 from bulkusers.api import UserApi, UserDict
 from bulkusers.client import Trace
 from bulkusers.directory import Directory, User
-from bulkusers.errors import ApiError, describe_failure, is_retryable, server_failing
+from bulkusers.errors import ApiError
 from bulkusers.identity import identity_key
 from bulkusers.journal import Journal
 from bulkusers.models import RowResult, Status
+from bulkusers.network import describe_failure, is_retryable, server_failing
 from bulkusers.operations import NEW_PASSWORD
 from bulkusers.results import TOKENS_KEPT_LEGACY, attempted
 from bulkusers.tasks import (

@@ -33,9 +33,10 @@ from bulkusers.api import UserApi, make_api
 from bulkusers.cells import neutralise, restore
 from bulkusers.client import SisenseClient
 from bulkusers.config import Connection, RetryPolicy
-from bulkusers.directory import Directory, Group, Unknown, User, load_directory
+from bulkusers.directory import Directory, Group, Unknown, User
 from bulkusers.errors import AbortError, ApiError, ConfigError, ServerUnavailable
-from bulkusers.errors import describe_network_error as network_problem
+from bulkusers.loading import load_directory
+from bulkusers.network import describe_network_error as network_problem
 from bulkusers.safetext import printable
 
 COLUMNS: tuple[str, ...] = (

@@ -20,7 +20,7 @@ from bulkusers.commands import command_spec
 from bulkusers.commands.spec import Setting
 from bulkusers.concurrency import ConcurrencyLimit
 from bulkusers.config import Connection
-from bulkusers.directory import Directory, User, load_directory
+from bulkusers.directory import Directory, User
 from bulkusers.errors import (
     ApiError,
     ConfigError,
@@ -34,6 +34,7 @@ from bulkusers.identity import identity_key
 from bulkusers.intake import Intake, Records, read_input, read_records
 from bulkusers.journal import Journal, journal_path
 from bulkusers.ledger import STATE_DIR_VARIABLE, Deactivation, Ledger, read_ledger
+from bulkusers.loading import load_directory
 from bulkusers.models import Header
 from bulkusers.operations import NEW_GROUP_ID, Planner, protected_users
 from bulkusers.pipeline import (

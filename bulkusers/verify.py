@@ -15,7 +15,8 @@ from typing import Any
 from bulkusers.api import UserApi, UserDict
 from bulkusers.client import Trace
 from bulkusers.directory import Directory, User
-from bulkusers.errors import ApiError, describe_failure, is_retryable
+from bulkusers.errors import ApiError
+from bulkusers.network import describe_failure, is_retryable
 
 #: How the report names the fields a patch or a create payload sets.
 FIELD_NAMES = {"roleId": "role", "groups": "groups", "firstName": "firstName",

@@ -22,7 +22,7 @@ from aiohttp.client_reqrep import ConnectionKey
 from click.testing import Result
 from openpyxl import Workbook
 
-from bulkusers.errors import unreachable_message
+from bulkusers.network import unreachable_message
 from tests.conftest import TOKEN, Served, read_report, write_csv
 
 RunCli = Callable[..., Result]

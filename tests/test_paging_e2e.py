@@ -10,9 +10,9 @@ from bulkusers.api import V1Api
 from bulkusers.client import SisenseClient
 from bulkusers.concurrency import ConcurrencyLimit
 from bulkusers.config import RetryPolicy, build_connection
-from bulkusers.directory import load_directory
 from bulkusers.emulator import Emulator, EmulatorSettings, running_emulator
 from bulkusers.errors import TransientApiError
+from bulkusers.loading import load_directory
 
 TOKEN = "paging-token"
 USERS = "/api/v1/users"
