@@ -28,15 +28,13 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell
 
 from bulkusers.cells import neutralise
 from bulkusers.directory import BUILTIN_GROUPS
-from bulkusers.errors import ConfigError, InputError
+from bulkusers.errors import EXIT_CHANGED, ConfigError, InputError
 from bulkusers.export import parse_time
 from bulkusers.identity import identity_key
 from bulkusers.readers import ReadOptions, open_table
 from bulkusers.sync import ascii_key
 from bulkusers.words import count
 
-#: The exit code of a diff (and of ``export --compare``) that found changes; 0 when none.
-EXIT_CHANGED = 4
 #: Change kinds, in the order the output lists them.
 KINDS: tuple[str, ...] = ("added", "removed", "role", "groups", "inactive")
 COLUMNS: tuple[str, ...] = (

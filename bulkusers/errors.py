@@ -25,6 +25,9 @@ from __future__ import annotations
 
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 
+#: The exit code of ``diff`` and ``export --compare`` when the two exports differ.
+EXIT_CHANGED = 4
+
 
 class BulkUsersError(Exception):
     """Base of every error this tool raises on purpose."""

@@ -13,7 +13,7 @@ from pathlib import Path
 from click.testing import Result
 from openpyxl import Workbook, load_workbook
 
-from bulkusers.diff import EXIT_CHANGED
+from bulkusers.errors import EXIT_CHANGED
 from tests.conftest import Served, read_report, write_csv
 from tests.test_sync_e2e import STAFF, hr_file
 

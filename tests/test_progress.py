@@ -8,9 +8,9 @@ import sys
 import pytest
 from rich.console import Console as RichConsole
 
+from bulkusers.cli.console import Console, ProgressObserver
 from bulkusers.models import Row, RowResult, Status
 from bulkusers.summary import RunSummary
-from bulkusers.ui import Console, ProgressObserver
 
 
 class _Tty(io.StringIO):

@@ -1,6 +1,8 @@
 """The ``bulkusers`` command line: options to config, call the core, draw progress, exit codes.
 
-This package is the only place that imports click or prints (through ``bulkusers.ui``).
+This package is the only place that imports click or prints (through ``cli/console.py``).
+One module per command (``write`` holds the five commands that share one run); each declares
+its options with light imports only, and imports the core when the command runs.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ import click
 from bulkusers import __version__
 from bulkusers.cli.common import global_options
 from bulkusers.cli.config import config_group
+from bulkusers.cli.demo import demo_command
 from bulkusers.cli.diff import diff_command
-from bulkusers.cli.other import demo_command, emulator_command, export_command
+from bulkusers.cli.emulator import emulator_command
+from bulkusers.cli.export import export_command
 from bulkusers.cli.sync import sync_command
 from bulkusers.cli.write import (
     deactivate_command,

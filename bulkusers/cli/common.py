@@ -1,29 +1,38 @@
-"""Options and helpers shared by the commands: connection, input, TLS, error mapping."""
+"""Options and helpers shared by the commands: connection, input, TLS, error mapping.
+
+Every command module imports this one to declare its options, so it stays light: the core,
+rich, aiohttp and pandas are imported inside the functions that run a command, never here
+(``bulkusers --help`` stays fast; ``tests/test_layout.py`` checks it).
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from bulkusers.cli.settings import META_CONFIG, META_PROFILE, META_QUIET, Effective, effective
 from bulkusers.concurrency import CEILING
-from bulkusers.config import Connection, RetryPolicy, build_connection
 from bulkusers.errors import BulkUsersError
 from bulkusers.profiles import CONFIG_ENV, CREDENTIALS, PROFILE_ENV
-from bulkusers.readers import DEFAULT_MAX_CELL_BYTES, ReadOptions
-from bulkusers.ui import Console
+
+if TYPE_CHECKING:
+    from bulkusers.cli.console import Console
+    from bulkusers.config import Connection, RetryPolicy
+    from bulkusers.readers import ReadOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+#: ``--max-cell-bytes``'s default: ``readers.DEFAULT_MAX_CELL_BYTES``, written out so that
+#: declaring the option does not import the readers (``tests/test_layout.py`` checks they agree).
+DEFAULT_MAX_CELL_BYTES = 64 * 1024
 
 
 def _remember(key: str) -> Callable[[click.Context, click.Parameter, Any], None]:
@@ -217,6 +226,8 @@ def removed_option(name: str, why: str) -> Callable[[F], F]:
 
     def warn(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
         if value:
+            from bulkusers.cli.console import Console
+
             Console(quiet=False).warning(f"{name} {why}; drop it")
 
     return click.option(name, is_flag=True, hidden=True, expose_value=False, callback=warn)
@@ -224,6 +235,8 @@ def removed_option(name: str, why: str) -> Callable[[F], F]:
 
 def policy(params: Effective | dict[str, Any]) -> RetryPolicy:
     """The request policy the connection options describe."""
+    from bulkusers.config import RetryPolicy
+
     return RetryPolicy(attempts=params["retries"] + 1, timeout_s=params["timeout"],
                        max_rate=params["max_rate"])
 
@@ -232,6 +245,8 @@ def read_options(encoding: str, delimiter: str | None, sheet: str | None,
                  max_cell_bytes: int = DEFAULT_MAX_CELL_BYTES,
                  header_row: int | None = None) -> ReadOptions:
     """How to read the input, from the input options."""
+    from bulkusers.readers import ReadOptions
+
     sep = "\t" if delimiter == "tab" else delimiter
     return ReadOptions(encoding=encoding, delimiter=sep, sheet=sheet,
                        max_cell_bytes=max_cell_bytes, header_row=header_row)
@@ -251,6 +266,8 @@ def run(console: Console, coroutine: Coroutine[Any, Any, T],
     """Run a coroutine; turn our errors into one line and an exit code, never a traceback.
 
     ``calm`` may give a plain line to show instead of the error (the person said no)."""
+    import asyncio
+
     try:
         return asyncio.run(coroutine)
     except BulkUsersError as exc:
@@ -265,8 +282,6 @@ def run(console: Console, coroutine: Coroutine[Any, Any, T],
         sys.exit(EXIT_INTERRUPTED)
 
 
-
-
 def settings_from(console: Console, params: dict[str, Any]) -> Effective:
     """Every setting of this command with its origin; a bad configuration exits 2."""
     ctx = click.get_current_context()
@@ -275,6 +290,8 @@ def settings_from(console: Console, params: dict[str, Any]) -> Effective:
 
 def connection_from(console: Console, settings: Effective) -> Connection:
     """The connection the settings describe; a bad one exits 2 with one line."""
+    from bulkusers.config import build_connection
+
     environ = os.environ
 
     def build() -> Connection:

@@ -19,7 +19,6 @@ from bulkusers.cli.common import (
 )
 from bulkusers.cli.settings import META_CONFIG, shown_value
 from bulkusers.profiles import config_location
-from bulkusers.ui import Console
 
 #: The order ``config show`` lists the settings in.
 SHOWN = ("url", "api", "token", "username", "password", "api_secret", "ca_bundle",
@@ -58,6 +57,8 @@ def path_command() -> None:
 def show_command(**params: Any) -> None:
     """Print each setting's effective value and where it comes from (flag, env, profile NAME
     or default). Secrets are masked and credential commands are not run."""
+    from bulkusers.cli.console import Console
+
     console = Console(quiet=False)
     settings = settings_from(console, params)
     config = settings.config

@@ -1,26 +1,24 @@
-"""The ``diff`` command, and the comparison ``export --compare`` runs after an export."""
+"""The ``diff`` command, and the comparison ``export --compare`` runs after an export.
+
+The comparison (openpyxl, pandas) is imported when the command runs, not for ``--help``.
+"""
 
 from __future__ import annotations
 
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from bulkusers.cli.common import global_options, guard, is_quiet, read_options
-from bulkusers.diff import (
-    EXIT_CHANGED,
-    DiffSummary,
-    Snapshot,
-    check_output,
-    default_output,
-    read_snapshot,
-    run_diff,
-)
-from bulkusers.readers import ReadOptions
-from bulkusers.ui import Console
+from bulkusers.errors import EXIT_CHANGED
+
+if TYPE_CHECKING:
+    from bulkusers.cli.console import Console
+    from bulkusers.diff import DiffSummary, Snapshot
+    from bulkusers.readers import ReadOptions
 
 DIFF_HELP = f"""Write what changed between two exports OLD and NEW (CSV or XLSX).
 
@@ -44,6 +42,8 @@ INACTIVE_HELP = ("also list users newly past N days without signing in (a user w
 def diff_files(console: Console, old: Snapshot, new: Snapshot, output: Path | None,
                inactive_days: int | None, summary: Path | None) -> DiffSummary:
     """Compare and write, one error line and exit 2 on failure; the counts."""
+    from bulkusers.diff import run_diff
+
     return guard(console, lambda: run_diff(old, new, output, inactive_days=inactive_days,
                                            summary=summary))
 
@@ -51,6 +51,8 @@ def diff_files(console: Console, old: Snapshot, new: Snapshot, output: Path | No
 def read_compared(console: Console, path: Path, read: ReadOptions,
                   taken: datetime | None = None) -> Snapshot:
     """An export to compare; one error line and exit 2 when it cannot be read."""
+    from bulkusers.diff import read_snapshot
+
     return guard(console, lambda: read_snapshot(path, read, taken))
 
 
@@ -74,6 +76,9 @@ def read_compared(console: Console, path: Path, read: ReadOptions,
 def diff_command(old: Path, new: Path, output: str | None, summary: Path | None,
                  inactive_days: int | None, **params: Any) -> None:
     """Compare two exports."""
+    from bulkusers.cli.console import Console
+    from bulkusers.diff import check_output, default_output
+
     console = Console(quiet=is_quiet())
     read = guard(console, lambda: read_options(params["encoding"], params["delimiter"],
                                                params["sheet"]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Unpack
+from typing import TYPE_CHECKING, Unpack
 
 import click
 
@@ -27,13 +27,19 @@ from bulkusers.cli.write import (
     safety_options,
 )
 from bulkusers.errors import ConfigError
-from bulkusers.operations import GroupsMode, PlanOptions
-from bulkusers.plan import Preflight
-from bulkusers.preflight import Confirm
-from bulkusers.summary import RunSummary
-from bulkusers.sync import MISSING_CHOICES, Missing, SyncOptions, parse_max_missing, planned_sets
-from bulkusers.ui import Console
 from bulkusers.words import count
+
+if TYPE_CHECKING:
+    from bulkusers.cli.console import Console
+    from bulkusers.operations import GroupsMode, PlanOptions
+    from bulkusers.plan import Preflight
+    from bulkusers.preflight import Confirm
+    from bulkusers.summary import RunSummary
+    from bulkusers.sync import Missing
+
+#: ``--missing``'s choices: ``sync.MISSING_CHOICES``, written out so that declaring the option
+#: does not import the planner (``tests/test_layout.py`` checks they agree).
+MISSING_CHOICES = ("deactivate", "delete", "report")
 
 SYNC_HELP = """Make Sisense match FILE (the complete HR list) within a scope.
 
@@ -80,6 +86,8 @@ def _sync_confirmer(yes: bool, dry_run: bool,
 def _show_sets(console: Console, summary: RunSummary) -> None:
     """After a dry run: the users to create and update, and those only listed (the first of
     each); the users to deactivate or delete are listed by Console.affected."""
+    from bulkusers.sync import planned_sets
+
     if not summary.dry_run or console.quiet or not summary.report_file:
         return
     for found in planned_sets(Path(summary.report_file)):
@@ -123,6 +131,10 @@ def sync_command(missing: Missing, scope_domains: tuple[str, ...],
                  groups_mode: GroupsMode, create_groups: bool,
                  **params: Unpack[WriteParams]) -> None:
     """Sync users with an HR file."""
+    from bulkusers.cli.console import Console
+    from bulkusers.operations import PlanOptions
+    from bulkusers.sync import SyncOptions, parse_max_missing
+
     console = Console(quiet=is_quiet())
     sync = guard(console, lambda: SyncOptions(missing=missing, domains=scope_domains,
                                               groups=scope_groups,

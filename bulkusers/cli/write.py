@@ -5,13 +5,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypedDict, Unpack
+from typing import TYPE_CHECKING, TypedDict, Unpack
 
 import click
 
 from bulkusers.cli.common import (
     BATCH_SIZE_OPTION,
     CONCURRENCY_OPTION,
+    DEFAULT_MAX_CELL_BYTES,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     MAX_CONCURRENCY_OPTION,
@@ -28,20 +29,18 @@ from bulkusers.cli.common import (
     run,
     settings_from,
 )
-from bulkusers.cli.prompt import ask_yes_no
 from bulkusers.cli.settings import Effective
-from bulkusers.commands import Command, command_spec
 from bulkusers.errors import ConfigError
-from bulkusers.jobs import run_command
-from bulkusers.operations import GroupsMode, OnExisting, PlanOptions
-from bulkusers.plan import Preflight
-from bulkusers.preflight import Confirm, Limit
-from bulkusers.readers import DEFAULT_MAX_CELL_BYTES
-from bulkusers.runconfig import RunConfig, Safety
-from bulkusers.summary import RunSummary
-from bulkusers.sync import SyncOptions
-from bulkusers.ui import Console, ProgressObserver
 from bulkusers.words import count
+
+if TYPE_CHECKING:
+    from bulkusers.cli.console import Console
+    from bulkusers.commands import Command
+    from bulkusers.operations import GroupsMode, OnExisting, PlanOptions
+    from bulkusers.plan import Preflight
+    from bulkusers.preflight import Confirm, Limit
+    from bulkusers.summary import RunSummary
+    from bulkusers.sync import SyncOptions
 
 
 def safety_options(func: F) -> F:
@@ -75,6 +74,9 @@ NO_YES = removed_option("--yes", "does nothing here: only deactivate and delete 
 def _confirmer(console: Console, command: Command, yes: bool,
                dry_run: bool) -> Confirm | None:
     """How a destructive run is confirmed: not at all (--yes), by a prompt, or refused."""
+    from bulkusers.cli.prompt import ask_yes_no
+    from bulkusers.commands import command_spec
+
     if yes or dry_run or not command_spec(command).destructive:
         return None
     if not sys.stdin.isatty():
@@ -154,6 +156,12 @@ def _write_command(command: Command, params: WriteParams,
     ``confirmer`` and ``after`` are the sync command's: its options, how it asks before
     removing users, and what it shows after the summary (the dry run's lists).
     """
+    from bulkusers.cli.console import Console, ProgressObserver
+    from bulkusers.commands import command_spec
+    from bulkusers.jobs import run_command
+    from bulkusers.operations import PlanOptions
+    from bulkusers.runconfig import RunConfig, Safety
+
     console = Console(quiet=is_quiet())
     settings = settings_from(console, dict(params))
     read = guard(console, lambda: read_options(
@@ -197,6 +205,8 @@ def _write_command(command: Command, params: WriteParams,
 
 
 def _limit(text: str | None) -> Limit:
+    from bulkusers.preflight import Limit
+
     if text is None:
         return Limit()
     try:
@@ -256,6 +266,8 @@ def import_command(on_existing: OnExisting, groups_mode: GroupsMode,
                    create_groups: bool, keep_email_case: bool,
                    **params: Unpack[WriteParams]) -> None:
     """Create (or upsert) users."""
+    from bulkusers.operations import PlanOptions
+
     _write_command("import", params, lambda settings: PlanOptions(
         default_role=settings["default_role"], on_existing=on_existing,
         groups_mode=groups_mode, create_groups=create_groups,
@@ -276,6 +288,8 @@ def import_command(on_existing: OnExisting, groups_mode: GroupsMode,
 def update_command(groups_mode: GroupsMode, create_groups: bool, keep_email_case: bool,
                    **params: Unpack[WriteParams]) -> None:
     """Update users."""
+    from bulkusers.operations import PlanOptions
+
     _write_command("update", params, lambda _settings: PlanOptions(
         groups_mode=groups_mode, create_groups=create_groups,
         keep_email_case=keep_email_case))
@@ -306,6 +320,8 @@ never touched. Try --dry-run first; off a terminal the run needs --yes.
 @connection_options
 def deactivate_command(**params: Unpack[WriteParams]) -> None:
     """Deactivate users."""
+    from bulkusers.operations import PlanOptions
+
     _write_command("deactivate", params, lambda _settings: PlanOptions())
 
 
@@ -323,6 +339,8 @@ def deactivate_command(**params: Unpack[WriteParams]) -> None:
 @connection_options
 def reactivate_command(**params: Unpack[WriteParams]) -> None:
     """Reactivate users."""
+    from bulkusers.operations import PlanOptions
+
     _write_command("reactivate", params, lambda _settings: PlanOptions())
 
 
@@ -338,4 +356,6 @@ def reactivate_command(**params: Unpack[WriteParams]) -> None:
 @connection_options
 def delete_command(**params: Unpack[WriteParams]) -> None:
     """Delete users."""
+    from bulkusers.operations import PlanOptions
+
     _write_command("delete", params, lambda _settings: PlanOptions())

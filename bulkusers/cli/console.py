@@ -1,4 +1,7 @@
-"""What the CLI shows on stderr: one-line errors, the progress bar, the run summary."""
+"""What the CLI shows on stderr (rich): one-line errors, the progress bar, the run summary.
+
+Commands import it inside their functions, so that ``--help`` never loads rich or the core.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 from rich.console import Console as RichConsole
 from rich.progress import (
@@ -28,9 +30,6 @@ from bulkusers.runconfig import option_flags
 from bulkusers.safetext import excerpt, printable, quote
 from bulkusers.summary import RunSummary
 from bulkusers.words import count
-
-if TYPE_CHECKING:
-    from bulkusers.demo import DemoOutcome
 
 #: The width rich lays tables out in off a terminal: wide enough never to fold a line.
 UNWRAPPED_WIDTH = 10_000
@@ -67,20 +66,20 @@ class Console:
     def error(self, message: str) -> None:
         """One line: what is wrong and what to do. Shown even with --quiet."""
         # soft_wrap: one physical line however long, so grep and cron mail keep it whole.
-        self._rich.print(f"[bold red]bulkusers: error:[/] {_escape(message)}", soft_wrap=True)
+        self._rich.print(f"[bold red]bulkusers: error:[/] {escape(message)}", soft_wrap=True)
 
     def plain(self, message: str) -> None:
         """A calm line, not an error (the person chose it). Shown even with --quiet."""
-        self._rich.print(_escape(message), soft_wrap=True)
+        self._rich.print(escape(message), soft_wrap=True)
 
     def warning(self, message: str) -> None:
         """A warning line. Shown even with --quiet: it is about safety."""
-        self._rich.print(f"[bold yellow]bulkusers: warning:[/] {_escape(message)}",
+        self._rich.print(f"[bold yellow]bulkusers: warning:[/] {escape(message)}",
                          soft_wrap=True)
 
     def stopped(self, message: str) -> None:
         """One calm line for a run the operator stopped on purpose. Shown even with --quiet."""
-        self._rich.print(f"bulkusers: {_escape(message)}", soft_wrap=True)
+        self._rich.print(f"bulkusers: {escape(message)}", soft_wrap=True)
 
     def insecure_warning(self) -> None:
         """Say, every time, that TLS verification is off."""
@@ -93,7 +92,7 @@ class Console:
                          f"[bold]{count(plan.destructive, 'user')}[/] "
                          "(email, role, groups as the server holds them):")
         for target in plan.targets:
-            self._rich.print(f"  {_escape(target)}", soft_wrap=True)
+            self._rich.print(f"  {escape(target)}", soft_wrap=True)
         if plan.destructive > len(plan.targets):
             self._rich.print(f"  ... and {plan.destructive - len(plan.targets)} more (list them "
                              "all with --dry-run: its report has one line per user)")
@@ -106,13 +105,13 @@ class Console:
         """The exact command that continues an interrupted or aborted run."""
         words = ["bulkusers", summary.command, summary.input_file, "--resume",
                  summary.report_file, *option_flags(summary.options)]
-        self._rich.print("Continue with:\n  " + _escape(shlex.join(words))
+        self._rich.print("Continue with:\n  " + escape(shlex.join(words))
                          + "\n(plus the connection options you used)", soft_wrap=True)
 
     def info(self, message: str) -> None:
         """A line of information, unless quiet."""
         if not self.quiet:
-            self._rich.print(_escape(message))
+            self._rich.print(escape(message))
 
     def summary(self, summary: RunSummary) -> None:
         """Counts per status, speed, and where the report is."""
@@ -136,27 +135,27 @@ class Console:
             self._rich.print(f"planned: {planned}")
         if summary.ignored_columns:
             names = ", ".join(quote(c) for c in summary.ignored_columns)
-            self._rich.print(f"ignored columns (no such field; see --help): {_escape(names)}",
+            self._rich.print(f"ignored columns (no such field; see --help): {escape(names)}",
                              soft_wrap=True)
         if summary.sheet:
-            self._rich.print(f"sheet read: {_escape(quote(summary.sheet))}", soft_wrap=True)
+            self._rich.print(f"sheet read: {escape(quote(summary.sheet))}", soft_wrap=True)
         if summary.masked_columns:
             names = ", ".join(quote(c) for c in summary.masked_columns)
-            self._rich.print(f"masked in the report (names suggest secrets): {_escape(names)}",
+            self._rich.print(f"masked in the report (names suggest secrets): {escape(names)}",
                              soft_wrap=True)
         if summary.groups_created:
             verb = "to create" if summary.dry_run else "created"
             names = ", ".join(excerpt(name) for name in summary.groups_created)
-            self._rich.print(f"groups {verb}: {_escape(names)}", soft_wrap=True)
+            self._rich.print(f"groups {verb}: {escape(names)}", soft_wrap=True)
         self._rich.print(f"{summary.seconds:.1f} s, {summary.rows_per_second:.0f} rows/s, "
                          f"{count(summary.requests, 'request')} "
                          f"({count(summary.retries, 'retry', 'retries')})")
-        self._rich.print(f"report:  {_escape(summary.report_file)}")
-        self._rich.print(f"summary: {_escape(str(summary_path(Path(summary.report_file))))}")
+        self._rich.print(f"report:  {escape(summary.report_file)}")
+        self._rich.print(f"summary: {escape(str(summary_path(Path(summary.report_file))))}")
         if summary.refused:
-            self._rich.print(f"[bold red]refused:[/] {_escape(summary.refused)}")
+            self._rich.print(f"[bold red]refused:[/] {escape(summary.refused)}")
         if summary.aborted:
-            self._rich.print(f"[bold red]aborted:[/] {_escape(summary.aborted)}; rows not "
+            self._rich.print(f"[bold red]aborted:[/] {escape(summary.aborted)}; rows not "
                              "sent are marked not_attempted in the report")
         elif summary.interrupted:
             self._rich.print("[bold yellow]interrupted:[/] rows not sent are marked "
@@ -175,7 +174,7 @@ class Console:
                 for column in ("row", "email", "status", "why"):
                     examples.add_column(column, overflow="fold")
                 for row_number, email, status, why in rows:
-                    examples.add_row(row_number, _escape(email), status, _escape(why))
+                    examples.add_row(row_number, escape(email), status, escape(why))
                 self._rich.print(examples)
             else:
                 # Off a terminal a table would pad every line to the longest reason: plain
@@ -183,7 +182,7 @@ class Console:
                 width = max(len(email) for _, email, _, _ in rows)
                 for row_number, email, status, why in rows:
                     line = f"  row {row_number:<6} {email:<{width}}  {status:<13} {why}"
-                    self._rich.print(_escape(line.rstrip()), soft_wrap=True)
+                    self._rich.print(escape(line.rstrip()), soft_wrap=True)
             if summary.needs_attention > len(summary.examples):
                 self._rich.print(f"  ... and {summary.needs_attention - len(summary.examples)}"
                                  " more in the report")
@@ -197,11 +196,11 @@ class Console:
                          f"[bold]{count(summary.affected_total, 'user')}[/] "
                          "(email, role, groups):")
         for target in summary.affected:
-            self._rich.print(f"  {_escape(target)}", soft_wrap=True)
+            self._rich.print(f"  {escape(target)}", soft_wrap=True)
         rest = summary.affected_total - len(summary.affected)
         if rest > 0:
             self._rich.print(f"  ... and {rest} more: every one is listed in the report "
-                             f"{_escape(summary.report_file)}", soft_wrap=True)
+                             f"{escape(summary.report_file)}", soft_wrap=True)
 
     def emulator_ready(self, url: str, admin_email: str, fixed_token: bool) -> None:
         """Tell the user how to reach a running emulator."""
@@ -209,28 +208,6 @@ class Console:
         self._rich.print(f"Sisense emulator listening on {url}\n"
                          f"Authenticate with {credentials}--username {admin_email} and the "
                          "admin password. Data lives in memory; Ctrl-C stops it.")
-
-    def demo_intro(self, source: Path, groups: tuple[str, ...]) -> None:
-        """What the demo is about to do."""
-        self._rich.print(f"[bold]bulkusers demo[/]: importing {_escape(str(source))} into a "
-                         "Sisense emulator started on this machine\n"
-                         f"(groups seeded: {', '.join(groups)}; nothing leaves this machine)")
-
-    def demo_outro(self, outcome: DemoOutcome) -> None:
-        """What happened in the demo, and what to try next."""
-        self._rich.print(
-            f"\nThe emulator now holds {count(outcome.users_after, 'user')} "
-            f"({outcome.users_before} before). Rows the tool refused are 'skipped' with the "
-            "reason in the report's error column, and were never sent.\nNext, with a "
-            "rehearsal server in another terminal:", soft_wrap=True)
-        groups = shlex.quote(",".join(outcome.groups))
-        sample = shlex.quote(str(outcome.source.with_suffix(".csv")))
-        for command in (
-                f"bulkusers emulator --port 30845 --token secret-token --groups {groups}",
-                f"bulkusers import {sample} --url http://127.0.0.1:30845 "
-                "--token secret-token --dry-run",
-                "bulkusers import --help"):
-            self._rich.print("  " + _escape(command), soft_wrap=True)
 
 
 #: Seconds between two updates of the bar's figures: rich redraws it ten times a second, so
@@ -302,7 +279,8 @@ def _status_lines(summary: RunSummary) -> list[tuple[str, str, int]]:
     return lines
 
 
-def _escape(text: str) -> str:
+def escape(text: str) -> str:
+    """``text`` made inert for rich: no markup, no terminal control sequences."""
     # User data may contain [brackets] that rich would read as markup, and control
     # characters (an ESC sequence) that would drive the terminal: both are made inert.
     return printable(text).replace("[", r"\[")
