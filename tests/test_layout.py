@@ -1,0 +1,185 @@
+"""The layout docs/architecture.md describes holds: no import cycle, dependencies that point
+one way, and a command line that starts without loading the heavy libraries."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import bulkusers
+from tests.terminal import RUN_S
+
+PACKAGE = Path(bulkusers.__file__).resolve().parent
+ROOT = PACKAGE.parent
+#: What ``bulkusers --help`` (and any command's ``--help``) must not load.
+HEAVY = ("pandas", "numpy", "openpyxl", "aiohttp", "rich")
+
+
+def module_name(path: Path) -> str:
+    """``bulkusers/cli/common.py`` -> ``bulkusers.cli.common``; a package is its __init__."""
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def imported(path: Path) -> Iterator[str]:
+    """Every module a file imports, anywhere in it: at the top, inside functions and under
+    ``if TYPE_CHECKING`` (a type-level import is still a dependency)."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            yield base
+            # ``from bulkusers import verify`` imports the module bulkusers.verify.
+            yield from (f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in MODULES)
+
+
+def local_graph() -> dict[str, set[str]]:
+    """Module -> the bulkusers modules it imports."""
+    return {name: {m for m in imported(path) if m in MODULES and m != name}
+            for name, path in MODULES.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import cycle as a list of modules (first == last), or [] when there is none."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt):], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        path.pop()
+        state[node] = 2
+        return []
+
+    for start in sorted(graph):
+        if start not in state and (cycle := visit(start)):
+            return cycle
+    return []
+
+
+def roots(path: Path) -> set[str]:
+    """The top-level packages a file imports."""
+    return {m.split(".")[0] for m in imported(path)}
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    """The checker itself sees a two-module cycle and a longer one, and passes a tree."""
+    assert find_cycle({"a": {"b"}, "b": {"a"}}) == ["a", "b", "a"]
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) == []
+
+
+def test_no_import_cycle_among_bulkusers_modules() -> None:
+    """No bulkusers module imports, even for types or inside a function, one that imports it
+    back (directly or around a longer loop)."""
+    graph = local_graph()
+    assert graph["bulkusers.api"] >= {"bulkusers.directory"}  # the walk does see imports
+    assert find_cycle(graph) == []
+
+
+def test_errors_imports_no_aiohttp() -> None:
+    """errors.py (the exception tree, used by readers and planning) never imports aiohttp,
+    not even inside a function; the network wording lives in network.py."""
+    assert "aiohttp" not in roots(PACKAGE / "errors.py")
+    assert "aiohttp" in roots(PACKAGE / "network.py")
+
+
+def test_only_the_cli_imports_click_or_rich() -> None:
+    """click and rich are imported only under bulkusers/cli/."""
+    offenders = {name: sorted(roots(path) & {"click", "rich"}) for name, path in MODULES.items()
+                 if not name.startswith("bulkusers.cli")}
+    assert {name: found for name, found in offenders.items() if found} == {}
+    assert "rich" in roots(PACKAGE / "cli" / "console.py")
+
+
+def test_the_core_never_imports_the_emulator() -> None:
+    """Only the CLI (the emulator and demo commands) imports bulkusers.emulator; the core
+    and the client do not, and the emulator imports nothing else of bulkusers but the
+    identity rule it shares with the client."""
+    graph = local_graph()
+    core = {name for name in MODULES if not name.startswith(("bulkusers.cli",
+                                                             "bulkusers.emulator"))}
+    assert {n: sorted(graph[n]) for n in core
+            if any(m.startswith("bulkusers.emulator") for m in graph[n])} == {}
+    emulator = {n for n in MODULES if n.startswith("bulkusers.emulator")}
+    allowed = emulator | {"bulkusers", "bulkusers.identity"}
+    assert {n: sorted(graph[n] - allowed) for n in emulator if graph[n] - allowed} == {}
+    assert any(m.startswith("bulkusers.emulator") for m in graph["bulkusers.cli.demo"])
+
+
+def test_cli_copies_of_core_constants_agree() -> None:
+    """The values the CLI writes out to declare its options without importing the core are
+    the core's own."""
+    from bulkusers.cli.common import DEFAULT_MAX_CELL_BYTES
+    from bulkusers.cli.sync import MISSING_CHOICES
+    from bulkusers.readers import DEFAULT_MAX_CELL_BYTES as READERS_DEFAULT
+    from bulkusers.sync import MISSING_CHOICES as SYNC_CHOICES
+
+    assert DEFAULT_MAX_CELL_BYTES == READERS_DEFAULT
+    assert MISSING_CHOICES == SYNC_CHOICES
+
+
+#: Runs each help in a fresh interpreter and reports which heavy modules each one loaded.
+HELP_PROBE = """
+import json, sys
+from bulkusers.cli import cli
+heavy = {heavy!r}
+seen = {{}}
+for args in {commands!r}:
+    try:
+        cli.main(args, prog_name="bulkusers", standalone_mode=False)
+    except SystemExit:
+        pass
+    seen[" ".join(args)] = sorted(m for m in sys.modules if m.split(".")[0] in heavy)
+print(json.dumps(seen))
+"""
+
+HELPS = [["--help"], ["--version"], *([*c.split(), "--help"] for c in (
+    "import", "update", "deactivate", "reactivate", "delete", "sync", "export", "diff",
+    "emulator", "demo", "config", "config show", "config path"))]
+
+
+def test_help_and_version_do_not_load_heavy_libraries() -> None:
+    """`bulkusers --help`, `--version` and every command's --help, in a fresh interpreter,
+    load none of pandas, numpy, openpyxl, aiohttp or rich (nor the run core)."""
+    code = HELP_PROBE.format(heavy=(*HEAVY, "bulkusers"), commands=HELPS)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=RUN_S, check=True, cwd=ROOT)
+    seen: dict[str, list[str]] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert list(seen) == [" ".join(args) for args in HELPS]
+    loaded = {args: [m for m in mods if m.split(".")[0] in HEAVY] for args, mods in seen.items()}
+    assert {args: mods for args, mods in loaded.items() if mods} == {}
+    core = {"bulkusers.jobs", "bulkusers.readers", "bulkusers.client", "bulkusers.export",
+            "bulkusers.diff", "bulkusers.operations", "bulkusers.cli.console"}
+    assert sorted(core.intersection(seen["config path --help"])) == []
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"]])
+def test_console_script_help_runs_in_a_fresh_process(args: list[str]) -> None:
+    """`python -m bulkusers --help` / `--version` exit 0 with their text (the path the
+    startup benchmark times)."""
+    done = subprocess.run([sys.executable, "-m", "bulkusers", *args], capture_output=True,
+                          text=True, timeout=RUN_S, check=False, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert ("Usage: bulkusers" in done.stdout) if args == ["--help"] else \
+        (bulkusers.__version__ in done.stdout)
