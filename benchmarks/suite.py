@@ -16,7 +16,9 @@ is this process's. Baselines are measured in the same run against the same kind 
   a shared machine disturbs far less than wall time): per-row creates at 64 against the bare
   loop's CPU, bulk creates against the core issue's 60 us (and the bare loop's, for
   reference), the runs alternating, the least CPU of each kept;
-- the peak RSS of a large CSV dry run (150 MB, 100,000 rows/s).
+- the peak RSS of a large CSV dry run (150 MB, 100,000 rows/s);
+- start-up of ``bulkusers --help``, ``--version`` and ``import --help`` (``startup.py``): an
+  interpreter that does nothing (``python -c pass``); the target is 0.3 s of wall time.
 
     python benchmarks/suite.py            # the whole table, a few minutes
     python benchmarks/suite.py --quick    # smaller sizes, about a minute: indicative only
@@ -53,6 +55,7 @@ from harness import (
     write_changes,
     write_users,
 )
+from startup import TARGET_S, measure
 
 from bulkusers.operations import PlanOptions
 
@@ -72,12 +75,13 @@ class Sizes:
     dry_run: int
     cpu_rows: int
     repeat: int
+    startup: int = 10
 
 
 FULL = Sizes(per_row=8000, sequential=150, default=30_000, upsert_sample=100, capped=12_000,
              sweep=3000, dry_run=1_000_000, cpu_rows=12_000, repeat=2)
 QUICK = Sizes(per_row=2000, sequential=60, default=8000, upsert_sample=40, capped=4000,
-              sweep=1000, dry_run=100_000, cpu_rows=3000, repeat=1)
+              sweep=1000, dry_run=100_000, cpu_rows=3000, repeat=1, startup=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +269,14 @@ class Suite:
                  rate / 100_000, ">= 1.0", rate >= 100_000)
 
 
+    def startup(self) -> None:
+        """``bulkusers --help``, ``--version`` and ``import --help`` as fresh processes."""
+        for line in measure(self.sizes.startup):
+            self.add(f"`{line.label}`: s vs `python -c pass`", f"{line.seconds:.3f}",
+                     f"{line.baseline:.3f}", line.ratio, f"<= {TARGET_S} s",
+                     line.seconds <= TARGET_S)
+
+
 def _met(ok: bool | None) -> str:
     return "-" if ok is None else "yes" if ok else "NO"
 
@@ -287,7 +299,7 @@ def main() -> None:
                         help="runs of each measurement, the best kept (default 2, quick 1)")
     parser.add_argument("--only", default="",
                         help="comma-separated parts: per-row, cpu, upsert, inflight, capacity, "
-                             "sweep, memory (default: all)")
+                             "sweep, memory, startup (default: all)")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
     if args.repeat:
@@ -300,7 +312,7 @@ def main() -> None:
             "per-row": suite.per_row_and_sequential, "cpu": suite.cpu, "upsert": suite.upsert,
             "inflight": lambda: suite.behind_a_limit("--max-inflight"),
             "capacity": lambda: suite.behind_a_limit("--capacity"),
-            "sweep": suite.sweep, "memory": suite.dry_run_memory}
+            "sweep": suite.sweep, "memory": suite.dry_run_memory, "startup": suite.startup}
         chosen = [p for p in args.only.split(",") if p] or list(parts)
         for name in chosen:
             parts[name]()

@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import platformdirs
 
 from bulkusers.errors import ConfigError
 
@@ -44,6 +41,8 @@ COMMAND_TIMEOUT_S = 120.0
 
 def default_config_path() -> Path:
     """The per-user configuration file (e.g. ~/.config/bulkusers/config.toml on Linux)."""
+    import platformdirs  # here: the CLI imports this module to declare its options
+
     return Path(platformdirs.user_config_dir("bulkusers", appauthor=False)) / "config.toml"
 
 
@@ -81,6 +80,8 @@ def _run_command(profile: str, name: str, command: str) -> str:
 
     Its output is never shown, even when it fails: it may hold the secret, or part of it.
     """
+    import subprocess  # here: the CLI imports this module to declare its options
+
     where = f"profile {profile}: {name}_command"
     try:
         done = subprocess.run(command, shell=True, capture_output=True, check=False,

@@ -6,7 +6,6 @@ The comparison (openpyxl, pandas) is imported when the command runs, not for ``-
 from __future__ import annotations
 
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +15,8 @@ from bulkusers.cli.common import global_options, guard, is_quiet, read_options
 from bulkusers.errors import EXIT_CHANGED
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from bulkusers.cli.console import Console
     from bulkusers.diff import DiffSummary, Snapshot
     from bulkusers.readers import ReadOptions
