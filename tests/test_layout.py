@@ -43,9 +43,13 @@ def imported(path: Path) -> Iterator[str]:
             if node.level:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*anchor, base] if base else anchor)
-            yield base
-            # ``from bulkusers import verify`` imports the module bulkusers.verify.
-            yield from (f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in MODULES)
+            # ``from bulkusers import verify`` imports the module bulkusers.verify; like any
+            # import of a submodule it needs its package, which is never counted as an edge
+            # (every module needs its package's __init__ first).
+            modules = [f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in MODULES]
+            yield from modules
+            if len(modules) < len(node.names):
+                yield base
 
 
 def local_graph() -> dict[str, set[str]]:
