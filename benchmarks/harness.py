@@ -26,7 +26,7 @@ from bulkusers.commands import Command
 from bulkusers.config import build_connection
 from bulkusers.jobs import run_command
 from bulkusers.models import RowResult
-from bulkusers.operations import PlanOptions
+from bulkusers.rules import PlanOptions
 from bulkusers.runconfig import RunConfig
 from bulkusers.summary import RunSummary
 

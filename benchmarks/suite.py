@@ -57,7 +57,7 @@ from harness import (
 )
 from startup import TARGET_S, measure
 
-from bulkusers.operations import PlanOptions
+from bulkusers.rules import PlanOptions
 
 LATENCY = "20"
 

@@ -56,8 +56,8 @@ _HOMES = {
     "Connection": "bulkusers.config",
     "GuardTripped": "bulkusers.errors",
     "InputError": "bulkusers.errors",
-    "Limit": "bulkusers.preflight",
-    "PlanOptions": "bulkusers.operations",
+    "Limit": "bulkusers.guards",
+    "PlanOptions": "bulkusers.rules",
     "ReadOptions": "bulkusers.readers",
     "RetryPolicy": "bulkusers.config",
     "RowResult": "bulkusers.models",
@@ -80,11 +80,11 @@ if TYPE_CHECKING:
         InputError,
         ServerUnavailable,
     )
+    from bulkusers.guards import Limit
     from bulkusers.library import connect, run
     from bulkusers.models import RowResult, Status
-    from bulkusers.operations import PlanOptions
-    from bulkusers.preflight import Limit
     from bulkusers.readers import ReadOptions
+    from bulkusers.rules import PlanOptions
     from bulkusers.runconfig import Safety
     from bulkusers.summary import RunSummary
     from bulkusers.sync import SyncOptions

@@ -21,8 +21,8 @@ from bulkusers.identity import identity_key
 from bulkusers.journal import Journal
 from bulkusers.models import RowResult, Status
 from bulkusers.network import describe_failure, is_retryable, server_failing
-from bulkusers.operations import NEW_PASSWORD
 from bulkusers.results import TOKENS_KEPT_LEGACY, attempted
+from bulkusers.rules import NEW_PASSWORD
 from bulkusers.tasks import (
     CreateBatch,
     CreateTask,

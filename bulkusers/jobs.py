@@ -30,13 +30,13 @@ from bulkusers.errors import (
     ServerUnavailable,
 )
 from bulkusers.execution import Executor
+from bulkusers.guards import check_confirmation, check_limit
 from bulkusers.identity import identity_key
 from bulkusers.intake import Intake, Records, read_input, read_records
 from bulkusers.journal import Journal, journal_path
 from bulkusers.ledger import STATE_DIR_VARIABLE, Deactivation, Ledger, read_ledger
 from bulkusers.loading import load_directory
 from bulkusers.models import Header
-from bulkusers.operations import NEW_GROUP_ID, Planner, protected_users
 from bulkusers.pipeline import (
     Observer,
     Recorder,
@@ -46,7 +46,7 @@ from bulkusers.pipeline import (
     write_plan,
 )
 from bulkusers.plan import Plan, Preflight, make_plan
-from bulkusers.preflight import check_confirmation, check_limit
+from bulkusers.planner import Planner
 from bulkusers.report import (
     ReportWriter,
     check_report_path,
@@ -56,6 +56,7 @@ from bulkusers.report import (
     summary_path,
 )
 from bulkusers.resume import Earlier, load_earlier
+from bulkusers.rules import NEW_GROUP_ID, protected_users
 from bulkusers.runconfig import RunConfig, Safety
 from bulkusers.summary import RunSummary
 from bulkusers.sync import refuse_empty

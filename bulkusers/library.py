@@ -16,8 +16,8 @@ from bulkusers.config import ApiFlavour, Connection, RetryPolicy, build_connecti
 from bulkusers.intake import Records
 from bulkusers.jobs import run_command
 from bulkusers.models import RowResult
-from bulkusers.operations import PlanOptions
 from bulkusers.readers import ReadOptions
+from bulkusers.rules import PlanOptions
 from bulkusers.runconfig import RunConfig, Safety
 from bulkusers.summary import RunSummary
 from bulkusers.sync import SyncOptions

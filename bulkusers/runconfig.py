@@ -16,9 +16,9 @@ from typing import Literal
 
 from bulkusers.commands import Command
 from bulkusers.config import Connection, RetryPolicy
-from bulkusers.operations import PlanOptions
-from bulkusers.preflight import Confirm, Limit
+from bulkusers.guards import Confirm, Limit
 from bulkusers.readers import ReadOptions
+from bulkusers.rules import PlanOptions
 from bulkusers.sync import SyncOptions
 
 

@@ -24,14 +24,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from bulkusers.directory import UI_ROLE_NAMES, Directory, Group, Unknown, User
 from bulkusers.errors import ConfigError, GuardTripped
+from bulkusers.guards import Limit
 from bulkusers.identity import identity_key
 from bulkusers.journal import journal_path
 from bulkusers.models import Header, Row, RowResult, Status
-from bulkusers.operations import DEACTIVATED_ROLE, Planner
 from bulkusers.plan import Preflight
-from bulkusers.preflight import Limit
+from bulkusers.planner import Planner
 from bulkusers.report import read_report
 from bulkusers.results import DEACTIVATED_BY_INTERRUPTED, DELETED_BY_INTERRUPTED, decided
+from bulkusers.rules import DEACTIVATED_ROLE
 from bulkusers.tasks import DeactivateTask, DeleteTask, UpdateTask, WorkItem, snapshot
 
 if TYPE_CHECKING:

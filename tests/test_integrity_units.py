@@ -12,9 +12,9 @@ from bulkusers.directory import Directory, Group
 from bulkusers.identity import identity_key, stored_email
 from bulkusers.ledger import Ledger, ledger_path, read_ledger
 from bulkusers.models import Row, RowResult, Status
-from bulkusers.operations import split_groups
 from bulkusers.report import is_secret_name
 from bulkusers.rowcheck import ERROR_VALUE, UNCACHED_FORMULA, RowCheck
+from bulkusers.rules import split_groups
 from bulkusers.safetext import excerpt, find_control, is_blank, printable, quote
 
 # -- identity -------------------------------------------------------------------------------

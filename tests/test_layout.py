@@ -174,7 +174,7 @@ def test_help_and_version_do_not_load_heavy_libraries() -> None:
     loaded = {args: [m for m in mods if m.split(".")[0] in HEAVY] for args, mods in seen.items()}
     assert {args: mods for args, mods in loaded.items() if mods} == {}
     core = {"bulkusers.jobs", "bulkusers.readers", "bulkusers.client", "bulkusers.export",
-            "bulkusers.diff", "bulkusers.operations", "bulkusers.cli.console"}
+            "bulkusers.diff", "bulkusers.planner", "bulkusers.cli.console"}
     assert sorted(core.intersection(seen["config path --help"])) == []
 
 

@@ -19,7 +19,8 @@ from bulkusers.intake import Repeats
 from bulkusers.journal import JournalEntry
 from bulkusers.ledger import Deactivation
 from bulkusers.models import FIELDS, Header, Row, RowResult, Status
-from bulkusers.operations import GroupsMode, OnExisting, Planner, PlanOptions, protected_users
+from bulkusers.planner import Planner
+from bulkusers.rules import GroupsMode, OnExisting, PlanOptions, protected_users
 from bulkusers.tasks import CreateTask, DeactivateTask, DeleteTask, UpdateTask, WorkItem
 from tests.planning_fixtures import (
     EQUIPE,

@@ -8,7 +8,8 @@ from bulkusers.directory import Directory, Role, User
 from bulkusers.intake import Repeats
 from bulkusers.journal import Journal, JournalEntry, journal_path, read_journal
 from bulkusers.models import Header, Row, RowResult, Status
-from bulkusers.operations import Planner, PlanOptions
+from bulkusers.planner import Planner
+from bulkusers.rules import PlanOptions
 
 HEADER = Header(columns=("Email",), index={"email": 0})
 

@@ -31,9 +31,9 @@ from bulkusers.words import count
 
 if TYPE_CHECKING:
     from bulkusers.cli.console import Console
-    from bulkusers.operations import GroupsMode, PlanOptions
+    from bulkusers.guards import Confirm
     from bulkusers.plan import Preflight
-    from bulkusers.preflight import Confirm
+    from bulkusers.rules import GroupsMode, PlanOptions
     from bulkusers.summary import RunSummary
     from bulkusers.sync import Missing
 
@@ -132,7 +132,7 @@ def sync_command(missing: Missing, scope_domains: tuple[str, ...],
                  **params: Unpack[WriteParams]) -> None:
     """Sync users with an HR file."""
     from bulkusers.cli.console import Console
-    from bulkusers.operations import PlanOptions
+    from bulkusers.rules import PlanOptions
     from bulkusers.sync import SyncOptions, parse_max_missing
 
     console = Console(quiet=is_quiet())

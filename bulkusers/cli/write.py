@@ -36,9 +36,9 @@ from bulkusers.words import count
 if TYPE_CHECKING:
     from bulkusers.cli.console import Console
     from bulkusers.commands import Command
-    from bulkusers.operations import GroupsMode, OnExisting, PlanOptions
+    from bulkusers.guards import Confirm, Limit
     from bulkusers.plan import Preflight
-    from bulkusers.preflight import Confirm, Limit
+    from bulkusers.rules import GroupsMode, OnExisting, PlanOptions
     from bulkusers.summary import RunSummary
     from bulkusers.sync import SyncOptions
 
@@ -159,7 +159,7 @@ def _write_command(command: Command, params: WriteParams,
     from bulkusers.cli.console import Console, ProgressObserver
     from bulkusers.commands import command_spec
     from bulkusers.jobs import run_command
-    from bulkusers.operations import PlanOptions
+    from bulkusers.rules import PlanOptions
     from bulkusers.runconfig import RunConfig, Safety
 
     console = Console(quiet=is_quiet())
@@ -205,7 +205,7 @@ def _write_command(command: Command, params: WriteParams,
 
 
 def _limit(text: str | None) -> Limit:
-    from bulkusers.preflight import Limit
+    from bulkusers.guards import Limit
 
     if text is None:
         return Limit()
@@ -266,7 +266,7 @@ def import_command(on_existing: OnExisting, groups_mode: GroupsMode,
                    create_groups: bool, keep_email_case: bool,
                    **params: Unpack[WriteParams]) -> None:
     """Create (or upsert) users."""
-    from bulkusers.operations import PlanOptions
+    from bulkusers.rules import PlanOptions
 
     _write_command("import", params, lambda settings: PlanOptions(
         default_role=settings["default_role"], on_existing=on_existing,
@@ -288,7 +288,7 @@ def import_command(on_existing: OnExisting, groups_mode: GroupsMode,
 def update_command(groups_mode: GroupsMode, create_groups: bool, keep_email_case: bool,
                    **params: Unpack[WriteParams]) -> None:
     """Update users."""
-    from bulkusers.operations import PlanOptions
+    from bulkusers.rules import PlanOptions
 
     _write_command("update", params, lambda _settings: PlanOptions(
         groups_mode=groups_mode, create_groups=create_groups,
@@ -320,7 +320,7 @@ never touched. Try --dry-run first; off a terminal the run needs --yes.
 @connection_options
 def deactivate_command(**params: Unpack[WriteParams]) -> None:
     """Deactivate users."""
-    from bulkusers.operations import PlanOptions
+    from bulkusers.rules import PlanOptions
 
     _write_command("deactivate", params, lambda _settings: PlanOptions())
 
@@ -339,7 +339,7 @@ def deactivate_command(**params: Unpack[WriteParams]) -> None:
 @connection_options
 def reactivate_command(**params: Unpack[WriteParams]) -> None:
     """Reactivate users."""
-    from bulkusers.operations import PlanOptions
+    from bulkusers.rules import PlanOptions
 
     _write_command("reactivate", params, lambda _settings: PlanOptions())
 
@@ -356,6 +356,6 @@ def reactivate_command(**params: Unpack[WriteParams]) -> None:
 @connection_options
 def delete_command(**params: Unpack[WriteParams]) -> None:
     """Delete users."""
-    from bulkusers.operations import PlanOptions
+    from bulkusers.rules import PlanOptions
 
     _write_command("delete", params, lambda _settings: PlanOptions())

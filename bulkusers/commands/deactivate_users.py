@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bulkusers.commands.spec import CommandSpec, per_row
-from bulkusers.operations import Planner
+from bulkusers.planner import Planner
 
 SPEC = CommandSpec(name="deactivate", label="Deactivating",
                    prepare=per_row(Planner.plan_deactivate),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bulkusers.commands.spec import CommandSpec, per_row
-from bulkusers.operations import Planner
+from bulkusers.planner import Planner
 
 SPEC = CommandSpec(name="delete", label="Deleting", prepare=per_row(Planner.plan_delete),
                    destructive=True, journals=True, ledgered=True)

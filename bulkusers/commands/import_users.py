@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from bulkusers.commands.spec import CommandSpec, per_row
-from bulkusers.operations import Planner
+from bulkusers.planner import Planner
 
 SPEC = CommandSpec(name="import", label="Importing", prepare=per_row(Planner.plan_import))

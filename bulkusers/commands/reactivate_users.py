@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bulkusers.commands.spec import CommandSpec, per_row
 from bulkusers.models import Row
-from bulkusers.operations import Planner
+from bulkusers.planner import Planner
 from bulkusers.tasks import WorkItem
 
 

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from bulkusers.intake import Intake
 from bulkusers.models import Row
-from bulkusers.operations import Planner
 from bulkusers.plan import Preflight
+from bulkusers.planner import Planner
 from bulkusers.tasks import WorkItem
 
 if TYPE_CHECKING:

@@ -1,25 +1,25 @@
-"""Per-row planning against the directory: pure decisions, nothing is sent here.
+"""Per-row planning for each command against the directory snapshot: pure decisions,
+nothing is sent here.
 
 An invalid row becomes a ``skipped`` result with its reason; a valid one becomes a task that
-names the exact request and a person-readable description of what it changes.
+names the exact request and a person-readable description of what it changes. The commands'
+declarations (``bulkusers.commands``) name which of these methods plans their rows.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from bulkusers.directory import Directory, Group, Role, Unknown, User
-from bulkusers.identity import EMAIL, identity_key, stored_email
-from bulkusers.intake import Repeats
+from bulkusers.directory import Group, Role, Unknown, User
+from bulkusers.identity import identity_key
 from bulkusers.journal import JournalEntry
 from bulkusers.ledger import Deactivation
-from bulkusers.models import Header, Row, RowResult, Status
+from bulkusers.models import Row, RowResult, Status
 from bulkusers.report import ReportLine
+from bulkusers.resolve import RowResolver
 from bulkusers.results import DELETED_BY_INTERRUPTED, decided
-from bulkusers.safetext import clean, quote
+from bulkusers.rules import DEACTIVATED_ROLE, NEW_PASSWORD, Wanted
+from bulkusers.safetext import quote
 from bulkusers.tasks import (
     CreateTask,
     DeactivateTask,
@@ -29,234 +29,9 @@ from bulkusers.tasks import (
     snapshot,
 )
 
-GROUP_SEPARATORS = re.compile(r"[;|]")
-#: Characters that show nothing (zero-width spaces and joiners, soft hyphen, word joiner,
-#: byte-order mark, direction marks): inside an address they make a look-alike of another.
-INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u2060-\u2064\ufeff]")
-#: A cell holding exactly this (any case) empties the field; a blank cell leaves it alone.
-CLEAR = "(clear)"
-#: The role a deactivated user is given: Viewer, the least a Sisense user can hold.
-DEACTIVATED_ROLE = "consumer"
-#: Marks where execution puts a fresh random password; planning stays deterministic.
-NEW_PASSWORD = "<random>"
-#: How a plan names a group that --create-groups creates before the first write.
-NEW_GROUP_ID = "(new group) "
 
-OnExisting = Literal["skip", "update", "fail"]
-GroupsMode = Literal["add", "replace"]
-
-
-@dataclass(frozen=True, slots=True)
-class PlanOptions:
-    """How rows are turned into tasks."""
-
-    default_role: str | None = None
-    on_existing: OnExisting = "skip"
-    groups_mode: GroupsMode = "add"
-    create_groups: bool = False
-    #: Create and update emails exactly as typed instead of in lower case (--keep-email-case).
-    keep_email_case: bool = False
-
-
-def split_groups(cell: str) -> list[str]:
-    """Group names from a cell separated by ``;`` or ``|``, blank-looking parts dropped, order
-    kept; a cell of separators only names no group."""
-    names: list[str] = []
-    for part in GROUP_SEPARATORS.split(cell):
-        name = clean(part)
-        if name and identity_key(name) not in (identity_key(n) for n in names):
-            names.append(name)
-    return names
-
-
-def _is_clear(text: str) -> bool:
-    # Most cells are far from 7 characters: only those near it can be "(clear)".
-    return len(text) >= len(CLEAR) and clean(text).casefold() == CLEAR
-
-
-def _clears_alone(cell: str) -> bool:
-    """True for a groups cell that holds (clear) and separators only, such as "(clear);"."""
-    if CLEAR not in cell.casefold():
-        return False
-    names = split_groups(cell)
-    return bool(names) and all(_is_clear(name) for name in names)
-
-
-@dataclass(frozen=True, slots=True)
-class Wanted:
-    """What a row asks for. None: leave alone (blank cell); "" or []: clear it."""
-
-    #: The address as it is to be stored (trimmed; lower case unless --keep-email-case).
-    email: str
-    user_name: str | None
-    first_name: str | None
-    last_name: str | None
-    role: Role | None
-    groups: tuple[Group, ...] | None
-    password: str
-    language: str | None
-    clear_groups: bool = False
-
-
-class Planner:
+class Planner(RowResolver):
     """Turns rows into work items for one command, against one loaded directory."""
-
-    def __init__(self, header: Header, directory: Directory, repeats: Repeats,
-                 options: PlanOptions, protected: Mapping[str, str] | None = None,
-                 prior: Mapping[int, JournalEntry] | None = None,
-                 deactivated: Mapping[str, Deactivation] | None = None,
-                 report_lines: Mapping[int, ReportLine] | None = None) -> None:
-        self.header = header
-        self.directory = directory
-        self.repeats = repeats
-        self.options = options
-        #: user id -> why it must never be deactivated or deleted
-        self.protected = dict(protected or {})
-        #: Group names rows asked for that the server does not have, by matching key. With
-        #: --create-groups the plan names each by a stand-in (see ``new_groups``).
-        self.missing_groups: dict[str, str] = {}
-        self._stand_ins: dict[str, Group] = {}
-        #: userNames rows planned so far will hold (matching key -> the row's email): a later
-        #: row asking for one is a conflict found while planning, not a refusal mid-run.
-        self._claimed: dict[str, str] = {}
-        self._group_cells: dict[str, tuple[tuple[Group, ...] | str | None]] = {}
-        #: reactivate's input: the lines of an earlier report, by line number.
-        self.report_lines = dict(report_lines or {})
-        #: What an interrupted run of this command was about to do, by row (--resume).
-        self.prior = dict(prior or {})
-        #: Users bulkusers deactivated earlier on this server, by id, with their records.
-        self.deactivated = dict(deactivated or {})
-
-    # -- shared validation --------------------------------------------------------------------
-
-    def _key_problem(self, row: Row, email: str) -> str:
-        if not email:
-            return "no email; every row needs one"
-        if not EMAIL.match(email):
-            return f"malformed email {quote(email)}"
-        if INVISIBLE.search(email):
-            # It would create an account whose address looks exactly like another's.
-            return f"email {quote(email)} holds an invisible character; retype it"
-        others = self.repeats.other_rows(email, row.number)
-        if others:
-            return f"email also on row {', '.join(map(str, others))}; keep one row per user"
-        return ""
-
-    def _wanted(self, row: Row) -> Wanted | str:
-        cells = self.header.fields(row)
-
-        def value(_row: Row, name: str) -> str:
-            return cells.get(name, "")
-
-        def plain(name: str) -> str | None:
-            cell = cells.get(name, "")
-            return None if not cell else "" if _is_clear(cell) else cell
-
-        role: Role | None = None
-        role_cell = value(row, "role")
-        if role_cell:
-            if _is_clear(role_cell):
-                return f"the role cannot be cleared ({CLEAR}); name a role such as viewer"
-            found = self.directory.role(role_cell)
-            if isinstance(found, Unknown):
-                return found.describe()
-            role = found
-        groups_cell = value(row, "groups")
-        clear_groups = _is_clear(groups_cell) or _clears_alone(groups_cell)
-        groups: tuple[Group, ...] | None = None
-        if clear_groups:
-            groups = ()
-        elif groups_cell:
-            resolved = self._group_cell(groups_cell)
-            if isinstance(resolved, str):
-                return resolved
-            groups = resolved
-        user_name = plain("userName")
-        if user_name == "":
-            return f"the userName cannot be cleared ({CLEAR})"
-        email = stored_email(value(row, "email"),
-                             keep_case=self.options.keep_email_case or row.recorded)
-        return Wanted(email=email, user_name=user_name, first_name=plain("firstName"),
-                      last_name=plain("lastName"), role=role, groups=groups,
-                      password=value(row, "password"), language=plain("language"),
-                      clear_groups=clear_groups)
-
-    def _group_cell(self, cell: str) -> tuple[Group, ...] | str | None:
-        """The groups a (non-blank, non-clear) groups cell names; None when it names no
-        writable group; why not. HR files repeat a few cells: each is resolved once."""
-        known = self._group_cells.get(cell)
-        if known is not None:
-            return known[0]
-        names = split_groups(cell)
-        outcome: tuple[Group, ...] | str | None
-        if any(_is_clear(name) for name in names):
-            outcome = (f"{CLEAR} must be alone in the groups cell; remove the group names to "
-                       "empty the groups, or remove (clear) to keep them")
-        else:
-            resolved = self._groups("; ".join(names))
-            # A cell that names no writable group (only separators, or only built-in groups
-            # that Sisense computes) looks blank: it leaves the groups alone. Only (clear)
-            # empties them.
-            outcome = resolved if isinstance(resolved, str) else resolved or None
-        self._group_cells[cell] = (outcome,)
-        return outcome
-
-    def _groups(self, cell: str) -> tuple[Group, ...] | str:
-        groups: list[Group] = []
-        problems: list[str] = []
-        for name in split_groups(cell):
-            found = self.directory.group(name)
-            if isinstance(found, Unknown) and self.options.create_groups:
-                found = self._stand_in(name)
-            if isinstance(found, Unknown):
-                self.missing_groups.setdefault(identity_key(name), name)
-                problems.append(found.describe())
-            elif not found.builtin and found not in groups:
-                # Built-in memberships are computed by Sisense; writing them is refused.
-                # A group named twice (by name and by id) is one membership.
-                groups.append(found)
-        if not problems:
-            return tuple(groups)
-        hint = "" if self.options.create_groups else "; fix the name or pass --create-groups"
-        return "; ".join(problems) + hint
-
-    def _stand_in(self, name: str) -> Group:
-        """The group a row names that the server lacks, to be created before the first write
-        (--create-groups): the plan names it by a stand-in id the sender replaces."""
-        key = identity_key(name)
-        if key not in self._stand_ins:
-            self.missing_groups[key] = name
-            self._stand_ins[key] = Group(id=f"{NEW_GROUP_ID}{name}", name=name)
-        return self._stand_ins[key]
-
-    def new_groups(self) -> tuple[str, ...]:
-        """The groups the plan needs created first (--create-groups), sorted by name."""
-        return tuple(sorted((g.name for g in self._stand_ins.values()), key=str.casefold))
-
-    def _group_names(self, group_ids: list[str]) -> list[str]:
-        stand_ins = {g.id: g.name for g in self._stand_ins.values()}
-        return [stand_ins.get(g) or self.directory.group_names([g])[0] for g in group_ids]
-
-    def _claimed_by_another(self, user_name: str, email: str) -> str:
-        """Why this row's user cannot have a userName an earlier row will give its user."""
-        holder = self._claimed.get(identity_key(user_name))
-        if holder is not None and identity_key(holder) != identity_key(email):
-            return f"userName {quote(user_name)} is also wanted by {holder} on an earlier row"
-        return ""
-
-    def _claim(self, user_name: str, email: str) -> None:
-        """Reserve a userName for a row that will be sent (a refused row holds nothing)."""
-        self._claimed[identity_key(user_name)] = email
-
-    def _user_or_problem(self, row: Row, action: str) -> tuple[str, User | None, RowResult | None]:
-        email = self.header.value(row, "email")
-        problem = row.problem or self._key_problem(row, email)
-        if problem:
-            return email, None, decided(row, email, action, Status.SKIPPED, error=problem)
-        user = self.directory.user_by_email(email)
-        # Results name a user as the server stores it, so the operator sees who is affected,
-        # not only how the file spelt the address.
-        return (user.email if user else email), user, None
 
     # -- import and update --------------------------------------------------------------------
 
@@ -520,18 +295,3 @@ class Planner:
         return UpdateTask(row=row, email=email, user=user, patch=patch,
                           changes="; ".join(changes), previous=snapshot(user, self.directory),
                           action="reactivate")
-
-
-def protected_users(directory: Directory, me: Mapping[str, Any] | None) -> dict[str, str]:
-    """Users no run may deactivate or delete: the ``super`` user(s) and the account in use."""
-    protected: dict[str, str] = {}
-    super_role = directory.role("super")
-    if not isinstance(super_role, Unknown):
-        for user in directory.users():
-            if user.role_id == super_role.id:
-                protected[user.id] = f"the super user {user.email}"
-    if me and me.get("_id"):
-        me_id = str(me["_id"])
-        running = f"the account running bulkusers ({me.get('email', '')})"
-        protected[me_id] = f"{protected[me_id]}, {running}" if me_id in protected else running
-    return protected

@@ -1,0 +1,192 @@
+"""What a row asks for, checked and resolved against the directory snapshot.
+
+``RowResolver`` is the part of planning every command shares: the row's email and whether it
+can be used, the user it names, the role and groups it asks for (each distinct groups cell
+resolved once; with ``--create-groups`` a missing group gets a stand-in), and the userNames
+earlier rows of the same run will hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from bulkusers.directory import Directory, Group, Role, Unknown, User
+from bulkusers.identity import EMAIL, identity_key, stored_email
+from bulkusers.intake import Repeats
+from bulkusers.journal import JournalEntry
+from bulkusers.ledger import Deactivation
+from bulkusers.models import Header, Row, RowResult, Status
+from bulkusers.report import ReportLine
+from bulkusers.results import decided
+from bulkusers.rules import (
+    CLEAR,
+    INVISIBLE,
+    NEW_GROUP_ID,
+    PlanOptions,
+    Wanted,
+    clears_alone,
+    is_clear,
+    split_groups,
+)
+from bulkusers.safetext import quote
+
+
+class RowResolver:
+    """Reads rows against one directory snapshot; the state planning one run accumulates."""
+
+    def __init__(self, header: Header, directory: Directory, repeats: Repeats,
+                 options: PlanOptions, protected: Mapping[str, str] | None = None,
+                 prior: Mapping[int, JournalEntry] | None = None,
+                 deactivated: Mapping[str, Deactivation] | None = None,
+                 report_lines: Mapping[int, ReportLine] | None = None) -> None:
+        self.header = header
+        self.directory = directory
+        self.repeats = repeats
+        self.options = options
+        #: user id -> why it must never be deactivated or deleted
+        self.protected = dict(protected or {})
+        #: Group names rows asked for that the server does not have, by matching key. With
+        #: --create-groups the plan names each by a stand-in (see ``new_groups``).
+        self.missing_groups: dict[str, str] = {}
+        self._stand_ins: dict[str, Group] = {}
+        #: userNames rows planned so far will hold (matching key -> the row's email): a later
+        #: row asking for one is a conflict found while planning, not a refusal mid-run.
+        self._claimed: dict[str, str] = {}
+        self._group_cells: dict[str, tuple[tuple[Group, ...] | str | None]] = {}
+        #: reactivate's input: the lines of an earlier report, by line number.
+        self.report_lines = dict(report_lines or {})
+        #: What an interrupted run of this command was about to do, by row (--resume).
+        self.prior = dict(prior or {})
+        #: Users bulkusers deactivated earlier on this server, by id, with their records.
+        self.deactivated = dict(deactivated or {})
+
+    # -- shared validation --------------------------------------------------------------------
+
+    def _key_problem(self, row: Row, email: str) -> str:
+        if not email:
+            return "no email; every row needs one"
+        if not EMAIL.match(email):
+            return f"malformed email {quote(email)}"
+        if INVISIBLE.search(email):
+            # It would create an account whose address looks exactly like another's.
+            return f"email {quote(email)} holds an invisible character; retype it"
+        others = self.repeats.other_rows(email, row.number)
+        if others:
+            return f"email also on row {', '.join(map(str, others))}; keep one row per user"
+        return ""
+
+    def _wanted(self, row: Row) -> Wanted | str:
+        cells = self.header.fields(row)
+
+        def value(_row: Row, name: str) -> str:
+            return cells.get(name, "")
+
+        def plain(name: str) -> str | None:
+            cell = cells.get(name, "")
+            return None if not cell else "" if is_clear(cell) else cell
+
+        role: Role | None = None
+        role_cell = value(row, "role")
+        if role_cell:
+            if is_clear(role_cell):
+                return f"the role cannot be cleared ({CLEAR}); name a role such as viewer"
+            found = self.directory.role(role_cell)
+            if isinstance(found, Unknown):
+                return found.describe()
+            role = found
+        groups_cell = value(row, "groups")
+        clear_groups = is_clear(groups_cell) or clears_alone(groups_cell)
+        groups: tuple[Group, ...] | None = None
+        if clear_groups:
+            groups = ()
+        elif groups_cell:
+            resolved = self._group_cell(groups_cell)
+            if isinstance(resolved, str):
+                return resolved
+            groups = resolved
+        user_name = plain("userName")
+        if user_name == "":
+            return f"the userName cannot be cleared ({CLEAR})"
+        email = stored_email(value(row, "email"),
+                             keep_case=self.options.keep_email_case or row.recorded)
+        return Wanted(email=email, user_name=user_name, first_name=plain("firstName"),
+                      last_name=plain("lastName"), role=role, groups=groups,
+                      password=value(row, "password"), language=plain("language"),
+                      clear_groups=clear_groups)
+
+    def _group_cell(self, cell: str) -> tuple[Group, ...] | str | None:
+        """The groups a (non-blank, non-clear) groups cell names; None when it names no
+        writable group; why not. HR files repeat a few cells: each is resolved once."""
+        known = self._group_cells.get(cell)
+        if known is not None:
+            return known[0]
+        names = split_groups(cell)
+        outcome: tuple[Group, ...] | str | None
+        if any(is_clear(name) for name in names):
+            outcome = (f"{CLEAR} must be alone in the groups cell; remove the group names to "
+                       "empty the groups, or remove (clear) to keep them")
+        else:
+            resolved = self._groups("; ".join(names))
+            # A cell that names no writable group (only separators, or only built-in groups
+            # that Sisense computes) looks blank: it leaves the groups alone. Only (clear)
+            # empties them.
+            outcome = resolved if isinstance(resolved, str) else resolved or None
+        self._group_cells[cell] = (outcome,)
+        return outcome
+
+    def _groups(self, cell: str) -> tuple[Group, ...] | str:
+        groups: list[Group] = []
+        problems: list[str] = []
+        for name in split_groups(cell):
+            found = self.directory.group(name)
+            if isinstance(found, Unknown) and self.options.create_groups:
+                found = self._stand_in(name)
+            if isinstance(found, Unknown):
+                self.missing_groups.setdefault(identity_key(name), name)
+                problems.append(found.describe())
+            elif not found.builtin and found not in groups:
+                # Built-in memberships are computed by Sisense; writing them is refused.
+                # A group named twice (by name and by id) is one membership.
+                groups.append(found)
+        if not problems:
+            return tuple(groups)
+        hint = "" if self.options.create_groups else "; fix the name or pass --create-groups"
+        return "; ".join(problems) + hint
+
+    def _stand_in(self, name: str) -> Group:
+        """The group a row names that the server lacks, to be created before the first write
+        (--create-groups): the plan names it by a stand-in id the sender replaces."""
+        key = identity_key(name)
+        if key not in self._stand_ins:
+            self.missing_groups[key] = name
+            self._stand_ins[key] = Group(id=f"{NEW_GROUP_ID}{name}", name=name)
+        return self._stand_ins[key]
+
+    def new_groups(self) -> tuple[str, ...]:
+        """The groups the plan needs created first (--create-groups), sorted by name."""
+        return tuple(sorted((g.name for g in self._stand_ins.values()), key=str.casefold))
+
+    def _group_names(self, group_ids: list[str]) -> list[str]:
+        stand_ins = {g.id: g.name for g in self._stand_ins.values()}
+        return [stand_ins.get(g) or self.directory.group_names([g])[0] for g in group_ids]
+
+    def _claimed_by_another(self, user_name: str, email: str) -> str:
+        """Why this row's user cannot have a userName an earlier row will give its user."""
+        holder = self._claimed.get(identity_key(user_name))
+        if holder is not None and identity_key(holder) != identity_key(email):
+            return f"userName {quote(user_name)} is also wanted by {holder} on an earlier row"
+        return ""
+
+    def _claim(self, user_name: str, email: str) -> None:
+        """Reserve a userName for a row that will be sent (a refused row holds nothing)."""
+        self._claimed[identity_key(user_name)] = email
+
+    def _user_or_problem(self, row: Row, action: str) -> tuple[str, User | None, RowResult | None]:
+        email = self.header.value(row, "email")
+        problem = row.problem or self._key_problem(row, email)
+        if problem:
+            return email, None, decided(row, email, action, Status.SKIPPED, error=problem)
+        user = self.directory.user_by_email(email)
+        # Results name a user as the server stores it, so the operator sees who is affected,
+        # not only how the file spelt the address.
+        return (user.email if user else email), user, None
