@@ -15,6 +15,9 @@ UNCACHED_FORMULA = "\x00formula without a value\x00"
 #: Starts a cell that holds an Excel error value (#N/A, #REF!...), which is then appended:
 #: the result of a failed formula, never a name or an address. It holds a NUL too.
 ERROR_VALUE = "\x00error value\x00"
+#: Starts a cell too large to keep (over --max-cell-bytes, read without holding it), followed
+#: by its size in UTF-8 bytes. It holds a NUL too.
+OVERSIZED = "\x00oversized cell\x00"
 
 
 class RowCheck:
@@ -38,7 +41,7 @@ class RowCheck:
         problem = ""
         kept = list(values)
         for position, cell in enumerate(values):
-            size = _utf8_size(cell, self._limit)
+            size = cell_size(cell, self._limit)
             if size > self._limit:
                 kept[position] = ""  # a huge cell is not carried any further
                 problem = problem or (
@@ -69,8 +72,11 @@ class RowCheck:
             f"{position + 1}"
 
 
-def _utf8_size(cell: str, limit: int) -> int:
-    """The UTF-8 size of ``cell``, computed only when it could be over ``limit``."""
+def cell_size(cell: str, limit: int) -> int:
+    """The UTF-8 size of ``cell`` (an oversized marker's recorded size), computed only when it
+    could be over ``limit``."""
+    if cell.startswith(OVERSIZED):
+        return int(cell[len(OVERSIZED):])
     if len(cell) * 4 <= limit:
         return len(cell)
     return len(cell.encode("utf-8", "surrogatepass"))

@@ -1,0 +1,152 @@
+"""What every input format shares: the read options, the opened Table, finding the header
+and the data rows below it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bulkusers.cells import restore
+from bulkusers.columns import Shaper, is_report_header, normalise_header, show
+from bulkusers.errors import ConfigError, InputError
+from bulkusers.inputfile import InputFile
+from bulkusers.models import Header, Row
+from bulkusers.rowcheck import RowCheck, cell_size
+from bulkusers.safetext import is_blank
+
+#: The largest cell a row may hold (--max-cell-bytes): far above any name, address or group
+#: list, far below what would make a run slow or large.
+DEFAULT_MAX_CELL_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ReadOptions:
+    """How to read an input file: text encoding, CSV delimiter, XLSX sheet, header row."""
+
+    encoding: str = "utf-8-sig"
+    delimiter: str | None = None
+    sheet: str | None = None
+    #: Kept for callers that set it; the readers stream record by record and ignore it.
+    chunk_size: int = 2000
+    #: A cell larger than this (UTF-8 bytes) makes its row invalid (--max-cell-bytes).
+    max_cell_bytes: int = DEFAULT_MAX_CELL_BYTES
+    #: The header's row number (1-based); None: the first non-blank row.
+    header_row: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.header_row is not None and self.header_row < 1:
+            raise ConfigError(f"--header-row must be 1 or more, not {self.header_row}")
+        if self.chunk_size < 1:
+            raise ConfigError(f"chunk size must be at least 1, not {self.chunk_size}")
+        if self.max_cell_bytes < 1:
+            raise ConfigError(f"--max-cell-bytes must be at least 1, not {self.max_cell_bytes}")
+        if self.delimiter is not None and len(delimiter_of(self.delimiter)) != 1:
+            raise ConfigError(
+                f"delimiter must be one character (such as , ; or tab), not {self.delimiter!r}"
+            )
+
+
+class Table:
+    """An opened input file: its header, its rows (read on from the open file), its hash."""
+
+    __slots__ = ("_again", "_first", "_source", "header", "path", "sheet")
+
+    def __init__(self, source: InputFile, header: Header, first: Iterator[Row],
+                 again: Callable[[], Table], sheet: str | None = None) -> None:
+        self.path = source.path
+        self.header = header
+        #: The worksheet read, for a workbook (the active visible one unless --sheet).
+        self.sheet = sheet
+        self._source = source
+        self._first: Iterator[Row] | None = first
+        self._again = again
+
+    def rows(self) -> Iterator[Row]:
+        """Stream the data rows; blank rows are skipped. The first call reads on from the file
+        opened by open_table (the file is read from disk once); a later call opens it again."""
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        return self._again()._take_rows()
+
+    def _take_rows(self) -> Iterator[Row]:
+        first, self._first = self._first, None
+        assert first is not None
+        return first
+
+    @property
+    def sha256(self) -> str:
+        """The SHA-256 (hex) of the file's exact bytes, known once rows() has been read to the
+        end (for a workbook, once it is open); the same as resume.file_sha256(path)."""
+        return self._source.sha256
+
+    def close(self) -> None:
+        """Close the file now (rows not read are never read)."""
+        self._source.close()
+
+    def __repr__(self) -> str:
+        return f"Table({str(self.path)!r}, columns={self.header.columns!r})"
+
+
+def delimiter_of(text: str) -> str:
+    """The delimiter meant by an option value; "\\t" and "tab" as typed on a command line."""
+    return "\t" if text in ("\\t", "tab", "TAB") else text
+
+
+def check_header(path: Path, cells: Sequence[str], limit: int) -> None:
+    """Refuse a header whose column name is over --max-cell-bytes: it would be echoed whole in
+    every report and summary (no row can be judged without its header)."""
+    for position, cell in enumerate(cells, start=1):
+        size = cell_size(cell, limit)
+        if size > limit:
+            raise InputError(
+                f"{path}: the name of column {position} holds {size:,} bytes, over the limit of "
+                f"{limit:,} (--max-cell-bytes); is the first row really the header?")
+
+
+def first_header(path: Path, records: Iterator[tuple[int, list[str]]], header_row: int | None,
+                 kind: str = "sheet") -> tuple[int, list[str]] | None:
+    """The header record: the row --header-row names, else the first non-blank one."""
+    for number, cells in records:
+        if header_row is None and not is_blank("".join(cells)):
+            return number, cells
+        if number == header_row:
+            if is_blank("".join(cells)):
+                raise InputError(f"{path}: --header-row {header_row}: that row is blank; give "
+                                 "the number of the row that names the columns")
+            return number, cells
+    if header_row is not None:
+        raise InputError(f"{path}: --header-row {header_row}: the {kind} has fewer rows")
+    return None
+
+
+def _has_email(cells: Sequence[str]) -> bool:
+    return any(normalise_header(restore(cell)) == "email" for cell in cells)
+
+
+def title_hint(source: str, number: int, cells: Sequence[str],
+               later: Iterable[tuple[int, Sequence[str]]]) -> None:
+    """Name the row that looks like the header when the first row (a title) has no email."""
+    if _has_email(cells) or is_report_header(cells):
+        return
+    for candidate, row in later:
+        if _has_email(row):
+            title = " ".join(" ".join(cell.split()) for cell in cells if cell.strip())
+            raise InputError(f"{source}: no email column in row {number} ({show(title)}); "
+                             f"row {candidate} looks like the header: pass --header-row "
+                             f"{candidate}")
+
+
+def data_rows(records: Iterator[tuple[int, list[str]]], header_number: int, shape: Shaper,
+              check: RowCheck, too_many: Callable[[int, int], InputError] | None = None,
+              width: int = 0) -> Iterator[Row]:
+    """The data rows below the header: blank records skipped, the rest shaped and checked.
+    ``too_many(number, cells)``, when given, is raised for a record wider than ``width``."""
+    for number, cells in records:
+        if number <= header_number or is_blank("".join(cells)):
+            continue
+        if too_many is not None and len(cells) > width:
+            raise too_many(number, len(cells))
+        yield check(number, *shape([restore(cell) if cell[:1] == "'" else cell
+                                    for cell in cells]))

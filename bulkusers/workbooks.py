@@ -1,0 +1,209 @@
+"""XLSX and XLSM workbooks to numbered records of shown text, from bytes read once."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import zipfile
+from collections.abc import Callable, Generator, Iterable
+from typing import Any
+
+from openpyxl import load_workbook
+from openpyxl.cell.read_only import ReadOnlyCell
+from openpyxl.workbook.workbook import Workbook
+from openpyxl.worksheet._read_only import ReadOnlyWorksheet
+
+# openpyxl's own sheet parser: its public reader cannot tell a formula without a saved value
+# from an empty cell (see _FormulaAwareParser).
+from openpyxl.worksheet._reader import FORMULA_TAG, WorkSheetParser
+
+from bulkusers.cells import cell_text, restore
+from bulkusers.columns import build_header, show
+from bulkusers.errors import InputError
+from bulkusers.inputfile import InputFile
+from bulkusers.rowcheck import ERROR_VALUE, UNCACHED_FORMULA, RowCheck
+from bulkusers.sniffing import OLE2_MAGIC, TITLE_LOOKAHEAD
+from bulkusers.tables import ReadOptions, Table, check_header, data_rows, first_header, title_hint
+
+Records = Generator[tuple[int, list[str]], None, None]
+
+
+def load(source: InputFile) -> Workbook:
+    """The workbook in ``source``, read whole (and so hashed) and opened read-only with cached
+    values from memory, every failure turned into one line."""
+    path = source.path
+    if source.sample.startswith(OLE2_MAGIC):
+        raise InputError(
+            f"{path}: is password-protected or an old .xls workbook renamed; remove the "
+            "password or save it as .xlsx or CSV"
+        )
+    if not source.sample:
+        raise InputError(f"{path}: is empty; save the workbook from Excel again")
+    try:
+        data = source.read_all()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror}); check the file") from exc
+    try:
+        return load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except zipfile.BadZipFile:
+        raise InputError(
+            f"{path}: is not an Excel workbook (not a ZIP package); save it as .xlsx or CSV"
+        ) from None
+    except Exception as exc:  # openpyxl reports a damaged package with many unrelated types.
+        raise InputError(
+            f"{path}: the workbook is damaged ({type(exc).__name__}: {exc}); open it in Excel "
+            "and save it as .xlsx again"
+        ) from exc
+
+
+def _default_sheet(source: InputFile, workbook: Workbook) -> Any:
+    """The sheet Excel opens the workbook on: the active one, unless it is hidden or a chart,
+    in which case the first visible worksheet (a hidden sheet is the writer's scratch space;
+    a chart sheet opened first is a report's cover, never the users)."""
+    sheets = workbook.worksheets
+    if not sheets:
+        raise InputError(f"{source.path}: the workbook has no worksheet; add one with the users")
+    active = workbook.active
+    if (any(sheet is active for sheet in sheets)
+            and getattr(active, "sheet_state", "visible") == "visible"):
+        return active
+    visible = [s for s in sheets if getattr(s, "sheet_state", "visible") == "visible"]
+    if not visible:
+        listed = ", ".join(show(s.title) for s in sheets)
+        raise InputError(f"{source.path}: every sheet is hidden ({listed}); pass --sheet with "
+                         "the one that holds the users")
+    return visible[0]
+
+
+def worksheet(source: InputFile, workbook: Workbook, wanted: str | None) -> ReadOnlyWorksheet:
+    """The sheet to read: the one named, else the active visible one."""
+    names = workbook.sheetnames
+    if wanted is None:
+        sheet = _default_sheet(source, workbook)
+    else:
+        matches = [name for name in names if name == wanted] or [
+            name for name in names if name.casefold() == wanted.strip().casefold()
+        ]
+        if len(matches) != 1:
+            listed = ", ".join(show(name) for name in names)
+            raise InputError(
+                f"{source.path}: no sheet named {show(wanted)}; the sheets are {listed}; "
+                "pass --sheet with one of them"
+            )
+        sheet = workbook[matches[0]]
+    if not isinstance(sheet, ReadOnlyWorksheet):
+        raise InputError(
+            f"{source.path}: sheet {show(sheet.title)} is a chart, not a table of users")
+    # Some writers store a wrong <dimension>; without it openpyxl reads up to the last real row.
+    sheet.reset_dimensions()
+    return sheet
+
+
+class _FormulaAwareParser(WorkSheetParser):
+    """openpyxl's sheet parser, telling a formula without a saved value from an empty cell.
+
+    With ``data_only`` openpyxl reads a formula's cached value and gives None when there is
+    none, exactly as for an empty cell: the row would look blank and vanish from the report.
+    """
+
+    def parse_cell(self, element: Any) -> dict[str, Any]:
+        cell: dict[str, Any] = super().parse_cell(element)
+        if cell["value"] is None and element.find(FORMULA_TAG) is not None:
+            cell["value"] = UNCACHED_FORMULA
+            cell["data_type"] = "s"
+        elif cell["data_type"] == "e":
+            # An error value (#N/A, #REF!) would otherwise read as text and become a name.
+            cell["value"] = ERROR_VALUE + str(cell["value"] or "")
+            cell["data_type"] = "s"
+        return cell
+
+
+def _record(sheet: ReadOnlyWorksheet, cells: list[dict[str, Any]]) -> list[str]:
+    """One parsed row's cells as texts, placed by column (missing cells are blank)."""
+    texts: list[str] = []
+    for cell in cells:
+        column = int(cell["column"])
+        if column > len(texts) + 1:
+            texts.extend([""] * (column - 1 - len(texts)))
+        value = cell["value"]
+        if type(value) is str:
+            texts.append(value)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            # Only numbers need their format (zero padding such as 000042).
+            styled = ReadOnlyCell(sheet, cell["row"], column, value, cell["data_type"],
+                                  cell["style_id"])
+            texts.append(cell_text(value, styled.number_format))
+        else:
+            texts.append(cell_text(value))
+    return texts
+
+
+def sheet_records(source: InputFile, sheet: ReadOnlyWorksheet) -> Records:
+    """Every row of a sheet as (row number, cell texts), including blank rows."""
+    # The same private attributes ReadOnlyWorksheet reads its own rows with.
+    raw: Any = sheet
+    workbook: Any = sheet.parent
+    number = 0
+    try:
+        with workbook._archive.open(raw._worksheet_path) as stream:
+            parser = _FormulaAwareParser(stream, raw._shared_strings,
+                                         data_only=True, epoch=workbook.epoch,
+                                         date_formats=workbook._date_formats,
+                                         timedelta_formats=workbook._timedelta_formats)
+            for found, cells in parser.parse():
+                while number + 1 < found:  # rows the file leaves out are blank
+                    number += 1
+                    yield number, []
+                number = found
+                yield number, _record(sheet, cells)
+    except InputError:
+        raise
+    except Exception as exc:  # A damaged sheet fails mid-stream with assorted parser errors.
+        raise InputError(
+            f"{source.path}: sheet {show(sheet.title)} is damaged after row {number} "
+            f"({type(exc).__name__}: {exc}); open it in Excel and save it as .xlsx again"
+        ) from exc
+
+
+def open_xlsx(source: InputFile, options: ReadOptions, again: Callable[[], Table]) -> Table:
+    """An XLSX or XLSM workbook: pick the sheet, read the header row; the rows then read on
+    from the same open workbook (the bytes are read once)."""
+    path = source.path
+    workbook = load(source)
+    try:
+        sheet = worksheet(source, workbook, options.sheet)
+        title = sheet.title
+        others = [name for name in workbook.sheetnames if name != title]
+        records = sheet_records(source, sheet)
+        found = first_header(path, records, options.header_row)
+        later: list[tuple[int, list[str]]] = []
+        if found is not None and options.header_row is None:
+            later = list(itertools.islice(records, TITLE_LOOKAHEAD))
+            title_hint(f"{path} [{title}]", found[0], found[1], later)
+        if found is None:
+            # The users are often on another sheet than the first (a cover sheet, notes).
+            hint = (f"; the other sheets are {', '.join(show(n) for n in others)}: pick one "
+                    "with --sheet" if others else "")
+            raise InputError(f"{path}: sheet {show(title)} is empty; it needs a header row "
+                             "naming the columns" + hint)
+        header_number, cells = found
+        check_header(path, cells, options.max_cell_bytes)
+        header, shape = build_header(f"{path} [{title}]", [restore(cell) for cell in cells])
+    except BaseException:
+        workbook.close()
+        raise
+    check = RowCheck(header.columns, options.max_cell_bytes)
+    rows = data_rows(_closing(workbook, later, records), header_number, shape, check)
+    return Table(source, header, rows, again, sheet=title)
+
+
+def _closing(workbook: Workbook, first: Iterable[tuple[int, list[str]]],
+             rest: Records) -> Records:
+    """The records already read, then the rest; the sheet's stream and then the workbook are
+    closed at the end (or when the rows are dropped)."""
+    try:
+        yield from first
+        yield from rest
+    finally:
+        rest.close()
+        workbook.close()
