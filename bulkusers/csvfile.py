@@ -1,22 +1,36 @@
-"""CSV, TSV and TXT files to numbered records, with the stdlib csv module (one parser, one
-pass): records counted as a spreadsheet numbers them, errors located by our own counts."""
+"""CSV, TSV and TXT files to numbered records and rows, with the stdlib csv module (one parser,
+one pass): records counted as a spreadsheet numbers them, errors located by our own counts.
+
+The csv module reads lines through an ``itertools.tee``: its second branch trails behind at
+the start of the current record, so the rare record the csv module cannot hold (a field over
+FIELD_LIMIT) is read again from its first line the long way (longfields.py), and the last
+record is checked for a quote left open (the csv module, when not strict, ends it silently).
+"""
 
 from __future__ import annotations
 
 import csv
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
+from bulkusers.cells import restore
+from bulkusers.columns import Shaper
 from bulkusers.errors import InputError
 from bulkusers.inputfile import InputFile
-from bulkusers.longfields import lines_of, long_record
+from bulkusers.longfields import long_record
+from bulkusers.models import Row
+from bulkusers.rowcheck import RowCheck
+from bulkusers.safetext import CONTROL, is_blank
 from bulkusers.sniffing import DELIMITER_NAMES, encoding_message
 
 #: A field longer than this (characters) is read by longfields.long_record instead: the csv
 #: module would hold it at 4 bytes a character. Far above any cell a user list needs.
 FIELD_LIMIT = 1 << 22
-
-Records = Iterator[tuple[int, list[str]]]
+#: The trailing branch of the lines catches up after this many lines (memory stays flat).
+_CATCH_UP = 4096
+#: What may start or end a blank-looking cell besides whitespace (safetext.is_blank's set).
+_INVISIBLE = frozenset("\u200b\u200c\u200d\u2060\ufeff")
 
 
 def _allow_long_fields() -> None:
@@ -40,47 +54,168 @@ def too_wide(path: Path, number: int, cells: int, width: int, delimiter: str) ->
         f"that contain {separator} in double quotes, or remove the extra cells")
 
 
-def csv_records(source: InputFile, encoding: str, delimiter: str, limit: int) -> Records:
-    """Every record of the file from its first byte, blank ones too, as (number, cells);
-    numbers count records (a quoted line break does not start a new one)."""
-    _allow_long_fields()
-    path = source.path
-    held: list[str] = []  # the lines of the record being read, for the long way
-    ended: list[bool] = []  # not empty once the file's lines are all read
+class CsvRecords:
+    """The records of one text file, read once from its first byte: ``records()`` for the
+    header, then ``rows()`` reads on to the end."""
 
-    def lines(text: Iterator[str]) -> Iterator[str]:
-        for line in text:
-            held.append(line)
-            yield line
-        ended.append(True)
+    def __init__(self, source: InputFile, encoding: str, delimiter: str, limit: int) -> None:
+        _allow_long_fields()
+        self.path = source.path
+        self._encoding = encoding
+        self._delimiter = delimiter
+        self._limit = limit
+        self._text = source.text(encoding)
+        self._lines, self._behind = itertools.tee(self._text)
+        self._reader = csv.reader(self._lines, delimiter=delimiter, strict=False)
+        self.number = 0  # records read
+        self._long = 0  # the last record read the long way
+        self._start = 0  # lines before the last record read
+        self._end = 0  # lines up to the end of the last record read
+        self._mark = 0  # lines the trailing branch has passed
 
-    number = 0
-    try:
-        with source.text(encoding) as text:
-            reader = csv.reader(lines(text), delimiter=delimiter, strict=False)
-            while True:
-                try:
-                    for record in reader:
+    def _catch_up(self, position: int) -> None:
+        """Move the trailing branch to line ``position``."""
+        if position > self._mark:
+            next(itertools.islice(self._behind, position - self._mark - 1, None), None)
+            self._mark = position
+
+    def _next(self) -> list[str] | None:
+        """The next record (counted, its lines marked), or None at the end of the file."""
+        try:
+            record = next(self._reader)
+        except StopIteration:
+            self._check_last()
+            return None
+        except csv.Error as exc:
+            record = self._the_long_way(exc)
+        self.number += 1
+        self._start, self._end = self._end, self._reader.line_num
+        return record
+
+    def _the_long_way(self, exc: csv.Error) -> list[str]:
+        """The record the csv module gave up on, read again from its first line."""
+        self._catch_up(self._end)
+        read = self._reader.line_num - self._end
+        first = list(itertools.islice(self._behind, read))
+        self._mark += read
+        if sum(map(len, first)) <= FIELD_LIMIT:  # not a long field: the file is broken
+            raise InputError(f"{self.path}: cannot be parsed as CSV (row {self.number + 1}: "
+                             f"{exc}); fix the file and run again") from exc
+        # Both branches now stand at the end of ``first``: the rest of the record is read
+        # from the file itself, so that neither branch keeps its lines.
+        record, closed = long_record(itertools.chain(first, _lines_of(self._text)),
+                                     self._delimiter, self._limit)
+        if not closed:
+            raise unclosed_quote(self.path, self.number + 1) from None
+        self._long = self.number + 1
+        return record
+
+    def _check_last(self) -> None:
+        """Refuse a file that ends inside a quoted value (read its last record again)."""
+        if self._long == self.number:
+            return  # read the long way, which checked its end
+        self._catch_up(self._start)
+        last = list(self._behind)
+        self._mark = self._end
+        if any('"' in line for line in last):
+            _, closed = long_record(iter(last), self._delimiter, self._limit)
+            if not closed:
+                raise unclosed_quote(self.path, self.number)
+
+    def records(self) -> Iterator[tuple[int, list[str]]]:
+        """(number, cells) of every record from the next one on, blank ones too."""
+        with self._errors():
+            while (record := self._next()) is not None:
+                yield self.number, record
+                if self._start - self._mark > _CATCH_UP:
+                    self._catch_up(self._start)
+
+    def rows(self, header_number: int, width: int, shape: Shaper, check: RowCheck,
+             plain: int) -> Iterator[Row]:
+        """The data rows from the next record on, shaped and checked as RowCheck does;
+        ``plain``: the number of columns when the header is a plain one (0 for a report read
+        back), which lets a sound row skip the general path."""
+        path, delimiter, limit = self.path, self._delimiter, self._limit
+        reader = self._reader
+        search = CONTROL.search
+        # Counters live in locals in the loop (faster) and are handed back to self whenever
+        # a method needs them.
+        number, start, end = self.number, self._start, self._end
+        with self._errors():
+            try:
+                while True:
+                    try:
+                        # The common case, kept tight: one csv record to one Row.
+                        for record in reader:
+                            number += 1
+                            start, end = end, reader.line_num
+                            if start - self._mark > _CATCH_UP:
+                                self._catch_up(start)
+                            if number <= header_number:
+                                continue
+                            count = len(record)
+                            if count > width:
+                                raise too_wide(path, number, count, width, delimiter)
+                            joined = "".join(record)
+                            if not joined or ((joined[0].isspace() or joined[0] in _INVISIBLE)
+                                              and is_blank(joined)):
+                                continue
+                            # isprintable(): no control character (CONTROL's are all
+                            # unprintable), checked at C speed; the regex only when not.
+                            if (plain and "'" not in joined and len(joined) * 4 <= limit
+                                    and (joined.isprintable() or search(joined) is None)):
+                                if count != plain:
+                                    record = (record + [""] * plain)[:plain]
+                                yield Row(number, tuple(record))
+                            else:
+                                yield _checked(number, record, shape, check)
+                        break
+                    except csv.Error as exc:
+                        self.number, self._start, self._end = number, start, end
+                        record = self._the_long_way(exc)
                         number += 1
-                        if ended and held:
-                            # The file ended while the record asked for another line: only a
-                            # quoted value left open does that.
-                            raise unclosed_quote(path, number)
-                        held.clear()
-                        yield number, record
-                    return
-                except csv.Error as exc:
-                    if sum(map(len, held)) <= FIELD_LIMIT:
-                        raise InputError(f"{path}: cannot be parsed as CSV (row {number + 1}: "
-                                         f"{exc}); fix the file and run again") from exc
-                number += 1
-                first = held[:]
-                held.clear()
-                record, closed = long_record(lines_of(first, text), delimiter, limit)
-                if not closed:
-                    raise unclosed_quote(path, number) from None
-                yield number, record
-    except UnicodeError:
-        raise InputError(encoding_message(path, encoding, None)) from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot be read ({exc}); check the file") from exc
+                        start, end = end, reader.line_num
+                        if number > header_number and not is_blank("".join(record)):
+                            if len(record) > width:
+                                raise too_wide(path, number, len(record), width,
+                                               delimiter) from None
+                            yield _checked(number, record, shape, check)
+                self.number, self._start, self._end = number, start, end
+                self._check_last()
+            finally:
+                self._text.close()
+
+    def _errors(self) -> _Errors:
+        return _Errors(self.path, self._encoding)
+
+
+def _checked(number: int, record: list[str], shape: Shaper, check: RowCheck) -> Row:
+    """A record shaped to the header and judged, the general way."""
+    return check(number, *shape([restore(cell) if cell[:1] == "'" else cell
+                                 for cell in record]))
+
+
+def _lines_of(text: Iterator[str]) -> Iterator[str]:
+    """The next lines of ``text`` (without closing it when dropped, as ``yield from`` would)."""
+    for line in text:  # noqa: UP028
+        yield line
+
+
+class _Errors:
+    """Turns a decoding or reading failure in the middle of the file into one line."""
+
+    def __init__(self, path: Path, encoding: str) -> None:
+        self._path = path
+        self._encoding = encoding
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: object) -> None:
+        if isinstance(exc, UnicodeError):
+            raise InputError(encoding_message(self._path, self._encoding, None)) from None
+        if isinstance(exc, OSError):
+            raise InputError(f"{self._path}: cannot be read ({exc}); check the file") from exc
+
+

@@ -9,6 +9,7 @@ text is counted, not kept. The rules are the csv module's with ``strict=False`` 
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Iterator
 
@@ -31,14 +32,21 @@ class _Field:
         self._size = 0
 
     def add(self, text: str, start: int, end: int) -> None:
+        """Add ``text[start:end]``."""
+        if end - start <= _SLICE:
+            self.add_piece(text if start == 0 and end == len(text) else text[start:end])
+            return
         for at in range(start, end, _SLICE):
-            piece = text[at:min(at + _SLICE, end)]
-            self._size += (len(piece) if piece.isascii()
-                           else len(piece.encode("utf-8", "surrogatepass")))
-            if self._size <= self._limit:
-                self._parts.append(piece)
-            else:
-                self._parts.clear()
+            self.add_piece(text[at:min(at + _SLICE, end)])
+
+    def add_piece(self, piece: str) -> None:
+        """Add ``piece`` (at most a slice long)."""
+        self._size += len(piece) if piece.isascii() else len(piece.encode("utf-8",
+                                                                          "surrogatepass"))
+        if self._size <= self._limit:
+            self._parts.append(piece)
+        elif self._parts:
+            self._parts.clear()
 
     def text(self) -> str:
         """The field's text, or the oversized marker with its size in bytes."""
@@ -57,7 +65,21 @@ def long_record(lines: Iterable[str], delimiter: str, limit: int) -> tuple[list[
     fields: list[str] = []
     field = _Field(limit)
     state = _START
+    inner: list[str] = []  # a quoted value's inner lines, measured together (faster)
+    inner_size = 0
     for line in lines:
+        if state == _QUOTED and '"' not in line:  # a quoted value's inner line: all of it
+            inner.append(line)
+            inner_size += len(line)
+            if inner_size >= _SLICE:
+                field.add(joined := "".join(inner), 0, len(joined))
+                inner.clear()
+                inner_size = 0
+            continue
+        if inner:
+            field.add(joined := "".join(inner), 0, len(joined))
+            inner.clear()
+            inner_size = 0
         at, end = 0, len(line)
         while at < end:
             if state == _QUOTED:
@@ -92,6 +114,8 @@ def long_record(lines: Iterable[str], delimiter: str, limit: int) -> tuple[list[
             # The last line of a file without a final line break ends its record.
             fields.append(field.text())
             return fields, True
+    if inner:
+        field.add(joined := "".join(inner), 0, len(joined))
     if state == _QUOTED:
         fields.append(field.text())
         return fields, False
@@ -99,6 +123,6 @@ def long_record(lines: Iterable[str], delimiter: str, limit: int) -> tuple[list[
 
 
 def lines_of(first: list[str], rest: Iterator[str]) -> Iterator[str]:
-    """The lines already read for a record, then the file's next ones."""
-    yield from first
-    yield from rest
+    """The lines already read for a record, then the file's next ones (itertools.chain: C
+    speed, and unlike a generator's ``yield from`` it never closes the file)."""
+    return itertools.chain(first, rest)

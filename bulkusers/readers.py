@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from bulkusers.cells import neutralise, restore
-from bulkusers.columns import build_header, normalise_header
-from bulkusers.csvfile import csv_records, too_wide
+from bulkusers.columns import build_header, is_report_header, normalise_header
+from bulkusers.csvfile import CsvRecords
 from bulkusers.errors import InputError
 from bulkusers.inputfile import InputFile
 from bulkusers.rowcheck import RowCheck
@@ -28,7 +28,6 @@ from bulkusers.tables import (
     ReadOptions,
     Table,
     check_header,
-    data_rows,
     delimiter_of,
     first_header,
     title_hint,
@@ -101,8 +100,8 @@ def _open_csv(source: InputFile, options: ReadOptions) -> Table:
             # Title lines above the header would blur the delimiter's signal.
             lines = "\n".join(lines.splitlines()[options.header_row - 1:])
         delimiter = sniff_delimiter(lines)
-    records = csv_records(source, options.encoding, delimiter, options.max_cell_bytes)
-    found = first_header(path, records, options.header_row, kind="file")
+    records = CsvRecords(source, options.encoding, delimiter, options.max_cell_bytes)
+    found = first_header(path, records.records(), options.header_row, kind="file")
     if found is None:
         raise InputError(
             f"{path}: has only blank lines; it needs a header line naming the columns")
@@ -112,11 +111,7 @@ def _open_csv(source: InputFile, options: ReadOptions) -> Table:
     if options.header_row is None:
         title_hint(str(path), header_number, cells, split_candidates(text, header_number))
     header, shape = build_header(str(path), [restore(cell) for cell in cells])
-    width = len(cells)
     check = RowCheck(header.columns, options.max_cell_bytes)
-
-    def too_many(number: int, count: int) -> InputError:
-        return too_wide(path, number, count, width, delimiter)
-
-    rows = data_rows(records, header_number, shape, check, too_many, width)
+    plain = 0 if is_report_header(cells) else len(header.columns)
+    rows = records.rows(header_number, len(cells), shape, check, plain)
     return Table(source, header, rows, lambda: open_table(path, options))

@@ -144,9 +144,11 @@ def data_rows(records: Iterator[tuple[int, list[str]]], header_number: int, shap
     """The data rows below the header: blank records skipped, the rest shaped and checked.
     ``too_many(number, cells)``, when given, is raised for a record wider than ``width``."""
     for number, cells in records:
-        if number <= header_number or is_blank("".join(cells)):
+        if number <= header_number:
             continue
         if too_many is not None and len(cells) > width:
-            raise too_many(number, len(cells))
+            raise too_many(number, len(cells))  # even a blank one: its cells are misplaced
+        if is_blank("".join(cells)):
+            continue
         yield check(number, *shape([restore(cell) if cell[:1] == "'" else cell
                                     for cell in cells]))
