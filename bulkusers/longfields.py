@@ -68,6 +68,8 @@ def long_record(lines: Iterable[str], delimiter: str, limit: int) -> tuple[list[
     inner: list[str] = []  # a quoted value's inner lines, measured together (faster)
     inner_size = 0
     for line in lines:
+        if state == _START and not fields and line[:1] in ("\r", "\n"):
+            return [], True  # a blank line is a record without fields, as for csv
         if state == _QUOTED and '"' not in line:  # a quoted value's inner line: all of it
             inner.append(line)
             inner_size += len(line)
