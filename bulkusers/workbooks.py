@@ -8,8 +8,8 @@ import zipfile
 from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
-from openpyxl import load_workbook
 from openpyxl.cell.read_only import ReadOnlyCell
+from openpyxl.reader.excel import ExcelReader
 from openpyxl.workbook.workbook import Workbook
 from openpyxl.worksheet._read_only import ReadOnlyWorksheet
 
@@ -28,6 +28,32 @@ from bulkusers.tables import ReadOptions, Table, check_header, data_rows, first_
 Records = Generator[tuple[int, list[str]], None, None]
 
 
+class _UnsizedSheet(ReadOnlyWorksheet):
+    """A read-only sheet that does not measure itself when opened: openpyxl would read a
+    whole sheet without a <dimension> element once more just to size it, and the readers
+    reset the size anyway (reset_dimensions below)."""
+
+    def _get_size(self) -> None:
+        return None
+
+
+class _Reader(ExcelReader):
+    """openpyxl's workbook reader (what load_workbook runs) with sheets that skip sizing."""
+
+    def read_worksheets(self) -> None:
+        found: Any
+        for found, rel in self.parser.find_sheets():
+            if rel.target not in self.valid_files:
+                continue
+            if "chartsheet" in rel.Type:
+                self.read_chartsheet(found, rel)
+                continue
+            opened = _UnsizedSheet(self.wb, found.name, rel.target, self.shared_strings)
+            opened.sheet_state = found.state
+            book: Any = self.wb
+            book._sheets.append(opened)
+
+
 def load(source: InputFile) -> Workbook:
     """The workbook in ``source``, read whole (and so hashed) and opened read-only with cached
     values from memory, every failure turned into one line."""
@@ -44,7 +70,10 @@ def load(source: InputFile) -> Workbook:
     except OSError as exc:
         raise InputError(f"{path}: cannot be read ({exc.strerror}); check the file") from exc
     try:
-        return load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        reader = _Reader(io.BytesIO(data), read_only=True, data_only=True)
+        reader.read()
+        workbook: Workbook = reader.wb
+        return workbook
     except zipfile.BadZipFile:
         raise InputError(
             f"{path}: is not an Excel workbook (not a ZIP package); save it as .xlsx or CSV"
