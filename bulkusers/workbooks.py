@@ -147,21 +147,40 @@ class _FormulaAwareParser(WorkSheetParser):
         return cell
 
 
-def _record(sheet: ReadOnlyWorksheet, cells: list[dict[str, Any]]) -> list[str]:
+class _Formats:
+    """Number formats by style id, looked up once per style (a sheet has a few styles and
+    many cells)."""
+
+    __slots__ = ("_known", "_sheet")
+
+    def __init__(self, sheet: ReadOnlyWorksheet) -> None:
+        self._sheet = sheet
+        self._known: dict[Any, str] = {}
+
+    def __call__(self, cell: dict[str, Any]) -> str:
+        style = cell["style_id"]
+        found = self._known.get(style)
+        if found is None:
+            styled = ReadOnlyCell(self._sheet, cell["row"], cell["column"], cell["value"],
+                                  cell["data_type"], style)
+            found = self._known[style] = styled.number_format
+        return found
+
+
+def _record(formats: _Formats, cells: list[dict[str, Any]]) -> list[str]:
     """One parsed row's cells as texts, placed by column (missing cells are blank)."""
     texts: list[str] = []
     for cell in cells:
-        column = int(cell["column"])
+        column = cell["column"]
         if column > len(texts) + 1:
             texts.extend([""] * (column - 1 - len(texts)))
         value = cell["value"]
-        if type(value) is str:
+        kind = type(value)
+        if kind is str:
             texts.append(value)
-        elif isinstance(value, int | float) and not isinstance(value, bool):
+        elif kind is int or kind is float:
             # Only numbers need their format (zero padding such as 000042).
-            styled = ReadOnlyCell(sheet, cell["row"], column, value, cell["data_type"],
-                                  cell["style_id"])
-            texts.append(cell_text(value, styled.number_format))
+            texts.append(cell_text(value, formats(cell)))
         else:
             texts.append(cell_text(value))
     return texts
@@ -173,6 +192,7 @@ def sheet_records(source: InputFile, sheet: ReadOnlyWorksheet) -> Records:
     raw: Any = sheet
     workbook: Any = sheet.parent
     number = 0
+    formats = _Formats(sheet)
     try:
         with workbook._archive.open(raw._worksheet_path) as stream:
             parser = _FormulaAwareParser(stream, raw._shared_strings,
@@ -184,7 +204,7 @@ def sheet_records(source: InputFile, sheet: ReadOnlyWorksheet) -> Records:
                     number += 1
                     yield number, []
                 number = found
-                yield number, _record(sheet, cells)
+                yield number, _record(formats, cells)
     except InputError:
         raise
     except Exception as exc:  # A damaged sheet fails mid-stream with assorted parser errors.
