@@ -73,11 +73,12 @@ class CsvRecords:
         self._end = 0  # lines up to the end of the last record read
         self._mark = 0  # lines the trailing branch has passed
 
-    def _catch_up(self, position: int) -> None:
-        """Move the trailing branch to line ``position``."""
+    def _catch_up(self, position: int) -> int:
+        """Move the trailing branch to line ``position``; return where it now stands."""
         if position > self._mark:
             next(itertools.islice(self._behind, position - self._mark - 1, None), None)
             self._mark = position
+        return self._mark
 
     def _next(self) -> list[str] | None:
         """The next record (counted, its lines marked), or None at the end of the file."""
@@ -130,9 +131,9 @@ class CsvRecords:
                 if self._start - self._mark > _CATCH_UP:
                     self._catch_up(self._start)
 
-    def rows(self, header_number: int, width: int, shape: Shaper, check: RowCheck,
-             plain: int) -> Iterator[Row]:
-        """The data rows from the next record on, shaped and checked as RowCheck does;
+    def rows(self, width: int, shape: Shaper, check: RowCheck, plain: int) -> Iterator[Row]:
+        """The data rows from the record after the header (records() has read up to it) on,
+        shaped and checked as RowCheck does;
         ``plain``: the number of columns when the header is a plain one (0 for a report read
         back), which lets a sound row skip the general path."""
         path, delimiter, limit = self.path, self._delimiter, self._limit
@@ -140,7 +141,7 @@ class CsvRecords:
         search = CONTROL.search
         # Counters live in locals in the loop (faster) and are handed back to self whenever
         # a method needs them.
-        number, start, end = self.number, self._start, self._end
+        number, start, end, mark = self.number, self._start, self._end, self._mark
         with self._errors():
             try:
                 while True:
@@ -149,10 +150,8 @@ class CsvRecords:
                         for record in reader:
                             number += 1
                             start, end = end, reader.line_num
-                            if start - self._mark > _CATCH_UP:
-                                self._catch_up(start)
-                            if number <= header_number:
-                                continue
+                            if start - mark > _CATCH_UP:
+                                mark = self._catch_up(start)
                             count = len(record)
                             if count > width:
                                 raise too_wide(path, number, count, width, delimiter)
@@ -174,8 +173,8 @@ class CsvRecords:
                         self.number, self._start, self._end = number, start, end
                         record = self._the_long_way(exc)
                         number += 1
-                        start, end = end, reader.line_num
-                        if number > header_number and not is_blank("".join(record)):
+                        start, end, mark = end, reader.line_num, self._mark
+                        if not is_blank("".join(record)):
                             if len(record) > width:
                                 raise too_wide(path, number, len(record), width,
                                                delimiter) from None

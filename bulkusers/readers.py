@@ -113,5 +113,5 @@ def _open_csv(source: InputFile, options: ReadOptions) -> Table:
     header, shape = build_header(str(path), [restore(cell) for cell in cells])
     check = RowCheck(header.columns, options.max_cell_bytes)
     plain = 0 if is_report_header(cells) else len(header.columns)
-    rows = records.rows(header_number, len(cells), shape, check, plain)
+    rows = records.rows(len(cells), shape, check, plain)
     return Table(source, header, rows, lambda: open_table(path, options))
