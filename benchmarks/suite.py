@@ -18,7 +18,10 @@ is this process's. Baselines are measured in the same run against the same kind 
   reference), the runs alternating, the least CPU of each kept;
 - the peak RSS of a large CSV dry run (150 MB, 100,000 rows/s);
 - start-up of ``bulkusers --help``, ``--version`` and ``import --help`` (``startup.py``): an
-  interpreter that does nothing (``python -c pass``); the target is 0.3 s of wall time.
+  interpreter that does nothing (``python -c pass``); the target is 0.3 s of wall time;
+- reading alone (``--only reading``, ``reading.py``): a 1M-row CSV through ``rows()`` against
+  a bare csv.reader loop, a 50 MiB cell's memory, a 100k-row XLSX against one openpyxl
+  read-only pass (CPU time too).
 
     python benchmarks/suite.py            # the whole table, a few minutes
     python benchmarks/suite.py --quick    # smaller sizes, about a minute: indicative only
@@ -55,6 +58,7 @@ from harness import (
     write_changes,
     write_users,
 )
+from reading import measurements as reading_measurements
 from startup import TARGET_S, measure
 
 from bulkusers.rules import PlanOptions
@@ -74,14 +78,18 @@ class Sizes:
     sweep: int
     dry_run: int
     cpu_rows: int
+    csv_read: int
+    xlsx_read: int
     repeat: int
     startup: int = 10
 
 
 FULL = Sizes(per_row=8000, sequential=150, default=30_000, upsert_sample=100, capped=12_000,
-             sweep=3000, dry_run=1_000_000, cpu_rows=12_000, repeat=2)
+             sweep=3000, dry_run=1_000_000, cpu_rows=12_000, csv_read=1_000_000,
+             xlsx_read=100_000, repeat=2)
 QUICK = Sizes(per_row=2000, sequential=60, default=8000, upsert_sample=40, capped=4000,
-              sweep=1000, dry_run=100_000, cpu_rows=3000, repeat=1, startup=5)
+              sweep=1000, dry_run=100_000, cpu_rows=3000, csv_read=100_000, xlsx_read=10_000,
+              repeat=1, startup=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +276,13 @@ class Suite:
         self.add(f"{rows:,}-row CSV dry run: rows/s vs 100,000", f"{rate:,.0f}", "100,000",
                  rate / 100_000, ">= 1.0", rate >= 100_000)
 
+    def reading(self) -> None:
+        """Reading alone (benchmarks/reading.py): CSV rows/s and RSS, a 50 MiB cell, XLSX."""
+        sizes = self.sizes
+        for figure in reading_measurements(sizes.csv_read, sizes.xlsx_read, sizes.repeat):
+            self.add(figure.what, figure.ours, figure.baseline, figure.ratio, figure.target,
+                     figure.ok)
+
 
     def startup(self) -> None:
         """``bulkusers --help``, ``--version`` and ``import --help`` as fresh processes."""
@@ -299,7 +314,7 @@ def main() -> None:
                         help="runs of each measurement, the best kept (default 2, quick 1)")
     parser.add_argument("--only", default="",
                         help="comma-separated parts: per-row, cpu, upsert, inflight, capacity, "
-                             "sweep, memory, startup (default: all)")
+                             "sweep, memory, startup, reading (default: all)")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
     if args.repeat:
@@ -312,7 +327,8 @@ def main() -> None:
             "per-row": suite.per_row_and_sequential, "cpu": suite.cpu, "upsert": suite.upsert,
             "inflight": lambda: suite.behind_a_limit("--max-inflight"),
             "capacity": lambda: suite.behind_a_limit("--capacity"),
-            "sweep": suite.sweep, "memory": suite.dry_run_memory, "startup": suite.startup}
+            "sweep": suite.sweep, "memory": suite.dry_run_memory, "startup": suite.startup,
+            "reading": suite.reading}
         chosen = [p for p in args.only.split(",") if p] or list(parts)
         for name in chosen:
             parts[name]()
