@@ -31,7 +31,7 @@ HEADER = ("Email", "First Name", "Role")
 ROW = ["ann@acme.example", "Ann", "viewer"]
 OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-# Rows enough to lie beyond the readers' 64 KiB sample and their first pandas chunk.
+# Rows enough to lie beyond the readers' 64 KiB sample and their first read buffer.
 FAR = 5000
 
 

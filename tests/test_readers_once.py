@@ -8,6 +8,8 @@ import csv
 import hashlib
 import io
 import random
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -168,3 +170,15 @@ def test_the_long_way_reads_records_as_the_csv_module_does() -> None:
             continue
         got, _ = long_record(iter(lines), ",", 1 << 20)
         assert got == expected, repr(text)
+
+
+def test_reading_csv_loads_neither_pandas_nor_openpyxl() -> None:
+    """Opening and reading a CSV imports neither pandas nor openpyxl (a fast --help too)."""
+    code = ("import sys, pathlib, tempfile; from bulkusers.readers import open_table; "
+            "p = pathlib.Path(tempfile.mkdtemp()) / 'u.csv'; "
+            "p.write_text('email\\na@b.example\\n'); "
+            "list(open_table(p).rows()); "
+            "print(sorted({'pandas', 'openpyxl'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60, check=True)
+    assert result.stdout.strip() == "[]"
