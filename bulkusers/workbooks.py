@@ -69,6 +69,8 @@ def load(source: InputFile) -> Workbook:
         data = source.read_all()
     except OSError as exc:
         raise InputError(f"{path}: cannot be read ({exc.strerror}); check the file") from exc
+    finally:
+        source.close()  # every byte is in memory (and hashed): the file is done with
     try:
         reader = _Reader(io.BytesIO(data), read_only=True, data_only=True)
         reader.read()
