@@ -18,9 +18,9 @@ import openpyxl
 import pytest
 
 from bulkusers.errors import InputError
+from bulkusers.intake import file_sha256
 from bulkusers.longfields import long_record
 from bulkusers.readers import ReadOptions, open_table
-from bulkusers.resume import file_sha256
 
 BIG = 5 * 1024 * 1024  # over the csv module's field limit the readers set (4 Mi characters)
 
