@@ -29,6 +29,11 @@ class RowCheck:
         self._columns = tuple(columns)
         self._limit = max_cell_bytes
 
+    @property
+    def limit(self) -> int:
+        """The largest cell allowed, in UTF-8 bytes (--max-cell-bytes)."""
+        return self._limit
+
     def __call__(self, number: int, values: tuple[str, ...], recorded: bool = False) -> Row:
         """The row, its oversized cells emptied (memory stays flat), with its first problem;
         ``recorded``: its email comes from a record that wins (see Row.recorded)."""

@@ -139,16 +139,22 @@ def title_hint(source: str, number: int, cells: Sequence[str],
 
 
 def data_rows(records: Iterator[tuple[int, list[str]]], header_number: int, shape: Shaper,
-              check: RowCheck, too_many: Callable[[int, int], InputError] | None = None,
-              width: int = 0) -> Iterator[Row]:
+              check: RowCheck, plain: int) -> Iterator[Row]:
     """The data rows below the header: blank records skipped, the rest shaped and checked.
-    ``too_many(number, cells)``, when given, is raised for a record wider than ``width``."""
+    ``plain``: the number of columns when the header is a plain one (0 for a report read
+    back), which lets a sound row skip the general path (as csvfile.CsvRecords.rows does)."""
+    limit = check.limit
     for number, cells in records:
         if number <= header_number:
             continue
-        if too_many is not None and len(cells) > width:
-            raise too_many(number, len(cells))  # even a blank one: its cells are misplaced
-        if is_blank("".join(cells)):
+        joined = "".join(cells)
+        if is_blank(joined):
             continue
-        yield check(number, *shape([restore(cell) if cell[:1] == "'" else cell
-                                    for cell in cells]))
+        # isprintable(): no control character (CONTROL's are all unprintable), at C speed.
+        if plain and "'" not in joined and len(joined) * 4 <= limit and joined.isprintable():
+            if len(cells) != plain:
+                cells = (cells + [""] * plain)[:plain]
+            yield Row(number, tuple(cells))
+        else:
+            yield check(number, *shape([restore(cell) if cell[:1] == "'" else cell
+                                        for cell in cells]))

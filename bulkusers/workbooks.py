@@ -18,7 +18,7 @@ from openpyxl.worksheet._read_only import ReadOnlyWorksheet
 from openpyxl.worksheet._reader import FORMULA_TAG, WorkSheetParser
 
 from bulkusers.cells import cell_text, restore
-from bulkusers.columns import build_header, show
+from bulkusers.columns import build_header, is_report_header, show
 from bulkusers.errors import InputError
 from bulkusers.inputfile import InputFile
 from bulkusers.rowcheck import ERROR_VALUE, UNCACHED_FORMULA, RowCheck
@@ -244,7 +244,8 @@ def open_xlsx(source: InputFile, options: ReadOptions, again: Callable[[], Table
         workbook.close()
         raise
     check = RowCheck(header.columns, options.max_cell_bytes)
-    rows = data_rows(_closing(workbook, later, records), header_number, shape, check)
+    plain = 0 if is_report_header(cells) else len(header.columns)
+    rows = data_rows(_closing(workbook, later, records), header_number, shape, check, plain)
     return Table(source, header, rows, again, sheet=title)
 
 
