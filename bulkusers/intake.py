@@ -85,7 +85,7 @@ def read_input(path: Path, options: ReadOptions, *, report: bool = False) -> Int
         if email:
             hashes.append(hash(email))
     spool.close()
-    digest = getattr(table, "sha256", None) or file_sha256(path)
+    digest = table.sha256  # of the bytes the read above went through
     return Intake(path=path, header=table.header, spool=spool, sha256=digest,
                   repeats=_repeats(hashes, spool, table.header), sheet=table.sheet)
 
@@ -140,13 +140,12 @@ def cell_value(value: object) -> str:
 
 
 def _repeats(hashes: array[int], rows: Iterable[Row], header: Header) -> Repeats:
-    """Which emails repeat, in memory that stays flat with the file: one 64-bit hash per row,
-    sorted; only when a hash repeats are the spooled rows searched for those few emails."""
-    import numpy as np  # only a run needs it; `bulkusers --help` must not load it
-
-    ordered = np.frombuffer(hashes, dtype=np.int64).copy()
-    ordered.sort()
-    repeated = set(ordered[1:][ordered[1:] == ordered[:-1]].tolist())
+    """Which emails repeat, in little memory: one 64-bit hash per row (8 bytes), sorted once
+    at the end (about 36 bytes a row, freed at once); only when a hash repeats are the spooled
+    rows searched for those few emails."""
+    ordered = sorted(hashes)
+    repeated = {a for a, b in itertools.pairwise(ordered) if a == b}
+    del ordered
     if not repeated:
         return Repeats()
     found: dict[str, list[int]] = {}
