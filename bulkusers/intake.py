@@ -35,9 +35,18 @@ Records = Mapping[Any, Any]
 
 @dataclass(frozen=True, slots=True)
 class Repeats:
-    """Emails used on more than one row, by matching key, with the rows that carry them."""
+    """Emails used on more than one row, by matching key, with the rows that carry them; and
+    which userNames more than one row may ask for."""
 
     rows: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    #: Hashes of the userName keys (the userName cell, else the email) on more than one row;
+    #: None when unknown. Planning keeps track of only these: a million distinct userNames
+    #: need no memory at all.
+    names: frozenset[int] | None = None
+
+    def may_share_name(self, key: str) -> bool:
+        """False when no other row of the input can want this userName key."""
+        return self.names is None or hash(key) in self.names
 
     def other_rows(self, email: str, number: int) -> tuple[int, ...]:
         """The other rows that carry this email (empty when it is unique)."""
@@ -77,17 +86,14 @@ def read_input(path: Path, options: ReadOptions, *, report: bool = False) -> Int
         return _read_report(path)
     table = open_table(path, options)
     spool: Spool[Row] = Spool()
-    hashes = array("q")
-    value = table.header.value
+    tally = _Tally(table.header)
     for row in table.rows():
         spool.append(row)
-        email = identity_key(value(row, "email"))
-        if email:
-            hashes.append(hash(email))
+        tally.add(row)
     spool.close()
     digest = table.sha256  # of the bytes the read above went through
     return Intake(path=path, header=table.header, spool=spool, sha256=digest,
-                  repeats=_repeats(hashes, spool, table.header), sheet=table.sheet)
+                  repeats=tally.repeats(spool), sheet=table.sheet)
 
 
 def read_records(records: Iterable[Records], options: ReadOptions) -> Intake:
@@ -100,7 +106,7 @@ def read_records(records: Iterable[Records], options: ReadOptions) -> Intake:
     header, _ = build_header("rows", names)
     check = RowCheck(header.columns, options.max_cell_bytes)
     spool: Spool[Row] = Spool()
-    hashes = array("q")
+    tally = _Tally(header)
     digest = hashlib.sha256()
     known = set(names)
     chained = itertools.chain((first,) if first is not None else (), iterator)
@@ -113,12 +119,10 @@ def read_records(records: Iterable[Records], options: ReadOptions) -> Intake:
             row = replace(row, problem=f"has fields the first row lacks: {', '.join(extra)}; "
                                        "give every row the same fields")
         spool.append(row)
-        email = identity_key(header.value(row, "email"))
-        if email:
-            hashes.append(hash(email))
+        tally.add(row)
     spool.close()
     return Intake(path=Path("(rows from Python)"), header=header, spool=spool,
-                  sha256=digest.hexdigest(), repeats=_repeats(hashes, spool, header))
+                  sha256=digest.hexdigest(), repeats=tally.repeats(spool))
 
 
 def cell_value(value: object) -> str:
@@ -139,23 +143,49 @@ def cell_value(value: object) -> str:
     return str(value)
 
 
-def _repeats(hashes: array[int], rows: Iterable[Row], header: Header) -> Repeats:
-    """Which emails repeat, in little memory: one 64-bit hash per row (8 bytes), sorted once
-    at the end (about 36 bytes a row, freed at once); only when a hash repeats are the spooled
-    rows searched for those few emails."""
+class _Tally:
+    """Repeated emails and userNames, in little memory: one 64-bit hash per row for each
+    (8 bytes), sorted once at the end (about 36 bytes a row, freed at once); only when an
+    email's hash repeats are the spooled rows searched for those few emails."""
+
+    def __init__(self, header: Header) -> None:
+        self._header = header
+        self._emails = array("q")
+        self._names = array("q")
+
+    def add(self, row: Row) -> None:
+        """Count one row."""
+        value = self._header.value
+        email = identity_key(value(row, "email"))
+        if email:
+            self._emails.append(hash(email))
+        name = value(row, "userName")
+        # A new user's userName is its email unless the row names one.
+        name_key = identity_key(name) if name else email
+        if name_key:
+            self._names.append(hash(name_key))
+
+    def repeats(self, rows: Iterable[Row]) -> Repeats:
+        """What repeats, once every row is counted."""
+        names = frozenset(_repeated(self._names))
+        emails = _repeated(self._emails)
+        if not emails:
+            return Repeats(names=names)
+        found: dict[str, list[int]] = {}
+        value = self._header.value
+        for row in rows:
+            email = identity_key(value(row, "email"))
+            if email and hash(email) in emails:
+                found.setdefault(email, []).append(row.number)
+        # Equal hashes of different emails (astronomically rare) are not repeats.
+        return Repeats({email: tuple(numbers) for email, numbers in found.items()
+                        if len(numbers) > 1}, names=names)
+
+
+def _repeated(hashes: array[int]) -> set[int]:
+    """The values found more than once."""
     ordered = sorted(hashes)
-    repeated = {a for a, b in itertools.pairwise(ordered) if a == b}
-    del ordered
-    if not repeated:
-        return Repeats()
-    found: dict[str, list[int]] = {}
-    for row in rows:
-        email = identity_key(header.value(row, "email"))
-        if email and hash(email) in repeated:
-            found.setdefault(email, []).append(row.number)
-    # Equal hashes of different emails (astronomically rare) are not repeats.
-    return Repeats({email: tuple(numbers) for email, numbers in found.items()
-                    if len(numbers) > 1})
+    return {a for a, b in itertools.pairwise(ordered) if a == b}
 
 
 def _read_report(path: Path) -> Intake:

@@ -172,14 +172,19 @@ class RowResolver:
 
     def _claimed_by_another(self, user_name: str, email: str) -> str:
         """Why this row's user cannot have a userName an earlier row will give its user."""
+        if not self._claimed:
+            return ""
         holder = self._claimed.get(identity_key(user_name))
         if holder is not None and identity_key(holder) != identity_key(email):
             return f"userName {quote(user_name)} is also wanted by {holder} on an earlier row"
         return ""
 
     def _claim(self, user_name: str, email: str) -> None:
-        """Reserve a userName for a row that will be sent (a refused row holds nothing)."""
-        self._claimed[identity_key(user_name)] = email
+        """Reserve a userName for a row that will be sent (a refused row holds nothing); only
+        a name another row of the input may also want is worth remembering."""
+        key = identity_key(user_name)
+        if self.repeats.may_share_name(key):
+            self._claimed[key] = email
 
     def _user_or_problem(self, row: Row, action: str) -> tuple[str, User | None, RowResult | None]:
         email = self.header.value(row, "email")

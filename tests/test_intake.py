@@ -71,3 +71,20 @@ def test_small_spool_stays_in_memory() -> None:
         spool.append(n)
     assert not spool.close().on_disk
     assert list(spool) == list(range(10))
+
+
+def test_usernames_more_than_one_row_may_want_are_known_after_the_read(tmp_path: Path) -> None:
+    """A userName on two rows (any ASCII case), or one row's userName that is another row's
+    email (a new user's default userName), may be shared; a unique one may not."""
+    path = tmp_path / "users.csv"
+    path.write_text("Email,Username\n"
+                    "a@x.example,Shared\n"
+                    "b@x.example,shared\n"
+                    "c@x.example,\n"
+                    "d@x.example,C@X.example\n"
+                    "e@x.example,alone\n", encoding="utf-8")
+    repeats = read_input(path, ReadOptions()).repeats
+    assert repeats.may_share_name("shared")
+    assert repeats.may_share_name("c@x.example")
+    assert not repeats.may_share_name("alone")
+    assert not repeats.may_share_name("e@x.example")
