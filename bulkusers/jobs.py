@@ -57,7 +57,7 @@ from bulkusers.report import (
 )
 from bulkusers.resume import Earlier, load_earlier
 from bulkusers.rules import NEW_GROUP_ID, protected_users
-from bulkusers.runconfig import RunConfig, Safety
+from bulkusers.runconfig import COMMON_RESUME_OPTIONS, RunConfig, Safety
 from bulkusers.summary import RunSummary
 from bulkusers.sync import refuse_empty
 from bulkusers.tasks import Task, describe
@@ -88,7 +88,8 @@ async def run_command(config: RunConfig, observer: Observer | None = None,
                          "list is normal")
     options_now = config.options()
     earlier = (load_earlier(safety.resume, config.command, _input_path(config), intake.sha256,
-                            options_now) if safety.resume else None)
+                            options_now, (*COMMON_RESUME_OPTIONS, *spec.resume_options))
+               if safety.resume else None)
     limit = concurrency_limit(config)
     connection = config.connection
     async with SisenseClient(connection, config.retry, concurrency=limit) as client:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,18 +26,18 @@ class Earlier:
 
 
 def _check_same_options(report: Path, earlier: Mapping[str, object],
-                        now: Mapping[str, object]) -> None:
-    differ = differing_options(earlier, now)
+                        now: Mapping[str, object], keys: Collection[str]) -> None:
+    differ = differing_options(earlier, now, keys)
     if differ:
-        wanted = " ".join(option_flags(earlier)) or "no such options"
+        wanted = " ".join(option_flags(earlier, keys)) or "no such options"
         raise InputError(f"--resume {report}: that run used other {', '.join(differ)}; "
                          f"resume with the same options ({wanted})")
 
 
 def load_earlier(report: Path, command: str, input_path: Path, input_sha256: str,
-                 options: Mapping[str, object]) -> Earlier:
-    """Read the report to resume, refusing one from another command, file, options or a
-    dry run."""
+                 options: Mapping[str, object], keys: Collection[str]) -> Earlier:
+    """Read the report to resume, refusing one from another command, file, dry run, or
+    other planning options (the ``keys`` of ``options`` that must match)."""
     if not report.is_file():
         raise InputError(f"--resume {report}: no such report; give the report of the run "
                          "to continue")
@@ -56,7 +56,7 @@ def load_earlier(report: Path, command: str, input_path: Path, input_sha256: str
                          "SHA-256 differs); resume with the original file, or start a new run "
                          "without --resume")
     stored = summary.get("options")
-    _check_same_options(report, stored if isinstance(stored, dict) else {}, options)
+    _check_same_options(report, stored if isinstance(stored, dict) else {}, options, keys)
     last: dict[int, tuple[str, bool]] = {}
     for line in read_report(report, complete_only=True):
         if line.row:  # a line for no input row (sync's out-of-file users): sync reads those

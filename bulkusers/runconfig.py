@@ -9,7 +9,7 @@ interrupted run.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -95,8 +95,10 @@ class RunConfig:
         return options
 
 
-#: Options that change what a row means: a resumed run must use the same ones.
-#: (key in ``RunConfig.options()``, flag, default)
+#: Options that change what a row means, (key in ``RunConfig.options()``, flag, default): a
+#: resumed run must use the same ones. Every command must match the connection's and the
+#: reading's (COMMON_RESUME_OPTIONS); each command declares its own others
+#: (``CommandSpec.resume_options``).
 PLAN_OPTIONS: tuple[tuple[str, str, object], ...] = (
     ("url", "--url", None),
     ("api", "--api", "v1"),
@@ -114,10 +116,18 @@ PLAN_OPTIONS: tuple[tuple[str, str, object], ...] = (
 )
 
 
-def option_flags(options: Mapping[str, object]) -> list[str]:
-    """The command-line flags that repeat a run's planning options (defaults left out)."""
+#: The options every command's resume must repeat: where it sends and how it reads.
+COMMON_RESUME_OPTIONS = ("url", "api", "encoding", "delimiter", "sheet", "header_row")
+
+
+def option_flags(options: Mapping[str, object],
+                 keys: Collection[str] | None = None) -> list[str]:
+    """The command-line flags that repeat a run's planning options (those in ``keys``, all by
+    default; defaults left out)."""
     flags: list[str] = []
     for key, flag, default in PLAN_OPTIONS:
+        if keys is not None and key not in keys:
+            continue
         value = options.get(key, default)
         if value == default or value is None:
             continue
@@ -131,7 +141,8 @@ def option_flags(options: Mapping[str, object]) -> list[str]:
     return flags
 
 
-def differing_options(earlier: Mapping[str, object], now: Mapping[str, object]) -> list[str]:
-    """The flags of the planning options in which two runs differ."""
+def differing_options(earlier: Mapping[str, object], now: Mapping[str, object],
+                      keys: Collection[str]) -> list[str]:
+    """The flags of the planning options (among ``keys``) in which two runs differ."""
     return [flag for key, flag, default in PLAN_OPTIONS
-            if earlier.get(key, default) != now.get(key, default)]
+            if key in keys and earlier.get(key, default) != now.get(key, default)]

@@ -26,7 +26,7 @@ from rich.table import Table
 from bulkusers.models import RowResult, Status
 from bulkusers.plan import Preflight
 from bulkusers.report import summary_path
-from bulkusers.runconfig import option_flags
+from bulkusers.runconfig import COMMON_RESUME_OPTIONS, option_flags
 from bulkusers.safetext import excerpt, printable, quote
 from bulkusers.summary import RunSummary
 from bulkusers.words import count
@@ -103,8 +103,12 @@ class Console:
 
     def resume_hint(self, summary: RunSummary) -> None:
         """The exact command that continues an interrupted or aborted run."""
+        from bulkusers.commands import COMMANDS
+
+        spec = COMMANDS.get(summary.command)
+        keys = (*COMMON_RESUME_OPTIONS, *spec.resume_options) if spec is not None else None
         words = ["bulkusers", summary.command, summary.input_file, "--resume",
-                 summary.report_file, *option_flags(summary.options)]
+                 summary.report_file, *option_flags(summary.options, keys)]
         self._rich.print("Continue with:\n  " + escape(shlex.join(words))
                          + "\n(plus the connection options you used)", soft_wrap=True)
 

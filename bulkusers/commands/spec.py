@@ -109,3 +109,6 @@ class CommandSpec:
     reads_report: bool = False
     #: It refuses an input without data rows, whatever --allow-empty says (sync).
     refuses_empty: bool = False
+    #: Its options (keys of ``RunConfig.options()``) that change what a row means: a resumed
+    #: run must repeat them, beside the connection's and the reading's.
+    resume_options: tuple[str, ...] = ()

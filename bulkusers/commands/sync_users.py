@@ -14,4 +14,6 @@ async def _prepare(setting: Setting) -> Scheme:
 
 
 SPEC = CommandSpec(name="sync", label="Syncing", prepare=_prepare, journals=True,
-                   ledgered=True, refuses_empty=True)
+                   ledgered=True, refuses_empty=True,
+                   resume_options=("default_role", "groups", "create_groups", "missing",
+                                   "scope_domains", "scope_groups"))
