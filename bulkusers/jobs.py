@@ -79,7 +79,7 @@ async def run_command(config: RunConfig, observer: Observer | None = None,
     _check_config(config, records is not None)
     if config.write_report and safety.resume is None:
         check_report_path(config.report_path, _input_path(config), config.report_dir)
-    intake = await _read(config, records, spec.reads_report)
+    intake = await _read(config, records, spec.reads_report)  # 1 read once
     if spec.refuses_empty:
         refuse_empty(_input_path(config), intake.total)
     if intake.total == 0 and not config.allow_empty:
@@ -87,6 +87,7 @@ async def run_command(config: RunConfig, observer: Observer | None = None,
                          "Check it is the right file, or pass --allow-empty where an empty "
                          "list is normal")
     options_now = config.options()
+    # 2 resume?
     earlier = (load_earlier(safety.resume, config.command, _input_path(config), intake.sha256,
                             options_now, (*COMMON_RESUME_OPTIONS, *spec.resume_options))
                if safety.resume else None)
@@ -95,7 +96,7 @@ async def run_command(config: RunConfig, observer: Observer | None = None,
     async with SisenseClient(connection, config.retry, concurrency=limit) as client:
         await client.check()
         api = make_api(client)
-        directory, me = await _load_directory(api, connection)
+        directory, me = await _load_directory(api, connection)  # 3 the snapshot
         deactivations = read_ledger(connection.url) if spec.ledgered else {}
         protected = protected_users(directory, me)
         planner = Planner(intake.header, directory, intake.repeats, config.plan, protected,
@@ -103,7 +104,7 @@ async def run_command(config: RunConfig, observer: Observer | None = None,
                           deactivated=deactivations, report_lines=intake.lines)
         scheme = await spec.prepare(Setting(api, planner, intake, protected, config.sync,
                                             earlier.report if earlier else None))
-        skip = earlier.finished if earlier else frozenset()
+        skip = earlier.finished if earlier else frozenset()  # 4 plan (a dry run: at 7)
         making = functools.partial(make_plan, intake.rows(), scheme.plan_row, scheme.tail(),
                                    batch_size=config.batch_size,
                                    describe=_describer(directory), skip=skip,
@@ -111,7 +112,7 @@ async def run_command(config: RunConfig, observer: Observer | None = None,
         plan = None if safety.dry_run else await asyncio.to_thread(making)
         refused = _strict_refusal(plan.counts, safety) if plan is not None else ""
         dry_run = safety.dry_run or bool(refused)
-        if plan is not None and not dry_run:
+        if plan is not None and not dry_run:  # 5 guards
             # Every guard judges the whole plan before the first write, groups included.
             refusal = scheme.refusal(plan.counts)
             if refusal:
@@ -138,12 +139,13 @@ async def run_command(config: RunConfig, observer: Observer | None = None,
         carried = scheme.carry_over(summary.counts)
         summary.carried_over += carried
         summary.total_rows += scheme.extra_rows + carried
+        # 6 open the records
         kept = _open_records(report_path, mode, intake.header, summary, connection.url,
                              deactivations if spec.ledgered and not dry_run else None,
                              journaled=spec.journals and not dry_run)
         record = Recorder(kept.writer, summary, observer, safety.breaker,
                           settle=kept.ledger.settle if kept.ledger else None)
-        try:
+        try:  # 7 send (8: each result is recorded as it comes)
             observer.started(summary)
             if plan is None:
                 # A dry run: the plan is written as it is made (nothing judges or sends it).
