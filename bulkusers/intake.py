@@ -8,7 +8,6 @@ file. ``reactivate`` reads an earlier report instead of a table.
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import itertools
 import json
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from bulkusers.cells import cell_text
 from bulkusers.columns import build_header
 from bulkusers.errors import InputError
 from bulkusers.identity import identity_key
@@ -126,21 +126,12 @@ def read_records(records: Iterable[Records], options: ReadOptions) -> Intake:
 
 
 def cell_value(value: object) -> str:
-    """A value from Python as the text a spreadsheet cell would show: None is blank, a whole
-    float has no ``.0``, dates are ISO 8601."""
-    if value is None:
+    """A value from Python as the text a spreadsheet cell would show (``cells.cell_text``:
+    None is blank, a whole float has no ``.0``, dates are ISO 8601); NaN, pandas' missing
+    value, is blank too."""
+    if isinstance(value, float) and math.isnan(value):
         return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return ""  # pandas' missing value
-        return str(int(value)) if value.is_integer() else repr(value)
-    if isinstance(value, datetime.date | datetime.time):
-        return value.isoformat()
-    return str(value)
+    return cell_text(value)
 
 
 class _Tally:

@@ -79,15 +79,6 @@ class Preflight:
                     self.targets.append(describe(task))
 
 
-def count_plan(items: Iterable[WorkItem],
-               describe: Callable[[Task], str] = lambda task: task.email) -> Preflight:
-    """Count a sequence of items without sending anything."""
-    found = Preflight()
-    for item in items:
-        found.add(item, describe)
-    return found
-
-
 @dataclass(frozen=True, slots=True)
 class Plan:
     """Every row's decided outcome or exact request, in order, with its counts.
@@ -121,7 +112,7 @@ def make_plan(rows: Iterable[Row], plan_row: Callable[[Row], WorkItem],
     With ``sink`` (a dry run, which nothing judges and nothing sends) each item goes there as
     it is made instead of into the spool: the plan is written as it is made.
     """
-    spool: Spool[WorkItem] = Spool()
+    spool: Spool[WorkItem] = Spool(weigh=_rows_in)
     counts = Preflight()
     keep = spool.append if sink is None else sink
 
@@ -136,3 +127,8 @@ def make_plan(rows: Iterable[Row], plan_row: Callable[[Row], WorkItem],
         keep(item)
     return Plan(items=spool.close(), counts=counts, new_groups=new_groups(),
                 carried=len(skip))
+
+
+def _rows_in(item: WorkItem) -> int:
+    """How many input rows an item of the plan holds (a batch holds many)."""
+    return len(tasks_of(item)) or 1

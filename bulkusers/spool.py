@@ -12,13 +12,13 @@ import dataclasses
 import operator
 import pickle
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any, Generic, TypeVar
 
 T = TypeVar("T")
 C = TypeVar("C", bound=type)
 
-#: Items kept in memory before the spool moves to disk.
+#: Rows kept in memory before the spool moves to disk (an item weighs the rows it holds).
 MEMORY_ITEMS = 20_000
 #: Items pickled together: large enough that pickle's per-call cost vanishes, small enough
 #: that a block never weighs much.
@@ -44,11 +44,18 @@ def spooled(cls: C) -> C:
 
 
 class Spool(Generic[T]):
-    """Append items, then ``close()`` and iterate as often as needed, always in order."""
+    """Append items, then ``close()`` and iterate as often as needed, always in order.
 
-    def __init__(self, memory_items: int = MEMORY_ITEMS, block_items: int = BLOCK_ITEMS) -> None:
+    ``weigh`` tells how many rows an item holds (a batch of 50 creates weighs 50), so that the
+    memory budget counts rows whatever the batch size.
+    """
+
+    def __init__(self, memory_items: int = MEMORY_ITEMS, block_items: int = BLOCK_ITEMS,
+                 weigh: Callable[[T], int] | None = None) -> None:
         self._memory_items = memory_items
         self._block_items = block_items
+        self._weigh = weigh
+        self._weight = 0
         self._items: list[T] = []
         self._file: IO[bytes] | None = None
         self._length = 0
@@ -60,10 +67,11 @@ class Spool(Generic[T]):
             raise ValueError("the spool is closed")
         self._items.append(item)
         self._length += 1
-        if self._file is None and len(self._items) > self._memory_items:
+        self._weight += self._weigh(item) if self._weigh is not None else 1
+        if self._file is None and self._weight > self._memory_items:
             # Held open across calls and closed by discard(): no `with` block fits.
             self._file = tempfile.TemporaryFile(prefix="bulkusers-spool-")  # noqa: SIM115
-        if self._file is not None and len(self._items) >= self._block_items:
+        if self._file is not None and self._weight >= self._block_items:
             self._flush()
 
     def close(self) -> Spool[T]:
@@ -77,6 +85,7 @@ class Spool(Generic[T]):
         assert self._file is not None
         pickle.dump(self._items, self._file, protocol=pickle.HIGHEST_PROTOCOL)
         self._items = []
+        self._weight = 0
 
     def __len__(self) -> int:
         return self._length

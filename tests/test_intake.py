@@ -88,3 +88,16 @@ def test_usernames_more_than_one_row_may_want_are_known_after_the_read(tmp_path:
     assert repeats.may_share_name("c@x.example")
     assert not repeats.may_share_name("alone")
     assert not repeats.may_share_name("e@x.example")
+
+
+def test_spool_counts_rows_not_items_against_its_memory_budget() -> None:
+    """Batches weigh the rows they hold: 30 batches of 50 rows pass a 1,000-row budget and go
+    to disk, and still read back whole and in order."""
+    spool: Spool[tuple[int, ...]] = Spool(memory_items=1000, block_items=200, weigh=len)
+    batches = [tuple(range(n * 50, n * 50 + 50)) for n in range(30)]
+    for batch in batches:
+        spool.append(batch)
+    spool.close()
+    assert spool.on_disk
+    assert list(spool) == batches
+    spool.discard()
