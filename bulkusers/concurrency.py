@@ -90,6 +90,8 @@ class ConcurrencyLimit:
         #: plain attribute, set with ``_limit``.
         self.limit = max(1, int(self._limit))
         self._slow_start = not fixed
+        #: Round trips in a row whose latency climbed while in slow start.
+        self._climbing = 0
         self._no_load_rtt: float | None = None
         self._ratio: float | None = None  # smoothed latency over the unloaded latency
         self._rates: dict[int, float] = {}  # answers per second seen at each limit
@@ -148,6 +150,7 @@ class ConcurrencyLimit:
         self._window = _Window(self._clock())
         if not self.fixed:
             self._slow_start = True
+            self._climbing = 0
             self._set(float(min(max(INITIAL, self.limit // 4), self.maximum)), "relearning")
 
     # -- the algorithm ------------------------------------------------------------------------
@@ -174,7 +177,11 @@ class ConcurrencyLimit:
         answered = window.samples / max(now - window.started, 1e-6)
         before = self._rates.get(level)
         self._rates[level] = answered if before is None else (before + answered) / 2
-        if self._ratio < GROW_BELOW:
+        # In slow start each round trip is judged on its own (the smoothed ratio would let
+        # one slow round trip count twice); afterwards, smoothed.
+        judged = ratio if self._slow_start else self._ratio
+        if judged < GROW_BELOW:
+            self._climbing = 0
             step = self._limit if self._slow_start else max(1.0, self._limit * 0.1)
             self._set(self._limit + step, "latency steady")
         elif (self._ratio > BACK_OFF_ABOVE and not self._slow_start
@@ -187,7 +194,12 @@ class ConcurrencyLimit:
             # Slower answers, but more of them: a busy machine, not a queue. Keep probing.
             self._set(self._limit + max(1.0, self._limit * 0.1), "throughput rising")
         else:
-            self._slow_start = False  # latency has started to climb: probe gently now
+            # Latency has started to climb: probe gently now. In slow start only when it
+            # climbs two round trips in a row: the first requests on each new connection
+            # are slower (the handshake), which one window alone cannot tell from a queue.
+            self._climbing += 1
+            if self._climbing >= 2 or not self._slow_start:
+                self._slow_start = False
 
     def _throughput_rising(self, level: int) -> bool:
         """Whether answers per second at this limit beat every clearly lower limit's."""

@@ -191,3 +191,26 @@ def test_keeps_probing_while_throughput_rises_although_latency_climbs() -> None:
             limit.succeeded(0.028, in_flight)
     assert limit.limit == 40
     assert any(change.reason == "throughput rising" for change in limit.history)
+
+
+def test_one_slow_round_trip_in_slow_start_does_not_end_it() -> None:
+    """New connections answer their first request slower (the handshake): one slow round trip
+    while doubling is not a queue, so the limit keeps doubling to the maximum; two in a row
+    end slow start."""
+    clock = Clock()
+    limit = ConcurrencyLimit(64, clock=clock)
+    queueing_round(limit, clock, capacity=1000, service_s=0.02)  # 2 -> 4
+    queueing_round(limit, clock, capacity=1000, service_s=0.02)  # 4 -> 8
+    slow = limit.limit
+    queueing_round(limit, clock, capacity=1000, service_s=0.05)  # a handshake spike: held
+    assert limit.limit == slow
+    for _ in range(4):
+        queueing_round(limit, clock, capacity=1000, service_s=0.02)
+    assert limit.limit == 64
+    queued = ConcurrencyLimit(64, clock=clock)
+    queueing_round(queued, clock, capacity=1000, service_s=0.02)
+    for _ in range(2):
+        queueing_round(queued, clock, capacity=1000, service_s=0.05)
+    held = queued.limit
+    queueing_round(queued, clock, capacity=1000, service_s=0.02)
+    assert queued.limit < 2 * held  # out of slow start: it grows a tenth, not double
