@@ -91,8 +91,6 @@ class Plan:
     #: Groups to create before the first row is sent (``--create-groups``), by name; the plan's
     #: requests name them by their stand-in ids until the sender learns the real ones.
     new_groups: tuple[str, ...] = ()
-    #: Rows of the input left out because an earlier run finished them (``--resume``).
-    carried: int = 0
 
     def __iter__(self) -> Iterator[WorkItem]:
         return iter(self.items)
@@ -125,8 +123,7 @@ def make_plan(rows: Iterable[Row], plan_row: Callable[[Row], WorkItem],
     for item in batched(planned(), batch_size):
         counts.add(item, describe)
         keep(item)
-    return Plan(items=spool.close(), counts=counts, new_groups=new_groups(),
-                carried=len(skip))
+    return Plan(items=spool.close(), counts=counts, new_groups=new_groups())
 
 
 def _rows_in(item: WorkItem) -> int:
