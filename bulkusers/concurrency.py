@@ -30,6 +30,8 @@ Overload = Literal["429", "502", "503", "504", "timeout"]
 CEILING = 512
 #: Where an adaptive limit starts: low, so an unknown server is not hit by a crowd at once.
 INITIAL = 2
+#: An adaptive limit at most this high is kept when the run relearns the latency.
+RELEARN_FROM = 8
 #: Seconds without a 429 after which the limit may probe one above the in-flight count the
 #: server refused with 429 (servers' caps change, but rarely within a run).
 CAP_MEMORY_S = 60.0
@@ -143,15 +145,19 @@ class ConcurrencyLimit:
 
     def relearn(self) -> None:
         """Learn the latency afresh (the run moves on to other requests, e.g. from reading
-        pages of users to writing one user each): an adaptive limit drops to a quarter, low
-        enough to see the server unloaded again, and doubles back in a few round trips."""
+        pages of users to writing one user each): an adaptive limit above RELEARN_FROM drops to
+        a quarter (at least RELEARN_FROM), low enough to see the server unloaded again, and
+        doubles back in a few round trips."""
         self._no_load_rtt = self._ratio = None
         self._rates.clear()
         self._window = _Window(self._clock())
         if not self.fixed:
             self._slow_start = True
             self._climbing = 0
-            self._set(float(min(max(INITIAL, self.limit // 4), self.maximum)), "relearning")
+            # A quarter of a high limit; a low one (up to RELEARN_FROM) is kept: so few in
+            # flight already show the server unloaded, and dropping them costs round trips.
+            low = max(INITIAL, min(self.limit, RELEARN_FROM), self.limit // 4)
+            self._set(float(min(low, self.maximum)), "relearning")
 
     # -- the algorithm ------------------------------------------------------------------------
 
