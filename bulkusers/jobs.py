@@ -42,7 +42,6 @@ from bulkusers.pipeline import (
     Recorder,
     SilentObserver,
     execute,
-    record_planned,
     write_plan,
 )
 from bulkusers.plan import Plan, Preflight, make_plan
@@ -147,15 +146,16 @@ async def run_command(config: RunConfig, observer: Observer | None = None,
                           settle=kept.ledger.settle if kept.ledger else None)
         try:  # 7 send (8: each result is recorded as it comes)
             observer.started(summary)
-            if plan is None:
-                # A dry run: the plan is written as it is made (nothing judges or sends it).
-                plan = await write_plan(making, record, revokes_tokens=api.can_revoke_tokens,
+            if dry_run:
+                # Nothing sends the plan: a dry run writes it as it is made, a --strict
+                # refusal writes the plan it judged.
+                made = (plan.replay if plan is not None
+                        else lambda sink: making(sink=sink))
+                plan = await write_plan(made, record, revokes_tokens=api.can_revoke_tokens,
                                         handle_sigint=config.handle_sigint)
                 _describe_plan(summary, plan)
-            elif dry_run:
-                await record_planned(plan, record, revokes_tokens=api.can_revoke_tokens,
-                                     handle_sigint=config.handle_sigint)
             else:
+                assert plan is not None  # only a dry run leaves its plan to be made here
                 # Only now, with every guard passed and the report open: the first write.
                 group_ids = await _create_groups(api, plan.new_groups)
                 client.relearn_latency()  # page reads and row writes take different times

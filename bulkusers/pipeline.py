@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import signal
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -98,39 +98,10 @@ class Recorder:
                 "Try again later with --resume (and perhaps a lower --concurrency)")
 
 
-#: Items a dry run records between two looks at the event loop (for Ctrl-C).
-DRY_RUN_SLICE = 500
-
-
-async def record_planned(items: Iterable[WorkItem], record: Recorder, *,
-                         revokes_tokens: bool, handle_sigint: bool) -> None:
-    """A dry run: record what each item would do, in order, without a pool (nothing is
-    sent, so nothing is worth waiting for). Ctrl-C stops it; the rest is not attempted."""
-    stopped = False
-
-    def on_sigint() -> None:
-        nonlocal stopped
-        stopped = True
-
-    with _on_sigint(on_sigint, enabled=handle_sigint):
-        for position, item in enumerate(items):
-            if stopped:
-                _unfinished(item, set(), record, NOT_SENT)
-                continue
-            for result in planned_results(item, revokes_tokens=revokes_tokens):
-                record(result)
-            if position % DRY_RUN_SLICE == 0:
-                await asyncio.sleep(0)  # let a Ctrl-C reach its handler
-    if record.broken is not None:
-        record.summary.aborted = str(record.broken)
-    else:
-        record.summary.interrupted = stopped
-
-
-async def write_plan(making: Callable[..., Plan], record: Recorder, *, revokes_tokens: bool,
-                     handle_sigint: bool) -> Plan:
-    """A dry run: make the plan (in a thread) and record each item as it is made, without
-    keeping it. Ctrl-C stops it; the rows not yet recorded are not attempted."""
+async def write_plan(make: Callable[[Callable[[WorkItem], None]], Plan], record: Recorder, *,
+                     revokes_tokens: bool, handle_sigint: bool) -> Plan:
+    """A dry run: ``make(sink)`` (in a thread) hands each item of the plan to ``sink``, which
+    records what it would do. Ctrl-C stops it; the rows not yet recorded are not attempted."""
     stopped = threading.Event()
 
     def sink(item: WorkItem) -> None:
@@ -141,7 +112,7 @@ async def write_plan(making: Callable[..., Plan], record: Recorder, *, revokes_t
             record(result)
 
     with _on_sigint(stopped.set, enabled=handle_sigint):
-        plan: Plan = await asyncio.to_thread(making, sink=sink)
+        plan = await asyncio.to_thread(make, sink)
     if record.broken is not None:
         record.summary.aborted = str(record.broken)
     else:

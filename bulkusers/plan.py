@@ -95,8 +95,12 @@ class Plan:
     def __iter__(self) -> Iterator[WorkItem]:
         return iter(self.items)
 
-    def __len__(self) -> int:
-        return len(self.items)
+    def replay(self, sink: Callable[[WorkItem], None]) -> Plan:
+        """Hand every item to ``sink``, in order (a plan made whole, then written as a dry
+        run's report); returns the plan."""
+        for item in self:
+            sink(item)
+        return self
 
 
 def make_plan(rows: Iterable[Row], plan_row: Callable[[Row], WorkItem],
