@@ -26,6 +26,7 @@ from bulkusers.tasks import (
     DeleteBatch,
     DeleteTask,
     UpdateTask,
+    UserPatch,
     WorkItem,
 )
 
@@ -49,7 +50,7 @@ class Executor:
         #: Stand-in group id in the plan -> the id the server gave the group (--create-groups).
         self.group_ids = dict(group_ids or {})
 
-    def note(self, task: UpdateTask | DeactivateTask | DeleteTask) -> None:
+    def note(self, task: UserPatch | DeleteTask) -> None:
         if self.journal is not None:
             self.journal.note(task)
 
@@ -189,7 +190,7 @@ class Executor:
 
     # -- update, reactivate, deactivate -------------------------------------------------------
 
-    async def patch(self, task: UpdateTask | DeactivateTask, patch: Mapping[str, Any],
+    async def patch(self, task: UserPatch, patch: Mapping[str, Any],
                      trace: Trace) -> UserDict | Failure:
         """Send a patch and check the answer shows it applied; the new user or a failure."""
         patch = self._resolved(patch)
@@ -207,7 +208,7 @@ class Executor:
             return Failure(message, ApiError(trace.http_status or 0, None, message))
         return after
 
-    async def settle_patch(self, task: UpdateTask | DeactivateTask,
+    async def settle_patch(self, task: UserPatch,
                             patch: Mapping[str, Any]) -> Settled:
         """What the server shows of a patch whose answer was lost."""
         patch = self._resolved(patch)

@@ -14,7 +14,7 @@ from typing import IO
 
 from bulkusers.jsonlines import append, open_for_append, read_objects
 from bulkusers.ledger import Ledger
-from bulkusers.tasks import DeactivateTask, DeleteTask, UpdateTask
+from bulkusers.tasks import DeleteTask, UserPatch
 
 
 def journal_path(report: Path) -> Path:
@@ -46,7 +46,7 @@ class Journal:
                                else open_for_append(path))
         self._ledger = ledger
 
-    def note(self, task: UpdateTask | DeactivateTask | DeleteTask) -> None:
+    def note(self, task: UserPatch | DeleteTask) -> None:
         """Record a task's target and its previous state."""
         append(self._file, {"row": task.row.number, "email": task.email,
                             "user_id": task.user.id, "action": task.action,

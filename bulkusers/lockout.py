@@ -21,7 +21,7 @@ from bulkusers.network import is_retryable
 from bulkusers.outcomes import Emit, Failure, Settled, Stopwatch, failure_text, result_of
 from bulkusers.results import TOKENS_KEPT_LEGACY
 from bulkusers.rules import NEW_PASSWORD
-from bulkusers.tasks import DeactivateTask, DeleteTask, UpdateTask
+from bulkusers.tasks import DeactivateTask, DeleteTask, UserPatch
 
 #: How often one step of a deactivation is tried (each try with the client's own retries).
 STEP_ROUNDS = 2
@@ -32,14 +32,14 @@ class Patcher(Protocol):
 
     api: UserApi
 
-    def note(self, task: UpdateTask | DeactivateTask | DeleteTask) -> None:
+    def note(self, task: UserPatch | DeleteTask) -> None:
         """Write the undo journal's entry before a destructive request."""
 
-    async def patch(self, task: UpdateTask | DeactivateTask, patch: Mapping[str, Any],
+    async def patch(self, task: UserPatch, patch: Mapping[str, Any],
                     trace: Trace) -> UserDict | Failure:
         """Send a patch and check the answer shows it applied."""
 
-    async def settle_patch(self, task: UpdateTask | DeactivateTask,
+    async def settle_patch(self, task: UserPatch,
                            patch: Mapping[str, Any]) -> Settled:
         """What the server shows of a patch whose answer was lost."""
 

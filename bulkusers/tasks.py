@@ -25,10 +25,11 @@ class CreateTask:
     action: str = "create"
 
 
-@spooled
 @dataclass(frozen=True, slots=True)
-class UpdateTask:
-    """Send a partial update to one existing user (also used by reactivate)."""
+class UserPatch:
+    """What an update and a deactivation share: a partial update of one existing user, with
+    the user's state before it (``previous``). Never planned itself: its two kinds are
+    siblings, so a ``match`` over tasks does not depend on the order of its cases."""
 
     row: Row
     email: str
@@ -36,20 +37,22 @@ class UpdateTask:
     patch: Mapping[str, Any]
     changes: str
     previous: str
+    action: str
+
+
+@spooled
+@dataclass(frozen=True, slots=True)
+class UpdateTask(UserPatch):
+    """Send a partial update to one existing user (also used by reactivate)."""
+
     action: str = "update"
 
 
 @spooled
 @dataclass(frozen=True, slots=True)
-class DeactivateTask:
+class DeactivateTask(UserPatch):
     """Lock one user out: lowest role, no groups, a new unknown password, tokens revoked."""
 
-    row: Row
-    email: str
-    user: User
-    patch: Mapping[str, Any]
-    changes: str
-    previous: str
     action: str = "deactivate"
 
 
