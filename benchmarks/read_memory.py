@@ -2,8 +2,9 @@
 
 Writes an N-row CSV, then reads it the naive way (every record of the whole file loaded into
 one list with ``csv.reader``: the baseline), the way bulkusers streams it (record by record
-through ``open_table().rows()``), and as a run reads it (intake.read_input: row
-count, hash and repeated emails, the rows spooled: in memory up to 20,000, then on disk). Prints peak traced memory and rows per second of each and the ratios:
+through ``open_table().rows()``), and as a run reads it (``intake.read_input``: row count,
+hash and repeated emails, the rows spooled: in memory up to 20,000, then on disk). Prints
+peak traced memory and rows per second of each and the ratios:
 
     python benchmarks/read_memory.py --rows 200000
 """
