@@ -17,6 +17,8 @@ import pytest
 import bulkusers
 from bulkusers.emulator import EmulatorSettings
 from tests.conftest import GROUPS, TOKEN, Served, serve, write_csv
+from tests.test_readers_once import Opens
+from tests.test_readers_once import write_xlsx as write_workbook
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -184,3 +186,35 @@ def test_readme_example_runs_as_is_against_an_emulator(tmp_path: Path) -> None:
         assert any(line.startswith("3 not-an-address skipped malformed email") for line in lines)
         assert lines[-1] == "created 2, skipped 1, exit code 1"
         assert stored(served, "bo.chen@example.com") is not None
+
+
+@pytest.mark.parametrize("name", ["hr.csv", "hr.xlsx"])
+@pytest.mark.parametrize("how", ["import --create-groups", "sync", "dry run", "strict refusal"])
+def test_a_whole_run_reads_its_input_from_disk_once(
+        plain: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str,
+        how: str) -> None:
+    """Hash, count, repeated emails, planning (also with --create-groups, which planned the
+    rows a third time), sync's "who is in the file", the guards and the send: one open of the
+    input file for the whole run."""
+    rows = [["email", "role", "groups"]] + [
+        [f"u{n}@acme.example", "viewer", "Sales; Brand New"] for n in range(30)]
+    rows.append(["u1@acme.example", "viewer", ""])  # a repeated email: both rows invalid
+    path = tmp_path / name
+    if name.endswith(".csv"):
+        with path.open("w", encoding="utf-8") as handle:
+            handle.writelines(",".join(row) + "\n" for row in rows)
+    else:
+        write_workbook(path, rows)
+    opens = Opens(monkeypatch, path)
+    plan = bulkusers.PlanOptions(create_groups=True)
+    if how == "sync":
+        summary = asyncio.run(bulkusers.run(
+            "sync", connection(plain), file=path, plan=plan,
+            sync=bulkusers.SyncOptions(missing="report", domains=("acme.example",))))
+    else:
+        safety = bulkusers.Safety(dry_run=how == "dry run", strict=how == "strict refusal")
+        summary = asyncio.run(bulkusers.run("import", connection(plain), file=path, plan=plan,
+                                            safety=safety))
+    assert opens.count == 1
+    assert summary.total_rows >= 31
+    assert summary.counts["skipped"] >= 2  # the repeated email's rows, found in the one read
