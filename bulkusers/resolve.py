@@ -49,6 +49,7 @@ class RowResolver:
         #: --create-groups the plan names each by a stand-in (see ``new_groups``).
         self.missing_groups: dict[str, str] = {}
         self._stand_ins: dict[str, Group] = {}
+        self._stand_in_names: dict[str, str] = {}  # stand-in id -> name
         #: userNames rows planned so far will hold (matching key -> the row's email): a later
         #: row asking for one is a conflict found while planning, not a refusal mid-run.
         self._claimed: dict[str, str] = {}
@@ -160,6 +161,7 @@ class RowResolver:
         if key not in self._stand_ins:
             self.missing_groups[key] = name
             self._stand_ins[key] = Group(id=f"{NEW_GROUP_ID}{name}", name=name)
+            self._stand_in_names[self._stand_ins[key].id] = name
         return self._stand_ins[key]
 
     def new_groups(self) -> tuple[str, ...]:
@@ -167,8 +169,10 @@ class RowResolver:
         return tuple(sorted((g.name for g in self._stand_ins.values()), key=str.casefold))
 
     def _group_names(self, group_ids: list[str]) -> list[str]:
-        stand_ins = {g.id: g.name for g in self._stand_ins.values()}
-        return [stand_ins.get(g) or self.directory.group_names([g])[0] for g in group_ids]
+        """Names of groups by id, the stand-ins of groups to create included."""
+        known = self.directory.group_names(group_ids)
+        return [self._stand_in_names.get(g) or name for g, name in zip(group_ids, known,
+                                                                       strict=True)]
 
     def _claimed_by_another(self, user_name: str, email: str) -> str:
         """Why this row's user cannot have a userName an earlier row will give its user."""
