@@ -79,15 +79,12 @@ class RowResolver:
     def _wanted(self, row: Row) -> Wanted | str:
         cells = self.header.fields(row)
 
-        def value(_row: Row, name: str) -> str:
-            return cells.get(name, "")
-
         def plain(name: str) -> str | None:
             cell = cells.get(name, "")
             return None if not cell else "" if is_clear(cell) else cell
 
         role: Role | None = None
-        role_cell = value(row, "role")
+        role_cell = cells.get("role", "")
         if role_cell:
             if is_clear(role_cell):
                 return f"the role cannot be cleared ({CLEAR}); name a role such as viewer"
@@ -95,7 +92,7 @@ class RowResolver:
             if isinstance(found, Unknown):
                 return found.describe()
             role = found
-        groups_cell = value(row, "groups")
+        groups_cell = cells.get("groups", "")
         clear_groups = is_clear(groups_cell) or clears_alone(groups_cell)
         groups: tuple[Group, ...] | None = None
         if clear_groups:
@@ -108,11 +105,11 @@ class RowResolver:
         user_name = plain("userName")
         if user_name == "":
             return f"the userName cannot be cleared ({CLEAR})"
-        email = stored_email(value(row, "email"),
+        email = stored_email(cells.get("email", ""),
                              keep_case=self.options.keep_email_case or row.recorded)
         return Wanted(email=email, user_name=user_name, first_name=plain("firstName"),
                       last_name=plain("lastName"), role=role, groups=groups,
-                      password=value(row, "password"), language=plain("language"),
+                      password=cells.get("password", ""), language=plain("language"),
                       clear_groups=clear_groups)
 
     def _group_cell(self, cell: str) -> tuple[Group, ...] | str | None:
