@@ -12,6 +12,7 @@ import asyncio
 import os
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -140,6 +141,17 @@ class Served:
     def connect(self) -> list[str]:
         """The CLI's connection options for this emulator (its fixed token; its CA over TLS)."""
         return with_test_ca(["--url", self.url, "--token", TOKEN])
+
+
+class FakeClock:
+    """A wall clock that moves one second forward every time it is read."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
 
 
 def serve(settings: EmulatorSettings, *, plain: bool = False) -> Iterator[Served]:

@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from bulkusers.emulator import Emulator, EmulatorSettings, running_emulator
+from tests.conftest import FakeClock
 from tests.test_emulator import assert_error, call, group_id, new_user, role_id, user_id
 from tests.test_emulator_legacy import api_key, creds
 
@@ -33,17 +34,6 @@ async def session(emulator: Emulator) -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(emulator.url,
                                      headers={"Authorization": f"Bearer {TOKEN}"}) as client:
         yield client
-
-
-class FakeClock:
-    """A wall clock that moves one second forward every time it is read."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        self.now += 1.0
-        return self.now
 
 
 # -- emails --------------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ emails the server refuses, and built-in groups listed (or not) in users' groups.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -14,23 +13,12 @@ import pytest
 from click.testing import Result
 
 from bulkusers.emulator import EmulatorSettings, Store
-from tests.conftest import GROUPS, TOKEN, Served, read_report, serve, write_csv
+from tests.conftest import GROUPS, TOKEN, FakeClock, Served, read_report, serve, write_csv
 from tests.test_operations_e2e import HEADER, cli_args, people, role_and_groups, statuses
 
 RunCli = Callable[..., Result]
 ADMIN, PASSWORD = "admin@example.com", "Admin-Pass-1"
 LOGIN = "/api/v1/authentication/login"
-
-
-class FakeClock:
-    """A wall clock that moves one second forward every time it is read."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        self.now += 1.0
-        return self.now
 
 
 def use_fake_clock(served: Served) -> None:
