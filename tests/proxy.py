@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Iterator
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -19,6 +18,7 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import Served
+from tests.loopback import AppThread
 from tests.terminal import RUN_S
 
 #: Forward the request, then close the connection without answering.
@@ -104,57 +104,29 @@ SESSION = web.AppKey("session", aiohttp.ClientSession)
 RELEASE = web.AppKey("release", asyncio.Event)
 
 
-class _ProxyThread:
-    """The proxy serving from its own event loop in a thread."""
+def _proxy_app(proxy: LossyProxy) -> web.Application:
+    """The proxy as an application (made on the serving thread's loop)."""
+    app = web.Application()
+    app[SESSION] = aiohttp.ClientSession()
+    app[RELEASE] = asyncio.Event()
+    app.router.add_route("*", "/{tail:.*}", proxy.handle)
 
-    def __init__(self, proxy: LossyProxy) -> None:
-        self.proxy = proxy
-        self._ready: Future[str] = Future()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+    async def release(app: web.Application) -> None:
+        app[RELEASE].set()  # held answers end before the server waits for its handlers
 
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        app = web.Application()
-        app[SESSION] = aiohttp.ClientSession()
-        app[RELEASE] = asyncio.Event()
-        app.router.add_route("*", "/{tail:.*}", self.proxy.handle)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        try:
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            port = runner.addresses[0][1]
-            self._ready.set_result(f"http://127.0.0.1:{port}")
-            await self._stop.wait()
-        except BaseException as exc:
-            if not self._ready.done():
-                self._ready.set_exception(exc)
-            raise
-        finally:
-            app[RELEASE].set()
-            await runner.cleanup()
-            await app[SESSION].close()
+    async def close(app: web.Application) -> None:
+        await app[SESSION].close()
 
-    def start(self) -> str:
-        """Start serving; the proxy's URL."""
-        self._thread.start()
-        return self._ready.result(timeout=10)
-
-    def stop(self) -> None:
-        """Stop serving and join the thread."""
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(timeout=10)
+    app.on_shutdown.append(release)
+    app.on_cleanup.append(close)
+    return app
 
 
 @pytest.fixture
 def lossy(served: Served) -> Iterator[LossyProxy]:
     """A lossy proxy in front of the `served` emulator."""
     proxy = LossyProxy(upstream=served.url)
-    host = _ProxyThread(proxy)
+    host = AppThread(lambda: _proxy_app(proxy))
     proxy.url = host.start()
     try:
         yield proxy

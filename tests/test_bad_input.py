@@ -3,15 +3,12 @@ traceback, and (for exit 2) not a single request reaches the server."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import os
 import random
 import socket
-import threading
 import zipfile
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +21,7 @@ from openpyxl import Workbook
 
 from bulkusers.network import unreachable_message
 from tests.conftest import TOKEN, Served, read_report, write_csv
+from tests.loopback import AppThread
 
 RunCli = Callable[..., Result]
 Build = Callable[[Path], str]
@@ -392,50 +390,21 @@ def test_long_error_stays_on_one_physical_line(served: Served, run_cli: RunCli,
 # --- the server side: exit 3 ---------------------------------------------------------------
 
 
-class HtmlServer:
-    """A web server that is not Sisense: every path answers an HTML page with one status."""
-
-    def __init__(self, status: int) -> None:
-        self._status = status
-        self._ready: Future[str] = Future()
-        self._stop: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
-
-    async def _page(self, request: web.Request) -> web.Response:
+def html_app(status: int) -> web.Application:
+    """A web server that is not Sisense: every path answers an HTML page with ``status``."""
+    async def page(request: web.Request) -> web.Response:
         return web.Response(text="<!doctype html><html><body><h1>Welcome</h1></body></html>",
-                            content_type="text/html", status=self._status)
+                            content_type="text/html", status=status)
 
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._page)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, "127.0.0.1", 0).start()
-            self._ready.set_result(f"http://127.0.0.1:{runner.addresses[0][1]}")
-            await self._stop.wait()
-        finally:
-            await runner.cleanup()
-
-    def start(self) -> str:
-        """Serve in a thread; the base URL."""
-        self._thread.start()
-        return self._ready.result(timeout=10)
-
-    def stop(self) -> None:
-        """Stop serving and join the thread."""
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(timeout=10)
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", page)
+    return app
 
 
 @pytest.fixture(params=[200, 403, 404, 500], ids=lambda status: f"html-{status}")
 def html_server(request: pytest.FixtureRequest) -> Iterator[str]:
     """The URL of a non-Sisense web server answering HTML with the parametrized status."""
-    server = HtmlServer(int(request.param))
+    server = AppThread(lambda: html_app(int(request.param)))
     url = server.start()
     try:
         yield url
