@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import re
 import ssl
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
 from bulkusers.errors import ConfigError
+from bulkusers.frozen import frozen
 
 ApiFlavour = Literal["v1", "legacy"]
 # The user:password@ part of a URL, up to the host (a password may itself hold "@").
 _USERINFO = re.compile(r"(//)[^/?#]*@")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Secret:
     """A credential that never shows itself in a repr, str, log line or traceback."""
 
@@ -32,7 +33,7 @@ class Secret:
     __str__ = __repr__
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RetryPolicy:
     """How hard and how fast requests are sent: attempts, backoff, timeout, pace."""
 
@@ -45,7 +46,7 @@ class RetryPolicy:
     max_rate: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Connection:
     """Where the Sisense server is and how to prove who we are."""
 

@@ -30,6 +30,7 @@ from bulkusers.cells import neutralise
 from bulkusers.directory import BUILTIN_GROUPS
 from bulkusers.errors import EXIT_CHANGED, ConfigError, InputError
 from bulkusers.export import parse_time
+from bulkusers.frozen import frozen
 from bulkusers.identity import identity_key
 from bulkusers.readers import ReadOptions, open_table
 from bulkusers.sync import ascii_key
@@ -46,7 +47,7 @@ _GROUP_SPLIT = re.compile(r"[;|]")
 _NAME_NOISE = re.compile(r"[\s_.\-]+")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class UserState:
     """What one export says about one user."""
 
@@ -65,7 +66,7 @@ class UserState:
         return moment is None or moment < at - timedelta(days=days)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Snapshot:
     """One export: its users by email key, and the time it is judged at."""
 
@@ -130,7 +131,7 @@ def read_snapshot(path: Path, read: ReadOptions | None = None,
     return Snapshot(path, users, taken)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Change:
     """One line of a diff."""
 

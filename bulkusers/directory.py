@@ -5,9 +5,9 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from bulkusers.frozen import frozen
 from bulkusers.identity import identity_key
 from bulkusers.safetext import quote
 from bulkusers.spool import spooled
@@ -40,7 +40,7 @@ def _key(text: str) -> str:
     return re.sub(r"[\s._\-]+", "", text).casefold()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Role:
     """A Sisense role: id, API name and the name the admin UI shows."""
 
@@ -54,7 +54,7 @@ class Role:
         return self.display_name or UI_ROLE_NAMES.get(self.name, self.name)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Group:
     """A Sisense group; built-in groups are read but never written."""
 
@@ -68,7 +68,7 @@ class Group:
 
 
 @spooled
-@dataclass(frozen=True, slots=True)
+@frozen
 class User:
     """The parts of a Sisense user that planning compares against."""
 
@@ -101,7 +101,7 @@ class User:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Unknown:
     """A role or group name that matches nothing, with close names for a hint."""
 

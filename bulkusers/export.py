@@ -17,7 +17,6 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -35,6 +34,7 @@ from bulkusers.client import SisenseClient
 from bulkusers.config import Connection, RetryPolicy
 from bulkusers.directory import Directory, Group, Unknown, User
 from bulkusers.errors import AbortError, ApiError, ConfigError, ServerUnavailable
+from bulkusers.frozen import frozen
 from bulkusers.loading import load_directory
 from bulkusers.network import describe_network_error as network_problem
 from bulkusers.safetext import printable
@@ -56,7 +56,7 @@ _WIDTHS = {"email": 32, "userName": 24, "groups": 36, "created": 20, "lastLogin"
 Record = tuple[str | bool | None, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ExportOptions:
     """What to export and where: the output file, the filters and the page size."""
 
@@ -81,7 +81,7 @@ class ExportOptions:
             raise ConfigError(f"--inactive-days must not be negative ({self.inactive_days})")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ExportResult:
     """What an export did: where the file is, users written and read, and how long it took."""
 
@@ -102,7 +102,7 @@ def parse_time(text: str) -> datetime | None:
     return moment.astimezone(UTC)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Selection:
     """The filters resolved against the directory, and the computed built-in memberships."""
 
@@ -427,7 +427,7 @@ def export_summary_path(options: ExportOptions, report_dir: Path | None = None,
     return candidate
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ExportSummary:
     """What an export did, for scripts: written beside the output like the write commands'."""
 

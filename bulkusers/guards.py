@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from bulkusers.errors import GuardTripped
+from bulkusers.frozen import frozen
 from bulkusers.plan import Preflight
 from bulkusers.words import count
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Limit:
     """``--max-changes``: a number of writes, or a percentage of the directory's users."""
 

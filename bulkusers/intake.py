@@ -14,13 +14,14 @@ import json
 import math
 from array import array
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from pathlib import Path
 from typing import Any
 
 from bulkusers.cells import cell_text
 from bulkusers.columns import build_header
 from bulkusers.errors import InputError
+from bulkusers.frozen import frozen
 from bulkusers.identity import identity_key
 from bulkusers.models import Header, Row
 from bulkusers.readers import ReadOptions, open_table
@@ -33,7 +34,7 @@ from bulkusers.spool import Spool
 Records = Mapping[Any, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Repeats:
     """Emails used on more than one row, by matching key, with the rows that carry them; and
     which userNames more than one row may ask for."""
@@ -55,7 +56,7 @@ class Repeats:
         return tuple(n for n in self.rows.get(identity_key(email), ()) if n != number)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Intake:
     """An input read once: its header, rows (re-readable from the spool), count and hash."""
 

@@ -8,10 +8,10 @@ reads it back to report what the interrupted run did and to keep the original st
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from bulkusers.frozen import frozen
 from bulkusers.jsonlines import append, open_for_append, read_objects
 from bulkusers.ledger import Ledger
 from bulkusers.tasks import DeleteTask, UserPatch
@@ -23,7 +23,7 @@ def journal_path(report: Path) -> Path:
     return report.with_name(name + ".undo.jsonl")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class JournalEntry:
     """What a run was about to do to one row's user, and the user's state before it."""
 

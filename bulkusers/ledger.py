@@ -15,13 +15,13 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Literal
 
 import platformdirs
 
+from bulkusers.frozen import frozen
 from bulkusers.jsonlines import append, open_for_append, read_objects
 from bulkusers.models import RowResult, Status
 
@@ -43,7 +43,7 @@ def ledger_path(url: str) -> Path:
     return state_dir() / "deactivations" / f"{digest}.jsonl"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Deactivation:
     """One user's deactivation: the state before it (report JSON), when, and how far it got."""
 

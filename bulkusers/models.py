@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from enum import StrEnum
 
+from bulkusers.frozen import frozen
 from bulkusers.safetext import clean
 from bulkusers.spool import spooled
 
@@ -36,7 +36,7 @@ class Status(StrEnum):
     NOT_ATTEMPTED = "not_attempted"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Header:
     """The input's header: original column names and where each canonical field lives."""
 
@@ -65,7 +65,7 @@ class Header:
 
 
 @spooled
-@dataclass(frozen=True, slots=True)
+@frozen
 class Row:
     """One input record: its spreadsheet row number (header = 1) and its cells as text."""
 
@@ -80,7 +80,7 @@ class Row:
 
 
 @spooled
-@dataclass(frozen=True, slots=True)
+@frozen
 class RowResult:
     """The outcome of one input row, as written to the report."""
 

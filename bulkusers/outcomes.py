@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Literal
 
 from bulkusers.client import Trace
+from bulkusers.frozen import frozen
 from bulkusers.models import RowResult, Status
 from bulkusers.network import describe_failure, server_failing
 from bulkusers.results import attempted
@@ -42,7 +42,7 @@ def result_of(task: Task, status: Status, trace: Trace, watch: Stopwatch, *, use
                      previous=previous, transient=cause is not None and server_failing(cause))
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Failure:
     """Why a request did not do its job, and the error behind it (which tells whether the
     server, not the row, was to blame)."""
@@ -53,7 +53,7 @@ class Failure:
     unsure: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Settled:
     """A patch whose answer was lost, checked on the server."""
 

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+from bulkusers.frozen import frozen
 from bulkusers.models import Row, RowResult, Status
 from bulkusers.spool import Spool
 from bulkusers.tasks import Task, WorkItem, batched, tasks_of
@@ -79,7 +80,7 @@ class Preflight:
                     self.targets.append(describe(task))
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Plan:
     """Every row's decided outcome or exact request, in order, with its counts.
 

@@ -13,10 +13,11 @@ import os
 import stat
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
 from bulkusers.errors import ConfigError
+from bulkusers.frozen import frozen
 
 CONFIG_ENV = "BULKUSERS_CONFIG"
 PROFILE_ENV = "BULKUSERS_PROFILE"
@@ -46,7 +47,7 @@ def default_config_path() -> Path:
     return Path(platformdirs.user_config_dir("bulkusers", appauthor=False)) / "config.toml"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CredentialSource:
     """Where a profile's credential comes from: a literal, a variable or a command."""
 
@@ -103,7 +104,7 @@ def _run_command(profile: str, name: str, command: str) -> str:
     return lines[0].strip()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Profile:
     """One checked ``[profiles.NAME]`` section: its settings and credential sources."""
 
@@ -112,7 +113,7 @@ class Profile:
     credentials: Mapping[str, CredentialSource] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ConfigFile:
     """A read configuration file: its path, default profile and profiles."""
 

@@ -7,7 +7,6 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -15,6 +14,7 @@ from typing import IO, Any
 from bulkusers.cells import FORMULA_TRIGGERS, neutralise, restore
 from bulkusers.columns import REPORT_COLUMNS
 from bulkusers.errors import ConfigError, InputError
+from bulkusers.frozen import frozen
 from bulkusers.identity import identity_key
 from bulkusers.models import Header, RowResult
 from bulkusers.safetext import CONTROL, clean, find_control, printable
@@ -240,7 +240,7 @@ def complete_length(path: Path) -> int:
     return end
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ReportLine:
     """One line of an earlier report, as ``reactivate`` and ``--resume`` read it."""
 

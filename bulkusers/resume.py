@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
 from bulkusers.errors import InputError
+from bulkusers.frozen import frozen
 from bulkusers.journal import JournalEntry, journal_path, read_journal
 from bulkusers.report import read_report, summary_path
 from bulkusers.runconfig import differing_options, option_flags
 from bulkusers.summary import read_summary
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Earlier:
     """Rows an earlier run finished, by row number, and their statuses for the summary."""
 

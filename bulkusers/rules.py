@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from bulkusers.directory import Directory, Group, Role, Unknown
+from bulkusers.frozen import frozen
 from bulkusers.identity import identity_key
 from bulkusers.safetext import clean
 
@@ -29,7 +29,7 @@ OnExisting = Literal["skip", "update", "fail"]
 GroupsMode = Literal["add", "replace"]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PlanOptions:
     """How rows are turned into tasks."""
 
@@ -65,7 +65,7 @@ def clears_alone(cell: str) -> bool:
     return bool(names) and all(is_clear(name) for name in names)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Wanted:
     """What a row asks for. None: leave alone (blank cell); "" or []: clear it."""
 

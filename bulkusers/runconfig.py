@@ -10,19 +10,20 @@ interrupted run.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Literal
 
 from bulkusers.commands import Command
 from bulkusers.config import Connection, RetryPolicy
+from bulkusers.frozen import frozen
 from bulkusers.guards import Confirm, Limit
 from bulkusers.readers import ReadOptions
 from bulkusers.rules import PlanOptions
 from bulkusers.sync import SyncOptions
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Safety:
     """The guards of a run: dry run, strictness, limits, confirmation, resume, breaker."""
 
@@ -36,7 +37,7 @@ class Safety:
     breaker: int = 5
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RunConfig:
     """Everything one write run needs to know, checked by mypy, frozen once built."""
 

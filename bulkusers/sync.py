@@ -18,12 +18,13 @@ import json
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from bulkusers.directory import UI_ROLE_NAMES, Directory, Group, Unknown, User
 from bulkusers.errors import ConfigError, GuardTripped
+from bulkusers.frozen import frozen
 from bulkusers.guards import Limit
 from bulkusers.identity import identity_key
 from bulkusers.journal import journal_path
@@ -70,7 +71,7 @@ def parse_max_missing(text: str | None) -> Limit:
                           "percentage of the users in scope (5%)") from None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SyncOptions:
     """What sync does with the users in scope that the file does not list, and the scope."""
 
@@ -127,7 +128,7 @@ def looks_deactivated(user: User, directory: Directory) -> bool:
                    for gid in user.group_ids)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Scope:
     """The users sync may remove: by email domain or group membership, never protected."""
 
@@ -165,7 +166,7 @@ async def _members(api: UserApi, directory: Directory, group: Group) -> set[str]
     return {u.id for u in directory.users() if group.id in u.group_ids}
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Earlier:
     """What an interrupted sync did to out-of-file users, by email key."""
 
@@ -337,7 +338,7 @@ class Reconciler:
 # -- the dry run's three sets -------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PlannedSet:
     """One set of a dry run: its users (email and what changes), the first LIST_SIZE shown."""
 

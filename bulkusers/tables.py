@@ -4,12 +4,12 @@ and the data rows below it."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from bulkusers.cells import restore
 from bulkusers.columns import Shaper, is_report_header, normalise_header, show
 from bulkusers.errors import ConfigError, InputError
+from bulkusers.frozen import frozen
 from bulkusers.inputfile import InputFile
 from bulkusers.models import Header, Row
 from bulkusers.rowcheck import RowCheck, cell_size
@@ -20,7 +20,7 @@ from bulkusers.safetext import is_blank
 DEFAULT_MAX_CELL_BYTES = 64 * 1024
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ReadOptions:
     """How to read an input file: text encoding, CSV delimiter, XLSX sheet, header row."""
 

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from bulkusers.directory import BUILTIN_GROUPS, Directory, User
+from bulkusers.frozen import frozen
 from bulkusers.models import Row, RowResult
 from bulkusers.safetext import CONTROL
 from bulkusers.spool import spooled
 
 
 @spooled
-@dataclass(frozen=True, slots=True)
+@frozen
 class CreateTask:
     """Create one user with a fully resolved payload."""
 
@@ -25,7 +25,7 @@ class CreateTask:
     action: str = "create"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class UserPatch:
     """What an update and a deactivation share: a partial update of one existing user, with
     the user's state before it (``previous``). Never planned itself: its two kinds are
@@ -41,7 +41,7 @@ class UserPatch:
 
 
 @spooled
-@dataclass(frozen=True, slots=True)
+@frozen
 class UpdateTask(UserPatch):
     """Send a partial update to one existing user (also used by reactivate)."""
 
@@ -49,7 +49,7 @@ class UpdateTask(UserPatch):
 
 
 @spooled
-@dataclass(frozen=True, slots=True)
+@frozen
 class DeactivateTask(UserPatch):
     """Lock one user out: lowest role, no groups, a new unknown password, tokens revoked."""
 
@@ -57,7 +57,7 @@ class DeactivateTask(UserPatch):
 
 
 @spooled
-@dataclass(frozen=True, slots=True)
+@frozen
 class DeleteTask:
     """Delete one user, whose full record is kept in ``previous``."""
 
@@ -69,7 +69,7 @@ class DeleteTask:
 
 
 @spooled
-@dataclass(frozen=True, slots=True)
+@frozen
 class CreateBatch:
     """Creates sent together in one all-or-nothing bulk request."""
 
@@ -77,7 +77,7 @@ class CreateBatch:
 
 
 @spooled
-@dataclass(frozen=True, slots=True)
+@frozen
 class DeleteBatch:
     """Deletes sent together in one all-or-nothing bulk request."""
 

@@ -9,13 +9,13 @@ helpers here do the reading and the comparing, and word the outcome for the repo
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from bulkusers.api import UserApi, UserDict
 from bulkusers.client import Trace
 from bulkusers.directory import Directory, User
 from bulkusers.errors import ApiError
+from bulkusers.frozen import frozen
 from bulkusers.network import describe_failure, is_retryable
 
 #: How the report names the fields a patch or a create payload sets.
@@ -25,7 +25,7 @@ FIELD_NAMES = {"roleId": "role", "groups": "groups", "firstName": "firstName",
 CONFIRMED = "(confirmed on the server: the request was carried out though its answer was lost)"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Check:
     """The server's answer to "what does this user look like now?"."""
 

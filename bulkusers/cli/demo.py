@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shlex
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +16,7 @@ import click
 import bulkusers
 from bulkusers.cli.common import global_options, guard, run
 from bulkusers.errors import ConfigError
+from bulkusers.frozen import frozen
 from bulkusers.words import count
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ DEMO_GROUPS = ("Finance", "Sales", "Engineering", "Marketing", "Human Resources"
                "Customer Success", "Leadership")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class DemoOutcome:
     """What the demo did: the run's summary and the emulator's user count before and after."""
 

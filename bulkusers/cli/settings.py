@@ -18,6 +18,7 @@ import click
 from click.core import ParameterSource
 
 from bulkusers.errors import ConfigError
+from bulkusers.frozen import frozen
 from bulkusers.profiles import (
     CREDENTIALS,
     SECRETS,
@@ -34,7 +35,7 @@ META_PROFILE = "bulkusers.profile"
 META_QUIET = "bulkusers.quiet"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Origin:
     """Where a setting's value came from, as ``config show`` prints it."""
 

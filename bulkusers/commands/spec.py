@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from bulkusers.frozen import frozen
 from bulkusers.intake import Intake
 from bulkusers.models import Row
 from bulkusers.plan import Preflight
@@ -40,7 +40,7 @@ class Scheme(Protocol):
         """Count the tail's lines an interrupted run finished; how many there are."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Setting:
     """What a command may use to prepare its planning."""
 
@@ -53,7 +53,7 @@ class Setting:
     resumed: Path | None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PerRow:
     """The scheme of a command that plans each row on its own and nothing else."""
 
@@ -91,7 +91,7 @@ def per_row(method: Callable[[Planner, Row], WorkItem]) -> Callable[[Setting],
     return prepare
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CommandSpec:
     """One command's declaration: everything the run core needs to know about it."""
 
