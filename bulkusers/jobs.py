@@ -141,7 +141,7 @@ async def run_command(config: RunConfig, observer: Observer | None = None,
         # 6 open the records
         kept = _open_records(report_path, mode, intake.header, summary, connection.url,
                              deactivations if spec.ledgered and not dry_run else None,
-                             journaled=spec.journals and not dry_run)
+                             journaled=spec.journals and not dry_run, held=dry_run)
         record = Recorder(kept.writer, summary, observer, safety.breaker,
                           settle=kept.ledger.settle if kept.ledger else None)
         try:  # 7 send (8: each result is recorded as it comes)
@@ -239,13 +239,13 @@ class _Kept:
 
 def _open_records(report_path: Path | None, mode: str, header: Header, summary: RunSummary,
                   url: str, deactivations: Mapping[str, Deactivation] | None, *,
-                  journaled: bool) -> _Kept:
+                  journaled: bool, held: bool) -> _Kept:
     """Open the report (its summary written at once, so a killed run can resume), the
     deactivation records and the undo journal; nothing has been sent yet."""
     writer = None
     if report_path is not None:
         try:
-            writer = ReportWriter(report_path, header, mode=mode)
+            writer = ReportWriter(report_path, header, mode=mode, held=held)
         except OSError as exc:
             raise ReportUnwritable(f"cannot write the report {report_path} "
                                    f"({exc.strerror or exc}); nothing was sent") from None

@@ -59,6 +59,8 @@ class Header:
     def fields(self, row: Row) -> dict[str, str]:
         """Every canonical field the input has, as ``value`` gives it, in one pass."""
         values = row.values
+        if len(values) >= len(self.columns):  # every row read from a table
+            return {name: clean(values[position]) for name, position in self.index.items()}
         width = len(values)
         return {name: clean(values[position]) if position < width else ""
                 for name, position in self.index.items()}

@@ -71,10 +71,7 @@ class Recorder:
                 if self.writer is not None:
                     self.writer.write(result)
             except OSError as exc:
-                self.broken = ReportUnwritable(
-                    f"cannot write the report {getattr(self.writer, 'path', '')} "
-                    f"({exc.strerror or exc}); "
-                    "free space or fix the folder, then resume with --resume")
+                self._unwritable(exc)
                 return
             self.summary.add(result)
             if self.settle is not None:
@@ -85,6 +82,20 @@ class Recorder:
                 # Only a row that reached the server proves it answers; planned rows don't.
                 self.failing_in_a_row = 0
             self.observer.row_done(result, self.summary)
+
+    def flush(self) -> None:
+        """Write the report lines a dry run's writer holds (a failure breaks the run)."""
+        with self.lock:
+            try:
+                if self.writer is not None and self.broken is None:
+                    self.writer.flush()
+            except OSError as exc:
+                self._unwritable(exc)
+
+    def _unwritable(self, exc: OSError) -> None:
+        self.broken = ReportUnwritable(
+            f"cannot write the report {getattr(self.writer, 'path', '')} "
+            f"({exc.strerror or exc}); free space or fix the folder, then resume with --resume")
 
     def check_breaker(self) -> None:
         """Stop the run once the report cannot be written, or too many rows in a row failed
@@ -113,6 +124,7 @@ async def write_plan(make: Callable[[Callable[[WorkItem], None]], Plan], record:
 
     with _on_sigint(stopped.set, enabled=handle_sigint):
         plan = await asyncio.to_thread(make, sink)
+    record.flush()
     if record.broken is not None:
         record.summary.aborted = str(record.broken)
     else:

@@ -53,7 +53,7 @@ class RowResolver:
         #: userNames rows planned so far will hold (matching key -> the row's email): a later
         #: row asking for one is a conflict found while planning, not a refusal mid-run.
         self._claimed: dict[str, str] = {}
-        self._group_cells: dict[str, tuple[tuple[Group, ...] | str | None]] = {}
+        self._group_cells: dict[str, tuple[tuple[Group, ...] | str | None, bool]] = {}
         #: reactivate's input: the lines of an earlier report, by line number.
         self.report_lines = dict(report_lines or {})
         #: What an interrupted run of this command was about to do, by row (--resume).
@@ -78,13 +78,9 @@ class RowResolver:
 
     def _wanted(self, row: Row) -> Wanted | str:
         cells = self.header.fields(row)
-
-        def plain(name: str) -> str | None:
-            cell = cells.get(name, "")
-            return None if not cell else "" if is_clear(cell) else cell
-
+        get = cells.get
         role: Role | None = None
-        role_cell = cells.get("role", "")
+        role_cell = get("role", "")
         if role_cell:
             if is_clear(role_cell):
                 return f"the role cannot be cleared ({CLEAR}); name a role such as viewer"
@@ -92,35 +88,35 @@ class RowResolver:
             if isinstance(found, Unknown):
                 return found.describe()
             role = found
-        groups_cell = cells.get("groups", "")
-        clear_groups = is_clear(groups_cell) or clears_alone(groups_cell)
+        groups_cell = get("groups", "")
         groups: tuple[Group, ...] | None = None
-        if clear_groups:
-            groups = ()
-        elif groups_cell:
-            resolved = self._group_cell(groups_cell)
-            if isinstance(resolved, str):
-                return resolved
-            groups = resolved
-        user_name = plain("userName")
+        clear_groups = False
+        if groups_cell:
+            resolved = self._group_cells.get(groups_cell) or self._group_cell(groups_cell)
+            outcome, clear_groups = resolved
+            if isinstance(outcome, str):
+                return outcome
+            groups = outcome
+        user_name = _plain(get("userName", ""))
         if user_name == "":
             return f"the userName cannot be cleared ({CLEAR})"
-        email = stored_email(cells.get("email", ""),
+        email = stored_email(get("email", ""),
                              keep_case=self.options.keep_email_case or row.recorded)
-        return Wanted(email=email, user_name=user_name, first_name=plain("firstName"),
-                      last_name=plain("lastName"), role=role, groups=groups,
-                      password=cells.get("password", ""), language=plain("language"),
+        return Wanted(email=email, user_name=user_name, first_name=_plain(get("firstName", "")),
+                      last_name=_plain(get("lastName", "")), role=role, groups=groups,
+                      password=get("password", ""), language=_plain(get("language", "")),
                       clear_groups=clear_groups)
 
-    def _group_cell(self, cell: str) -> tuple[Group, ...] | str | None:
-        """The groups a (non-blank, non-clear) groups cell names; None when it names no
-        writable group; why not. HR files repeat a few cells: each is resolved once."""
-        known = self._group_cells.get(cell)
-        if known is not None:
-            return known[0]
-        names = split_groups(cell)
+    def _group_cell(self, cell: str) -> tuple[tuple[Group, ...] | str | None, bool]:
+        """What a (non-blank) groups cell asks for: the groups it names (None when it names
+        no writable group) or why not, and whether it empties them ((clear)). HR files repeat
+        a few cells: each is read once."""
         outcome: tuple[Group, ...] | str | None
-        if any(is_clear(name) for name in names):
+        clear = is_clear(cell) or clears_alone(cell)
+        names = () if clear else split_groups(cell)
+        if clear:
+            outcome = ()
+        elif any(is_clear(name) for name in names):
             outcome = (f"{CLEAR} must be alone in the groups cell; remove the group names to "
                        "empty the groups, or remove (clear) to keep them")
         else:
@@ -129,8 +125,8 @@ class RowResolver:
             # that Sisense computes) looks blank: it leaves the groups alone. Only (clear)
             # empties them.
             outcome = resolved if isinstance(resolved, str) else resolved or None
-        self._group_cells[cell] = (outcome,)
-        return outcome
+        self._group_cells[cell] = (outcome, clear)
+        return outcome, clear
 
     def _groups(self, cell: str) -> tuple[Group, ...] | str:
         groups: list[Group] = []
@@ -196,3 +192,9 @@ class RowResolver:
         # Results name a user as the server stores it, so the operator sees who is affected,
         # not only how the file spelt the address.
         return (user.email if user else email), user, None
+
+
+def _plain(cell: str) -> str | None:
+    """A text field's cell as planning reads it: None (blank: leave it), "" ((clear)), or
+    the text."""
+    return None if not cell else "" if is_clear(cell) else cell

@@ -61,6 +61,8 @@ def is_blank(text: str) -> bool:
 
 def clean(text: str) -> str:
     """``text`` without the whitespace and zero-width characters around it."""
+    if text.isascii():  # O(1) in CPython; the zero-width characters are not ASCII
+        return text.strip()
     stripped = text.strip()
     if stripped[:1] in _INVISIBLE or stripped[-1:] in _INVISIBLE:
         stripped = stripped.strip(_INVISIBLE + " \t").strip()

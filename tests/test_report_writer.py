@@ -92,3 +92,24 @@ def test_appending_adds_no_header_and_cuts_a_torn_line(tmp_path: Path) -> None:
     lines = _lines(path)
     assert [line[0] for line in lines] == ["row", "2", "3"]
     assert lines[2][1] == "b@acme.example"
+
+
+def test_a_held_report_writes_the_same_lines_in_blocks(tmp_path: Path) -> None:
+    """A dry run's held writer gathers lines (nothing on disk before a block is full) and
+    then writes exactly what an unheld writer writes, past one 64 KiB block and at flush."""
+    plain, held = tmp_path / "plain.csv", tmp_path / "held.csv"
+    writers = ReportWriter(plain, HEADER), ReportWriter(held, HEADER, held=True)
+    header_only = None
+    for number in range(2, 2002):  # about 100 KiB of lines: one full block and a rest
+        for writer in writers:
+            writer.write(_result(number, (f"u{number}@acme.example", "pw", "=note é")))
+        if number == 2:
+            header_only = held.read_bytes()
+    assert header_only == b""
+    assert b"u2001@" not in held.read_bytes()  # the rest is still held
+    writers[1].flush()
+    assert held.read_bytes() == plain.read_bytes()
+    for writer in writers:
+        writer.close()
+    assert held.read_bytes() == plain.read_bytes()
+    assert len(_lines(held)) == 2001
