@@ -13,15 +13,12 @@ from openpyxl.reader.excel import ExcelReader
 from openpyxl.workbook.workbook import Workbook
 from openpyxl.worksheet._read_only import ReadOnlyWorksheet
 
-# openpyxl's own sheet parser: its public reader cannot tell a formula without a saved value
-# from an empty cell (see _FormulaAwareParser).
-from openpyxl.worksheet._reader import FORMULA_TAG, WorkSheetParser
-
 from bulkusers.cells import cell_text, restore
 from bulkusers.columns import build_header, is_report_header, show
 from bulkusers.errors import InputError
 from bulkusers.inputfile import InputFile
-from bulkusers.rowcheck import ERROR_VALUE, UNCACHED_FORMULA, RowCheck
+from bulkusers.rowcheck import RowCheck
+from bulkusers.sheetxml import Cells, SheetStyles, sheet_rows
 from bulkusers.sniffing import OLE2_MAGIC, TITLE_LOOKAHEAD
 from bulkusers.tables import ReadOptions, Table, check_header, data_rows, first_header, title_hint
 
@@ -130,25 +127,6 @@ def worksheet(source: InputFile, workbook: Workbook, wanted: str | None) -> Read
     return sheet
 
 
-class _FormulaAwareParser(WorkSheetParser):
-    """openpyxl's sheet parser, telling a formula without a saved value from an empty cell.
-
-    With ``data_only`` openpyxl reads a formula's cached value and gives None when there is
-    none, exactly as for an empty cell: the row would look blank and vanish from the report.
-    """
-
-    def parse_cell(self, element: Any) -> dict[str, Any]:
-        cell: dict[str, Any] = super().parse_cell(element)
-        if cell["value"] is None and element.find(FORMULA_TAG) is not None:
-            cell["value"] = UNCACHED_FORMULA
-            cell["data_type"] = "s"
-        elif cell["data_type"] == "e":
-            # An error value (#N/A, #REF!) would otherwise read as text and become a name.
-            cell["value"] = ERROR_VALUE + str(cell["value"] or "")
-            cell["data_type"] = "s"
-        return cell
-
-
 class _Formats:
     """Number formats by style id, looked up once per style (a sheet has a few styles and
     many cells)."""
@@ -157,32 +135,28 @@ class _Formats:
 
     def __init__(self, sheet: ReadOnlyWorksheet) -> None:
         self._sheet = sheet
-        self._known: dict[Any, str] = {}
+        self._known: dict[int, str] = {}
 
-    def __call__(self, cell: dict[str, Any]) -> str:
-        style = cell["style_id"]
-        found = self._known.get(style)
+    def __call__(self, style_id: int) -> str:
+        found = self._known.get(style_id)
         if found is None:
-            styled = ReadOnlyCell(self._sheet, cell["row"], cell["column"], cell["value"],
-                                  cell["data_type"], style)
-            found = self._known[style] = styled.number_format
+            styled = ReadOnlyCell(self._sheet, 1, 1, None, "n", style_id)
+            found = self._known[style_id] = styled.number_format
         return found
 
 
-def _record(formats: _Formats, cells: list[dict[str, Any]]) -> list[str]:
-    """One parsed row's cells as texts, placed by column (missing cells are blank)."""
+def _record(formats: _Formats, cells: Cells) -> list[str]:
+    """One row's cells as texts, placed by column (missing cells are blank)."""
     texts: list[str] = []
-    for cell in cells:
-        column = cell["column"]
+    for column, value, style_id in cells:
         if column > len(texts) + 1:
             texts.extend([""] * (column - 1 - len(texts)))
-        value = cell["value"]
         kind = type(value)
-        if kind is str:
+        if isinstance(value, str):
             texts.append(value)
         elif kind is int or kind is float:
             # Only numbers need their format (zero padding such as 000042).
-            texts.append(cell_text(value, formats(cell)))
+            texts.append(cell_text(value, formats(style_id)))
         else:
             texts.append(cell_text(value))
     return texts
@@ -195,13 +169,11 @@ def sheet_records(source: InputFile, sheet: ReadOnlyWorksheet) -> Records:
     workbook: Any = sheet.parent
     number = 0
     formats = _Formats(sheet)
+    styles = SheetStyles(raw._shared_strings, workbook.epoch, workbook._date_formats,
+                         workbook._timedelta_formats)
     try:
         with workbook._archive.open(raw._worksheet_path) as stream:
-            parser = _FormulaAwareParser(stream, raw._shared_strings,
-                                         data_only=True, epoch=workbook.epoch,
-                                         date_formats=workbook._date_formats,
-                                         timedelta_formats=workbook._timedelta_formats)
-            for found, cells in parser.parse():
+            for found, cells in sheet_rows(stream, styles):
                 while number + 1 < found:  # rows the file leaves out are blank
                     number += 1
                     yield number, []
