@@ -6,6 +6,7 @@ batch interrupted half way still accounts for the rows it finished.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any, assert_never
 
@@ -18,7 +19,15 @@ from bulkusers.identity import identity_key
 from bulkusers.journal import Journal
 from bulkusers.models import RowResult, Status
 from bulkusers.network import is_retryable
-from bulkusers.outcomes import Emit, Failure, Settled, Stopwatch, failure_text, result_of
+from bulkusers.outcomes import (
+    Emit,
+    Failure,
+    Settled,
+    Stopwatch,
+    Together,
+    failure_text,
+    result_of,
+)
 from bulkusers.tasks import (
     CreateBatch,
     CreateTask,
@@ -43,12 +52,16 @@ class Executor:
 
     def __init__(self, api: UserApi, directory: Directory,
                  journal: Journal | None = None,
-                 group_ids: Mapping[str, str] | None = None) -> None:
+                 group_ids: Mapping[str, str] | None = None,
+                 together: Together = contextlib.nullcontext) -> None:
         self.api = api
         self.directory = directory
         self.journal = journal
         #: Stand-in group id in the plan -> the id the server gave the group (--create-groups).
         self.group_ids = dict(group_ids or {})
+        #: Around the results of rows that finished at the same moment (one bulk answer):
+        #: their report lines go to disk in one write.
+        self._together = together
 
     def note(self, task: UserPatch | DeleteTask) -> None:
         if self.journal is not None:
@@ -167,17 +180,24 @@ class Executor:
                 await self.create(task, emit, maybe_landed=maybe_landed)
             return
         by_email = {identity_key(str(u.get("email", ""))): u for u in created}
-        for task in batch.tasks:
-            user = by_email.get(identity_key(task.email))
-            if user is None:
-                # An answer without this user (v0.9 answers vary): ask the server.
-                user = await self.api.find_user(task.email, trace)
-            if user is None:
+        absent: list[CreateTask] = []
+        with self._together():  # no await inside: nothing else happens before the write
+            for task in batch.tasks:
+                user = by_email.get(identity_key(task.email))
+                if user is None:
+                    absent.append(task)
+                else:
+                    emit(result_of(task, Status.CREATED, trace, watch,
+                                   user_id=self._created(user), changes=task.changes))
+        for task in absent:
+            # An answer without this user (v0.9 answers vary): ask the server.
+            found = await self.api.find_user(task.email, trace)
+            if found is None:
                 emit(result_of(task, Status.FAILED, trace, watch,
-                             error="the bulk create answered success without this user"))
+                               error="the bulk create answered success without this user"))
             else:
                 emit(result_of(task, Status.CREATED, trace, watch,
-                             user_id=self._created(user), changes=task.changes))
+                               user_id=self._created(found), changes=task.changes))
 
     async def _found(self, task: CreateTask, emit: Emit, trace: Trace,
                      watch: Stopwatch) -> bool:
@@ -327,5 +347,6 @@ class Executor:
                     continue
                 await self.delete(task, emit, noted=True, maybe_landed=maybe_landed)
             return
-        for task in batch.tasks:
-            self._deleted(task, emit, trace, watch, "deleted")
+        with self._together():
+            for task in batch.tasks:
+                self._deleted(task, emit, trace, watch, "deleted")

@@ -159,7 +159,8 @@ async def run_command(config: RunConfig, observer: Observer | None = None,
                 # Only now, with every guard passed and the report open: the first write.
                 group_ids = await _create_groups(api, plan.new_groups)
                 client.relearn_latency()  # page reads and row writes take different times
-                executor = Executor(api, directory, kept.journal, group_ids)
+                executor = Executor(api, directory, kept.journal, group_ids,
+                                    together=record.together)
                 await execute(iter(plan), executor, record, concurrency=limit.maximum,
                               handle_sigint=config.handle_sigint, admit=client.gate.admit)
         finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Literal
 
 from bulkusers.client import Trace
@@ -17,6 +18,9 @@ from bulkusers.words import count
 
 #: Receives each row's result the moment it is known.
 Emit = Callable[[RowResult], None]
+#: Makes a context in which the emitted results are written to the report together, once it
+#: ends (rows that finished at the same moment).
+Together = Callable[[], AbstractContextManager[None]]
 
 
 class Stopwatch:

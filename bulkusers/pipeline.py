@@ -83,6 +83,20 @@ class Recorder:
                 self.failing_in_a_row = 0
             self.observer.row_done(result, self.summary)
 
+    @contextlib.contextmanager
+    def together(self) -> Iterator[None]:
+        """The results recorded in this block go to the report in one write when it ends
+        (rows one answer finished at once: one system call, not one per row)."""
+        if self.writer is None:
+            yield
+            return
+        self.writer.hold()
+        try:
+            yield
+        finally:
+            self.flush()
+            self.writer.release()
+
     def flush(self) -> None:
         """Write the report lines a dry run's writer holds (a failure breaks the run)."""
         with self.lock:

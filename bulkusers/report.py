@@ -132,6 +132,7 @@ class ReportWriter:
         """Open a report: ``new`` (never overwrites a file) or ``append`` (resume)."""
         self.path = path
         self._header = header
+        self._held = held
         self._width = len(header.columns)
         secrets = secret_columns(header)
         #: Per input column: whether its cells are masked (empty when none is).
@@ -190,6 +191,14 @@ class ReportWriter:
         """Write the lines held so far (``held``; OSError when the disk refuses them)."""
         self._out.flush()
 
+    def hold(self) -> None:
+        """Gather the next lines until ``flush``, then ``release``."""
+        self._out.held = True
+
+    def release(self) -> None:
+        """Write each line at once again (after a ``flush``), unless opened ``held``."""
+        self._out.held = self._held
+
     def close(self) -> None:
         """Close the file (idempotent)."""
         self._out.close()
@@ -206,13 +215,13 @@ class _LineOut:
 
     def __init__(self, fd: int, held: bool = False) -> None:
         self._fd = fd
-        self._held = held
+        self.held = held
         self._lines: list[str] = []
         self._size = 0
 
     def write(self, line: str) -> int:
         """Write ``line`` now, or gather it when held."""
-        if self._held:
+        if self.held:
             self._lines.append(line)
             self._size += len(line)
             if self._size >= HELD_BYTES:
@@ -239,6 +248,10 @@ class _LineOut:
         if self._fd >= 0:
             try:
                 self.flush()
+            except OSError:
+                # Lines are only still held here when writing them failed before, which
+                # the run has already reported (Recorder.broken).
+                self._lines = []
             finally:
                 fd, self._fd = self._fd, -1
                 os.close(fd)

@@ -6,8 +6,11 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pytest
+
 from bulkusers.models import Header, Row, RowResult, Status
 from bulkusers.report import MASK, ReportWriter, read_report
+from bulkusers.summary import RunSummary
 
 COLUMNS = ("Email", "Password", "Notes")
 HEADER = Header(columns=COLUMNS, index={"email": 0, "password": 1})
@@ -19,6 +22,10 @@ def _result(number: int, values: tuple[str, ...], *, error: str = "",
                      action="create", status=Status.FAILED if error else Status.CREATED,
                      http_status=400 if error else 201, error=error, attempts=1,
                      elapsed_ms=12.34, changes=changes)
+
+
+def _summary() -> RunSummary:
+    return RunSummary(command="import", input_file="in.csv", report_file="r.csv")
 
 
 def _lines(path: Path) -> list[list[str]]:
@@ -113,3 +120,57 @@ def test_a_held_report_writes_the_same_lines_in_blocks(tmp_path: Path) -> None:
         writer.close()
     assert held.read_bytes() == plain.read_bytes()
     assert len(_lines(held)) == 2001
+
+
+def test_rows_recorded_together_reach_the_disk_in_one_write(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    """Inside Recorder.together (one bulk answer's rows) the lines wait, then go to the file
+    in a single os.write as the block ends; outside it, each line is written at once."""
+    from bulkusers import report
+    from bulkusers.pipeline import Recorder, SilentObserver
+
+    path = tmp_path / "r.csv"
+    writes: list[bytes] = []
+    real_write = report.os.write
+
+    def counting(fd: int, data: bytes) -> int:
+        writes.append(bytes(data))
+        return real_write(fd, data)
+
+    record = Recorder(ReportWriter(path, HEADER), _summary(),
+                      SilentObserver(), breaker=0)
+    monkeypatch.setattr(report.os, "write", counting)
+    with record.together():
+        for number in range(2, 5):
+            record(_result(number, (f"u{number}@acme.example", "", "")))
+        assert len(_lines(path)) == 1  # the header only: the rows wait for the block's end
+    assert len(writes) == 1
+    assert writes[0].count(b"\r\n") == 3
+    record(_result(5, ("u5@acme.example", "", "")))
+    assert len(writes) == 2
+    assert len(_lines(path)) == 5
+    assert record.broken is None
+
+
+def test_a_write_refused_at_the_end_of_together_breaks_the_run(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    """A full disk when a block's lines are written stops the run with a clear reason; closing
+    the report afterwards raises nothing."""
+    from bulkusers import report
+    from bulkusers.pipeline import Recorder, SilentObserver
+
+    path = tmp_path / "r.csv"
+    writer = ReportWriter(path, HEADER)
+    record = Recorder(writer, _summary(), SilentObserver(), breaker=0)
+
+    def full(fd: int, data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report.os, "write", full)
+    with record.together():
+        record(_result(2, ("u2@acme.example", "", "")))
+    assert record.broken is not None
+    assert "No space left" in str(record.broken)
+    writer.close()
