@@ -133,6 +133,8 @@ class ReportWriter:
         self.path = path
         self._header = header
         self._held = held
+        #: Write lines csv would not quote by joining them (off: every line through csv).
+        self.plain_lines = True
         self._width = len(header.columns)
         secrets = secret_columns(header)
         #: Per input column: whether its cells are masked (empty when none is).
@@ -171,21 +173,29 @@ class ReportWriter:
             if masked and values[position]:
                 safe[4 + position] = MASK
         number = result.row.number
-        self._csv.writerow([
+        cells = [
             # A line for no input row (sync's users missing from the file) has an empty row.
-            number if number > 0 else "",
+            str(number) if number > 0 else "",
             safe[0],
             result.action,
-            result.status,  # a str: csv writes its value
+            result.status.value,
             result.user_id,
-            "" if result.http_status is None else result.http_status,
+            "" if result.http_status is None else str(result.http_status),
             safe[1],
-            result.attempts,
+            str(result.attempts),
             f"{result.elapsed_ms:.1f}",
             safe[2],
             safe[3],
             *safe[4:],
-        ])
+        ]
+        line = ",".join(cells)
+        if (self.plain_lines and line.count(",") == len(cells) - 1 and '"' not in line
+                and "\n" not in line and "\r" not in line):
+            # No cell holds a comma, a quote or a line break: csv would quote none of them
+            # and write exactly this line (four scans at C speed instead of csv's per cell).
+            self._out.write(line + "\r\n")
+        else:
+            self._csv.writerow(cells)
 
     def flush(self) -> None:
         """Write the lines held so far (``held``; OSError when the disk refuses them)."""
