@@ -35,9 +35,12 @@ UI_ROLE_NAMES: Mapping[str, str] = {
 }
 
 
+_IGNORED_IN_NAMES = re.compile(r"[\s._\-]+")
+
+
 def _key(text: str) -> str:
     """Case-, space- and punctuation-insensitive key: 'Sys. Admin' and 'sysadmin' meet."""
-    return re.sub(r"[\s._\-]+", "", text).casefold()
+    return _IGNORED_IN_NAMES.sub("", text).casefold()
 
 
 @frozen

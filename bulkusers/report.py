@@ -178,7 +178,7 @@ class ReportWriter:
             str(number) if number > 0 else "",
             safe[0],
             result.action,
-            result.status.value,
+            result.status,  # a StrEnum: the str it is is its value
             result.user_id,
             "" if result.http_status is None else str(result.http_status),
             safe[1],

@@ -54,6 +54,7 @@ class RowResolver:
         #: row asking for one is a conflict found while planning, not a refusal mid-run.
         self._claimed: dict[str, str] = {}
         self._group_cells: dict[str, tuple[tuple[Group, ...] | str | None, bool]] = {}
+        self._roles: dict[str, Role | Unknown] = {}
         #: reactivate's input: the lines of an earlier report, by line number.
         self.report_lines = dict(report_lines or {})
         #: What an interrupted run of this command was about to do, by row (--resume).
@@ -84,7 +85,7 @@ class RowResolver:
         if role_cell:
             if is_clear(role_cell):
                 return f"the role cannot be cleared ({CLEAR}); name a role such as viewer"
-            found = self.directory.role(role_cell)
+            found = self._roles.get(role_cell) or self._role(role_cell)
             if isinstance(found, Unknown):
                 return found.describe()
             role = found
@@ -106,6 +107,11 @@ class RowResolver:
                       last_name=_plain(get("lastName", "")), role=role, groups=groups,
                       password=get("password", ""), language=_plain(get("language", "")),
                       clear_groups=clear_groups)
+
+    def _role(self, cell: str) -> Role | Unknown:
+        """The role a role cell names (HR files repeat a few: each is resolved once)."""
+        found = self._roles[cell] = self.directory.role(cell)
+        return found
 
     def _group_cell(self, cell: str) -> tuple[tuple[Group, ...] | str | None, bool]:
         """What a (non-blank) groups cell asks for: the groups it names (None when it names

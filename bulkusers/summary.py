@@ -81,7 +81,8 @@ class RunSummary:
 
     def add(self, result: RowResult) -> None:
         """Count one finished row."""
-        self.counts[result.status.value] += 1
+        # _value_, the member's own attribute: .value goes through an enum property per row.
+        self.counts[result.status._value_] += 1
         if result.status is Status.SKIPPED and result.error:
             self._invalid += 1
         if result.status is Status.PLANNED:
