@@ -4,6 +4,7 @@ ragged rows, and every line on disk the moment it is written."""
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import pytest
@@ -127,12 +128,11 @@ def test_rows_recorded_together_reach_the_disk_in_one_write(tmp_path: Path,
                                                             ) -> None:
     """Inside Recorder.together (one bulk answer's rows) the lines wait, then go to the file
     in a single os.write as the block ends; outside it, each line is written at once."""
-    from bulkusers import report
     from bulkusers.pipeline import Recorder, SilentObserver
 
     path = tmp_path / "r.csv"
     writes: list[bytes] = []
-    real_write = report.os.write
+    real_write = os.write
 
     def counting(fd: int, data: bytes) -> int:
         writes.append(bytes(data))
@@ -140,7 +140,7 @@ def test_rows_recorded_together_reach_the_disk_in_one_write(tmp_path: Path,
 
     record = Recorder(ReportWriter(path, HEADER), _summary(),
                       SilentObserver(), breaker=0)
-    monkeypatch.setattr(report.os, "write", counting)
+    monkeypatch.setattr(os, "write", counting)
     with record.together():
         for number in range(2, 5):
             record(_result(number, (f"u{number}@acme.example", "", "")))
@@ -158,7 +158,6 @@ def test_a_write_refused_at_the_end_of_together_breaks_the_run(tmp_path: Path,
                                                               ) -> None:
     """A full disk when a block's lines are written stops the run with a clear reason; closing
     the report afterwards raises nothing."""
-    from bulkusers import report
     from bulkusers.pipeline import Recorder, SilentObserver
 
     path = tmp_path / "r.csv"
@@ -168,7 +167,7 @@ def test_a_write_refused_at_the_end_of_together_breaks_the_run(tmp_path: Path,
     def full(fd: int, data: bytes) -> int:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(report.os, "write", full)
+    monkeypatch.setattr(os, "write", full)
     with record.together():
         record(_result(2, ("u2@acme.example", "", "")))
     assert record.broken is not None
