@@ -427,6 +427,30 @@ async def test_fields_whitelist_and_exclusions(session: aiohttp.ClientSession) -
     assert "email" in users[0]
 
 
+async def test_fields_listed_and_excluded_together(session: aiohttp.ClientSession) -> None:
+    """A `fields` list that names fields and excludes some keeps the named ones only, and
+    `-_id` drops the id it otherwise always keeps."""
+    _, users = await call(session, "GET", USERS, params={"fields": "email,lastLogin,-lastLogin"})
+    assert set(users[0]) == {"_id", "email"}
+    _, users = await call(session, "GET", USERS, params={"fields": "email,-_id"})
+    assert set(users[0]) == {"email"}
+
+
+async def test_answers_are_compact_utf8_json(emulator: Emulator,
+                                             session: aiohttp.ClientSession) -> None:
+    """Answers are JSON as Sisense's Node server writes it: no spaces between tokens, text in
+    UTF-8 as it is (not \\u escapes), with the JSON content type."""
+    await call(session, "POST", USERS, json=new_user(emulator, "zoe@example.com",
+                                                     firstName="Zoë"))
+    async with session.get(USERS, params={"email": "zoe@example.com",
+                                          "fields": "firstName"}) as response:
+        raw = await response.read()
+        assert response.content_type == "application/json"
+    assert b'"firstName":"Zo\xc3\xab"' in raw
+    assert b", " not in raw
+    assert b": " not in raw
+
+
 async def test_expand_groups_and_role(emulator: Emulator, session: aiohttp.ClientSession) -> None:
     """expand=groups,role replaces ids by objects; an unknown expansion is 404 code 202."""
     _, users = await call(session, "GET", USERS, params={"expand": "groups,role"})
