@@ -41,6 +41,10 @@ class UserApi(Protocol):
         """Every user, paged; never one unbounded request."""
         ...
 
+    def user_pages(self, page_size: int = 500) -> AsyncIterator[list[UserDict]]:
+        """Every user, a page at a time (what ``iter_users`` yields one by one)."""
+        ...
+
     async def find_user(self, email: str, trace: Trace | None = None) -> UserDict | None:
         """The user with this email (case-insensitive), asked of the server."""
         ...
@@ -94,46 +98,69 @@ def _as_list(value: JSON, what: str) -> list[UserDict]:
     return [item for item in value if isinstance(item, dict)]
 
 
-async def _paged(client: SisenseClient, path: str, page_size: int,
-                 params: Mapping[str, str]) -> AsyncIterator[UserDict]:
-    """Every item of a list endpoint, page by page with ``skip``/``limit``, in order.
+def roles_of(answer: JSON) -> list[UserDict]:
+    """The roles in an answer to ``GET /api/roles`` (``SisenseClient.check`` reads them)."""
+    return _as_list(answer, "GET /api/roles")
 
-    The API gives no total, so after a full first page the next pages are asked for ahead,
-    concurrently: as many as have come back full so far (up to the client's concurrency),
-    about twice as many each round trip. A large directory loads in a few round trips; the
-    pages asked for past the end are never more than the pages the directory has.
+
+async def _pages(client: SisenseClient, path: str, page_size: int,
+                 params: Mapping[str, str]) -> AsyncIterator[list[UserDict]]:
+    """Every item of a list endpoint, a page at a time with ``skip``/``limit``, in order.
+
+    The API gives no total, so the second page is asked for with the first (a directory of
+    one page costs one request more, answered at the same time), and after that, as many
+    pages ahead as have come back full so far (up to the client's concurrency): about twice
+    as many each round trip. A large directory loads in a few round trips; the pages asked
+    for past the end are never more than the pages the directory has. Those of them in flight
+    are waited for, not cancelled: the server works on a request until it is done, and the
+    next ones must not find it busier than the limit allows.
     """
-    async def page_at(skip: int) -> list[UserDict]:
+    async def page_at(skip: int, trace: Trace) -> list[UserDict]:
         query = {**params, "skip": str(skip), "limit": str(page_size)}
-        return _as_list(await client.request("GET", path, params=query), f"GET {path}")
+        answer = await client.request("GET", path, params=query, trace=trace)
+        return _as_list(answer, f"GET {path}")
 
-    ahead: collections.deque[asyncio.Task[list[UserDict]]] = collections.deque()
-    client.relearn_latency()  # a page of users takes longer than the calls before it
+    def ask(skip: int) -> tuple[asyncio.Future[list[UserDict]], Trace]:
+        trace = Trace()
+        return asyncio.ensure_future(page_at(skip, trace)), trace
+
+    client.hold_for_reads()  # the latency of pages says more of the client than the server
+    ahead = collections.deque([ask(0), ask(page_size)])
+    next_skip, full_pages, finished = 2 * page_size, 0, False
     try:
-        page, next_skip, full_pages = await page_at(0), page_size, 0
         previous_ids: set[str] = set()
-        while True:
-            page_ids = set()
-            for item in page:
-                item_id = str(item.get("_id", ""))
-                page_ids.add(item_id)
-                # Some Sisense lists repeat an item on every page; comparing with the
-                # previous page drops those repeats while memory stays a few pages.
-                if item_id not in previous_ids:
-                    yield item
-            if len(page) < page_size:
+        while ahead:
+            page = await ahead.popleft()[0]
+            full = len(page) >= page_size
+            page_ids = {str(item.get("_id", "")) for item in page}
+            # Some Sisense lists repeat an item on every page; comparing with the previous
+            # page drops those repeats while memory stays a few pages.
+            if previous_ids & page_ids:
+                page = [item for item in page if str(item.get("_id", "")) not in previous_ids]
+            if page:
+                yield page
+            if not full:
+                finished = True
                 return
             previous_ids = page_ids
             # As many pages ahead as came back full so far: about twice as many each round trip.
             full_pages += 1
             while len(ahead) < min(full_pages, client.max_concurrency):
-                ahead.append(asyncio.ensure_future(page_at(next_skip)))
+                ahead.append(ask(next_skip))
                 next_skip += page_size
-            page = await ahead.popleft()
     finally:
-        for task in ahead:
-            task.cancel()
-        await asyncio.gather(*ahead, return_exceptions=True)
+        for task, trace in ahead:
+            if not (finished and trace.in_flight):
+                task.cancel()
+        await asyncio.gather(*(task for task, _ in ahead), return_exceptions=True)
+
+
+async def _paged(client: SisenseClient, path: str, page_size: int,
+                 params: Mapping[str, str]) -> AsyncIterator[UserDict]:
+    """Every item of a list endpoint, one at a time (see ``_pages``)."""
+    async for page in _pages(client, path, page_size, params):
+        for item in page:
+            yield item
 
 
 def _flatten(value: JSON) -> list[UserDict]:
@@ -191,7 +218,7 @@ class _Common:
 
     async def roles(self) -> list[UserDict]:
         """Every role (``GET /api/roles``; there is no v1 roles endpoint)."""
-        return _as_list(await self.client.request("GET", "/api/roles"), "GET /api/roles")
+        return roles_of(await self.client.request("GET", "/api/roles"))
 
     async def me(self) -> UserDict:
         """The account this tool runs as (``GET /api/users/loggedin``)."""
@@ -212,9 +239,13 @@ class V1Api(_Common):
 
     async def iter_users(self, page_size: int = 500) -> AsyncIterator[UserDict]:
         """Every user, paged with ``skip``/``limit``; ids repeated across pages dropped."""
-        async for user in _paged(self.client, "/api/v1/users", page_size,
-                                 {"fields": USER_FIELDS}):
-            yield user
+        async for page in self.user_pages(page_size):
+            for user in page:
+                yield user
+
+    def user_pages(self, page_size: int = 500) -> AsyncIterator[list[UserDict]]:
+        """Every user, a page at a time; ids repeated across pages dropped."""
+        return _pages(self.client, "/api/v1/users", page_size, {"fields": USER_FIELDS})
 
     async def find_user(self, email: str, trace: Trace | None = None) -> UserDict | None:
         """Ask ``GET /api/v1/users?email=`` and keep the exact (case-insensitive) match."""
@@ -296,6 +327,10 @@ class LegacyApi(_Common):
         """Every user, paged with ``skip``/``limit`` (``GET /api/users``)."""
         async for user in _paged(self.client, "/api/users", page_size, {}):
             yield user
+
+    def user_pages(self, page_size: int = 500) -> AsyncIterator[list[UserDict]]:
+        """Every user, a page at a time (``GET /api/users``)."""
+        return _pages(self.client, "/api/users", page_size, {})
 
     async def find_user(self, email: str, trace: Trace | None = None) -> UserDict | None:
         """``GET /api/users?search=`` and keep the exact (case-insensitive) match."""

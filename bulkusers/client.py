@@ -55,6 +55,9 @@ class Trace:
     #: Some attempt failed in a way that leaves its effect unknown (see ``may_have_landed``):
     #: the server may have carried it out although no answer said so.
     unsure: bool = False
+    #: An attempt is past the gate and unanswered: the server may be working on it (a
+    #: request cancelled now would still occupy the server until it is done).
+    in_flight: bool = False
 
 
 @dataclass(slots=True)
@@ -223,6 +226,12 @@ class SisenseClient:
             await self._session.close()
             self._session = None
 
+    def hold_for_reads(self) -> None:
+        """Pages of users follow: an adaptive limit holds a few in flight (``hold``) until
+        the run relearns the latency."""
+        self.gate.limit.hold()
+        self.gate.refresh()
+
     def relearn_latency(self) -> None:
         """The next requests take their own time (pages of users, then single writes): the
         concurrency limit learns their unloaded latency afresh."""
@@ -346,6 +355,7 @@ class SisenseClient:
         ticket = self.gate.enter() or await self.gate.acquire()
         overload: Overload | None = None
         answered = False
+        trace.in_flight = True
         try:
             self.stats.requests += 1
             started = time.perf_counter() if debug else 0.0
@@ -380,6 +390,7 @@ class SisenseClient:
             overload = "timeout"
             raise
         finally:
+            trace.in_flight = False
             self.gate.release(ticket, overload=overload, answered=answered)
 
     def _with_json_type(self, headers: Mapping[str, str]) -> Mapping[str, str]:
@@ -388,11 +399,12 @@ class SisenseClient:
             self._json_headers = {**headers, "Content-Type": "application/json"}
         return self._json_headers
 
-    async def check(self) -> None:
+    async def check(self) -> JSON:
         """Fail fast with one clear line when the server is unreachable, refuses us, or is
-        not Sisense (``GET /api/roles`` exists on every Sisense version)."""
+        not Sisense (``GET /api/roles`` exists on every Sisense version). The roles it read
+        are returned, so that a run need not ask for them again."""
         try:
-            await self.request("GET", "/api/roles")
+            return await self.request("GET", "/api/roles")
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ServerUnavailable(unreachable_message(self.connection.url, exc)) from None
         except TransientApiError as exc:

@@ -3,11 +3,15 @@
 A real Sisense publishes no limit and seldom answers 429: under load its answers slow down, then
 its gateway answers 502, 503 or 504. `ConcurrencyLimit` is a Vegas-style limit (as in Netflix's
 concurrency-limits): it starts low, doubles once per round trip while the server keeps up (slow
-start), then moves one request at a time, holding where the latency climbs above the unloaded
-latency by a small queue's worth. It backs off at once on 429, 502, 503, 504 and timeouts,
-at most once per round trip, and never exceeds its maximum. After a 429 it remembers the
-in-flight count the server refused and probes above it only after a long calm, since every
-probe above a server's cap costs the whole run a ``Retry-After`` pause.
+start; an overshoot into the server's queue goes straight back), then moves by a tenth at a
+time, holding where the latency is a tenth above the unloaded latency. Above that it backs off
+unless answers per second rise with the requests in flight (a busy client, not a queue: by
+Little's law, more in flight over the same latency). It backs off at once on 429, 502, 503, 504
+and timeouts, at most once per round trip, and never exceeds its maximum. After a 429 it
+remembers the in-flight count the server refused and probes above it only after a long calm,
+since every probe above a server's cap costs the whole run a ``Retry-After`` pause. While the
+run reads pages of users it holds a few in flight (``hold``), and learns the latency afresh for
+the writes (``relearn``).
 
 Pure logic: time comes from an injected clock, requests are reported by the caller.
 """
@@ -30,6 +34,8 @@ Overload = Literal["429", "502", "503", "504", "timeout"]
 CEILING = 512
 #: Where an adaptive limit starts: low, so an unknown server is not hit by a crowd at once.
 INITIAL = 2
+#: Requests in flight an adaptive limit holds while the run reads pages of users.
+READS = 8
 #: An adaptive limit at most this high is kept when the run relearns the latency.
 RELEARN_FROM = 8
 #: Seconds without a 429 after which the limit may probe one above the in-flight count the
@@ -38,9 +44,18 @@ CAP_MEMORY_S = 60.0
 #: A window (one round trip) never lasts longer than this, so a slow trickle still adapts.
 MAX_WINDOW_S = 1.0
 #: The limit grows while the server answers less than this many times slower than unloaded
-#: (a fifth of the requests waiting in its queue), and backs off above BACK_OFF_ABOVE.
+#: (a fifth of the requests waiting in its queue); above it, it backs off unless answers per
+#: second rise with it (RISE_SHARE).
 GROW_BELOW = 1.2
-BACK_OFF_ABOVE = 1.7
+#: Out of slow start the limit grows only while answers come less than this many times
+#: slower than unloaded, and otherwise backs off towards it: a server's queue held to a
+#: tenth of its latency leaves room for the jitter of real answers under twice unloaded.
+HOLD_BELOW = 1.1
+#: Above GROW_BELOW the limit still grows while answers per second rise by at least this
+#: share of the rise in requests in flight (a queue adds none: its answers only wait longer).
+RISE_SHARE = 0.5
+#: How much answers per second measured over one round trip wander on their own.
+RATE_NOISE = 0.03
 #: At most this many limit changes are kept for the summary (older ones are thinned).
 MAX_HISTORY = 1000
 
@@ -92,12 +107,14 @@ class ConcurrencyLimit:
         #: plain attribute, set with ``_limit``.
         self.limit = max(1, int(self._limit))
         self._slow_start = not fixed
+        self._held = False  # held at READS by ``hold`` until the next ``relearn``
         #: Round trips in a row whose latency climbed while in slow start.
         self._climbing = 0
         self._no_load_rtt: float | None = None
         self._ratio: float | None = None  # smoothed latency over the unloaded latency
-        self._rates: dict[int, float] = {}  # answers per second seen at each limit
+        self._rates: dict[int, float] = {}  # answers per second with each number in flight
         self._changed_at = self._start  # answers to requests sent before say nothing new
+        self._lowered_at = -math.inf  # when the limit last came down
         self._window = _Window(self._start)
         self._last_backoff = -math.inf  # requests sent before it do not count twice
         self._cap: int | None = None  # in-flight count a 429 refused, minus one
@@ -143,6 +160,18 @@ class ConcurrencyLimit:
         self._set(max(1.0, new), f"HTTP {signal}" if signal != "timeout" else "timeout")
         self._window = _Window(now)
 
+    def hold(self) -> None:
+        """Hold an adaptive limit at READS (never above the maximum) until the next
+        ``relearn``, backing off only on overload signals, as a fixed limit does: for reading
+        pages of users, whose latency says more about the client (busy with the pages it got)
+        than about the server. A fixed limit is kept as it is."""
+        if self.fixed:
+            return
+        self._held = True
+        self._slow_start = False
+        self._window = _Window(self._clock())
+        self._set(float(min(READS, self.maximum)), "reading")
+
     def relearn(self) -> None:
         """Learn the latency afresh (the run moves on to other requests, e.g. from reading
         pages of users to writing one user each): an adaptive limit above RELEARN_FROM drops to
@@ -151,6 +180,7 @@ class ConcurrencyLimit:
         self._no_load_rtt = self._ratio = None
         self._rates.clear()
         self._window = _Window(self._clock())
+        self._held = False
         if not self.fixed:
             self._slow_start = True
             self._climbing = 0
@@ -169,9 +199,10 @@ class ConcurrencyLimit:
         if self._cap is not None and now - self._cap_since >= CAP_MEMORY_S:
             self._cap += 1  # a long calm: the server's cap may have risen, probe one above
             self._cap_since = now
-        if self.fixed:
-            if self._limit < self.maximum:
-                self._set(self._limit + 1, "recovering")
+        if self.fixed or self._held:
+            target = self.maximum if self.fixed else min(READS, self.maximum)
+            if self._limit < target:
+                self._set(min(float(target), self._limit + 1), "recovering")
             return
         if window.peak_inflight < self.limit // 2:
             return  # the run did not use the limit: its latency says nothing about it
@@ -179,38 +210,67 @@ class ConcurrencyLimit:
         # over round trips so that one slow moment (a busy client) moves nothing.
         ratio = rtt / self._no_load_rtt
         self._ratio = ratio if self._ratio is None else (self._ratio + ratio) / 2
-        level = self.limit
-        answered = window.samples / max(now - window.started, 1e-6)
-        before = self._rates.get(level)
-        self._rates[level] = answered if before is None else (before + answered) / 2
+        # Answers per second by Little's law (requests in flight over their latency), kept
+        # by the number really in flight (not by the limit: it fills up after a rise).
+        # Counting answers over the window's length instead would undercount every level
+        # the limit just moved to, and a level held longer would look faster than it is.
+        # Right after the limit came down, the server still works off the queue the higher
+        # limit left: that round trip is slower than the new level, and not recorded.
+        level = round(window.inflight_total / window.samples)
+        settled = self._lowered_at < window.started
+        if settled:
+            answered = window.inflight_total / window.rtt_total
+            before = self._rates.get(level)
+            self._rates[level] = answered if before is None else (before + answered) / 2
         # In slow start each round trip is judged on its own (the smoothed ratio would let
         # one slow round trip count twice); afterwards, smoothed.
         judged = ratio if self._slow_start else self._ratio
-        if judged < GROW_BELOW:
+        if judged < (GROW_BELOW if self._slow_start else HOLD_BELOW):
             self._climbing = 0
             step = self._limit if self._slow_start else max(1.0, self._limit * 0.1)
             self._set(self._limit + step, "latency steady")
-        elif (self._ratio > BACK_OFF_ABOVE and not self._slow_start
-              and not self._throughput_rising(level)):
-            # Much slower answers and no more of them than with fewer in flight: a queue.
-            # Back towards where latency would be just growable again, a fifth at most.
-            factor = max(0.8, GROW_BELOW / self._ratio)
-            self._set(max(1.0, min(self._limit - 1, self._limit * factor)), "latency rising")
-        elif not self._slow_start and self._throughput_rising(level):
+            return
+        if self._slow_start:
+            # Latency has started to climb: probe gently from now on. Only when it climbs two
+            # round trips in a row: the first requests on each new connection are slower
+            # (the handshake), which one window alone cannot tell from a queue.
+            self._climbing += 1
+            if self._climbing < 2:
+                return
+            self._slow_start = False
+            if not (level in self._rates and self._throughput_rising(level)):
+                # The doubling overshot into a queue: straight back to where latency would
+                # be growable (half at most), not a fifth per round trip while it waits.
+                back = max(self._limit / 2, self._limit * HOLD_BELOW / ratio)
+                self._set(max(1.0, min(self._limit - 1, back)), "latency rising")
+                return
+        if not settled:
+            return  # judge the new level once the old queue has drained
+        if level in self._rates and self._throughput_rising(level):
             # Slower answers, but more of them: a busy machine, not a queue. Keep probing.
             self._set(self._limit + max(1.0, self._limit * 0.1), "throughput rising")
-        else:
-            # Latency has started to climb: probe gently now. In slow start only when it
-            # climbs two round trips in a row: the first requests on each new connection
-            # are slower (the handshake), which one window alone cannot tell from a queue.
-            self._climbing += 1
-            if self._climbing >= 2 or not self._slow_start:
-                self._slow_start = False
+            return
+        # Slower answers and no more of them: a queue at the server. Back halfway towards
+        # where latency would be growable again: a fifth at most, one at least.
+        growable = self._limit * HOLD_BELOW / self._ratio
+        lowered = min(self._limit - 1, max(self._limit * 0.8, (self._limit + growable) / 2))
+        self._set(max(1.0, lowered), "latency rising")
 
     def _throughput_rising(self, level: int) -> bool:
-        """Whether answers per second at this limit beat every clearly lower limit's."""
-        lower = [rate for limit, rate in self._rates.items() if limit <= level * 0.85]
-        return bool(lower) and self._rates[level] > 1.1 * max(lower)
+        """Whether more requests in flight (``level``) are served about as fast, a busy
+        machine, rather than merely waiting longer in the server's queue, where answers per
+        second stay: they beat the best seen with clearly fewer in flight by at least half
+        as much as the requests in flight rose, and the best seen with a few fewer by more
+        than the noise of one round trip."""
+        here = self._rates[level]
+        clearly = [(rate, limit) for limit, rate in self._rates.items()
+                   if limit <= level * 0.85]
+        if not clearly:
+            return False
+        rate, limit = max(clearly)
+        close = [rate for limit, rate in self._rates.items() if level * 0.85 < limit < level]
+        return (here > rate * (1 + RISE_SHARE * (level / limit - 1))
+                and all(here > other * (1 + RATE_NOISE) for other in close))
 
     def _set(self, value: float, reason: str) -> None:
         ceiling = float(self.maximum if self._cap is None else min(self.maximum, self._cap))
@@ -224,6 +284,8 @@ class ConcurrencyLimit:
         self.limit = max(1, int(value))
         if self.limit != before:
             self._changed_at = self._clock()
+            if self.limit < before:
+                self._lowered_at = self._changed_at
             seconds = round(self._clock() - self._start, 3)
             self.history.append(LimitChange(seconds, self.limit, reason))
             if len(self.history) > MAX_HISTORY:

@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bulkusers.api import UserApi, make_api
-from bulkusers.client import SisenseClient
+from bulkusers.api import UserApi, make_api, roles_of
+from bulkusers.client import JSON, SisenseClient
 from bulkusers.commands import command_spec
 from bulkusers.commands.spec import Setting
 from bulkusers.concurrency import ConcurrencyLimit
@@ -35,7 +35,7 @@ from bulkusers.identity import identity_key
 from bulkusers.intake import Intake, Records, read_input, read_records
 from bulkusers.journal import Journal, journal_path
 from bulkusers.ledger import STATE_DIR_VARIABLE, Deactivation, Ledger, read_ledger
-from bulkusers.loading import load_directory
+from bulkusers.loading import load_directory, together
 from bulkusers.models import Header
 from bulkusers.pipeline import (
     Observer,
@@ -93,9 +93,9 @@ async def run_command(config: RunConfig, observer: Observer | None = None,
     limit = concurrency_limit(config)
     connection = config.connection
     async with SisenseClient(connection, config.retry, concurrency=limit) as client:
-        await client.check()
+        roles = await client.check()
         api = make_api(client)
-        directory, me = await _load_directory(api, connection)  # 3 the snapshot
+        directory, me = await _load_directory(api, connection, roles)  # 3 the snapshot
         deactivations = read_ledger(connection.url) if spec.ledgered else {}
         protected = protected_users(directory, me)
         planner = Planner(intake.header, directory, intake.repeats, config.plan, protected,
@@ -272,12 +272,12 @@ def _open_records(report_path: Path | None, mode: str, header: Header, summary: 
     return _Kept(writer, journal, ledger)
 
 
-async def _load_directory(api: UserApi, connection: Connection) -> tuple[Directory,
-                                                                        dict[str, Any] | None]:
-    """The snapshot every row is planned against, and the account running the tool."""
+async def _load_directory(api: UserApi, connection: Connection, roles: JSON,
+                          ) -> tuple[Directory, dict[str, Any] | None]:
+    """The snapshot every row is planned against, and the account running the tool (asked
+    for at the same time); ``roles``: what the client's check read."""
     try:
-        directory = await load_directory(api)
-        me = await api.me()
+        directory, me = await together(load_directory(api, roles=roles_of(roles)), api.me())
     except ApiError as exc:
         raise ServerUnavailable(f"reading roles, groups and users from {connection.url} "
                                 f"failed ({exc.describe()}); nothing was sent. Try again "

@@ -139,6 +139,11 @@ class RequestGate:
             self._widened.clear()
             await self._widened.wait()
 
+    def refresh(self) -> None:
+        """The limit was changed from outside (not by an answer): let in whoever it now
+        admits."""
+        self._widen()
+
     def _widen(self) -> None:
         self._widened.set()
         self._free(released=False)

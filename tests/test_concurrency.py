@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import heapq
+
 import pytest
 
 from bulkusers.concurrency import ConcurrencyLimit, Overload
@@ -179,18 +181,66 @@ def test_relearning_starts_lower_again_but_keeps_a_servers_cap() -> None:
 
 
 def test_keeps_probing_while_throughput_rises_although_latency_climbs() -> None:
-    """A busy client makes every answer 1.4 times slower whatever the limit, yet more in
-    flight still gets more answers per second: the limit keeps growing to the maximum."""
+    """A busy client makes every answer slower the more are in flight (1.8 times unloaded
+    at 40), yet more in flight still gets more answers per second: the limit keeps growing
+    to the maximum."""
     clock = Clock()
     limit = ConcurrencyLimit(40, clock=clock)
-    queueing_round(limit, clock, capacity=1000, service_s=0.02)  # unloaded: 20 ms
     for _ in range(300):
         in_flight = limit.limit
-        clock.now += 0.028
+        rtt = 0.02 * (1 + in_flight / 50)
+        clock.now += rtt
         for _ in range(in_flight):
-            limit.succeeded(0.028, in_flight)
+            limit.succeeded(rtt, in_flight)
     assert limit.limit == 40
     assert any(change.reason == "throughput rising" for change in limit.history)
+
+
+def served_one_by_one(limit: ConcurrencyLimit, clock: Clock, *, capacity: int,
+                      service_s: float, requests: int) -> list[tuple[int, float]]:
+    """Requests sent one by one as the limit allows, to a server serving ``capacity`` at once
+    (first come, first served) and answering each after ``service_s`` give or take a tenth:
+    the limit and the latency of each answer, in the order they came."""
+    wander = [1.0, 1.08, 0.93, 1.03, 0.95, 1.1, 0.97, 1.05, 0.91]
+    events: list[tuple[float, int, float]] = []  # (answered at, number, sent at)
+    queue: list[tuple[int, float]] = []
+    busy = sent = 0
+    seen: list[tuple[int, float]] = []
+
+    def serve(number: int, sent_at: float) -> None:
+        heapq.heappush(events, (clock.now + service_s * wander[number % 9], number, sent_at))
+
+    while len(seen) < requests:
+        while sent < requests and sent - len(seen) < limit.limit:
+            sent += 1
+            if busy < capacity:
+                busy += 1
+                serve(sent, clock.now)
+            else:
+                queue.append((sent, clock.now))
+        clock.now, _, sent_at = heapq.heappop(events)
+        if queue:
+            serve(*queue.pop(0))
+        else:
+            busy -= 1
+        limit.succeeded(clock.now - sent_at, sent - len(seen))
+        seen.append((limit.limit, clock.now - sent_at))
+    return seen
+
+
+def test_holds_just_above_a_queueing_servers_capacity() -> None:
+    """Requests answered one by one by a server serving 16 at once: answers per second that
+    wander from one round trip to the next never pass for a rise, so the limit holds a few
+    above 16 (the server kept busy) instead of climbing into its queue, and 95 % of the
+    answers come within one and a half times the unloaded latency."""
+    clock = Clock()
+    limit = ConcurrencyLimit(64, clock=clock)
+    seen = served_one_by_one(limit, clock, capacity=16, service_s=0.02, requests=12_000)
+    later = seen[2000:]
+    assert min(level for level, _ in later) >= 16
+    assert max(level for level, _ in later) <= 22
+    latencies = sorted(latency for _, latency in seen)
+    assert latencies[int(len(latencies) * 0.95)] <= 1.5 * 0.02
 
 
 def test_one_slow_round_trip_in_slow_start_does_not_end_it() -> None:
@@ -214,3 +264,33 @@ def test_one_slow_round_trip_in_slow_start_does_not_end_it() -> None:
     held = queued.limit
     queueing_round(queued, clock, capacity=1000, service_s=0.02)
     assert queued.limit < 2 * held  # out of slow start: it grows a tenth, not double
+
+
+def test_holding_for_reads_keeps_a_few_in_flight_until_the_run_relearns() -> None:
+    """While pages are read, the limit holds 8 in flight whatever their latency (a busy
+    client parsing pages is no queue at the server), still backs off on a 503 and climbs
+    back to 8 only; relearning for the writes makes it adaptive again."""
+    clock = Clock()
+    limit = ConcurrencyLimit(64, clock=clock)
+    limit.hold()
+    assert limit.limit == 8
+    for _ in range(50):
+        queueing_round(limit, clock, capacity=2, service_s=0.02)  # four times unloaded
+    assert limit.limit == 8
+    limit.overloaded("503", sent_at=clock.now, inflight=8)
+    assert limit.limit == 6
+    for _ in range(50):
+        queueing_round(limit, clock, capacity=1000, service_s=0.02)
+    assert limit.limit == 8
+    limit.relearn()
+    for _ in range(20):
+        queueing_round(limit, clock, capacity=1000, service_s=0.02)
+    assert limit.limit == 64
+    assert [c.reason for c in limit.history][:2] == ["start", "reading"]
+
+
+def test_holding_leaves_a_fixed_limit_as_it_is() -> None:
+    """--concurrency N is what the reads get too: hold changes nothing."""
+    limit = ConcurrencyLimit(24, fixed=True, clock=Clock())
+    limit.hold()
+    assert limit.limit == 24

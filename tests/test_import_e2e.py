@@ -54,6 +54,18 @@ def test_good_rows_are_created_with_resolved_roles_and_groups(
     assert sorted(line["row"] for line in lines) == ["2", "3", "4"]
 
 
+def test_a_run_reads_the_roles_and_the_account_once(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """The roles the first call (the server check) read make the directory's roles, and the
+    account running the tool is read once: one GET each before the writes."""
+    source = write_csv(tmp_path / "hr.csv", HEADER, good_rows())
+    result = run_cli(*import_args(served, source, "--report", str(tmp_path / "r.csv")))
+    assert result.exit_code == 0, result.output
+    paths = [r.path for r in served.emulator.requests if r.method == "GET"]
+    assert paths.count("/api/roles") == 1
+    assert paths.count("/api/users/loggedin") == 1
+
+
 def test_bad_rows_are_skipped_with_reasons_and_never_sent(
         served: Served, run_cli: RunCli, tmp_path: Path) -> None:
     """Malformed, unknown-role, unknown-group, repeated and blank emails are skipped; exit 1."""

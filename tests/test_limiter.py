@@ -82,6 +82,21 @@ async def test_gate_halts_requests_over_a_lowered_limit_and_hands_slots_over_in_
     waiting[1].cancel()
 
 
+async def test_refresh_lets_in_what_a_limit_raised_from_outside_admits() -> None:
+    """Requests waiting at a full gate get in once the limit is raised outside an answer
+    (the run holding more in flight for its reads) and the gate is refreshed."""
+    gate = RequestGate(ConcurrencyLimit(8, clock=lambda: 0.0))
+    held = [await gate.acquire(), await gate.acquire()]  # an adaptive limit starts at 2
+    waiting = asyncio.create_task(gate.acquire())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    gate.limit.hold()
+    gate.refresh()
+    await asyncio.wait_for(waiting, timeout=1)
+    assert gate.inflight == 3
+    assert len(held) == 2
+
+
 async def test_a_retry_after_pauses_the_whole_run_once() -> None:
     """Three requests refused with Retry-After together start one pause, not three; every
     request waits for it, and a refusal of a request sent before it adds no second pause."""

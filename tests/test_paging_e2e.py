@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 
-from bulkusers.api import V1Api
+from bulkusers.api import V1Api, roles_of
 from bulkusers.client import SisenseClient
 from bulkusers.concurrency import ConcurrencyLimit
 from bulkusers.config import RetryPolicy, build_connection
 from bulkusers.emulator import Emulator, EmulatorSettings, running_emulator
 from bulkusers.errors import TransientApiError
-from bulkusers.loading import load_directory
+from bulkusers.loading import load_directory, together
 
 TOKEN = "paging-token"
 USERS = "/api/v1/users"
@@ -84,3 +85,47 @@ async def test_a_failing_page_stops_the_load_and_leaves_nothing_running(
                 pass
         assert client.gate.inflight == 0
     assert len(first) == 150
+
+
+async def test_the_second_page_is_asked_for_with_the_first(emulator: Emulator) -> None:
+    """A directory of one full page and a short one is read in one round trip: both pages
+    are in flight together, not the second after the first came back full."""
+    async with client_for(emulator, ConcurrencyLimit(16, fixed=True)) as client:
+        users = [u async for u in V1Api(client).iter_users(page_size=1500)]
+    assert len(users) == len(emulator.store.users)
+    assert sum(1 for r in emulator.requests if r.path == USERS) == 2
+    assert emulator.faults.peak_inflight == 2
+
+
+async def test_roles_given_to_the_load_are_not_asked_for_again(emulator: Emulator) -> None:
+    """The roles the client's check read make the directory's roles; the load asks the
+    server only for groups and users."""
+    async with client_for(emulator, ConcurrencyLimit(16, fixed=True)) as client:
+        roles = await client.check()
+        directory = await load_directory(V1Api(client), roles=roles_of(roles))
+    assert sum(1 for r in emulator.requests if r.path == "/api/roles") == 1
+    assert {role.name for role in directory.roles} == {
+        role.name for role in emulator.store.roles.values()}
+    assert directory.user_count == len(emulator.store.users)
+
+
+async def test_together_raises_the_first_failure_and_cancels_the_rest() -> None:
+    """A failing call's own exception comes out (not a group), and a call still running is
+    cancelled before it does, so nothing goes on behind the failure."""
+    cancelled = []
+
+    async def slow() -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    async def failing() -> None:
+        await asyncio.sleep(0)
+        raise TransientApiError(503, None, "busy", method="GET", path=USERS)
+
+    with pytest.raises(TransientApiError, match="busy"):
+        await together(slow(), failing())
+    assert cancelled == [True]
+    assert await together(asyncio.sleep(0, "a"), asyncio.sleep(0, "b")) == ["a", "b"]
