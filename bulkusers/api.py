@@ -19,6 +19,10 @@ from bulkusers.errors import ApiError, ServerUnavailable
 from bulkusers.identity import identity_key
 
 UserDict = dict[str, Any]
+#: How many users there are (``{"collection": "users", "count": N}``): a v0.9 call that v1
+#: servers answer too, as they do ``/api/roles`` (sisense-api.md section 3.3, Sisense's own
+#: load tests use it to plan their paging).
+USER_COUNT = "/api/users/count"
 USER_FIELDS = ("_id,email,userName,firstName,lastName,roleId,groups,active,"
                "preferences,created,lastLogin,lastUpdated")
 
@@ -103,17 +107,19 @@ def roles_of(answer: JSON) -> list[UserDict]:
     return _as_list(answer, "GET /api/roles")
 
 
-async def _pages(client: SisenseClient, path: str, page_size: int,
-                 params: Mapping[str, str]) -> AsyncIterator[list[UserDict]]:
+async def _pages(client: SisenseClient, path: str, page_size: int, params: Mapping[str, str],
+                 count_path: str | None = None) -> AsyncIterator[list[UserDict]]:
     """Every item of a list endpoint, a page at a time with ``skip``/``limit``, in order.
 
-    The API gives no total, so the second page is asked for with the first (a directory of
+    The list gives no total, so the second page is asked for with the first (a directory of
     one page costs one request more, answered at the same time), and after that, as many
     pages ahead as have come back full so far (up to the client's concurrency): about twice
-    as many each round trip. A large directory loads in a few round trips; the pages asked
-    for past the end are never more than the pages the directory has. Those of them in flight
-    are waited for, not cancelled: the server works on a request until it is done, and the
-    next ones must not find it busier than the limit allows.
+    as many each round trip. When ``count_path`` answers how many there are (a hint only:
+    the end is still the first short page), the pages up to that end are asked for at once
+    and none past it. The pages asked for past the end are never more than the pages the
+    directory has; those in flight are waited for, not cancelled: the server works on a
+    request until it is done, and the next ones must not find it busier than the limit
+    allows.
     """
     async def page_at(skip: int, trace: Trace) -> list[UserDict]:
         query = {**params, "skip": str(skip), "limit": str(page_size)}
@@ -126,6 +132,8 @@ async def _pages(client: SisenseClient, path: str, page_size: int,
 
     client.hold_for_reads()  # the latency of pages says more of the client than the server
     ahead = collections.deque([ask(0), ask(page_size)])
+    counting = asyncio.ensure_future(_count(client, count_path)) if count_path else None
+    counted = counting  # kept to be ended with the pages
     next_skip, full_pages, finished = 2 * page_size, 0, False
     try:
         previous_ids: set[str] = set()
@@ -143,16 +151,37 @@ async def _pages(client: SisenseClient, path: str, page_size: int,
                 finished = True
                 return
             previous_ids = page_ids
-            # As many pages ahead as came back full so far: about twice as many each round trip.
+            # As many pages ahead as came back full so far: about twice as many each round
+            # trip; or, with a count, every page up to the one that will come back short.
             full_pages += 1
-            while len(ahead) < min(full_pages, client.max_concurrency):
+            wanted = full_pages
+            total = counting.result() if counting is not None and counting.done() else None
+            if total is not None and total < full_pages * page_size:
+                counting = None  # a full page at or past the counted end: the count is wrong
+            elif total is not None:
+                wanted = len(ahead) + max(0, (total - next_skip) // page_size + 1)
+            while len(ahead) < min(wanted, client.max_concurrency):
                 ahead.append(ask(next_skip))
                 next_skip += page_size
     finally:
         for task, trace in ahead:
             if not (finished and trace.in_flight):
                 task.cancel()
+        if counted is not None:
+            counted.cancel()
+            await asyncio.gather(counted, return_exceptions=True)
         await asyncio.gather(*(task for task, _ in ahead), return_exceptions=True)
+
+
+async def _count(client: SisenseClient, path: str) -> int | None:
+    """How many items ``path`` says there are (``{"count": N}``), or None: a hint only, so
+    whatever goes wrong with it (an old server without it, an error) leaves paging as it is."""
+    try:
+        answer = await client.request("GET", path)
+    except Exception:  # a hint: paging works without it
+        return None
+    count = answer.get("count") if isinstance(answer, dict) else None
+    return count if isinstance(count, int) and count >= 0 else None
 
 
 async def _paged(client: SisenseClient, path: str, page_size: int,
@@ -245,7 +274,8 @@ class V1Api(_Common):
 
     def user_pages(self, page_size: int = 500) -> AsyncIterator[list[UserDict]]:
         """Every user, a page at a time; ids repeated across pages dropped."""
-        return _pages(self.client, "/api/v1/users", page_size, {"fields": USER_FIELDS})
+        return _pages(self.client, "/api/v1/users", page_size, {"fields": USER_FIELDS},
+                      count_path=USER_COUNT)
 
     async def find_user(self, email: str, trace: Trace | None = None) -> UserDict | None:
         """Ask ``GET /api/v1/users?email=`` and keep the exact (case-insensitive) match."""
@@ -330,7 +360,7 @@ class LegacyApi(_Common):
 
     def user_pages(self, page_size: int = 500) -> AsyncIterator[list[UserDict]]:
         """Every user, a page at a time (``GET /api/users``)."""
-        return _pages(self.client, "/api/users", page_size, {})
+        return _pages(self.client, "/api/users", page_size, {}, count_path=USER_COUNT)
 
     async def find_user(self, email: str, trace: Trace | None = None) -> UserDict | None:
         """``GET /api/users?search=`` and keep the exact (case-insensitive) match."""

@@ -201,6 +201,20 @@ async def test_users_are_paged_and_never_repeated(server: tuple[Script, str],
     assert 3 <= script.count("GET", USERS) <= 4
 
 
+async def test_a_count_of_users_too_low_does_not_end_the_paging(
+        server: tuple[Script, str], sleeps: SleepLog) -> None:
+    """GET /api/users/count is a hint only: a count lower than the users there are (or none
+    at all) still pages on to the first short page."""
+    script, url = server
+    script.on("GET", "/api/users/count", Answer(200, {"collection": "users", "count": 1}))
+    script.on("GET", USERS, Answer(200, [{"_id": "1"}, {"_id": "2"}]),
+              Answer(200, [{"_id": "3"}, {"_id": "4"}]), Answer(200, [{"_id": "5"}]),
+              Answer(200, []))
+    async with token_client(url, sleeps) as client:
+        ids = [u["_id"] async for u in V1Api(client).iter_users(page_size=2)]
+    assert ids == ["1", "2", "3", "4", "5"]
+
+
 async def test_unreachable_server_is_one_clear_abort(sleeps: SleepLog) -> None:
     """A closed port gives ServerUnavailable naming the address and the fix."""
     async with token_client("http://127.0.0.1:9", sleeps, attempts=2) as client:

@@ -89,12 +89,25 @@ async def test_a_failing_page_stops_the_load_and_leaves_nothing_running(
 
 async def test_the_second_page_is_asked_for_with_the_first(emulator: Emulator) -> None:
     """A directory of one full page and a short one is read in one round trip: both pages
-    are in flight together, not the second after the first came back full."""
+    (and the count of users) are in flight together, not the second page after the first
+    came back full."""
     async with client_for(emulator, ConcurrencyLimit(16, fixed=True)) as client:
         users = [u async for u in V1Api(client).iter_users(page_size=1500)]
     assert len(users) == len(emulator.store.users)
-    assert sum(1 for r in emulator.requests if r.path == USERS) == 2
-    assert emulator.faults.peak_inflight == 2
+    assert [r.path for r in emulator.requests].count(USERS) == 2
+    assert len(emulator.requests) == 3  # the two pages and GET /api/users/count
+    assert emulator.faults.peak_inflight == 3
+
+
+async def test_the_count_of_users_asks_for_every_page_and_none_past_the_end(
+        emulator: Emulator) -> None:
+    """With GET /api/users/count answering, the pages up to the short one are asked for as
+    soon as the count is in, and not one past the end (without it, up to as many again)."""
+    async with client_for(emulator, ConcurrencyLimit(64, fixed=True)) as client:
+        users = [u async for u in V1Api(client).iter_users(page_size=100)]
+    assert len(users) == len(emulator.store.users) == 2001
+    assert [r.path for r in emulator.requests].count(USERS) == 21
+    assert emulator.faults.peak_inflight > 16  # not doubling round trip by round trip
 
 
 async def test_roles_given_to_the_load_are_not_asked_for_again(emulator: Emulator) -> None:
