@@ -7,8 +7,6 @@ never care which dialect runs.
 
 from __future__ import annotations
 
-import asyncio
-import collections
 import hashlib
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any, Protocol
@@ -17,6 +15,7 @@ from bulkusers.client import JSON, SisenseClient, Trace
 from bulkusers.directory import User
 from bulkusers.errors import ApiError, ServerUnavailable
 from bulkusers.identity import identity_key
+from bulkusers.paging import as_list, items, pages
 
 UserDict = dict[str, Any]
 #: How many users there are (``{"collection": "users", "count": N}``): a v0.9 call that v1
@@ -96,100 +95,9 @@ class UserApi(Protocol):
         ...
 
 
-def _as_list(value: JSON, what: str) -> list[UserDict]:
-    if not isinstance(value, list):
-        raise ServerUnavailable(f"{what} did not answer a list; is --url a Sisense server?")
-    return [item for item in value if isinstance(item, dict)]
-
-
 def roles_of(answer: JSON) -> list[UserDict]:
     """The roles in an answer to ``GET /api/roles`` (``SisenseClient.check`` reads them)."""
-    return _as_list(answer, "GET /api/roles")
-
-
-async def _pages(client: SisenseClient, path: str, page_size: int, params: Mapping[str, str],
-                 count_path: str | None = None) -> AsyncIterator[list[UserDict]]:
-    """Every item of a list endpoint, a page at a time with ``skip``/``limit``, in order.
-
-    The list gives no total, so the second page is asked for with the first (a directory of
-    one page costs one request more, answered at the same time), and after that, as many
-    pages ahead as have come back full so far (up to the client's concurrency): about twice
-    as many each round trip. When ``count_path`` answers how many there are (a hint only:
-    the end is still the first short page), the pages up to that end are asked for at once
-    and none past it. The pages asked for past the end are never more than the pages the
-    directory has; those in flight are waited for, not cancelled: the server works on a
-    request until it is done, and the next ones must not find it busier than the limit
-    allows.
-    """
-    async def page_at(skip: int, trace: Trace) -> list[UserDict]:
-        query = {**params, "skip": str(skip), "limit": str(page_size)}
-        answer = await client.request("GET", path, params=query, trace=trace)
-        return _as_list(answer, f"GET {path}")
-
-    def ask(skip: int) -> tuple[asyncio.Future[list[UserDict]], Trace]:
-        trace = Trace()
-        return asyncio.ensure_future(page_at(skip, trace)), trace
-
-    client.hold_for_reads()  # the latency of pages says more of the client than the server
-    ahead = collections.deque([ask(0), ask(page_size)])
-    counting = asyncio.ensure_future(_count(client, count_path)) if count_path else None
-    counted = counting  # kept to be ended with the pages
-    next_skip, full_pages, finished = 2 * page_size, 0, False
-    try:
-        previous_ids: set[str] = set()
-        while ahead:
-            page = await ahead.popleft()[0]
-            full = len(page) >= page_size
-            page_ids = {str(item.get("_id", "")) for item in page}
-            # Some Sisense lists repeat an item on every page; comparing with the previous
-            # page drops those repeats while memory stays a few pages.
-            if previous_ids & page_ids:
-                page = [item for item in page if str(item.get("_id", "")) not in previous_ids]
-            if page:
-                yield page
-            if not full:
-                finished = True
-                return
-            previous_ids = page_ids
-            # As many pages ahead as came back full so far: about twice as many each round
-            # trip; or, with a count, every page up to the one that will come back short.
-            full_pages += 1
-            wanted = full_pages
-            total = counting.result() if counting is not None and counting.done() else None
-            if total is not None and total < full_pages * page_size:
-                counting = None  # a full page at or past the counted end: the count is wrong
-            elif total is not None:
-                wanted = len(ahead) + max(0, (total - next_skip) // page_size + 1)
-            while len(ahead) < min(wanted, client.max_concurrency):
-                ahead.append(ask(next_skip))
-                next_skip += page_size
-    finally:
-        for task, trace in ahead:
-            if not (finished and trace.in_flight):
-                task.cancel()
-        if counted is not None:
-            counted.cancel()
-            await asyncio.gather(counted, return_exceptions=True)
-        await asyncio.gather(*(task for task, _ in ahead), return_exceptions=True)
-
-
-async def _count(client: SisenseClient, path: str) -> int | None:
-    """How many items ``path`` says there are (``{"count": N}``), or None: a hint only, so
-    whatever goes wrong with it (an old server without it, an error) leaves paging as it is."""
-    try:
-        answer = await client.request("GET", path)
-    except Exception:  # a hint: paging works without it
-        return None
-    count = answer.get("count") if isinstance(answer, dict) else None
-    return count if isinstance(count, int) and count >= 0 else None
-
-
-async def _paged(client: SisenseClient, path: str, page_size: int,
-                 params: Mapping[str, str]) -> AsyncIterator[UserDict]:
-    """Every item of a list endpoint, one at a time (see ``_pages``)."""
-    async for page in _pages(client, path, page_size, params):
-        for item in page:
-            yield item
+    return as_list(answer, "GET /api/roles")
 
 
 def _flatten(value: JSON) -> list[UserDict]:
@@ -263,7 +171,7 @@ class V1Api(_Common):
 
     async def groups(self) -> list[UserDict]:
         """Every group (``GET /api/v1/groups``)."""
-        return _as_list(await self.client.request("GET", "/api/v1/groups"),
+        return as_list(await self.client.request("GET", "/api/v1/groups"),
                         "GET /api/v1/groups")
 
     async def iter_users(self, page_size: int = 500) -> AsyncIterator[UserDict]:
@@ -274,7 +182,7 @@ class V1Api(_Common):
 
     def user_pages(self, page_size: int = 500) -> AsyncIterator[list[UserDict]]:
         """Every user, a page at a time; ids repeated across pages dropped."""
-        return _pages(self.client, "/api/v1/users", page_size, {"fields": USER_FIELDS},
+        return pages(self.client, "/api/v1/users", page_size, {"fields": USER_FIELDS},
                       count_path=USER_COUNT)
 
     async def find_user(self, email: str, trace: Trace | None = None) -> UserDict | None:
@@ -282,7 +190,7 @@ class V1Api(_Common):
         found = await self.client.request("GET", "/api/v1/users",
                                           params={"email": email, "fields": USER_FIELDS},
                                           trace=trace)
-        return _match_email(_as_list(found, "GET /api/v1/users"), email)
+        return _match_email(as_list(found, "GET /api/v1/users"), email)
 
     async def get_user(self, user_id: str, trace: Trace | None = None) -> UserDict | None:
         """``GET /api/v1/users/{id}``; None on 404."""
@@ -351,22 +259,22 @@ class LegacyApi(_Common):
 
     async def groups(self) -> list[UserDict]:
         """Every group, paged (``GET /api/groups``)."""
-        return [group async for group in _paged(self.client, "/api/groups", 500, {})]
+        return [group async for group in items(self.client, "/api/groups", 500, {})]
 
     async def iter_users(self, page_size: int = 500) -> AsyncIterator[UserDict]:
         """Every user, paged with ``skip``/``limit`` (``GET /api/users``)."""
-        async for user in _paged(self.client, "/api/users", page_size, {}):
+        async for user in items(self.client, "/api/users", page_size, {}):
             yield user
 
     def user_pages(self, page_size: int = 500) -> AsyncIterator[list[UserDict]]:
         """Every user, a page at a time (``GET /api/users``)."""
-        return _pages(self.client, "/api/users", page_size, {}, count_path=USER_COUNT)
+        return pages(self.client, "/api/users", page_size, {}, count_path=USER_COUNT)
 
     async def find_user(self, email: str, trace: Trace | None = None) -> UserDict | None:
         """``GET /api/users?search=`` and keep the exact (case-insensitive) match."""
         found = await self.client.request("GET", "/api/users", params={"search": email},
                                           trace=trace)
-        return _match_email(_as_list(found, "GET /api/users"), email)
+        return _match_email(as_list(found, "GET /api/users"), email)
 
     async def get_user(self, user_id: str, trace: Trace | None = None) -> UserDict | None:
         """``GET /api/users/{id}``; None on 404."""
@@ -431,7 +339,7 @@ class LegacyApi(_Common):
     async def group_member_ids(self, group_id: str) -> set[str]:
         """``GET /api/groups/{id}/users``: members as the group side shows them."""
         members = await self.client.request("GET", f"/api/groups/{group_id}/users")
-        return {str(u.get("_id")) for u in _as_list(members, "GET /api/groups/{id}/users")}
+        return {str(u.get("_id")) for u in as_list(members, "GET /api/groups/{id}/users")}
 
 
 def make_api(client: SisenseClient) -> UserApi:
