@@ -54,6 +54,9 @@ HOLD_BELOW = 1.1
 #: Above GROW_BELOW the limit still grows while answers per second rise by at least this
 #: share of the rise in requests in flight (a queue adds none: its answers only wait longer).
 RISE_SHARE = 0.5
+#: Under the in-flight count a 429 refused, the limit backs off for latency only above this:
+#: such a server refuses what it cannot serve, so a little slower is the client's own time.
+CAPPED_HOLD = 1.5
 #: How much answers per second measured over one round trip wander on their own.
 RATE_NOISE = 0.03
 #: At most this many limit changes are kept for the summary (older ones are thinned).
@@ -250,6 +253,8 @@ class ConcurrencyLimit:
             # Slower answers, but more of them: a busy machine, not a queue. Keep probing.
             self._set(self._limit + max(1.0, self._limit * 0.1), "throughput rising")
             return
+        if self._cap is not None and self._limit <= self._cap and self._ratio < CAPPED_HOLD:
+            return  # under the cap a 429 showed, somewhat slower is the client, not a queue
         # Slower answers and no more of them: a queue at the server. Back halfway towards
         # where latency would be growable again: a fifth at most, one at least.
         growable = self._limit * HOLD_BELOW / self._ratio

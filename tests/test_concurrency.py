@@ -73,6 +73,22 @@ def test_settles_just_under_an_inflight_cap_and_stops_probing_it() -> None:
     assert sum(refusals[20:]) == 0
 
 
+def test_under_a_cap_a_little_slower_is_not_a_queue() -> None:
+    """Behind a server that refuses with 429 beyond 16 in flight, answers a third slower than
+    unloaded (the client's own time) keep the limit at 16; twice as slow still backs off."""
+    clock = Clock()
+    limit = ConcurrencyLimit(64, clock=clock)
+    for _ in range(100):
+        capped_round(limit, clock, cap=16, service_s=0.02)
+    assert limit.limit == 16
+    for _ in range(100):
+        capped_round(limit, clock, cap=16, service_s=0.0267)
+    assert limit.limit == 16
+    for _ in range(20):
+        capped_round(limit, clock, cap=16, service_s=0.04)
+    assert limit.limit < 16
+
+
 def test_probes_one_above_a_remembered_cap_only_after_a_long_calm() -> None:
     """A server whose cap rose from 16 to 20 is found again, one step per long calm."""
     clock = Clock()
