@@ -25,6 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from bulkusers.frozen import frozen
+
 log = logging.getLogger("bulkusers.concurrency")
 
 #: What told the limit to back off: an HTTP status the server answered, or a timeout.
@@ -63,7 +65,7 @@ RATE_NOISE = 0.03
 MAX_HISTORY = 1000
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class LimitChange:
     """The limit became ``limit`` at ``seconds`` after the start, because of ``reason``."""
 

@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from bulkusers.frozen import frozen
 from bulkusers.concurrency import ConcurrencyLimit, Overload
 
 
@@ -40,7 +41,7 @@ class RateLimiter:
             await self._sleep(start - now)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Ticket:
     """One request let through the gate: when it went, with how many in flight, in which pause
     generation (so an answer to a request sent before a pause does not start another)."""

@@ -17,6 +17,7 @@ from http import HTTPStatus
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from bulkusers.frozen import frozen
 from bulkusers.emulator.capacity import Capacity
 from bulkusers.emulator.records import Json, StoreError
 
@@ -29,7 +30,7 @@ class DroppedConnection(Exception):
     """Raised after a scripted fault closed the connection, so no layer tries to answer it."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RequestRecord:
     """One request the emulator received, with the status it was answered with (0: dropped)."""
 

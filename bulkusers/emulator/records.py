@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from bulkusers.frozen import frozen
 from bulkusers.identity import EMAIL as SPEC_EMAIL
 from bulkusers.identity import identity_key
 
@@ -69,7 +70,7 @@ class StoreError(Exception):
         self.status, self.code, self.message, self.extra = status, code, message, extra
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Role:
     """A built-in Sisense role."""
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
+from bulkusers.frozen import frozen
 from bulkusers.emulator.app import routes
 from bulkusers.emulator.auth import auth_middleware, auth_routes
 from bulkusers.emulator.capacity import Capacity
@@ -38,7 +39,7 @@ _LAST = ("Smith", "Johnson", "García", "Müller", "Rossi", "Nguyen", "Kowalski"
          "Tanaka", "Dubois", "O'Brien", "Jensen", "Patel", "Kim", "Novak", "Haddad", "Larsen")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class EmulatorSettings:
     """What the emulator starts with: credentials, seeded directory and fault knobs."""
 

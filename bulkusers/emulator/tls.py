@@ -12,6 +12,8 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
+from bulkusers.frozen import frozen
+
 INSTALL_HINT = "pip install 'bulkusers[tls]'"
 
 
@@ -19,7 +21,7 @@ class TlsSetupError(Exception):
     """The emulator cannot serve HTTPS as asked; the message says why and what to do."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ThrowawayCa:
     """A self-signed CA made for one emulator run: the server context and the CA's PEM file."""
 
