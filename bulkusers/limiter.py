@@ -7,10 +7,9 @@ import asyncio
 import collections
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
-from bulkusers.frozen import frozen
 from bulkusers.concurrency import ConcurrencyLimit, Overload
+from bulkusers.frozen import frozen
 
 
 class RateLimiter:

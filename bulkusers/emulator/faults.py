@@ -17,9 +17,9 @@ from http import HTTPStatus
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from bulkusers.frozen import frozen
 from bulkusers.emulator.capacity import Capacity
 from bulkusers.emulator.records import Json, StoreError
+from bulkusers.frozen import frozen
 
 #: Status recorded for a request whose connection was dropped on purpose (it got no answer).
 DROPPED = 0

@@ -17,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
-from bulkusers.frozen import frozen
 from bulkusers.emulator.app import routes
 from bulkusers.emulator.auth import auth_middleware, auth_routes
 from bulkusers.emulator.capacity import Capacity
@@ -31,6 +30,7 @@ from bulkusers.emulator.legacy import legacy_routes
 from bulkusers.emulator.records import UserRecord, hash_password, iso
 from bulkusers.emulator.shared import FAULTS, LOGIN_PATH, REQUESTS, STORE
 from bulkusers.emulator.store import Store
+from bulkusers.frozen import frozen
 
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _FIRST = ("Olivia", "Liam", "Emma", "Noah", "Ava", "Elijah", "Sophia", "Lucas", "Mia", "Mateo",

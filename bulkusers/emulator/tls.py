@@ -9,7 +9,6 @@ the tool do not need).
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
 from pathlib import Path
 
 from bulkusers.frozen import frozen
