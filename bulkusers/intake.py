@@ -12,6 +12,7 @@ import hashlib
 import itertools
 import json
 import math
+import operator
 from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import field, replace
@@ -176,9 +177,11 @@ class _Tally:
 
 def _repeated(hashes: array[int]) -> set[int]:
     """The values found more than once."""
-    if len(set(hashes)) == len(hashes):
-        return set()  # the usual input: one row per user (a C-speed check)
     ordered = sorted(hashes)
+    # The usual input has one row per user: one C-speed pass over neighbours says so (a set
+    # of a million hashes would take more memory than the sorted list).
+    if not any(map(operator.eq, ordered, itertools.islice(ordered, 1, None))):
+        return set()
     return {a for a, b in itertools.pairwise(ordered) if a == b}
 
 
