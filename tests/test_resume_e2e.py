@@ -338,16 +338,18 @@ def test_ctrl_c_exits_130_with_every_row_reported_and_the_printed_resume_finishe
 def test_a_second_ctrl_c_cancels_requests_in_flight_and_the_resume_checks_them(
         served: Served, tmp_path: Path) -> None:
     """Two SIGINTs cancel hung requests (not_attempted); the resume finds those that landed."""
-    rows = 60
+    rows = 300
     source = source_file(tmp_path, rows)
     report = tmp_path / "r.csv"
     emulator = served.emulator
     log = tmp_path / "import.log"
     with background(slow_import(served, source, "--report", str(report)), tmp_path,
                     log) as process:
-        # Once the directory is loaded, every create hangs on the server for a long while.
-        wait_until(lambda: any(r.path == "/api/users/loggedin" for r in emulator.requests),
-                   process)
+        # Once sending has begun (the directory's pages come before, with as many in flight
+        # as the creates will have), every create hangs on the server for a long while; the
+        # rows leave plenty still to send.
+        wait_until(lambda: any(r.method == "POST" and r.path == "/api/v1/users"
+                               for r in emulator.requests), process)
         served.host.call(lambda: setattr(emulator.faults, "latency_ms", 1500.0))
         wait_until(lambda: emulator.faults.inflight >= CONCURRENCY, process)
         process.send_signal(signal.SIGINT)
