@@ -35,7 +35,8 @@ class Observer(Protocol):
         """The input was scanned: ``summary.total_rows`` is known, writes are about to start."""
 
     def row_done(self, result: RowResult, summary: RunSummary) -> None:
-        """One row has its outcome (called from the event loop or the reader thread)."""
+        """One row has its outcome (called from the event loop, or from a dry run's planning
+        thread)."""
 
 
 class SilentObserver:
