@@ -47,13 +47,13 @@ from bulkusers.pipeline import (
 from bulkusers.plan import Plan, Preflight, make_plan
 from bulkusers.planner import Planner
 from bulkusers.report import (
-    ReportWriter,
     check_report_path,
     compact_report,
     default_report_path,
     secret_columns,
     summary_path,
 )
+from bulkusers.reportwriter import ReportWriter
 from bulkusers.resume import Earlier, load_earlier
 from bulkusers.rules import NEW_GROUP_ID, protected_users
 from bulkusers.runconfig import COMMON_RESUME_OPTIONS, RunConfig, Safety

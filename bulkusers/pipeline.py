@@ -20,7 +20,7 @@ from bulkusers.execution import Executor
 from bulkusers.models import RowResult, Status
 from bulkusers.network import describe_network_error, is_retryable, server_failing
 from bulkusers.plan import Plan
-from bulkusers.report import ReportWriter
+from bulkusers.reportwriter import ReportWriter
 from bulkusers.results import IN_FLIGHT, NOT_SENT, unfinished, unfinished_rows
 from bulkusers.results import planned as planned_results
 from bulkusers.runner import Pool

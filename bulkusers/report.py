@@ -11,13 +11,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from bulkusers.cells import FORMULA_TRIGGERS, neutralise, restore
+from bulkusers.cells import restore
 from bulkusers.columns import REPORT_COLUMNS
 from bulkusers.errors import ConfigError, InputError
 from bulkusers.frozen import frozen
 from bulkusers.identity import identity_key
-from bulkusers.models import Header, RowResult
-from bulkusers.safetext import CONTROL, clean, find_control, printable
+from bulkusers.models import Header
 
 MASK = "***"
 FINISHED = frozenset({"created", "updated", "unchanged", "deactivated", "deleted"})
@@ -116,175 +115,6 @@ def secret_columns(header: Header) -> set[int]:
     found = {header.index["password"]} if "password" in header.index else set()
     found.update(i for i, name in enumerate(header.columns) if is_secret_name(name))
     return found
-
-
-class ReportWriter:
-    """Writes one CSV line per result, each straight to the operating system, so a killed run
-    loses nothing.
-
-    ``held``: a dry run's report, which records a plan and nothing sent (and cannot be
-    resumed), is handed to the operating system in blocks of 64 KiB instead: one system call
-    a line was a tenth of a million-row dry run.
-    """
-
-    def __init__(self, path: Path, header: Header, *, mode: str = "new",
-                 held: bool = False) -> None:
-        """Open a report: ``new`` (never overwrites a file) or ``append`` (resume)."""
-        self.path = path
-        self._header = header
-        self._held = held
-        #: Write lines csv would not quote by joining them (off: every line through csv).
-        self.plain_lines = True
-        self._width = len(header.columns)
-        secrets = secret_columns(header)
-        #: Per input column: whether its cells are masked (empty when none is).
-        self._masked = tuple(i in secrets for i in range(self._width)) if secrets else ()
-        if mode == "append":
-            # Lines are appended after the earlier run's; no second header, no second BOM.
-            # A run killed mid-line left half a line, perhaps inside a quoted cell that would
-            # swallow every line appended after it: cut it off (resume ignored it too).
-            with path.open("r+b") as handle:
-                handle.truncate(complete_length(path))
-            self._out = _LineOut(os.open(path, os.O_WRONLY | os.O_APPEND | _BINARY), held)
-        else:
-            self._out = _LineOut(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _BINARY,
-                                         0o666), held)
-            # Excel opens UTF-8 with a BOM with accents intact.
-            self._out.write("\ufeff")
-        # csv ends lines with CRLF and hands each whole line to _LineOut.write at once.
-        self._csv = csv.writer(self._out)
-        if mode != "append":
-            self._csv.writerow([*REPORT_COLUMNS, *(_cell(c) for c in header.columns)])
-
-    def write(self, result: RowResult) -> None:
-        """Append one result line, written to the operating system at once (one system call:
-        no buffer of ours holds a finished row)."""
-        values = result.row.values
-        if len(values) < self._width:
-            values = values + ("",) * (self._width - len(values))
-        texts = (result.email, result.error, result.changes, result.previous, *values)
-        if CONTROL.search("".join(texts)) is None:
-            # The usual line holds no control character: one search for all its cells, and
-            # then only the formula check per cell (what _cell and _echo come down to).
-            safe = [t if t[:1] not in _RISKY_START else neutralise(t) for t in texts]
-        else:
-            safe = [_cell(t) for t in texts[:4]] + [_echo(v) for v in values]
-        for position, masked in enumerate(self._masked):
-            if masked and values[position]:
-                safe[4 + position] = MASK
-        number = result.row.number
-        cells = [
-            # A line for no input row (sync's users missing from the file) has an empty row.
-            str(number) if number > 0 else "",
-            safe[0],
-            result.action,
-            result.status,  # a StrEnum: the str it is is its value
-            result.user_id,
-            "" if result.http_status is None else str(result.http_status),
-            safe[1],
-            str(result.attempts),
-            f"{result.elapsed_ms:.1f}",
-            safe[2],
-            safe[3],
-            *safe[4:],
-        ]
-        line = ",".join(cells)
-        if (self.plain_lines and line.count(",") == len(cells) - 1 and '"' not in line
-                and "\n" not in line and "\r" not in line):
-            # No cell holds a comma, a quote or a line break: csv would quote none of them
-            # and write exactly this line (four scans at C speed instead of csv's per cell).
-            self._out.write(line + "\r\n")
-        else:
-            self._csv.writerow(cells)
-
-    def flush(self) -> None:
-        """Write the lines held so far (``held``; OSError when the disk refuses them)."""
-        self._out.flush()
-
-    def hold(self) -> None:
-        """Gather the next lines until ``flush``, then ``release``."""
-        self._out.held = True
-
-    def release(self) -> None:
-        """Write each line at once again (after a ``flush``), unless opened ``held``."""
-        self._out.held = self._held
-
-    def close(self) -> None:
-        """Close the file (idempotent)."""
-        self._out.close()
-
-
-#: Windows would otherwise turn csv's CRLF into CR CR LF (no such flag elsewhere).
-_BINARY: int = getattr(os, "O_BINARY", 0)
-
-
-class _LineOut:
-    """The report file as csv writes to it: each line encoded and handed to the operating
-    system in one ``os.write``, unbuffered: once a line is written, a killed run keeps it.
-    ``held``: lines are gathered up to ``HELD_BYTES`` first (a dry run's report)."""
-
-    def __init__(self, fd: int, held: bool = False) -> None:
-        self._fd = fd
-        self.held = held
-        self._lines: list[str] = []
-        self._size = 0
-
-    def write(self, line: str) -> int:
-        """Write ``line`` now, or gather it when held."""
-        if self.held:
-            self._lines.append(line)
-            self._size += len(line)
-            if self._size >= HELD_BYTES:
-                self.flush()
-        else:
-            self._write(line.encode("utf-8"))
-        return len(line)
-
-    def flush(self) -> None:
-        """Write the lines held so far."""
-        if self._lines:
-            data = "".join(self._lines).encode("utf-8")
-            self._lines, self._size = [], 0
-            self._write(data)
-
-    def _write(self, data: bytes) -> None:
-        """Write all of ``data`` (a short write, as on a nearly full disk, is continued)."""
-        written = os.write(self._fd, data)
-        while written < len(data):
-            written += os.write(self._fd, data[written:])
-
-    def close(self) -> None:
-        """Write what is held and close the descriptor, once."""
-        if self._fd >= 0:
-            try:
-                self.flush()
-            except OSError:
-                # Lines are only still held here when writing them failed before, which
-                # the run has already reported (Recorder.broken).
-                self._lines = []
-            finally:
-                fd, self._fd = self._fd, -1
-                os.close(fd)
-
-
-#: How much of a held report (a dry run's) is gathered before it is written.
-HELD_BYTES = 1 << 16
-
-
-#: First characters after which neutralise may have to quote a cell (a formula trigger, or the
-#: apostrophe it puts ahead of one).
-_RISKY_START = FORMULA_TRIGGERS | {"'"}
-
-
-def _cell(text: str) -> str:
-    """A report cell: no formula a spreadsheet would run, no raw control character."""
-    return neutralise(printable(text))
-
-
-def _echo(text: str) -> str:
-    """An input cell echoed in the report: as read, but without the whitespace around it when
-    that holds control characters (a tab, a line break), which are then never written raw."""
-    return _cell(clean(text) if find_control(text) >= 0 else text)
 
 
 def complete_length(path: Path) -> int:

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from bulkusers.models import Header, Row, RowResult, Status
-from bulkusers.report import MASK, ReportWriter, read_report
+from bulkusers.report import MASK, read_report
+from bulkusers.reportwriter import ReportWriter
 from bulkusers.summary import RunSummary
 
 COLUMNS = ("Email", "Password", "Notes")

@@ -15,7 +15,7 @@ from click.testing import Result
 from bulkusers.config import build_connection
 from bulkusers.jobs import run_command
 from bulkusers.readers import open_table
-from bulkusers.report import ReportWriter
+from bulkusers.reportwriter import ReportWriter
 from bulkusers.runconfig import RunConfig
 from tests.conftest import TOKEN, Served, read_report, write_csv
 
