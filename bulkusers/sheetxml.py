@@ -105,10 +105,12 @@ class _CellReader:
         return cells
 
     def _value(self, cell: Element, kind: str, style_id: int) -> Value:
-        text = (_inline_text(cell.find(_INLINE)) if kind == "inlineStr"
-                else cell.findtext(_VALUE))
-        if kind == "inlineStr" and text is not None:
-            return text
+        if kind == "inlineStr":
+            text = _inline_text(cell.find(_INLINE))
+            if text is not None:
+                return text
+        else:
+            text = cell.findtext(_VALUE)
         if not text:
             # With no saved value a formula reads as empty in openpyxl: the row would look
             # blank and vanish from the report, so it is marked.
