@@ -48,7 +48,7 @@ async def pages(client: SisenseClient, path: str, page_size: int, params: Mappin
     client.hold_for_reads()  # the latency of pages says more of the client than the server
     ahead = collections.deque([ask(0), ask(page_size)])
     counting = asyncio.ensure_future(_count(client, count_path)) if count_path else None
-    counted = counting  # kept to be ended with the pages
+    trusted = counting is not None
     next_skip, full_pages, finished = 2 * page_size, 0, False
     try:
         previous_ids: set[str] = set()
@@ -70,9 +70,9 @@ async def pages(client: SisenseClient, path: str, page_size: int, params: Mappin
             # trip; or, with a count, every page up to the one that will come back short.
             full_pages += 1
             wanted = full_pages
-            total = counting.result() if counting is not None and counting.done() else None
+            total = counting.result() if trusted and counting and counting.done() else None
             if total is not None and total < full_pages * page_size:
-                counting = None  # a full page at or past the counted end: the count is wrong
+                trusted = False  # a full page at or past the counted end: the count is wrong
             elif total is not None:
                 wanted = len(ahead) + max(0, (total - next_skip) // page_size + 1)
             while len(ahead) < min(wanted, client.max_concurrency):
@@ -82,9 +82,9 @@ async def pages(client: SisenseClient, path: str, page_size: int, params: Mappin
         for task, trace in ahead:
             if not (finished and trace.in_flight):
                 task.cancel()
-        if counted is not None:
-            counted.cancel()
-            await asyncio.gather(counted, return_exceptions=True)
+        if counting is not None:
+            counting.cancel()
+            await asyncio.gather(counting, return_exceptions=True)
         await asyncio.gather(*(task for task, _ in ahead), return_exceptions=True)
 
 
