@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 
+import pytest
+
 from bulkusers.errors import AuthError
 from bulkusers.runner import Pool
 
@@ -162,3 +164,24 @@ async def test_admission_keeps_items_queued_under_a_low_limit_and_stop_leaves_th
     assert peak == 2
     assert len(handled) <= 6
     assert sorted(handled + unsent) == list(range(500))
+
+
+async def test_a_source_that_fails_stops_the_pool_and_its_error_is_raised() -> None:
+    """When the plan cannot be read back mid-run (its spool file), the pool stops taking
+    items, lets those in flight finish, and raises that error; nothing is handled twice."""
+    handled: list[int] = []
+    unsent: list[int] = []
+
+    def source() -> Iterator[int]:
+        yield from range(20)
+        raise OSError(5, "Input/output error")
+
+    async def handle(item: int) -> None:
+        await asyncio.sleep(0.001)
+        handled.append(item)
+
+    pool: Pool[int] = Pool(handle, unsent.append, concurrency=3)
+    with pytest.raises(OSError, match="Input/output error"):
+        await asyncio.wait_for(pool.run(source()), timeout=5)
+    assert sorted(handled) == list(range(20))
+    assert unsent == []
