@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from bulkusers.api import V1Api
 from bulkusers.client import SisenseClient
 from bulkusers.config import RetryPolicy, build_connection
@@ -103,3 +106,39 @@ async def test_lost_delete_answer_then_404_is_our_deletion(server: tuple[Script,
     assert result.status is Status.DELETED
     assert "no longer had the user" in result.changes
     assert result.previous == '{"role": "consumer"}'
+
+
+async def test_a_bulk_answer_s_rows_are_emitted_inside_one_together_block(
+        server: tuple[Script, str]) -> None:
+    """The rows one bulk create answered are emitted inside a single ``together`` block (their
+    report lines go out in one write); a row the answer lacks is looked up after the block,
+    so no request waits inside it."""
+    script, url = server
+    script.on("POST", f"{USERS}/bulk", Answer(201, [{"_id": "u1", "email": "ann@x.example"},
+                                                   {"_id": "u2", "email": "bob@x.example"}]))
+    script.on("GET", USERS, Answer(200, [{"_id": "u3", "email": "cy@x.example"}]))
+    blocks: list[list[int]] = []
+    inside: list[int] | None = None
+    emitted: list[tuple[int, bool]] = []
+
+    @contextlib.contextmanager
+    def together() -> Iterator[None]:
+        nonlocal inside
+        inside = []
+        try:
+            yield
+        finally:
+            blocks.append(inside)
+            inside = None
+
+    def emit(result: RowResult) -> None:
+        emitted.append((result.row.number, inside is not None))
+        if inside is not None:
+            inside.append(result.row.number)
+
+    batch = CreateBatch((task(2, "ann@x.example"), task(3, "bob@x.example"),
+                         task(4, "cy@x.example")))
+    async with client_for(url) as client:
+        await Executor(V1Api(client), directory(), together=together).create_batch(batch, emit)
+    assert blocks == [[2, 3]]
+    assert emitted == [(2, True), (3, True), (4, False)]
