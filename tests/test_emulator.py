@@ -604,3 +604,24 @@ async def test_serve_forever_reports_its_url_and_stops_on_cancel() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+def test_store_clock_text_is_made_once_per_millisecond_and_follows_the_clock() -> None:
+    """The store's timestamps are Sisense's ISO text of its clock, UTC with milliseconds,
+    the same within one millisecond and new as soon as the clock moves past it."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from bulkusers.emulator.store import Store
+
+    moments = [datetime(2026, 3, 4, 5, 6, 7, 123400, tzinfo=UTC),
+               datetime(2026, 3, 4, 5, 6, 7, 123900, tzinfo=UTC),
+               datetime(2026, 3, 4, 5, 6, 7, 124000, tzinfo=UTC),
+               datetime(2026, 3, 4, 7, 6, 7, 125000, tzinfo=timezone(timedelta(hours=2)))]
+    current = [moments[0]]
+    store = Store(clock=lambda: current[0])
+    seen = []
+    for moment in moments:
+        current[0] = moment
+        seen.append(store.now())
+    assert seen == ["2026-03-04T05:06:07.123Z", "2026-03-04T05:06:07.123Z",
+                    "2026-03-04T05:06:07.124Z", "2026-03-04T05:06:07.125Z"]

@@ -58,8 +58,8 @@ EMAIL = SPEC_EMAIL
 
 def iso(moment: datetime) -> str:
     """Format a moment the way Sisense does: ISO-8601 UTC with milliseconds and ``Z``."""
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # isoformat is C code; strftime plus an f-string cost a created user several microseconds.
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 class StoreError(Exception):

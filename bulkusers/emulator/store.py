@@ -64,6 +64,7 @@ class Store:
         self._counter = 0
         self._secret = secrets.token_hex(16)
         self.clock = clock or (lambda: datetime.now(UTC))
+        self._stamped = (-1, "")
         #: Wall-clock seconds for token expiry and x-api-key age; tests may swap in a fake clock.
         self.wall: Callable[[], float] = time.time
         self.token_ttl_s: float | None = None  # set to make newly issued tokens expire
@@ -95,7 +96,12 @@ class Store:
 
     def now(self) -> str:
         """The store clock's current time, Sisense-formatted."""
-        return iso(self.clock())
+        moment = self.clock()
+        millisecond = int(moment.timestamp() * 1000)
+        # A bulk create stamps its users within one millisecond: the text is made once.
+        if millisecond != self._stamped[0]:
+            self._stamped = (millisecond, iso(moment))
+        return self._stamped[1]
 
     def user_doc(self, user: UserRecord) -> Json:
         """A user's public v1 JSON, listing Everyone in ``groups`` when `list_everyone` says so."""
