@@ -35,6 +35,11 @@ class Limit:
             raise ValueError(f"--max-changes {text!r} is not a number of changes (250) or "
                              "a percentage of the directory (5%)") from None
 
+    @property
+    def active(self) -> bool:
+        """True when a limit is set."""
+        return self.count is not None or self.percent is not None
+
     def allowed(self, directory_users: int) -> int | None:
         """The most writes allowed, or None for no limit."""
         if self.count is not None:

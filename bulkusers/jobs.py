@@ -2,13 +2,14 @@
 
 read (intake) -> connect and load the directory snapshot -> plan (one pass, an immutable
 Plan) -> guards judge the plan -> open the records -> send exactly the plan -> record.
+When no guard judges the plan whole, planning and sending overlap (plan.PlanStream).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,7 +45,7 @@ from bulkusers.pipeline import (
     execute,
     write_plan,
 )
-from bulkusers.plan import Plan, Preflight, make_plan
+from bulkusers.plan import Plan, PlanStream, Preflight, make_plan, planned_items
 from bulkusers.planner import Planner
 from bulkusers.report import (
     check_report_path,
@@ -59,7 +60,7 @@ from bulkusers.rules import NEW_GROUP_ID, protected_users
 from bulkusers.runconfig import COMMON_RESUME_OPTIONS, RunConfig, Safety
 from bulkusers.summary import RunSummary
 from bulkusers.sync import refuse_empty
-from bulkusers.tasks import Task, describe
+from bulkusers.tasks import Task, WorkItem, describe
 from bulkusers.words import count
 
 
@@ -108,7 +109,11 @@ async def run_command(config: RunConfig, observer: Observer | None = None,
                                    batch_size=config.batch_size,
                                    describe=_describer(directory), skip=skip,
                                    new_groups=planner.new_groups)
-        plan = None if safety.dry_run else await asyncio.to_thread(making)
+        # Made whole before the first write when something judges it; otherwise sent as it
+        # is made (a dry run: written as it is made).
+        streamed = not safety.dry_run and _sent_as_made(config)
+        plan = (None if safety.dry_run or streamed
+                else await asyncio.to_thread(making))
         refused = _strict_refusal(plan.counts, safety) if plan is not None else ""
         dry_run = safety.dry_run or bool(refused)
         if plan is not None and not dry_run:  # 5 guards
@@ -155,14 +160,25 @@ async def run_command(config: RunConfig, observer: Observer | None = None,
                                         handle_sigint=config.handle_sigint)
                 _describe_plan(summary, plan)
             else:
-                assert plan is not None  # only a dry run leaves its plan to be made here
                 # Only now, with every guard passed and the report open: the first write.
-                group_ids = await _create_groups(api, plan.new_groups)
+                stream = None
+                items: Iterator[WorkItem]
+                if plan is None:  # sent as it is made
+                    stream = PlanStream(planned_items(intake.rows(), scheme.plan_row,
+                                                      scheme.tail(), batch_size=config.batch_size,
+                                                      skip=skip), _describer(directory))
+                    items = iter(stream)
+                else:
+                    items = iter(plan)
+                group_ids = await _create_groups(api, plan.new_groups if plan else ())
                 client.relearn_latency()  # page reads and row writes take different times
                 executor = Executor(api, directory, kept.journal, group_ids,
                                     together=record.together)
-                await execute(iter(plan), executor, record, concurrency=limit.maximum,
+                await execute(items, executor, record, concurrency=limit.maximum,
                               handle_sigint=config.handle_sigint, admit=client.gate.admit)
+                if stream is not None:
+                    plan = stream.made()
+                    _describe_plan(summary, plan)
         finally:
             kept.close(compact=mode == "append" and record.broken is None)
             if plan is not None:
@@ -292,6 +308,15 @@ def _describer(directory: Directory) -> Callable[[Task], str]:
         return describe(user, directory) if isinstance(user, User) else task.email
 
     return describe_task
+
+
+def _sent_as_made(config: RunConfig) -> bool:
+    """True when nothing judges the plan whole before the first write, so that its rows may
+    be sent as they are planned: a command whose plan has no guard of its own
+    (``CommandSpec.streams``), no --strict, no --max-changes, no groups to create first."""
+    safety = config.safety
+    return (command_spec(config.command).streams and not safety.strict
+            and not safety.max_changes.active and not config.plan.create_groups)
 
 
 def _strict_refusal(preview: Preflight, safety: Safety) -> str:

@@ -5,6 +5,10 @@ unchanged, already there) or the exact request it will send (a task, or a batch 
 The guards (``--strict``, ``--max-changes``, ``--max-missing``, the prompt) and a dry run judge
 its counts, and the sender carries out exactly its items, in order. Nothing the sender learns
 (new ids, deletions) flows back into it.
+
+When nothing judges the plan whole (an import or update without ``--strict``,
+``--max-changes`` or ``--create-groups``), a ``PlanStream`` hands the same items to the sender
+as they are made, so the first requests leave while later rows are still being planned.
 """
 
 from __future__ import annotations
@@ -118,17 +122,48 @@ def make_plan(rows: Iterable[Row], plan_row: Callable[[Row], WorkItem],
     spool: Spool[WorkItem] = Spool(weigh=_rows_in)
     counts = Preflight()
     keep = spool.append if sink is None else sink
+    for item in planned_items(rows, plan_row, tail, batch_size=batch_size, skip=skip):
+        counts.add(item, describe)
+        keep(item)
+    return Plan(items=spool.close(), counts=counts, new_groups=new_groups())
 
+
+@dataclass(slots=True)
+class PlanStream:
+    """A plan handed to the sender item by item as it is made, for a run in which nothing
+    judges the plan whole before the first write (see ``CommandSpec.streams``).
+
+    The items are the very ones ``make_plan`` would keep, planned against the same snapshot;
+    ``counts`` grow as they are taken, and are whole once the stream is drained.
+    """
+
+    items: Iterator[WorkItem]
+    describe: Callable[[Task], str]
+    counts: Preflight = field(default_factory=Preflight)
+
+    def __iter__(self) -> Iterator[WorkItem]:
+        add, describe = self.counts.add, self.describe
+        for item in self.items:
+            add(item, describe)
+            yield item
+
+    def made(self) -> Plan:
+        """The plan as made, its counts whole (its items were sent, none kept)."""
+        return Plan(items=Spool[WorkItem]().close(), counts=self.counts)
+
+
+def planned_items(rows: Iterable[Row], plan_row: Callable[[Row], WorkItem],
+                  tail: Iterable[WorkItem], *, batch_size: int,
+                  skip: frozenset[int] = frozenset()) -> Iterator[WorkItem]:
+    """The plan's items in order, each made when it is asked for: every row not in ``skip``,
+    then the ``tail``, creates and deletes batched by ``batch_size``."""
     def planned() -> Iterator[WorkItem]:
         for row in rows:
             if row.number not in skip:
                 yield plan_row(row)
         yield from tail
 
-    for item in batched(planned(), batch_size):
-        counts.add(item, describe)
-        keep(item)
-    return Plan(items=spool.close(), counts=counts, new_groups=new_groups())
+    return batched(planned(), batch_size)
 
 
 def _rows_in(item: WorkItem) -> int:

@@ -107,6 +107,10 @@ class CommandSpec:
     ledgered: bool = False
     #: Its input is the report of an earlier run, not a table (reactivate).
     reads_report: bool = False
+    #: Nothing of its own judges its plan whole (no refusal of its own, never a destructive
+    #: action): when the run sets no guard either (--strict, --max-changes) and creates no
+    #: groups, its rows are sent as they are planned (plan.PlanStream).
+    streams: bool = False
     #: It refuses an input without data rows, whatever --allow-empty says (sync).
     refuses_empty: bool = False
     #: Its options (keys of ``RunConfig.options()``) that change what a row means: a resumed

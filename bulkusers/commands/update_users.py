@@ -5,5 +5,6 @@ from __future__ import annotations
 from bulkusers.commands.spec import CommandSpec, per_row
 from bulkusers.planner import Planner
 
-SPEC = CommandSpec(name="update", label="Updating", prepare=per_row(Planner.plan_update),
+SPEC = CommandSpec(name="update", label="Updating", streams=True,
+                   prepare=per_row(Planner.plan_update),
                    resume_options=("groups", "create_groups"))

@@ -1,0 +1,116 @@
+"""A plan nothing judges whole is sent as it is made; any guard makes it whole first.
+
+Driven through the public API against the emulator over loopback HTTP: the planner's calls
+and the rows' results are logged in one sequence, which shows whether the first result came
+before the last row was planned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import bulkusers
+from bulkusers.commands.spec import PerRow
+from bulkusers.emulator import EmulatorSettings
+from bulkusers.guards import Limit
+from bulkusers.models import Row
+from bulkusers.tasks import WorkItem
+from tests.conftest import GROUPS, TOKEN, Served, serve
+
+ROWS = 240
+
+
+@pytest.fixture
+def served() -> Iterator[Served]:
+    """An emulator with the HR groups and twenty existing users."""
+    yield from serve(EmulatorSettings(token=TOKEN, groups=GROUPS, users=20), plain=True)
+
+
+def _rows(existing: int = 0) -> list[dict[str, str]]:
+    """``existing`` renames of the emulator's seeded users (their role and groups left
+    blank: unchanged), then new users up to ROWS."""
+    renames = [{"email": f"user{n:04d}@example.com", "First Name": f"Renamed{n}",
+                "role": "", "groups": ""} for n in range(1, existing + 1)]
+    new = [{"email": f"new{n:04d}@stream.example", "First Name": "New", "role": "viewer",
+            "groups": "Sales"} for n in range(ROWS - existing)]
+    return renames + new
+
+
+def _logged(monkeypatch: pytest.MonkeyPatch, log: list[str]) -> None:
+    """Log each row the run plans as "plan" in ``log``."""
+    original = PerRow.plan_row
+
+    def planned(self: PerRow, row: Row) -> WorkItem:
+        log.append("plan")
+        return original(self, row)
+
+    monkeypatch.setattr(PerRow, "plan_row", planned)
+
+
+def _run(served: Served, log: list[str], command: str = "import", *,
+         rows: list[dict[str, str]] | None = None, safety: bulkusers.Safety | None = None,
+         plan: bulkusers.PlanOptions | None = None) -> bulkusers.RunSummary:
+    connection = bulkusers.connect(served.emulator.url, token=TOKEN)
+    return asyncio.run(bulkusers.run(
+        command, connection, rows=rows or _rows(), safety=safety, plan=plan,  # type: ignore[arg-type]
+        on_result=lambda result: log.append(result.status.value), batch_size=10))
+
+
+def test_an_unguarded_import_sends_its_first_rows_before_the_last_row_is_planned(
+        served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no guard, results arrive while rows are still being planned, and every row is
+    planned once and created once."""
+    log: list[str] = []
+    _logged(monkeypatch, log)
+    summary = _run(served, log)
+    assert log.count("plan") == ROWS
+    assert log.count("created") == ROWS
+    assert log.index("created") < len(log) - 1 - log[::-1].index("plan")
+    assert summary.counts == {"created": ROWS}
+
+
+def test_an_unguarded_update_streams_too_and_reports_unchanged_rows(
+        served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    """update streams: renamed users are updated, an unchanged row is reported unchanged."""
+    log: list[str] = []
+    _logged(monkeypatch, log)
+    rows = [{"email": f"user{n:04d}@example.com", "First Name": f"Renamed{n}"}
+            for n in range(1, 19)] + [{"email": "user0019@example.com"}]
+    summary = _run(served, log, "update", rows=rows)
+    assert log.index("updated") < len(log) - 1 - log[::-1].index("plan")
+    assert summary.counts == {"updated": 18, "unchanged": 1}
+
+
+@pytest.mark.parametrize("guard", ["strict", "max_changes", "create_groups"])
+def test_any_guard_makes_the_plan_whole_before_the_first_write(
+        served: Served, monkeypatch: pytest.MonkeyPatch, guard: str) -> None:
+    """--strict, --max-changes and --create-groups each judge or need the whole plan: every
+    row is planned before the first result."""
+    log: list[str] = []
+    _logged(monkeypatch, log)
+    safety = bulkusers.Safety(strict=guard == "strict",
+                              max_changes=Limit(count=10_000) if guard == "max_changes"
+                              else Limit())
+    plan = bulkusers.PlanOptions(create_groups=guard == "create_groups")
+    summary = _run(served, log, safety=safety, plan=plan)
+    assert log[:ROWS] == ["plan"] * ROWS
+    assert summary.counts == {"created": ROWS}
+
+
+def test_a_streamed_upsert_plans_every_row_against_the_snapshot(
+        served: Served, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """An upsert sent as it is made updates the existing users and creates the new ones: the
+    creates of early rows never turn later rows into updates of users the run made."""
+    log: list[str] = []
+    _logged(monkeypatch, log)
+    summary = _run(served, log, rows=_rows(existing=20),
+                   plan=bulkusers.PlanOptions(on_existing="update"))
+    assert summary.counts == {"updated": 20, "created": ROWS - 20}
+    renamed = served.host.call(lambda: served.emulator.store.user_by_email(
+        "user0007@example.com"))
+    assert renamed is not None
+    assert renamed["firstName"] == "Renamed7"
