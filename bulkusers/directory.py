@@ -88,20 +88,28 @@ class User:
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> User:
         """Build from a v1 user object (unexpanded)."""
-        groups = data.get("groups") or []
-        preferences = data.get("preferences")
+        # Called for every user of the directory: values that are already text (nearly all)
+        # are taken as they are, without a str() call each.
+        get = data.get
+        preferences = get("preferences")
         language = preferences.get("language") if isinstance(preferences, dict) else None
-        return cls(
-            id=str(data.get("_id", "")),
-            email=str(data.get("email") or ""),
-            user_name=str(data.get("userName") or ""),
-            first_name=str(data.get("firstName") or ""),
-            last_name=str(data.get("lastName") or ""),
-            role_id=str(data.get("roleId") or ""),
-            group_ids=tuple(str(g.get("_id") if isinstance(g, dict) else g) for g in groups),
-            active=data.get("active") if isinstance(data.get("active"), bool) else None,
-            language=str(language or ""),
-        )
+        active = get("active")
+        return cls(_text(get("_id")), _text(get("email")), _text(get("userName")),
+                   _text(get("firstName")), _text(get("lastName")), _text(get("roleId")),
+                   tuple(map(_group_id, get("groups") or ())),
+                   active if active is True or active is False else None, _text(language))
+
+
+def _text(value: Any) -> str:
+    """A JSON value as text: a string as it is, null or a missing value as ""."""
+    return value if type(value) is str else str(value or "")
+
+
+def _group_id(group: Any) -> str:
+    """A group of a user's ``groups``: its id, or the id of an expanded group."""
+    if type(group) is str:
+        return group
+    return str(group.get("_id") if isinstance(group, dict) else group)
 
 
 @frozen
