@@ -3,7 +3,8 @@
 A real Sisense publishes no limit and seldom answers 429: under load its answers slow down, then
 its gateway answers 502, 503 or 504. `ConcurrencyLimit` is a Vegas-style limit (as in Netflix's
 concurrency-limits): it starts low, doubles once per round trip while the server keeps up (slow
-start; an overshoot into the server's queue goes straight back), then moves by a tenth at a
+start, judged on the first half of each round trip's answers; an overshoot into the server's
+queue goes straight back), then moves by a tenth at a
 time, holding where the latency is a tenth above the unloaded latency. Above that it backs off
 unless answers per second rise with the requests in flight (a busy client, not a queue: by
 Little's law, more in flight over the same latency). It backs off at once on 429, 502, 503, 504
@@ -141,7 +142,11 @@ class ConcurrencyLimit:
             return  # sent under the previous limit: it tells nothing about this one
         self._window.add(rtt, inflight)
         window = self._window
-        long_enough = window.samples >= self.limit or now - window.started >= MAX_WINDOW_S
+        # In slow start half a window of answers judges a level: the first answers to a
+        # doubled limit come back one round trip after the doubling, the last a round trip
+        # after that, and waiting for them all made every doubling cost two round trips.
+        needed = self.limit // 2 if self._slow_start else self.limit
+        long_enough = window.samples >= needed or now - window.started >= MAX_WINDOW_S
         if long_enough:
             self._end_window(now)
 
@@ -241,6 +246,9 @@ class ConcurrencyLimit:
             # (the handshake), which one window alone cannot tell from a queue.
             self._climbing += 1
             if self._climbing < 2:
+                # The rest of this round trip's answers say the same: the next judgement is
+                # of requests sent from now on.
+                self._changed_at = now
                 return
             self._slow_start = False
             if not (level in self._rates and self._throughput_rising(level)):

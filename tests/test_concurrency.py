@@ -310,3 +310,17 @@ def test_holding_leaves_a_fixed_limit_as_it_is() -> None:
     limit = ConcurrencyLimit(24, fixed=True, clock=Clock())
     limit.hold()
     assert limit.limit == 24
+
+
+def test_slow_start_judges_a_level_on_the_first_half_of_its_answers() -> None:
+    """In slow start half of a level's answers judge it: the limit doubles one round trip
+    after each doubling, without waiting for the answers of the requests sent last."""
+    clock = Clock()
+    limit = ConcurrencyLimit(64, clock=clock)
+    seen = [limit.limit]
+    while limit.limit < 64:
+        clock.now += 0.02
+        for _ in range(limit.limit // 2):
+            limit.succeeded(0.02, limit.limit)
+        seen.append(limit.limit)
+    assert seen == [2, 4, 8, 16, 32, 64]
