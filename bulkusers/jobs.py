@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from bulkusers.api import UserApi, make_api, roles_of
-from bulkusers.client import JSON, SisenseClient
+from bulkusers.client import SisenseClient
 from bulkusers.commands import command_spec
 from bulkusers.commands.spec import Setting
 from bulkusers.concurrency import ConcurrencyLimit
-from bulkusers.config import Connection
 from bulkusers.directory import Directory, User
 from bulkusers.errors import (
     ApiError,
@@ -94,9 +93,8 @@ async def run_command(config: RunConfig, observer: Observer | None = None,
     limit = concurrency_limit(config)
     connection = config.connection
     async with SisenseClient(connection, config.retry, concurrency=limit) as client:
-        roles = await client.check()
         api = make_api(client)
-        directory, me = await _load_directory(api, connection, roles)  # 3 the snapshot
+        directory, me = await _connect(client, api)  # 3 the snapshot
         deactivations = read_ledger(connection.url) if spec.ledgered else {}
         protected = protected_users(directory, me)
         planner = Planner(intake.header, directory, intake.repeats, config.plan, protected,
@@ -288,16 +286,33 @@ def _open_records(report_path: Path | None, mode: str, header: Header, summary: 
     return _Kept(writer, journal, ledger)
 
 
-async def _load_directory(api: UserApi, connection: Connection, roles: JSON,
-                          ) -> tuple[Directory, dict[str, Any] | None]:
-    """The snapshot every row is planned against, and the account running the tool (asked
-    for at the same time); ``roles``: what the client's check read."""
+async def _connect(client: SisenseClient, api: UserApi,
+                   ) -> tuple[Directory, dict[str, Any] | None]:
+    """Check the server and load the snapshot every row is planned against, with the account
+    running the tool, in the same round trips: the check's roles are the directory's, and its
+    answer is not waited for before the first pages are asked for. When anything fails, the
+    check's verdict (unreachable, refused, not Sisense: one clear line) comes first."""
+    checking = asyncio.ensure_future(client.check())
+
+    async def checked_roles() -> list[dict[str, Any]]:
+        # Shielded: the load giving up must not cancel the check whose verdict is wanted.
+        return roles_of(await asyncio.shield(checking))
+
     try:
-        directory, me = await together(load_directory(api, roles=roles_of(roles)), api.me())
-    except ApiError as exc:
-        raise ServerUnavailable(f"reading roles, groups and users from {connection.url} "
-                                f"failed ({exc.describe()}); nothing was sent. Try again "
-                                "later") from None
+        directory, me = await together(load_directory(api, roles=checked_roles()), api.me())
+    except asyncio.CancelledError:
+        checking.cancel()
+        raise
+    except Exception as exc:
+        await asyncio.wait([checking])
+        failure = None if checking.cancelled() else checking.exception()
+        if failure is not None:
+            raise failure from None
+        if isinstance(exc, ApiError):
+            raise ServerUnavailable(f"reading roles, groups and users from "
+                                    f"{client.connection.url} failed ({exc.describe()}); "
+                                    "nothing was sent. Try again later") from None
+        raise
     return directory, me
 
 

@@ -17,14 +17,15 @@ if TYPE_CHECKING:
 
 
 async def load_directory(api: UserApi, *, with_users: bool = True, page_size: int = 500,
-                         roles: Sequence[Mapping[str, Any]] | None = None) -> Directory:
-    """Read roles (unless given: the client's check reads them), groups and (when asked)
-    every user, once, at the start of a run: the first pages of users are asked for with
-    the groups, not a round trip later."""
+                         roles: Awaitable[Sequence[Mapping[str, Any]]] | None = None,
+                         ) -> Directory:
+    """Read roles (unless given: the client's check reads them, at the same time), groups
+    and (when asked) every user, once, at the start of a run: the first pages of users are
+    asked for with the groups, not a round trip later."""
     users: list[User] = []
 
     async def read_roles() -> Sequence[Mapping[str, Any]]:
-        return roles if roles is not None else await api.roles()
+        return await (roles if roles is not None else api.roles())
 
     async def read_users() -> None:
         if with_users:

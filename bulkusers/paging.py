@@ -47,7 +47,9 @@ async def pages(client: SisenseClient, path: str, page_size: int, params: Mappin
 
     client.hold_for_reads()  # the latency of pages says more of the client than the server
     ahead = collections.deque([ask(0), ask(page_size)])
-    counting = asyncio.ensure_future(_count(client, count_path)) if count_path else None
+    count_trace = Trace()
+    counting = (asyncio.ensure_future(_count(client, count_path, count_trace))
+                if count_path else None)
     trusted = counting is not None
     next_skip, full_pages, finished = 2 * page_size, 0, False
     try:
@@ -82,17 +84,20 @@ async def pages(client: SisenseClient, path: str, page_size: int, params: Mappin
         for task, trace in ahead:
             if not (finished and trace.in_flight):
                 task.cancel()
-        if counting is not None:
+        # The count in flight is waited for too: cancelled, it would leave the server one
+        # request busier than the limit allows while the next ones go out.
+        if counting is not None and not (finished and count_trace.in_flight):
             counting.cancel()
+        if counting is not None:
             await asyncio.gather(counting, return_exceptions=True)
         await asyncio.gather(*(task for task, _ in ahead), return_exceptions=True)
 
 
-async def _count(client: SisenseClient, path: str) -> int | None:
+async def _count(client: SisenseClient, path: str, trace: Trace) -> int | None:
     """How many items ``path`` says there are (``{"count": N}``), or None: a hint only, so
     whatever goes wrong with it (an old server without it, an error) leaves paging as it is."""
     try:
-        answer = await client.request("GET", path)
+        answer = await client.request("GET", path, trace=trace)
     except Exception:  # a hint: paging works without it
         return None
     count = answer.get("count") if isinstance(answer, dict) else None

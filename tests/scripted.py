@@ -6,6 +6,7 @@ argument), so client tests script a real aiohttp server on 127.0.0.1 instead.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator
@@ -26,6 +27,8 @@ class Answer:
     body: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     drop: bool = False
+    #: Seconds the server takes before answering.
+    delay: float = 0.0
 
 
 class Script:
@@ -34,6 +37,8 @@ class Script:
     def __init__(self) -> None:
         self.answers: dict[tuple[str, str], deque[Answer]] = defaultdict(deque)
         self.seen: list[tuple[str, str, dict[str, str]]] = []
+        #: "arrived GET /path" and "answered GET /path", in the order they happened.
+        self.events: list[str] = []
 
     def on(self, method: str, path: str, *answers: Answer) -> None:
         """Queue answers for a route."""
@@ -46,8 +51,12 @@ class Script:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Serve the next scripted answer for this route."""
         self.seen.append((request.method, request.path, dict(request.headers)))
+        self.events.append(f"arrived {request.method} {request.path}")
         queue = self.answers[(request.method, request.path)]
         answer = queue.popleft() if len(queue) > 1 else queue[0]
+        if answer.delay:
+            await asyncio.sleep(answer.delay)
+        self.events.append(f"answered {request.method} {request.path}")
         if answer.drop:
             assert request.transport is not None
             request.transport.close()

@@ -111,11 +111,15 @@ async def test_the_count_of_users_asks_for_every_page_and_none_past_the_end(
 
 
 async def test_roles_given_to_the_load_are_not_asked_for_again(emulator: Emulator) -> None:
-    """The roles the client's check read make the directory's roles; the load asks the
-    server only for groups and users."""
+    """The roles the client's check reads, at the same time as the load, make the directory's
+    roles; the load asks the server only for groups and users."""
     async with client_for(emulator, ConcurrencyLimit(16, fixed=True)) as client:
-        roles = await client.check()
-        directory = await load_directory(V1Api(client), roles=roles_of(roles))
+        checking = asyncio.ensure_future(client.check())
+
+        async def checked_roles() -> list[dict[str, object]]:
+            return roles_of(await checking)
+
+        directory = await load_directory(V1Api(client), roles=checked_roles())
     assert sum(1 for r in emulator.requests if r.path == "/api/roles") == 1
     assert {role.name for role in directory.roles} == {
         role.name for role in emulator.store.roles.values()}
