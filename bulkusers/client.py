@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import re
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -14,7 +12,6 @@ from types import TracebackType
 from typing import Any
 
 import aiohttp
-import orjson
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -24,11 +21,11 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from bulkusers.answers import encode_body, read_answer
 from bulkusers.auth import Authenticator, make_authenticator
 from bulkusers.concurrency import ConcurrencyLimit, Overload
 from bulkusers.config import Connection, RetryPolicy
 from bulkusers.errors import (
-    RETRYABLE_STATUSES,
     ApiError,
     AuthError,
     ServerUnavailable,
@@ -93,93 +90,6 @@ def _log_retry(state: RetryCallState) -> None:
     wait = state.next_action.sleep if state.next_action else 0.0
     log.debug("retrying after %s in %.1f s (attempt %d failed)", reason, wait,
               state.attempt_number)
-
-
-def _retry_after(value: str | None) -> float | None:
-    # Sisense sends none today; a proxy or our emulator may send seconds (HTTP-dates are rare
-    # from API gateways and not worth a parser: backoff covers them).
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
-def _encode(body: JSON) -> bytes:
-    """A request body as JSON (orjson: several times faster than json, the same document)."""
-    try:
-        return orjson.dumps(body)
-    except TypeError:  # what orjson refuses (a lone surrogate, a big int): json's way
-        return json.dumps(body).encode()
-
-
-def _decode(raw: bytes) -> JSON:
-    """An answer's JSON; ValueError when it is none (json's verdict on what orjson refuses)."""
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return json.loads(raw)
-
-
-def _answer(status: int, reason: str, raw: bytes, method: str, url: str, path: str,
-            retry_after: str | None) -> JSON:
-    """An answer's parsed JSON (None when empty), or the Sisense error it carries raised."""
-    if status < 300:
-        if not raw or raw.isspace():
-            return None
-        try:
-            return _decode(raw)
-        except ValueError:
-            raise ServerUnavailable(
-                f"{method} {url} answered HTTP {status} with a body that is not JSON; is "
-                "--url the address of a Sisense server?") from None
-    raise _error_from(status, reason, raw, method, path, _retry_after(retry_after))
-
-
-_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
-_GATEWAY_STATUSES = frozenset({502, 503, 504})
-
-
-def _not_json_message(status: int, reason: str, body: bytes) -> str:
-    """One line for an error answer that is not Sisense's JSON, such as a proxy's HTML page.
-
-    Never the page itself: it would flood the report and the terminal. Its ``<title>`` (e.g.
-    ``502 Bad Gateway``) is kept when short, as it often names the cause better than the reason.
-    """
-    found = _TITLE.search(body[:4096])
-    title = " ".join(found.group(1).decode("utf-8", "replace").split()) if found else ""
-    title = title.removeprefix(f"{status} ")  # "HTTP 502: 502 Bad Gateway" says it twice
-    what = title if title and len(title) <= 80 and "<" not in title else reason
-    if status in _GATEWAY_STATUSES:
-        # A gateway (nginx, an ingress, a load balancer) answered for Sisense: the server
-        # behind it is down, restarting or too slow.
-        return f"{what} (an HTML page from the proxy or gateway in front of Sisense)"
-    return f"{what} (the answer is an HTML or text page, not Sisense's JSON; is --url right?)"
-
-
-def _error_from(status: int, reason: str, body: bytes, method: str, path: str,
-                retry_after: float | None) -> ApiError:
-    code: int | None = None
-    message = reason or "error"
-    try:
-        parsed = json.loads(body) if body else None
-    except ValueError:
-        parsed = None
-    if isinstance(parsed, dict):
-        error = parsed.get("error")
-        if isinstance(error, dict):
-            raw_code = error.get("code")
-            code = raw_code if isinstance(raw_code, int) else None
-            message = str(error.get("message") or message)
-        elif isinstance(parsed.get("message"), str):
-            message = parsed["message"]
-    elif body:
-        message = _not_json_message(status, message, body)
-    if status in RETRYABLE_STATUSES:
-        return TransientApiError(status, code, message, method=method, path=path,
-                                 retry_after=retry_after)
-    return ApiError(status, code, message, method=method, path=path)
 
 
 class SisenseClient:
@@ -349,7 +259,7 @@ class SisenseClient:
         url = self.connection.url + path
         data = None
         if body is not None:
-            data = _encode(body)
+            data = encode_body(body)
             headers = self._with_json_type(headers)
         debug = log.isEnabledFor(logging.DEBUG)
         ticket = self.gate.enter() or await self.gate.acquire()
@@ -371,8 +281,8 @@ class SisenseClient:
                     log.debug("%s %s%s -> %s in %.0f ms", method, path,
                               f"?{query}" if query else "", response.status,
                               (time.perf_counter() - started) * 1000)
-                result = _answer(response.status, response.reason or "", raw, method, url,
-                                 path, response.headers.get("Retry-After"))
+                result = read_answer(response.status, response.reason or "", raw, method,
+                                     url, path, response.headers.get("Retry-After"))
             answered = True
             return result
         except TransientApiError as exc:

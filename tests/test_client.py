@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bulkusers import client as client_module
+from bulkusers import answers
 from bulkusers.api import V1Api
 from bulkusers.client import SisenseClient, Trace
 from bulkusers.config import RetryPolicy, build_connection
@@ -230,7 +230,7 @@ async def test_unreachable_server_is_one_clear_abort(sleeps: SleepLog) -> None:
 def test_bodies_encode_to_the_json_document_json_would_send(body: object) -> None:
     """Every request body is the same JSON document json.dumps makes, also for values the
     fast encoder refuses (a lone surrogate, an integer beyond 64 bits)."""
-    assert json.loads(client_module._encode(body)) == json.loads(json.dumps(body))
+    assert json.loads(answers.encode_body(body)) == json.loads(json.dumps(body))
 
 
 @pytest.mark.parametrize("raw", [b'{"_id": "u1", "name": "Zo\xc3\xab"}', b"[1, 2.5, null]",
@@ -238,11 +238,11 @@ def test_bodies_encode_to_the_json_document_json_would_send(body: object) -> Non
 def test_answers_decode_as_json_decodes_them(raw: bytes) -> None:
     """An answer parses to what json.loads makes of it, also where the fast decoder refuses.
     (An integer beyond 64 bits, which Sisense's JavaScript cannot send, becomes a float.)"""
-    assert repr(client_module._decode(raw)) == repr(json.loads(raw))
+    assert repr(answers.decode(raw)) == repr(json.loads(raw))
 
 
 def test_an_answer_that_is_not_json_is_a_value_error() -> None:
     """Text that no JSON parser accepts raises ValueError, which the client turns into one
     clear line."""
     with pytest.raises(ValueError, match="Expecting value"):
-        client_module._decode(b"<html>hello</html>")
+        answers.decode(b"<html>hello</html>")
