@@ -26,7 +26,7 @@ from bulkusers.frozen import frozen
 from bulkusers.identity import identity_key
 from bulkusers.models import Header, Row
 from bulkusers.readers import ReadOptions, open_table
-from bulkusers.report import ReportLine, read_report
+from bulkusers.report import ReportLine, read_report_once
 from bulkusers.rowcheck import RowCheck
 from bulkusers.spool import Spool
 
@@ -187,7 +187,7 @@ def _repeated(hashes: array[int]) -> set[int]:
 
 def _read_report(path: Path) -> Intake:
     """reactivate's input: a deactivate run's report, its lines kept by line number."""
-    lines = tuple(read_report(path))
+    lines, digest = read_report_once(path)
     actions = sorted({line.action for line in lines if line.action})
     if lines and "deactivate" not in actions:
         raise InputError(f"{path}: deactivated nobody (its lines are {', '.join(actions)}); "
@@ -201,13 +201,4 @@ def _read_report(path: Path) -> Intake:
     for line in lines:
         spool.append(Row(line.line, ()))
     return Intake(path=path, header=Header((), {}), spool=spool.close(),
-                  sha256=file_sha256(path), lines={line.line: line for line in lines})
-
-
-def file_sha256(path: Path) -> str:
-    """The SHA-256 of a file, read in blocks (memory stays flat)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+                  sha256=digest, lines={line.line: line for line in lines})

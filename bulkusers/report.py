@@ -16,6 +16,7 @@ from bulkusers.columns import REPORT_COLUMNS
 from bulkusers.errors import ConfigError, InputError
 from bulkusers.frozen import frozen
 from bulkusers.identity import identity_key
+from bulkusers.inputfile import InputFile
 from bulkusers.models import Header
 
 MASK = "***"
@@ -164,25 +165,37 @@ class _Lines:
             yield line
 
 
-def read_report(path: Path, *, complete_only: bool = False) -> Iterator[ReportLine]:
+def read_report(path: Path, *, complete_only: bool = False,
+                source: InputFile | None = None) -> Iterator[ReportLine]:
     """Stream an earlier bulkusers report; InputError when the file is not one (or not
-    readable as the UTF-8 CSV the tool writes)."""
+    readable as the UTF-8 CSV the tool writes). ``source``: the file already opened, hashing
+    what it reads (``read_report_once``)."""
     try:
-        yield from _report_lines(path, complete_only=complete_only)
+        yield from _report_lines(path, complete_only=complete_only, source=source)
     except (UnicodeDecodeError, csv.Error) as exc:
         raise InputError(f"{path}: cannot be read as a bulkusers report ({exc.__class__.__name__}"
                          "); if a spreadsheet re-saved it, save it again as 'CSV UTF-8'") \
             from None
 
 
-def _report_lines(path: Path, *, complete_only: bool) -> Iterator[ReportLine]:
+def read_report_once(path: Path) -> tuple[tuple[ReportLine, ...], str]:
+    """Every line of an earlier report and the SHA-256 of its bytes, from one read of the
+    file (reactivate's input, which ``--resume`` recognises by its hash)."""
+    with InputFile(path) as source:
+        lines = tuple(read_report(path, source=source))
+        return lines, source.sha256
+
+
+def _report_lines(path: Path, *, complete_only: bool,
+                  source: InputFile | None) -> Iterator[ReportLine]:
     """Stream an earlier bulkusers report; InputError when the file is not one.
 
     With ``complete_only`` (``--resume``), a last line without its line break is ignored: it
     is what a run killed while writing it leaves, and the resumed run cuts it off.
     """
     try:
-        handle = path.open(encoding="utf-8-sig", newline="")
+        handle = (source.text("utf-8-sig") if source is not None
+                  else path.open(encoding="utf-8-sig", newline=""))
     except OSError as exc:
         raise InputError(f"{path}: cannot be read ({exc.strerror}); check the path") from None
     with handle:

@@ -78,7 +78,7 @@ class Table:
     @property
     def sha256(self) -> str:
         """The SHA-256 (hex) of the file's exact bytes, known once rows() has been read to the
-        end (for a workbook, once it is open); the same as intake.file_sha256(path)."""
+        end (for a workbook, once it is open); the same as hashing the file on its own."""
         return self._source.sha256
 
     def close(self) -> None:

@@ -18,11 +18,15 @@ import openpyxl
 import pytest
 
 from bulkusers.errors import InputError
-from bulkusers.intake import file_sha256
 from bulkusers.longfields import long_record
 from bulkusers.readers import ReadOptions, open_table
 
 BIG = 5 * 1024 * 1024  # over the csv module's field limit the readers set (4 Mi characters)
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file read on its own: the reference the readers' hash must equal."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def write_csv(path: Path, rows: list[list[str]], delimiter: str = ",") -> Path:
@@ -182,3 +186,26 @@ def test_reading_csv_loads_neither_pandas_nor_openpyxl() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=60, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_reactivate_reads_its_report_once_and_hashes_its_bytes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """reactivate's input (a deactivate run's report) is opened once; its lines and the
+    SHA-256 of its bytes (for --resume) come from that one read."""
+    from bulkusers.columns import REPORT_COLUMNS
+    from bulkusers.intake import read_input
+
+    path = tmp_path / "leavers.deactivate.report.csv"
+    with path.open("w", encoding="utf-8-sig", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(REPORT_COLUMNS)
+        for n in range(1, 301):
+            writer.writerow([str(n + 1), f"user{n:04d}@example.com", "deactivate", "deactivated",
+                             f"65f1{n:020x}", "200", "", "1", "12.0", "role Viewer",
+                             '{"role": "Designer", "groups": ["Sales"]}'])
+    opens = Opens(monkeypatch, path)
+    intake = read_input(path, ReadOptions(), report=True)
+    assert opens.count == 1
+    assert intake.sha256 == file_sha256(path)
+    assert intake.total == 300
+    assert intake.lines[2].previous == {"role": "Designer", "groups": ["Sales"]}
