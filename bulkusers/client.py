@@ -148,6 +148,11 @@ class SisenseClient:
         self.gate.limit.relearn()
 
     @property
+    def in_flight_limit(self) -> int:
+        """How many requests the limit lets through at once now."""
+        return self.gate.limit.limit
+
+    @property
     def max_concurrency(self) -> int:
         """The most requests this client ever has in flight."""
         return self._max_connections

@@ -6,8 +6,10 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
-from bulkusers.api import V1Api, roles_of
+from bulkusers.api import LegacyApi, V1Api, roles_of
 from bulkusers.client import SisenseClient
 from bulkusers.concurrency import ConcurrencyLimit
 from bulkusers.config import RetryPolicy, build_connection
@@ -47,7 +49,9 @@ async def test_concurrent_pages_give_exactly_the_directory_in_order(
     assert {u["email"] for u in users} == {u.email for u in emulator.store.users.values()}
     pages = -(-len(expected) // page_size) + (len(expected) % page_size == 0)
     asked = sum(1 for r in emulator.requests if r.path == USERS)
-    assert pages <= asked <= 2 * pages  # never more pages past the end than before it
+    # Never more pages past the end than before it; with the count, pages grow so that
+    # the rest takes about one page per request let through at once (16), fewer requests.
+    assert asked <= min(2 * pages, 2 + 16 + 1)
 
 
 async def test_a_large_directory_is_paged_concurrently(emulator: Emulator) -> None:
@@ -146,3 +150,68 @@ async def test_together_raises_the_first_failure_and_cancels_the_rest() -> None:
         await together(slow(), failing())
     assert cancelled == [True]
     assert await together(asyncio.sleep(0, "a"), asyncio.sleep(0, "b")) == ["a", "b"]
+
+
+async def test_with_the_count_the_rest_comes_in_grown_pages(emulator: Emulator) -> None:
+    """Once the count is in, the rest is asked for in pages grown to about one per request
+    the limit lets through (8 while pages are read): a few round trips, every user once and
+    in order."""
+    async with client_for(emulator, ConcurrencyLimit(64)) as client:
+        users = [u async for u in V1Api(client).iter_users(page_size=100)]
+    assert [u["_id"] for u in users] == [user.id for user in emulator.store.users.values()]
+    limits = [int(dict(pair.split("=") for pair in r.query.split("&"))["limit"])
+              for r in emulator.requests if r.path == USERS]
+    assert limits[:2] == [100, 100]
+    assert max(limits) >= 200  # (2001 - 200) / 8 = 226 a page
+    assert len(limits) <= 2 + 8 + 1
+
+
+@pytest.mark.parametrize(("page_size", "cap"), [(100, 150), (500, 300), (37, 37)])
+async def test_a_server_that_caps_its_pages_is_read_whole(
+        emulator: Emulator, page_size: int, cap: int) -> None:
+    """A server giving at most ``cap`` items a page, whatever limit asks: a page shorter than
+    asked before the counted end is not taken for the end; the rest is read from where it
+    stopped, every user once, in order."""
+    emulator.faults.page_cap = cap
+    async with client_for(emulator, ConcurrencyLimit(64)) as client:
+        users = [u async for u in V1Api(client).iter_users(page_size=page_size)]
+    assert [u["_id"] for u in users] == [user.id for user in emulator.store.users.values()]
+
+
+async def test_a_capped_legacy_listing_is_read_whole() -> None:
+    """The v0.9 listing (GET /api/users, with its count) behind a page cap: every user once."""
+    settings = EmulatorSettings(token=TOKEN, users=700, page_cap=120, api_secret="s3cret")
+    async with running_emulator(settings) as emu:
+        async with client_for(emu, ConcurrencyLimit(64)) as client:
+            users = [u async for u in LegacyApi(client).iter_users(page_size=100)]
+        assert sorted(str(u["_id"]) for u in users) == sorted(emu.store.users)
+
+
+async def test_a_short_first_page_waits_for_a_late_count_before_ending() -> None:
+    """The first page comes back shorter than asked while the count is still on its way:
+    the count, not the short page, decides whether the list has ended (here it has not:
+    the server caps its pages at 300)."""
+    people = [{"_id": f"{n:024x}", "email": f"u{n}@example.com"} for n in range(1000)]
+
+    async def users(request: web.Request) -> web.Response:
+        skip, limit = int(request.query["skip"]), int(request.query["limit"])
+        return web.json_response(people[skip:skip + min(limit, 300)])
+
+    async def count(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.2)  # answered well after the first pages
+        return web.json_response({"count": len(people)})
+
+    app = web.Application()
+    app.router.add_get(USERS, users)
+    app.router.add_get("/api/users/count", count)
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    try:
+        connection = build_connection(url=str(server.make_url("")).rstrip("/"), token=TOKEN,
+                                      username=None, password=None)
+        async with SisenseClient(connection, RetryPolicy(),
+                                 concurrency=ConcurrencyLimit(64)) as client:
+            read = [u async for u in V1Api(client).iter_users(page_size=500)]
+    finally:
+        await server.close()
+    assert [u["_id"] for u in read] == [p["_id"] for p in people]

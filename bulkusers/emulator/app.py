@@ -22,6 +22,7 @@ from bulkusers.emulator.records import (
     object_id,
 )
 from bulkusers.emulator.shared import (
+    FAULTS,
     bool_param,
     empty_response,
     expand_param,
@@ -42,14 +43,15 @@ from bulkusers.emulator.store import Store
 routes = web.RouteTableDef()
 
 
-def _list_response(query: MultiMapping[str], items: list[Any],
+def _list_response(request: web.Request, items: list[Any],
                    to_json: Callable[[Any], Json]) -> web.Response:
     """Sort (``sort=a,-b``), page (``skip``, ``limit``) and project (``fields``) `items`."""
+    query = request.query
     sort = [f.strip() for f in query.get("sort", "").split(",") if f.strip()]
     return page_response(items, to_json, skip=int_param(query, "skip", 0) or 0,
                          limit=int_param(query, "limit", 1),
                          order=[(f.lstrip("-+"), f.startswith("-")) for f in sort],
-                         fields=query.get("fields", ""))
+                         fields=query.get("fields", ""), cap=request.app[FAULTS].page_cap)
 
 
 def _select_users(store: Store, query: MultiMapping[str]) -> list[UserRecord]:
@@ -114,7 +116,7 @@ async def list_users(request: web.Request) -> web.Response:
     store, query = require_reader(request), request.query
     expand = expand_param(query, _USER_EXPANDS)
     users = _select_users(store, query)
-    return _list_response(query, users, lambda user: user_json(store, user, expand))
+    return _list_response(request, users, lambda user: user_json(store, user, expand))
 
 
 @routes.post("/api/v1/users/bulk")
@@ -183,7 +185,7 @@ async def list_groups(request: web.Request) -> web.Response:
         groups = [g for g in groups if g.name.lower() == query["name"].lower()]
     if (ids := id_list(query, "ids")) is not None:
         groups = [g for g in groups if g.id in ids]
-    return _list_response(query, groups, lambda group: group_json(store, group, expand))
+    return _list_response(request, groups, lambda group: group_json(store, group, expand))
 
 
 @routes.post("/api/v1/groups/bulk")

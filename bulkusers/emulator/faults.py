@@ -112,6 +112,9 @@ class Faults:
         self.peak_inflight = 0  # lets tests check how much concurrency a client really used
         #: Requests served at once (the rest queue); None: every request is served at once.
         self.capacity: Capacity | None = None
+        #: At most this many items per page of a list, whatever ``limit`` asks (a server that
+        #: caps its pages); None: as many as asked.
+        self.page_cap: int | None = None
         self._scripts: list[_Script] = []
 
     def script(self, method: str, path_prefix: str, statuses: list[int],

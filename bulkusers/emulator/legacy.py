@@ -20,6 +20,7 @@ from bulkusers.emulator.records import (
 )
 from bulkusers.emulator.shared import (
     CALLER,
+    FAULTS,
     STORE,
     bool_param,
     empty_response,
@@ -87,7 +88,8 @@ async def list_users(request: web.Request) -> web.Response:
     store, query = require_reader(request), request.query
     skip, limit = _skip_limit(query)
     return page_response(_search_users(store, query), lambda u: legacy_user_json(store, u),
-                         skip=skip, limit=limit, order=_order(query))
+                         skip=skip, limit=limit, order=_order(query),
+                         cap=request.app[FAULTS].page_cap)
 
 
 @legacy_routes.get("/api/users/count")

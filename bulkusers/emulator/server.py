@@ -60,6 +60,7 @@ class EmulatorSettings:
     legacy_max_age_s: float = 300.0  # oldest x-api-key `iat` accepted (the scheme wants it fresh)
     token_ttl_s: float | None = None  # issued bearer tokens (the fixed one too) expire after this
     list_everyone: bool = False  # whether a user's `groups` lists the built-in Everyone group
+    page_cap: int | None = None  # at most this many items per page of a list, whatever `limit`
 
 
 def seed_store(store: Store, settings: EmulatorSettings) -> UserRecord:
@@ -101,6 +102,7 @@ def create_app(settings: EmulatorSettings | None = None) -> web.Application:
     faults = Faults(latency_ms=settings.latency_ms, error_rate=settings.error_rate,
                     max_inflight=settings.max_inflight, retry_after_s=settings.retry_after_s,
                     seed=settings.seed)
+    faults.page_cap = settings.page_cap
     if settings.capacity is not None:
         faults.capacity = Capacity(settings.capacity, queue_limit=settings.queue_limit,
                                    gateway_timeout_s=settings.gateway_timeout_s)

@@ -153,8 +153,11 @@ def project(doc: Json, fields: str) -> Json:
 
 def page_response(items: Sequence[Any], to_json: Callable[[Any], Json], *, skip: int,
                   limit: int | None, order: Sequence[tuple[str, bool]] = (),
-                  fields: str = "") -> web.Response:
-    """Sort by `order` ((field, descending) pairs, most significant first), page and project."""
+                  fields: str = "", cap: int | None = None) -> web.Response:
+    """Sort by `order` ((field, descending) pairs, most significant first), page and project;
+    a page holds at most ``cap`` items whatever `limit` asks (``Faults.page_cap``)."""
+    if cap is not None:
+        limit = cap if limit is None else min(limit, cap)
     end = None if limit is None else skip + limit
     if order:
         docs = [to_json(item) for item in items]
