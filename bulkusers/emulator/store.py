@@ -1,8 +1,9 @@
 """The emulator's in-memory Sisense directory: roles, users, groups, tokens and the API's rules.
 
-Pure Python (no aiohttp) so tests can inspect and prepare it directly. Every rule the real API
-enforces on users and groups lives here and fails with `StoreError`, which the HTTP layer turns into
-the Sisense error envelope. The records and error codes live in `records`.
+Pure Python (no aiohttp) so tests can inspect and prepare it directly. The rules that need the
+directory (unique names, one super user, built-in groups) live here, what one user body may hold in
+`bodies`; all fail with `StoreError`, which the HTTP layer turns into the Sisense error envelope.
+The records and error codes live in `records`.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
 
 import jwt
 
+from bulkusers.emulator.bodies import user_fields
 from bulkusers.emulator.records import (
     ADMIN_ROLES,
     ADMINS,
@@ -24,31 +25,22 @@ from bulkusers.emulator.records import (
     BUILTIN_GROUP,
     BUILTIN_GROUPS,
     DUPLICATE_IN_PAYLOAD,
-    EMAIL,
     EVERYONE,
     GROUP_EXISTS,
     GROUP_NOT_FOUND,
-    MANDATORY_EMPTY,
-    MANDATORY_MISSING,
-    MD5_HEX,
     MULTIPLE_SUPER,
     NOT_AN_ARRAY,
-    ROLE_NOT_FOUND,
     ROLES,
     SUPER_UNDELETABLE,
-    TEXT_FIELDS,
     USER_EXISTS,
     USER_NOT_FOUND,
-    VALIDATION,
     GroupRecord,
     Json,
     Role,
     StoreError,
     UserRecord,
-    hash_password,
     identity,
     iso,
-    md5_password,
     object_id,
     password_matches,
     require_object,
@@ -285,7 +277,7 @@ class Store:
     def update_user(self, user_id: str, body: object, *, legacy: bool = False) -> UserRecord:
         """Apply a partial update; `groups` replaces membership and `active` is read-only."""
         user = self.get_user(user_id)
-        fields = self._validated(body, create=False, legacy=legacy)
+        fields = user_fields(body, self, create=False, legacy=legacy)
         email, user_name = fields.get("email", user.email), fields.get("user_name", user.user_name)
         if self._clashes(email, user_name, user.id):
             raise StoreError(400, USER_EXISTS, "A user with this email or userName already exists.")
@@ -312,72 +304,16 @@ class Store:
 
     def _user_draft(self, body: object, legacy: bool) -> UserRecord:
         """Validate one create body into an unsaved record (uniqueness is checked by the caller)."""
-        fields = self._validated(body, create=True, legacy=legacy)
+        fields = user_fields(body, self, create=True, legacy=legacy)
         if fields["role_id"] == self.role_ids["super"]:
             raise StoreError(400, MULTIPLE_SUPER, "There can be only one super user.")
-        fields.setdefault("user_name", fields["email"])
         now = self.now()
         return UserRecord(self.new_id(), tenant_id=self.tenant_id, created=now, last_updated=now,
                           **fields)
 
-    def _validated(self, body: object, *, create: bool, legacy: bool = False) -> dict[str, Any]:
-        """Check a create or update body; return the record attributes it sets."""
-        data = require_object(body)
-        fields: dict[str, Any] = {}
-        if not create and "email" in data and data["email"] is None:
-            raise StoreError(400, MANDATORY_EMPTY, "Field must not be empty: email")
-        for key, attr, nonempty in TEXT_FIELDS:
-            value = text_field(data, key, required=create and key == "email", nonempty=nonempty)
-            if value is not None:
-                fields[attr] = value
-            elif key in data and not nonempty:
-                fields[attr] = ""  # an explicit null clears a name; other nulls mean "not given"
-        if "email" in fields and not EMAIL.match(fields["email"]):
-            # Documented: the spec's email pattern, see records.EMAIL. 400, like every other
-            # invalid field value of a create (inferred: the spec names no status for it).
-            raise StoreError(400, VALIDATION, f"Invalid email: {fields['email']!r}")
-        if "roleId" in data:
-            fields["role_id"] = self._role_id(data["roleId"])
-        elif create and legacy:
-            # Inferred: the pre-6.5 script creates users without a roleId ([KB-LEGACY]) and
-            # they could sign in, so the server must have given them its default role, Viewer.
-            fields["role_id"] = self.role_ids["consumer"]
-        elif create:
-            raise StoreError(422, MANDATORY_MISSING, "Mandatory field is missing: roleId")
-        if legacy:
-            fields.update(_legacy_fields(data, create=create))
-        if "groups" in data:
-            fields["groups"] = self._group_ids(data["groups"])
-        if "preferences" in data:
-            if not isinstance(data["preferences"], dict):
-                raise StoreError(422, VALIDATION, "preferences must be an object")
-            fields["preferences"] = dict(data["preferences"])
-        if "password" in fields:
-            # Setting a password is what activates an account (sisense-api.md section 5).
-            fields["password_hash"], fields["active"] = hash_password(fields.pop("password")), True
-            fields.pop("md5", None)
-        elif "md5" in fields:
-            fields["password_hash"] = md5_password(fields.pop("md5"))
-            fields.setdefault("active", True)
-        return fields
-
     def role_allows(self, user_id: str, roles: frozenset[str]) -> bool:
         """True if the user's role is one of `roles` (API names)."""
         return self.role_name_of(user_id) in roles
-
-    def _role_id(self, value: object) -> str:
-        role_id = object_id(value, "roleId")
-        if role_id not in self.roles:
-            raise StoreError(404, ROLE_NOT_FOUND, "Role not found", resourceType="role",
-                             resourceName=role_id)
-        return role_id
-
-    def _group_ids(self, value: object) -> list[str]:
-        if not isinstance(value, list):
-            raise StoreError(422, VALIDATION, "groups must be an array of group ids")
-        ids = [self.get_group(object_id(item, "groups")).id for item in value]
-        # Built-in groups are computed, never stored on a user, so naming them is a no-op.
-        return [g for g in dict.fromkeys(ids) if not self.groups[g].builtin]
 
     def _clashes(self, email: str, user_name: str, own_id: str | None) -> bool:
         others = {self._emails.get(identity(email)), self._user_names.get(identity(user_name))}
@@ -461,28 +397,3 @@ class Store:
         self.groups[group.id] = group
         self._group_names[name.lower()] = group.id
         return group
-
-
-def _legacy_fields(data: dict[str, Any], *, create: bool) -> dict[str, Any]:
-    """The v0.9-only body fields of a user: ``hash`` (md5 hex of the password) and ``active``."""
-    fields: dict[str, Any] = {}
-    digest = data.get("hash")
-    # Documented: pre-6.5 creates carry the md5 hex of the password as `hash` ([KB-LEGACY]).
-    # A sync script sends the text "null" for no password (sisense-api.md section 4): inferred
-    # to mean no password, as JSON null does.
-    if digest is not None and digest != "null":
-        if not isinstance(digest, str) or not MD5_HEX.match(digest):
-            raise StoreError(400, VALIDATION, "hash must be the md5 hex digest of the password")
-        fields["md5"] = digest
-    # Documented: the script sends `active` as the string "true" ([KB-LEGACY]); booleans are
-    # accepted too (inferred), any other value is refused. On updates `active` is read-only and
-    # ignored, as in v1 (inferred: the v0.9 PUT schema has no `active`).
-    active = data.get("active") if create else None
-    if active is not None:
-        if isinstance(active, bool):
-            fields["active"] = active
-        elif isinstance(active, str) and active.lower() in ("true", "false"):
-            fields["active"] = active.lower() == "true"
-        else:
-            raise StoreError(400, VALIDATION, "active must be true or false")
-    return fields
