@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import os
 import re
 import select
@@ -208,3 +209,40 @@ def test_queue_limit_without_capacity_is_a_usage_error(run_cli: Callable[..., Re
     result = run_cli("emulator", "--port", "0", "--queue-limit", "5")
     assert result.exit_code == 2
     assert "--queue-limit needs --capacity" in result.output
+
+
+def test_emulator_command_caps_its_pages_and_an_export_still_reads_everyone(
+        tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+    """`bulkusers emulator --page-cap 50` as its own process gives at most 50 users a page;
+    an export asking for pages of 500 still writes every user once."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SISENSE_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bulkusers", "emulator", "--port", "0", "--token", TOKEN,
+         "--users", "180", "--page-cap", "50"],
+        stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    try:
+        assert process.stderr is not None
+        ready, _, _ = select.select([process.stderr], [], [], RUN_S)
+        assert ready, f"the emulator printed nothing within {RUN_S} s"
+        match = re.search(r"http://127\.0\.0\.1:\d+", process.stderr.readline())
+        assert match
+        url = match.group(0)
+
+        async def page() -> int:
+            async with aiohttp.ClientSession(headers=HEADERS) as session, \
+                    session.get(url + "/api/v1/users", params={"limit": "500"}) as response:
+                return len(await response.json())
+
+        assert asyncio.run(asyncio.wait_for(page(), 10)) == 50
+        result = run_cli("export", "everyone.csv", "--url", url, "--token", TOKEN)
+        assert result.exit_code == 0, result.output
+        with (tmp_path / "everyone.csv").open(encoding="utf-8-sig", newline="") as handle:
+            emails = [row["email"] for row in csv.DictReader(handle)]
+        assert len(emails) == len(set(emails)) == 181  # 180 generated and the admin
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=EXIT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=EXIT_S)

@@ -51,6 +51,8 @@ if TYPE_CHECKING:
               help="bearer tokens (logins and --token) expire this long after issue (401)")
 @click.option("--list-everyone", is_flag=True,
               help="list the built-in Everyone group in every user's groups")
+@click.option("--page-cap", type=click.IntRange(1), default=None, metavar="N",
+              help="give at most N items per page of a list, whatever limit asks")
 @click.option("--tls-cert", type=click.Path(dir_okay=False, path_type=Path), default=None,
               metavar="FILE", help="serve HTTPS with this PEM certificate (chain)")
 @click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -64,7 +66,8 @@ def emulator_command(host: str, port: int, token: str | None, admin_email: str,
                      error_rate: float, max_inflight: int | None, capacity: int | None,
                      queue_limit: int | None, gateway_timeout: float,
                      api_secret: str | None, legacy_max_age: float, token_ttl: float | None,
-                     list_everyone: bool, tls_cert: Path | None, tls_key: Path | None,
+                     list_everyone: bool, page_cap: int | None, tls_cert: Path | None,
+                     tls_key: Path | None,
                      tls_self_signed: bool) -> None:
     """Run the Sisense emulator: a local stand-in for rehearsals and tests.
 
@@ -88,7 +91,7 @@ def emulator_command(host: str, port: int, token: str | None, admin_email: str,
         latency_ms=latency_ms, error_rate=error_rate, max_inflight=max_inflight,
         capacity=capacity, queue_limit=queue_limit, gateway_timeout_s=gateway_timeout,
         api_secret=api_secret, legacy_max_age_s=legacy_max_age, token_ttl_s=token_ttl,
-        list_everyone=list_everyone)
+        list_everyone=list_everyone, page_cap=page_cap)
     with tempfile.TemporaryDirectory(prefix="bulkusers-emulator-") as scratch:
         context, ca_file = _tls_context(console, host, tls_cert, tls_key, tls_self_signed,
                                         Path(scratch))
