@@ -29,7 +29,7 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell
 from bulkusers.cells import neutralise
 from bulkusers.directory import BUILTIN_GROUPS
 from bulkusers.errors import EXIT_CHANGED, ConfigError, InputError
-from bulkusers.export import parse_time
+from bulkusers.exportfile import parse_time
 from bulkusers.frozen import frozen
 from bulkusers.identity import identity_key
 from bulkusers.readers import ReadOptions, open_table

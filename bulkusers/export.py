@@ -2,58 +2,33 @@
 
 The file is valid input for ``bulkusers import``: the columns the importer knows come first
 under their canonical names, and the others (``roleDisplayName``, ``active``, the dates,
-``id``) are ignored by it. Rows go to a temporary file beside the output, which is renamed into
-place only once every page was read, so a failed run never leaves a file that looks complete.
+``id``) are ignored by it. This module chooses the users (the filters, resolved against the
+directory) and runs the export; the file itself, written to a temporary file and put in place
+only once every page was read, is exportfile.py's.
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import os
-import secrets
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO
 
 import aiohttp
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.cell.cell import Cell
-from openpyxl.utils import get_column_letter
-from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 from bulkusers.api import UserApi, make_api
-from bulkusers.cells import neutralise, restore
 from bulkusers.client import SisenseClient
 from bulkusers.config import Connection, RetryPolicy
 from bulkusers.directory import Directory, Group, Unknown, User
-from bulkusers.errors import AbortError, ApiError, ConfigError, ServerUnavailable
+from bulkusers.errors import ApiError, ConfigError, ServerUnavailable
+from bulkusers.exportfile import STDOUT, SUFFIXES, Record, check_output, open_output, parse_time
 from bulkusers.frozen import frozen
 from bulkusers.loading import load_directory
 from bulkusers.network import describe_network_error as network_problem
-from bulkusers.safetext import printable
 
-COLUMNS: tuple[str, ...] = (
-    "email", "userName", "firstName", "lastName", "role", "roleDisplayName", "groups",
-    "language", "active", "created", "lastLogin", "lastUpdated", "id",
-)
-DATE_COLUMNS = frozenset({"created", "lastLogin", "lastUpdated"})
-SUFFIXES = (".csv", ".xlsx")
-#: OUTPUT that means standard output.
-STDOUT = "-"
 GROUP_SEPARATOR = "; "
-DATE_FORMAT = "yyyy-mm-dd hh:mm:ss"
-_WIDTHS = {"email": 32, "userName": 24, "groups": 36, "created": 20, "lastLogin": 20,
-           "lastUpdated": 20, "id": 26}
-
-#: One exported row in COLUMNS order: text, or a boolean (or None) for ``active``.
-Record = tuple[str | bool | None, ...]
 
 
 @frozen
@@ -89,17 +64,6 @@ class ExportResult:
     written: int
     read: int
     seconds: float
-
-
-def parse_time(text: str) -> datetime | None:
-    """An ISO-8601 server time as an aware UTC datetime (naive taken as UTC); None if unreadable."""
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
 
 
 @frozen
@@ -143,7 +107,7 @@ def _text(value: object) -> str:
 
 def _record(user: User, data: Mapping[str, Any], directory: Directory,
             selection: _Selection) -> Record:
-    """One user as an export row, in COLUMNS order."""
+    """One user as an export row, in exportfile.COLUMNS order."""
     role = directory.role_by_id(user.role_id)
     groups = GROUP_SEPARATOR.join(g.name for g in selection.groups_of(user))
     return (user.email, user.user_name, user.first_name, user.last_name,
@@ -175,215 +139,24 @@ async def _select(api: UserApi, directory: Directory, options: ExportOptions) ->
     return _Selection(role_id, group, cutoff, {g.id: g for g in directory.groups}, builtin)
 
 
-# -- output files ---------------------------------------------------------------------------
-
-
-class _Sink(Protocol):
-    """A file being written row by row."""
-
-    def write(self, record: Record) -> None:
-        """Append one row."""
-
-    def finish(self) -> None:
-        """Complete the file (header and rows are all on disk afterwards)."""
-
-    def abandon(self) -> None:
-        """Release the file without completing it."""
-
-
-class _CsvSink:
-    """UTF-8 CSV with a BOM (so Excel shows accents), every cell formula-safe."""
-
-    def __init__(self, path: Path, encoding: str = "utf-8-sig") -> None:
-        self._file = path.open("w", encoding=encoding, newline="")
-        self._writer = csv.writer(self._file)
-        self._writer.writerow(COLUMNS)
-
-    def write(self, record: Record) -> None:
-        """Append one row; booleans as TRUE/FALSE, text through `neutralise`."""
-        self._writer.writerow([_csv_cell(value) for value in record])
-
-    def finish(self) -> None:
-        """Flush and close."""
-        self._file.close()
-
-    def abandon(self) -> None:
-        """Close, ignoring a second failure of the disk that caused the abandon."""
-        with suppress(OSError):
-            self._file.close()
-
-
-def _csv_cell(value: str | bool | None) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    # A control character the server holds is shown as a visible escape, never written raw.
-    return neutralise(printable(value))
-
-
-class _XlsxSink:
-    """An XLSX workbook in openpyxl's write-only mode: rows stream to disk as they come."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._book = Workbook(write_only=True)
-        self._sheet: WriteOnlyWorksheet = self._book.create_sheet("Users")
-        self._sheet.freeze_panes = "A2"
-        for number, name in enumerate(COLUMNS, start=1):
-            width = _WIDTHS.get(name, 14)
-            self._sheet.column_dimensions[get_column_letter(number)].width = width
-        self._sheet.append([self._text_cell(name) for name in COLUMNS])
-
-    def write(self, record: Record) -> None:
-        """Append one row: dates as datetimes, ``active`` as a boolean, the rest as text."""
-        self._sheet.append([self._cell(name, value) for name, value in zip(COLUMNS, record,
-                                                                           strict=True)])
-
-    def _cell(self, name: str, value: str | bool | None) -> Cell | None:
-        # Always a Cell whose type we chose: raw values would go through openpyxl's guessing.
-        if value is None or value == "":
-            return None
-        if isinstance(value, bool):
-            return WriteOnlyCell(self._sheet, value)
-        if name in DATE_COLUMNS and (moment := parse_time(value)) is not None:
-            cell = WriteOnlyCell(self._sheet, moment.replace(tzinfo=None))
-            cell.number_format = DATE_FORMAT
-            return cell
-        return self._text_cell(value)
-
-    def _text_cell(self, text: str) -> Cell:
-        # XML cannot hold control characters (openpyxl would refuse the row), and dropping
-        # them would silently change an address: they are written as visible escapes.
-        text = printable(text)
-        # The importer strips one "'" from "'=..." (see cells.restore); quote such text once more
-        # so that it reads back exactly.
-        if restore(text) != text:
-            text = neutralise(text)
-        cell = WriteOnlyCell(self._sheet, text)
-        # openpyxl stores text starting with "=" as a formula and "#N/A" as an error: force text.
-        cell.data_type = "s"
-        return cell
-
-    def finish(self) -> None:
-        """Write the workbook package."""
-        self._book.save(str(self._path))
-
-    def abandon(self) -> None:
-        """Drop the workbook; openpyxl removes its own temporary row file at exit."""
-        self._book.close()
-
-
-def _temporary(output: Path) -> Path:
-    """A new, empty file beside `output`, hidden and named so nobody takes it for the export."""
-    for _ in range(10):
-        candidate = output.with_name(f".{output.name}.{secrets.token_hex(4)}.part")
-        try:
-            candidate.open("x").close()
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise ConfigError(f"cannot write in {output.parent} ({exc.strerror}); choose "
-                              "another OUTPUT") from None
-        return candidate
-    raise ConfigError(f"cannot find a free temporary name beside {output}")
-
-
-def check_output(output: Path) -> None:
-    """Refuse an OUTPUT that can never be written, before anything is asked of the server."""
-    if str(output) == STDOUT:
-        return
-    if output.is_dir():
-        raise ConfigError(f"{output}: is a directory; give a file name ending in .csv or .xlsx")
-    if not output.parent.is_dir():
-        raise ConfigError(f"{output.parent}: no such directory; create it or choose another "
-                          "OUTPUT")
-
-
 # -- the run --------------------------------------------------------------------------------
-
-
-@contextmanager
-def _writing(output: Path) -> Iterator[None]:
-    """Turn a failing disk (full, read-only, gone) into an abort that names the file."""
-    try:
-        yield
-    except OSError as exc:
-        raise AbortError(f"writing {output} failed ({exc.strerror or exc}); {output} was "
-                         "not written") from None
-
-
-def _open_sink(path: Path, output: Path) -> _Sink:
-    with _writing(output):
-        if str(output) == STDOUT:
-            return _CsvSink(path, encoding="utf-8")  # a BOM would be data to the next command
-        return _XlsxSink(path) if output.suffix.lower() == ".xlsx" else _CsvSink(path)
-
-
-def _stdout_temporary() -> Path:
-    """A private temporary file for an export to standard output."""
-    handle, name = tempfile.mkstemp(prefix="bulkusers-export-", suffix=".csv.part")
-    os.close(handle)
-    return Path(name)
 
 
 async def _write_users(api: UserApi, options: ExportOptions,
                        stream: BinaryIO | None) -> tuple[int, int]:
-    """Stream every selected user into a temporary file, then rename it (or copy it to
-    ``stream`` for ``-``); (written, read)."""
+    """Stream every selected user into the export's file (given to ``stream`` for ``-``);
+    (written, read)."""
     directory = await load_directory(api, with_users=False)
     selection = await _select(api, directory, options)
-    output = options.output
-    temporary = _stdout_temporary() if options.to_stdout else _temporary(output)
     written = read = 0
-    try:
-        sink = _open_sink(temporary, output)
-        try:
-            async for data in api.iter_users(options.page_size):
-                read += 1
-                user = User.from_api(data)
-                if selection.accepts(user, data):
-                    with _writing(output):
-                        sink.write(_record(user, data, directory, selection))
-                    written += 1
-        except BaseException:
-            sink.abandon()
-            raise
-        with _writing(output):
-            sink.finish()
-            if not options.to_stdout:
-                temporary.replace(output)
-        if options.to_stdout:
-            _copy_to(temporary, stream)
-            temporary.unlink()
-    except BaseException:
-        # Failed or interrupted: no partial file may stand where a complete one is expected.
-        temporary.unlink(missing_ok=True)
-        raise
+    with open_output(options.output, stream) as write:
+        async for data in api.iter_users(options.page_size):
+            read += 1
+            user = User.from_api(data)
+            if selection.accepts(user, data):
+                write(_record(user, data, directory, selection))
+                written += 1
     return written, read
-
-
-def _copy_to(path: Path, stream: BinaryIO | None) -> None:
-    """Give a complete export to the stream: a pipe never receives half an export."""
-    if stream is None:
-        raise ConfigError("an export to - needs a stream to write to")
-    try:
-        with path.open("rb") as source:
-            shutil.copyfileobj(source, stream)
-        stream.flush()
-    except BrokenPipeError:
-        raise OutputClosed("standard output was closed before the export was written in "
-                           "full (the next command stopped reading)") from None
-    except OSError as exc:
-        raise AbortError(f"writing to standard output failed ({exc.strerror or exc})"
-                         ) from None
-
-
-class OutputClosed(AbortError):
-    """The reader of standard output went away (``export - | head``): not a failure of ours,
-    and ended as a pipe's writer ends, with status 141 (SIGPIPE)."""
-
-    exit_code = 141
 
 
 async def export_users(connection: Connection, policy: RetryPolicy,

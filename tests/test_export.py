@@ -14,7 +14,7 @@ from openpyxl import load_workbook
 
 from bulkusers.emulator import LOGIN_PATH, EmulatorSettings
 from bulkusers.emulator.records import iso
-from bulkusers.export import COLUMNS
+from bulkusers.exportfile import COLUMNS
 from bulkusers.readers import open_table
 from tests.conftest import GROUPS, TOKEN, Served, read_report, serve, write_csv
 

@@ -188,7 +188,8 @@ def test_help_and_version_do_not_load_heavy_libraries() -> None:
     loaded = {args: [m for m in mods if m.split(".")[0] in HEAVY] for args, mods in seen.items()}
     assert {args: mods for args, mods in loaded.items() if mods} == {}
     core = {"bulkusers.jobs", "bulkusers.readers", "bulkusers.client", "bulkusers.export",
-            "bulkusers.diff", "bulkusers.planner", "bulkusers.cli.console"}
+            "bulkusers.exportfile", "bulkusers.diff", "bulkusers.planner",
+            "bulkusers.cli.console"}
     assert sorted(core.intersection(seen["config path --help"])) == []
 
 

@@ -79,10 +79,10 @@ def export_command(output: Path, role: str | None, group: str | None,
     from bulkusers.export import (
         ExportOptions,
         ExportSummary,
-        OutputClosed,
         export_summary_path,
         export_users,
     )
+    from bulkusers.exportfile import OutputClosed
     from bulkusers.readers import ReadOptions
     from bulkusers.report import check_report_path
 
