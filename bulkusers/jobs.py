@@ -36,7 +36,7 @@ from bulkusers.intake import Intake, Records, read_input, read_records
 from bulkusers.journal import Journal, journal_path
 from bulkusers.ledger import STATE_DIR_VARIABLE, Deactivation, Ledger, read_ledger
 from bulkusers.loading import load_directory, together
-from bulkusers.models import Header
+from bulkusers.models import Header, Row, RowResult
 from bulkusers.pipeline import (
     Observer,
     Recorder,
@@ -44,7 +44,7 @@ from bulkusers.pipeline import (
     execute,
     write_plan,
 )
-from bulkusers.plan import Plan, PlanStream, Preflight, make_plan, planned_items
+from bulkusers.plan import Plan, PlanStream, Preflight, make_plan
 from bulkusers.planner import Planner
 from bulkusers.report import (
     check_report_path,
@@ -54,9 +54,11 @@ from bulkusers.report import (
     summary_path,
 )
 from bulkusers.reportwriter import ReportWriter
+from bulkusers.results import not_planned
 from bulkusers.resume import Earlier, load_earlier
 from bulkusers.rules import NEW_GROUP_ID, protected_users
 from bulkusers.runconfig import COMMON_RESUME_OPTIONS, RunConfig, Safety
+from bulkusers.safetext import clean
 from bulkusers.summary import RunSummary
 from bulkusers.sync import refuse_empty
 from bulkusers.tasks import Task, WorkItem, describe
@@ -162,9 +164,10 @@ async def run_command(config: RunConfig, observer: Observer | None = None,
                 stream = None
                 items: Iterator[WorkItem]
                 if plan is None:  # sent as it is made
-                    stream = PlanStream(planned_items(intake.rows(), scheme.plan_row,
-                                                      scheme.tail(), batch_size=config.batch_size,
-                                                      skip=skip), _describer(directory))
+                    stream = PlanStream(intake.rows(), scheme.plan_row, scheme.tail(),
+                                        batch_size=config.batch_size, skip=skip,
+                                        describe=_describer(directory),
+                                        unplanned=_unplanned(intake.header, spec.row_action))
                     items = iter(stream)
                 else:
                     items = iter(plan)
@@ -173,7 +176,8 @@ async def run_command(config: RunConfig, observer: Observer | None = None,
                 executor = Executor(api, directory, kept.journal, group_ids,
                                     together=record.together)
                 await execute(items, executor, record, concurrency=limit.maximum,
-                              handle_sigint=config.handle_sigint, admit=client.gate.admit)
+                              handle_sigint=config.handle_sigint, admit=client.gate.admit,
+                              stopped=stream.halt if stream is not None else None)
                 if stream is not None:
                     plan = stream.made()
                     _describe_plan(summary, plan)
@@ -332,6 +336,14 @@ def _sent_as_made(config: RunConfig) -> bool:
     safety = config.safety
     return (command_spec(config.command).streams and not safety.strict
             and not safety.max_changes.active and not config.plan.create_groups)
+
+
+def _unplanned(header: Header, action: str) -> Callable[[Row, str], RowResult]:
+    """How a streamed run reports a row it stopped before planning."""
+    def unplanned(row: Row, reason: str) -> RowResult:
+        return not_planned(row, clean(header.value(row, "email")), action, reason)
+
+    return unplanned
 
 
 def _strict_refusal(preview: Preflight, safety: Safety) -> str:

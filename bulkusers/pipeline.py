@@ -149,10 +149,12 @@ async def write_plan(make: Callable[[Callable[[WorkItem], None]], Plan], record:
 
 async def execute(items: Iterator[WorkItem], executor: Executor, record: Recorder, *,
                   concurrency: int, handle_sigint: bool,
-                  admit: Callable[[int], Awaitable[None]] | None = None) -> None:
+                  admit: Callable[[int], Awaitable[None]] | None = None,
+                  stopped: Callable[[str], None] | None = None) -> None:
     """Send every item through a pool of ``concurrency`` workers; every row of every item is
     recorded exactly once. ``admit(i)`` returns when worker i may take an item (the run's
-    adaptive limit)."""
+    adaptive limit); ``stopped(reason)`` is told when the run stops taking items, before the
+    items left are reported unsent with that reason."""
     summary = record.summary
 
     async def handle(item: WorkItem) -> None:
@@ -183,15 +185,18 @@ async def execute(items: Iterator[WorkItem], executor: Executor, record: Recorde
                                       transient=server_failing(exc)))
             record.check_breaker()
 
+    def unsent_reason() -> str:
+        return f"run aborted: {pool.abort}" if pool.abort is not None else NOT_SENT
+
     def unsent(item: WorkItem) -> None:
         if isinstance(item, RowResult):
             record(item)
-        elif pool.abort is not None:
-            _unfinished(item, set(), record, f"run aborted: {pool.abort}")
         else:
-            _unfinished(item, set(), record, NOT_SENT)
+            _unfinished(item, set(), record, unsent_reason())
 
-    pool: Pool[WorkItem] = Pool(handle, unsent, concurrency, admit=admit)
+    pool: Pool[WorkItem] = Pool(
+        handle, unsent, concurrency, admit=admit,
+        before_drain=(lambda: stopped(unsent_reason())) if stopped is not None else None)
     with _interrupts(pool, enabled=handle_sigint):
         await pool.run(items)
     abort = pool.abort or record.broken

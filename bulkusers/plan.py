@@ -128,23 +128,41 @@ def make_plan(rows: Iterable[Row], plan_row: Callable[[Row], WorkItem],
     return Plan(items=spool.close(), counts=counts, new_groups=new_groups())
 
 
-@dataclass(slots=True)
 class PlanStream:
     """A plan handed to the sender item by item as it is made, for a run in which nothing
     judges the plan whole before the first write (see ``CommandSpec.streams``).
 
     The items are the very ones ``make_plan`` would keep, planned against the same snapshot;
-    ``counts`` grow as they are taken, and are whole once the stream is drained.
+    ``counts`` grow as they are taken, and are whole once the stream is drained. Once the
+    run stops taking rows (Ctrl-C, an abort), ``halt`` turns the rows left into
+    ``unplanned(row, reason)`` results without planning them: they are only reported.
     """
 
-    items: Iterator[WorkItem]
-    describe: Callable[[Task], str]
-    counts: Preflight = field(default_factory=Preflight)
+    def __init__(self, rows: Iterable[Row], plan_row: Callable[[Row], WorkItem],
+                 tail: Iterable[WorkItem], *, batch_size: int, skip: frozenset[int],
+                 describe: Callable[[Task], str],
+                 unplanned: Callable[[Row, str], WorkItem]) -> None:
+        self.counts = Preflight()
+        self._describe = describe
+        self._plan_row = plan_row
+        self._unplanned = unplanned
+        self._items = planned_items(rows, self._row, tail, batch_size=batch_size, skip=skip)
+        self._halted: str | None = None
+
+    def _row(self, row: Row) -> WorkItem:
+        if self._halted is not None:
+            return self._unplanned(row, self._halted)
+        return self._plan_row(row)
+
+    def halt(self, reason: str) -> None:
+        """Plan no more rows: those left become ``unplanned(row, reason)``."""
+        self._halted = reason
 
     def __iter__(self) -> Iterator[WorkItem]:
-        add, describe = self.counts.add, self.describe
-        for item in self.items:
-            add(item, describe)
+        add, describe = self.counts.add, self._describe
+        for item in self._items:
+            if self._halted is None:
+                add(item, describe)
             yield item
 
     def made(self) -> Plan:

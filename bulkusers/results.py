@@ -38,6 +38,12 @@ def decided(row: Row, email: str, action: str, status: Status, *, user_id: str =
                      error=error, changes=changes, previous=previous)
 
 
+def not_planned(row: Row, email: str, action: str, reason: str) -> RowResult:
+    """A row a run stopped before planning (a plan sent as it is made): ``not_attempted``."""
+    return RowResult(row=row, email=email, action=action, status=Status.NOT_ATTEMPTED,
+                     error=reason)
+
+
 def planned(item: WorkItem, *, revokes_tokens: bool = True) -> list[RowResult]:
     """What a dry run reports for an item: each row ``planned`` with its exact changes."""
     if isinstance(item, RowResult):

@@ -28,7 +28,7 @@ class Pool(Generic[T]):
 
     def __init__(self, handle: Callable[[T], Awaitable[None]], unsent: Callable[[T], None],
                  concurrency: int, *, admit: Callable[[int], Awaitable[None]] | None = None,
-                 ) -> None:
+                 before_drain: Callable[[], None] | None = None) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self._handle = handle
@@ -38,6 +38,9 @@ class Pool(Generic[T]):
         # pool's size leaves the other items in the source, where a first Ctrl-C leaves
         # them unsent.
         self._admit = admit
+        # Told when the items left in the source are about to go to ``unsent`` (a source that
+        # makes its items can then make them cheaply: they will not be handled).
+        self._before_drain = before_drain
         self._source: Iterator[T] = iter(())
         self._exhausted = False
         self._in_flight = 0
@@ -78,6 +81,8 @@ class Pool(Generic[T]):
                 worker.cancel()
             await asyncio.gather(*self._workers, return_exceptions=True)
             if self._source_error is None:
+                if self._before_drain is not None and not self._exhausted:
+                    self._before_drain()
                 for item in self._source:
                     self._unsent(item)
         if self._source_error is not None:

@@ -185,3 +185,32 @@ async def test_a_source_that_fails_stops_the_pool_and_its_error_is_raised() -> N
         await asyncio.wait_for(pool.run(source()), timeout=5)
     assert sorted(handled) == list(range(20))
     assert unsent == []
+
+
+async def test_before_drain_is_told_once_before_the_items_left_go_unsent() -> None:
+    """A stopped pool calls before_drain once, before the first item left is reported unsent
+    (so a source that makes its items can make the rest cheaply); a pool that drained its
+    source does not call it."""
+    events: list[str] = []
+
+    async def handle(item: int) -> None:
+        if item == 5:
+            pool.stop()
+        await asyncio.sleep(0.001)
+
+    pool: Pool[int] = Pool(handle, lambda item: events.append("unsent"), concurrency=2,
+                           before_drain=lambda: events.append("drain"))
+    await pool.run(iter(range(100)))
+    assert events[0] == "drain"
+    assert events.count("drain") == 1
+    assert events.count("unsent") > 80
+
+    finished: list[str] = []
+
+    async def quick(item: int) -> None:
+        await asyncio.sleep(0)
+
+    whole: Pool[int] = Pool(quick, lambda item: finished.append("unsent"), concurrency=2,
+                            before_drain=lambda: finished.append("drain"))
+    await whole.run(iter(range(50)))
+    assert finished == []

@@ -19,7 +19,7 @@ from bulkusers.emulator import EmulatorSettings
 from bulkusers.guards import Limit
 from bulkusers.models import Row
 from bulkusers.tasks import WorkItem
-from tests.conftest import GROUPS, TOKEN, Served, serve
+from tests.conftest import GROUPS, TOKEN, Served, read_report, serve
 
 ROWS = 240
 
@@ -114,3 +114,34 @@ def test_a_streamed_upsert_plans_every_row_against_the_snapshot(
         "user0007@example.com"))
     assert renamed is not None
     assert renamed["firstName"] == "Renamed7"
+
+
+def test_a_stopped_streamed_run_reports_the_rows_left_without_planning_them(
+        served: Served, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Cancelling a streamed import early: every row has its line in the report, the rows
+    left are `not_attempted` with their email and the action they ask for, and none of them
+    was planned (planning a million rows after Ctrl-C would keep the run for seconds)."""
+    served.host.call(lambda: setattr(served.emulator.faults, "latency_ms", 30))
+    log: list[str] = []
+    _logged(monkeypatch, log)
+    rows = [{"email": f"late{n:05d}@stream.example", "role": "viewer", "groups": "Sales"}
+            for n in range(3000)]
+    report = tmp_path / "stopped.csv"
+
+    async def stopped_early() -> None:
+        first = asyncio.Event()
+        run = asyncio.ensure_future(bulkusers.run(
+            "import", bulkusers.connect(served.emulator.url, token=TOKEN), rows=rows,
+            report=report, on_result=lambda _: first.set(), batch_size=10))
+        await first.wait()
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+
+    asyncio.run(stopped_early())
+    lines = read_report(report)
+    assert sorted(int(line["row"]) for line in lines) == list(range(1, 3001))
+    left = [line for line in lines if line["status"] == "not_attempted"]
+    assert len(left) > 2000
+    assert all(line["action"] == "create" and line["email"].startswith("late") for line in left)
+    assert log.count("plan") < 1000

@@ -111,6 +111,9 @@ class CommandSpec:
     #: action): when the run sets no guard either (--strict, --max-changes) and creates no
     #: groups, its rows are sent as they are planned (plan.PlanStream).
     streams: bool = False
+    #: The action its rows ask for, named on the report line of a row a streamed run stopped
+    #: before planning ("create" for import).
+    row_action: str = ""
     #: It refuses an input without data rows, whatever --allow-empty says (sync).
     refuses_empty: bool = False
     #: Its options (keys of ``RunConfig.options()``) that change what a row means: a resumed
