@@ -262,9 +262,11 @@ class LegacyApi(_Common):
         return [group async for group in items(self.client, "/api/groups", 500, {})]
 
     async def iter_users(self, page_size: int = 500) -> AsyncIterator[UserDict]:
-        """Every user, paged with ``skip``/``limit`` (``GET /api/users``)."""
-        async for user in items(self.client, "/api/users", page_size, {}):
-            yield user
+        """Every user, paged with ``skip``/``limit`` (``GET /api/users``), with the count
+        (which tells a server's cap on a page from the end of the list)."""
+        async for page in self.user_pages(page_size):
+            for user in page:
+                yield user
 
     def user_pages(self, page_size: int = 500) -> AsyncIterator[list[UserDict]]:
         """Every user, a page at a time (``GET /api/users``)."""

@@ -37,6 +37,7 @@ from bulkusers.journal import Journal, journal_path
 from bulkusers.ledger import STATE_DIR_VARIABLE, Deactivation, Ledger, read_ledger
 from bulkusers.loading import load_directory, together
 from bulkusers.models import Header, Row, RowResult
+from bulkusers.network import describe_failure, is_network_error
 from bulkusers.pipeline import (
     Observer,
     Recorder,
@@ -179,6 +180,8 @@ async def run_command(config: RunConfig, observer: Observer | None = None,
                               handle_sigint=config.handle_sigint, admit=client.gate.admit,
                               stopped=stream.halt if stream is not None else None)
                 if stream is not None:
+                    if stream.failure is not None and not summary.aborted:
+                        summary.aborted = str(stream.failure)
                     plan = stream.made()
                     _describe_plan(summary, plan)
         finally:
@@ -312,11 +315,11 @@ async def _connect(client: SisenseClient, api: UserApi,
         failure = None if checking.cancelled() else checking.exception()
         if failure is not None:
             raise failure from None
-        if isinstance(exc, ApiError):
-            raise ServerUnavailable(f"reading roles, groups and users from "
-                                    f"{client.connection.url} failed ({exc.describe()}); "
-                                    "nothing was sent. Try again later") from None
-        raise
+        if not (isinstance(exc, ApiError) or is_network_error(exc)):
+            raise
+        raise ServerUnavailable(f"reading roles, groups and users from "
+                                f"{client.connection.url} failed ({describe_failure(exc)}); "
+                                "nothing was sent. Try again later") from None
     return directory, me
 
 

@@ -48,6 +48,11 @@ def may_have_landed(exc: BaseException) -> bool:
     return isinstance(exc, aiohttp.ClientError | asyncio.TimeoutError)
 
 
+def is_network_error(exc: BaseException) -> bool:
+    """True for a failure of the connection itself (any aiohttp client error, a timeout)."""
+    return isinstance(exc, aiohttp.ClientError | asyncio.TimeoutError)
+
+
 def describe_failure(exc: BaseException) -> str:
     """A short, secret-free phrase for any failure of a request."""
     return exc.describe() if isinstance(exc, ApiError) else describe_network_error(exc)

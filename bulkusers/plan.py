@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+from bulkusers.errors import UnexpectedError
 from bulkusers.frozen import frozen
 from bulkusers.models import Row, RowResult, Status
 from bulkusers.spool import Spool
@@ -148,11 +149,21 @@ class PlanStream:
         self._unplanned = unplanned
         self._items = planned_items(rows, self._row, tail, batch_size=batch_size, skip=skip)
         self._halted: str | None = None
+        #: Why planning failed, when a row could not be planned (the run is then aborted).
+        self.failure: UnexpectedError | None = None
 
     def _row(self, row: Row) -> WorkItem:
         if self._halted is not None:
             return self._unplanned(row, self._halted)
-        return self._plan_row(row)
+        try:
+            return self._plan_row(row)
+        except Exception as exc:
+            # A defect: writes have gone out already, so the run stops the way an abort does
+            # (every row reported, the rest not planned) instead of losing the rows left.
+            self.failure = UnexpectedError(f"planning row {row.number} failed "
+                                           f"({exc.__class__.__name__}: {exc})")
+            self.halt(f"run aborted: {self.failure}")
+            return self._unplanned(row, f"run aborted: {self.failure}")
 
     def halt(self, reason: str) -> None:
         """Plan no more rows: those left become ``unplanned(row, reason)``."""

@@ -215,3 +215,15 @@ async def test_a_short_first_page_waits_for_a_late_count_before_ending() -> None
     finally:
         await server.close()
     assert [u["_id"] for u in read] == [p["_id"] for p in people]
+
+
+@pytest.mark.parametrize("page_size", [100, 500])
+async def test_a_capped_legacy_listing_is_read_whole_at_the_export_page_size(
+        page_size: int) -> None:
+    """LegacyApi.iter_users (what `export --api legacy` reads with, default page 500) behind
+    a page cap of 120: every user once (the count tells the cap from the end)."""
+    settings = EmulatorSettings(token=TOKEN, users=700, page_cap=120, api_secret="s3cret")
+    async with running_emulator(settings) as emu:
+        async with client_for(emu, ConcurrencyLimit(64)) as client:
+            users = [u async for u in LegacyApi(client).iter_users(page_size=page_size)]
+        assert sorted(str(u["_id"]) for u in users) == sorted(emu.store.users)

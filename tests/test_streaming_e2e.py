@@ -8,6 +8,7 @@ before the last row was planned.
 from __future__ import annotations
 
 import asyncio
+import csv
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -145,3 +146,70 @@ def test_a_stopped_streamed_run_reports_the_rows_left_without_planning_them(
     assert len(left) > 2000
     assert all(line["action"] == "create" and line["email"].startswith("late") for line in left)
     assert log.count("plan") < 1000
+
+
+def _csv(path: Path, count: int) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["email", "role", "groups"])
+        for n in range(count):
+            writer.writerow([f"late{n:05d}@stream.example", "viewer", "Sales"])
+    return path
+
+
+def test_a_planning_failure_mid_stream_still_reports_every_row(
+        served: Served, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A row whose planning raises after the first writes went out: the run is aborted (exit
+    3, the reason named), the rows sent keep their lines, and every other row still gets one
+    (not_attempted), as a stop does."""
+    original = PerRow.plan_row
+
+    def plan(self: PerRow, row: Row) -> WorkItem:
+        if row.number == 200:
+            raise OSError("spool block unreadable")
+        return original(self, row)
+
+    monkeypatch.setattr(PerRow, "plan_row", plan)
+    report = tmp_path / "r.csv"
+    summary = asyncio.run(bulkusers.run(
+        "import", bulkusers.connect(served.emulator.url, token=TOKEN),
+        file=_csv(tmp_path / "in.csv", 400), report=report, batch_size=10))
+    assert summary.exit_code == 3
+    assert "planning row 200 failed (OSError: spool block unreadable)" in summary.aborted
+    lines = read_report(report)
+    assert sorted(int(line["row"]) for line in lines) == list(range(2, 402))  # file lines
+    assert {line["status"] for line in lines} == {"created", "not_attempted"}
+
+
+def test_a_cancelled_streamed_import_resumes_into_every_user_once(
+        served: Served, tmp_path: Path) -> None:
+    """Cancel a streamed import early, then --resume it: every user exists once and the
+    report ends with one final line per row."""
+    served.host.call(lambda: setattr(served.emulator.faults, "latency_ms", 30))
+    source = _csv(tmp_path / "in.csv", 1500)
+    report = tmp_path / "r.csv"
+    connection = bulkusers.connect(served.emulator.url, token=TOKEN)
+
+    async def stopped_early() -> None:
+        first = asyncio.Event()
+        run = asyncio.ensure_future(bulkusers.run(
+            "import", connection, file=source, report=report,
+            on_result=lambda _: first.set(), batch_size=10))
+        await first.wait()
+        await asyncio.sleep(0.05)
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+
+    asyncio.run(stopped_early())
+    assert any(line["status"] == "not_attempted" for line in read_report(report))
+    summary = asyncio.run(bulkusers.run("import", connection, file=source, report=report,
+                                        safety=bulkusers.Safety(resume=report), batch_size=10))
+    last: dict[str, str] = {}
+    for line in read_report(report):
+        last[line["row"]] = line["status"]
+    assert sorted(map(int, last)) == list(range(2, 1502))
+    assert set(last.values()) <= {"created", "skipped"}, summary.counts
+    emails = served.host.call(lambda: [u.email for u in served.emulator.store.users.values()])
+    late = [e for e in emails if e.startswith("late")]
+    assert len(late) == len(set(late)) == 1500
