@@ -8,6 +8,7 @@ declarations (``bulkusers.commands``) name which of these methods plans their ro
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 from bulkusers.directory import Group, Role, Unknown, User
@@ -28,6 +29,9 @@ from bulkusers.tasks import (
     WorkItem,
     snapshot,
 )
+
+#: A group's id (a C-level call, for every group of every created user).
+_group_id = operator.attrgetter("id")
 
 
 class Planner(RowResolver):
@@ -76,7 +80,7 @@ class Planner(RowResolver):
             role = found
         groups = wanted.groups or ()
         payload: dict[str, Any] = {"email": email, "userName": user_name, "roleId": role.id,
-                                   "groups": [g.id for g in groups]}
+                                   "groups": [*map(_group_id, groups)]}
         if wanted.first_name:
             payload["firstName"] = wanted.first_name
         if wanted.last_name:
@@ -85,11 +89,18 @@ class Planner(RowResolver):
             payload["password"] = wanted.password
         if wanted.language:
             payload["preferences"] = {"language": wanted.language}
-        changes = f"role {role.shown}"
-        if groups:
-            changes += "; groups " + " ".join("+" + g.name for g in groups)
+        changes = self._created_changes.get((role, groups)) or self._create_changes(role, groups)
         self._claim(user_name, email)
         return CreateTask(row=row, email=email, payload=payload, changes=changes)
+
+    def _create_changes(self, role: Role, groups: tuple[Group, ...]) -> str:
+        """What a create sets, as the report says it (HR files repeat a few role and group
+        combinations: each text is made once)."""
+        changes = f"role {role.shown}"
+        if groups:
+            changes += "; groups " + " ".join(["+" + g.name for g in groups])
+        self._created_changes[(role, groups)] = changes
+        return changes
 
     def plan_update(self, row: Row) -> WorkItem:
         """Send only the fields that differ; a user that already matches is ``unchanged``."""

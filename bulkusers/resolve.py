@@ -55,6 +55,8 @@ class RowResolver:
         self._claimed: dict[str, str] = {}
         self._group_cells: dict[str, tuple[tuple[Group, ...] | str | None, bool]] = {}
         self._roles: dict[str, Role | Unknown] = {}
+        #: A create's changes text by its role and groups (see ``Planner._create_changes``).
+        self._created_changes: dict[tuple[Role, tuple[Group, ...]], str] = {}
         #: reactivate's input: the lines of an earlier report, by line number.
         self.report_lines = dict(report_lines or {})
         #: What an interrupted run of this command was about to do, by row (--resume).
@@ -69,7 +71,7 @@ class RowResolver:
             return "no email; every row needs one"
         if not EMAIL.match(email):
             return f"malformed email {quote(email)}"
-        if INVISIBLE.search(email):
+        if not email.isascii() and INVISIBLE.search(email):  # its characters are not ASCII
             # It would create an account whose address looks exactly like another's.
             return f"email {quote(email)} holds an invisible character; retype it"
         others = self.repeats.other_rows(email, row.number)
@@ -200,7 +202,14 @@ class RowResolver:
         return (user.email if user else email), user, None
 
 
+#: The shortest cell that can say (clear).
+CLEAR_LENGTH = len(CLEAR)
+
+
 def _plain(cell: str) -> str | None:
     """A text field's cell as planning reads it: None (blank: leave it), "" ((clear)), or
     the text."""
-    return None if not cell else "" if is_clear(cell) else cell
+    if not cell:
+        return None
+    # Only a cell at least as long as (clear) can be it: most names are shorter.
+    return cell if len(cell) < CLEAR_LENGTH or not is_clear(cell) else ""
