@@ -28,6 +28,7 @@ from bulkusers.models import Header, Row
 from bulkusers.readers import ReadOptions, open_table
 from bulkusers.report import ReportLine, read_report_once
 from bulkusers.rowcheck import RowCheck
+from bulkusers.safetext import clean
 from bulkusers.spool import Spool
 
 #: One row from Python: column name -> value (any hashable key; a DataFrame's records have
@@ -145,14 +146,19 @@ class _Tally:
         self._header = header
         self._emails = array("q")
         self._names = array("q")
+        # Where the two cells are (None: no such column), looked up once, not per row.
+        self._email_at = header.index.get("email")
+        self._name_at = header.index.get("userName")
 
     def add(self, row: Row) -> None:
         """Count one row."""
-        value = self._header.value
-        email = identity_key(value(row, "email"))
+        values = row.values
+        at = self._email_at
+        email = identity_key(clean(values[at])) if at is not None and at < len(values) else ""
         if email:
             self._emails.append(hash(email))
-        name = value(row, "userName")
+        at = self._name_at
+        name = clean(values[at]) if at is not None and at < len(values) else ""
         # A new user's userName is its email unless the row names one.
         name_key = identity_key(name) if name else email
         if name_key:

@@ -80,7 +80,8 @@ class ReportWriter:
             "" if result.http_status is None else str(result.http_status),
             safe[1],
             str(result.attempts),
-            f"{result.elapsed_ms:.1f}",
+            # A row that was not sent (a dry run's) took no time: no formatting needed.
+            f"{result.elapsed_ms:.1f}" if result.elapsed_ms else "0.0",
             safe[2],
             safe[3],
             *safe[4:],
