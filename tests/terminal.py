@@ -8,6 +8,7 @@ has a short deadline and fails with the text seen so far, so a hung process cost
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pty
 import re
@@ -17,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -131,3 +133,27 @@ def answer_prompt(args: list[str], cwd: Path, answer: bytes) -> tuple[int, str]:
         terminal.expect(r"\[y/N\]")
         terminal.send(answer)
         return terminal.wait(), terminal.text
+
+
+@contextlib.contextmanager
+def emulator_command(*options: str, cwd: Path) -> Iterator[str]:
+    """``bulkusers emulator --port 0 OPTIONS`` as a process of its own (no SISENSE_* variables
+    leaking in); yields its URL, stops it afterwards (killed if it will not end)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SISENSE_")}
+    process = subprocess.Popen([sys.executable, "-m", "bulkusers", "emulator", "--port", "0",
+                                *options], stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
+    try:
+        assert process.stderr is not None
+        ready, _, _ = select.select([process.stderr], [], [], RUN_S)
+        assert ready, f"the emulator printed nothing within {RUN_S} s"
+        line = process.stderr.readline()
+        match = re.search(r"http://127\.0\.0\.1:\d+", line)
+        assert match, line
+        yield match.group(0)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=EXIT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=EXIT_S)

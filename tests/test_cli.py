@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import select
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -16,7 +15,7 @@ from click.testing import Result
 
 from bulkusers.config import build_connection
 from tests.conftest import TOKEN, Served, read_report, write_csv
-from tests.terminal import EXIT_S, RUN_S, Terminal
+from tests.terminal import RUN_S, Terminal, emulator_command
 
 RunCli = Callable[..., Result]
 LEGACY_SECRET = "legacy-rest-secret-0123456789abcdef"
@@ -151,26 +150,9 @@ def test_demo_runs_end_to_end(run_cli: RunCli, tmp_path: Path) -> None:
 @pytest.fixture
 def emulator_process(tmp_path: Path) -> Iterator[str]:
     """`bulkusers emulator` as a separate process on a free port; yields its URL."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SISENSE_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bulkusers", "emulator", "--port", "0", "--token", TOKEN,
-         "--groups", "Sales,Finance", "--api-secret", LEGACY_SECRET, "--latency-ms", "15"],
-        stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
-    try:
-        assert process.stderr is not None
-        ready, _, _ = select.select([process.stderr], [], [], RUN_S)
-        assert ready, f"the emulator printed nothing within {RUN_S} s"
-        line = process.stderr.readline()
-        match = re.search(r"http://127\.0\.0\.1:\d+", line)
-        assert match, line
-        yield match.group(0)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=EXIT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=EXIT_S)
+    with emulator_command("--token", TOKEN, "--groups", "Sales,Finance", "--api-secret",
+                          LEGACY_SECRET, "--latency-ms", "15", cwd=tmp_path) as url:
+        yield url
 
 
 def test_separate_processes_import_then_reimport(emulator_process: str, tmp_path: Path) -> None:

@@ -4,11 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import os
-import re
-import select
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +15,7 @@ from click.testing import Result
 from bulkusers.emulator import EmulatorSettings, running_emulator
 from bulkusers.emulator.capacity import Capacity
 from bulkusers.emulator.faults import fault_response
-from tests.terminal import EXIT_S, RUN_S
+from tests.terminal import emulator_command
 
 TOKEN = "capacity-token"
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
@@ -174,34 +169,16 @@ async def test_capacity_combines_with_the_inflight_cap() -> None:
 def test_emulator_command_serves_with_a_capacity(tmp_path: Path) -> None:
     """`bulkusers emulator --capacity 1 --queue-limit 0` as its own process: of three
     requests sent together, the one that got the slot is served, the others answered 503."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SISENSE_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bulkusers", "emulator", "--port", "0", "--token", TOKEN,
-         "--capacity", "1", "--queue-limit", "0", "--latency-ms", "800"],
-        stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
-    try:
-        assert process.stderr is not None
-        ready, _, _ = select.select([process.stderr], [], [], RUN_S)
-        assert ready, f"the emulator printed nothing within {RUN_S} s"
-        line = process.stderr.readline()
-        match = re.search(r"http://127\.0\.0\.1:\d+", line)
-        assert match, line
+    with emulator_command("--token", TOKEN, "--capacity", "1", "--queue-limit", "0",
+                          "--latency-ms", "800", cwd=tmp_path) as url:
 
         async def three_at_once() -> list[int]:
             async with aiohttp.ClientSession(headers=HEADERS) as session:
-                return list(await asyncio.gather(*(_get(session, match.group(0))
-                                                   for _ in range(3))))
+                return list(await asyncio.gather(*(_get(session, url) for _ in range(3))))
 
         statuses = asyncio.run(asyncio.wait_for(three_at_once(), 10))
-        # Sent together, they overlap within the 0.8 s the first takes: it alone is served.
-        assert sorted(statuses) == [200, 503, 503]
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=EXIT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=EXIT_S)
+    # Sent together, they overlap within the 0.8 s the first takes: it alone is served.
+    assert sorted(statuses) == [200, 503, 503]
 
 
 def test_queue_limit_without_capacity_is_a_usage_error(run_cli: Callable[..., Result]) -> None:
@@ -215,18 +192,8 @@ def test_emulator_command_caps_its_pages_and_an_export_still_reads_everyone(
         tmp_path: Path, run_cli: Callable[..., Result]) -> None:
     """`bulkusers emulator --page-cap 50` as its own process gives at most 50 users a page;
     an export asking for pages of 500 still writes every user once."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SISENSE_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bulkusers", "emulator", "--port", "0", "--token", TOKEN,
-         "--users", "180", "--page-cap", "50"],
-        stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
-    try:
-        assert process.stderr is not None
-        ready, _, _ = select.select([process.stderr], [], [], RUN_S)
-        assert ready, f"the emulator printed nothing within {RUN_S} s"
-        match = re.search(r"http://127\.0\.0\.1:\d+", process.stderr.readline())
-        assert match
-        url = match.group(0)
+    with emulator_command("--token", TOKEN, "--users", "180", "--page-cap", "50",
+                          cwd=tmp_path) as url:
 
         async def page() -> int:
             async with aiohttp.ClientSession(headers=HEADERS) as session, \
@@ -235,14 +202,7 @@ def test_emulator_command_caps_its_pages_and_an_export_still_reads_everyone(
 
         assert asyncio.run(asyncio.wait_for(page(), 10)) == 50
         result = run_cli("export", "everyone.csv", "--url", url, "--token", TOKEN)
-        assert result.exit_code == 0, result.output
-        with (tmp_path / "everyone.csv").open(encoding="utf-8-sig", newline="") as handle:
-            emails = [row["email"] for row in csv.DictReader(handle)]
-        assert len(emails) == len(set(emails)) == 181  # 180 generated and the admin
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=EXIT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=EXIT_S)
+    assert result.exit_code == 0, result.output
+    with (tmp_path / "everyone.csv").open(encoding="utf-8-sig", newline="") as handle:
+        emails = [row["email"] for row in csv.DictReader(handle)]
+    assert len(emails) == len(set(emails)) == 181  # 180 generated and the admin
