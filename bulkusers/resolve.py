@@ -20,6 +20,7 @@ from bulkusers.report import ReportLine
 from bulkusers.results import decided
 from bulkusers.rules import (
     CLEAR,
+    CLEAR_LENGTH,
     INVISIBLE,
     NEW_GROUP_ID,
     PlanOptions,
@@ -202,14 +203,10 @@ class RowResolver:
         return (user.email if user else email), user, None
 
 
-#: The shortest cell that can say (clear).
-CLEAR_LENGTH = len(CLEAR)
-
-
 def _plain(cell: str) -> str | None:
     """A text field's cell as planning reads it: None (blank: leave it), "" ((clear)), or
     the text."""
     if not cell:
         return None
-    # Only a cell at least as long as (clear) can be it: most names are shorter.
+    # Most names are shorter than (clear): they are told apart without a call.
     return cell if len(cell) < CLEAR_LENGTH or not is_clear(cell) else ""

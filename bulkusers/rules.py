@@ -18,6 +18,8 @@ GROUP_SEPARATORS = re.compile(r"[;|]")
 INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u2060-\u2064\ufeff]")
 #: A cell holding exactly this (any case) empties the field; a blank cell leaves it alone.
 CLEAR = "(clear)"
+#: The shortest cell that can say (clear).
+CLEAR_LENGTH = len(CLEAR)
 #: The role a deactivated user is given: Viewer, the least a Sisense user can hold.
 DEACTIVATED_ROLE = "consumer"
 #: Marks where execution puts a fresh random password; planning stays deterministic.
@@ -54,7 +56,7 @@ def split_groups(cell: str) -> list[str]:
 
 def is_clear(text: str) -> bool:
     # Most cells are far from 7 characters: only those near it can be "(clear)".
-    return len(text) >= len(CLEAR) and clean(text).casefold() == CLEAR
+    return len(text) >= CLEAR_LENGTH and clean(text).casefold() == CLEAR
 
 
 def clears_alone(cell: str) -> bool:
