@@ -30,8 +30,8 @@ from bulkusers.tasks import (
     snapshot,
 )
 
-#: A group's id (a C-level call, for every group of every created user).
-_group_id = operator.attrgetter("id")
+#: An object's id (a C-level call, for every group of every created user).
+_id_of = operator.attrgetter("id")
 
 
 class Planner(RowResolver):
@@ -80,7 +80,7 @@ class Planner(RowResolver):
             role = found
         groups = wanted.groups or ()
         payload: dict[str, Any] = {"email": email, "userName": user_name, "roleId": role.id,
-                                   "groups": [*map(_group_id, groups)]}
+                                   "groups": [*map(_id_of, groups)]}
         if wanted.first_name:
             payload["firstName"] = wanted.first_name
         if wanted.last_name:
