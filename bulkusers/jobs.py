@@ -59,7 +59,6 @@ from bulkusers.results import not_planned
 from bulkusers.resume import Earlier, load_earlier
 from bulkusers.rules import NEW_GROUP_ID, protected_users
 from bulkusers.runconfig import COMMON_RESUME_OPTIONS, RunConfig, Safety
-from bulkusers.safetext import clean
 from bulkusers.summary import RunSummary
 from bulkusers.sync import refuse_empty
 from bulkusers.tasks import Task, WorkItem, describe
@@ -344,7 +343,7 @@ def _sent_as_made(config: RunConfig) -> bool:
 def _unplanned(header: Header, action: str) -> Callable[[Row, str], RowResult]:
     """How a streamed run reports a row it stopped before planning."""
     def unplanned(row: Row, reason: str) -> RowResult:
-        return not_planned(row, clean(header.value(row, "email")), action, reason)
+        return not_planned(row, header.value(row, "email"), action, reason)
 
     return unplanned
 

@@ -163,7 +163,7 @@ class PlanStream:
             self.failure = UnexpectedError(f"planning row {row.number} failed "
                                            f"({exc.__class__.__name__}: {exc})")
             self.halt(f"run aborted: {self.failure}")
-            return self._unplanned(row, f"run aborted: {self.failure}")
+            return self._row(row)
 
     def halt(self, reason: str) -> None:
         """Plan no more rows: those left become ``unplanned(row, reason)``."""
