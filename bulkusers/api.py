@@ -11,7 +11,8 @@ import hashlib
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-from bulkusers.client import JSON, SisenseClient, Trace
+from bulkusers.answers import JSON
+from bulkusers.client import SisenseClient, Trace
 from bulkusers.directory import User
 from bulkusers.errors import ApiError, ServerUnavailable
 from bulkusers.identity import identity_key

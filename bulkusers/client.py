@@ -9,7 +9,6 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
 
 import aiohttp
 from tenacity import (
@@ -21,7 +20,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from bulkusers.answers import encode_body, read_answer
+from bulkusers.answers import JSON, encode_body, read_answer
 from bulkusers.auth import Authenticator, make_authenticator
 from bulkusers.concurrency import ConcurrencyLimit, Overload
 from bulkusers.config import Connection, RetryPolicy
@@ -39,7 +38,6 @@ from bulkusers.network import (
     unreachable_message,
 )
 
-JSON = Any
 log = logging.getLogger("bulkusers.http")
 
 

@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bulkusers.client import JSON, SisenseClient, Trace
+from bulkusers.answers import JSON
+from bulkusers.client import SisenseClient, Trace
 from bulkusers.errors import ServerUnavailable
 
 UserDict = dict[str, Any]
