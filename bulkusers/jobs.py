@@ -8,7 +8,6 @@ When no guard judges the plan whole, planning and sending overlap (plan.PlanStre
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -105,10 +104,14 @@ async def run_command(config: RunConfig, observer: Observer | None = None,
         scheme = await spec.prepare(Setting(api, planner, intake, protected, config.sync,
                                             earlier.report if earlier else None))
         skip = earlier.finished if earlier else frozenset()  # 4 plan (a dry run: at 7)
-        making = functools.partial(make_plan, intake.rows(), scheme.plan_row, scheme.tail(),
-                                   batch_size=config.batch_size,
-                                   describe=_describer(directory), skip=skip,
-                                   new_groups=planner.new_groups)
+
+        def making(sink: Callable[[WorkItem], None] | None = None) -> Plan:
+            # The rows and the tail are asked for only when the plan is made (a run that
+            # streams its plan makes it through PlanStream instead).
+            return make_plan(intake.rows(), scheme.plan_row, scheme.tail(),
+                             batch_size=config.batch_size, describe=_describer(directory),
+                             skip=skip, new_groups=planner.new_groups, sink=sink)
+
         # Made whole before the first write when something judges it; otherwise sent as it
         # is made (a dry run: written as it is made).
         streamed = not safety.dry_run and _sent_as_made(config)
