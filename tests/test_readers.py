@@ -335,6 +335,22 @@ def test_binary_garbage_is_rejected(tmp_path: Path) -> None:
     assert "is a binary file" in error_of(path)
 
 
+def test_stray_control_characters_beyond_a_share_make_a_file_binary(tmp_path: Path) -> None:
+    """Tabs, line breaks, vertical tabs and form feeds are text however many; other control
+    characters refuse the file only beyond max(32, a twentieth of its characters)."""
+    rows = "".join(f"u{i}@example.com,\tA\x0b\x0c\r\n" for i in range(30))
+    text = tmp_path / "text.csv"
+    text.write_text("email,firstName\n" + rows, encoding="utf-8", newline="")
+    assert list(open_table(text, ReadOptions()).rows())  # read, not refused
+    body = "email,firstName\n" + "x" * 933 + "\n"  # 950 characters
+    at_share = tmp_path / "at_share.csv"
+    at_share.write_text(body + "\x01" * 50, encoding="utf-8", newline="")  # 50 in 1,000
+    open_table(at_share, ReadOptions())  # at the share: bad cells, not a binary file
+    beyond = tmp_path / "beyond.csv"
+    beyond.write_text(body + "\x01\x1f" * 26, encoding="utf-8", newline="")  # 52 in 1,002
+    assert "is a binary file" in error_of(beyond)
+
+
 def test_workbook_renamed_to_csv_is_recognised(tmp_path: Path) -> None:
     """An XLSX saved under a .csv name is identified as a workbook."""
     path = tmp_path / "users.csv"
