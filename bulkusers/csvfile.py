@@ -21,7 +21,7 @@ from bulkusers.inputfile import InputFile
 from bulkusers.longfields import long_record
 from bulkusers.models import Row
 from bulkusers.rowcheck import RowCheck
-from bulkusers.safetext import CONTROL, is_blank
+from bulkusers.safetext import CONTROL, ZERO_WIDTH, is_blank
 from bulkusers.sniffing import DELIMITER_NAMES, encoding_message
 
 #: A field longer than this (characters) is read by longfields.long_record instead: the csv
@@ -29,8 +29,6 @@ from bulkusers.sniffing import DELIMITER_NAMES, encoding_message
 FIELD_LIMIT = 1 << 22
 #: The trailing branch of the lines catches up after this many lines (memory stays flat).
 _CATCH_UP = 4096
-#: What may start or end a blank-looking cell besides whitespace (safetext.is_blank's set).
-_INVISIBLE = frozenset("\u200b\u200c\u200d\u2060\ufeff")
 
 
 def _allow_long_fields() -> None:
@@ -156,7 +154,7 @@ class CsvRecords:
                             if count > width:
                                 raise too_wide(path, number, count, width, delimiter)
                             joined = "".join(record)
-                            if not joined or ((joined[0].isspace() or joined[0] in _INVISIBLE)
+                            if not joined or ((joined[0].isspace() or joined[0] in ZERO_WIDTH)
                                               and is_blank(joined)):
                                 continue
                             # isprintable(): no control character (CONTROL's are all

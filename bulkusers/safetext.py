@@ -17,7 +17,7 @@ CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 #: Characters that show nothing: whitespace (str.strip covers it), and the zero-width and
 #: byte-order marks that spreadsheets and copy-paste leave behind.
-_INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
+ZERO_WIDTH = "\u200b\u200c\u200d\u2060\ufeff"
 
 #: How many characters of a cell a message quotes at most.
 QUOTE_LIMIT = 80
@@ -56,7 +56,7 @@ def excerpt(text: str, limit: int = QUOTE_LIMIT) -> str:
 
 def is_blank(text: str) -> bool:
     """True when ``text`` shows nothing: only whitespace and zero-width characters."""
-    return not text.strip().strip(_INVISIBLE).strip()
+    return not text.strip().strip(ZERO_WIDTH).strip()
 
 
 def clean(text: str) -> str:
@@ -64,6 +64,6 @@ def clean(text: str) -> str:
     if text.isascii():  # O(1) in CPython; the zero-width characters are not ASCII
         return text.strip()
     stripped = text.strip()
-    if stripped[:1] in _INVISIBLE or stripped[-1:] in _INVISIBLE:
-        stripped = stripped.strip(_INVISIBLE + " \t").strip()
+    if stripped[:1] in ZERO_WIDTH or stripped[-1:] in ZERO_WIDTH:
+        stripped = stripped.strip(ZERO_WIDTH + " \t").strip()
     return stripped
