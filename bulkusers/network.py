@@ -36,6 +36,11 @@ def server_failing(exc: BaseException) -> bool:
     return is_retryable(exc)
 
 
+def is_network_error(exc: BaseException) -> bool:
+    """True for a failure of the connection itself (any aiohttp client error, a timeout)."""
+    return isinstance(exc, aiohttp.ClientError | asyncio.TimeoutError)
+
+
 def may_have_landed(exc: BaseException) -> bool:
     """True when a request that failed this way may still have been carried out by the server:
     its connection broke after it was sent, its answer timed out, or it was answered with a
@@ -45,12 +50,7 @@ def may_have_landed(exc: BaseException) -> bool:
         return exc.status >= 500
     if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
         return False  # never connected: nothing was sent
-    return isinstance(exc, aiohttp.ClientError | asyncio.TimeoutError)
-
-
-def is_network_error(exc: BaseException) -> bool:
-    """True for a failure of the connection itself (any aiohttp client error, a timeout)."""
-    return isinstance(exc, aiohttp.ClientError | asyncio.TimeoutError)
+    return is_network_error(exc)
 
 
 def describe_failure(exc: BaseException) -> str:
