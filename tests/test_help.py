@@ -3,6 +3,7 @@ a person reads in summaries, prompts and long lines."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import subprocess
@@ -137,6 +138,22 @@ def test_debug_and_quiet_work_before_or_after_the_command(
     assert result.exit_code == 0, result.output
     assert re.search(r"bulkusers\.http: GET /api/v1/users\S* -> 200", result.output)
     assert "report:" not in result.output
+
+
+def test_debug_logging_ends_with_its_command(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """--debug's stderr handler and level last only as long as its command: the next command
+    in the same process (without --debug) logs nothing and writes to no earlier stderr."""
+    logger = logging.getLogger("bulkusers")
+    handlers, level = list(logger.handlers), logger.level
+    source = write_csv(tmp_path / "hr.csv", ("Email", "Role"), [["a@acme.example", "viewer"]])
+    first = run_cli("--debug", "import", str(source), *served.connect(), "--report", "a.csv")
+    assert first.exit_code == 0, first.output
+    assert "bulkusers.http: GET" in first.output
+    assert (logger.handlers, logger.level) == (handlers, level)
+    second = run_cli("import", str(source), *served.connect(), "--report", "b.csv")
+    assert second.exit_code == 0, second.output
+    assert "bulkusers.http" not in second.output
 
 
 def test_shell_completion_script_is_produced(tmp_path: Path) -> None:

@@ -42,20 +42,30 @@ def _remember(key: str) -> Callable[[click.Context, click.Parameter, Any], None]
         if value not in (None, False):
             ctx.meta[key] = value
             if key == META_DEBUG:
-                enable_debug()
+                ctx.call_on_close(enable_debug())
 
     return store
 
 
-def enable_debug() -> None:
-    """Log requests and retries to stderr (one handler, however often it is asked for)."""
+def enable_debug() -> Callable[[], None]:
+    """Log requests and retries to stderr (one handler, however often it is asked for);
+    returns what undoes it, for when the command ends: a process that runs commands one
+    after another (a test, a caller of ``cli.main``) must not keep logging to the stderr
+    of an earlier one, which may be closed by then."""
     logger = logging.getLogger("bulkusers")
+    level = logger.level
     for old in [h for h in logger.handlers if isinstance(h, _DebugHandler)]:
         logger.removeHandler(old)
     handler = _DebugHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
+
+    def disable() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+    return disable
 
 
 class _DebugHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -158,7 +168,15 @@ BATCH_SIZE_OPTION = click.option(
     help="users per bulk request (1: one request per user)")
 
 
-class ConcurrencyType(click.ParamType[int | str, Any]):
+if TYPE_CHECKING:
+    _AutoOrNumberType = click.ParamType[int | str, Any]
+else:
+    # click before 8.4 has no type parameters on ParamType (8.4 has one, 8.5 two): the
+    # subscript exists for mypy only, so every click the project allows can import this.
+    _AutoOrNumberType = click.ParamType
+
+
+class ConcurrencyType(_AutoOrNumberType):
     """``auto`` or a number of requests in flight from 1 to 512."""
 
     name = "auto|N"
