@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+from itertools import pairwise
 
 import pytest
 
@@ -257,6 +258,49 @@ def test_holds_just_above_a_queueing_servers_capacity() -> None:
     assert max(level for level, _ in later) <= 22
     latencies = sorted(latency for _, latency in seen)
     assert latencies[int(len(latencies) * 0.95)] <= 1.5 * 0.02
+
+
+@pytest.mark.parametrize("capacity", [3, 5, 12])
+def test_a_small_servers_queue_stays_out_of_the_p95(capacity: int) -> None:
+    """Behind a server serving only a few at once, where one request over its capacity is a
+    large share of them, 95 % of the answers still come within 1.3 times the unloaded
+    latency, and the server is kept busy (98 % of what it can serve)."""
+    clock = Clock()
+    limit = ConcurrencyLimit(64, clock=clock)
+    started = clock.now
+    seen = served_one_by_one(limit, clock, capacity=capacity, service_s=0.02,
+                             requests=600 * capacity)
+    assert len(seen) / (clock.now - started) >= 0.98 * capacity / 0.02
+    later = sorted(latency for _, latency in seen[len(seen) // 4:])
+    assert later[int(len(later) * 0.95)] <= 1.3 * 0.02
+    assert min(level for level, _ in seen[len(seen) // 4:]) >= capacity
+
+
+def test_a_tail_of_queued_answers_backs_off_though_the_mean_hardly_moves() -> None:
+    """Each request over a capacity of 10 waits a whole service time (the mean of 11 answers
+    is under a tenth above unloaded, only its tail shows the queue): the limit holds at 10
+    and probes 11 ever more rarely, the wait doubling each time the probe queues."""
+    clock = Clock()
+    limit = ConcurrencyLimit(64, clock=clock)
+
+    def round_trip() -> int:
+        in_flight = limit.limit
+        clock.now += 0.02
+        for _ in range(min(in_flight, 10)):
+            limit.succeeded(0.02, in_flight)
+        if in_flight > 10:
+            clock.now += 0.02
+            for _ in range(in_flight - 10):
+                limit.succeeded(0.04, in_flight)
+        return in_flight
+
+    levels = [round_trip() for _ in range(400)]
+    assert min(levels[100:]) == 10
+    assert sum(level > 10 for level in levels[100:]) <= 0.1 * 300
+    probes = [i for i in range(100, 400) if levels[i] > 10 >= levels[i - 1]]
+    assert len(probes) >= 5  # it still looks for a server that got faster
+    gaps = [b - a for a, b in pairwise(probes)]
+    assert min(gaps) >= 3 and all(gap >= 16 for gap in gaps[2:]), gaps
 
 
 def test_one_slow_round_trip_in_slow_start_does_not_end_it() -> None:
