@@ -4,30 +4,26 @@ A real Sisense publishes no limit and seldom answers 429: under load its answers
 its gateway answers 502, 503 or 504. `ConcurrencyLimit` is a Vegas-style limit (as in Netflix's
 concurrency-limits): it starts low, doubles once per round trip while the server keeps up (slow
 start, judged on the first half of each round trip's answers; an overshoot into the server's
-queue goes straight back), then moves by a tenth at a time, holding where the latency is a
-tenth above the unloaded latency. Above that it backs off unless answers per second rise with
-the requests in flight (a busy client, not a queue: by Little's law, more in flight over the
-same latency). A tail of answers about twice as slow as the quick ones of the same round trip
-is a queue whatever the mean says (one request over a small server's capacity moves the mean
-little and the p95 latency to twice unloaded): the limit backs off, then waits a few round
-trips before it probes again, twice as long each time the probe queues. It backs off at once
-on 429, 502, 503, 504 and timeouts, at most once per round trip, and never exceeds its
-maximum. After a 429 it remembers the in-flight count the server refused and probes above it
-only after a long calm, since every probe above a server's cap costs the whole run a
-``Retry-After`` pause. While the run reads pages of users it holds a few in flight (``hold``),
-and learns the latency afresh for the writes (``relearn``).
+queue goes straight back), then moves by a tenth at a
+time, holding where the latency is a tenth above the unloaded latency. Above that it backs off
+unless answers per second rise with the requests in flight (a busy client, not a queue: by
+Little's law, more in flight over the same latency). It backs off at once on 429, 502, 503, 504
+and timeouts, at most once per round trip, and never exceeds its maximum. After a 429 it
+remembers the in-flight count the server refused and probes above it only after a long calm,
+since every probe above a server's cap costs the whole run a ``Retry-After`` pause. While the
+run reads pages of users it holds a few in flight (``hold``), and learns the latency afresh for
+the writes (``relearn``).
 
 Pure logic: time comes from an injected clock, requests are reported by the caller.
 """
 
 from __future__ import annotations
 
-import bisect
 import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from bulkusers.frozen import frozen
@@ -66,18 +62,6 @@ RISE_SHARE = 0.5
 CAPPED_HOLD = 1.5
 #: How much answers per second measured over one round trip wander on their own.
 RATE_NOISE = 0.03
-#: An answer this many times slower than the quick answers of its round trip (the fifth
-#: quickest) waited in the server's queue: with one request more than a server serves at
-#: once, one answer per round trip comes back about twice as slow as the others. A mean a
-#: tenth higher hides it; a tail of such answers is what a p95 latency shows.
-QUEUED_AT = 1.5
-#: A round trip with more than this share of queued answers (and at least one) is not a busy
-#: client: more answers per second then do not count as a reason to climb further.
-QUEUED_SHARE = 0.04
-#: Round trips the limit waits, after backing off from a queue, before it grows again; each
-#: time a climb runs straight back into the queue the wait doubles, up to PATIENCE_MAX.
-PATIENCE = 2
-PATIENCE_MAX = 16
 #: At most this many limit changes are kept for the summary (older ones are thinned).
 MAX_HISTORY = 1000
 
@@ -100,22 +84,12 @@ class _Window:
     rtt_total: float = 0.0
     inflight_total: int = 0
     peak_inflight: int = 0
-    rtts: list[float] = field(default_factory=list)
 
     def add(self, rtt: float, inflight: int) -> None:
         self.samples += 1
         self.rtt_total += rtt
         self.inflight_total += inflight
         self.peak_inflight = max(self.peak_inflight, inflight)
-        self.rtts.append(rtt)
-
-    def queued(self) -> bool:
-        """Whether more than QUEUED_SHARE of the answers (and at least one) took QUEUED_AT
-        times as long as the quick ones: a queue at the server, whatever the mean says."""
-        ordered = sorted(self.rtts)
-        slow = QUEUED_AT * ordered[len(ordered) // 5]
-        waited = len(ordered) - bisect.bisect_right(ordered, slow)
-        return waited > 0 and waited > QUEUED_SHARE * len(ordered)
 
 
 class ConcurrencyLimit:
@@ -151,11 +125,6 @@ class ConcurrencyLimit:
         self._last_backoff = -math.inf  # requests sent before it do not count twice
         self._cap: int | None = None  # in-flight count a 429 refused, minus one
         self._cap_since = self._start
-        #: Round trips to wait before growing again, and how many have passed since the
-        #: limit last backed off from latency.
-        self._patience = 0
-        self._calm = 0
-        self._probing = False  # the last change was a growth no round trip has passed yet
         self.history: list[LimitChange] = [LimitChange(0.0, start, "start")]
 
     @property
@@ -263,22 +232,13 @@ class ConcurrencyLimit:
             answered = window.inflight_total / window.rtt_total
             before = self._rates.get(level)
             self._rates[level] = answered if before is None else (before + answered) / 2
-        self._calm += 1
-        # This round trip judged the last growth, if there was one: a back-off now is the
-        # probe running into the queue.
-        probe, self._probing = self._probing, False
-        # Out of slow start a tail of answers that waited in a queue says the limit is above
-        # what the server serves at once, however little it moves the mean: back off.
-        queued = not self._slow_start and window.queued()
         # In slow start each round trip is judged on its own (the smoothed ratio would let
         # one slow round trip count twice); afterwards, smoothed.
         judged = ratio if self._slow_start else self._ratio
-        if not queued and judged < (GROW_BELOW if self._slow_start else HOLD_BELOW):
+        if judged < (GROW_BELOW if self._slow_start else HOLD_BELOW):
             self._climbing = 0
-            if self._slow_start:
-                self._set(self._limit * 2, "latency steady")
-            elif self._calm > self._patience:
-                self._grow("latency steady")
+            step = self._limit if self._slow_start else max(1.0, self._limit * 0.1)
+            self._set(self._limit + step, "latency steady")
             return
         if self._slow_start:
             # Latency has started to climb: probe gently from now on. Only when it climbs two
@@ -295,37 +255,21 @@ class ConcurrencyLimit:
                 # The doubling overshot into a queue: straight back to where latency would
                 # be growable (half at most), not a fifth per round trip while it waits.
                 back = max(self._limit / 2, self._limit * HOLD_BELOW / ratio)
-                self._back_off(max(1.0, min(self._limit - 1, back)), probe=probe)
+                self._set(max(1.0, min(self._limit - 1, back)), "latency rising")
                 return
         if not settled:
             return  # judge the new level once the old queue has drained
-        if not queued and level in self._rates and self._throughput_rising(level):
+        if level in self._rates and self._throughput_rising(level):
             # Slower answers, but more of them: a busy machine, not a queue. Keep probing.
-            if self._calm > self._patience:
-                self._grow("throughput rising")
+            self._set(self._limit + max(1.0, self._limit * 0.1), "throughput rising")
             return
-        if (not queued and self._cap is not None and self._limit <= self._cap
-                and self._ratio < CAPPED_HOLD):
+        if self._cap is not None and self._limit <= self._cap and self._ratio < CAPPED_HOLD:
             return  # under the cap a 429 showed, somewhat slower is the client, not a queue
         # Slower answers and no more of them: a queue at the server. Back halfway towards
         # where latency would be growable again: a fifth at most, one at least.
         growable = self._limit * HOLD_BELOW / self._ratio
         lowered = min(self._limit - 1, max(self._limit * 0.8, (self._limit + growable) / 2))
-        self._back_off(max(1.0, lowered), probe=probe)
-
-    def _grow(self, reason: str) -> None:
-        """Out of slow start: a tenth more (one at least), a probe until a round trip at the
-        new level passes without backing off."""
-        self._probing = True
-        self._set(self._limit + max(1.0, self._limit * 0.1), reason)
-
-    def _back_off(self, value: float, *, probe: bool) -> None:
-        """Down to ``value`` for latency, then wait PATIENCE round trips before growing; a
-        probe that ran straight back into the queue doubles the wait (at most PATIENCE_MAX),
-        so the limit spends most round trips at the level that does not queue."""
-        self._patience = min(PATIENCE_MAX, self._patience * 2) if probe else PATIENCE
-        self._calm = 0
-        self._set(value, "latency rising")
+        self._set(max(1.0, lowered), "latency rising")
 
     def _throughput_rising(self, level: int) -> bool:
         """Whether more requests in flight (``level``) are served about as fast, a busy

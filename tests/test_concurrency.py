@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import heapq
-from itertools import pairwise
+import random
 
 import pytest
 
@@ -214,18 +214,24 @@ def test_keeps_probing_while_throughput_rises_although_latency_climbs() -> None:
 
 
 def served_one_by_one(limit: ConcurrencyLimit, clock: Clock, *, capacity: int,
-                      service_s: float, requests: int) -> list[tuple[int, float]]:
+                      service_s: float, requests: int,
+                      spread: float = 0.0) -> list[tuple[int, float]]:
     """Requests sent one by one as the limit allows, to a server serving ``capacity`` at once
-    (first come, first served) and answering each after ``service_s`` give or take a tenth:
-    the limit and the latency of each answer, in the order they came."""
+    (first come, first served) and answering each after ``service_s`` give or take a tenth
+    (or, with ``spread``, times a log-normal factor of that sigma, as a real server's answers
+    vary): the limit and the latency of each answer, in the order they came."""
     wander = [1.0, 1.08, 0.93, 1.03, 0.95, 1.1, 0.97, 1.05, 0.91]
+    if spread:
+        chance = random.Random(7)
+        wander = [chance.lognormvariate(0.0, spread) for _ in range(997)]
     events: list[tuple[float, int, float]] = []  # (answered at, number, sent at)
     queue: list[tuple[int, float]] = []
     busy = sent = 0
     seen: list[tuple[int, float]] = []
 
     def serve(number: int, sent_at: float) -> None:
-        heapq.heappush(events, (clock.now + service_s * wander[number % 9], number, sent_at))
+        answered = clock.now + service_s * wander[number % len(wander)]
+        heapq.heappush(events, (answered, number, sent_at))
 
     while len(seen) < requests:
         while sent < requests and sent - len(seen) < limit.limit:
@@ -260,48 +266,18 @@ def test_holds_just_above_a_queueing_servers_capacity() -> None:
     assert latencies[int(len(latencies) * 0.95)] <= 1.5 * 0.02
 
 
-@pytest.mark.parametrize("capacity", [3, 5, 12])
-def test_a_small_servers_queue_stays_out_of_the_p95(capacity: int) -> None:
-    """Behind a server serving only a few at once, where one request over its capacity is a
-    large share of them, 95 % of the answers still come within 1.3 times the unloaded
-    latency, and the server is kept busy (98 % of what it can serve)."""
+@pytest.mark.parametrize(("capacity", "least"), [(16, 14), (10_000, 24)])
+def test_answers_that_vary_on_their_own_are_not_taken_for_a_queue(capacity: int,
+                                                                  least: int) -> None:
+    """A server whose answers vary by a log-normal factor (sigma 0.2, as real ones do) keeps
+    the limit near its capacity, or near the maximum when it has none: a slow answer now and
+    then is chance, not a queue. (A rule that read every tail as a queue sank it to 1.)"""
     clock = Clock()
     limit = ConcurrencyLimit(64, clock=clock)
-    started = clock.now
     seen = served_one_by_one(limit, clock, capacity=capacity, service_s=0.02,
-                             requests=600 * capacity)
-    assert len(seen) / (clock.now - started) >= 0.98 * capacity / 0.02
-    later = sorted(latency for _, latency in seen[len(seen) // 4:])
-    assert later[int(len(later) * 0.95)] <= 1.3 * 0.02
-    assert min(level for level, _ in seen[len(seen) // 4:]) >= capacity
-
-
-def test_a_tail_of_queued_answers_backs_off_though_the_mean_hardly_moves() -> None:
-    """Each request over a capacity of 10 waits a whole service time (the mean of 11 answers
-    is under a tenth above unloaded, only its tail shows the queue): the limit holds at 10
-    and probes 11 ever more rarely, the wait doubling each time the probe queues."""
-    clock = Clock()
-    limit = ConcurrencyLimit(64, clock=clock)
-
-    def round_trip() -> int:
-        in_flight = limit.limit
-        clock.now += 0.02
-        for _ in range(min(in_flight, 10)):
-            limit.succeeded(0.02, in_flight)
-        if in_flight > 10:
-            clock.now += 0.02
-            for _ in range(in_flight - 10):
-                limit.succeeded(0.04, in_flight)
-        return in_flight
-
-    levels = [round_trip() for _ in range(400)]
-    assert min(levels[100:]) == 10
-    assert sum(level > 10 for level in levels[100:]) <= 0.1 * 300
-    probes = [i for i in range(100, 400) if levels[i] > 10 >= levels[i - 1]]
-    assert len(probes) >= 5  # it still looks for a server that got faster
-    gaps = [b - a for a, b in pairwise(probes)]
-    assert min(gaps) >= 3, gaps
-    assert all(gap >= 16 for gap in gaps[2:]), gaps
+                             requests=20_000, spread=0.2)
+    later = [level for level, _ in seen[5000:]]
+    assert sum(later) / len(later) >= least
 
 
 def test_one_slow_round_trip_in_slow_start_does_not_end_it() -> None:
