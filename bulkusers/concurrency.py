@@ -4,10 +4,16 @@ A real Sisense publishes no limit and seldom answers 429: under load its answers
 its gateway answers 502, 503 or 504. `ConcurrencyLimit` is a Vegas-style limit (as in Netflix's
 concurrency-limits): it starts low, doubles once per round trip while the server keeps up (slow
 start, judged on the first half of each round trip's answers; an overshoot into the server's
-queue goes straight back), then moves by a tenth at a
-time, holding where the latency is a tenth above the unloaded latency. Above that it backs off
-unless answers per second rise with the requests in flight (a busy client, not a queue: by
-Little's law, more in flight over the same latency). It backs off at once on 429, 502, 503, 504
+queue goes straight back), then moves by a tenth at a time, holding where the latency is a
+tenth above the unloaded latency. Above that it backs off unless answers per second rise with
+the requests in flight (a busy client, not a queue: by Little's law, more in flight over the
+same latency). From a server whose answers are alike (the quick ones of the latest within an
+eighth of each other, as when requests only wait in its queue), a tail of answers half as slow
+again as the quick ones of the same round trip is a queue whatever the mean says (one request
+over a small server's capacity moves the mean little and the p95 latency to twice unloaded):
+the limit backs off, then waits a few round trips before it probes again, twice as long each
+time the probe queues. A server whose answers vary widely on their own has such a tail at
+every level: for it the mean alone decides. The limit backs off at once on 429, 502, 503, 504
 and timeouts, at most once per round trip, and never exceeds its maximum. After a 429 it
 remembers the in-flight count the server refused and probes above it only after a long calm,
 since every probe above a server's cap costs the whole run a ``Retry-After`` pause. While the
@@ -19,11 +25,13 @@ Pure logic: time comes from an injected clock, requests are reported by the call
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from bulkusers.frozen import frozen
@@ -62,6 +70,26 @@ RISE_SHARE = 0.5
 CAPPED_HOLD = 1.5
 #: How much answers per second measured over one round trip wander on their own.
 RATE_NOISE = 0.03
+#: An answer this many times slower than the quick answers of its round trip (the fifth
+#: quickest) waited in the server's queue: with one request more than a server serves at
+#: once, one answer per round trip comes back about twice as slow as the others. A mean a
+#: tenth higher hides it; a tail of such answers is what a p95 latency shows.
+QUEUED_AT = 1.5
+#: A round trip with more than this share of queued answers (and at least one) is a queue,
+#: not a busy client: the limit backs off, whatever the mean and answers per second say.
+QUEUED_SHARE = 0.04
+#: The tail is read only while the quick answers are alike: the 40th percentile of the last
+#: RECENT answers within this factor of their 10th (low ones, which a queue of up to half the
+#: requests leaves alone). A server whose answers vary on their own (log-normal, sigma above
+#: about 0.11) has a tail at every level, which says nothing about a queue: the mean decides.
+ALIKE = 1.12
+#: How many of the latest answers tell whether they are alike.
+RECENT = 64
+#: Round trips the limit waits, after backing off from a server whose answers are alike,
+#: before it grows again; each time a climb runs straight back into the queue the wait
+#: doubles, up to PATIENCE_MAX, and a climb that holds brings it back to PATIENCE.
+PATIENCE = 2
+PATIENCE_MAX = 16
 #: At most this many limit changes are kept for the summary (older ones are thinned).
 MAX_HISTORY = 1000
 
@@ -84,12 +112,22 @@ class _Window:
     rtt_total: float = 0.0
     inflight_total: int = 0
     peak_inflight: int = 0
+    rtts: list[float] = field(default_factory=list)
 
     def add(self, rtt: float, inflight: int) -> None:
         self.samples += 1
         self.rtt_total += rtt
         self.inflight_total += inflight
         self.peak_inflight = max(self.peak_inflight, inflight)
+        self.rtts.append(rtt)
+
+    def queued(self) -> bool:
+        """Whether more than QUEUED_SHARE of the answers (and at least one) took QUEUED_AT
+        times as long as the quick ones: a queue at the server, whatever the mean says."""
+        ordered = sorted(self.rtts)
+        slow = QUEUED_AT * ordered[len(ordered) // 5]
+        waited = len(ordered) - bisect.bisect_right(ordered, slow)
+        return waited > 0 and waited > QUEUED_SHARE * len(ordered)
 
 
 class ConcurrencyLimit:
@@ -125,6 +163,13 @@ class ConcurrencyLimit:
         self._last_backoff = -math.inf  # requests sent before it do not count twice
         self._cap: int | None = None  # in-flight count a 429 refused, minus one
         self._cap_since = self._start
+        self._recent: deque[float] = deque(maxlen=RECENT)  # the latest answers' latencies
+        #: Round trips to wait before growing again, and how many have passed since the
+        #: limit last backed off from latency.
+        self._patience = 0
+        self._calm = 0
+        self._backoffs = 0  # how many times the limit backed off for latency
+        self._probing = False  # the last change was a growth no round trip has passed yet
         self.history: list[LimitChange] = [LimitChange(0.0, start, "start")]
 
     @property
@@ -189,6 +234,7 @@ class ConcurrencyLimit:
         doubles back in a few round trips."""
         self._no_load_rtt = self._ratio = None
         self._rates.clear()
+        self._recent.clear()
         self._window = _Window(self._clock())
         self._held = False
         if not self.fixed:
@@ -232,13 +278,35 @@ class ConcurrencyLimit:
             answered = window.inflight_total / window.rtt_total
             before = self._rates.get(level)
             self._rates[level] = answered if before is None else (before + answered) / 2
+        self._calm += 1
+        # This round trip judged the last growth, if there was one: a back-off now is the
+        # probe running into the queue.
+        probe, self._probing = self._probing, False
+        # Out of slow start a tail of answers that waited in a queue says the limit is above
+        # what the server serves at once, however little it moves the mean: back off.
+        alike = self._alike()
+        queued = not self._slow_start and alike and window.queued()
+        self._recent.extend(window.rtts)
+        backoffs = self._backoffs
+        self._adapt(now, ratio, level, settled, alike=alike, queued=queued, probe=probe)
+        if probe and self._backoffs == backoffs:
+            # The probe held (the level above did not queue): the next one comes soon.
+            self._patience = PATIENCE if alike else 0
+
+    def _adapt(self, now: float, ratio: float, level: int, settled: bool, *, alike: bool,
+               queued: bool, probe: bool) -> None:
+        """Move the limit on what a round trip said (``ratio``: its latency over unloaded,
+        ``level``: requests in flight, ``settled``: no queue left from a higher limit)."""
+        assert self._ratio is not None  # set by _end_window before this is called
         # In slow start each round trip is judged on its own (the smoothed ratio would let
         # one slow round trip count twice); afterwards, smoothed.
         judged = ratio if self._slow_start else self._ratio
-        if judged < (GROW_BELOW if self._slow_start else HOLD_BELOW):
+        if not queued and judged < (GROW_BELOW if self._slow_start else HOLD_BELOW):
             self._climbing = 0
-            step = self._limit if self._slow_start else max(1.0, self._limit * 0.1)
-            self._set(self._limit + step, "latency steady")
+            if self._slow_start:
+                self._set(self._limit * 2, "latency steady")
+            elif self._calm > self._patience:
+                self._grow("latency steady")
             return
         if self._slow_start:
             # Latency has started to climb: probe gently from now on. Only when it climbs two
@@ -255,21 +323,55 @@ class ConcurrencyLimit:
                 # The doubling overshot into a queue: straight back to where latency would
                 # be growable (half at most), not a fifth per round trip while it waits.
                 back = max(self._limit / 2, self._limit * HOLD_BELOW / ratio)
-                self._set(max(1.0, min(self._limit - 1, back)), "latency rising")
+                self._back_off(max(1.0, min(self._limit - 1, back)), patient=alike,
+                               probe=probe)
                 return
         if not settled:
             return  # judge the new level once the old queue has drained
-        if level in self._rates and self._throughput_rising(level):
+        if not queued and level in self._rates and self._throughput_rising(level):
             # Slower answers, but more of them: a busy machine, not a queue. Keep probing.
-            self._set(self._limit + max(1.0, self._limit * 0.1), "throughput rising")
+            if self._calm > self._patience:
+                self._grow("throughput rising")
             return
-        if self._cap is not None and self._limit <= self._cap and self._ratio < CAPPED_HOLD:
+        if (not queued and self._cap is not None and self._limit <= self._cap
+                and self._ratio < CAPPED_HOLD):
             return  # under the cap a 429 showed, somewhat slower is the client, not a queue
         # Slower answers and no more of them: a queue at the server. Back halfway towards
         # where latency would be growable again: a fifth at most, one at least.
         growable = self._limit * HOLD_BELOW / self._ratio
         lowered = min(self._limit - 1, max(self._limit * 0.8, (self._limit + growable) / 2))
-        self._set(max(1.0, lowered), "latency rising")
+        self._back_off(max(1.0, lowered), patient=alike, probe=probe)
+
+    def _alike(self) -> bool:
+        """Whether the last RECENT answers' quick ones are tight (the 40th percentile within
+        ALIKE of the 10th): a server whose tail can only be a queue."""
+        if len(self._recent) < RECENT // 2:
+            return False
+        ordered = sorted(self._recent)
+        return ordered[len(ordered) * 2 // 5] <= ALIKE * ordered[len(ordered) // 10]
+
+    def _grow(self, reason: str) -> None:
+        """Out of slow start: a tenth more (one at least), a probe until a round trip at the
+        new level passes without backing off."""
+        self._probing = True
+        self._set(self._limit + max(1.0, self._limit * 0.1), reason)
+
+    def _back_off(self, value: float, *, patient: bool, probe: bool) -> None:
+        """Down to ``value`` for latency. From a server whose answers are alike (``patient``),
+        wait PATIENCE round trips before growing; a probe that ran straight back into the
+        queue doubles the wait (at most PATIENCE_MAX), so the limit spends most round trips at
+        the level that does not queue. From a server whose answers vary widely on their own,
+        no wait: there a slower round trip is often chance, and waiting after each would sink
+        the limit further each time."""
+        if not patient:
+            self._patience = 0
+        elif probe:
+            self._patience = min(PATIENCE_MAX, max(PATIENCE, self._patience * 2))
+        else:  # a second step down does not forget how often probing failed
+            self._patience = max(PATIENCE, self._patience)
+        self._backoffs += 1
+        self._calm = 0
+        self._set(value, "latency rising")
 
     def _throughput_rising(self, level: int) -> bool:
         """Whether more requests in flight (``level``) are served about as fast, a busy

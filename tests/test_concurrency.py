@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 import random
+from itertools import pairwise
 
 import pytest
 
@@ -278,6 +279,58 @@ def test_answers_that_vary_on_their_own_are_not_taken_for_a_queue(capacity: int,
                              requests=20_000, spread=0.2)
     later = [level for level, _ in seen[5000:]]
     assert sum(later) / len(later) >= least
+
+
+@pytest.mark.parametrize("capacity", [3, 5, 12])
+def test_a_small_servers_queue_stays_out_of_the_p95(capacity: int) -> None:
+    """Behind a server serving only a few at once, where one request over its capacity is a
+    large share of them, 95 % of the answers still come within 1.3 times the unloaded
+    latency, and the server is kept busy (98 % of what it can serve)."""
+    clock = Clock()
+    limit = ConcurrencyLimit(64, clock=clock)
+    started = clock.now
+    seen = served_one_by_one(limit, clock, capacity=capacity, service_s=0.02,
+                             requests=600 * capacity)
+    assert len(seen) / (clock.now - started) >= 0.98 * capacity / 0.02
+    later = sorted(latency for _, latency in seen[len(seen) // 4:])
+    assert later[int(len(later) * 0.95)] <= 1.3 * 0.02
+    assert min(level for level, _ in seen[len(seen) // 4:]) >= capacity
+
+
+def in_step_round(limit: ConcurrencyLimit, clock: Clock, *, capacity: int,
+                  service_s: float) -> int:
+    """One round trip against a server serving ``capacity`` at once, first come first served,
+    whose clients send in step (as the emulator's are): the requests over its capacity wait a
+    whole service time and come back twice as slow. Returns how many were in flight."""
+    in_flight = limit.limit
+    clock.now += service_s
+    for _ in range(min(in_flight, capacity)):
+        limit.succeeded(service_s, in_flight)
+    if in_flight > capacity:
+        clock.now += service_s
+        for _ in range(in_flight - capacity):
+            limit.succeeded(2 * service_s, in_flight)
+    return in_flight
+
+
+@pytest.mark.parametrize("capacity", [3, 5, 10, 16])
+def test_a_tail_of_queued_answers_holds_the_limit_at_the_capacity(capacity: int) -> None:
+    """Each request over the server's capacity waits a whole service time: with one over a
+    capacity of 10 the mean of a round trip is under a tenth above unloaded, but its p95 is
+    twice unloaded. The tail shows it: the limit holds at the capacity (every worker busy)
+    and probes one above it ever more rarely, so under 5 % of the answers wait."""
+    clock = Clock()
+    limit = ConcurrencyLimit(64, clock=clock)
+    levels = [in_step_round(limit, clock, capacity=capacity, service_s=0.02)
+              for _ in range(600)]
+    later = levels[150:]
+    assert min(later) >= capacity
+    waited = sum(level - capacity for level in later)
+    assert waited / sum(later) < 0.05
+    probes = [i for i in range(150, 600) if levels[i] > capacity >= levels[i - 1]]
+    assert len(probes) >= 5  # it still looks for a server that got faster
+    gaps = [b - a for a, b in pairwise(probes)]
+    assert all(gap >= 16 for gap in gaps[2:]), gaps
 
 
 def test_one_slow_round_trip_in_slow_start_does_not_end_it() -> None:
