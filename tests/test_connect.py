@@ -74,9 +74,9 @@ async def test_a_failing_load_after_a_good_check_is_reported_as_the_load(
 
 async def test_a_load_that_loses_the_connection_after_a_good_check_is_one_clear_error(
         server: tuple[Script, str]) -> None:
-    """REVIEW: the check passes, then the server drops the connection on the users' page:
-    the run should stop with one clear ServerUnavailable (exit 3), not let a raw
-    aiohttp.ServerDisconnectedError escape (the CLI's 'internal error', exit 70)."""
+    """The check passes, then the server drops the connection on the users' page: the run
+    stops with one clear ServerUnavailable (exit 3); no raw aiohttp.ServerDisconnectedError
+    escapes (which the CLI would show as an internal error, exit 70)."""
     script, url = server
     _directory(script, roles=Answer(200, ROLES), users=Answer(drop=True))
     with pytest.raises(bulkusers.ServerUnavailable):

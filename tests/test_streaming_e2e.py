@@ -8,7 +8,6 @@ before the last row was planned.
 from __future__ import annotations
 
 import asyncio
-import csv
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from bulkusers.emulator import EmulatorSettings
 from bulkusers.guards import Limit
 from bulkusers.models import Row
 from bulkusers.tasks import WorkItem
-from tests.conftest import GROUPS, TOKEN, Served, read_report, serve
+from tests.conftest import GROUPS, TOKEN, Served, read_report, serve, write_csv
 
 ROWS = 240
 
@@ -149,12 +148,9 @@ def test_a_stopped_streamed_run_reports_the_rows_left_without_planning_them(
 
 
 def _csv(path: Path, count: int) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["email", "role", "groups"])
-        for n in range(count):
-            writer.writerow([f"late{n:05d}@stream.example", "viewer", "Sales"])
-    return path
+    """``count`` new users, each a viewer in Sales."""
+    return write_csv(path, ("email", "role", "groups"),
+                     [[f"late{n:05d}@stream.example", "viewer", "Sales"] for n in range(count)])
 
 
 def test_a_planning_failure_mid_stream_still_reports_every_row(
