@@ -162,8 +162,9 @@ class PlanStream:
             # (every row reported, the rest not planned) instead of losing the rows left.
             self.failure = UnexpectedError(f"planning row {row.number} failed "
                                            f"({exc.__class__.__name__}: {exc})")
-            self.halt(f"run aborted: {self.failure}")
-            return self._row(row)
+            reason = f"run aborted: {self.failure}"
+            self.halt(reason)
+            return self._unplanned(row, reason)
 
     def halt(self, reason: str) -> None:
         """Plan no more rows: those left become ``unplanned(row, reason)``."""
