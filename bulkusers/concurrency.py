@@ -87,7 +87,8 @@ ALIKE = 1.12
 RECENT = 64
 #: Round trips the limit waits, after backing off from a server whose answers are alike,
 #: before it grows again; each time a climb runs straight back into the queue the wait
-#: doubles, up to PATIENCE_MAX, and a climb that holds brings it back to PATIENCE.
+#: doubles, up to PATIENCE_MAX. Only the first step after a back-off waits: a climb that
+#: holds goes on a step a round trip.
 PATIENCE = 2
 PATIENCE_MAX = 16
 #: At most this many limit changes are kept for the summary (older ones are thinned).
@@ -108,15 +109,16 @@ class _Window:
     """What one round trip's answers said."""
 
     started: float
-    samples: int = 0
-    rtt_total: float = 0.0
     inflight_total: int = 0
     peak_inflight: int = 0
     rtts: list[float] = field(default_factory=list)
 
+    @property
+    def samples(self) -> int:
+        """How many answers the round trip has had."""
+        return len(self.rtts)
+
     def add(self, rtt: float, inflight: int) -> None:
-        self.samples += 1
-        self.rtt_total += rtt
         self.inflight_total += inflight
         self.peak_inflight = max(self.peak_inflight, inflight)
         self.rtts.append(rtt)
@@ -168,7 +170,6 @@ class ConcurrencyLimit:
         #: limit last backed off from latency.
         self._patience = 0
         self._calm = 0
-        self._backoffs = 0  # how many times the limit backed off for latency
         self._probing = False  # the last change was a growth no round trip has passed yet
         self.history: list[LimitChange] = [LimitChange(0.0, start, "start")]
 
@@ -249,7 +250,8 @@ class ConcurrencyLimit:
 
     def _end_window(self, now: float) -> None:
         window, self._window = self._window, _Window(now)
-        rtt = window.rtt_total / window.samples
+        rtt_total = sum(window.rtts)
+        rtt = rtt_total / window.samples
         if self._no_load_rtt is None or rtt < self._no_load_rtt:
             self._no_load_rtt = rtt
         if self._cap is not None and now - self._cap_since >= CAP_MEMORY_S:
@@ -275,7 +277,7 @@ class ConcurrencyLimit:
         level = round(window.inflight_total / window.samples)
         settled = self._lowered_at < window.started
         if settled:
-            answered = window.inflight_total / window.rtt_total
+            answered = window.inflight_total / rtt_total
             before = self._rates.get(level)
             self._rates[level] = answered if before is None else (before + answered) / 2
         self._calm += 1
@@ -287,20 +289,17 @@ class ConcurrencyLimit:
         alike = self._alike()
         queued = not self._slow_start and alike and window.queued()
         self._recent.extend(window.rtts)
-        backoffs = self._backoffs
-        self._adapt(now, ratio, level, settled, alike=alike, queued=queued, probe=probe)
-        if probe and self._backoffs == backoffs:
-            # The probe held (the level above did not queue): the next one comes soon.
-            self._patience = PATIENCE if alike else 0
+        self._adapt(now, ratio, self._ratio, level, settled, alike=alike, queued=queued,
+                    probe=probe)
 
-    def _adapt(self, now: float, ratio: float, level: int, settled: bool, *, alike: bool,
-               queued: bool, probe: bool) -> None:
+    def _adapt(self, now: float, ratio: float, smoothed: float, level: int, settled: bool, *,
+               alike: bool, queued: bool, probe: bool) -> None:
         """Move the limit on what a round trip said (``ratio``: its latency over unloaded,
-        ``level``: requests in flight, ``settled``: no queue left from a higher limit)."""
-        assert self._ratio is not None  # set by _end_window before this is called
+        ``smoothed``: the same over the last round trips, ``level``: requests in flight,
+        ``settled``: no queue left from a higher limit)."""
         # In slow start each round trip is judged on its own (the smoothed ratio would let
         # one slow round trip count twice); afterwards, smoothed.
-        judged = ratio if self._slow_start else self._ratio
+        judged = ratio if self._slow_start else smoothed
         if not queued and judged < (GROW_BELOW if self._slow_start else HOLD_BELOW):
             self._climbing = 0
             if self._slow_start:
@@ -334,11 +333,11 @@ class ConcurrencyLimit:
                 self._grow("throughput rising")
             return
         if (not queued and self._cap is not None and self._limit <= self._cap
-                and self._ratio < CAPPED_HOLD):
+                and smoothed < CAPPED_HOLD):
             return  # under the cap a 429 showed, somewhat slower is the client, not a queue
         # Slower answers and no more of them: a queue at the server. Back halfway towards
         # where latency would be growable again: a fifth at most, one at least.
-        growable = self._limit * HOLD_BELOW / self._ratio
+        growable = self._limit * HOLD_BELOW / smoothed
         lowered = min(self._limit - 1, max(self._limit * 0.8, (self._limit + growable) / 2))
         self._back_off(max(1.0, lowered), patient=alike, probe=probe)
 
@@ -369,7 +368,6 @@ class ConcurrencyLimit:
             self._patience = min(PATIENCE_MAX, max(PATIENCE, self._patience * 2))
         else:  # a second step down does not forget how often probing failed
             self._patience = max(PATIENCE, self._patience)
-        self._backoffs += 1
         self._calm = 0
         self._set(value, "latency rising")
 

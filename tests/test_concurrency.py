@@ -333,6 +333,19 @@ def test_a_tail_of_queued_answers_holds_the_limit_at_the_capacity(capacity: int)
     assert all(gap >= 16 for gap in gaps[2:]), gaps
 
 
+def test_a_server_that_grows_is_followed_soon_after_a_long_hold() -> None:
+    """After a long hold at a capacity of 10 (probes 16 round trips apart), the server grows to
+    20: only the first step up waits, the climb after a probe that holds goes on a step a
+    round trip, so the limit reaches 20 within 60 round trips instead of one level per 16."""
+    clock = Clock()
+    limit = ConcurrencyLimit(64, clock=clock)
+    for _ in range(400):
+        in_step_round(limit, clock, capacity=10, service_s=0.02)
+    assert limit.limit <= 11
+    levels = [in_step_round(limit, clock, capacity=20, service_s=0.02) for _ in range(60)]
+    assert max(levels[-10:]) >= 20
+
+
 def test_one_slow_round_trip_in_slow_start_does_not_end_it() -> None:
     """New connections answer their first request slower (the handshake): one slow round trip
     while doubling is not a queue, so the limit keeps doubling to the maximum; two in a row
