@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from bulkusers.api import PLAN_FIELDS
 from bulkusers.directory import Directory, Group, Role, User
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ async def load_directory(api: UserApi, *, with_users: bool = True, page_size: in
 
     async def read_users() -> None:
         if with_users:
-            async for page in api.user_pages(page_size=page_size):
+            async for page in api.user_pages(page_size=page_size, fields=PLAN_FIELDS):
                 users.extend(map(User.from_api, page))
 
     # The users first: their pages are the long part, and the limit may let only a few

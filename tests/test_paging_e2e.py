@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from urllib.parse import parse_qs
 
 import pytest
 from aiohttp import web
@@ -65,6 +66,28 @@ async def test_a_large_directory_is_paged_concurrently(emulator: Emulator) -> No
         assert user is not None
         assert user.id == record.id
     assert emulator.faults.peak_inflight >= 8
+
+
+async def test_the_directory_load_asks_only_for_what_planning_reads(emulator: Emulator) -> None:
+    """A run's directory is read without the timestamps only an export shows (less for the
+    server to encode and the client to parse), and still holds every field planning compares;
+    the export's own listing keeps them."""
+    async with client_for(emulator, ConcurrencyLimit(16, fixed=True)) as client:
+        directory = await load_directory(V1Api(client), page_size=500)
+        exported = [u async for u in V1Api(client).iter_users(page_size=500)]
+    loads = [parse_qs(r.query) for r in emulator.requests if r.path == USERS]
+    asked = {field for query in loads for field in query["fields"][0].split(",")}
+    assert asked >= {"_id", "email", "userName", "firstName", "lastName", "roleId", "groups",
+                     "active", "preferences"}
+    assert {"created", "lastLogin", "lastUpdated"} <= asked  # the export's pages
+    plan_loads = [q for q in loads if "lastLogin" not in q["fields"][0]]
+    assert len(plan_loads) >= 4  # every page of the run's load, none of the export's
+    record = next(iter(emulator.store.users.values()))
+    user = directory.user_by_email(record.email)
+    assert user is not None
+    assert (user.id, user.user_name, user.first_name, user.last_name, user.role_id) == (
+        record.id, record.user_name, record.first_name, record.last_name, record.role_id)
+    assert all("lastLogin" in u for u in exported)
 
 
 async def test_adaptive_paging_never_exceeds_the_maximum(emulator: Emulator) -> None:
