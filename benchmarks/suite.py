@@ -255,17 +255,30 @@ class Suite:
                      p95 / unloaded <= 2)
 
     def sweep(self) -> None:
-        """--concurrency auto against the best fixed concurrency of a sweep (per-row creates)."""
+        """--concurrency auto against the best fixed concurrency of a sweep (per-row creates).
+
+        The sweep only finds the best fixed concurrency; that one and auto are then measured
+        head to head, alternating, as many times each, and the best of each is kept. (The
+        best of a whole sweep is the best of every run at every concurrency: where two
+        concurrencies are as fast, that is a maximum of more samples than auto's, and it
+        reads a busy machine's noise as a lead.)"""
         source = write_users(self.path("users.csv"), self.sizes.sweep)
-        fixed = {n: best([self.ours("import", source, "--latency-ms", LATENCY, concurrency=n,
-                                    batch_size=1) for _ in range(self.sizes.repeat)])
-                 for n in (8, 16, 32, 64)}
+
+        def one(concurrency: int | str) -> Measured:
+            return self.ours("import", source, "--latency-ms", LATENCY,
+                             concurrency=concurrency, batch_size=1)
+
+        fixed = {n: best([one(n) for _ in range(self.sizes.repeat)]) for n in (8, 16, 32, 64)}
         top = max(fixed, key=lambda n: fixed[n].rate)
-        auto = best([self.ours("import", source, "--latency-ms", LATENCY, batch_size=1)
-                     for _ in range(self.sizes.repeat)])
-        ratio = auto.rate / fixed[top].rate
+        autos: list[Measured] = []
+        tops: list[Measured] = []
+        for _ in range(max(self.sizes.repeat, 3)):
+            autos.append(one("auto"))
+            tops.append(one(top))
+        auto, at_top = best(autos), best(tops)
+        ratio = auto.rate / at_top.rate
         self.add(f"--concurrency auto vs best fixed of 8/16/32/64 ({top}), per-row creates: "
-                 "rows/s", f"{auto.rate:,.0f}", f"{fixed[top].rate:,.0f}", ratio, ">= 0.90",
+                 "rows/s", f"{auto.rate:,.0f}", f"{at_top.rate:,.0f}", ratio, ">= 0.90",
                  ratio >= 0.90)
 
     def xlsx_import(self) -> None:
