@@ -30,6 +30,7 @@ from bulkusers.errors import (
 )
 from bulkusers.execution import Executor
 from bulkusers.guards import check_confirmation, check_limit
+from bulkusers.heap import LongLived
 from bulkusers.identity import identity_key
 from bulkusers.intake import Intake, Records, read_input, read_records
 from bulkusers.journal import Journal, journal_path
@@ -93,9 +94,11 @@ async def run_command(config: RunConfig, observer: Observer | None = None,
                if safety.resume else None)
     limit = concurrency_limit(config)
     connection = config.connection
-    async with SisenseClient(connection, config.retry, concurrency=limit) as client:
+    async with LongLived() as lasting, SisenseClient(connection, config.retry,
+                                                     concurrency=limit) as client:
         api = make_api(client)
-        directory, me = await _connect(client, api)  # 3 the snapshot
+        with lasting.building():  # the snapshot lasts the run: no collector scans it
+            directory, me = await _connect(client, api)  # 3 the snapshot
         deactivations = read_ledger(connection.url) if spec.ledgered else {}
         protected = protected_users(directory, me)
         planner = Planner(intake.header, directory, intake.repeats, config.plan, protected,
