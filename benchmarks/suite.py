@@ -258,9 +258,9 @@ class Suite:
         """--concurrency auto against the best fixed concurrency of a sweep (per-row creates).
 
         The sweep only finds the best fixed concurrency; that one and auto are then measured
-        head to head, alternating, as many times each, and the best of each is kept. (The
-        best of a whole sweep is the best of every run at every concurrency: where two
-        concurrencies are as fast, that is a maximum of more samples than auto's, and it
+        head to head, three times each, alternating which goes first, and the best of each is
+        kept. (The best of a whole sweep is the best of every run at every concurrency: where
+        two concurrencies are as fast, that is a maximum of more samples than auto's, and it
         reads a busy machine's noise as a lead.)"""
         source = write_users(self.path("users.csv"), self.sizes.sweep)
 
@@ -272,9 +272,13 @@ class Suite:
         top = max(fixed, key=lambda n: fixed[n].rate)
         autos: list[Measured] = []
         tops: list[Measured] = []
-        for _ in range(max(self.sizes.repeat, 3)):
-            autos.append(one("auto"))
+        for turn in range(3):
+            # Each goes first in turn: whatever the first of a pair meets is not auto's alone.
+            if turn % 2 == 0:
+                autos.append(one("auto"))
             tops.append(one(top))
+            if turn % 2 == 1:
+                autos.append(one("auto"))
         auto, at_top = best(autos), best(tops)
         ratio = auto.rate / at_top.rate
         self.add(f"--concurrency auto vs best fixed of 8/16/32/64 ({top}), per-row creates: "

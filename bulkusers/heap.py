@@ -5,9 +5,12 @@ answer is parsed, then a ``User`` and its group ids) that all live until the run
 with the cycle collector running, every 700 new objects start a collection, and later full
 collections scan them all again: for a 10,000-user directory about 70 collections and one
 full one, 40 to 55 ms of the 0.4 s of client CPU an upsert into it takes (measured with
-``gc.callbacks``; 5 to 7 ms with the collector paused and the snapshot frozen). Reference
-counting still frees every value the run drops; only cycles among frozen objects wait for
-``release``.
+``gc.callbacks``; 7 to 10 ms with the collector paused and the snapshot frozen).
+
+``gc.freeze`` moves every object the process tracks into the permanent generation, not only
+the snapshot: the caller's objects too, and any cycle of garbage not yet collected (made
+while the collector was paused, say). Reference counting still frees every value the run
+drops; only such cycles wait for ``release`` at the end of the run.
 """
 
 from __future__ import annotations
@@ -28,17 +31,20 @@ class LongLived:
     @contextmanager
     def building(self) -> Iterator[None]:
         """Build values that last the rest of the run with the cycle collector paused, then
-        move every object the process tracks into its permanent generation (``gc.freeze``),
-        unless something else froze objects first: a server that froze its own before
-        forking, or another run in this process, must not have them thawed by this one."""
+        move every object the process tracks (the caller's too) into its permanent
+        generation (``gc.freeze``), unless something else froze objects first: a server that
+        froze its own before forking, or another run in this process, must not have them
+        thawed by this one. (Runs in several threads at once may both freeze; the first to
+        end thaws all: a matter of speed only.)"""
         enabled = gc.isenabled()
         gc.disable()
         try:
             yield
-        finally:
+            # Nothing was built when the block failed: nothing worth freezing.
             if gc.get_freeze_count() == 0:
                 gc.freeze()
                 self._froze = True
+        finally:
             if enabled:
                 gc.enable()
 

@@ -15,7 +15,8 @@ from bulkusers.heap import LongLived
 @pytest.fixture(autouse=True)
 def collector_restored() -> Iterator[None]:
     """Each test starts with the collector on and nothing frozen, and leaves it so."""
-    assert gc.isenabled() and gc.get_freeze_count() == 0
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == 0
     try:
         yield
     finally:
@@ -29,25 +30,33 @@ def test_values_built_are_frozen_until_the_run_releases_them() -> None:
     lasting = LongLived()
     with lasting.building():
         assert not gc.isenabled()
-        kept = [{"_id": str(n)} for n in range(2000)]
+        kept = [[n] for n in range(2000)]  # lists are tracked by the collector
     assert gc.isenabled()
-    assert gc.get_freeze_count() >= len(kept)
+    assert gc.get_freeze_count() > 0
+    assert not any(o is kept for o in gc.get_objects())  # frozen: no generation holds it
     lasting.release()
     assert gc.get_freeze_count() == 0
+    assert any(o is kept for o in gc.get_objects())
     lasting.release()
     assert gc.get_freeze_count() == 0
 
 
-def test_a_failure_while_building_still_restores_the_collector() -> None:
+def test_a_failure_while_building_restores_the_collector_and_freezes_nothing() -> None:
     """An exception out of ``building`` (a server that refuses the load) leaves the collector
-    on, and the span's end thaws what was frozen."""
+    on and nothing frozen, in the span and after it."""
+    during: list[tuple[bool, int]] = []
+
     async def failing_run() -> None:
         async with LongLived() as lasting:
-            with lasting.building():
-                raise ConnectionError("refused")
+            try:
+                with lasting.building():
+                    raise ConnectionError("refused")
+            finally:
+                during.append((gc.isenabled(), gc.get_freeze_count()))
 
     with pytest.raises(ConnectionError):
         asyncio.run(failing_run())
+    assert during == [(True, 0)]
     assert gc.isenabled()
     assert gc.get_freeze_count() == 0
 

@@ -174,14 +174,20 @@ def test_the_callers_cycle_collector_is_left_as_it_was(plain: Served) -> None:
     """A run pauses the cycle collector only while it loads the directory: during the sends
     it is on, and after the run nothing it froze stays frozen."""
     during: list[tuple[bool, int]] = []
-    assert gc.isenabled() and gc.get_freeze_count() == 0
-    asyncio.run(bulkusers.run(
-        "import", connection(plain), rows=[{"email": "gc@acme.example", "role": "viewer"}],
-        on_result=lambda _r: during.append((gc.isenabled(), gc.get_freeze_count()))))
-    assert len(during) == 1 and during[0][0] is True
-    assert during[0][1] > 0  # the snapshot was left out of the collections while sending
     assert gc.isenabled()
     assert gc.get_freeze_count() == 0
+    try:
+        asyncio.run(bulkusers.run(
+            "import", connection(plain), rows=[{"email": "gc@acme.example", "role": "viewer"}],
+            on_result=lambda _r: during.append((gc.isenabled(), gc.get_freeze_count()))))
+        assert len(during) == 1
+        assert during[0][0] is True
+        assert during[0][1] > 0  # the snapshot was left out of the collections while sending
+        assert gc.isenabled()
+        assert gc.get_freeze_count() == 0
+    finally:  # a failure here must not leave the rest of the suite without a collector
+        gc.unfreeze()
+        gc.enable()
 
 
 def test_readme_example_runs_as_is_against_an_emulator(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from bulkusers.api import LegacyApi, V1Api, roles_of
+from bulkusers.api import PLAN_FIELDS, LegacyApi, V1Api, roles_of
 from bulkusers.client import SisenseClient
 from bulkusers.concurrency import ConcurrencyLimit
 from bulkusers.config import RetryPolicy, build_connection
@@ -69,25 +69,30 @@ async def test_a_large_directory_is_paged_concurrently(emulator: Emulator) -> No
 
 
 async def test_the_directory_load_asks_only_for_what_planning_reads(emulator: Emulator) -> None:
-    """A run's directory is read without the timestamps only an export shows (less for the
-    server to encode and the client to parse), and still holds every field planning compares;
-    the export's own listing keeps them."""
+    """A run's directory is read with exactly the fields planning compares, not the
+    timestamps only an export shows (less for the server to encode and the client to parse),
+    and every user's compared fields arrive; the export's own listing keeps the timestamps."""
+    records = list(emulator.store.users.values())
+    for n, record in enumerate(records[1:60]):  # languages and deactivated users to carry
+        record.preferences["language"] = ("fr-FR", "de-DE", "ja-JP")[n % 3]
+        record.active = n % 2 == 0
     async with client_for(emulator, ConcurrencyLimit(16, fixed=True)) as client:
         directory = await load_directory(V1Api(client), page_size=500)
+        run_loads = [parse_qs(r.query) for r in emulator.requests if r.path == USERS]
         exported = [u async for u in V1Api(client).iter_users(page_size=500)]
-    loads = [parse_qs(r.query) for r in emulator.requests if r.path == USERS]
-    asked = {field for query in loads for field in query["fields"][0].split(",")}
-    assert asked >= {"_id", "email", "userName", "firstName", "lastName", "roleId", "groups",
-                     "active", "preferences"}
-    assert {"created", "lastLogin", "lastUpdated"} <= asked  # the export's pages
-    plan_loads = [q for q in loads if "lastLogin" not in q["fields"][0]]
-    assert len(plan_loads) >= 4  # every page of the run's load, none of the export's
-    record = next(iter(emulator.store.users.values()))
-    user = directory.user_by_email(record.email)
-    assert user is not None
-    assert (user.id, user.user_name, user.first_name, user.last_name, user.role_id) == (
-        record.id, record.user_name, record.first_name, record.last_name, record.role_id)
-    assert all("lastLogin" in u for u in exported)
+    assert len(run_loads) >= 4
+    for query in run_loads:
+        assert set(query["fields"][0].split(",")) == set(PLAN_FIELDS.split(",")) == {
+            "_id", "email", "userName", "firstName", "lastName", "roleId", "groups", "active",
+            "preferences"}
+    for record in records:
+        user = directory.user_by_email(record.email)
+        assert user is not None
+        assert (user.id, user.user_name, user.first_name, user.last_name, user.role_id,
+                list(user.group_ids), user.active, user.language) == (
+            record.id, record.user_name, record.first_name, record.last_name, record.role_id,
+            record.groups, record.active, record.preferences.get("language") or "")
+    assert all({"created", "lastLogin", "lastUpdated"} <= set(u) for u in exported)
 
 
 async def test_adaptive_paging_never_exceeds_the_maximum(emulator: Emulator) -> None:
