@@ -23,12 +23,12 @@ UserDict = dict[str, Any]
 #: servers answer too, as they do ``/api/roles`` (sisense-api.md section 3.3, Sisense's own
 #: load tests use it to plan their paging).
 USER_COUNT = "/api/users/count"
-USER_FIELDS = ("_id,email,userName,firstName,lastName,roleId,groups,active,"
-               "preferences,created,lastLogin,lastUpdated")
 #: What planning reads of each user (``directory.User``): the directory a run loads leaves
 #: out the three timestamps only an export shows, a quarter of each user's JSON that the
 #: server would encode and the client parse for every user of the directory.
 PLAN_FIELDS = "_id,email,userName,firstName,lastName,roleId,groups,active,preferences"
+#: Every field bulkusers reads of a user: planning's and the export's timestamps.
+USER_FIELDS = PLAN_FIELDS + ",created,lastLogin,lastUpdated"
 
 
 class UserApi(Protocol):
