@@ -270,16 +270,12 @@ class Suite:
 
         fixed = {n: best([one(n) for _ in range(self.sizes.repeat)]) for n in (8, 16, 32, 64)}
         top = max(fixed, key=lambda n: fixed[n].rate)
-        autos: list[Measured] = []
-        tops: list[Measured] = []
+        runs: dict[int | str, list[Measured]] = {"auto": [], top: []}
         for turn in range(3):
             # Each goes first in turn: whatever the first of a pair meets is not auto's alone.
-            if turn % 2 == 0:
-                autos.append(one("auto"))
-            tops.append(one(top))
-            if turn % 2 == 1:
-                autos.append(one("auto"))
-        auto, at_top = best(autos), best(tops)
+            for concurrency in ("auto", top) if turn % 2 == 0 else (top, "auto"):
+                runs[concurrency].append(one(concurrency))
+        auto, at_top = best(runs["auto"]), best(runs[top])
         ratio = auto.rate / at_top.rate
         self.add(f"--concurrency auto vs best fixed of 8/16/32/64 ({top}), per-row creates: "
                  "rows/s", f"{auto.rate:,.0f}", f"{at_top.rate:,.0f}", ratio, ">= 0.90",
