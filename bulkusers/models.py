@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import field
 from enum import StrEnum
+from operator import itemgetter
 
 from bulkusers.frozen import frozen
 from bulkusers.safetext import clean
@@ -43,6 +45,8 @@ class Header:
     columns: tuple[str, ...]
     index: Mapping[str, int]
     unknown: tuple[str, ...] = ()
+    _take: Callable[[tuple[str, ...]], tuple[str, ...]] = field(
+        init=False, repr=False, compare=False, hash=False)
 
     def has(self, field_name: str) -> bool:
         """True when the input has a column for ``field_name``."""
@@ -56,16 +60,21 @@ class Header:
             return ""
         return clean(row.values[position])
 
-    def fields(self, row: Row) -> dict[str, str]:
-        """Every canonical field the input has, as ``value`` gives it, in one pass."""
+    def cells(self, row: Row) -> tuple[str, ...]:
+        """Every canonical field's text (in FIELDS order) as ``value`` gives it, "" where the
+        input has no such column, in one pass."""
         values = row.values
-        if len(values) >= len(self.columns):  # every row read from a table
-            # clean()'s ASCII case inline: a call less for every cell of every row.
-            return {name: cell.strip() if (cell := values[position]).isascii() else clean(cell)
-                    for name, position in self.index.items()}
-        width = len(values)
-        return {name: clean(values[position]) if position < width else ""
-                for name, position in self.index.items()}
+        if len(values) < len(self.columns):
+            values += ("",) * (len(self.columns) - len(values))
+        # clean()'s ASCII case inline: a call less for every cell of every row. The "" added
+        # last stands for the fields the input has no column for.
+        return tuple([cell.strip() if cell.isascii() else clean(cell)
+                      for cell in self._take((*values, ""))])
+
+    def __post_init__(self) -> None:
+        # Where each canonical field is (-1: the "" cells() adds), found once, not per row.
+        take = itemgetter(*(self.index.get(name, -1) for name in FIELDS))
+        object.__setattr__(self, "_take", take)
 
 
 @spooled

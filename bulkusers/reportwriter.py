@@ -8,11 +8,11 @@ import csv
 import os
 from pathlib import Path
 
-from bulkusers.cells import FORMULA_TRIGGERS, neutralise
+from bulkusers.cells import neutralise
 from bulkusers.columns import REPORT_COLUMNS
 from bulkusers.models import Header, RowResult
 from bulkusers.report import MASK, complete_length, secret_columns
-from bulkusers.safetext import CONTROL, clean, find_control, printable
+from bulkusers.safetext import clean, find_control, printable
 
 
 class ReportWriter:
@@ -59,41 +59,45 @@ class ReportWriter:
         values = result.row.values
         if len(values) < self._width:
             values = values + ("",) * (self._width - len(values))
-        texts = (result.email, result.error, result.changes, result.previous, *values)
-        if CONTROL.search("".join(texts)) is None:
-            # The usual line holds no control character: one search for all its cells, and
-            # then only the formula check per cell (what _cell and _echo come down to).
-            safe = [t if t[:1] not in _RISKY_START else neutralise(t) for t in texts]
-        else:
-            safe = [_cell(t) for t in texts[:4]] + [_echo(v) for v in values]
-        for position, masked in enumerate(self._masked):
-            if masked and values[position]:
-                safe[4 + position] = MASK
+        if self._masked:
+            # A secret cell that holds anything shows the mask (which no check below alters).
+            width = self._width  # values has at least as many cells; extra ones stay
+            values = tuple([MASK if masked and value else value for value, masked
+                            in zip(values[:width], self._masked, strict=True)]) + values[width:]
         number = result.row.number
         cells = [
             # A line for no input row (sync's users missing from the file) has an empty row.
             str(number) if number > 0 else "",
-            safe[0],
+            result.email,
             result.action,
             result.status,  # a StrEnum: the str it is is its value
             result.user_id,
             "" if result.http_status is None else str(result.http_status),
-            safe[1],
+            result.error,
             str(result.attempts),
             # A row that was not sent (a dry run's) took no time: no formatting needed.
             f"{result.elapsed_ms:.1f}" if result.elapsed_ms else "0.0",
-            safe[2],
-            safe[3],
-            *safe[4:],
+            result.changes,
+            result.previous,
+            *values,
         ]
         line = ",".join(cells)
-        if (self.plain_lines and line.count(",") == len(cells) - 1 and '"' not in line
-                and "\n" not in line and "\r" not in line):
-            # No cell holds a comma, a quote or a line break: csv would quote none of them
-            # and write exactly this line (four scans at C speed instead of csv's per cell).
+        if (self.plain_lines and line.isprintable() and '"' not in line
+                and ",=" not in line and ",+" not in line and ",-" not in line
+                and ",@" not in line and ",'" not in line and line.count(",") == len(cells) - 1):
+            # The usual line: no cell holds a control character (isprintable is False for
+            # each, and for some harmless ones: those lines go the careful way), a quote or a
+            # comma, and none starts like a formula or with an apostrophe (a cell starts at a
+            # comma; the first, the row number, never does). So csv would quote none of
+            # them, _cell and _echo would change none: exactly this line is written, found
+            # by scans at C speed instead of csv's and ours per cell.
             self._out.write(line + "\r\n")
-        else:
-            self._csv.writerow(cells)
+            return
+        texts = (result.email, result.error, result.changes, result.previous)
+        safe = [_cell(t) for t in texts] + [_echo(v) for v in values]
+        cells[1], cells[6], cells[9], cells[10] = safe[:4]
+        cells[11:] = safe[4:]
+        self._csv.writerow(cells)
 
     def flush(self) -> None:
         """Write the lines held so far (``held``; OSError when the disk refuses them)."""
@@ -167,11 +171,6 @@ class _LineOut:
 
 #: How much of a held report (a dry run's) is gathered before it is written.
 HELD_BYTES = 1 << 16
-
-
-#: First characters after which neutralise may have to quote a cell (a formula trigger, or the
-#: apostrophe it puts ahead of one).
-_RISKY_START = FORMULA_TRIGGERS | {"'"}
 
 
 def _cell(text: str) -> str:

@@ -50,3 +50,23 @@ def test_a_fresh_journal_replaces_an_old_one(tmp_path: Path) -> None:
                     '"delete", "previous": ""}\n', encoding="utf-8")
     Journal(path, fresh=True).close()
     assert read_journal(path) == {}
+
+
+def test_a_rows_cells_come_in_field_order_cleaned_and_blank_where_absent() -> None:
+    """Header.cells gives the canonical fields in FIELDS order: trimmed (zero-width characters
+    too), "" for a field the input has no column for and for cells a short row lacks, and the
+    same after the header is pickled (a spooled plan carries it)."""
+    import pickle
+
+    from bulkusers.models import FIELDS
+
+    header = Header(columns=("Groups", "Mail", "Extra", "Role"),
+                    index={"groups": 0, "email": 1, "role": 3})
+    row = Row(2, (" Sales ", "\u200bJo@X.example ", "kept out", "viewer", "surplus"))
+    expected = {"email": "Jo@X.example", "role": "viewer", "groups": "Sales"}
+    want = tuple(expected.get(name, "") for name in FIELDS)
+    assert header.cells(row) == want
+    assert pickle.loads(pickle.dumps(header)).cells(row) == want
+    short = Row(3, ("Finance",))
+    assert header.cells(short) == tuple("Finance" if name == "groups" else ""
+                                        for name in FIELDS)
