@@ -41,18 +41,19 @@ class Planner(RowResolver):
 
     def plan_import(self, row: Row) -> WorkItem:
         """Create a new user, or treat an existing one as ``--on-existing`` says."""
-        email, user, invalid = self._user_or_problem(row, "create")
+        cells = self.header.cells(row)
+        email, user, invalid = self._user_or_problem(row, "create", cells[0])
         if invalid is not None:
             return invalid
         if user is not None:
             if self.options.on_existing == "update":
-                return self.plan_update(row)
+                return self._update(row, cells, email, user)
             if self.options.on_existing == "fail":
                 return decided(row, email, "create", Status.FAILED, user_id=user.id,
                                error="user already exists (--on-existing fail)")
             return decided(row, email, "create", Status.SKIPPED, user_id=user.id,
                            changes="none: user already exists")
-        wanted = self._wanted(row)
+        wanted = self._wanted(row, cells)
         if isinstance(wanted, str):
             return decided(row, email, "create", Status.SKIPPED, error=wanted)
         return self._create(row, wanted)
@@ -104,13 +105,19 @@ class Planner(RowResolver):
 
     def plan_update(self, row: Row) -> WorkItem:
         """Send only the fields that differ; a user that already matches is ``unchanged``."""
-        email, user, invalid = self._user_or_problem(row, "update")
+        cells = self.header.cells(row)
+        email, user, invalid = self._user_or_problem(row, "update", cells[0])
         if invalid is not None:
             return invalid
         if user is None:
             return decided(row, email, "update", Status.FAILED,
                            error="no user with this email; use import to create users")
-        wanted = self._wanted(row)
+        return self._update(row, cells, email, user)
+
+    def _update(self, row: Row, cells: tuple[str, ...], email: str, user: User) -> WorkItem:
+        """The update of ``user``, the existing user a valid row names (``cells``: the row's
+        fields, Header.cells; ``email``: as the server stores it)."""
+        wanted = self._wanted(row, cells)
         if isinstance(wanted, str):
             return decided(row, email, "update", Status.SKIPPED, user_id=user.id, error=wanted)
         diff = self._diff(user, wanted)

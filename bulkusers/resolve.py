@@ -80,9 +80,11 @@ class RowResolver:
             return f"email also on row {', '.join(map(str, others))}; keep one row per user"
         return ""
 
-    def _wanted(self, row: Row) -> Wanted | str:
+    def _wanted(self, row: Row, cells: tuple[str, ...]) -> Wanted | str:
+        """What a row asks for (``cells``: its fields, Header.cells), or why it cannot be
+        used."""
         (email, user_name_cell, first_name, last_name, role_cell, groups_cell, password,
-         language) = self.header.cells(row)
+         language) = cells
         role: Role | None = None
         if role_cell:
             if is_clear(role_cell):
@@ -188,8 +190,12 @@ class RowResolver:
         if self.repeats.may_share_name(key):
             self._claimed[key] = email
 
-    def _user_or_problem(self, row: Row, action: str) -> tuple[str, User | None, RowResult | None]:
-        email = self.header.value(row, "email")
+    def _user_or_problem(self, row: Row, action: str, email: str | None = None,
+                         ) -> tuple[str, User | None, RowResult | None]:
+        """The email a row names (as the server stores it when the user exists), that user,
+        or the row's result when it cannot be used (``email``: its cell, when already read)."""
+        if email is None:
+            email = self.header.value(row, "email")
         problem = row.problem or self._key_problem(row, email)
         if problem:
             return email, None, decided(row, email, action, Status.SKIPPED, error=problem)
