@@ -82,11 +82,13 @@ class RunSummary:
     def add(self, result: RowResult) -> None:
         """Count one finished row."""
         # _value_, the member's own attribute: .value goes through an enum property per row.
-        self.counts[result.status._value_] += 1
-        if result.status is Status.SKIPPED and result.error:
-            self._invalid += 1
-        if result.status is Status.PLANNED:
+        status = result.status
+        self.counts[status._value_] += 1
+        if status is Status.PLANNED:
             self.planned[result.action] += 1
+            return  # a dry run's row: nothing for the operator to look at yet
+        if status is Status.SKIPPED and result.error:
+            self._invalid += 1
         if result.needs_attention:
             self.needs_attention += 1
             if len(self.examples) < MAX_EXAMPLES:
