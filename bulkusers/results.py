@@ -54,8 +54,11 @@ def planned(item: WorkItem, *, revokes_tokens: bool = True) -> list[RowResult]:
 def _planned(task: Task, revokes_tokens: bool) -> RowResult:
     match task:
         case CreateTask():
-            return RowResult(row=task.row, email=task.email, action=task.action,
-                             status=Status.PLANNED, changes=task.changes)
+            # By position (RowResult's field order: row, email, action, status, user_id,
+            # http_status, error, attempts, elapsed_ms, changes): made for every row of a dry
+            # run, where keywords cost a lookup each.
+            return RowResult(task.row, task.email, task.action, Status.PLANNED, "", None, "", 0,
+                             0.0, task.changes)
         case DeactivateTask():
             tokens = "tokens revoked" if revokes_tokens else TOKENS_KEPT_LEGACY
             changes = f"{task.changes}; {tokens}"
@@ -71,10 +74,9 @@ def attempted(task: Task, status: Status, *, http_status: int | None, attempts: 
               elapsed_ms: float, user_id: str = "", error: str = "", changes: str = "",
               previous: str = "", transient: bool = False) -> RowResult:
     """A row the sender tried: what the server answered, after how many attempts."""
-    return RowResult(row=task.row, email=task.email, action=task.action, status=status,
-                     user_id=user_id, http_status=http_status, error=error, attempts=attempts,
-                     elapsed_ms=elapsed_ms, changes=changes, previous=previous,
-                     transient=transient)
+    # By position, in RowResult's field order: made for every row sent.
+    return RowResult(task.row, task.email, task.action, status, user_id, http_status, error,
+                     attempts, elapsed_ms, changes, previous, transient)
 
 
 def unfinished(task: Task, status: Status, reason: str, *,
