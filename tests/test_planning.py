@@ -55,7 +55,7 @@ def test_a_fresh_journal_replaces_an_old_one(tmp_path: Path) -> None:
 def test_a_rows_cells_come_in_field_order_cleaned_and_blank_where_absent() -> None:
     """Header.cells gives the canonical fields in FIELDS order: trimmed (zero-width characters
     too), "" for a field the input has no column for and for cells a short row lacks, and the
-    same after the header is pickled (a spooled plan carries it)."""
+    same after a pickle round trip (the header holds a derived itemgetter)."""
     import pickle
 
     from bulkusers.models import FIELDS

@@ -4,6 +4,7 @@ ragged rows, and every line on disk the moment it is written."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 from pathlib import Path
 
@@ -72,6 +73,21 @@ def test_formulas_control_characters_and_secrets_in_one_report(tmp_path: Path) -
     read = list(read_report(path))
     assert [line.email for line in read] == ["=cmd@acme.example", "a@acme.example",
                                             "'=x@acme.example"]
+
+
+def test_the_previous_state_is_made_safe_like_every_other_text(tmp_path: Path) -> None:
+    """The ``previous`` column (a user's state before the run) gets the formula apostrophe and
+    its control characters escaped, whichever way its line is written."""
+    path = tmp_path / "r.csv"
+    writer = ReportWriter(path, Header(columns=("Email",), index={"email": 0}))
+    states = ["=HYPERLINK()", "p\x1bq", '{"a": 1}', "plain"]
+    for number, previous in enumerate(states, start=2):
+        result = _result(number, (f"u{number}@acme.example",))
+        writer.write(dataclasses.replace(result, previous=previous))
+    writer.close()
+    assert "\x1b" not in path.read_text(encoding="utf-8-sig")
+    assert [line[10] for line in _lines(path)[1:]] == ["'=HYPERLINK()", "p\\x1bq", '{"a": 1}',
+                                                       "plain"]
 
 
 def test_short_and_long_rows_keep_every_cell(tmp_path: Path) -> None:
@@ -191,20 +207,33 @@ def test_lines_are_what_csv_writes_whatever_the_cells(tmp_path: Path, header: He
     for number in range(2, 3002):
         cells = tuple("".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 4)))
                       for _ in range(rng.randrange(1, 5)))  # ragged rows and extra cells
-        results.append(_result(number, cells, changes=rng.choice(["", "role a, b", "x", "-y"]),
-                               error=rng.choice(["", "", "=bad", "no, this"])))
+        result = _result(number, cells, changes=rng.choice(["", "role a, b", "x", "-y"]),
+                         error=rng.choice(["", "", "=bad", "no, this"]))
+        previous = rng.choice(["", "", '{"a": 1}', "=x", "p\x1bq", "plain"])
+        results.append(dataclasses.replace(result, previous=previous))
     fast, by_csv = tmp_path / "fast.csv", tmp_path / "csv.csv"
     writers = ReportWriter(fast, header), ReportWriter(by_csv, header)
     writers[1].plain_lines = False  # every line the careful way
+    careful = _CountingRows(writers[0])
     for result in results:
         for writer in writers:
             writer.write(result)
     for writer in writers:
         writer.close()
     assert fast.read_bytes() == by_csv.read_bytes()
-    lines = _lines(fast)
-    assert len(lines) == 3001
-    # Both ways were taken: plain lines joined, and lines that needed quoting or escaping.
-    raw = fast.read_bytes().decode("utf-8-sig").split("\r\n")
-    assert any('"' not in line and "'" not in line for line in raw[1:] if line)
-    assert any('"' in line for line in raw[1:])
+    assert len(_lines(fast)) == 3001
+    # Both ways were taken: lines joined as they are, and lines made safe cell by cell.
+    assert 0 < careful.rows < len(results) - 100
+
+
+class _CountingRows:
+    """Counts the lines a writer sends the careful way (through its csv writer)."""
+
+    def __init__(self, writer: ReportWriter) -> None:
+        self.rows = 0
+        self._writerow = writer._csv.writerow
+        writer._csv = self  # type: ignore[assignment]
+
+    def writerow(self, cells: list[str]) -> None:
+        self.rows += 1
+        self._writerow(cells)
