@@ -7,9 +7,10 @@ from __future__ import annotations
 import csv
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
-from bulkusers.cells import neutralise
+from bulkusers.cells import FORMULA_TRIGGERS, neutralise
 from bulkusers.columns import REPORT_COLUMNS
 from bulkusers.models import Header, RowResult
 from bulkusers.report import MASK, complete_length, secret_columns
@@ -34,9 +35,8 @@ class ReportWriter:
         #: Write lines csv would not quote by joining them (off: every line through csv).
         self.plain_lines = True
         self._width = len(header.columns)
-        secrets = secret_columns(header)
-        #: Per input column: whether its cells are masked (empty when none is).
-        self._masked = tuple(i in secrets for i in range(self._width)) if secrets else ()
+        #: The input columns whose cells are masked.
+        self._secrets = tuple(sorted(secret_columns(header)))
         if mode == "append":
             # Lines are appended after the earlier run's; no second header, no second BOM.
             # A run killed mid-line left half a line, perhaps inside a quoted cell that would
@@ -60,28 +60,15 @@ class ReportWriter:
         values = result.row.values
         if len(values) < self._width:
             values = values + ("",) * (self._width - len(values))
-        if self._masked:
+        if self._secrets:
             # A secret cell that holds anything shows the mask (which no check below alters).
-            width = self._width  # values has at least as many cells; extra ones stay
-            values = tuple([MASK if masked and value else value for value, masked
-                            in zip(values[:width], self._masked, strict=True)]) + values[width:]
-        number = result.row.number
-        cells = [
-            # A line for no input row (sync's users missing from the file) has an empty row.
-            str(number) if number > 0 else "",
-            result.email,
-            result.action,
-            result.status,  # a StrEnum: the str it is is its value
-            result.user_id,
-            "" if result.http_status is None else str(result.http_status),
-            result.error,
-            str(result.attempts),
-            # A row that was not sent (a dry run's) took no time: no formatting needed.
-            f"{result.elapsed_ms:.1f}" if result.elapsed_ms else "0.0",
-            result.changes,
-            result.previous,
-            *values,
-        ]
+            masked = list(values)
+            for position in self._secrets:
+                if masked[position]:
+                    masked[position] = MASK
+            values = tuple(masked)
+        cells = _cells(result, result.email, result.error, result.changes, result.previous,
+                       values)
         line = ",".join(cells)
         if (self.plain_lines and line.isprintable() and '"' not in line
                 and _LATER_CELL_AT_RISK.search(line) is None
@@ -93,12 +80,10 @@ class ReportWriter:
             # them, _cell and _echo would change none: exactly this line is written, found
             # by scans at C speed instead of csv's and ours per cell.
             self._out.write(line + "\r\n")
-            return
-        texts = (result.email, result.error, result.changes, result.previous)
-        safe = [_cell(t) for t in texts] + [_echo(v) for v in values]
-        cells[1], cells[6], cells[9], cells[10] = safe[:4]
-        cells[11:] = safe[4:]
-        self._csv.writerow(cells)
+        else:
+            self._csv.writerow(_cells(result, _cell(result.email), _cell(result.error),
+                                      _cell(result.changes), _cell(result.previous),
+                                      map(_echo, values)))
 
     def flush(self) -> None:
         """Write the lines held so far (``held``; OSError when the disk refuses them)."""
@@ -173,10 +158,34 @@ class _LineOut:
 #: How much of a held report (a dry run's) is gathered before it is written.
 HELD_BYTES = 1 << 16
 
-#: A cell after the first that starts like a formula (= + - @; tab and CR are unprintable)
-#: or with an apostrophe: in a joined line, such a cell starts right after a comma. One
-#: search (it looks for commas at C speed) instead of one scan per character.
-_LATER_CELL_AT_RISK = re.compile(",[" + re.escape("=+-@'") + "]")
+#: A cell after the first that starts like a formula or with an apostrophe (the characters
+#: after which neutralise may quote a cell): in a joined line, such a cell starts right after
+#: a comma. One search (it looks for commas at C speed) instead of one scan per character.
+_LATER_CELL_AT_RISK = re.compile(",[" + re.escape("".join(sorted(FORMULA_TRIGGERS | {"'"})))
+                                 + "]")
+
+
+def _cells(result: RowResult, email: str, error: str, changes: str, previous: str,
+           values: Iterable[str]) -> list[str]:
+    """A report line's cells: the result's ``email``, ``error``, ``changes`` and ``previous``
+    state and the input row's ``values``, each as the line is to show it."""
+    number = result.row.number
+    return [
+        # A line for no input row (sync's users missing from the file) has an empty row.
+        str(number) if number > 0 else "",
+        email,
+        result.action,
+        result.status,  # a StrEnum: the str it is is its value
+        result.user_id,
+        "" if result.http_status is None else str(result.http_status),
+        error,
+        str(result.attempts),
+        # A row that was not sent (a dry run's) took no time: no formatting needed.
+        f"{result.elapsed_ms:.1f}" if result.elapsed_ms else "0.0",
+        changes,
+        previous,
+        *values,
+    ]
 
 
 def _cell(text: str) -> str:
