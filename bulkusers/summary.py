@@ -24,11 +24,6 @@ def read_summary(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-#: Enum members looked up once (on their class each lookup costs three times a plain
-#: attribute, and every row is counted).
-_PLANNED, _SKIPPED = Status.PLANNED, Status.SKIPPED
-
-
 @dataclass(slots=True)
 class RunSummary:
     """Counts and timings of one run, for people (stderr) and machines (JSON)."""
@@ -89,10 +84,10 @@ class RunSummary:
         # _value_, the member's own attribute: .value goes through an enum property per row.
         status = result.status
         self.counts[status._value_] += 1
-        if status is _PLANNED:
+        if status is Status.PLANNED:
             self.planned[result.action] += 1
             return  # a dry run's row: nothing for the operator to look at yet
-        if status is _SKIPPED and result.error:
+        if status is Status.SKIPPED and result.error:
             self._invalid += 1
         if result.needs_attention:
             self.needs_attention += 1
