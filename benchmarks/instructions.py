@@ -9,6 +9,7 @@ its own process, outside valgrind. Needs ``valgrind`` on the PATH; takes a few m
 
     python benchmarks/instructions.py            # this checkout
     python benchmarks/instructions.py --rows 500,2500
+    python benchmarks/instructions.py --stages   # a dry-run row stage by stage, in process
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import TOKEN, emulator_process, write_users
+from harness import GROUPS, TOKEN, emulator_process, write_users
 
 #: Run inside valgrind: one send (bare or ours) of ``count`` rows against ``url``.
 _SEND = """
@@ -41,6 +42,47 @@ else:
     asyncio.run(run_bulkusers("import", url, source, folder / "report.csv", concurrency=64,
                               batch_size=1))
 """
+
+
+#: Run inside valgrind: a dry run's stages in one process, up to ``stage``, over a CSV of new
+#: users against a directory of Sisense's roles and the benchmark's groups (no server).
+_STAGES = """
+import sys
+from pathlib import Path
+from bulkusers.directory import Directory, Group, Role
+from bulkusers.intake import read_input
+from bulkusers.pipeline import Recorder, SilentObserver
+from bulkusers.plan import make_plan, planned_items
+from bulkusers.planner import Planner
+from bulkusers.readers import ReadOptions
+from bulkusers.reportwriter import ReportWriter
+from bulkusers.results import planned
+from bulkusers.rules import PlanOptions
+from bulkusers.summary import RunSummary
+source, stage, report = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+intake = read_input(source, ReadOptions())
+directory = Directory([Role("r-viewer", "consumer", "Viewer")],
+                      [Group("g-" + name, name) for name in {groups!r}])
+planner = Planner(intake.header, directory, intake.repeats, PlanOptions())
+if stage == "read":
+    for _ in intake.rows():
+        pass
+elif stage == "plan":
+    for row in intake.rows():
+        planner.plan_import(row)
+else:
+    record = Recorder(ReportWriter(report, intake.header, held=True),
+                      RunSummary(command="import", input_file=str(source),
+                                 report_file=str(report)), SilentObserver(), breaker=0)
+    def sink(item):
+        if stage == "record":
+            for result in planned(item):
+                record(result)
+    make_plan(intake.rows(), planner.plan_import, (), batch_size=1, describe=str, sink=sink)
+    record.flush()
+"""
+#: The stages, each including the ones before it.
+STAGES = ("read", "plan", "count", "record")
 
 
 def instructions(command: list[str]) -> int:
@@ -76,6 +118,21 @@ def send(kind: str, rows: int, folder: Path) -> int:
         return instructions([sys.executable, "-c", script, url, kind, str(rows), str(run)])
 
 
+def stages(small: int, large: int, folder: Path) -> dict[str, float]:
+    """Instructions a dry-run row costs up to each stage (reading, hashing, counting and
+    spooling; planning; batching and counting the plan; the planned row's result, report
+    line and summary), in one process without a server."""
+    script = _STAGES.format(groups=GROUPS)
+    sources = {n: write_users(folder / f"stages{n}.csv", n) for n in (small, large)}
+    counts: dict[str, float] = {}
+    for stage in STAGES:
+        total = {n: instructions([sys.executable, "-c", script, str(source), stage,
+                                  str(folder / f"{stage}{n}.report.csv")])
+                 for n, source in sources.items()}
+        counts[stage] = (total[large] - total[small]) / (large - small)
+    return counts
+
+
 def main() -> None:
     """Count and print instructions per row."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
@@ -83,12 +140,24 @@ def main() -> None:
                         help="the two dry-run sizes (default 2000,20000)")
     parser.add_argument("--send-rows", default="500,2500",
                         help="the two send sizes (default 500,2500)")
+    parser.add_argument("--stages", action="store_true",
+                        help="only a dry-run row's stages, in one process (no server)")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed; install it (Debian: apt install valgrind)")
     small, large = (int(n) for n in args.rows.split(","))
     send_small, send_large = (int(n) for n in args.send_rows.split(","))
     os.environ.pop("SISENSE_TOKEN", None)
+    if args.stages:
+        with tempfile.TemporaryDirectory() as name:
+            counts = stages(small, large, Path(name))
+        print("| dry-run stage (each includes the ones before) | instructions a row | added |")
+        print("| --- | ---: | ---: |")
+        before = 0.0
+        for stage, count in counts.items():
+            print(f"| {stage} | {count:,.0f} | {count - before:,.0f} |")
+            before = count
+        return
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
         with emulator_process() as url:
