@@ -88,7 +88,7 @@ def read_input(path: Path, options: ReadOptions, *, report: bool = False) -> Int
     if report:
         return _read_report(path)
     table = open_table(path, options)
-    spool: Spool[Row] = Spool()
+    spool: Spool[Row] = Spool(kind=Row)
     tally = _Tally(table.header)
     for row in table.rows():
         spool.append(row)
@@ -108,7 +108,7 @@ def read_records(records: Iterable[Records], options: ReadOptions) -> Intake:
     names = [str(key) for key in first] if first is not None else []
     header, _ = build_header("rows", names)
     check = RowCheck(header.columns, options.max_cell_bytes)
-    spool: Spool[Row] = Spool()
+    spool: Spool[Row] = Spool(kind=Row)
     tally = _Tally(header)
     digest = hashlib.sha256()
     known = set(names)
@@ -158,7 +158,9 @@ class _Tally:
         if email:
             self._emails.append(hash(email))
         at = self._name_at
-        name = clean(values[at]) if at is not None and at < len(values) else ""
+        if at is None:
+            return  # every userName key is the email: the emails' hashes serve for both
+        name = clean(values[at]) if at < len(values) else ""
         # A new user's userName is its email unless the row names one.
         name_key = identity_key(name) if name else email
         if name_key:
@@ -166,8 +168,10 @@ class _Tally:
 
     def repeats(self, rows: Iterable[Row]) -> Repeats:
         """What repeats, once every row is counted."""
-        names = frozenset(_repeated(self._names))
         emails = _repeated(self._emails)
+        # Without a userName column each row's userName key is its email (sorting the same
+        # hashes twice took a million-row input 0.7 s).
+        names = frozenset(emails if self._name_at is None else _repeated(self._names))
         if not emails:
             return Repeats(names=names)
         found: dict[str, list[int]] = {}
@@ -203,7 +207,7 @@ def _read_report(path: Path) -> Intake:
         # "restoring" them would undo whatever changed since.
         raise InputError(f"{path}: is the report of a dry run, which deactivated nobody; "
                          "reactivate takes the report of a deactivate run that was sent")
-    spool: Spool[Row] = Spool()
+    spool: Spool[Row] = Spool(kind=Row)
     for line in lines:
         spool.append(Row(line.line, ()))
     return Intake(path=path, header=Header((), {}), spool=spool.close(),

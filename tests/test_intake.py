@@ -101,3 +101,30 @@ def test_spool_counts_rows_not_items_against_its_memory_budget() -> None:
     assert spool.on_disk
     assert list(spool) == batches
     spool.discard()
+
+
+def test_a_spool_of_a_kind_gives_back_equal_values_of_that_kind_from_disk() -> None:
+    """Rows spooled as tuples of their fields come back from disk equal, as Rows, with their
+    problem and recorded flag, to two interleaved readers."""
+    spool: Spool[Row] = Spool(memory_items=10, block_items=7, kind=Row)
+    rows = [Row(n, (f"u{n}@x.example", "x"), "bad" if n % 3 else "", n % 2 == 0)
+            for n in range(2, 102)]
+    for row in rows:
+        spool.append(row)
+    spool.close()
+    assert spool.on_disk
+    pairs = list(zip(iter(spool), iter(spool), strict=True))
+    assert [a for a, _ in pairs] == rows
+    assert [b for _, b in pairs] == rows
+    assert all(type(a) is Row for a, _ in pairs)
+    spool.discard()
+
+
+def test_without_a_username_column_each_repeated_email_is_a_shared_username(
+        tmp_path: Path) -> None:
+    """With no userName column a new user's userName is its email: an email on two rows
+    may be wanted as a userName twice, a unique one may not."""
+    repeats = read_input(write(tmp_path, "a@x.example", "b@x.example", "A@x.example"),
+                         ReadOptions()).repeats
+    assert repeats.may_share_name("a@x.example")
+    assert not repeats.may_share_name("b@x.example")
