@@ -66,10 +66,12 @@ class Header:
         values = row.values
         if len(values) < len(self.columns):
             values += ("",) * (len(self.columns) - len(values))
-        # clean()'s ASCII case inline: a call less for every cell of every row. The "" added
-        # last stands for the fields the input has no column for.
-        return tuple([cell.strip() if cell.isascii() else clean(cell)
-                      for cell in self._take((*values, ""))])
+        # The "" added last stands for the fields the input has no column for.
+        taken = self._take((*values, ""))
+        if "".join(taken).isascii():
+            # clean() of ASCII text is strip(): one C-level map for the whole row.
+            return tuple(map(str.strip, taken))
+        return tuple([cell.strip() if cell.isascii() else clean(cell) for cell in taken])
 
     def __post_init__(self) -> None:
         # Where each canonical field is (-1: the "" cells() adds), found once, not per row.

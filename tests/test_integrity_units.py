@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bulkusers.directory import Directory, Group
-from bulkusers.identity import identity_key, stored_email
+from bulkusers.identity import EMAIL, identity_key, stored_email
 from bulkusers.ledger import Ledger, ledger_path, read_ledger
 from bulkusers.models import Row, RowResult, Status
 from bulkusers.report import is_secret_name
@@ -44,6 +44,30 @@ def test_stored_email_trims_and_lowers_ascii_unless_kept() -> None:
     assert stored_email("  Ann.Lee@Acme.Example\t") == "ann.lee@acme.example"
     assert stored_email(" ÉVA@X.EXAMPLE ") == "Éva@x.example"
     assert stored_email(" Ann@X.Example ", keep_case=True) == "Ann@X.Example"
+
+
+#: Addresses the v1 specification's rule accepts: every alternative of each part.
+SPEC_ACCEPTS = ["jane@acme.example", "jane.q.public@acme.example", "a+b_c-d@x.example",
+                '"q q"@acme.example', '"a@b"@acme.example', "a@[10.0.0.1]", "jane@corp",
+                "a@-x.example", "a@x-y.z-w.example", "straße@acme.example", "a@b.co"]
+#: And those it refuses: a wrong dot anywhere, a forbidden character, a short top-level
+#: domain, a malformed address literal, nothing on one side.
+SPEC_REFUSES = ["a..b@x.example", ".a@x.example", "a.@x.example", "a,b@x.example",
+                "a b@x.example", "a\t@x.example", "a@b.c", "a@x..example", "a@x.example.",
+                "a@.x.example", "a@[1.2.3]", "a@[1.2.3.4", "a@b@x.example", "@x.example",
+                "a@", '"@x.example', "a@x.exam_ple", "a@x.ex4mple"]
+
+
+@pytest.mark.parametrize("email", SPEC_ACCEPTS)
+def test_the_email_rule_accepts_what_the_spec_accepts(email: str) -> None:
+    """Each accepted form of the specification's email pattern passes the rule."""
+    assert EMAIL.match(email)
+
+
+@pytest.mark.parametrize("email", SPEC_REFUSES)
+def test_the_email_rule_refuses_what_the_spec_refuses(email: str) -> None:
+    """Each refused form of the specification's email pattern fails the rule."""
+    assert not EMAIL.match(email)
 
 
 def test_group_lookup_ignores_ascii_case_only() -> None:
