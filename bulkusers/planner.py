@@ -80,8 +80,9 @@ class Planner(RowResolver):
                 return decided(row, email, "create", Status.SKIPPED, error=found.describe())
             role = found
         groups = wanted.groups or ()
+        group_ids = [*map(_id_of, groups)]
         payload: dict[str, Any] = {"email": email, "userName": user_name, "roleId": role.id,
-                                   "groups": [*map(_id_of, groups)]}
+                                   "groups": group_ids}
         if wanted.first_name:
             payload["firstName"] = wanted.first_name
         if wanted.last_name:
@@ -90,17 +91,22 @@ class Planner(RowResolver):
             payload["password"] = wanted.password
         if wanted.language:
             payload["preferences"] = {"language": wanted.language}
-        changes = self._created_changes.get((role, groups)) or self._create_changes(role, groups)
+        # Keyed by ids, which name a role or group within the snapshot (stand-ins included):
+        # texts hash once, where a role or group value hashes through a Python call.
+        key = (role.id, *group_ids)
+        changes = self._created_changes.get(key) or self._create_changes(key, role, groups)
         self._claim(user_name, email)
-        return CreateTask(row=row, email=email, payload=payload, changes=changes)
+        # By position (CreateTask's field order): keywords cost a lookup each, for every row.
+        return CreateTask(row, email, payload, changes)
 
-    def _create_changes(self, role: Role, groups: tuple[Group, ...]) -> str:
+    def _create_changes(self, key: tuple[str, ...], role: Role,
+                        groups: tuple[Group, ...]) -> str:
         """What a create sets, as the report says it (HR files repeat a few role and group
-        combinations: each text is made once)."""
+        combinations: each text is made once, kept by ``key``, their ids)."""
         changes = f"role {role.shown}"
         if groups:
             changes += "; groups " + " ".join(["+" + g.name for g in groups])
-        self._created_changes[(role, groups)] = changes
+        self._created_changes[key] = changes
         return changes
 
     def plan_update(self, row: Row) -> WorkItem:

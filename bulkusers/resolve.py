@@ -56,8 +56,8 @@ class RowResolver:
         self._claimed: dict[str, str] = {}
         self._group_cells: dict[str, tuple[tuple[Group, ...] | str | None, bool]] = {}
         self._roles: dict[str, Role | Unknown] = {}
-        #: A create's changes text by its role and groups (see ``Planner._create_changes``).
-        self._created_changes: dict[tuple[Role, tuple[Group, ...]], str] = {}
+        #: A create's changes text by its role's and groups' ids (``Planner._create_changes``).
+        self._created_changes: dict[tuple[str, ...], str] = {}
         #: reactivate's input: the lines of an earlier report, by line number.
         self.report_lines = dict(report_lines or {})
         #: What an interrupted run of this command was about to do, by row (--resume).

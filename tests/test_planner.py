@@ -254,6 +254,23 @@ def test_builtin_groups_are_never_written() -> None:
     assert item.changes == "role Viewer; groups +Sales"
 
 
+def test_each_role_and_groups_combination_gets_its_own_changes_text() -> None:
+    """One planner, many creates: the text made once per combination is never another
+    combination's (other role, other groups, the same groups in another order, none)."""
+    planner = make_planner()
+    cases = [("viewer", "Sales", "role Viewer; groups +Sales"),
+             ("designer", "Sales", "role Designer; groups +Sales"),
+             ("viewer", "Sales; Finance", "role Viewer; groups +Sales +Finance"),
+             ("viewer", "Finance; Sales", "role Viewer; groups +Finance +Sales"),
+             ("viewer", "", "role Viewer"),
+             ("designer", "", "role Designer"),
+             ("viewer", "Sales", "role Viewer; groups +Sales")]
+    texts = [create(planner.plan_import(row(n, f"u{n}@acme.example", role=role,
+                                            groups=groups))).changes
+             for n, (role, groups, _) in enumerate(cases * 2, start=2)]
+    assert texts == [want for _, _, want in cases * 2]
+
+
 def test_a_group_repeated_in_a_cell_is_sent_once() -> None:
     """Sales named three times (in any ASCII case) is one membership."""
     item = create(make_planner().plan_import(
