@@ -74,15 +74,34 @@ class Recorder:
             except OSError as exc:
                 self._unwritable(exc)
                 return
-            self.summary.add(result)
-            if self.settle is not None:
-                self.settle(result)
-            if result.transient:
-                self.failing_in_a_row += 1
-            elif result.attempts:
-                # Only a row that reached the server proves it answers; planned rows don't.
-                self.failing_in_a_row = 0
-            self.observer.row_done(result, self.summary)
+            self._counted(result)
+
+    def all(self, results: list[RowResult]) -> None:
+        """Record results known together (the rows of one planned item of a dry run): their
+        report lines in one write, then each counted and told as one recorded alone is."""
+        with self.lock:
+            if self.broken is not None:
+                return
+            try:
+                if self.writer is not None:
+                    self.writer.write_all(results)
+            except OSError as exc:
+                self._unwritable(exc)
+                return
+            for result in results:
+                self._counted(result)
+
+    def _counted(self, result: RowResult) -> None:
+        """Count a result now in the report and tell the observer (under the lock)."""
+        self.summary.add(result)
+        if self.settle is not None:
+            self.settle(result)
+        if result.transient:
+            self.failing_in_a_row += 1
+        elif result.attempts:
+            # Only a row that reached the server proves it answers; planned rows don't.
+            self.failing_in_a_row = 0
+        self.observer.row_done(result, self.summary)
 
     @contextlib.contextmanager
     def together(self) -> Iterator[None]:
@@ -134,8 +153,7 @@ async def write_plan(make: Callable[[Callable[[WorkItem], None]], Plan], record:
         if stopped.is_set():
             _unfinished(item, set(), record, NOT_SENT)
             return
-        for result in planned_results(item, revokes_tokens=revokes_tokens):
-            record(result)
+        record.all(planned_results(item, revokes_tokens=revokes_tokens))
 
     with _on_sigint(stopped.set, enabled=handle_sigint):
         plan = await asyncio.to_thread(make, sink)

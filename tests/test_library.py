@@ -17,6 +17,7 @@ import pytest
 
 import bulkusers
 from bulkusers.emulator import EmulatorSettings
+from bulkusers.report import read_report
 from tests.conftest import GROUPS, TOKEN, Served, serve, write_csv
 from tests.test_readers_once import Opens
 from tests.test_readers_once import write_xlsx as write_workbook
@@ -151,6 +152,32 @@ def test_dry_run_deactivation_plans_and_changes_nobody(plain: Served) -> None:
     assert [r.status for r in seen] == [bulkusers.Status.PLANNED]
     assert "-Sales" in seen[0].changes
     assert len(plain.emulator.writes()) == writes
+
+
+def test_a_dry_run_of_many_creates_reports_each_row_once_in_order(plain: Served,
+                                                                  tmp_path: Path) -> None:
+    """A dry run plans creates in batches (their rows recorded together): every row reaches
+    on_result once, with its own line in the report in the same order, a batch holding a
+    line csv must quote included, and the summary counts them all."""
+    rows: list[dict[str, str]] = [{"email": f"new{n:03d}@acme.example", "role": "viewer",
+                                   "groups": "Sales", "first name": "Lee, Ann" if n == 77
+                                   else "Ann"} for n in range(130)]
+    rows[40] = {"email": "not-an-email", "role": "viewer", "groups": "", "first name": ""}
+    seen: list[bulkusers.RowResult] = []
+    report = tmp_path / "plan.csv"
+    summary = asyncio.run(bulkusers.run("import", connection(plain), rows=rows,
+                                        safety=bulkusers.Safety(dry_run=True),
+                                        on_result=seen.append, report=report))
+    assert sorted(r.row.number for r in seen) == list(range(1, 131))
+    by_number = {r.row.number: r for r in seen}
+    assert by_number[41].status is bulkusers.Status.SKIPPED
+    assert [r.status for r in seen].count(bulkusers.Status.PLANNED) == 129
+    assert summary.planned == {"create": 129}
+    lines = list(read_report(report))
+    assert [(line.row, line.email, line.status) for line in lines] == [
+        (r.row.number, r.email, r.status.value) for r in seen]
+    assert '"Lee, Ann"' in report.read_text(encoding="utf-8-sig")
+    assert plain.emulator.writes() == []
 
 
 def test_the_callers_sigint_handler_is_left_alone(plain: Served) -> None:

@@ -237,3 +237,62 @@ class _CountingRows:
     def writerow(self, cells: list[str]) -> None:
         self.rows += 1
         self._writerow(cells)
+
+
+@pytest.mark.parametrize("header", [HEADER, Header(columns=COLUMNS, index={"email": 0})],
+                         ids=["a secret column", "no secret column"])
+def test_lines_written_together_are_the_lines_written_one_by_one(tmp_path: Path,
+                                                                 header: Header) -> None:
+    """write_all (a dry run's planned item) writes byte for byte what the careful way writes
+    line by line: blocks of plain lines joined whole, and blocks in which one line holds a
+    comma, quote, line break, formula start or control character judged line by line."""
+    import random
+
+    rng = random.Random(11)
+    plain = ["a", "é", " ", "x@y.example", "1", "", "Sales", "role Viewer; groups +Sales"]
+    risky = [",", '"', "\n", "=", "'", "\x1b", "\u202e", "-1", "@x"]
+    blocks: list[list[RowResult]] = []
+    number = 2
+    for turn in range(300):
+        block = []
+        for _ in range(rng.randrange(1, 60)):
+            cells = tuple(rng.choice(plain) + rng.choice(plain)
+                          for _ in range(rng.randrange(1, 5)))
+            block.append(_result(number, cells, changes=rng.choice(plain)))
+            number += 1
+        if turn % 2:
+            at = rng.randrange(len(block))
+            text = rng.choice(risky) + rng.choice(plain)
+            if turn % 4 == 1:  # in the Notes column (the Password column would be masked)
+                values = (*block[at].row.values, "", "")[:2]
+                row = Row(block[at].row.number, (*values, text))
+                block[at] = dataclasses.replace(block[at], row=row)
+            else:
+                block[at] = dataclasses.replace(block[at], changes=text)
+        blocks.append(block)
+    together, by_csv = tmp_path / "together.csv", tmp_path / "csv.csv"
+    writer, careful = ReportWriter(together, header, held=True), ReportWriter(by_csv, header)
+    careful.plain_lines = False
+    alone = _CountingLines(writer)
+    for block in blocks:
+        writer.write_all(block)
+        for result in block:
+            careful.write(result)
+    writer.close()
+    careful.close()
+    assert together.read_bytes() == by_csv.read_bytes()
+    # Both ways were taken: the plain blocks whole, each line of the others alone.
+    assert alone.lines == sum(len(block) for block in blocks[1::2])
+
+
+class _CountingLines:
+    """Counts the lines a writer judges one by one."""
+
+    def __init__(self, writer: ReportWriter) -> None:
+        self.lines = 0
+        self._write = writer.write
+        writer.write = self.write  # type: ignore[method-assign]
+
+    def write(self, result: RowResult) -> None:
+        self.lines += 1
+        self._write(result)
