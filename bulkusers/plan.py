@@ -76,9 +76,13 @@ class Preflight:
             if len(self.examples) < PREVIEW_SIZE:
                 self.examples.append(item)
             return
-        for task in tasks_of(item):
-            self.actions[task.action] += 1
-            if task.action in DESTRUCTIVE_ACTIONS:
+        tasks = tasks_of(item)
+        # The tasks of one item share an action (a batch holds creates or deletes): a batch
+        # of 50 creates is counted at once.
+        action = tasks[0].action
+        self.actions[action] += len(tasks)
+        if action in DESTRUCTIVE_ACTIONS:
+            for task in tasks:
                 if task.row.number < 0:
                     self.removals += 1
                 if len(self.targets) < TARGETS_SHOWN:
@@ -188,9 +192,13 @@ def planned_items(rows: Iterable[Row], plan_row: Callable[[Row], WorkItem],
     """The plan's items in order, each made when it is asked for: every row not in ``skip``,
     then the ``tail``, creates and deletes batched by ``batch_size``."""
     def planned() -> Iterator[WorkItem]:
-        for row in rows:
-            if row.number not in skip:
-                yield plan_row(row)
+        if skip:
+            for row in rows:
+                if row.number not in skip:
+                    yield plan_row(row)
+        else:
+            # The usual run, not a resume: every row is planned, one C-level map.
+            yield from map(plan_row, rows)
         yield from tail
 
     return batched(planned(), batch_size)

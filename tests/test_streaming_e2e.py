@@ -8,12 +8,13 @@ before the last row was planned.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 import bulkusers
+from bulkusers.commands import spec
 from bulkusers.commands.spec import PerRow
 from bulkusers.emulator import EmulatorSettings
 from bulkusers.guards import Limit
@@ -42,13 +43,14 @@ def _rows(existing: int = 0) -> list[dict[str, str]]:
 
 def _logged(monkeypatch: pytest.MonkeyPatch, log: list[str]) -> None:
     """Log each row the run plans as "plan" in ``log``."""
-    original = PerRow.plan_row
+    def logging_scheme(plan_row: Callable[[Row], WorkItem]) -> PerRow:
+        def planned(row: Row) -> WorkItem:
+            log.append("plan")
+            return plan_row(row)
 
-    def planned(self: PerRow, row: Row) -> WorkItem:
-        log.append("plan")
-        return original(self, row)
+        return PerRow(planned)
 
-    monkeypatch.setattr(PerRow, "plan_row", planned)
+    monkeypatch.setattr(spec, "PerRow", logging_scheme)
 
 
 def _run(served: Served, log: list[str], command: str = "import", *,
@@ -158,14 +160,15 @@ def test_a_planning_failure_mid_stream_still_reports_every_row(
     """A row whose planning raises after the first writes went out: the run is aborted (exit
     3, the reason named), the rows sent keep their lines, and every other row still gets one
     (not_attempted), as a stop does."""
-    original = PerRow.plan_row
+    def failing_scheme(plan_row: Callable[[Row], WorkItem]) -> PerRow:
+        def plan(row: Row) -> WorkItem:
+            if row.number == 200:
+                raise OSError("spool block unreadable")
+            return plan_row(row)
 
-    def plan(self: PerRow, row: Row) -> WorkItem:
-        if row.number == 200:
-            raise OSError("spool block unreadable")
-        return original(self, row)
+        return PerRow(plan)
 
-    monkeypatch.setattr(PerRow, "plan_row", plan)
+    monkeypatch.setattr(spec, "PerRow", failing_scheme)
     report = tmp_path / "r.csv"
     summary = asyncio.run(bulkusers.run(
         "import", bulkusers.connect(served.emulator.url, token=TOKEN),

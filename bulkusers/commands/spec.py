@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
+from types import MethodType
 from typing import TYPE_CHECKING, Protocol
 
 from bulkusers.frozen import frozen
@@ -57,11 +58,9 @@ class Setting:
 class PerRow:
     """The scheme of a command that plans each row on its own and nothing else."""
 
-    plan: Callable[[Row], WorkItem]
-
-    def plan_row(self, row: Row) -> WorkItem:
-        """Plan one row."""
-        return self.plan(row)
+    #: Plan one row: the planner's bound method itself, called for every row without a
+    #: frame of ours around it.
+    plan_row: Callable[[Row], WorkItem]
 
     def tail(self) -> Iterable[WorkItem]:
         """Nothing after the rows."""
@@ -85,8 +84,7 @@ def per_row(method: Callable[[Planner, Row], WorkItem]) -> Callable[[Setting],
                                                                       Awaitable[Scheme]]:
     """A ``prepare`` for a command whose rows are planned by one ``Planner`` method."""
     async def prepare(setting: Setting) -> Scheme:
-        planner = setting.planner
-        return PerRow(lambda row: method(planner, row))
+        return PerRow(MethodType(method, setting.planner))
 
     return prepare
 
