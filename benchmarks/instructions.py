@@ -48,6 +48,7 @@ else:
 #: users against a directory of Sisense's roles and the benchmark's groups (no server).
 _STAGES = """
 import sys
+from dataclasses import fields
 from pathlib import Path
 from bulkusers.directory import Directory, Group, Role
 from bulkusers.intake import read_input
@@ -58,6 +59,7 @@ from bulkusers.readers import ReadOptions
 from bulkusers.reportwriter import ReportWriter
 from bulkusers.results import planned
 from bulkusers.rules import PlanOptions
+from bulkusers.runconfig import RunConfig
 from bulkusers.summary import RunSummary
 source, stage, report = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 intake = read_input(source, ReadOptions())
@@ -75,10 +77,13 @@ else:
                       RunSummary(command="import", input_file=str(source),
                                  report_file=str(report)), SilentObserver(), breaker=0)
     def sink(item):
+        # As pipeline.write_plan records a dry run's items: each item's rows together.
         if stage == "record":
-            for result in planned(item):
-                record(result)
-    make_plan(intake.rows(), planner.plan_import, (), batch_size=1, describe=str, sink=sink)
+            record.all(planned(item))
+    # Creates batched as a dry run's are by default (RunConfig's batch_size).
+    batch_size = next(f.default for f in fields(RunConfig) if f.name == "batch_size")
+    make_plan(intake.rows(), planner.plan_import, (), batch_size=batch_size, describe=str,
+              sink=sink)
     record.flush()
 """
 #: The stages, each including the ones before it.
