@@ -192,6 +192,11 @@ class Directory:
         """The existing user with this userName, ignoring ASCII letter case only."""
         return self._users_by_name.get(identity_key(user_name.strip()))
 
+    def user_by_name_key(self, key: str) -> User | None:
+        """The existing user whose userName has this matching key (``identity_key`` of the
+        trimmed userName: a caller that needs the key anyway computes it once)."""
+        return self._users_by_name.get(key)
+
     def user_by_id(self, user_id: str) -> User | None:
         """The existing user with this id."""
         return self._users_by_id.get(user_id)

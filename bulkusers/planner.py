@@ -60,8 +60,9 @@ class Planner(RowResolver):
 
     def _create(self, row: Row, wanted: Wanted) -> WorkItem:
         email = wanted.email
-        user_name = wanted.user_name or email
-        holder = self.directory.user_by_name(user_name)
+        user_name = wanted.user_name or email  # both trimmed already
+        name_key = identity_key(user_name)
+        holder = self.directory.user_by_name_key(name_key)
         if holder is not None:
             return decided(row, email, "create", Status.SKIPPED,
                            error=f"userName {quote(user_name)} is taken by {holder.email}")
@@ -95,7 +96,7 @@ class Planner(RowResolver):
         # texts hash once, where a role or group value hashes through a Python call.
         key = (role.id, *group_ids)
         changes = self._created_changes.get(key) or self._create_changes(key, role, groups)
-        self._claim(user_name, email)
+        self._claim(name_key, email)
         # By position (CreateTask's field order): keywords cost a lookup each, for every row.
         return CreateTask(row, email, payload, changes)
 
@@ -172,7 +173,7 @@ class Planner(RowResolver):
             patch["preferences"] = {"language": wanted.language or None}
             changes.append(f"language: {quote(user.language)} -> {quote(wanted.language)}")
         if "userName" in patch:
-            self._claim(patch["userName"], user.email)
+            self._claim(identity_key(patch["userName"]), user.email)
         return patch, changes
 
     def _group_change(self, user: User, named: tuple[Group, ...],

@@ -75,7 +75,8 @@ class RowResolver:
         if not email.isascii() and INVISIBLE.search(email):  # its characters are not ASCII
             # It would create an account whose address looks exactly like another's.
             return f"email {quote(email)} holds an invisible character; retype it"
-        others = self.repeats.other_rows(email, row.number)
+        # Most inputs repeat no email: no call for them.
+        others = self.repeats.other_rows(email, row.number) if self.repeats.rows else ()
         if others:
             return f"email also on row {', '.join(map(str, others))}; keep one row per user"
         return ""
@@ -87,9 +88,11 @@ class RowResolver:
          language) = cells
         role: Role | None = None
         if role_cell:
-            if is_clear(role_cell):
-                return f"the role cannot be cleared ({CLEAR}); name a role such as viewer"
-            found = self._roles.get(role_cell) or self._role(role_cell)
+            found = self._roles.get(role_cell)  # a cell seen before: never (clear)
+            if found is None:
+                if is_clear(role_cell):
+                    return f"the role cannot be cleared ({CLEAR}); name a role such as viewer"
+                found = self._role(role_cell)
             if isinstance(found, Unknown):
                 return found.describe()
             role = found
@@ -183,10 +186,10 @@ class RowResolver:
             return f"userName {quote(user_name)} is also wanted by {holder} on an earlier row"
         return ""
 
-    def _claim(self, user_name: str, email: str) -> None:
-        """Reserve a userName for a row that will be sent (a refused row holds nothing); only
-        a name another row of the input may also want is worth remembering."""
-        key = identity_key(user_name)
+    def _claim(self, key: str, email: str) -> None:
+        """Reserve a userName (by its matching key) for a row that will be sent (a refused row
+        holds nothing); only a name another row of the input may also want is worth
+        remembering."""
         if self.repeats.may_share_name(key):
             self._claimed[key] = email
 
