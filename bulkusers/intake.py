@@ -90,9 +90,12 @@ def read_input(path: Path, options: ReadOptions, *, report: bool = False) -> Int
     table = open_table(path, options)
     spool: Spool[Row] = Spool(kind=Row)
     tally = _Tally(table.header)
-    for row in table.rows():
-        spool.append(row)
-        tally.add(row)
+    rows = table.rows()
+    # Taken in blocks: the spool and the tally then work a block at a time, mostly at C speed
+    # (one call each a row was 1.3 s of a million-row read).
+    for block in iter(lambda: list(itertools.islice(rows, READ_BLOCK)), []):
+        spool.extend(block)
+        tally.add_all(block)
     spool.close()
     digest = table.sha256  # of the bytes the read above went through
     return Intake(path=path, header=table.header, spool=spool, sha256=digest,
@@ -150,6 +153,23 @@ class _Tally:
         self._email_at = header.index.get("email")
         self._name_at = header.index.get("userName")
 
+    def add_all(self, rows: list[Row]) -> None:
+        """Count a block of rows. The usual block (an email column, no userName column, every
+        email ASCII) is counted in a few C-level passes: for ASCII text, identity_key(clean(x))
+        is x.strip().lower(); a blank email counts for nothing, as in ``add``."""
+        at = self._email_at
+        if at is not None and self._name_at is None:
+            try:
+                emails = list(map(operator.itemgetter(at), map(_VALUES, rows)))
+            except IndexError:  # a row shorter than the email's column: row by row
+                emails = []
+            if emails and "".join(emails).isascii():
+                self._emails.extend(map(hash, filter(None, map(str.lower,
+                                                               map(str.strip, emails)))))
+                return
+        for row in rows:
+            self.add(row)
+
     def add(self, row: Row) -> None:
         """Count one row."""
         values = row.values
@@ -183,6 +203,12 @@ class _Tally:
         # Equal hashes of different emails (astronomically rare) are not repeats.
         return Repeats({email: tuple(numbers) for email, numbers in found.items()
                         if len(numbers) > 1}, names=names)
+
+
+#: A row's cells (a C-level call, for every row read).
+_VALUES = operator.attrgetter("values")
+#: Rows read at a time into the spool and the tally.
+READ_BLOCK = 2_000
 
 
 def _repeated(hashes: array[int]) -> set[int]:

@@ -80,6 +80,20 @@ class Spool(Generic[T]):
         self._items.append(item)
         self._length += 1
         self._weight += self._weigh(item) if self._weigh is not None else 1
+        self._spill()
+
+    def extend(self, items: list[T]) -> None:
+        """Add items at the end, in order (only before ``close``): as ``append`` of each, in
+        one call."""
+        if self._closed:
+            raise ValueError("the spool is closed")
+        self._items.extend(items)
+        self._length += len(items)
+        self._weight += sum(map(self._weigh, items)) if self._weigh is not None else len(items)
+        self._spill()
+
+    def _spill(self) -> None:
+        """Past the memory budget, move to disk; there, write each full block."""
         if self._file is None and self._weight > self._memory_items:
             # Held open across calls and closed by discard(): no `with` block fits.
             self._file = tempfile.TemporaryFile(prefix="bulkusers-spool-")  # noqa: SIM115

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import pytest
+
 from bulkusers.intake import read_input
 from bulkusers.models import Row
 from bulkusers.readers import ReadOptions
@@ -128,3 +130,69 @@ def test_without_a_username_column_each_repeated_email_is_a_shared_username(
                          ReadOptions()).repeats
     assert repeats.may_share_name("a@x.example")
     assert not repeats.may_share_name("b@x.example")
+
+
+def test_a_spool_extended_in_blocks_holds_what_appending_each_item_holds() -> None:
+    """extend spills to disk and reads back like append, whatever the blocks' sizes (weighed
+    items too)."""
+    batches = [tuple(range(n, n + n % 7 + 1)) for n in range(400)]
+    one_by_one: Spool[tuple[int, ...]] = Spool(memory_items=100, block_items=30, weigh=len)
+    in_blocks: Spool[tuple[int, ...]] = Spool(memory_items=100, block_items=30, weigh=len)
+    for batch in batches:
+        one_by_one.append(batch)
+    for start in range(0, 400, 37):
+        in_blocks.extend(batches[start:start + 37])
+    for spool in (one_by_one.close(), in_blocks.close()):
+        assert spool.on_disk
+        assert len(spool) == 400
+        assert list(spool) == batches
+    with pytest.raises(ValueError, match="closed"):
+        in_blocks.extend([(1,)])
+
+
+@pytest.mark.parametrize("columns", [("Email", "Name"), ("Name", "Email"),
+                                     ("Email", "Username")])
+def test_emails_counted_in_blocks_repeat_exactly_as_counted_row_by_row(
+        columns: tuple[str, ...]) -> None:
+    """The tally's block count (ASCII emails, no userName column) finds the same repeats as
+    its row-by-row count, with blank, padded, upper-case, short and non-ASCII cells mixed in,
+    and with a userName column (always row by row)."""
+    import random
+
+    from bulkusers.columns import build_header
+    from bulkusers.intake import _Tally
+
+    header, _ = build_header("users.csv", list(columns))
+    email_at = header.index["email"]
+    rng = random.Random(5)
+    emails = ["a@x.example", " A@X.example ", "b@x.example", "", "\tc@x.example", "é@x.example",
+              "\u200bd@x.example", "e@x.example", "E@x.example "]
+    rows = []
+    for number in range(2, 602):
+        block = (number - 2) // 50
+        cells = ["n"] * len(columns)
+        # Even blocks: ASCII emails only (the C-level count); odd ones mix in the rest.
+        cells[email_at] = rng.choice(emails[:5] + emails[7:] if block % 2 == 0 else emails)
+        if block % 4 == 3 and rng.random() < 0.1:
+            cells = cells[:email_at]  # a row too short to hold an email
+        rows.append(Row(number, tuple(cells)))
+    by_row, by_block = _Tally(header), _Tally(header)
+    for row in rows:
+        by_row.add(row)
+    one_at_a_time = by_block.add
+    counted_alone: list[Row] = []
+
+    def add(row: Row) -> None:
+        counted_alone.append(row)
+        one_at_a_time(row)
+
+    by_block.add = add  # type: ignore[method-assign]
+    for start in range(0, len(rows), 50):
+        by_block.add_all(rows[start:start + 50])
+    first, second = by_row.repeats(rows), by_block.repeats(rows)
+    assert first == second
+    assert first.rows  # the input does repeat emails
+    if "Username" in columns:
+        assert len(counted_alone) == len(rows)
+    else:  # both ways were taken
+        assert 0 < len(counted_alone) < len(rows)
