@@ -57,7 +57,9 @@ class ReportWriter:
     def write(self, result: RowResult) -> None:
         """Append one result line, written to the operating system at once (one system call:
         no buffer of ours holds a finished row)."""
-        values = self._values(result)
+        values = result.row.values
+        if len(values) < self._width or self._secrets:  # one call a row less for the rest
+            values = self._values(result)
         cells = _cells(result, result.email, result.error, result.changes, result.previous,
                        values)
         line = ",".join(cells)
@@ -75,9 +77,13 @@ class ReportWriter:
         results = list(results)
         lines: list[str] = []
         commas = -1  # the block's lines are joined by commas too, for the scans
+        width, secrets = self._width, self._secrets
         for result in results:
+            values = result.row.values
+            if len(values) < width or secrets:
+                values = self._values(result)
             cells = _cells(result, result.email, result.error, result.changes,
-                           result.previous, self._values(result))
+                           result.previous, values)
             commas += len(cells)
             lines.append(",".join(cells))
         if self.plain_lines and _as_joined(",".join(lines), commas):
