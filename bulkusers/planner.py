@@ -30,8 +30,9 @@ from bulkusers.tasks import (
     snapshot,
 )
 
-#: An object's id (a C-level call, for every group of every created user).
+#: An object's id and name (C-level calls, for every group of every created user).
 _id_of = operator.attrgetter("id")
+_name_of = operator.attrgetter("name")
 
 
 class Planner(RowResolver):
@@ -92,9 +93,10 @@ class Planner(RowResolver):
             payload["password"] = wanted.password
         if wanted.language:
             payload["preferences"] = {"language": wanted.language}
-        # Keyed by ids, which name a role or group within the snapshot (stand-ins included):
-        # texts hash once, where a role or group value hashes through a Python call.
-        key = (role.id, *group_ids)
+        # Keyed by the names the text is made of (texts hash once, where a role or group
+        # value hashes through a Python call): never another combination's text, even where
+        # a server gave two roles or groups one id.
+        key = (role.name, role.display_name, *map(_name_of, groups))
         changes = self._created_changes.get(key) or self._create_changes(key, role, groups)
         self._claim(name_key, email)
         # By position (CreateTask's field order): keywords cost a lookup each, for every row.
@@ -103,7 +105,7 @@ class Planner(RowResolver):
     def _create_changes(self, key: tuple[str, ...], role: Role,
                         groups: tuple[Group, ...]) -> str:
         """What a create sets, as the report says it (HR files repeat a few role and group
-        combinations: each text is made once, kept by ``key``, their ids)."""
+        combinations: each text is made once, kept by ``key``, the names it shows)."""
         changes = f"role {role.shown}"
         if groups:
             changes += "; groups " + " ".join(["+" + g.name for g in groups])

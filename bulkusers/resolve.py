@@ -56,7 +56,7 @@ class RowResolver:
         self._claimed: dict[str, str] = {}
         self._group_cells: dict[str, tuple[tuple[Group, ...] | str | None, bool]] = {}
         self._roles: dict[str, Role | Unknown] = {}
-        #: A create's changes text by its role's and groups' ids (``Planner._create_changes``).
+        #: A create's changes text by its role's and groups' names (``Planner._create_changes``).
         self._created_changes: dict[tuple[str, ...], str] = {}
         #: reactivate's input: the lines of an earlier report, by line number.
         self.report_lines = dict(report_lines or {})

@@ -271,6 +271,20 @@ def test_each_role_and_groups_combination_gets_its_own_changes_text() -> None:
     assert texts == [want for _, _, want in cases * 2]
 
 
+def test_roles_and_groups_sharing_an_id_keep_their_own_changes_text() -> None:
+    """A server that gave two roles, or two groups, one id (an id it left out reads as ""):
+    each row's changes text still names its own role and groups."""
+    planner = make_planner(roles=[Role("r1", "consumer", "Viewer"),
+                                  Role("r1", "contributor", "Designer")],
+                           groups=[Group("", "Alpha"), Group("", "Beta")])
+    first = create(planner.plan_import(row(2, "a@acme.example", role="viewer",
+                                           groups="Alpha")))
+    second = create(planner.plan_import(row(3, "b@acme.example", role="designer",
+                                            groups="Beta")))
+    assert (first.changes, second.changes) == ("role Viewer; groups +Alpha",
+                                               "role Designer; groups +Beta")
+
+
 def test_a_group_repeated_in_a_cell_is_sent_once() -> None:
     """Sales named three times (in any ASCII case) is one membership."""
     item = create(make_planner().plan_import(
