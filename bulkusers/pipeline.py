@@ -66,30 +66,39 @@ class Recorder:
 
     def __call__(self, result: RowResult) -> None:
         with self.lock:
-            if self.broken is not None:
-                return  # the report cannot be written: the run is stopping
-            try:
-                if self.writer is not None:
-                    self.writer.write(result)
-            except OSError as exc:
-                self._unwritable(exc)
-                return
-            self._counted(result)
+            self._one(result)
 
     def all(self, results: list[RowResult]) -> None:
-        """Record results known together (the rows of one planned item of a dry run): their
-        report lines in one write, then each counted and told as one recorded alone is."""
+        """Record results known together (the rows of one planned item of a dry run) exactly
+        as one call each would, in order; their lines are made and judged as one block first
+        (ReportWriter.joined_lines), which spares each line its own scans."""
         with self.lock:
-            if self.broken is not None:
+            writer = self.writer
+            lines = (writer.joined_lines(results)
+                     if writer is not None and self.broken is None else None)
+            if writer is None or lines is None:
+                for result in results:
+                    self._one(result)
                 return
-            try:
-                if self.writer is not None:
-                    self.writer.write_all(results)
-            except OSError as exc:
-                self._unwritable(exc)
-                return
-            for result in results:
+            for result, line in zip(results, lines, strict=True):
+                try:
+                    writer.write_line(line)
+                except OSError as exc:
+                    self._unwritable(exc)
+                    return
                 self._counted(result)
+
+    def _one(self, result: RowResult) -> None:
+        """Write one result's line, then count it (under the lock)."""
+        if self.broken is not None:
+            return  # the report cannot be written: the run is stopping
+        try:
+            if self.writer is not None:
+                self.writer.write(result)
+        except OSError as exc:
+            self._unwritable(exc)
+            return
+        self._counted(result)
 
     def _counted(self, result: RowResult) -> None:
         """Count a result now in the report and tell the observer (under the lock)."""

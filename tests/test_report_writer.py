@@ -243,9 +243,11 @@ class _CountingRows:
                          ids=["a secret column", "no secret column"])
 def test_lines_written_together_are_the_lines_written_one_by_one(tmp_path: Path,
                                                                  header: Header) -> None:
-    """write_all (a dry run's planned item) writes byte for byte what the careful way writes
-    line by line: blocks of plain lines joined whole, and blocks in which one line holds a
-    comma, quote, line break, formula start or control character judged line by line."""
+    """Lines made for a block (a dry run's planned item, joined_lines then write_line) are
+    byte for byte what the careful way writes line by line: blocks of plain lines judged
+    whole, and blocks in which one line holds a comma, quote, line break, formula start or
+    control character refused, to be written line by line; rows numbered 0 or less (no row
+    number in the line) among them."""
     import random
 
     rng = random.Random(11)
@@ -258,7 +260,9 @@ def test_lines_written_together_are_the_lines_written_one_by_one(tmp_path: Path,
         for _ in range(rng.randrange(1, 60)):
             cells = tuple(rng.choice(plain) + rng.choice(plain)
                           for _ in range(rng.randrange(1, 5)))
-            block.append(_result(number, cells, changes=rng.choice(plain)))
+            # Now and then a line for no input row (sync's users missing from the file).
+            shown = number if rng.random() > 0.1 else -rng.randrange(3)
+            block.append(_result(shown, cells, changes=rng.choice(plain)))
             number += 1
         if turn % 2:
             at = rng.randrange(len(block))
@@ -275,7 +279,14 @@ def test_lines_written_together_are_the_lines_written_one_by_one(tmp_path: Path,
     careful.plain_lines = False
     alone = _CountingLines(writer)
     for block in blocks:
-        writer.write_all(block)
+        lines = writer.joined_lines(block)
+        if lines is None:
+            for result in block:
+                writer.write(result)
+        else:
+            assert len(lines) == len(block)
+            for line in lines:
+                writer.write_line(line)
         for result in block:
             careful.write(result)
     writer.close()
@@ -296,3 +307,72 @@ class _CountingLines:
     def write(self, result: RowResult) -> None:
         self.lines += 1
         self._write(result)
+
+
+class _Failing:
+    """An observer that raises when told of row ``at`` (a caller's on_result with a bug)."""
+
+    def __init__(self, at: int) -> None:
+        self.told: list[int] = []
+        self._at = at
+
+    def started(self, summary: RunSummary) -> None:
+        """Nothing to do."""
+
+    def row_done(self, result: RowResult, summary: RunSummary) -> None:
+        self.told.append(result.row.number)
+        if result.row.number == self._at:
+            raise RuntimeError("on_result failed")
+
+
+@pytest.mark.parametrize("block", [["plain"] * 12, ["plain"] * 5 + ["a, comma"] + ["plain"] * 6],
+                         ids=["a plain block", "a block written line by line"])
+def test_recording_together_fails_as_recording_one_by_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: list[str]) -> None:
+    """Recorder.all (a dry run's planned item) leaves the report, the counts and the observer
+    exactly as one call a row would: when the observer raises at the 4th row, and when the
+    disk fills after the 6th line."""
+    from bulkusers.pipeline import Recorder
+
+    results = [_result(n, (f"u{n}@acme.example", "", note)) for n, note in
+               enumerate(block, start=2)]
+
+    def recorded(name: str, together: bool,
+                 observer: _Failing) -> tuple[bytes, object, list[int], str]:
+        path = tmp_path / f"{name}-{together}-{len(list(tmp_path.iterdir()))}.csv"
+        record = Recorder(ReportWriter(path, HEADER), _summary(), observer, breaker=0)
+        try:
+            if together:
+                record.all(results)
+            else:
+                for result in results:
+                    record(result)
+        except RuntimeError:
+            pass
+        assert record.writer is not None
+        record.writer.close()
+        return (path.read_bytes(), dict(record.summary.counts), observer.told,
+                str(record.broken).replace(str(path), "REPORT"))
+
+    for together in (False, True):
+        assert recorded("raises", together, _Failing(5))[2] == [2, 3, 4, 5]
+    assert recorded("raises", True, _Failing(5)) == recorded("raises", False, _Failing(5))
+
+    real_write, lines = os.write, []
+
+    def filling(fd: int, data: bytes) -> int:
+        lines.append(data)
+        if len(lines) > 8:  # the BOM, the header and 6 lines fit
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)
+
+    outcomes = []
+    for together in (False, True):
+        lines.clear()
+        monkeypatch.setattr(os, "write", filling)
+        outcome = recorded("full", together, _Failing(0))
+        monkeypatch.setattr(os, "write", real_write)
+        outcomes.append(outcome)
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][2] == list(range(2, 8))
+    assert "No space left" in outcomes[0][3]
