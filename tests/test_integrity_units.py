@@ -49,13 +49,16 @@ def test_stored_email_trims_and_lowers_ascii_unless_kept() -> None:
 #: Addresses the v1 specification's rule accepts: every alternative of each part.
 SPEC_ACCEPTS = ["jane@acme.example", "jane.q.public@acme.example", "a+b_c-d@x.example",
                 '"q q"@acme.example', '"a@b"@acme.example', "a@[10.0.0.1]", "jane@corp",
-                "a@-x.example", "a@x-y.z-w.example", "straße@acme.example", "a@b.co"]
+                "a@-x.example", "a@x-y.z-w.example", "straße@acme.example", "a@b.co",
+                '"a"b"@acme.example', '"a\\"@acme.example', "a@[999.1.1.1]",
+                "a@acme.example\n"]  # the spec's $ also matches before a final line break
 #: And those it refuses: a wrong dot anywhere, a forbidden character, a short top-level
 #: domain, a malformed address literal, nothing on one side.
 SPEC_REFUSES = ["a..b@x.example", ".a@x.example", "a.@x.example", "a,b@x.example",
                 "a b@x.example", "a\t@x.example", "a@b.c", "a@x..example", "a@x.example.",
                 "a@.x.example", "a@[1.2.3]", "a@[1.2.3.4", "a@b@x.example", "@x.example",
-                "a@", '"@x.example', "a@x.exam_ple", "a@x.ex4mple"]
+                "a@", '"@x.example', "a@x.exam_ple", "a@x.ex4mple", "a@[1234.1.1.1]",
+                '""@x.example', "a@x.example\n\n", "a@x.example "]
 
 
 @pytest.mark.parametrize("email", SPEC_ACCEPTS)

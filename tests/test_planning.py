@@ -70,8 +70,8 @@ def test_a_rows_cells_come_in_field_order_cleaned_and_blank_where_absent() -> No
     short = Row(3, ("Finance",))
     assert header.cells(short) == tuple("Finance" if name == "groups" else ""
                                         for name in FIELDS)
-    # An all-ASCII row is trimmed in one pass (the first row, with zero-width text, went
-    # cell by cell); text outside the fields planning reads does not change the way.
+    # An all-ASCII row is trimmed alike (the first row, with zero-width text, was not all
+    # ASCII); text outside the fields planning reads, ASCII or not, changes nothing.
     alike = {"email": "jo@x.example", "role": "viewer", "groups": "Sales"}
     for extra in ("x", "\u00e9"):
         ascii_row = Row(4, ("\tSales\n", " jo@x.example", extra, "viewer "))
