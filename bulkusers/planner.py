@@ -82,9 +82,8 @@ class Planner(RowResolver):
                 return decided(row, email, "create", Status.SKIPPED, error=found.describe())
             role = found
         groups = wanted.groups or ()
-        group_ids = [*map(_id_of, groups)]
         payload: dict[str, Any] = {"email": email, "userName": user_name, "roleId": role.id,
-                                   "groups": group_ids}
+                                   "groups": [*map(_id_of, groups)]}
         if wanted.first_name:
             payload["firstName"] = wanted.first_name
         if wanted.last_name:
