@@ -190,7 +190,7 @@ class Directory:
 
     def user_by_name(self, user_name: str) -> User | None:
         """The existing user with this userName, ignoring ASCII letter case only."""
-        return self._users_by_name.get(identity_key(user_name.strip()))
+        return self.user_by_name_key(identity_key(user_name.strip()))
 
     def user_by_name_key(self, key: str) -> User | None:
         """The existing user whose userName has this matching key (``identity_key`` of the
