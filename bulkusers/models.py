@@ -71,7 +71,7 @@ class Header:
         if "".join(taken).isascii():
             # clean() of ASCII text is strip(): one C-level map for the whole row.
             return tuple(map(str.strip, taken))
-        return tuple([cell.strip() if cell.isascii() else clean(cell) for cell in taken])
+        return tuple(map(clean, taken))
 
     def __post_init__(self) -> None:
         # Where each canonical field is (-1: the "" cells() adds), found once, not per row.
