@@ -154,7 +154,7 @@ def test_dry_run_deactivation_plans_and_changes_nobody(plain: Served) -> None:
     assert len(plain.emulator.writes()) == writes
 
 
-def test_a_dry_run_of_many_creates_reports_each_row_once_in_order(plain: Served,
+def test_a_dry_run_of_many_creates_reports_each_row_once_as_told(plain: Served,
                                                                   tmp_path: Path) -> None:
     """A dry run plans creates in batches (their rows recorded together): every row reaches
     on_result once, with its own line in the report in the same order, a batch holding a
