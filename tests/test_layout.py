@@ -1,5 +1,6 @@
-"""The layout docs/architecture.md describes holds: no import cycle, dependencies that point
-one way, and a command line that starts without loading the heavy libraries."""
+"""The layout docs/architecture.md describes holds: every module on its map, no import cycle,
+dependencies that point one way, and a command line that starts without loading the heavy
+libraries."""
 
 from __future__ import annotations
 
@@ -202,3 +203,31 @@ def test_console_script_help_runs_in_a_fresh_process(args: list[str]) -> None:
     assert done.returncode == 0, done.stderr
     assert ("Usage: bulkusers" in done.stdout) if args == ["--help"] else \
         (bulkusers.__version__ in done.stdout)
+
+
+def named_in_the_map(path: Path, text: str) -> bool:
+    """Whether docs/architecture.md names a module: its path below bulkusers/ or its file name
+    in backticks, or, for a command's declaration, the commands/ folder it lives in."""
+    relative = path.relative_to(PACKAGE).as_posix()
+    if relative.startswith("commands/"):
+        return "`commands/`" in text
+    return f"`{relative}`" in text or f"`{path.name}`" in text
+
+
+def test_named_in_the_map_tells_a_named_module_from_an_unnamed_one() -> None:
+    """The check below can fail: a module the text does not name is reported as missing."""
+    text = "| `planner.py` | ... | `cli/write.py` | `commands/` |"
+    assert named_in_the_map(PACKAGE / "planner.py", text)
+    assert named_in_the_map(PACKAGE / "cli" / "write.py", text)
+    assert named_in_the_map(PACKAGE / "commands" / "import_users.py", text)
+    assert not named_in_the_map(PACKAGE / "jsonlines.py", text)
+    assert not named_in_the_map(PACKAGE / "commands" / "import_users.py", "`planner.py`")
+
+
+def test_every_module_is_on_the_architecture_map() -> None:
+    """docs/architecture.md, the map of the code, names every module of the package: a new
+    module cannot land without its line."""
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    missing = [p.relative_to(PACKAGE).as_posix() for p in MODULES.values()
+               if not named_in_the_map(p, text)]
+    assert missing == []
