@@ -274,3 +274,43 @@ def test_progress_bar_is_drawn_on_a_terminal_only(emulator_process: str,
     assert piped.returncode == 0, piped.stderr
     assert "Importing" not in piped.stderr
     assert "60 of 60 rows have an outcome" in piped.stderr  # the summary, without a bar
+
+
+@pytest.mark.parametrize("where", ["bulkusers.cli.write.settings_from",
+                                   "bulkusers.cli.export.settings_from"])
+def test_ctrl_c_before_a_run_starts_is_exit_130_with_one_line(
+        where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A Ctrl-C while a command still reads its options (before the run's own handling) ends
+    with exit 130 and one "interrupted" line, not click's "Aborted!" and exit 1."""
+    from bulkusers.cli import main
+
+    def interrupted(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(where, interrupted)
+    source = write_csv(tmp_path / "hr.csv", HEADER, ROWS)
+    command = "import" if "write" in where else "export"
+    target = str(source) if command == "import" else str(tmp_path / "out.csv")
+    monkeypatch.setattr(sys, "argv", ["bulkusers", command, target, "--url",
+                                      "http://127.0.0.1:9", "--token", TOKEN])
+    with pytest.raises(SystemExit) as stopped:
+        main()
+    assert stopped.value.code == 130
+    errors = capsys.readouterr().err
+    assert "bulkusers: error: interrupted" in errors
+    assert "Aborted" not in errors
+
+
+@pytest.mark.parametrize(("args", "code"), [(["--version"], 0), (["--help"], 0),
+                                            (["import"], 2), (["no-such-command"], 2)])
+def test_main_keeps_clicks_exit_codes(args: list[str], code: int,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The entry point exits 0 after --help and --version and 2 on a usage error, as click's
+    standalone mode did."""
+    from bulkusers.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["bulkusers", *args])
+    with pytest.raises(SystemExit) as stopped:
+        main()
+    assert stopped.value.code == code

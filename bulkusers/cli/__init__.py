@@ -12,7 +12,7 @@ import sys
 import click
 
 from bulkusers import __version__
-from bulkusers.cli.common import global_options
+from bulkusers.cli.common import EXIT_INTERRUPTED, global_options
 from bulkusers.cli.config import config_group
 from bulkusers.cli.demo import demo_command
 from bulkusers.cli.diff import diff_command
@@ -56,7 +56,17 @@ def main() -> None:
     """Entry point of the ``bulkusers`` console script."""
     debug = "--debug" in sys.argv[1:]
     try:
-        cli.main(prog_name="bulkusers", standalone_mode=True)
+        # Not click's standalone mode: it answers a Ctrl-C that arrives before a command's own
+        # handling (while options are read or the run core is imported) with "Aborted!" and
+        # exit 1, which means "some rows failed". Its other answers are kept below.
+        code = cli.main(prog_name="bulkusers", standalone_mode=False)
+    except click.ClickException as exc:  # a usage error: click's message, exit 2
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (click.Abort, KeyboardInterrupt):
+        # click turns a Ctrl-C (and an end of input at one of its prompts) into Abort.
+        click.echo("bulkusers: error: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     except SystemExit:
         raise
     except Exception as exc:  # an unexpected bug: one line, the traceback only on --debug
@@ -65,6 +75,9 @@ def main() -> None:
         click.echo(f"bulkusers: internal error: {exc.__class__.__name__}: {exc} "
                    "(run again with --debug for details)", err=True)
         sys.exit(70)
+    # --help and --version end in click's Exit, returned here as its code; a command that
+    # returns normally succeeded.
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 __all__ = ["cli", "main"]
