@@ -8,6 +8,7 @@ When no guard judges the plan whole, planning and sending overlap (plan.PlanStre
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -54,6 +55,7 @@ from bulkusers.report import (
     secret_columns,
     summary_path,
 )
+from bulkusers.reportlock import Holds
 from bulkusers.reportwriter import ReportWriter
 from bulkusers.results import not_planned
 from bulkusers.resume import Earlier, load_earlier
@@ -71,8 +73,16 @@ async def run_command(config: RunConfig, observer: Observer | None = None,
     guards judge that plan, then carry it out exactly; every row ends in the report (when one
     is written) and reaches the observer.
 
-    ``records``: rows from Python instead of ``config.input_path``.
+    ``records``: rows from Python instead of ``config.input_path``. The reports the run
+    reads back or writes are locked until it ends (summary included): a second run on one
+    of them is refused (``ReportInUse``, exit 2) before anything is sent.
     """
+    with contextlib.ExitStack() as stack:
+        return await _run_command(config, observer, records, Holds(stack))
+
+
+async def _run_command(config: RunConfig, observer: Observer | None,
+                       records: Iterable[Records] | None, holds: Holds) -> RunSummary:
     started = datetime.now(UTC)  # the run's time includes reading, loading and planning
     spec = command_spec(config.command)
     observer = observer or SilentObserver()
@@ -89,6 +99,8 @@ async def run_command(config: RunConfig, observer: Observer | None = None,
                          "list is normal")
     options_now = config.options()
     # 2 resume?
+    if safety.resume is not None:
+        holds.hold(safety.resume)
     earlier = (load_earlier(safety.resume, config.command, _input_path(config), intake.sha256,
                             options_now, (*COMMON_RESUME_OPTIONS, *spec.resume_options))
                if safety.resume else None)
@@ -150,6 +162,8 @@ async def run_command(config: RunConfig, observer: Observer | None = None,
         summary.carried_over += carried
         summary.total_rows += scheme.extra_rows + carried
         # 6 open the records
+        if report_path is not None:
+            holds.hold(report_path)
         kept = _open_records(report_path, mode, intake.header, summary, connection.url,
                              deactivations if spec.ledgered and not dry_run else None,
                              journaled=spec.journals and not dry_run, held=dry_run)

@@ -335,6 +335,40 @@ def test_ctrl_c_exits_130_with_every_row_reported_and_the_printed_resume_finishe
         assert_every_user_once(served.emulator, SLOW_ROWS)
 
 
+def test_a_second_resume_of_a_report_in_use_is_refused_and_the_first_finishes(
+        tmp_path: Path) -> None:
+    """Two resumes of one report at once: the second is refused (exit 2, one line, nothing
+    sent) while the first holds the report; the first finishes with one line per row, each
+    user created once, and a summary that agrees with its report."""
+    source = source_file(tmp_path, SLOW_ROWS)
+    report = tmp_path / "r.csv"
+    with slow_emulator() as served:
+        with background(slow_import(served, source, "--report", str(report)), tmp_path,
+                        tmp_path / "first.log") as process:
+            wait_for_lines(report, SLOW_ROWS // 5, process)
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=TIMEOUT) == 130
+        resume = slow_import(served, source, "--resume", str(report))
+        log = tmp_path / "resume.log"
+        with background(resume, tmp_path, log) as first:
+            wait_until(lambda: report.with_name("r.csv.lock").exists(), first)
+
+            second = run_process(resume, tmp_path)
+
+            assert second.returncode == 2, second.stderr
+            assert "Traceback" not in second.stderr
+            (line,) = error_lines(second.stderr)
+            assert "another bulkusers run is writing this report" in line
+            assert first.wait(timeout=TIMEOUT) == 0, log.read_text(encoding="utf-8")
+        lines = assert_one_line_per_row(report, SLOW_ROWS)
+        assert {line["status"] for line in lines} == {"created"}
+        assert_every_user_once(served.emulator, SLOW_ROWS)
+        summary = summary_of(report)
+        assert summary["exit_code"] == 0
+        assert summary["counts"].get("created") == SLOW_ROWS
+        assert not report.with_name("r.csv.lock").exists()
+
+
 def test_a_second_ctrl_c_cancels_requests_in_flight_and_the_resume_checks_them(
         served: Served, tmp_path: Path) -> None:
     """Two SIGINTs cancel hung requests (not_attempted); the resume finds those that landed."""
