@@ -149,7 +149,8 @@ async def _run_command(config: RunConfig, observer: Observer | None,
                              input_file=config.source_name,
                              report_file=str(report_path or ""), total_rows=intake.total,
                              options=options_now,
-                             input_sha256=intake.sha256, dry_run=dry_run, refused=refused,
+                             input_sha256=intake.sha256, dry_run=safety.dry_run,
+                             refused=refused,
                              ignored_columns=intake.header.unknown, sheet=intake.sheet or "",
                              masked_columns=tuple(intake.header.columns[i] for i in
                                                   sorted(secret_columns(intake.header))))

@@ -52,6 +52,10 @@ def load_earlier(report: Path, command: str, input_path: Path, input_sha256: str
     if summary.get("dry_run"):
         raise InputError(f"--resume {report}: that was a dry run, nothing to resume; run "
                          "without --dry-run")
+    if summary.get("refused"):
+        raise InputError(f"--resume {report}: --strict refused that run and it sent nothing, "
+                         "so there is nothing to resume; fix the invalid rows it lists (or "
+                         "drop --strict) and run without --resume")
     if summary.get("input_sha256") != input_sha256:
         raise InputError(f"{input_path} has changed since {report.name} was started (its "
                          "SHA-256 differs); resume with the original file, or start a new run "

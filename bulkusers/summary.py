@@ -45,6 +45,8 @@ class RunSummary:
     exit_code: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
     input_sha256: str = ""
+    #: A dry run was asked for (--dry-run). A plan --strict refused was not sent either, but
+    #: is no dry run: see ``refused`` and ``nothing_sent``.
     dry_run: bool = False
     #: Rows an earlier run already finished (``--resume``), counted but not sent again.
     carried_over: int = 0
@@ -93,6 +95,12 @@ class RunSummary:
             self.needs_attention += 1
             if len(self.examples) < MAX_EXAMPLES:
                 self.examples.append(result)
+
+    @property
+    def nothing_sent(self) -> bool:
+        """The run wrote its plan and sent none of it: a dry run, or a plan --strict
+        refused."""
+        return self.dry_run or bool(self.refused)
 
     @property
     def done(self) -> int:

@@ -690,7 +690,8 @@ DRY_ROWS = 50_000
 
 def test_ctrl_c_stops_a_dry_run_with_every_row_reported(tmp_path: Path) -> None:
     """SIGINT during a dry run (the plan written as it is made): exit 130, one report line
-    per row, planned or not attempted, and nothing sent."""
+    per row, planned or not attempted, nothing sent, and no resume command offered (a dry
+    run cannot be resumed)."""
     source = tmp_path / "big.csv"
     with source.open("w", encoding="utf-8", newline="") as handle:
         handle.write("Email,Role\n")
@@ -705,6 +706,8 @@ def test_ctrl_c_stops_a_dry_run_with_every_row_reported(tmp_path: Path) -> None:
             process.send_signal(signal.SIGINT)
             assert process.wait(timeout=TIMEOUT) == 130, log.read_text()
         assert served.emulator.writes() == []
-    assert "Traceback" not in log.read_text(encoding="utf-8")
+    output = log.read_text(encoding="utf-8")
+    assert "Traceback" not in output
+    assert "--resume" not in output, output
     lines = assert_one_line_per_row(report, DRY_ROWS)
     assert {line["status"] for line in lines} == {"planned", "not_attempted"}

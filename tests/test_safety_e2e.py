@@ -114,6 +114,30 @@ def test_strict_refuses_to_write_when_any_row_is_invalid(
     assert "did you mean 'Viewer'" in dan["error"]
 
 
+def test_a_strict_refusal_is_not_called_a_dry_run_and_cannot_be_resumed(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """A plan --strict refused says so (not "dry run"), its summary keeps dry_run false with
+    the refusal, and a --resume of it is refused in one line, nothing sent."""
+    rows = [*PEOPLE, ["dan@acme.example", "Dan", "Viewr", "Sales"]]
+    source = write_csv(tmp_path / "hr.csv", HEADER, rows)
+    report = tmp_path / "strict.csv"
+    result = run_cli("import", str(source), *served.connect(), "--strict", "--report",
+                     str(report))
+    assert result.exit_code == 2
+    assert "refused by --strict: nothing was sent" in result.output
+    assert "dry run" not in result.output
+    summary = json.loads((tmp_path / "strict.summary.json").read_text(encoding="utf-8"))
+    assert (summary["dry_run"], summary["options"]["dry_run"]) == (False, False)
+    assert "--strict" in summary["refused"]
+
+    again = run_cli("import", str(source), *served.connect(), "--strict", "--resume",
+                    str(report))
+
+    assert again.exit_code == 2
+    assert "--strict refused that run and it sent nothing" in again.output
+    assert served.emulator.writes() == []
+
+
 def test_create_groups_creates_missing_groups_then_the_users(
         served: Served, run_cli: RunCli, tmp_path: Path) -> None:
     """--create-groups creates unknown groups once, and the rows naming them succeed; in a

@@ -121,7 +121,8 @@ class Console:
         """Counts per status, speed, and where the report is."""
         if self.quiet:
             return
-        dry = " [cyan](dry run: nothing was sent)[/]" if summary.dry_run else ""
+        dry = (" [red](refused by --strict: nothing was sent)[/]" if summary.refused
+               else " [cyan](dry run: nothing was sent)[/]" if summary.dry_run else "")
         have = "has" if summary.total_rows == 1 else "have"
         self._rich.print(f"\n[bold]bulkusers {summary.command}[/]: {summary.done} of "
                          f"{count(summary.total_rows, 'row')} {have} an outcome{dry}")
@@ -148,7 +149,7 @@ class Console:
             self._rich.print(f"masked in the report (names suggest secrets): {escape(names)}",
                              soft_wrap=True)
         if summary.groups_created:
-            verb = "to create" if summary.dry_run else "created"
+            verb = "to create" if summary.nothing_sent else "created"
             names = ", ".join(excerpt(name) for name in summary.groups_created)
             self._rich.print(f"groups {verb}: {escape(names)}", soft_wrap=True)
         self._rich.print(f"{summary.seconds:.1f} s, {summary.rows_per_second:.0f} rows/s, "
@@ -194,7 +195,7 @@ class Console:
     def affected(self, summary: RunSummary) -> None:
         """A dry run of a deactivation or deletion: who it would affect, the first of them
         by name, as the server holds them (shown even with --quiet: it is about safety)."""
-        if not (summary.dry_run and summary.affected_total):
+        if not (summary.nothing_sent and summary.affected_total):
             return
         self._rich.print(f"\n[bold]{summary.command}[/] would affect "
                          f"[bold]{count(summary.affected_total, 'user')}[/] "

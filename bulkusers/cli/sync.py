@@ -88,7 +88,7 @@ def _show_sets(console: Console, summary: RunSummary) -> None:
     each); the users to deactivate or delete are listed by Console.affected."""
     from bulkusers.sync import planned_sets
 
-    if not summary.dry_run or console.quiet or not summary.report_file:
+    if not summary.nothing_sent or console.quiet or not summary.report_file:
         return
     for found in planned_sets(Path(summary.report_file)):
         if found.destructive:

@@ -199,7 +199,9 @@ def _write_command(command: Command, params: WriteParams,
     console.affected(summary)
     if after is not None:
         after(console, summary)
-    if summary.interrupted or summary.aborted:
+    # A dry run (or a plan --strict refused) sent nothing and cannot be resumed: it is
+    # simply run again.
+    if (summary.interrupted or summary.aborted) and not summary.nothing_sent:
         console.resume_hint(summary)
     sys.exit(summary.exit_code if summary.exit_code is not None else 1)
 
