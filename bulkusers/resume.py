@@ -11,7 +11,7 @@ from bulkusers.errors import InputError
 from bulkusers.frozen import frozen
 from bulkusers.journal import JournalEntry, journal_path, read_journal
 from bulkusers.report import read_report, summary_path
-from bulkusers.runconfig import differing_options, option_flags
+from bulkusers.runconfig import differing_options, option_flags, option_setting
 from bulkusers.summary import read_summary
 
 
@@ -30,9 +30,11 @@ def _check_same_options(report: Path, earlier: Mapping[str, object],
                         now: Mapping[str, object], keys: Collection[str]) -> None:
     differ = differing_options(earlier, now, keys)
     if differ:
-        wanted = " ".join(option_flags(earlier, keys)) or "no such options"
-        raise InputError(f"--resume {report}: that run used other {', '.join(differ)}; "
-                         f"resume with the same options ({wanted})")
+        then = ", ".join(option_setting(earlier, flag) for flag in differ)
+        asked = ", ".join(option_setting(now, flag) for flag in differ)
+        wanted = " ".join(option_flags(earlier, keys)) or "none beyond the defaults"
+        raise InputError(f"--resume {report}: that run used {then}, where this one has "
+                         f"{asked}; resume with exactly that run's options ({wanted})")
 
 
 def load_earlier(report: Path, command: str, input_path: Path, input_sha256: str,

@@ -147,3 +147,21 @@ def differing_options(earlier: Mapping[str, object], now: Mapping[str, object],
     """The flags of the planning options (among ``keys``) in which two runs differ."""
     return [flag for key, flag, default in PLAN_OPTIONS
             if key in keys and earlier.get(key, default) != now.get(key, default)]
+
+
+def option_setting(options: Mapping[str, object], flag: str) -> str:
+    """How a run set one planning option, in words a command line shows: ``--on-existing
+    skip``, ``--create-groups``, or ``no --default-role`` when it was not given (a default
+    is shown with its value, so that a refusal can name it)."""
+    for key, known, default in PLAN_OPTIONS:
+        if known != flag:
+            continue
+        value = options.get(key, default)
+        if value is None or value is False or value == []:
+            return f"no {flag}"
+        if value is True:
+            return flag
+        if isinstance(value, list):
+            return " ".join(f"{flag} {item}" for item in value)
+        return f"{flag} {'tab' if value == chr(9) else value}"
+    raise KeyError(flag)

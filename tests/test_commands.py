@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import get_args
 
 from bulkusers.commands import COMMANDS, Command, command_spec
-from bulkusers.runconfig import COMMON_RESUME_OPTIONS, PLAN_OPTIONS, differing_options, option_flags
+from bulkusers.runconfig import (
+    COMMON_RESUME_OPTIONS,
+    PLAN_OPTIONS,
+    differing_options,
+    option_flags,
+    option_setting,
+)
 
 
 def test_every_command_of_the_literal_is_declared_once() -> None:
@@ -46,3 +52,19 @@ def test_a_resume_compares_only_the_options_its_command_declares() -> None:
                                                   "--on-existing", "update",
                                                   "--groups", "replace"]
     assert option_flags(earlier, deactivate_keys) == ["--url", "https://s.example"]
+
+
+def test_option_setting_names_defaults_and_absent_options_too() -> None:
+    """A refusal can name how each run set an option, its default included: a value, a flag,
+    repeated flags, or its absence."""
+    options = {"on_existing": "update", "create_groups": True, "delimiter": "\t",
+               "scope_domains": ["a.example", "b.example"]}
+    assert option_setting(options, "--on-existing") == "--on-existing update"
+    assert option_setting({}, "--on-existing") == "--on-existing skip"
+    assert option_setting(options, "--create-groups") == "--create-groups"
+    assert option_setting({}, "--create-groups") == "no --create-groups"
+    assert option_setting(options, "--delimiter") == "--delimiter tab"
+    assert option_setting({}, "--default-role") == "no --default-role"
+    assert option_setting(options, "--scope-domain") == ("--scope-domain a.example "
+                                                         "--scope-domain b.example")
+    assert option_setting({}, "--scope-domain") == "no --scope-domain"

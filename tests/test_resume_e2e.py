@@ -664,7 +664,8 @@ def test_a_resumed_deactivation_keeps_the_state_before_the_first_attempt(
 def test_resume_needs_the_same_planning_options_and_prints_them(
         served: Served, run_cli: RunCli, tmp_path: Path) -> None:
     """A run that used --default-role prints it in its resume command, and a resume without
-    it is refused (exit 2) rather than planning the rest differently."""
+    it (or with another --on-existing) is refused (exit 2), naming how each run set the
+    option, rather than planning the rest differently."""
     source = write_csv(tmp_path / "hr.csv", ("Email",),
                        [[f"p{i}@acme.example"] for i in range(30)])
     served.host.call(lambda: served.emulator.faults.script("POST", USERS, [503] * 200))
@@ -678,7 +679,14 @@ def test_resume_needs_the_same_planning_options_and_prints_them(
     served.host.call(lambda: served.emulator.faults.clear())
     refused = run_cli(*args, "--resume", str(report))
     assert refused.exit_code == 2
-    assert "--default-role" in refused.output
+    line = refused.output.replace("\n", " ")
+    assert "that run used --default-role viewer, where this one has no --default-role" in line
+    # An option the first run left at its default is named with that default.
+    other = run_cli(*args, "--default-role", "viewer", "--on-existing", "update", "--resume",
+                    str(report))
+    assert other.exit_code == 2
+    line = other.output.replace("\n", " ")
+    assert "used --on-existing skip, where this one has --on-existing update" in line
     resumed = run_cli(*args, "--default-role", "viewer", "--resume", str(report))
     assert resumed.exit_code == 0, resumed.output
     assert {line["status"] for line in read_report(report)} == {"created"}
