@@ -54,8 +54,9 @@ def test_every_offered_option_has_a_help_line(path: str, run_cli: RunCli) -> Non
 
 def test_yes_is_offered_only_where_a_prompt_exists(served: Served, run_cli: RunCli,
                                                   tmp_path: Path) -> None:
-    """--yes is on deactivate and delete; import, update and reactivate do not show it and,
-    if a script passes it anyway, run as before with one warning saying it does nothing."""
+    """--yes is on deactivate, delete and sync; import, update and reactivate do not show it
+    and, if a script passes it anyway, run as before with one warning naming the commands
+    that ask."""
     for name in ("deactivate", "delete", "sync"):
         assert "--yes" in offered(name)
     source = write_csv(tmp_path / "hr.csv", ("Email", "Role"), [["a@acme.example", "viewer"]])
@@ -67,8 +68,8 @@ def test_yes_is_offered_only_where_a_prompt_exists(served: Served, run_cli: RunC
         result = run_cli(name, str(target), *served.connect(), "--yes")
         assert result.exit_code == 0, result.output
         warnings = [line for line in result.output.splitlines() if "warning" in line]
-        assert warnings == ["bulkusers: warning: --yes does nothing here: only deactivate and "
-                            "delete ask before changing users; drop it"]
+        assert warnings == ["bulkusers: warning: --yes does nothing here: only deactivate, "
+                            "delete and sync ask before changing users; drop it"]
 
 
 def test_each_command_offers_only_the_options_it_uses() -> None:

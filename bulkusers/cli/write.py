@@ -67,8 +67,8 @@ def safety_options(func: F) -> F:
 YES_OPTION = click.option(
     "--yes", "-y", is_flag=True,
     help="do not ask before changing users (needed off a terminal, e.g. in cron)")
-NO_YES = removed_option("--yes", "does nothing here: only deactivate and delete ask before "
-                                 "changing users")
+NO_YES = removed_option("--yes", "does nothing here: only deactivate, delete and sync ask "
+                                 "before changing users")
 
 
 def _confirmer(console: Console, command: Command, yes: bool,
