@@ -123,12 +123,23 @@ def read_snapshot(path: Path, read: ReadOptions | None = None,
         role = cell(row.values, role_at) or cell(row.values, display_at)
         users[key] = UserState(email=email, role=role,
                                groups=split_groups(header.value(row, "groups")),
-                               last_login=cell(row.values, login_at),
-                               created=cell(row.values, created_at))
+                               last_login=server_time(cell(row.values, login_at)),
+                               created=server_time(cell(row.values, created_at)))
         rows[key] = row.number
     if taken is None:
         taken = datetime.fromtimestamp(path.stat().st_mtime, UTC)
     return Snapshot(path, users, taken)
+
+
+def server_time(text: str) -> str:
+    """A time as the server writes it (``2023-08-30T10:17:00.000Z``) whichever export it comes
+    from: a CSV keeps the server's text, an XLSX date cell reads back as ``2023-08-30
+    10:17:00``, and a diff of the two must show one user's time one way. Text that is no time
+    is kept as it is."""
+    moment = parse_time(text) if text else None
+    if moment is None:
+        return text
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @frozen

@@ -255,3 +255,33 @@ def test_stdout_output_and_bad_inputs(run_cli: RunCli, tmp_path: Path) -> None:
     wrong = diff(run_cli, old, new, tmp_path / "out.txt")
     assert wrong.exit_code == 2
     assert ".csv or .xlsx" in wrong.output
+
+
+def test_times_read_the_same_from_a_csv_export_and_an_xlsx_one(run_cli: RunCli,
+                                                                tmp_path: Path) -> None:
+    """A user's lastLogin shows as the server writes it (ISO 8601, UTC, "Z") whether OLD is
+    the CSV export, whose cell is that text, or the XLSX export, whose date cell reads back
+    as "2023-08-30 10:17:00"."""
+    stamp = "2023-08-30T10:17:00.000Z"
+    as_csv = handmade(tmp_path / "old.csv", [["gone@x.example", "consumer", "", stamp, stamp],
+                                             ["kept@x.example", "consumer", "", stamp, ""]],
+                      datetime(2026, 11, 29, tzinfo=UTC))
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["email", "role", "groups", "created", "lastLogin"])
+    moment = datetime(2023, 8, 30, 10, 17)  # an export's date cells hold UTC, without a zone
+    for email, login in (("gone@x.example", moment), ("kept@x.example", None)):
+        sheet.append([email, "consumer", "", moment, login])
+        for cell in sheet[sheet.max_row][3:]:
+            cell.number_format = "yyyy-mm-dd hh:mm:ss"
+    book.save(tmp_path / "old.xlsx")
+    new = handmade(tmp_path / "new.csv", [["kept@x.example", "consumer", "", stamp, ""]],
+                   datetime(2026, 11, 30, tzinfo=UTC))
+    shown = []
+    for old in (as_csv, tmp_path / "old.xlsx"):
+        output = tmp_path / f"d-{old.suffix[1:]}.csv"
+        assert diff(run_cli, old, new, output).exit_code == EXIT_CHANGED
+        (line,) = read_report(output)
+        shown.append((line["change"], line["email"], line["lastLogin_old"]))
+    assert shown == [("removed", "gone@x.example", stamp)] * 2
