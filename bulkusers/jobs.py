@@ -180,6 +180,9 @@ async def _run_command(config: RunConfig, observer: Observer | None,
                 plan = await write_plan(made, record, revokes_tokens=api.can_revoke_tokens,
                                         handle_sigint=config.handle_sigint)
                 _describe_plan(summary, plan)
+                if safety.dry_run and not summary.interrupted:
+                    summary.would_refuse = _guards_verdict(scheme.refusal, plan.counts,
+                                                           safety, directory.user_count)
             else:
                 # Only now, with every guard passed and the report open: the first write.
                 stream = None
@@ -222,6 +225,21 @@ async def _run_command(config: RunConfig, observer: Observer | None,
                 f"cannot write {summary_path(report_path)} ({exc.strerror or exc})")
             summary.finish()
     return summary
+
+
+def _guards_verdict(refusal: Callable[[Preflight], str], counts: Preflight, safety: Safety,
+                    directory_users: int) -> str:
+    """What the guards that judge a plan's counts would say of a dry run's plan, were it sent
+    ("" when they would let it through): a rehearsal shows what the real run would meet. The
+    confirmation prompt is not asked."""
+    own = refusal(counts)
+    if own:
+        return own
+    try:
+        check_limit(counts, safety.max_changes, directory_users)
+    except GuardTripped as exc:
+        return str(exc)
+    return ""
 
 
 def _describe_plan(summary: RunSummary, plan: Plan) -> None:

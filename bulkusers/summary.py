@@ -41,6 +41,9 @@ class RunSummary:
     aborted: str = ""
     #: Why the run refused to write anything (--strict with invalid rows): exit code 2.
     refused: str = ""
+    #: A dry run's plan that a guard (--max-changes, sync's --max-missing) would refuse, were
+    #: it sent without --dry-run: why ("" when none would).
+    would_refuse: str = ""
     interrupted: bool = False
     exit_code: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
@@ -167,6 +170,7 @@ class RunSummary:
             "rows_per_second": round(self.rows_per_second, 1),
             "aborted": self.aborted,
             "refused": self.refused,
+            "would_refuse": self.would_refuse,
             "interrupted": self.interrupted,
             "exit_code": self.exit_code,
             "options": self.options,

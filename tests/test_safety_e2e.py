@@ -212,6 +212,30 @@ def test_max_changes_aborts_before_any_write(served: Served, run_cli: RunCli,
     assert served.emulator.store.user_by_email("ann@acme.example") is None
 
 
+def test_a_dry_run_says_which_guard_would_refuse_its_plan(served: Served, run_cli: RunCli,
+                                                          tmp_path: Path) -> None:
+    """A dry run whose plan --max-changes would refuse still writes its plan (exit 0), and
+    says, on the console and in its JSON summary, that the real run would be refused; one
+    within the limit says nothing of the kind."""
+    seed(served, run_cli, tmp_path)
+    writes = len(served.emulator.writes())
+    leavers = write_csv(tmp_path / "leavers.csv", ("Email",),
+                        [["ann@acme.example"], ["bob@acme.example"], ["cat@acme.example"]])
+    over = run_cli("delete", str(leavers), *served.connect(), "--dry-run", "--max-changes", "2",
+                   "--report", str(tmp_path / "over.csv"))
+    assert over.exit_code == 0, over.output
+    assert "without --dry-run this run would be refused" in over.output
+    summary = json.loads((tmp_path / "over.summary.json").read_text(encoding="utf-8"))
+    assert "--max-changes" in summary["would_refuse"]
+    within = run_cli("delete", str(leavers), *served.connect(), "--dry-run", "--max-changes",
+                     "3", "--report", str(tmp_path / "within.csv"))
+    assert within.exit_code == 0, within.output
+    assert "would be refused" not in within.output
+    summary = json.loads((tmp_path / "within.summary.json").read_text(encoding="utf-8"))
+    assert summary["would_refuse"] == ""
+    assert len(served.emulator.writes()) == writes
+
+
 def _prompted(served: Served, tmp_path: Path, *emails: str) -> Terminal:
     """`bulkusers delete` of `emails` on a terminal, stopped at its confirmation prompt."""
     leavers = write_csv(tmp_path / "leavers.csv", ("Email",), [[e] for e in emails])

@@ -167,7 +167,8 @@ def test_nights_of_hires_leavers_changes_and_a_rehire(served: Served, run_cli: R
 
 def test_max_missing_counts_and_percentages(served: Served, run_cli: RunCli,
                                             tmp_path: Path) -> None:
-    """--max-missing N and N% refuse a plan removing more; a high enough one lets it run."""
+    """--max-missing N and N% refuse a plan removing more (a dry run says it would be
+    refused); a high enough one lets it run."""
     everyone = list(STAFF.values())
     assert sync(run_cli, served, hr_file(tmp_path / "all.csv", everyone),
                 tmp_path / "r0.csv").exit_code == 0
@@ -184,6 +185,11 @@ def test_max_missing_counts_and_percentages(served: Served, run_cli: RunCli,
                   "--max-changes", "3")
     assert capped.exit_code == 3
     assert "--max-changes" in capped.output
+    rehearsed = sync(run_cli, served, half, tmp_path / "r5.csv", "--max-missing", "3",
+                     "--dry-run")
+    assert rehearsed.exit_code == 0, rehearsed.output
+    assert "without --dry-run this run would be refused" in rehearsed.output
+    assert "4 of the 10 users in scope" in rehearsed.output.replace("\n", " ")
     allowed = sync(run_cli, served, half, tmp_path / "r3.csv", "--max-missing", "40%")
     assert allowed.exit_code == 0, allowed.output
     assert sum(1 for _, a, s in outcome(tmp_path / "r3.csv").values()

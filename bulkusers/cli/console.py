@@ -159,6 +159,9 @@ class Console:
         self._rich.print(f"summary: {escape(str(summary_path(Path(summary.report_file))))}")
         if summary.refused:
             self._rich.print(f"[bold red]refused:[/] {escape(summary.refused)}")
+        if summary.would_refuse:
+            self._rich.print("[bold yellow]without --dry-run this run would be refused:[/] "
+                             f"{escape(summary.would_refuse)}", soft_wrap=True)
         if summary.aborted:
             self._rich.print(f"[bold red]aborted:[/] {escape(summary.aborted)}; rows not "
                              "sent are marked not_attempted in the report")
