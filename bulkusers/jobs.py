@@ -40,13 +40,14 @@ from bulkusers.loading import load_directory, together
 from bulkusers.models import Header, Row, RowResult
 from bulkusers.network import describe_failure, is_network_error
 from bulkusers.pipeline import (
+    MakePlan,
     Observer,
     Recorder,
     SilentObserver,
     execute,
     write_plan,
 )
-from bulkusers.plan import Plan, PlanStream, Preflight, make_plan
+from bulkusers.plan import Plan, PlanStream, Preflight, Stop, make_plan
 from bulkusers.planner import Planner
 from bulkusers.report import (
     check_report_path,
@@ -120,12 +121,13 @@ async def _run_command(config: RunConfig, observer: Observer | None,
                                             earlier.report if earlier else None))
         skip = earlier.finished if earlier else frozenset()  # 4 plan (a dry run: at 7)
 
-        def making(sink: Callable[[WorkItem], None] | None = None) -> Plan:
+        def making(sink: Callable[[WorkItem], None] | None = None,
+                   stop: Stop | None = None) -> Plan:
             # The rows and the tail are asked for only when the plan is made (a run that
             # streams its plan makes it through PlanStream instead).
             return make_plan(intake.rows(), scheme.plan_row, scheme.tail(),
                              batch_size=config.batch_size, describe=_describer(directory),
-                             skip=skip, new_groups=planner.new_groups, sink=sink)
+                             skip=skip, new_groups=planner.new_groups, sink=sink, stop=stop)
 
         # Made whole before the first write when something judges it; otherwise sent as it
         # is made (a dry run: written as it is made).
@@ -175,8 +177,11 @@ async def _run_command(config: RunConfig, observer: Observer | None,
             if dry_run:
                 # Nothing sends the plan: a dry run writes it as it is made, a --strict
                 # refusal writes the plan it judged.
-                made = (plan.replay if plan is not None
-                        else lambda sink: making(sink=sink))
+                unplanned = _unplanned(intake.header, spec.row_action)
+                judged = plan
+                made: MakePlan = (
+                    (lambda sink, _: judged.replay(sink)) if judged is not None
+                    else lambda sink, stopped: making(sink, Stop(stopped, unplanned)))
                 plan = await write_plan(made, record, revokes_tokens=api.can_revoke_tokens,
                                         handle_sigint=config.handle_sigint)
                 _describe_plan(summary, plan)

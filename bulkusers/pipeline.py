@@ -152,11 +152,20 @@ class Recorder:
                 "Try again later with --resume (and perhaps a lower --concurrency)")
 
 
-async def write_plan(make: Callable[[Callable[[WorkItem], None]], Plan], record: Recorder, *,
-                     revokes_tokens: bool, handle_sigint: bool) -> Plan:
-    """A dry run: ``make(sink)`` (in a thread) hands each item of the plan to ``sink``, which
-    records what it would do. Ctrl-C stops it; the rows not yet recorded are not attempted."""
+#: A dry run's maker: ``make(sink, stopped)`` hands each item of the plan to ``sink``; once
+#: ``stopped()`` gives a reason, it stops planning and hands over the rows left unplanned.
+MakePlan = Callable[[Callable[[WorkItem], None], Callable[[], str | None]], Plan]
+
+
+async def write_plan(make: MakePlan, record: Recorder, *, revokes_tokens: bool,
+                     handle_sigint: bool) -> Plan:
+    """A dry run: ``make`` (in a thread) hands each item of the plan to ``sink``, which
+    records what it would do. Ctrl-C stops it: the rows not yet recorded are not attempted,
+    and those not yet planned are not planned (a million rows left are reported in seconds)."""
     stopped = threading.Event()
+
+    def reason() -> str | None:
+        return NOT_SENT if stopped.is_set() else None
 
     def sink(item: WorkItem) -> None:
         if stopped.is_set():
@@ -165,7 +174,7 @@ async def write_plan(make: Callable[[Callable[[WorkItem], None]], Plan], record:
         record.all(planned_results(item, revokes_tokens=revokes_tokens))
 
     with _on_sigint(stopped.set, enabled=handle_sigint):
-        plan = await asyncio.to_thread(make, sink)
+        plan = await asyncio.to_thread(make, sink, reason)
     record.flush()
     if record.broken is not None:
         record.summary.aborted = str(record.broken)

@@ -13,6 +13,7 @@ as they are made, so the first requests leave while later rows are still being p
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -117,17 +118,20 @@ def make_plan(rows: Iterable[Row], plan_row: Callable[[Row], WorkItem],
               tail: Iterable[WorkItem], *, batch_size: int,
               describe: Callable[[Task], str], skip: frozenset[int] = frozenset(),
               new_groups: Callable[[], tuple[str, ...]] = tuple,
-              sink: Callable[[WorkItem], None] | None = None) -> Plan:
+              sink: Callable[[WorkItem], None] | None = None,
+              stop: Stop | None = None) -> Plan:
     """Plan every row not in ``skip``, then the ``tail`` (sync's out-of-file users), batched,
     counted, and kept in a spool; one pass.
 
     With ``sink`` (a dry run, which nothing judges and nothing sends) each item goes there as
-    it is made instead of into the spool: the plan is written as it is made.
+    it is made instead of into the spool: the plan is written as it is made. ``stop`` (see
+    ``planned_items``) ends the planning early.
     """
     spool: Spool[WorkItem] = Spool(weigh=_rows_in)
     counts = Preflight()
     keep = spool.append if sink is None else sink
-    for item in planned_items(rows, plan_row, tail, batch_size=batch_size, skip=skip):
+    for item in planned_items(rows, plan_row, tail, batch_size=batch_size, skip=skip,
+                              stop=stop):
         counts.add(item, describe)
         keep(item)
     return Plan(items=spool.close(), counts=counts, new_groups=new_groups())
@@ -186,22 +190,54 @@ class PlanStream:
         return Plan(items=Spool[WorkItem]().close(), counts=self.counts)
 
 
+@frozen
+class Stop:
+    """How planning learns it is to end early (a dry run stopped by Ctrl-C): ``reason()`` is
+    None while it goes on; once it gives a reason, the rows left are not planned but become
+    ``unplanned(row, reason)``, only to be reported."""
+
+    reason: Callable[[], str | None]
+    unplanned: Callable[[Row, str], WorkItem]
+
+
+#: Rows planned between two looks at ``Stop.reason``: the usual run keeps its one C-level map
+#: per block, and a stop is seen within a few milliseconds.
+STOP_BLOCK = 2_000
+
+
 def planned_items(rows: Iterable[Row], plan_row: Callable[[Row], WorkItem],
                   tail: Iterable[WorkItem], *, batch_size: int,
-                  skip: frozenset[int] = frozenset()) -> Iterator[WorkItem]:
+                  skip: frozenset[int] = frozenset(),
+                  stop: Stop | None = None) -> Iterator[WorkItem]:
     """The plan's items in order, each made when it is asked for: every row not in ``skip``,
-    then the ``tail``, creates and deletes batched by ``batch_size``."""
+    then the ``tail``, creates and deletes batched by ``batch_size``; with ``stop``, the rows
+    left once it says so are reported, not planned."""
     def planned() -> Iterator[WorkItem]:
         if skip:
             for row in rows:
                 if row.number not in skip:
                     yield plan_row(row)
-        else:
+        elif stop is None:
             # The usual run, not a resume: every row is planned, one C-level map.
             yield from map(plan_row, rows)
+        else:
+            yield from _until_stopped(iter(rows), plan_row, stop)
         yield from tail
 
     return batched(planned(), batch_size)
+
+
+def _until_stopped(rows: Iterator[Row], plan_row: Callable[[Row], WorkItem],
+                   stop: Stop) -> Iterator[WorkItem]:
+    """Plan the rows a block at a time until ``stop`` gives a reason; the rest unplanned."""
+    while (reason := stop.reason()) is None:
+        block = list(itertools.islice(rows, STOP_BLOCK))
+        if not block:
+            return
+        yield from map(plan_row, block)
+    unplanned = stop.unplanned
+    for row in rows:
+        yield unplanned(row, reason)
 
 
 def _rows_in(item: WorkItem) -> int:

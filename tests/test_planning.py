@@ -76,3 +76,45 @@ def test_a_rows_cells_come_in_field_order_cleaned_and_blank_where_absent() -> No
     for extra in ("x", "\u00e9"):
         ascii_row = Row(4, ("\tSales\n", " jo@x.example", extra, "viewer "))
         assert header.cells(ascii_row) == tuple(alike.get(name, "") for name in FIELDS)
+
+
+def _results(rows: list[Row], stop_after: int | None) -> list[RowResult]:
+    """The items planned_items makes of ``rows`` when the stop gives its reason once
+    ``stop_after`` rows were planned (never, with None); every row is "planned" as a
+    skipped result naming it, every row left as a not-attempted one."""
+    from bulkusers.plan import STOP_BLOCK, Stop, planned_items
+    from bulkusers.results import decided, not_planned
+
+    seen: list[int] = []
+
+    def plan_row(row: Row) -> RowResult:
+        seen.append(row.number)
+        return decided(row, f"u{row.number}@x.example", "create", Status.SKIPPED, error="x")
+
+    def reason() -> str | None:
+        return "stopped" if stop_after is not None and len(seen) >= stop_after else None
+
+    stop = Stop(reason, lambda row, why: not_planned(row, f"u{row.number}@x.example",
+                                                    "create", why))
+    items = list(planned_items(rows, plan_row, (), batch_size=50, stop=stop))
+    assert len(seen) <= (stop_after or len(rows)) + STOP_BLOCK
+    return [item for item in items if isinstance(item, RowResult)]
+
+
+def test_planning_stops_a_block_after_the_stop_and_reports_the_rest_unplanned() -> None:
+    """With a stop, rows are planned until it gives a reason (within one block); every row
+    after that is reported not attempted with that reason, unplanned, in order."""
+    from bulkusers.plan import STOP_BLOCK
+
+    rows = [Row(n, (f"u{n}@x.example",)) for n in range(2, 2 + 3 * STOP_BLOCK + 7)]
+    everything = _results(rows, None)
+    assert [r.status for r in everything] == [Status.SKIPPED] * len(rows)
+    stopped = _results(rows, STOP_BLOCK + 1)
+    assert [r.row.number for r in stopped] == [row.number for row in rows]
+    statuses = [r.status for r in stopped]
+    planned = statuses.count(Status.SKIPPED)
+    assert planned == 2 * STOP_BLOCK  # the block under way when the stop came is finished
+    assert statuses[planned:] == [Status.NOT_ATTEMPTED] * (len(rows) - planned)
+    assert {r.error for r in stopped[planned:]} == {"stopped"}
+    at_once = _results(rows, 0)
+    assert {r.status for r in at_once} == {Status.NOT_ATTEMPTED}
