@@ -15,7 +15,7 @@ from click.testing import Result
 
 from bulkusers.config import build_connection
 from tests.conftest import TOKEN, Served, read_report, write_csv
-from tests.terminal import RUN_S, Terminal, emulator_command
+from tests.terminal import RUN_S, Terminal, clean_env, emulator_command
 
 RunCli = Callable[..., Result]
 LEGACY_SECRET = "legacy-rest-secret-0123456789abcdef"
@@ -314,3 +314,24 @@ def test_main_keeps_clicks_exit_codes(args: list[str], code: int,
     with pytest.raises(SystemExit) as stopped:
         main()
     assert stopped.value.code == code
+
+
+@pytest.mark.parametrize(("options", "named"), [
+    (["--groups", "Everyone"], "--groups: 'Everyone' names the built-in group Everyone"),
+    (["--groups", "Finance,ADMINS"], "--groups: 'ADMINS' names the built-in group Admins"),
+    (["--groups", "Sales,Finance,sales"], "--groups: 'sales' repeats 'Sales'"),
+    (["--admin-email", "User0002@example.com", "--users", "2"],
+     "--admin-email 'User0002@example.com' is also a generated user's email"),
+    (["--admin-email", "admin"], "--admin-email 'admin' is not an email address"),
+])
+def test_emulator_refuses_a_directory_it_cannot_seed(options: list[str], named: str,
+                                                     tmp_path: Path) -> None:
+    """`bulkusers emulator` with a built-in or repeated group name (any case), or an admin
+    email that is no email or a generated user's, exits 2 with one line naming the option."""
+    done = subprocess.run([sys.executable, "-m", "bulkusers", "emulator", "--port", "0",
+                           *options], env=clean_env(tmp_path), cwd=tmp_path,
+                          capture_output=True, text=True, timeout=RUN_S, check=False)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"bulkusers: error: {named}"), lines[0]

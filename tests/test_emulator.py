@@ -9,7 +9,15 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bulkusers.emulator import DROPPED, Emulator, EmulatorSettings, running_emulator, serve_forever
+from bulkusers.emulator import (
+    DROPPED,
+    Emulator,
+    EmulatorSettings,
+    SettingsError,
+    create_app,
+    running_emulator,
+    serve_forever,
+)
 
 TOKEN = "test-token"
 USERS = "/api/v1/users"
@@ -625,3 +633,16 @@ def test_store_clock_text_is_made_once_per_millisecond_and_follows_the_clock() -
         seen.append(store.now())
     assert seen == ["2026-03-04T05:06:07.123Z", "2026-03-04T05:06:07.123Z",
                     "2026-03-04T05:06:07.124Z", "2026-03-04T05:06:07.125Z"]
+
+
+@pytest.mark.parametrize("settings", [
+    EmulatorSettings(groups=("all users in system",)),
+    EmulatorSettings(groups=("Sales", "SALES")),
+    EmulatorSettings(admin_email="user0007@example.com", users=7),
+])
+def test_settings_the_api_would_refuse_are_refused_before_seeding(
+        settings: EmulatorSettings) -> None:
+    """create_app refuses a built-in or repeated group, or an admin email a generated user
+    has, with SettingsError before seeding (not a StoreError half-way, nor a silent clash)."""
+    with pytest.raises(SettingsError):
+        create_app(settings)

@@ -79,7 +79,7 @@ def emulator_command(host: str, port: int, token: str | None, admin_email: str,
     import tempfile
 
     from bulkusers.cli.console import Console
-    from bulkusers.emulator import EmulatorSettings, serve_forever
+    from bulkusers.emulator import EmulatorSettings, SettingsError, check_settings, serve_forever
 
     console = Console(quiet=False)
     if capacity is None and queue_limit is not None:
@@ -92,6 +92,11 @@ def emulator_command(host: str, port: int, token: str | None, admin_email: str,
         capacity=capacity, queue_limit=queue_limit, gateway_timeout_s=gateway_timeout,
         api_secret=api_secret, legacy_max_age_s=legacy_max_age, token_ttl_s=token_ttl,
         list_everyone=list_everyone, page_cap=page_cap)
+    try:
+        check_settings(settings)
+    except SettingsError as exc:  # a seeding the API would refuse: say which option, not a bug
+        console.error(str(exc))
+        sys.exit(EXIT_USAGE)
     with tempfile.TemporaryDirectory(prefix="bulkusers-emulator-") as scratch:
         context, ca_file = _tls_context(console, host, tls_cert, tls_key, tls_self_signed,
                                         Path(scratch))

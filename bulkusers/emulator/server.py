@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -27,7 +28,14 @@ from bulkusers.emulator.faults import (
     request_log_middleware,
 )
 from bulkusers.emulator.legacy import legacy_routes
-from bulkusers.emulator.records import UserRecord, hash_password, iso
+from bulkusers.emulator.records import (
+    BUILTIN_GROUPS,
+    EMAIL,
+    UserRecord,
+    hash_password,
+    identity,
+    iso,
+)
 from bulkusers.emulator.shared import FAULTS, LOGIN_PATH, REQUESTS, STORE
 from bulkusers.emulator.store import Store
 from bulkusers.frozen import frozen
@@ -37,6 +45,7 @@ _FIRST = ("Olivia", "Liam", "Emma", "Noah", "Ava", "Elijah", "Sophia", "Lucas", 
           "Amelia", "Hiroshi", "Aisha", "Chen", "Fatima", "Lars", "Ingrid", "José", "Zoë", "Ravi")
 _LAST = ("Smith", "Johnson", "García", "Müller", "Rossi", "Nguyen", "Kowalski", "Okafor", "Silva",
          "Tanaka", "Dubois", "O'Brien", "Jensen", "Patel", "Kim", "Novak", "Haddad", "Larsen")
+_GENERATED = re.compile(r"user([0-9]{4,})@example\.com")
 
 
 @frozen
@@ -63,6 +72,65 @@ class EmulatorSettings:
     page_cap: int | None = None  # at most this many items per page of a list, whatever `limit`
 
 
+class SettingsError(ValueError):
+    """Settings the emulator cannot start with; the message names the option and what to do."""
+
+
+def generated_email(n: int) -> str:
+    """The email of the n-th generated user (``--users``), from 1."""
+    return f"user{n:04d}@example.com"
+
+
+def check_settings(settings: EmulatorSettings) -> None:
+    """Refuse (SettingsError) settings whose seeded directory the API's own rules would refuse.
+
+    Seeding bypasses the checks the API makes on every write, so what they guard is checked
+    here, before anything starts: otherwise a repeated or built-in group name fails half-way
+    as a StoreError, and an admin email shared with a generated user starts an emulator whose
+    admin cannot log in.
+    """
+    for problem in (_groups_problem(settings.groups), _admin_problem(settings)):
+        if problem is not None:
+            raise SettingsError(problem)
+
+
+def _groups_problem(names: tuple[str, ...]) -> str | None:
+    """What is wrong with the extra group names (blank, built in, repeated), or None."""
+    builtin = {name.lower(): name for name in BUILTIN_GROUPS}
+    seen: dict[str, str] = {}
+    for name in names:
+        key = name.lower()  # the store's uniqueness rule for group names
+        if not name.strip():
+            return "--groups: a group name is blank; give names separated by commas"
+        if key in builtin:
+            return (f"--groups: {name!r} names the built-in group {builtin[key]}, which "
+                    "the emulator always has; leave it out of --groups")
+        if key in seen:
+            return (f"--groups: {name!r} repeats {seen[key]!r} (group names ignore "
+                    "case); give each group once")
+        seen[key] = name
+    return None
+
+
+def _admin_problem(settings: EmulatorSettings) -> str | None:
+    """What is wrong with the admin email (not an email, a generated user's), or None."""
+    email = settings.admin_email
+    if not EMAIL.match(email):
+        return (f"--admin-email {email!r} is not an email address the emulator accepts; "
+                "give one such as admin@example.com")
+    if 1 <= _generated_number(email) <= settings.users:
+        return (f"--admin-email {email!r} is also a generated user's email (--users "
+                f"{settings.users} seeds {generated_email(1)} to "
+                f"{generated_email(settings.users)}); choose another --admin-email")
+    return None
+
+
+def _generated_number(email: str) -> int:
+    """The number of the generated user who would have this email (any case), or 0."""
+    found = _GENERATED.fullmatch(identity(email))
+    return int(found[1]) if found and generated_email(int(found[1])) == found[0] else 0
+
+
 def seed_store(store: Store, settings: EmulatorSettings) -> UserRecord:
     """Fill a fresh store: the super user, the extra groups, the generated users; return super."""
     admin = UserRecord(store.new_id(), settings.admin_email, "admin",
@@ -79,7 +147,7 @@ def seed_store(store: Store, settings: EmulatorSettings) -> UserRecord:
     for n in range(1, settings.users + 1):
         created = start + timedelta(minutes=rng.randrange(525_600))
         login = created + timedelta(hours=rng.randrange(1, 9000))
-        email = f"user{n:04d}@example.com"
+        email = generated_email(n)
         store.insert_user(UserRecord(
             store.new_id(), email, email, viewer, store.tenant_id, iso(created),
             rng.choice(_FIRST), rng.choice(_LAST),
@@ -91,6 +159,7 @@ def seed_store(store: Store, settings: EmulatorSettings) -> UserRecord:
 def create_app(settings: EmulatorSettings | None = None) -> web.Application:
     """An aiohttp application emulating Sisense, seeded and faulted as `settings` say."""
     settings = settings or EmulatorSettings()
+    check_settings(settings)
     store = Store(seed=settings.seed)
     store.api_secret = settings.api_secret
     store.legacy_max_age_s = settings.legacy_max_age_s
