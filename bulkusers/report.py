@@ -96,9 +96,10 @@ SECRET_PART = re.compile(r"pass|pwd|secret|token|credential|apikey|accesskey|pri
                          r"activation|invite|invitation|auth|sms|login|pairing|enrol+ment)code|"
                          r"securityanswer|seedphrase|mnemonic|"
                          r"kennwort|wachtwoord|contrase|senha|salasana")
-#: Short words that suggest a secret only as a word of their own ("API Key", "PIN", "OTP").
-SECRET_WORDS = frozenset({"key", "keys", "pin", "otp", "totp", "mfa", "auth", "cred", "creds",
-                          "jwt", "sig", "salt", "hash", "session", "sso", "pat", "cvv"})
+#: Short words that suggest a secret only as a word of their own ("API Key", "PIN", "OTP",
+#: "Initial PW"): inside a longer word ("Power", "Upward", "Spinner") they mean nothing.
+SECRET_WORDS = frozenset({"key", "keys", "pin", "pw", "otp", "totp", "mfa", "auth", "cred",
+                          "creds", "jwt", "sig", "salt", "hash", "session", "sso", "pat", "cvv"})
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 
 

@@ -754,7 +754,8 @@ def test_uncached_formulas_make_their_row_invalid_and_every_row_has_a_line(
 
 SECRET_COLUMNS = ("API Key", "apiKey", "Client Secret", "Access Token", "Credentials", "PIN",
                   "Temp Pwd", "passphrase", "x-api-key", "SSH_PRIVATE_KEY", "OTP",
-                  "License Key", "Session Cookie", "Bearer", "Recovery Code", "Kennwort")
+                  "License Key", "Session Cookie", "Bearer", "Recovery Code", "Kennwort",
+                  "Initial PW")
 
 
 def test_secret_looking_columns_are_masked_everywhere(

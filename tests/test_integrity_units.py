@@ -175,7 +175,9 @@ def test_formula_and_error_markers_are_problems() -> None:
                                   "SSH_PRIVATE_KEY", "OTP", "License Key", "Session Cookie",
                                   "Bearer", "Passcode", "MFA Seed", "auth", "Recovery Code",
                                   "Backup Codes", "One-Time Code", "Security Answer",
-                                  "Seed Phrase", "Kennwort", "Contraseña", "Senha"])
+                                  "Seed Phrase", "Kennwort", "Contraseña", "Senha",
+                                  "Initial PW", "PW", "pw", "User PW", "Temp PW", "initial_pw",
+                                  "userPw", "PW-Reset"])
 def test_secret_looking_names(name: str) -> None:
     """Names that suggest a secret are masked."""
     assert is_secret_name(name)
@@ -183,7 +185,8 @@ def test_secret_looking_names(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["Email", "First Name", "Department", "Groups", "Role",
                                   "Keyboard Layout", "Pinned", "Spinner", "Language",
-                                  "Postal Code", "Country Code", "Department Code"])
+                                  "Postal Code", "Country Code", "Department Code",
+                                  "Power User", "Upward", "PWA Enabled", "Pwllheli Office"])
 def test_ordinary_names_are_not_secret(name: str) -> None:
     """Ordinary column names, even containing 'key' or 'pin' inside a word, are echoed."""
     assert not is_secret_name(name)
