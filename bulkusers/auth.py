@@ -20,7 +20,7 @@ from jwt.warnings import InsecureKeyLengthWarning
 
 from bulkusers.config import Connection, Secret
 from bulkusers.errors import AuthError, ConfigError, ServerUnavailable
-from bulkusers.network import unreachable_message
+from bulkusers.network import log_answer, unreachable_message
 
 LOGIN_PATH = "/api/v1/authentication/login"
 
@@ -109,12 +109,15 @@ class LoginAuth(_RenewingAuth):
 
     async def _obtain(self, session: aiohttp.ClientSession) -> Mapping[str, str]:
         form = {"username": self._username, "password": self._password.reveal()}
+        started = time.perf_counter()
         try:
             async with session.post(self._url, data=form) as response:
                 text = await response.text()
                 status = response.status
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ServerUnavailable(unreachable_message(self._url, exc)) from None
+        # The login is a request like any other for --debug (never its form: the password).
+        log_answer("POST", LOGIN_PATH, "", status, started)
         if status in (401, 403):
             raise AuthError(f"the server refused the login of {self._username!r} (HTTP {status});"
                             " check the username and password")

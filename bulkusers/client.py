@@ -33,12 +33,14 @@ from bulkusers.errors import (
 from bulkusers.limiter import RateLimiter, RequestGate
 from bulkusers.network import (
     describe_network_error,
+    http_log,
     is_retryable,
+    log_answer,
     may_have_landed,
     unreachable_message,
 )
 
-log = logging.getLogger("bulkusers.http")
+log = http_log
 
 
 @dataclass(slots=True)
@@ -279,11 +281,8 @@ class SisenseClient:
                 raw = await response.read()
                 trace.http_status = response.status
                 if debug:
-                    # Method, path, query and status only: headers and bodies may hold secrets.
-                    query = response.url.query_string
-                    log.debug("%s %s%s -> %s in %.0f ms", method, path,
-                              f"?{query}" if query else "", response.status,
-                              (time.perf_counter() - started) * 1000)
+                    log_answer(method, path, response.url.query_string, response.status,
+                               started)
                 result = read_answer(response.status, response.reason or "", raw, method,
                                      url, path, response.headers.get("Retry-After"))
             answered = True

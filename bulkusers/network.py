@@ -1,5 +1,5 @@
 """Network failures judged and worded: which are retried, which may have landed, and the
-one secret-free line each becomes.
+one secret-free line each becomes; and the secret-free ``--debug`` line of each answer.
 
 This is the client side of ``bulkusers.errors``: it is the module that knows aiohttp's
 exception classes, so the exception tree itself stays free of aiohttp.
@@ -8,12 +8,24 @@ exception classes, so the exception tree itself stays free of aiohttp.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
+import time
 
 import aiohttp
 
 from bulkusers.errors import ApiError, TransientApiError
+
+#: Where --debug writes one line per answered request.
+http_log = logging.getLogger("bulkusers.http")
+
+
+def log_answer(method: str, path: str, query: str, status: int, started: float) -> None:
+    """The --debug line of an answered request: method, path and query, status, time since
+    `started` (a ``time.perf_counter()``). Never headers or bodies: they may hold secrets."""
+    http_log.debug("%s %s%s -> %s in %.0f ms", method, path, f"?{query}" if query else "",
+                   status, (time.perf_counter() - started) * 1000)
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -177,6 +177,22 @@ def test_no_secret_in_any_output_or_file(guarded: Served, run_cli: RunCli,
         assert leaks(text) == [], name
 
 
+def test_debug_logs_the_login_like_any_request_but_never_its_password(
+        guarded: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """--debug logs the v1 login (also in --api legacy, also refused with 401) as
+    ``POST /api/v1/authentication/login -> STATUS``, and the password appears nowhere."""
+    write_csv(tmp_path / "people.csv", PEOPLE_HEADER, PEOPLE)
+    runs = [([], PASSWORD_SECRET, 0, 200), (["--api", "legacy"], PASSWORD_SECRET, 0, 200),
+            ([], WRONG_PASSWORD, 3, 401), (["--api", "legacy"], WRONG_PASSWORD, 3, 401)]
+    for options, password, code, status in runs:
+        result = debug_run(run_cli, "import", "people.csv", "--dry-run", "--url", guarded.url,
+                           "--username", ADMIN, "--password", password, *options)
+        assert result.exit_code == code, result.output
+        line = f"bulkusers.http: POST /api/v1/authentication/login -> {status} in "
+        assert line in result.output, result.output
+        assert leaks(result.output) == [], result.output
+
+
 def test_no_secret_from_environment_in_a_real_process(guarded: Served, tmp_path: Path) -> None:
     """`python -m bulkusers --debug` with SISENSE_* credentials shows none of them anywhere."""
     write_csv(tmp_path / "people.csv", PEOPLE_HEADER, PEOPLE)
