@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -335,3 +336,18 @@ def test_emulator_refuses_a_directory_it_cannot_seed(options: list[str], named: 
     lines = done.stderr.splitlines()
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith(f"bulkusers: error: {named}"), lines[0]
+
+
+def test_emulator_names_host_or_port_as_the_listen_failure_says(run_cli: RunCli) -> None:
+    """`bulkusers emulator` on an address this machine does not have names --host; on a port
+    already taken it names --port (exit 2 both)."""
+    result = run_cli("emulator", "--host", "192.0.2.1", "--port", "0")  # TEST-NET-1
+    assert result.exit_code == 2, result.output
+    assert "choose another --host" in one_error_line(result)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = run_cli("emulator", "--host", "127.0.0.1", "--port", port)
+    assert result.exit_code == 2, result.output
+    assert "choose another --port" in one_error_line(result)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -110,11 +112,28 @@ def emulator_command(host: str, port: int, token: str | None, admin_email: str,
         try:
             asyncio.run(serve_forever(settings, host, port, ready, context))
         except OSError as exc:
-            console.error(f"cannot listen on {host}:{port} ({exc.strerror}); "
-                          "choose another --port")
+            console.error(_listen_error(host, port, exc))
             sys.exit(EXIT_USAGE)
         except KeyboardInterrupt:
             console.info("emulator stopped")
+
+
+#: Failures to listen that are about the address (not this machine's, not one at all), so
+#: about --host; the others (in use, not ours to use) are about --port.
+_ADDRESS_ERRORS = frozenset({errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT, errno.EINVAL})
+
+
+def _listen_error(host: str, port: int, exc: OSError) -> str:
+    """One line for a failed listen that names the option to change: --host or --port."""
+    import socket
+
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    # aiohttp's own text repeats the address; the system's is enough.
+    reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror
+    if isinstance(exc, socket.gaierror) or exc.errno in _ADDRESS_ERRORS:
+        return (f"cannot listen on {shown} ({reason}); choose another --host: an address "
+                "of this machine, such as 127.0.0.1")
+    return f"cannot listen on {shown} ({reason}); choose another --port"
 
 
 def _tls_context(console: Console, host: str, cert: Path | None, key: Path | None,
