@@ -28,6 +28,7 @@ from bulkusers.tables import (
     ReadOptions,
     Table,
     check_header,
+    delimiter_hint,
     delimiter_of,
     first_header,
     title_hint,
@@ -110,6 +111,7 @@ def _open_csv(source: InputFile, options: ReadOptions) -> Table:
     check_header(path, cells, options.max_cell_bytes)
     if options.header_row is None:
         title_hint(str(path), header_number, cells, split_candidates(text, header_number))
+    delimiter_hint(str(path), cells, delimiter)
     header, shape = build_header(str(path), [restore(cell) for cell in cells])
     check = RowCheck(header.columns, options.max_cell_bytes)
     plain = 0 if is_report_header(cells) else len(header.columns)

@@ -14,6 +14,7 @@ from bulkusers.inputfile import InputFile
 from bulkusers.models import Header, Row
 from bulkusers.rowcheck import RowCheck, cell_size
 from bulkusers.safetext import is_blank
+from bulkusers.sniffing import DELIMITER_NAMES, DELIMITERS
 
 #: The largest cell a row may hold (--max-cell-bytes): far above any name, address or group
 #: list, far below what would make a run slow or large.
@@ -136,6 +137,26 @@ def title_hint(source: str, number: int, cells: Sequence[str],
             raise InputError(f"{source}: no email column in row {number} ({show(title)}); "
                              f"row {candidate} looks like the header: pass --header-row "
                              f"{candidate}")
+
+
+#: How each delimiter is given to --delimiter on a command line.
+_DELIMITER_OPTIONS = {",": "','", ";": "';'", "\t": "tab"}
+
+
+def delimiter_hint(source: str, cells: Sequence[str], delimiter: str) -> None:
+    """Name --delimiter when the header has no email column but splitting its names at another
+    delimiter would give one (a file with ';' between the columns and ',' inside a name, where
+    the detection picked ',')."""
+    if _has_email(cells) or is_report_header(cells):
+        return
+    for other in DELIMITERS:
+        if other == delimiter or not any(other in cell for cell in cells):
+            continue
+        if _has_email([part for cell in cells for part in cell.split(other)]):
+            found = ", ".join(show(cell) for cell in cells if cell.strip())
+            raise InputError(f"{source}: no email column (found columns {found}), but "
+                             f"splitting the names at {DELIMITER_NAMES[other]} gives one: "
+                             f"pass --delimiter {_DELIMITER_OPTIONS[other]}")
 
 
 def data_rows(records: Iterator[tuple[int, list[str]]], header_number: int, shape: Shaper,
