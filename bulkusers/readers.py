@@ -52,6 +52,11 @@ def open_table(path: Path, options: ReadOptions | None = None) -> Table:
     """Open an input file, read and check its header, and return it ready to stream rows."""
     path = Path(path)
     options = options or ReadOptions()
+    if str(path) == "-":
+        # Not a file named "-" (no extension: refused below anyway) but the usual "standard
+        # input": say so, not "no such file". A run needs a file, as for a pipe below.
+        raise InputError("-: reading rows from standard input is not supported; save them to "
+                         "a file (CSV or XLSX) and give its path")
     if not path.exists():
         raise InputError(f"{path}: no such file; check the path and name")
     if path.is_dir():

@@ -160,6 +160,8 @@ class Case:
 CORPUS = [
     Case("missing", "A path that does not exist is named, with what to check.",
          lambda folder: "nope.csv", ("nope.csv", "no such file")),
+    Case("standard-input", "A FILE of '-' says rows cannot come from standard input.",
+         lambda folder: "-", ("standard input", "not supported", "save them to a file")),
     Case("directory", "A directory given as FILE is refused by name.",
          _directory, ("users.csv", "directory")),
     Case("binary-garbage", "Random bytes named .csv are called binary, not parsed as CSV.",
