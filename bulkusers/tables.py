@@ -126,6 +126,17 @@ def _has_email(cells: Sequence[str]) -> bool:
     return any(normalise_header(restore(cell)) == "email" for cell in cells)
 
 
+def sheet_hint(source: str, cells: Sequence[str], others: Sequence[str]) -> None:
+    """Name the workbook's other sheets when the sheet read (not chosen with --sheet) has a
+    header without an email column: a cover page or notes before the users' sheet."""
+    if not others or _has_email(cells) or is_report_header(cells):
+        return
+    found = ", ".join(show(cell) for cell in cells if cell.strip())
+    raise InputError(f"{source}: no email column (found {found}); if the users are on another "
+                     f"sheet ({', '.join(show(name) for name in others)}), pick it with "
+                     "--sheet")
+
+
 def title_hint(source: str, number: int, cells: Sequence[str],
                later: Iterable[tuple[int, Sequence[str]]]) -> None:
     """Name the row that looks like the header when the first row (a title) has no email."""

@@ -20,7 +20,15 @@ from bulkusers.inputfile import InputFile
 from bulkusers.rowcheck import RowCheck
 from bulkusers.sheetxml import Cells, SheetStyles, sheet_rows
 from bulkusers.sniffing import OLE2_MAGIC, TITLE_LOOKAHEAD
-from bulkusers.tables import ReadOptions, Table, check_header, data_rows, first_header, title_hint
+from bulkusers.tables import (
+    ReadOptions,
+    Table,
+    check_header,
+    data_rows,
+    first_header,
+    sheet_hint,
+    title_hint,
+)
 
 Records = Generator[tuple[int, list[str]], None, None]
 
@@ -203,6 +211,8 @@ def open_xlsx(source: InputFile, options: ReadOptions, again: Callable[[], Table
         if found is not None and options.header_row is None:
             later = list(itertools.islice(records, TITLE_LOOKAHEAD))
             title_hint(f"{path} [{title}]", found[0], found[1], later)
+        if found is not None and options.sheet is None:
+            sheet_hint(f"{path} [{title}]", found[1], others)
         if found is None:
             # The users are often on another sheet than the first (a cover sheet, notes).
             hint = (f"; the other sheets are {', '.join(show(n) for n in others)}: pick one "

@@ -584,3 +584,31 @@ def test_empty_first_sheet_names_the_other_sheets(tmp_path: Path) -> None:
     assert "--sheet" in message
     (row,) = open_table(path, ReadOptions(sheet="Users")).rows()
     assert row.values == ("c@x.example", "viewer")
+
+
+def test_a_cover_sheet_with_text_names_the_other_sheets_too(tmp_path: Path) -> None:
+    """A cover sheet holding text but no email column, before the users' sheet: the error
+    names the other sheets and --sheet; with --sheet naming that cover, only the missing
+    column is reported (the admin chose it), and a single sheet gets no sheet hint."""
+    book = openpyxl.Workbook()
+    cover = book.active
+    assert cover is not None
+    cover.title = "Cover"
+    cover.append(["Nothing here"])
+    users = book.create_sheet("Users")
+    users.append(["email", "role"])
+    users.append(["c@x.example", "viewer"])
+    path = tmp_path / "two.xlsx"
+    book.save(path)
+    message = error_of(path)
+    assert "no email column" in message
+    assert "'Users'" in message
+    assert "--sheet" in message
+    chosen = error_of(path, ReadOptions(sheet="Cover"))
+    assert "no email column" in chosen
+    assert "'Users'" not in chosen
+    book.remove(users)
+    book.save(path)
+    alone = error_of(path)
+    assert "no email column" in alone
+    assert "--sheet" not in alone
