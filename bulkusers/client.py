@@ -320,8 +320,10 @@ class SisenseClient:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ServerUnavailable(unreachable_message(self.connection.url, exc)) from None
         except TransientApiError as exc:
-            raise ServerUnavailable(f"{self.connection.url} keeps answering "
-                                    f"{exc.describe()}; try again later") from None
+            tries = self.policy.attempts
+            after = f" (after {tries} tries)" if tries > 1 else " (--retries 0: tried once)"
+            raise ServerUnavailable(f"{self.connection.url} answered {exc.describe()}{after}; "
+                                    "try again later") from None
         except ApiError as exc:
             if exc.status == 404:
                 raise ServerUnavailable(f"{self.connection.url} has no Sisense API "

@@ -32,8 +32,9 @@ class Limit:
                 raise ValueError
             return cls(count=count)
         except ValueError:
-            raise ValueError(f"--max-changes {text!r} is not a number of changes (250) or "
-                             "a percentage of the directory (5%)") from None
+            raise ValueError(f"--max-changes {text!r} is neither a number of changes nor a "
+                             "percentage of the directory from 0% to 100%; give one such as "
+                             "250 or 5%") from None
 
     @property
     def active(self) -> bool:

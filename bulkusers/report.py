@@ -39,9 +39,9 @@ def check_report_path(path: Path | None, input_path: Path,
     if path.exists() and input_path.exists() and path.resolve() == input_path.resolve():
         raise ConfigError(f"--report {path} is the input file; give the report another name")
     if path.is_file():
-        raise ConfigError(f"--report {path} already exists and holds an earlier run's "
-                          "record; choose a new name, remove it, or continue that run with "
-                          "--resume")
+        raise ConfigError(f"--report {path} already exists (a report is never written over: "
+                          "it may be an earlier run's record); choose a new name, remove it, "
+                          "or continue that run with --resume")
     if path.is_dir():
         raise ConfigError(f"--report {path} is a folder; give a file name such as "
                           f"{path / 'report.csv'}")

@@ -118,7 +118,8 @@ def test_gateway_html_pages_fail_rows_in_one_line(served: Served, run_cli: RunCl
 
 
 def test_gateway_down_aborts_in_one_line(run_cli: RunCli, tmp_path: Path) -> None:
-    """Every answer a 503 HTML page (--error-rate 1): exit 3 with one line naming the gateway."""
+    """Every answer a 503 HTML page (--error-rate 1): exit 3 with one line naming the gateway
+    and how many tries were made."""
     for served in serve(EmulatorSettings(token=TOKEN, error_rate=1.0)):
         result = run_cli("export", "out.csv", *served.connect(), "--retries", "0")
         assert result.exit_code == 3, result.output
@@ -127,6 +128,7 @@ def test_gateway_down_aborts_in_one_line(run_cli: RunCli, tmp_path: Path) -> Non
         message = " ".join(result.output[result.output.index("bulkusers: error"):].split())
         assert "503" in message
         assert "gateway" in message
+        assert "(--retries 0: tried once)" in message  # not "keeps answering" after one try
         assert "<" not in result.output
 
 
