@@ -569,16 +569,27 @@ def test_reader_modules_do_not_import_network_or_cli() -> None:
         assert not imported & {"aiohttp", "click"}, name
 
 
-def test_empty_first_sheet_names_the_other_sheets(tmp_path: Path) -> None:
-    """Users on the second sheet behind an empty cover sheet: the error names the sheets
-    and --sheet, and --sheet then reads them."""
+def cover_and_users(path: Path, *cover_rows: list[str]) -> openpyxl.Workbook:
+    """A workbook saved at ``path``: a first sheet "Cover" holding ``cover_rows``, then a
+    "Users" sheet with a header and one user; returned for further changes."""
     book = openpyxl.Workbook()
-    book.active.title = "Cover"  # type: ignore[union-attr]
+    cover = book.active
+    assert cover is not None
+    cover.title = "Cover"
+    for row in cover_rows:
+        cover.append(row)
     users = book.create_sheet("Users")
     users.append(["email", "role"])
     users.append(["c@x.example", "viewer"])
-    path = tmp_path / "two.xlsx"
     book.save(path)
+    return book
+
+
+def test_empty_first_sheet_names_the_other_sheets(tmp_path: Path) -> None:
+    """Users on the second sheet behind an empty cover sheet: the error names the sheets
+    and --sheet, and --sheet then reads them."""
+    path = tmp_path / "two.xlsx"
+    cover_and_users(path)
     message = error_of(path)
     assert "'Users'" in message
     assert "--sheet" in message
@@ -590,16 +601,8 @@ def test_a_cover_sheet_with_text_names_the_other_sheets_too(tmp_path: Path) -> N
     """A cover sheet holding text but no email column, before the users' sheet: the error
     names the other sheets and --sheet; with --sheet naming that cover, only the missing
     column is reported (the admin chose it), and a single sheet gets no sheet hint."""
-    book = openpyxl.Workbook()
-    cover = book.active
-    assert cover is not None
-    cover.title = "Cover"
-    cover.append(["Nothing here"])
-    users = book.create_sheet("Users")
-    users.append(["email", "role"])
-    users.append(["c@x.example", "viewer"])
     path = tmp_path / "two.xlsx"
-    book.save(path)
+    book = cover_and_users(path, ["Nothing here"])
     message = error_of(path)
     assert "no email column" in message
     assert "'Users'" in message
@@ -607,7 +610,7 @@ def test_a_cover_sheet_with_text_names_the_other_sheets_too(tmp_path: Path) -> N
     chosen = error_of(path, ReadOptions(sheet="Cover"))
     assert "no email column" in chosen
     assert "'Users'" not in chosen
-    book.remove(users)
+    book.remove(book["Users"])
     book.save(path)
     alone = error_of(path)
     assert "no email column" in alone

@@ -95,14 +95,21 @@ def test_destructive_run_off_a_terminal_needs_yes(served: Served, run_cli: RunCl
     assert served.emulator.store.user_by_email("ann@acme.example") is not None
 
 
-def test_strict_refuses_to_write_when_any_row_is_invalid(
-        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
-    """--strict with one invalid row sends nothing (exit 2); the report shows every row."""
+def strict_import(served: Served, run_cli: RunCli, tmp_path: Path) -> tuple[Result, Path, Path]:
+    """An import --strict of PEOPLE and one row with an unknown role (row 5): its result, its
+    input file and its report."""
     rows = [*PEOPLE, ["dan@acme.example", "Dan", "Viewr", "Sales"]]
     source = write_csv(tmp_path / "hr.csv", HEADER, rows)
     report = tmp_path / "strict.csv"
     result = run_cli("import", str(source), *served.connect(), "--strict", "--report",
                      str(report))
+    return result, source, report
+
+
+def test_strict_refuses_to_write_when_any_row_is_invalid(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """--strict with one invalid row sends nothing (exit 2); the report shows every row."""
+    result, _, report = strict_import(served, run_cli, tmp_path)
     assert result.exit_code == 2
     assert "--strict" in result.output
     assert "row 5" in result.output.replace("\n", " ")
@@ -118,11 +125,7 @@ def test_a_strict_refusal_is_not_called_a_dry_run_and_cannot_be_resumed(
         served: Served, run_cli: RunCli, tmp_path: Path) -> None:
     """A plan --strict refused says so (not "dry run"), its summary keeps dry_run false with
     the refusal, and a --resume of it is refused in one line, nothing sent."""
-    rows = [*PEOPLE, ["dan@acme.example", "Dan", "Viewr", "Sales"]]
-    source = write_csv(tmp_path / "hr.csv", HEADER, rows)
-    report = tmp_path / "strict.csv"
-    result = run_cli("import", str(source), *served.connect(), "--strict", "--report",
-                     str(report))
+    result, source, report = strict_import(served, run_cli, tmp_path)
     assert result.exit_code == 2
     assert "refused by --strict: nothing was sent" in result.output
     assert "dry run" not in result.output
