@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -135,6 +136,7 @@ async def _run_command(config: RunConfig, observer: Observer | None,
         plan = (None if safety.dry_run or streamed
                 else await asyncio.to_thread(making))
         refused = _strict_refusal(plan.counts, safety) if plan is not None else ""
+        prompt_seconds = 0.0
         dry_run = safety.dry_run or bool(refused)
         if plan is not None and not dry_run:  # 5 guards
             # Every guard judges the whole plan before the first write, groups included.
@@ -144,7 +146,9 @@ async def _run_command(config: RunConfig, observer: Observer | None,
             check_limit(plan.counts, safety.max_changes, directory.user_count)
             # On the loop's own thread: a prompt in a worker thread would keep Ctrl-C waiting
             # for Enter. Nothing else runs while the run waits for its answer.
+            asked = time.monotonic()
             check_confirmation(config.command, plan.counts, safety.confirm)
+            prompt_seconds = time.monotonic() - asked
 
         report_path, mode = _report_target(config, earlier, dry_run)
         summary = RunSummary(command=config.command, started=started,
@@ -152,7 +156,7 @@ async def _run_command(config: RunConfig, observer: Observer | None,
                              report_file=str(report_path or ""), total_rows=intake.total,
                              options=options_now,
                              input_sha256=intake.sha256, dry_run=safety.dry_run,
-                             refused=refused,
+                             refused=refused, prompt_seconds=prompt_seconds,
                              ignored_columns=intake.header.unknown, sheet=intake.sheet or "",
                              masked_columns=tuple(intake.header.columns[i] for i in
                                                   sorted(secret_columns(intake.header))))

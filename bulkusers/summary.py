@@ -51,6 +51,8 @@ class RunSummary:
     #: A dry run was asked for (--dry-run). A plan --strict refused was not sent either, but
     #: is no dry run: see ``refused`` and ``nothing_sent``.
     dry_run: bool = False
+    #: Seconds spent at the confirmation prompt, waiting for a person's answer.
+    prompt_seconds: float = 0.0
     #: Rows an earlier run already finished (``--resume``), counted but not sent again.
     carried_over: int = 0
     #: What a dry run would do, by action (create, update, deactivate, delete...).
@@ -118,8 +120,9 @@ class RunSummary:
 
     @property
     def rows_per_second(self) -> float:
-        """Rows finished per second of run time."""
-        return self.done / self.seconds
+        """Rows finished per second of run time, the time spent waiting for an answer at the
+        confirmation prompt left out (a person's pace is not the run's)."""
+        return self.done / max(self.seconds - self.prompt_seconds, 1e-6)
 
     def finish(self) -> int:
         """Close the run and decide its exit code (design.md: 0, 1, 2, 3 or 130)."""
@@ -151,6 +154,7 @@ class RunSummary:
             "started": self.started.isoformat(),
             "ended": self.ended.isoformat() if self.ended else None,
             "seconds": round(self.seconds, 3),
+            "prompt_seconds": round(self.prompt_seconds, 3),
             "total_rows": self.total_rows,
             "counts": {s.value: self.counts.get(s.value, 0) for s in Status},
             "already_there": self.already_there,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -250,7 +251,8 @@ def _prompted(served: Served, tmp_path: Path, *emails: str) -> Terminal:
 def test_confirmation_prompt_on_a_terminal(served: Served, run_cli: RunCli,
                                            tmp_path: Path) -> None:
     """On a terminal, delete shows the count and the users and asks: 'n' sends nothing
-    (exit 3), 'y' deletes."""
+    (exit 3), 'y' deletes; the time spent at the prompt is shown apart and left out of the
+    rows per second."""
     seed(served, run_cli, tmp_path)
     with _prompted(served, tmp_path, "ann@acme.example", "bob@acme.example") as terminal:
         terminal.send(b"n\n")
@@ -259,10 +261,16 @@ def test_confirmation_prompt_on_a_terminal(served: Served, run_cli: RunCli,
     assert "ann@acme.example" in terminal.text
     assert served.emulator.store.user_by_email("ann@acme.example") is not None
     with _prompted(served, tmp_path, "ann@acme.example", "bob@acme.example") as terminal:
+        time.sleep(0.5)  # a person reading the list: not the run's time
         terminal.send(b"y\n")
         assert terminal.wait() == 0, terminal.text
     assert served.emulator.store.user_by_email("ann@acme.example") is None
     assert served.emulator.store.user_by_email("bob@acme.example") is None
+    assert "of them at the prompt" in terminal.text
+    (summary_file,) = tmp_path.glob("leavers.delete.*.summary.json")
+    summary = json.loads(summary_file.read_text(encoding="utf-8"))
+    assert summary["prompt_seconds"] >= 0.5
+    assert summary["rows_per_second"] > 2 / summary["seconds"]  # the wait is left out
 
 
 def test_ctrl_c_at_the_prompt_stops_at_once(served: Served, run_cli: RunCli,

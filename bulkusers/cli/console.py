@@ -152,7 +152,10 @@ class Console:
             verb = "to create" if summary.nothing_sent else "created"
             names = ", ".join(excerpt(name) for name in summary.groups_created)
             self._rich.print(f"groups {verb}: {escape(names)}", soft_wrap=True)
-        self._rich.print(f"{summary.seconds:.1f} s, {summary.rows_per_second:.0f} rows/s, "
+        waited = (f" ({summary.prompt_seconds:.1f} s of them at the prompt)"
+                  if summary.prompt_seconds >= 0.05 else "")
+        self._rich.print(f"{summary.seconds:.1f} s{waited}, "
+                         f"{summary.rows_per_second:.0f} rows/s, "
                          f"{count(summary.requests, 'request')} "
                          f"({count(summary.retries, 'retry', 'retries')})")
         self._rich.print(f"report:  {escape(summary.report_file)}")
