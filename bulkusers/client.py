@@ -315,13 +315,15 @@ class SisenseClient:
         """Fail fast with one clear line when the server is unreachable, refuses us, or is
         not Sisense (``GET /api/roles`` exists on every Sisense version). The roles it read
         are returned, so that a run need not ask for them again."""
+        trace = Trace()
         try:
-            return await self.request("GET", "/api/roles")
+            return await self.request("GET", "/api/roles", trace=trace)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ServerUnavailable(unreachable_message(self.connection.url, exc)) from None
         except TransientApiError as exc:
-            tries = self.policy.attempts
-            after = f" (after {tries} tries)" if tries > 1 else " (--retries 0: tried once)"
+            tries = trace.attempts
+            after = (f" (after {tries} tries)" if tries > 1 else " (--retries 0: tried once)"
+                     if self.policy.attempts <= 1 else " (tried once)")
             raise ServerUnavailable(f"{self.connection.url} answered {exc.describe()}{after}; "
                                     "try again later") from None
         except ApiError as exc:

@@ -92,6 +92,9 @@ async def _run_command(config: RunConfig, observer: Observer | None,
     _check_config(config, records is not None)
     if config.write_report and safety.resume is None:
         check_report_path(config.report_path, _input_path(config), config.report_dir)
+    if spec.reads_report and records is None:
+        # reactivate's input is an earlier run's report: not while that run still writes it.
+        holds.hold(_input_path(config))
     intake = await _read(config, records, spec.reads_report)  # 1 read once
     if spec.refuses_empty:
         refuse_empty(_input_path(config), intake.total)
@@ -238,10 +241,10 @@ async def _run_command(config: RunConfig, observer: Observer | None,
 
 def _guards_verdict(refusal: Callable[[Preflight], str], counts: Preflight, safety: Safety,
                     directory_users: int) -> str:
-    """What the guards that judge a plan's counts would say of a dry run's plan, were it sent
-    ("" when they would let it through): a rehearsal shows what the real run would meet. The
-    confirmation prompt is not asked."""
-    own = refusal(counts)
+    """What the guards that judge a plan's counts (--strict, the command's own, --max-changes)
+    would say of a dry run's plan, were it sent ("" when they would let it through): a
+    rehearsal shows what the real run would meet. The confirmation prompt is not asked."""
+    own = _strict_refusal(counts, safety) or refusal(counts)
     if own:
         return own
     try:

@@ -213,31 +213,35 @@ def planned_items(rows: Iterable[Row], plan_row: Callable[[Row], WorkItem],
     then the ``tail``, creates and deletes batched by ``batch_size``; with ``stop``, the rows
     left once it says so are reported, not planned."""
     def planned() -> Iterator[WorkItem]:
-        if skip:
+        if stop is not None:
+            yield from _until_stopped(iter(rows), plan_row, stop, skip)
+        elif skip:
             for row in rows:
                 if row.number not in skip:
                     yield plan_row(row)
-        elif stop is None:
+        else:
             # The usual run, not a resume: every row is planned, one C-level map.
             yield from map(plan_row, rows)
-        else:
-            yield from _until_stopped(iter(rows), plan_row, stop)
         yield from tail
 
     return batched(planned(), batch_size)
 
 
-def _until_stopped(rows: Iterator[Row], plan_row: Callable[[Row], WorkItem],
-                   stop: Stop) -> Iterator[WorkItem]:
-    """Plan the rows a block at a time until ``stop`` gives a reason; the rest unplanned."""
+def _until_stopped(rows: Iterator[Row], plan_row: Callable[[Row], WorkItem], stop: Stop,
+                   skip: frozenset[int]) -> Iterator[WorkItem]:
+    """Plan the rows not in ``skip`` a block at a time until ``stop`` gives a reason; the
+    rest unplanned (those in ``skip`` still left out)."""
     while (reason := stop.reason()) is None:
         block = list(itertools.islice(rows, STOP_BLOCK))
         if not block:
             return
+        if skip:
+            block = [row for row in block if row.number not in skip]
         yield from map(plan_row, block)
     unplanned = stop.unplanned
     for row in rows:
-        yield unplanned(row, reason)
+        if row.number not in skip:
+            yield unplanned(row, reason)
 
 
 def _rows_in(item: WorkItem) -> int:

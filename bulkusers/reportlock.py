@@ -30,31 +30,32 @@ class ReportInUse(InputError):
 
 
 def lock_path(report: Path) -> Path:
-    """Where the lock of a report lives: beside it."""
-    return report.with_name(report.name + ".lock")
+    """Where the lock of a report lives: beside the file the path leads to, so that a link to
+    a report and the report itself share one lock."""
+    real = report.resolve()
+    return real.with_name(real.name + ".lock")
 
 
 @contextlib.contextmanager
 def holding(report: Path) -> Iterator[None]:
     """Hold the report's lock for the block; ReportInUse when another run holds it."""
-    fd = _acquire(report)
+    path = lock_path(report)
+    fd = _acquire(report, path)
     try:
         yield
     finally:
         if fd is not None:
-            _release(fd, lock_path(report))
+            _release(fd, path)
 
 
-def _acquire(report: Path) -> int | None:
-    """The descriptor of the locked lock file (None without fcntl, or when the folder
+def _acquire(report: Path, path: Path) -> int | None:
+    """The descriptor of the locked lock file ``path`` (None without fcntl, or when the folder
     cannot hold it: writing the report there fails next, with its own message)."""
     if fcntl is None:
         return None
-    path = lock_path(report)
     while True:
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-        except OSError:
+        fd = _open(path)
+        if fd is None:
             return None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -72,6 +73,20 @@ def _acquire(report: Path) -> int | None:
         if current:
             return fd
         os.close(fd)
+
+
+def _open(path: Path) -> int | None:
+    """The lock file, made if missing; read only when it exists but is not ours to write (a
+    lock locks through any descriptor); None when it cannot be had at all."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except PermissionError:
+        try:
+            return os.open(path, os.O_RDONLY)
+        except OSError:
+            return None
+    except OSError:
+        return None
 
 
 def _release(fd: int, path: Path) -> None:

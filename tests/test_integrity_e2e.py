@@ -862,6 +862,27 @@ def test_reactivate_refuses_a_report_of_another_command(
     assert held(served) == state
 
 
+def test_reactivate_waits_for_the_deactivation_still_writing_its_report(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """reactivate of a report another run still holds (the deactivation writing it) is
+    refused in one line, nothing sent; once that run has ended it restores the user."""
+    from bulkusers.reportlock import holding
+
+    seed(served, run_cli, tmp_path, [["bob@acme.example", "Bob", "Ray", "Admin", "Sales"]])
+    bob = write_csv(tmp_path / "bob.csv", ("Email",), [["bob@acme.example"]])
+    report = tmp_path / "deact.csv"
+    assert run(served, run_cli, "deactivate", bob, report).exit_code == 0
+    writes = len(served.emulator.writes())
+    with holding(report):  # as the deactivation does while it runs
+        busy = run_cli("reactivate", str(report), *served.connect())
+    assert busy.exit_code == 2, busy.output
+    assert "another bulkusers run is writing this report" in busy.output
+    assert len(served.emulator.writes()) == writes
+    done = run_cli("reactivate", str(report), *served.connect(), "--report",
+                   str(tmp_path / "react.csv"))
+    assert done.exit_code == 0, done.output
+
+
 # -- 11. dry runs show who -------------------------------------------------------------------
 
 

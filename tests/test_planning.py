@@ -118,3 +118,24 @@ def test_planning_stops_a_block_after_the_stop_and_reports_the_rest_unplanned() 
     assert {r.error for r in stopped[planned:]} == {"stopped"}
     at_once = _results(rows, 0)
     assert {r.status for r in at_once} == {Status.NOT_ATTEMPTED}
+
+
+def test_a_stopped_resume_keeps_leaving_out_the_rows_it_skips() -> None:
+    """A dry run of a resume stopped at once plans nothing: the rows left are reported
+    unplanned, and the rows the earlier run finished stay left out."""
+    from bulkusers.plan import Stop, planned_items
+    from bulkusers.results import not_planned
+
+    rows = [Row(n, (f"u{n}@x.example",)) for n in range(2, 12)]
+    planned: list[int] = []
+
+    def plan_row(row: Row) -> RowResult:
+        planned.append(row.number)
+        return not_planned(row, "", "create", "planned")
+
+    stop = Stop(lambda: "stopped", lambda row, why: not_planned(row, "", "create", why))
+    items = list(planned_items(rows, plan_row, (), batch_size=1, skip=frozenset({3, 5}),
+                               stop=stop))
+    assert planned == []
+    assert [item.row.number for item in items if isinstance(item, RowResult)] == [
+        2, 4, *range(6, 12)]

@@ -61,3 +61,17 @@ def test_another_process_holding_the_report_is_seen(tmp_path: Path) -> None:
         child.communicate(timeout=RUN_S)
     with holding(report):
         pass
+
+
+def test_a_link_to_a_report_and_the_report_share_one_lock(tmp_path: Path) -> None:
+    """A run given a symbolic link to a report is refused while another run holds the
+    report itself, and the other way round."""
+    real = tmp_path / "r.csv"
+    real.write_text("x", encoding="utf-8")
+    link = tmp_path / "link.csv"
+    link.symlink_to(real)
+    with holding(real), pytest.raises(ReportInUse), holding(link):
+        pass
+    with holding(link), pytest.raises(ReportInUse), holding(real):
+        pass
+    assert not lock_path(real).exists()

@@ -335,6 +335,28 @@ def test_ctrl_c_exits_130_with_every_row_reported_and_the_printed_resume_finishe
         assert_every_user_once(served.emulator, SLOW_ROWS)
 
 
+def test_a_resume_while_the_first_run_still_writes_is_refused(tmp_path: Path) -> None:
+    """A --resume of a report whose own run is still sending is refused (exit 2, one line);
+    the first run, untouched, finishes with one line per row and each user once."""
+    source = source_file(tmp_path, SLOW_ROWS)
+    report = tmp_path / "r.csv"
+    with slow_emulator() as served:
+        with background(slow_import(served, source, "--report", str(report)), tmp_path,
+                        tmp_path / "first.log") as first:
+            wait_for_lines(report, SLOW_ROWS // 5, first)
+
+            second = run_process(slow_import(served, source, "--resume", str(report)),
+                                 tmp_path)
+
+            assert second.returncode == 2, second.stderr
+            (line,) = error_lines(second.stderr)
+            assert "another bulkusers run is writing this report" in line
+            assert first.wait(timeout=TIMEOUT) == 0
+        lines = assert_one_line_per_row(report, SLOW_ROWS)
+        assert {line["status"] for line in lines} == {"created"}
+        assert_every_user_once(served.emulator, SLOW_ROWS)
+
+
 def test_a_second_resume_of_a_report_in_use_is_refused_and_the_first_finishes(
         tmp_path: Path) -> None:
     """Two resumes of one report at once: the second is refused (exit 2, one line, nothing
@@ -698,12 +720,15 @@ DRY_ROWS = 50_000
 
 def test_ctrl_c_stops_a_dry_run_with_every_row_reported(tmp_path: Path) -> None:
     """SIGINT during a dry run (the plan written as it is made): exit 130, one report line
-    per row, planned or not attempted, nothing sent, and no resume command offered (a dry
-    run cannot be resumed)."""
+    per row, planned or not attempted, nothing sent, the rows planning had not reached
+    reported without being planned, and no resume command offered (a dry run cannot be
+    resumed)."""
     source = tmp_path / "big.csv"
     with source.open("w", encoding="utf-8", newline="") as handle:
         handle.write("Email,Role\n")
-        handle.writelines(f"u{n:06d}@acme.example,viewer\n" for n in range(DRY_ROWS))
+        # Capitals: a planned row's email is stored in lower case, an unplanned one's as
+        # written, which tells the rows planning never reached.
+        handle.writelines(f"U{n:06d}@ACME.example,viewer\n" for n in range(DRY_ROWS))
     report = tmp_path / "dry.csv"
     log = tmp_path / "dry.log"
     with serving(EmulatorSettings(token=TOKEN, groups=GROUPS)) as served:
@@ -719,3 +744,6 @@ def test_ctrl_c_stops_a_dry_run_with_every_row_reported(tmp_path: Path) -> None:
     assert "--resume" not in output, output
     lines = assert_one_line_per_row(report, DRY_ROWS)
     assert {line["status"] for line in lines} == {"planned", "not_attempted"}
+    # Planning stopped within a block or two of the Ctrl-C: the rows after were not planned.
+    assert lines[-1]["email"] == f"U{DRY_ROWS - 1:06d}@ACME.example"
+    assert lines[-1]["status"] == "not_attempted"

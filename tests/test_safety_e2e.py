@@ -125,7 +125,8 @@ def test_strict_refuses_to_write_when_any_row_is_invalid(
 def test_a_strict_refusal_is_not_called_a_dry_run_and_cannot_be_resumed(
         served: Served, run_cli: RunCli, tmp_path: Path) -> None:
     """A plan --strict refused says so (not "dry run"), its summary keeps dry_run false with
-    the refusal, and a --resume of it is refused in one line, nothing sent."""
+    the refusal, a --resume of it is refused in one line, nothing sent, and a dry run with
+    --strict says the real run would be refused."""
     result, source, report = strict_import(served, run_cli, tmp_path)
     assert result.exit_code == 2
     assert "refused by --strict: nothing was sent" in result.output
@@ -139,6 +140,12 @@ def test_a_strict_refusal_is_not_called_a_dry_run_and_cannot_be_resumed(
 
     assert again.exit_code == 2
     assert "--strict refused that run and it sent nothing" in again.output
+    rehearsal = run_cli("import", str(source), *served.connect(), "--strict", "--dry-run",
+                        "--report", str(tmp_path / "rehearsal.csv"))
+    assert rehearsal.exit_code == 1, rehearsal.output  # a dry run: the invalid row, no refusal
+    assert "without --dry-run this run would be refused" in rehearsal.output
+    summary = json.loads((tmp_path / "rehearsal.summary.json").read_text(encoding="utf-8"))
+    assert "--strict" in summary["would_refuse"]
     assert served.emulator.writes() == []
 
 
