@@ -46,6 +46,7 @@ from bulkusers.pipeline import (
     Recorder,
     SilentObserver,
     execute,
+    observer_failed,
     write_plan,
 )
 from bulkusers.plan import Plan, PlanStream, Preflight, Stop, make_plan
@@ -179,6 +180,7 @@ async def _run_command(config: RunConfig, observer: Observer | None,
                              journaled=spec.journals and not dry_run, held=dry_run)
         record = Recorder(kept.writer, summary, observer, safety.breaker,
                           settle=kept.ledger.settle if kept.ledger else None)
+        cancelled = False
         try:  # 7 send (8: each result is recorded as it comes)
             observer.started(summary)
             if dry_run:
@@ -219,6 +221,13 @@ async def _run_command(config: RunConfig, observer: Observer | None,
                         summary.aborted = str(stream.failure)
                     plan = stream.made()
                     _describe_plan(summary, plan)
+            if record.observer_failure is not None and not summary.aborted:
+                summary.aborted = observer_failed(record.observer_failure)
+        except asyncio.CancelledError:
+            # The caller cancelled the task (a library run): every row is reported by now;
+            # the summary says so too, as after Ctrl-C, before the cancellation goes on.
+            summary.interrupted = cancelled = True
+            raise
         finally:
             kept.close(compact=mode == "append" and record.broken is None)
             if plan is not None:
@@ -227,6 +236,14 @@ async def _run_command(config: RunConfig, observer: Observer | None,
             summary.requests = client.stats.requests
             summary.retries = client.stats.retries
             summary.concurrency = concurrency_report(limit, client.gate.pauses)
+            if cancelled:
+                _final_summary(summary, report_path)
+    _final_summary(summary, report_path)
+    return summary
+
+
+def _final_summary(summary: RunSummary, report_path: Path | None) -> None:
+    """Close the run's summary and write it beside the report (when there is one)."""
     summary.finish()
     if report_path is not None:
         try:
@@ -236,7 +253,6 @@ async def _run_command(config: RunConfig, observer: Observer | None,
             summary.aborted = summary.aborted or (
                 f"cannot write {summary_path(report_path)} ({exc.strerror or exc})")
             summary.finish()
-    return summary
 
 
 def _guards_verdict(refusal: Callable[[Preflight], str], counts: Preflight, safety: Safety,

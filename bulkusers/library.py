@@ -46,6 +46,9 @@ class _Results:
 
     def __init__(self, on_result: OnResult | None) -> None:
         self._on_result = on_result
+        #: What ``on_result`` raised: the run stops (every row still reported as it truly
+        #: ended) and ``run`` raises it to the caller.
+        self.failure: Exception | None = None
 
     def started(self, summary: RunSummary) -> None:
         """Nothing to show."""
@@ -53,7 +56,11 @@ class _Results:
     def row_done(self, result: RowResult, summary: RunSummary) -> None:
         """Pass the result on."""
         if self._on_result is not None:
-            self._on_result(result)
+            try:
+                self._on_result(result)
+            except Exception as exc:
+                self.failure = exc
+                raise
 
 
 async def run(command: Command, connection: Connection, *,
@@ -82,7 +89,10 @@ async def run(command: Command, connection: Connection, *,
 
     Raises a ``BulkUsersError`` (``InputError``, ``ConfigError``, ``GuardTripped``,
     ``ServerUnavailable``...) when the run cannot start; rows that fail are results, not
-    exceptions. Cancelling the task stops the run; rows not sent are ``not_attempted``.
+    exceptions. Cancelling the task stops the run; rows not sent are ``not_attempted`` and
+    the summary (in the report's JSON too) says it was interrupted. When ``on_result``
+    raises, the run stops the same way (the row it was told of keeps its true outcome) and
+    ``run`` raises that exception once the report and summary are complete.
     """
     config = RunConfig(command=command, connection=connection,
                        input_path=Path(file) if file is not None else None,
@@ -92,4 +102,10 @@ async def run(command: Command, connection: Connection, *,
                        report_path=Path(report) if report is not None else None,
                        concurrency=concurrency, max_concurrency=max_concurrency,
                        batch_size=batch_size, allow_empty=True, handle_sigint=False)
-    return await run_command(config, _Results(on_result), records=rows)
+    results = _Results(on_result)
+    summary = await run_command(config, results, records=rows)
+    if results.failure is not None:
+        # The caller's own error, once the run has stopped and its report and summary say
+        # how every row ended.
+        raise results.failure
+    return summary

@@ -63,6 +63,10 @@ class Recorder:
     broken: ReportUnwritable | None = None
     #: Told of each result once it is in the report (the deactivation ledger).
     settle: Callable[[RowResult], None] | None = None
+    #: What the observer raised (a library caller's on_result, say): the row it was told of
+    #: is recorded as it truly ended, the observer is told of nothing more, and the run
+    #: stops as after an abort (``check_breaker``; a dry run stops planning).
+    observer_failure: Exception | None = None
 
     def __call__(self, result: RowResult) -> None:
         with self.lock:
@@ -110,7 +114,20 @@ class Recorder:
         elif result.attempts:
             # Only a row that reached the server proves it answers; planned rows don't.
             self.failing_in_a_row = 0
-        self.observer.row_done(result, self.summary)
+        if self.observer_failure is None:
+            try:
+                self.observer.row_done(result, self.summary)
+            except Exception as exc:
+                # Not the row's failure: raised here, it would be taken for the request's
+                # and the rows of a user created would be reported failed.
+                self.observer_failure = exc
+
+    def check_observer(self) -> None:
+        """Stop the run once the observer has raised (asked between items, never in the
+        middle of one: the rest of a bulk answer's rows are known and must be reported as
+        they ended, not as unsent)."""
+        if self.observer_failure is not None:
+            raise AbortError(observer_failed(self.observer_failure))
 
     @contextlib.contextmanager
     def together(self) -> Iterator[None]:
@@ -168,6 +185,8 @@ async def write_plan(make: MakePlan, record: Recorder, *, revokes_tokens: bool,
         return NOT_SENT if stopped.is_set() else None
 
     def sink(item: WorkItem) -> None:
+        if record.observer_failure is not None and not stopped.is_set():
+            stopped.set()  # planning stops too: the rows left are reported, not planned
         if stopped.is_set():
             _unfinished(item, set(), record, NOT_SENT)
             return
@@ -178,6 +197,8 @@ async def write_plan(make: MakePlan, record: Recorder, *, revokes_tokens: bool,
     record.flush()
     if record.broken is not None:
         record.summary.aborted = str(record.broken)
+    elif record.observer_failure is not None:
+        record.summary.aborted = observer_failed(record.observer_failure)
     else:
         record.summary.interrupted = stopped.is_set()
     return plan
@@ -205,6 +226,7 @@ async def execute(items: Iterator[WorkItem], executor: Executor, record: Recorde
 
         try:
             await executor.run(item, emit)
+            record.check_observer()
         except AbortError as exc:
             _unfinished(item, done, record, f"run aborted: {exc}")
             raise
@@ -240,6 +262,12 @@ async def execute(items: Iterator[WorkItem], executor: Executor, record: Recorde
         summary.aborted = str(abort)
     else:
         summary.interrupted = pool.interrupted
+
+
+def observer_failed(exc: Exception) -> str:
+    """Why a run stopped when its observer (a library caller's on_result) raised."""
+    return (f"telling a row's result raised {exc.__class__.__name__}: {exc}; the run stopped "
+            "(the rows not sent are not_attempted)")
 
 
 def _unfinished(item: WorkItem, done: set[int], record: Recorder, reason: str) -> None:

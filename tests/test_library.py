@@ -266,3 +266,77 @@ def test_a_whole_run_reads_its_input_from_disk_once(
     assert opens.count == 1
     assert summary.total_rows >= 31
     assert summary.counts["skipped"] >= 2  # the repeated email's rows, found in the one read
+
+
+class CallbackBug(Exception):
+    """The caller's own error, raised from on_result."""
+
+
+@pytest.mark.parametrize(("batch_size", "dry_run"), [(1, False), (50, False), (50, True)])
+def test_an_on_result_that_raises_stops_the_run_and_misreports_no_row(
+        plain: Served, tmp_path: Path, batch_size: int, dry_run: bool) -> None:
+    """on_result raising on the first result: run() raises that error once the run has
+    stopped; the report has one line per row, every user the server created is reported
+    created (none 'failed' for the callback's error), the rest not attempted, and the JSON
+    summary says why the run stopped."""
+    rows = [{"email": f"cb{n}@acme.example", "role": "viewer"} for n in range(120)]
+    told: list[bulkusers.RowResult] = []
+
+    def on_result(result: bulkusers.RowResult) -> None:
+        told.append(result)
+        raise CallbackBug("callback bug")
+
+    report = tmp_path / "r.csv"
+    with pytest.raises(CallbackBug):
+        asyncio.run(bulkusers.run("import", connection(plain), rows=rows, on_result=on_result,
+                                  report=report, batch_size=batch_size,
+                                  safety=bulkusers.Safety(dry_run=dry_run)))
+    assert len(told) == 1  # never told again after it raised
+    lines = list(read_report(report))
+    assert sorted(line.row for line in lines) == list(range(1, 121))
+    created = {line.email for line in lines if line.status == "created"}
+    assert all(stored(plain, f"cb{n}@acme.example") is None
+               for n in range(120) if f"cb{n}@acme.example" not in created)
+    assert {line.status for line in lines} <= {"created", "planned", "not_attempted"}
+    assert "callback bug" not in " ".join(line.error for line in lines
+                                          if line.status != "not_attempted")
+    summary = json.loads(report.with_name("r.summary.json").read_text(encoding="utf-8"))
+    assert "telling a row's result raised CallbackBug" in summary["aborted"]
+    assert summary["exit_code"] == 3
+
+
+def test_a_cancelled_run_writes_its_final_summary(tmp_path: Path) -> None:
+    """Cancelling the task of a run with a report: every row is in the report and the JSON
+    summary is the final one (ended, interrupted, counts that match the report)."""
+    report = tmp_path / "c.csv"
+    rows = [{"email": f"cx{n}@acme.example", "role": "viewer"} for n in range(400)]
+
+    async def cancel_midway(served: Served) -> None:
+        some_done = asyncio.Event()
+        done: list[bulkusers.RowResult] = []
+
+        def on_result(result: bulkusers.RowResult) -> None:
+            done.append(result)
+            if len(done) >= 5:
+                some_done.set()
+
+        task = asyncio.create_task(bulkusers.run(
+            "import", connection(served), rows=rows, report=report, batch_size=1,
+            concurrency=2, on_result=on_result))
+        await some_done.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    for served in serve(EmulatorSettings(token=TOKEN, groups=GROUPS, latency_ms=20.0),
+                        plain=True):
+        asyncio.run(asyncio.wait_for(cancel_midway(served), timeout=60))
+    lines = list(read_report(report))
+    assert sorted(line.row for line in lines) == list(range(1, 401))
+    summary = json.loads(report.with_name("c.summary.json").read_text(encoding="utf-8"))
+    assert summary["ended"] is not None
+    assert summary["interrupted"] is True
+    assert summary["exit_code"] == 130
+    statuses = [line.status for line in lines]
+    counted = {status: n for status, n in summary["counts"].items() if n}
+    assert counted == {s: statuses.count(s) for s in set(statuses)}
