@@ -6,7 +6,7 @@ import re
 import ssl
 from dataclasses import field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 from urllib.parse import urlsplit
 
 from bulkusers.errors import ConfigError
@@ -44,6 +44,19 @@ class RetryPolicy:
     timeout_s: float = 60.0
     #: At most this many requests per second across the run (None: as fast as allowed).
     max_rate: float | None = None
+
+    def __post_init__(self) -> None:
+        # The CLI's bounds are click's; a Python caller's values are checked here.
+        if isinstance(self.attempts, bool) or self.attempts < 1:
+            raise ConfigError(f"RetryPolicy(attempts={self.attempts!r}): at least 1 (one try, "
+                              "no retry)")
+        for name in ("initial_wait_s", "max_wait_s", "max_elapsed_s"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"RetryPolicy({name}={getattr(self, name)!r}): 0 or more")
+        if self.timeout_s <= 0:
+            raise ConfigError(f"RetryPolicy(timeout_s={self.timeout_s!r}): more than 0")
+        if self.max_rate is not None and self.max_rate <= 0:
+            raise ConfigError(f"RetryPolicy(max_rate={self.max_rate!r}): more than 0, or None")
 
 
 @frozen
@@ -113,6 +126,9 @@ def build_connection(
     insecure: bool = False,
 ) -> Connection:
     """Validate connection options (already merged from flags and environment)."""
+    if api not in get_args(ApiFlavour):
+        raise ConfigError(f"--api {api!r}: choose v1 (Sisense 6.5 and later) or legacy (the "
+                          "v0.9 API)")
     clean = _clean_url(url)
     if token:
         # Tokens never contain spaces; a trailing newline from a token file is not part of it.

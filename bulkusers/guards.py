@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bulkusers.errors import GuardTripped
+from bulkusers.errors import ConfigError, GuardTripped
 from bulkusers.frozen import frozen
 from bulkusers.plan import Preflight
 from bulkusers.words import count
@@ -16,6 +16,12 @@ class Limit:
 
     count: int | None = None
     percent: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.count is not None and (isinstance(self.count, bool) or self.count < 0):
+            raise ConfigError(f"Limit(count={self.count!r}): a count of 0 or more")
+        if self.percent is not None and not 0 <= self.percent <= 100:
+            raise ConfigError(f"Limit(percent={self.percent!r}): a percentage from 0 to 100")
 
     @classmethod
     def parse(cls, text: str) -> Limit:

@@ -21,7 +21,7 @@ from bulkusers.client import SisenseClient
 from bulkusers.commands import command_spec
 from bulkusers.commands.spec import Setting
 from bulkusers.concurrency import ConcurrencyLimit
-from bulkusers.directory import Directory, User
+from bulkusers.directory import Directory, Unknown, User
 from bulkusers.errors import (
     ApiError,
     ConfigError,
@@ -117,6 +117,8 @@ async def _run_command(config: RunConfig, observer: Observer | None,
         api = make_api(client)
         with lasting.building():  # the snapshot lasts the run: no collector scans it
             directory, me = await _connect(client, api)  # 3 the snapshot
+        _check_default_role(config.plan.default_role, directory,
+                            "default_role" in spec.resume_options)
         deactivations = read_ledger(connection.url) if spec.ledgered else {}
         protected = protected_users(directory, me)
         planner = Planner(intake.header, directory, intake.repeats, config.plan, protected,
@@ -240,6 +242,18 @@ async def _run_command(config: RunConfig, observer: Observer | None,
                 _final_summary(summary, report_path)
     _final_summary(summary, report_path)
     return summary
+
+
+def _check_default_role(name: str | None, directory: Directory, used: bool) -> None:
+    """A --default-role the server does not have stops the run before anything is sent
+    (ConfigError, exit 2): a typo in a profile would otherwise make every row without a role
+    invalid, night after night. ``used``: the command creates users, which is where it
+    applies."""
+    if not name or not used:
+        return
+    found = directory.role(name)
+    if isinstance(found, Unknown):
+        raise ConfigError(f"--default-role {name!r}: {found.describe()}; nothing was sent")
 
 
 def _final_summary(summary: RunSummary, report_path: Path | None) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from bulkusers.directory import Directory, Group, Role, Unknown
+from bulkusers.errors import ConfigError
 from bulkusers.frozen import frozen
 from bulkusers.identity import identity_key
 from bulkusers.safetext import clean
@@ -36,11 +37,31 @@ class PlanOptions:
     """How rows are turned into tasks."""
 
     default_role: str | None = None
-    on_existing: OnExisting = "skip"
-    groups_mode: GroupsMode = "add"
+    #: What an import does with a user that exists; None: the command's own default (skip
+    #: for import; sync always updates).
+    on_existing: OnExisting | None = None
+    #: How a groups cell changes a user's groups; None: the command's own default (add; sync
+    #: replaces).
+    groups_mode: GroupsMode | None = None
     create_groups: bool = False
     #: Create and update emails exactly as typed instead of in lower case (--keep-email-case).
     keep_email_case: bool = False
+
+    def __post_init__(self) -> None:
+        # The CLI's choices are checked by click; a Python caller's are checked here, so that
+        # a misspelt mode is refused instead of planned as the default.
+        if self.on_existing is not None:
+            _choice("on_existing", self.on_existing, OnExisting)
+        if self.groups_mode is not None:
+            _choice("groups_mode", self.groups_mode, GroupsMode)
+
+
+def _choice(name: str, value: object, allowed: object) -> None:
+    """ConfigError unless ``value`` is one of the ``Literal`` type ``allowed``'s values."""
+    choices = get_args(allowed)
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r}: choose one of "
+                          f"{', '.join(repr(c) for c in choices)}")
 
 
 def split_groups(cell: str) -> list[str]:

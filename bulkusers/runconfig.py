@@ -10,12 +10,14 @@ interrupted run.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import field
+from dataclasses import field, replace
 from pathlib import Path
 from typing import Literal
 
-from bulkusers.commands import Command
+from bulkusers.commands import Command, command_spec
+from bulkusers.concurrency import CEILING
 from bulkusers.config import Connection, RetryPolicy
+from bulkusers.errors import ConfigError
 from bulkusers.frozen import frozen
 from bulkusers.guards import Confirm, Limit
 from bulkusers.readers import ReadOptions
@@ -69,6 +71,31 @@ class RunConfig:
     #: a library call leaves the caller's signal handlers alone.
     handle_sigint: bool = True
 
+    def __post_init__(self) -> None:
+        # The CLI's values are bounded by click; a Python caller's are checked here, so that
+        # a wrong one is a ConfigError (exit 2, nothing sent), never a TypeError mid-run.
+        spec = command_spec(self.command)  # ConfigError for an unknown command
+        plan, defaults = self.plan, spec.default_plan
+        if plan.on_existing is None or plan.groups_mode is None:
+            # The modes a caller left unset are the command's own (sync updates and
+            # replaces groups; import skips and adds), as its CLI options default to.
+            plan = replace(plan, on_existing=plan.on_existing or defaults.on_existing,
+                           groups_mode=plan.groups_mode or defaults.groups_mode)
+            object.__setattr__(self, "plan", plan)
+        if spec.on_existing is not None and self.plan.on_existing != spec.on_existing:
+            raise ConfigError(
+                f"{self.command} plans with on_existing={spec.on_existing!r}, not "
+                f"{self.plan.on_existing!r}: give PlanOptions(on_existing="
+                f"{spec.on_existing!r}, ...) or no plan at all (its defaults: "
+                f"{_plan_words(spec.default_plan)})")
+        _count("max_concurrency", self.max_concurrency, CEILING)
+        if self.concurrency != "auto":
+            _count("concurrency", self.concurrency, CEILING, "or 'auto'")
+            if self.concurrency > self.max_concurrency:
+                raise ConfigError(f"concurrency={self.concurrency} is above max_concurrency="
+                                  f"{self.max_concurrency}; lower it or raise the maximum")
+        _count("batch_size", self.batch_size, MAX_BATCH)
+
     @property
     def source_name(self) -> str:
         """The input as the summary names it."""
@@ -94,6 +121,23 @@ class RunConfig:
                             "max_missing": self.sync.max_missing.count,
                             "max_missing_percent": self.sync.max_missing.percent})
         return options
+
+
+#: The largest batch of creates or deletes in one request (as --batch-size allows).
+MAX_BATCH = 1000
+
+
+def _count(name: str, value: object, most: int, other: str = "") -> None:
+    """ConfigError unless ``value`` is a whole number from 1 to ``most`` (``other``: what
+    else the setting may be, for the message)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+        extra = f" {other}" if other else ""
+        raise ConfigError(f"{name}={value!r}: a whole number from 1 to {most}{extra}")
+
+
+def _plan_words(plan: PlanOptions) -> str:
+    """A PlanOptions' modes as a Python caller would write them."""
+    return f"on_existing={plan.on_existing!r}, groups_mode={plan.groups_mode!r}"
 
 
 #: Options that change what a row means, (key in ``RunConfig.options()``, flag, default): a

@@ -351,3 +351,23 @@ def test_emulator_names_host_or_port_as_the_listen_failure_says(run_cli: RunCli)
         result = run_cli("emulator", "--host", "127.0.0.1", "--port", port)
     assert result.exit_code == 2, result.output
     assert "choose another --port" in one_error_line(result)
+
+
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_an_unknown_default_role_stops_the_run_before_anything_is_sent(
+        served: Served, run_cli: RunCli, tmp_path: Path, how: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """--default-role naming no role of the server (typed, or from BULKUSERS_DEFAULT_ROLE as
+    a profile or cron job sets it) is one line with a hint, exit 2, nothing sent, instead of
+    every row without a role skipped as invalid."""
+    source = write_csv(tmp_path / "hr.csv", ("Email",), [["z1@acme.example"], ["z2@acme.example"]])
+    extra = ["--default-role", "Vewer"] if how == "flag" else []
+    if how == "environment":
+        monkeypatch.setenv("BULKUSERS_DEFAULT_ROLE", "Vewer")
+    writes = len(served.emulator.writes())
+    result = run_cli("import", str(source), "--url", served.url, "--token", TOKEN, *extra)
+    assert result.exit_code == 2, result.output
+    line = one_error_line(result)
+    assert "--default-role 'Vewer'" in line
+    assert "Viewer" in line
+    assert len(served.emulator.writes()) == writes

@@ -9,9 +9,10 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import pytest
 
@@ -340,3 +341,65 @@ def test_a_cancelled_run_writes_its_final_summary(tmp_path: Path) -> None:
     statuses = [line.status for line in lines]
     counted = {status: n for status, n in summary["counts"].items() if n}
     assert counted == {s: statuses.count(s) for s in set(statuses)}
+
+
+@pytest.mark.parametrize("plan", [None, bulkusers.PlanOptions(default_role="viewer")])
+def test_a_python_sync_updates_what_differs_as_the_cli_does(
+        plain: Served, plan: bulkusers.PlanOptions | None) -> None:
+    """A sync from Python with no plan, or one that leaves the modes unset, updates an
+    existing user whose role and groups differ (groups replaced), as `bulkusers sync` does,
+    instead of skipping it as an import would."""
+    asyncio.run(bulkusers.run("import", connection(plain), rows=[
+        {"email": "alice@acme.example", "role": "Designer", "groups": "Finance"}]))
+    seen: list[bulkusers.RowResult] = []
+    asyncio.run(bulkusers.run(
+        "sync", connection(plain), rows=[{"email": "alice@acme.example", "role": "viewer",
+                                          "groups": "Sales"}],
+        plan=plan, sync=bulkusers.SyncOptions(missing="report"), on_result=seen.append,
+        safety=bulkusers.Safety(dry_run=True)))
+    (alice,) = [r for r in seen if r.email == "alice@acme.example"]
+    assert (alice.action, alice.status.value) == ("update", "planned")
+    assert "groups: +Sales -Finance" in alice.changes
+
+
+def _bad_settings(served: Served) -> dict[str, Callable[[], object]]:
+    """Calls with one setting a Python caller got wrong, by what is wrong."""
+    c = connection(served)
+    rows = [{"email": "x@acme.example"}]
+
+    def run(**kwargs: Any) -> Callable[[], object]:
+        command = kwargs.pop("command", "import")
+        return lambda: asyncio.run(bulkusers.run(command, c, rows=rows, **kwargs))
+
+    return {
+        "unknown command": run(command="nuke"),
+        "on_existing": lambda: bulkusers.PlanOptions(on_existing="merge"),  # type: ignore[arg-type]
+        "groups_mode": lambda: bulkusers.PlanOptions(groups_mode="set"),  # type: ignore[arg-type]
+        "api": lambda: bulkusers.connect(served.emulator.url, token=TOKEN, api="v2"),  # type: ignore[arg-type]
+        "limit": lambda: bulkusers.Limit(count=-1),
+        "percent": lambda: bulkusers.Limit(percent=150),
+        "attempts": lambda: bulkusers.RetryPolicy(attempts=-3),
+        "concurrency word": run(concurrency="fast"),
+        "concurrency 0": run(concurrency=0),
+        "over the maximum": run(concurrency=32, max_concurrency=8),
+        "batch 0": run(batch_size=0),
+        "sync that skips": run(command="sync", plan=bulkusers.PlanOptions(on_existing="skip"),
+                               sync=bulkusers.SyncOptions(missing="report")),
+    }
+
+
+def test_settings_a_python_caller_got_wrong_are_config_errors(plain: Served) -> None:
+    """Each wrong setting from Python (an unknown command or mode, an API, a negative limit,
+    a concurrency that is no number or over its maximum, a sync told to skip) raises
+    ConfigError naming it, and nothing is sent."""
+    writes = len(served_writes(plain))
+    for what, call in _bad_settings(plain).items():
+        with pytest.raises(bulkusers.ConfigError):
+            call()
+        assert len(served_writes(plain)) == writes, what
+
+
+def served_writes(served: Served) -> list[object]:
+    """The write requests the emulator has received."""
+    found: list[object] = served.host.call(lambda: served.emulator.writes())
+    return found

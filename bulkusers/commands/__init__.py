@@ -18,6 +18,7 @@ from bulkusers.commands import (
     update_users,
 )
 from bulkusers.commands.spec import CommandSpec
+from bulkusers.errors import ConfigError
 
 Command = Literal["import", "update", "deactivate", "delete", "reactivate", "sync"]
 
@@ -32,5 +33,9 @@ COMMANDS: Mapping[str, CommandSpec] = {spec.name: spec for spec in (
 
 
 def command_spec(name: str) -> CommandSpec:
-    """The declaration of a write command (KeyError for an unknown name)."""
-    return COMMANDS[name]
+    """The declaration of a write command (ConfigError for an unknown name)."""
+    try:
+        return COMMANDS[name]
+    except KeyError:
+        raise ConfigError(f"no command {name!r}: choose one of "
+                          f"{', '.join(sorted(COMMANDS))}") from None

@@ -14,6 +14,7 @@ from bulkusers.intake import Intake
 from bulkusers.models import Row
 from bulkusers.plan import Preflight
 from bulkusers.planner import Planner
+from bulkusers.rules import OnExisting, PlanOptions
 from bulkusers.tasks import WorkItem
 
 if TYPE_CHECKING:
@@ -117,3 +118,9 @@ class CommandSpec:
     #: Its options (keys of ``RunConfig.options()``) that change what a row means: a resumed
     #: run must repeat them, beside the connection's and the reading's.
     resume_options: tuple[str, ...] = ()
+    #: Its planning modes where the run's options leave them unset (None), as the CLI's
+    #: defaults for it are.
+    default_plan: PlanOptions = PlanOptions(on_existing="skip", groups_mode="add")
+    #: The one ``on_existing`` it plans with, whatever is asked (sync updates the users its
+    #: file lists); None: the run's own choice.
+    on_existing: OnExisting | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bulkusers.commands.spec import CommandSpec, Scheme, Setting
+from bulkusers.rules import PlanOptions
 from bulkusers.sync import Reconciler, SyncOptions
 
 
@@ -16,4 +17,6 @@ async def _prepare(setting: Setting) -> Scheme:
 SPEC = CommandSpec(name="sync", label="Syncing", prepare=_prepare, journals=True,
                    ledgered=True, refuses_empty=True,
                    resume_options=("default_role", "groups", "create_groups", "missing",
-                                   "scope_domains", "scope_groups"))
+                                   "scope_domains", "scope_groups"),
+                   default_plan=PlanOptions(on_existing="update", groups_mode="replace"),
+                   on_existing="update")
