@@ -371,3 +371,25 @@ def test_an_unknown_default_role_stops_the_run_before_anything_is_sent(
     assert "--default-role 'Vewer'" in line
     assert "Viewer" in line
     assert len(served.emulator.writes()) == writes
+
+
+def test_one_of_our_errors_that_reaches_main_is_its_one_line_not_an_internal_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A BulkUsersError that no command turned into its line itself ends as that line with
+    its exit code (2 for a configuration error), never as 'internal error', exit 70."""
+    from bulkusers.cli import main
+    from bulkusers.errors import ConfigError
+
+    def refused(*_: object) -> None:
+        raise ConfigError("concurrency=32 is above max_concurrency=8")
+
+    monkeypatch.setattr("bulkusers.cli.write.settings_from", refused)
+    source = write_csv(tmp_path / "hr.csv", HEADER, ROWS)
+    monkeypatch.setattr(sys, "argv", ["bulkusers", "import", str(source), "--url",
+                                      "http://127.0.0.1:9", "--token", TOKEN])
+    with pytest.raises(SystemExit) as stopped:
+        main()
+    assert stopped.value.code == 2
+    errors = capsys.readouterr().err
+    assert errors.strip() == "bulkusers: error: concurrency=32 is above max_concurrency=8"

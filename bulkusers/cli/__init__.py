@@ -26,6 +26,7 @@ from bulkusers.cli.write import (
     reactivate_command,
     update_command,
 )
+from bulkusers.errors import BulkUsersError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"],
@@ -62,6 +63,10 @@ def main() -> None:
         code = cli.main(prog_name="bulkusers", standalone_mode=False)
     except click.ClickException as exc:  # a usage error: click's message, exit 2
         exc.show()
+        sys.exit(exc.exit_code)
+    except BulkUsersError as exc:
+        # One of ours that a command did not turn into its line itself: the same line.
+        click.echo(f"bulkusers: error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except (click.Abort, KeyboardInterrupt):
         # click turns a Ctrl-C (and an end of input at one of its prompts) into Abort.

@@ -183,14 +183,14 @@ def _write_command(command: Command, params: WriteParams,
                                        _confirmer(console, command, params.get("yes", False),
                                                   dry_run)),
                     resume=resume)
-    config = RunConfig(command=command, connection=connection, input_path=params["file"],
-                       retry=policy(settings), read=read, plan=options, safety=safety,
-                       sync=sync, report_path=params.get("report_path"),
-                       report_dir=settings["report_dir"],
-                       concurrency=settings["concurrency"],
-                       max_concurrency=settings.values.get("max_concurrency", 64),
-                       batch_size=settings.values.get("batch_size", 1),
-                       allow_empty=params.get("allow_empty", False))
+    config = guard(console, lambda: RunConfig(
+        command=command, connection=connection, input_path=params["file"],
+        retry=policy(settings), read=read, plan=options, safety=safety, sync=sync,
+        report_path=params.get("report_path"), report_dir=settings["report_dir"],
+        concurrency=settings["concurrency"],
+        max_concurrency=settings.values.get("max_concurrency", 64),
+        batch_size=settings.values.get("batch_size", 1),
+        allow_empty=params.get("allow_empty", False)))
     observer = ProgressObserver(console, command_spec(command).label)
     with observer:
         summary = run(console, run_command(config, observer),
