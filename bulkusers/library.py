@@ -13,6 +13,7 @@ from typing import Literal
 
 from bulkusers.commands import Command
 from bulkusers.config import ApiFlavour, Connection, RetryPolicy, build_connection
+from bulkusers.errors import ConfigError
 from bulkusers.intake import Records
 from bulkusers.jobs import run_command
 from bulkusers.models import RowResult
@@ -21,6 +22,9 @@ from bulkusers.rules import PlanOptions
 from bulkusers.runconfig import RunConfig, Safety
 from bulkusers.summary import RunSummary
 from bulkusers.sync import SyncOptions
+
+#: The most requests in flight ``concurrency="auto"`` may reach when no maximum is given.
+DEFAULT_MAX_CONCURRENCY = 64
 
 #: Receives each row's result as soon as it is final (on the event loop's thread).
 OnResult = Callable[[RowResult], None]
@@ -74,7 +78,7 @@ async def run(command: Command, connection: Connection, *,
               read: ReadOptions | None = None,
               retry: RetryPolicy | None = None,
               concurrency: int | Literal["auto"] = "auto",
-              max_concurrency: int = 64,
+              max_concurrency: int | None = None,
               batch_size: int = 50) -> RunSummary:
     """Run one write command (``"import"``, ``"update"``, ``"deactivate"``, ``"reactivate"``,
     ``"delete"`` or ``"sync"``) and return its summary.
@@ -94,13 +98,19 @@ async def run(command: Command, connection: Connection, *,
     raises, the run stops the same way (the row it was told of keeps its true outcome) and
     ``run`` raises that exception once the report and summary are complete.
     """
+    if (max_concurrency is not None and isinstance(concurrency, int)
+            and concurrency > max_concurrency):
+        raise ConfigError(f"concurrency={concurrency} is above max_concurrency="
+                          f"{max_concurrency}; lower it, raise the maximum, or leave the "
+                          "maximum out (it bounds concurrency='auto')")
     config = RunConfig(command=command, connection=connection,
                        input_path=Path(file) if file is not None else None,
                        retry=retry or RetryPolicy(), read=read or ReadOptions(),
                        plan=plan or PlanOptions(), safety=safety or Safety(), sync=sync,
                        write_report=report is not None,
                        report_path=Path(report) if report is not None else None,
-                       concurrency=concurrency, max_concurrency=max_concurrency,
+                       concurrency=concurrency,
+                       max_concurrency=max_concurrency or DEFAULT_MAX_CONCURRENCY,
                        batch_size=batch_size, allow_empty=True, handle_sigint=False)
     results = _Results(on_result)
     summary = await run_command(config, results, records=rows)

@@ -90,10 +90,9 @@ class RunConfig:
                 f"{_plan_words(spec.default_plan)})")
         _count("max_concurrency", self.max_concurrency, CEILING)
         if self.concurrency != "auto":
+            # A fixed number is its own maximum: max_concurrency bounds "auto" (a maximum a
+            # caller set is checked against it where the caller's choices are known).
             _count("concurrency", self.concurrency, CEILING, "or 'auto'")
-            if self.concurrency > self.max_concurrency:
-                raise ConfigError(f"concurrency={self.concurrency} is above max_concurrency="
-                                  f"{self.max_concurrency}; lower it or raise the maximum")
         _count("batch_size", self.batch_size, MAX_BATCH)
 
     @property

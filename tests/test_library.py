@@ -403,3 +403,15 @@ def served_writes(served: Served) -> list[object]:
     """The write requests the emulator has received."""
     found: list[object] = served.host.call(lambda: served.emulator.writes())
     return found
+
+
+def test_a_fixed_concurrency_is_its_own_maximum_unless_one_is_given(plain: Served) -> None:
+    """concurrency=100 with no max_concurrency runs (the default maximum bounds only "auto");
+    the same with max_concurrency=8 is a ConfigError."""
+    rows = [{"email": "fixed@acme.example", "role": "viewer"}]
+    summary = asyncio.run(bulkusers.run("import", connection(plain), rows=rows,
+                                        concurrency=100, safety=bulkusers.Safety(dry_run=True)))
+    assert summary.concurrency["maximum"] == 100
+    with pytest.raises(bulkusers.ConfigError, match="above max_concurrency=8"):
+        asyncio.run(bulkusers.run("import", connection(plain), rows=rows, concurrency=100,
+                                  max_concurrency=8))
