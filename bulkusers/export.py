@@ -22,7 +22,7 @@ from bulkusers.api import UserApi, make_api
 from bulkusers.client import SisenseClient
 from bulkusers.config import Connection, RetryPolicy
 from bulkusers.directory import Directory, Group, Unknown, User
-from bulkusers.errors import ApiError, ConfigError, ServerUnavailable
+from bulkusers.errors import EXIT_CHANGED, ApiError, ConfigError, ServerUnavailable
 from bulkusers.exportfile import STDOUT, SUFFIXES, Record, check_output, open_output, parse_time
 from bulkusers.frozen import frozen
 from bulkusers.loading import load_directory
@@ -201,6 +201,50 @@ def export_summary_path(options: ExportOptions, report_dir: Path | None = None,
 
 
 @frozen
+class Comparison:
+    """What ``export --compare PREVIOUS`` compared, or why it compared nothing."""
+
+    previous: Path
+    #: Where the changes went; None when nothing was compared.
+    changes: Path | None = None
+    changed: int = 0
+    #: The changes counted by kind, in one line for people.
+    counts: str = ""
+    #: Why nothing was compared (PREVIOUS missing, unreadable, or the changes unwritable).
+    reason: str = ""
+    exit_code: int = 0
+
+    @classmethod
+    def made(cls, previous: Path, changes: Path, changed: int, counts: str) -> Comparison:
+        """A comparison that wrote its changes: exit 4 when there were any."""
+        return cls(previous, changes, changed, counts,
+                   exit_code=EXIT_CHANGED if changed else 0)
+
+    @classmethod
+    def failed(cls, previous: Path, reason: str, exit_code: int) -> Comparison:
+        """No comparison, for an error (PREVIOUS unreadable, the changes unwritable)."""
+        return cls(previous, reason=reason, exit_code=exit_code)
+
+    @classmethod
+    def nothing_to_compare(cls, previous: Path) -> Comparison:
+        """No comparison because PREVIOUS does not exist yet: not an error (exit 0)."""
+        return cls(previous, reason=f"{previous}: no such file")
+
+    @property
+    def missing(self) -> bool:
+        """True when nothing was compared because there was nothing to compare with."""
+        return self.changes is None and self.exit_code == 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The summary's ``compare``: whether a comparison was made, and its outcome."""
+        compared = self.changes is not None
+        return {"previous": str(self.previous), "compared": compared,
+                "changes": str(self.changes) if compared else None,
+                "changed": self.changed if compared else None,
+                "reason": self.reason or None}
+
+
+@frozen
 class ExportSummary:
     """What an export did, for scripts: written beside the output like the write commands'."""
 
@@ -210,6 +254,8 @@ class ExportSummary:
     started: datetime
     ended: datetime
     result: ExportResult
+    #: ``--compare``'s outcome (None without it); its exit code is the run's.
+    comparison: Comparison | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The summary as plain JSON data (never a secret: the URL carries none)."""
@@ -221,11 +267,12 @@ class ExportSummary:
             "seconds": round((self.ended - self.started).total_seconds(), 3),
             "written": self.result.written,
             "read": self.result.read,
-            "exit_code": 0,
+            "exit_code": self.comparison.exit_code if self.comparison is not None else 0,
             "options": {"url": self.url, "api": self.api, "role": self.options.role,
                         "group": self.options.group,
                         "inactive_days": self.options.inactive_days,
                         "page_size": self.options.page_size},
+            "compare": self.comparison.to_json() if self.comparison is not None else None,
         }
 
     def write_json(self, path: Path) -> None:

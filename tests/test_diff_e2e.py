@@ -165,10 +165,52 @@ def test_export_compare_writes_the_changes_and_exits_4_only_when_something_chang
     assert read_report(tmp_path / "wed-changes.csv") == []
     counts = json.loads((tmp_path / "wed-changes.summary.json").read_text())["counts"]
     assert set(counts.values()) == {0}
-    missing = run_cli("export", str(tmp_path / "thursday.csv"), *served.connect(),
-                      "--compare", str(tmp_path / "nope.csv"))
-    assert missing.exit_code == 2
-    assert not (tmp_path / "thursday.csv").exists()
+
+
+def test_export_compare_without_a_previous_export_still_exports_and_exits_0(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """A first night (PREVIOUS does not exist): the export is written, one warning names
+    PREVIOUS, the summary says nothing was compared, exit 0; the next night compares."""
+    night(run_cli, served, tmp_path, "n1", list(STAFF.values()))
+    first = run_cli("--quiet", "export", str(tmp_path / "users-day2.xlsx"), *served.connect(),
+                    "--compare", str(tmp_path / "users-day1.xlsx"))
+    assert first.exit_code == 0, first.output
+    assert first.output.splitlines() == [
+        f"bulkusers: warning: --compare {tmp_path / 'users-day1.xlsx'}: no such file, so "
+        "nothing was compared (the first run, or the previous one did not export); the "
+        "export was written and is the next run's PREVIOUS"]
+    assert (tmp_path / "users-day2.xlsx").is_file()
+    assert not (tmp_path / "users-day2.changes.xlsx").exists()
+    summary = json.loads((tmp_path / "users-day2.summary.json").read_text())
+    assert summary["exit_code"] == 0
+    assert summary["compare"] == {
+        "previous": str(tmp_path / "users-day1.xlsx"), "compared": False, "changes": None,
+        "changed": None, "reason": f"{tmp_path / 'users-day1.xlsx'}: no such file"}
+    second = run_cli("export", str(tmp_path / "users-day3.xlsx"), *served.connect(),
+                     "--compare", str(tmp_path / "users-day2.xlsx"))
+    assert second.exit_code == 0, second.output
+    summary = json.loads((tmp_path / "users-day3.summary.json").read_text())
+    assert summary["compare"]["compared"] is True
+    assert summary["compare"]["changed"] == 0
+
+
+def test_an_unreadable_previous_export_is_an_error_after_the_export_is_written(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """PREVIOUS exists but is not an export: tonight's export is still written (it is the
+    next night's PREVIOUS), then one error line, exit 2, and the summary says why."""
+    previous = write_csv(tmp_path / "users-day1.csv", ("name", "role"), [["Ann", "viewer"]])
+    result = run_cli("export", str(tmp_path / "users-day2.csv"), *served.connect(),
+                     "--compare", str(previous))
+    assert result.exit_code == 2, result.output
+    assert (tmp_path / "users-day2.csv").is_file()
+    errors = [line for line in result.output.splitlines() if "error" in line]
+    assert len(errors) == 1
+    assert errors[0].startswith(f"bulkusers: error: {previous}")
+    assert errors[0].endswith("; the export was written, nothing was compared")
+    summary = json.loads((tmp_path / "users-day2.summary.json").read_text())
+    assert summary["exit_code"] == 2
+    assert summary["compare"]["compared"] is False
+    assert summary["compare"]["reason"].startswith(str(previous))
 
 
 def handmade(path: Path, rows: Sequence[Sequence[str]], taken: datetime) -> Path:

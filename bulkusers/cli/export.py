@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,13 +23,15 @@ from bulkusers.cli.common import (
     policy,
     settings_from,
 )
-from bulkusers.cli.diff import INACTIVE_HELP, diff_files, read_compared
-from bulkusers.errors import EXIT_CHANGED
+from bulkusers.cli.diff import INACTIVE_HELP
+from bulkusers.errors import EXIT_CHANGED, BulkUsersError
+from bulkusers.frozen import frozen
 from bulkusers.words import count
 
 if TYPE_CHECKING:
     from bulkusers.cli.console import Console
-    from bulkusers.export import ExportSummary
+    from bulkusers.diff import Snapshot
+    from bulkusers.export import Comparison, ExportSummary
 
 EXPORT_HELP = """Export users to OUTPUT (.csv or .xlsx; - for CSV on standard output), one
 line per user.
@@ -41,7 +44,9 @@ columns). CSV is UTF-8 (with a BOM in a file, without on standard output) and fo
 XLSX has real date cells (UTC) and text everywhere else. The output appears only when the
 export is complete. A JSON summary is written beside OUTPUT (for -, in --report-dir).
 Exit codes: 0 exported, 2 bad usage (nothing written), 3 aborted (credentials refused,
-server unreachable).
+server unreachable). With --compare: 4 something changed; a PREVIOUS that does not exist
+(a first run) is a warning, the export is written and exits 0; one that cannot be read is
+an error after the export is written (exit 2).
 """
 
 
@@ -59,7 +64,8 @@ server unreachable).
 @REPORT_DIR_OPTION
 @click.option("--compare", type=click.Path(path_type=Path), default=None, metavar="PREVIOUS",
               help="then write what changed since the export PREVIOUS (as `bulkusers diff`); "
-                   f"exit {EXIT_CHANGED} when something did")
+                   f"exit {EXIT_CHANGED} when something did; no PREVIOUS yet: a warning, no "
+                   "comparison")
 @click.option("--changes", type=click.Path(path_type=Path), default=None, metavar="PATH",
               help="with --compare: where the changes go (default: OUTPUT's name + "
                    "'.changes' beside it)")
@@ -71,11 +77,9 @@ def export_command(output: Path, role: str | None, group: str | None,
                    compare_inactive_days: int | None, **params: Any) -> None:
     """Export users."""
     import asyncio
-    from datetime import UTC, datetime
 
     from bulkusers.cli.console import Console
     from bulkusers.diff import check_output, default_output
-    from bulkusers.errors import BulkUsersError
     from bulkusers.export import (
         ExportOptions,
         ExportSummary,
@@ -83,20 +87,20 @@ def export_command(output: Path, role: str | None, group: str | None,
         export_users,
     )
     from bulkusers.exportfile import OutputClosed
-    from bulkusers.readers import ReadOptions
     from bulkusers.report import check_report_path
 
     console = Console(quiet=is_quiet())
-    previous = None
+    previous: _Previous | None = None
     if compare is not None:
         if str(output) == "-":
             console.error("--compare needs OUTPUT to be a file, not -: the comparison reads "
                           "it back")
             sys.exit(EXIT_USAGE)
-        # Read first: an unreadable PREVIOUS stops the run before anything is exported.
         changes = changes or default_output(output)
         guard(console, lambda: check_output(changes, compare, output, option="--changes"))
-        previous = read_compared(console, compare, ReadOptions())
+        # Read first, but whatever it says the export runs: tonight's export is tomorrow's
+        # PREVIOUS, so a missing or damaged one must not cost that too.
+        previous = _read_previous(compare)
     elif changes is not None or compare_inactive_days is not None:
         console.error("--changes and --compare-inactive-days need --compare PREVIOUS")
         sys.exit(EXIT_USAGE)
@@ -127,22 +131,79 @@ def export_command(output: Path, role: str | None, group: str | None,
         # No summary: one beside an earlier export would no longer describe that file.
         console.error(str(exc))
         sys.exit(exc.exit_code)
+    comparison = None
+    if previous is not None and changes is not None:
+        comparison = _compare(previous, result.path, changes, compare_inactive_days)
     written = _write_export_summary(console, summary_file, ExportSummary(
-        options, connection.url, connection.api, started, datetime.now(UTC), result))
+        options, connection.url, connection.api, started, datetime.now(UTC), result,
+        comparison))
     where = "standard output" if options.to_stdout else str(result.path)
     of = f" (of {result.read} read)" if result.read != result.written else ""
     console.info(f"bulkusers export: {count(result.written, 'user')} written to {where}{of} "
                  f"in {result.seconds:.1f} s")
     if written:
         console.info(f"summary: {summary_file}")
+    if comparison is not None:
+        _tell(console, comparison)
     if not written:
         sys.exit(3)
-    if previous is None or changes is None:
-        sys.exit(0)
-    now = read_compared(console, result.path, ReadOptions(), datetime.now(UTC))
-    compared = diff_files(console, previous, now, changes, compare_inactive_days, None)
-    console.info(f"bulkusers export --compare: {compared.line()} written to {changes}")
-    sys.exit(compared.exit_code)
+    sys.exit(comparison.exit_code if comparison is not None else 0)
+
+
+@frozen
+class _Previous:
+    """PREVIOUS as read before the export: its users, or why it cannot be compared."""
+
+    path: Path
+    snapshot: Snapshot | None = None
+    problem: BulkUsersError | None = None
+
+
+def _read_previous(path: Path) -> _Previous:
+    """PREVIOUS read: a missing file is no error (nothing to compare with yet); a file that
+    is there but cannot be read is one, reported once the export is written."""
+    from bulkusers.diff import read_snapshot
+
+    # lexists: a link to nowhere is not "no export yet" but a mistake, reported as one.
+    if not os.path.lexists(path):
+        return _Previous(path)
+    try:
+        return _Previous(path, read_snapshot(path))
+    except BulkUsersError as exc:
+        return _Previous(path, problem=exc)
+
+
+def _compare(previous: _Previous, now: Path, changes: Path,
+             inactive_days: int | None) -> Comparison:
+    """Compare the written export with PREVIOUS, or say why nothing was compared."""
+    from bulkusers.diff import read_snapshot, run_diff
+    from bulkusers.export import Comparison
+
+    if previous.problem is not None:
+        return Comparison.failed(previous.path, str(previous.problem),
+                                 previous.problem.exit_code)
+    if previous.snapshot is None:
+        return Comparison.nothing_to_compare(previous.path)
+    taken = datetime.now(UTC)  # the export's time, to judge --compare-inactive-days at
+    try:
+        result = run_diff(previous.snapshot, read_snapshot(now, taken=taken), changes,
+                          inactive_days=inactive_days)
+    except BulkUsersError as exc:
+        return Comparison.failed(previous.path, str(exc), exc.exit_code)
+    return Comparison.made(previous.path, changes, result.changed, result.line())
+
+
+def _tell(console: Console, comparison: Comparison) -> None:
+    """One line on the comparison: its counts, nothing to compare with, or its error."""
+    if comparison.changes is not None:
+        console.info(f"bulkusers export --compare: {comparison.counts} written to "
+                     f"{comparison.changes}")
+    elif comparison.missing:
+        console.warning(f"--compare {comparison.previous}: no such file, so nothing was compared "
+                        "(the first run, or the previous one did not export); the export "
+                        "was written and is the next run's PREVIOUS")
+    else:
+        console.error(f"{comparison.reason}; the export was written, nothing was compared")
 
 
 def _write_export_summary(console: Console, path: Path, summary: ExportSummary) -> bool:
