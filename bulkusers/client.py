@@ -243,9 +243,11 @@ class SisenseClient:
             raise AuthError(f"the server refused {method} {path} with HTTP 403 "
                             f"({refused.message}); the account needs the admin role")
         if not await self._auth.renew(self.session, generation):
-            raise AuthError("the server refused the token (HTTP 401): it is wrong, expired or "
-                            "revoked; check --token or SISENSE_TOKEN, or log in with "
-                            "--username/--password, which logs in again when a token expires")
+            source = self.connection.token_from
+            check = f"the token of {source}" if source else "--token or SISENSE_TOKEN"
+            raise AuthError(f"the server refused the token (HTTP 401): it is wrong, expired or "
+                            f"revoked; check {check}, or log in with --username/--password, "
+                            "which logs in again when a token expires")
         headers = await self._auth.headers(self.session)
         try:
             return await self._send_once(method, path, params, body, headers, trace)

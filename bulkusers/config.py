@@ -71,6 +71,9 @@ class Connection:
     api_secret: Secret | None = None
     verify_tls: bool = True
     ca_bundle: Path | None = None
+    #: Where a profile's token came from ("profile prod ($PROD_TOKEN)"), for the message a
+    #: refused token gives; "" when --token or SISENSE_TOKEN gave it.
+    token_from: str = ""
 
 
 

@@ -63,6 +63,15 @@ class CredentialSource:
             return f"profile {profile}: {self.name}_command"
         return f"profile {profile}"
 
+    def place(self) -> str:
+        """Where the value is kept, in a few words (never the value): ``$VAR``,
+        ``token_command``, or ``token in the file``."""
+        if self.kind == "env":
+            return f"${self.text}"
+        if self.kind == "command":
+            return f"{self.name}_command"
+        return f"{self.name} in the file"
+
     def resolve(self, profile: str, environ: Mapping[str, str]) -> str | None:
         """The credential's value; ConfigError (exit 2) when it cannot be had."""
         if self.kind == "value":

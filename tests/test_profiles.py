@@ -342,6 +342,81 @@ token_env = "NOT_SET_ANYWHERE"
     assert "warning" not in result.output
 
 
+def em2_config(tmp_path: Path, url: str) -> Path:
+    """A configuration whose default profile em2 names `url` and reads its token from
+    $EM2_TOKEN."""
+    return write_config(tmp_path / "c.toml", f"""
+default_profile = "em2"
+
+[profiles.em2]
+url = "{url}"
+token_env = "EM2_TOKEN"
+""")
+
+
+CONNECTING = (("import", "--dry-run"), ("update", "--dry-run"), ("deactivate", "--dry-run"),
+              ("reactivate", "--dry-run"), ("delete", "--dry-run"),
+              ("sync", "--scope-domain", "acme.example", "--dry-run"), ("export",))
+
+
+def test_a_url_the_profile_does_not_name_never_gets_the_profiles_token(
+        served: Served, second: Served, run_cli: RunCli, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every command that connects refuses (exit 2, one line, nothing sent) to send a
+    profile's token to a --url or SISENSE_URL the profile does not name."""
+    monkeypatch.setenv("BULKUSERS_CONFIG", str(em2_config(tmp_path, served.url)))
+    monkeypatch.setenv("EM2_TOKEN", TOKEN)
+    source = write_csv(tmp_path / "p.csv", HEADER, [["a@acme.example", "viewer", ""]])
+    refusal = (f"bulkusers: error: --url {second.url} is not profile em2's URL ({served.url}): "
+               "the profile's token ($EM2_TOKEN) is not sent to a server it does not name; "
+               "pass --token (or --username and --password) for that server, or --profile "
+               "NAME of the profile with that URL")
+    for command, *options in CONNECTING:
+        target = "out.csv" if command == "export" else str(source)
+        result = run_cli(command, target, "--url", second.url, *options)
+        assert result.exit_code == 2, (command, result.output)
+        assert result.output.splitlines() == [refusal], command
+    monkeypatch.setenv("SISENSE_URL", second.url)
+    result = run_cli("import", str(source), "--dry-run")
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines() == [refusal.replace("--url", "SISENSE_URL", 1)]
+    assert second.emulator.requests == []
+    assert served.emulator.requests == []
+
+
+def test_the_profiles_own_url_or_typed_credentials_are_not_refused(
+        served: Served, second: Served, run_cli: RunCli, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The profile's URL typed again (with a trailing slash) runs with its token; another
+    URL runs with credentials typed for it; config show warns of what a run would refuse."""
+    monkeypatch.setenv("BULKUSERS_CONFIG", str(em2_config(tmp_path, served.url)))
+    monkeypatch.setenv("EM2_TOKEN", TOKEN)
+    source = write_csv(tmp_path / "p.csv", HEADER, [["a@acme.example", "viewer", ""]])
+    result = run_cli("import", str(source), "--url", served.url + "/", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.output
+    result = run_cli("import", str(source), "--url", second.url, "--token", OTHER_TOKEN)
+    assert result.exit_code == 0, result.output
+    assert second.emulator.store.user_by_email("a@acme.example") is not None
+    result = run_cli("config", "show", "--url", second.url)
+    assert result.exit_code == 0, result.output
+    assert ("warning: a run with these settings would be refused: --url "
+            f"{second.url} is not profile em2's URL") in result.output
+
+
+def test_a_refused_profile_token_names_where_it_came_from(
+        served: Served, run_cli: RunCli, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 401 for a profile's token says which profile and variable to check, not --token."""
+    monkeypatch.setenv("BULKUSERS_CONFIG", str(em2_config(tmp_path, served.url)))
+    monkeypatch.setenv("EM2_TOKEN", "expired-token-17")
+    result = run_cli("export", "users.csv")
+    assert result.exit_code == 3, result.output
+    assert "check the token of profile em2 ($EM2_TOKEN)," in result.output
+    assert "--token or SISENSE_TOKEN" not in result.output
+    assert "expired-token-17" not in result.output
+
+
 def test_resolved_secrets_never_show_in_a_repr(tmp_path: Path) -> None:
     """A profile's literal secret and a resolved credential stay out of every repr."""
     from bulkusers.cli.settings import Effective, Origin

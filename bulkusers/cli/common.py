@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from bulkusers.cli.settings import META_CONFIG, META_PROFILE, META_QUIET, Effective, effective
+from bulkusers.cli.settings import (
+    META_CONFIG,
+    META_PROFILE,
+    META_QUIET,
+    Effective,
+    effective,
+    foreign_url,
+)
 from bulkusers.concurrency import CEILING
 from bulkusers.errors import BulkUsersError
 from bulkusers.profiles import CONFIG_ENV, CREDENTIALS, PROFILE_ENV
@@ -307,9 +314,14 @@ def settings_from(console: Console, params: dict[str, Any]) -> Effective:
 
 
 def connection_from(console: Console, settings: Effective) -> Connection:
-    """The connection the settings describe; a bad one exits 2 with one line."""
+    """The connection the settings describe; a bad one exits 2 with one line, and so does a
+    profile's credential headed for a URL the profile does not name."""
     from bulkusers.config import build_connection
 
+    refusal = foreign_url(settings)
+    if refusal:
+        console.error(refusal)
+        sys.exit(EXIT_USAGE)
     environ = os.environ
 
     def build() -> Connection:
@@ -324,19 +336,31 @@ def connection_from(console: Console, settings: Effective) -> Connection:
     mixed = mixed_origins(settings)
     if mixed:
         console.warning(mixed)
-    return connection
+    return _with_token_source(connection, settings)
+
+
+def _with_token_source(connection: Connection, settings: Effective) -> Connection:
+    """The connection, naming the profile's token source when a profile gave the token, so
+    that a refused token's message says which one to check."""
+    from dataclasses import replace
+
+    origin, profile = settings.origins.get("token"), settings.profile
+    if origin is None or origin.kind != "profile" or profile is None:
+        return connection
+    place = profile.credentials["token"].place()
+    return replace(connection, token_from=f"profile {profile.name} ({place})")
 
 
 def mixed_origins(settings: Effective) -> str:
-    """A warning when the URL and the credentials come from different places that nobody
-    typed (a variable and a profile): a token exported for one instance would go to another.
-    """
+    """A warning when the profile's URL is paired with credentials from a variable: a token
+    exported for one instance would go to another. (The reverse, a profile's credentials
+    headed for another URL, is refused: ``settings.foreign_url``.)"""
     url = settings.origins.get("url")
-    if url is None or url.kind not in ("env", "profile"):
+    if url is None or url.kind != "profile":
         return ""
     for name in CREDENTIALS:
         origin = settings.origins.get(name)
-        if origin is not None and origin.kind in ("env", "profile") and origin.kind != url.kind:
+        if origin is not None and origin.kind == "env":
             return (f"the URL comes from {url} but the {name.replace('_', ' ')} from {origin}; "
                     "check they belong to the same Sisense (or pass them as flags)")
     return ""

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 from click.core import ParameterSource
@@ -156,3 +157,45 @@ def shown_value(name: str, value: Any, origin: Origin) -> str:
     if isinstance(value, Path):
         return str(value)
     return str(value)
+
+
+def foreign_url(settings: Effective) -> str:
+    """The refusal when a profile's credentials would go to a URL the profile does not name
+    (a typed ``--url`` or a ``SISENSE_URL`` for another server); "" when they may go.
+
+    Judged before any credential is read or its command run: a credential kept for one
+    Sisense is never sent to another because a URL was typed over the profile's.
+    """
+    profile, url = settings.profile, settings.origins.get("url")
+    if profile is None or url is None or url.kind not in ("flag", "env"):
+        return ""
+    borrowed = [name for name in CREDENTIALS
+                if (origin := settings.origins.get(name)) is not None
+                and origin.kind == "profile"]
+    typed = str(settings["url"])
+    named = profile.settings.get("url")
+    if not borrowed or _server(typed) is None or (
+            isinstance(named, str) and _server(typed) == _server(named)):
+        return ""  # a URL that cannot be parsed is refused, on its own, when it is built
+    what = " and ".join(f"{name} ({profile.credentials[name].place()})" for name in borrowed)
+    whose = (f"profile {profile.name}'s URL ({named})" if isinstance(named, str)
+             else f"a URL profile {profile.name} names (it has no url)")
+    verb = "is" if len(borrowed) == 1 else "are"
+    return (f"{url.detail} {typed} is not {whose}: the profile's {what} {verb} not sent to "
+            "a server it does not name; pass --token (or --username and --password) for "
+            "that server, or --profile NAME of the profile with that URL")
+
+
+def _server(url: str) -> tuple[str, str, int | None, str] | None:
+    """The server a URL names (scheme, host, port, path), to tell whether two URLs are the
+    same Sisense; None for a URL that cannot be parsed or carries credentials."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.username is not None or parts.password is not None or not parts.hostname:
+        return None
+    scheme = parts.scheme.lower()
+    default = {"http": 80, "https": 443}.get(scheme)
+    return scheme, parts.hostname, port or default, parts.path.rstrip("/")
