@@ -146,3 +146,38 @@ def test_bad_concurrency_options_are_usage_errors(
     assert result.exit_code == 2
     assert message in result.output
     assert served.emulator.requests == []
+
+
+def test_a_fixed_concurrency_above_a_set_cap_is_refused_naming_both_origins(
+        served: Served, run_cli: RunCli, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """--concurrency above a --max-concurrency given by flag, variable or profile: one line
+    naming both values and origins, exit 2, nothing sent; above the default cap it runs."""
+    config = tmp_path / "c.toml"
+    config.write_text("[profiles.p]\nconcurrency = 8\nmax_concurrency = 4\n", encoding="utf-8")
+    source = str(users_file(tmp_path, 3))
+    cases = [
+        (("--concurrency", "32", "--max-concurrency", "8"),
+         "--concurrency 32 (from flag --concurrency) is above --max-concurrency 8 (from flag "
+         "--max-concurrency)"),
+        (("--config", str(config), "--profile", "p"),
+         "--concurrency 8 (from profile p) is above --max-concurrency 4 (from profile p)"),
+        (("--config", str(config), "--profile", "p", "--concurrency", "6"),
+         "--concurrency 6 (from flag --concurrency) is above --max-concurrency 4 (from "
+         "profile p)"),
+    ]
+    for command, *scope in (("import",), ("sync", "--scope-domain", "acme.example")):
+        for options, said in cases:
+            result = run_cli(command, source, *served.connect(), "--dry-run", *scope, *options)
+            assert result.exit_code == 2, result.output
+            assert result.output.splitlines() == [
+                f"bulkusers: error: {said}, the most requests in flight allowed; lower the "
+                "first or raise the second; nothing was sent"]
+    monkeypatch.setenv("BULKUSERS_MAX_CONCURRENCY", "2")
+    result = run_cli("delete", source, *served.connect(), "--dry-run", "--concurrency", "3")
+    assert result.exit_code == 2, result.output
+    assert "(from env BULKUSERS_MAX_CONCURRENCY)" in result.output
+    assert served.emulator.requests == []
+    monkeypatch.delenv("BULKUSERS_MAX_CONCURRENCY")
+    result = run_cli("import", source, *served.connect(), "--dry-run", "--concurrency", "100")
+    assert result.exit_code == 0, result.output

@@ -209,7 +209,8 @@ CONCURRENCY_OPTION = click.option(
 MAX_CONCURRENCY_OPTION = click.option(
     "--max-concurrency", type=click.IntRange(1, CEILING), default=64, show_default=True,
     envvar="BULKUSERS_MAX_CONCURRENCY", show_envvar=True,
-    help="the most requests in flight --concurrency auto ever uses")
+    help="the most requests in flight --concurrency auto ever uses; a fixed --concurrency "
+         "above a cap given here (or by a variable or profile) is refused")
 
 
 def input_options(func: F) -> F:

@@ -17,7 +17,12 @@ from bulkusers.cli.common import (
     global_options,
     settings_from,
 )
-from bulkusers.cli.settings import META_CONFIG, foreign_url, shown_value
+from bulkusers.cli.settings import (
+    META_CONFIG,
+    concurrency_over_cap,
+    foreign_url,
+    shown_value,
+)
 from bulkusers.profiles import config_location
 
 #: The order ``config show`` lists the settings in.
@@ -75,7 +80,8 @@ def show_command(**params: Any) -> None:
         value = shown_value(name, settings.values[name], origin)
         lines.append(f"{name:<{width}}  {value:<40}  {origin}")
     click.echo("\n".join(lines))
-    refusal = foreign_url(settings)
-    if refusal:  # config show is where one checks a set-up: say what a run would refuse
-        console.warning(f"a run with these settings would be refused: {refusal}")
+    # config show is where one checks a set-up: say what a run would refuse.
+    for refusal in (foreign_url(settings), concurrency_over_cap(settings)):
+        if refusal:
+            console.warning(f"a run with these settings would be refused: {refusal}")
     sys.exit(0)

@@ -199,3 +199,20 @@ def _server(url: str) -> tuple[str, str, int | None, str] | None:
     scheme = parts.scheme.lower()
     default = {"http": 80, "https": 443}.get(scheme)
     return scheme, parts.hostname, port or default, parts.path.rstrip("/")
+
+
+def concurrency_over_cap(settings: Effective) -> str:
+    """The refusal when a fixed ``--concurrency`` is above a ``--max-concurrency`` that was
+    set (flag, variable or profile); "" otherwise. The default cap bounds only ``auto``: a
+    fixed number above it is what was asked for, but above a cap someone set it is a
+    contradiction the run must not settle silently in either's favour."""
+    concurrency = settings.values.get("concurrency")
+    cap = settings.values.get("max_concurrency")
+    fixed_from = settings.origins.get("concurrency")
+    cap_from = settings.origins.get("max_concurrency")
+    if not isinstance(concurrency, int) or not isinstance(cap, int) or concurrency <= cap \
+            or fixed_from is None or cap_from is None or cap_from.kind == "default":
+        return ""
+    return (f"--concurrency {concurrency} (from {fixed_from}) is above --max-concurrency {cap} "
+            f"(from {cap_from}), the most requests in flight allowed; lower the first or "
+            "raise the second")
