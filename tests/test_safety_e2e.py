@@ -334,3 +334,30 @@ def test_an_answer_that_is_neither_yes_nor_no_is_asked_again(
         terminal.send(b"\n")
         assert terminal.wait() == 3, terminal.text
     assert served.emulator.store.user_by_email("ann@acme.example") is not None
+
+
+def test_quiet_keeps_a_guards_verdict(served: Served, run_cli: RunCli,
+                                      tmp_path: Path) -> None:
+    """--quiet drops the summary but never a guard's verdict: each write command's dry run
+    over --max-changes says the real run would be refused, and a --strict refusal says why."""
+    seed(served, run_cli, tmp_path)
+    writes = len(served.emulator.writes())
+    changed = [[email, name, role, "Leadership"] for email, name, role, _ in PEOPLE]
+    source = write_csv(tmp_path / "changed.csv", HEADER, changed)
+    verdict = ("without --dry-run this run would be refused: the plan would change 3 users, "
+               "more than --max-changes allows (2); nothing was sent. Check the input, or "
+               "raise --max-changes")
+    for command in ("import", "update", "deactivate", "delete"):
+        extra = ("--on-existing", "update") if command == "import" else ()
+        result = run_cli(command, str(source), *served.connect(), "--dry-run", "--quiet",
+                         "--max-changes", "2", *extra)
+        assert result.exit_code == 0, result.output
+        assert result.output.splitlines()[0] == verdict, command
+    invalid = write_csv(tmp_path / "strict.csv", HEADER,
+                        [*PEOPLE, ["dan@acme.example", "Dan", "Viewr", "Sales"]])
+    result = run_cli("import", str(invalid), *served.connect(), "--strict", "--quiet")
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [
+        "refused: --strict: 1 row is invalid (first: row 5: unknown role 'Viewr' (did you "
+        "mean 'Viewer'?)); nothing was sent. Fix it, or run without --strict to skip it"]
+    assert len(served.emulator.writes()) == writes

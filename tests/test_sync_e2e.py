@@ -196,6 +196,23 @@ def test_max_missing_counts_and_percentages(served: Served, run_cli: RunCli,
                if (a, s) == ("deactivate", "deactivated")) == 4
 
 
+def test_a_quiet_dry_run_still_says_the_real_run_would_be_refused(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """sync --dry-run --quiet over --max-missing prints the guard's verdict before the users
+    it would affect, as without --quiet; the counts and paths stay quiet."""
+    everyone = list(STAFF.values())
+    assert sync(run_cli, served, hr_file(tmp_path / "all.csv", everyone),
+                tmp_path / "r0.csv").exit_code == 0
+    rehearsed = sync(run_cli, served, hr_file(tmp_path / "half.csv", everyone[:6]),
+                     tmp_path / "r1.csv", "--max-missing", "3", "--dry-run", "--quiet")
+    assert rehearsed.exit_code == 0, rehearsed.output
+    shown = rehearsed.output.splitlines()
+    assert shown[0].startswith("without --dry-run this run would be refused: ")
+    assert "4 of the 10 users in scope" in shown[0]
+    assert shown[2] == "sync would affect 4 users (email, role, groups):"
+    assert not any(line.startswith(("report:", "summary:")) for line in shown)
+
+
 def test_without_scope_nothing_is_removed(served: Served, run_cli: RunCli,
                                           tmp_path: Path) -> None:
     """Without a scope, sync refuses to remove (exit 2, one line naming the options);

@@ -86,7 +86,9 @@ DEBUG_OPTION = click.option(
          "to stderr, and show tracebacks of unexpected errors")
 QUIET_OPTION = click.option(
     "--quiet", "-q", is_flag=True, expose_value=False, callback=_remember(META_QUIET),
-    help="no progress bar or summary; errors only, the exit code tells the outcome")
+    help="no progress bar or summary; errors, warnings and what matters for safety only "
+         "(a guard's verdict, the users a dry run would remove); the exit code tells the "
+         "outcome")
 PROFILE_OPTION = click.option(
     "--profile", metavar="NAME", expose_value=False, callback=_remember(META_PROFILE),
     help=f"use the [profiles.NAME] section of the configuration file  [env var: "

@@ -118,8 +118,10 @@ class Console:
             self._rich.print(escape(message))
 
     def summary(self, summary: RunSummary) -> None:
-        """Counts per status, speed, and where the report is."""
+        """Counts per status, speed, and where the report is; with --quiet only the guards'
+        verdict."""
         if self.quiet:
+            self.verdict(summary)
             return
         dry = (" [red](refused by --strict: nothing was sent)[/]" if summary.refused
                else " [cyan](dry run: nothing was sent)[/]" if summary.dry_run else "")
@@ -160,11 +162,7 @@ class Console:
                          f"({count(summary.retries, 'retry', 'retries')})")
         self._rich.print(f"report:  {escape(summary.report_file)}")
         self._rich.print(f"summary: {escape(str(summary_path(Path(summary.report_file))))}")
-        if summary.refused:
-            self._rich.print(f"[bold red]refused:[/] {escape(summary.refused)}")
-        if summary.would_refuse:
-            self._rich.print("[bold yellow]without --dry-run this run would be refused:[/] "
-                             f"{escape(summary.would_refuse)}", soft_wrap=True)
+        self.verdict(summary)
         if summary.aborted:
             self._rich.print(f"[bold red]aborted:[/] {escape(summary.aborted)}; rows not "
                              "sent are marked not_attempted in the report")
@@ -197,6 +195,16 @@ class Console:
             if summary.needs_attention > len(summary.examples):
                 self._rich.print(f"  ... and {summary.needs_attention - len(summary.examples)}"
                                  " more in the report")
+
+    def verdict(self, summary: RunSummary) -> None:
+        """What a guard said of the plan: --strict refused it, or (a dry run) the real run
+        would be refused. Shown even with --quiet: it is about safety, as the affected list
+        is, and a rehearsal that hid it would promise a run that will not happen."""
+        if summary.refused:
+            self._rich.print(f"[bold red]refused:[/] {escape(summary.refused)}", soft_wrap=True)
+        if summary.would_refuse:
+            self._rich.print("[bold yellow]without --dry-run this run would be refused:[/] "
+                             f"{escape(summary.would_refuse)}", soft_wrap=True)
 
     def affected(self, summary: RunSummary) -> None:
         """A dry run of a deactivation or deletion: who it would affect, the first of them
