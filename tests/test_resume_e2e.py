@@ -335,22 +335,35 @@ def test_ctrl_c_exits_130_with_every_row_reported_and_the_printed_resume_finishe
         assert_every_user_once(served.emulator, SLOW_ROWS)
 
 
+@contextlib.contextmanager
+def import_under_way(served: Served, source: Path, report: Path,
+                     tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A slow import of ``source`` writing ``report`` in the background, a fifth of its rows
+    reported already; gone when the block ends."""
+    with background(slow_import(served, source, "--report", str(report)), tmp_path,
+                    tmp_path / "first.log") as process:
+        wait_for_lines(report, SLOW_ROWS // 5, process)
+        yield process
+
+
+def assert_refused_as_in_use(second: subprocess.CompletedProcess[str]) -> None:
+    """A run refused because another holds its report: exit 2, that one line, no traceback."""
+    assert second.returncode == 2, second.stderr
+    (line,) = error_lines(second.stderr)
+    assert "another bulkusers run is writing this report" in line
+
+
 def test_a_resume_while_the_first_run_still_writes_is_refused(tmp_path: Path) -> None:
     """A --resume of a report whose own run is still sending is refused (exit 2, one line);
     the first run, untouched, finishes with one line per row and each user once."""
     source = source_file(tmp_path, SLOW_ROWS)
     report = tmp_path / "r.csv"
     with slow_emulator() as served:
-        with background(slow_import(served, source, "--report", str(report)), tmp_path,
-                        tmp_path / "first.log") as first:
-            wait_for_lines(report, SLOW_ROWS // 5, first)
-
+        with import_under_way(served, source, report, tmp_path) as first:
             second = run_process(slow_import(served, source, "--resume", str(report)),
                                  tmp_path)
 
-            assert second.returncode == 2, second.stderr
-            (line,) = error_lines(second.stderr)
-            assert "another bulkusers run is writing this report" in line
+            assert_refused_as_in_use(second)
             assert first.wait(timeout=TIMEOUT) == 0
         lines = assert_one_line_per_row(report, SLOW_ROWS)
         assert {line["status"] for line in lines} == {"created"}
@@ -365,9 +378,7 @@ def test_a_second_resume_of_a_report_in_use_is_refused_and_the_first_finishes(
     source = source_file(tmp_path, SLOW_ROWS)
     report = tmp_path / "r.csv"
     with slow_emulator() as served:
-        with background(slow_import(served, source, "--report", str(report)), tmp_path,
-                        tmp_path / "first.log") as process:
-            wait_for_lines(report, SLOW_ROWS // 5, process)
+        with import_under_way(served, source, report, tmp_path) as process:
             process.send_signal(signal.SIGINT)
             assert process.wait(timeout=TIMEOUT) == 130
         resume = slow_import(served, source, "--resume", str(report))
@@ -377,10 +388,7 @@ def test_a_second_resume_of_a_report_in_use_is_refused_and_the_first_finishes(
 
             second = run_process(resume, tmp_path)
 
-            assert second.returncode == 2, second.stderr
-            assert "Traceback" not in second.stderr
-            (line,) = error_lines(second.stderr)
-            assert "another bulkusers run is writing this report" in line
+            assert_refused_as_in_use(second)
             assert first.wait(timeout=TIMEOUT) == 0, log.read_text(encoding="utf-8")
         lines = assert_one_line_per_row(report, SLOW_ROWS)
         assert {line["status"] for line in lines} == {"created"}
