@@ -7,6 +7,7 @@ is shown, and a report is written only when asked for.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Literal
@@ -98,6 +99,10 @@ async def run(command: Command, connection: Connection, *,
     raises, the run stops the same way (the row it was told of keeps its true outcome) and
     ``run`` raises that exception once the report and summary are complete.
     """
+    if on_result is not None and inspect.iscoroutinefunction(on_result):
+        # It would be called and its coroutine dropped unawaited: no result would reach it.
+        raise ConfigError("on_result is an async function; give a plain function (it is "
+                          "called on the event loop's thread, where it may schedule work)")
     if (max_concurrency is not None and isinstance(concurrency, int)
             and concurrency > max_concurrency):
         raise ConfigError(f"concurrency={concurrency} is above max_concurrency="

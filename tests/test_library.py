@@ -415,3 +415,17 @@ def test_a_fixed_concurrency_is_its_own_maximum_unless_one_is_given(plain: Serve
     with pytest.raises(bulkusers.ConfigError, match="above max_concurrency=8"):
         asyncio.run(bulkusers.run("import", connection(plain), rows=rows, concurrency=100,
                                   max_concurrency=8))
+
+
+def test_an_async_on_result_is_refused_before_anything_is_sent(plain: Served) -> None:
+    """An async on_result would be called and its coroutine dropped, no result reaching the
+    caller: it is a ConfigError, nothing sent."""
+    async def on_result(result: bulkusers.RowResult) -> None:
+        return None
+
+    writes = len(served_writes(plain))
+    with pytest.raises(bulkusers.ConfigError, match="on_result is an async function"):
+        asyncio.run(bulkusers.run("import", connection(plain),
+                                  rows=[{"email": "a@acme.example", "role": "viewer"}],
+                                  on_result=on_result))  # type: ignore[arg-type]
+    assert len(served_writes(plain)) == writes

@@ -537,6 +537,21 @@ def test_breaker_stops_a_run_against_a_failing_server(
     assert_every_user_once(served.emulator, rows)
 
 
+def test_a_quiet_run_that_aborts_still_says_why(served: Served, run_cli: RunCli,
+                                                tmp_path: Path) -> None:
+    """With --quiet (cron), a run the breaker stops prints why as one error line (and the
+    resume command), not only its exit code 3."""
+    source = source_file(tmp_path, 30)
+    served.host.call(lambda: served.emulator.faults.script("POST", USERS, [503] * 1000))
+    result = run_cli(*user_args(served, "import", str(source), "--quiet", "--retries", "0",
+                                "--batch-size", "1", "--concurrency", "1"))
+    assert result.exit_code == 3, result.output
+    (line,) = error_lines(result.output)
+    assert line.startswith("bulkusers: error: aborted:")
+    assert "server" in line
+    assert "--resume" in result.output
+
+
 def revoke_admin_after(served: Served, creates: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Once `creates` users exist, revoke the admin's tokens and change its password."""
     store = served.emulator.store

@@ -119,9 +119,13 @@ class Console:
 
     def summary(self, summary: RunSummary) -> None:
         """Counts per status, speed, and where the report is; with --quiet only the guards'
-        verdict."""
+        verdict and, as an error, why the run aborted."""
         if self.quiet:
             self.verdict(summary)
+            if summary.aborted:
+                # An aborted run is an error, which --quiet still shows: cron mail says why.
+                self.error(f"aborted: {summary.aborted}; rows not sent are marked "
+                           "not_attempted in the report")
             return
         dry = (" [red](refused by --strict: nothing was sent)[/]" if summary.refused
                else " [cyan](dry run: nothing was sent)[/]" if summary.dry_run else "")
