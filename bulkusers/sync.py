@@ -17,11 +17,12 @@ import csv
 import json
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from bulkusers.columns import REPORT_COLUMNS
 from bulkusers.directory import UI_ROLE_NAMES, Directory, Group, Unknown, User
 from bulkusers.errors import ConfigError, GuardTripped
 from bulkusers.frozen import frozen
@@ -354,7 +355,7 @@ def planned_sets(report: Path) -> list[PlannedSet]:
     sets: dict[str, list[str]] = {"create": [], "update": [], "remove": []}
     labels = {"create": "to create", "update": "to update", "remove": "to remove"}
     with report.open(encoding="utf-8-sig", newline="") as handle:
-        for line in csv.DictReader(handle):
+        for line in _report_lines(handle):
             action, status = line.get("action", ""), line.get("status", "")
             if status == Status.PLANNED.value and action in ("create", "update", "reactivate"):
                 sets["create" if action == "create" else "update"].append(_describe(line))
@@ -368,6 +369,16 @@ def planned_sets(report: Path) -> list[PlannedSet]:
                        destructive=key == "remove" and labels[key] in ("to deactivate",
                                                                      "to delete"))
             for key, found in sets.items()]
+
+
+def _report_lines(handle: Iterable[str]) -> Iterator[dict[str, str]]:
+    """A report's lines by the report's own columns only. The input's columns are echoed
+    after them, and one may share a name (an "email" column): a dict of every column would
+    take the input's cell, the file's spelling, for the server's."""
+    reader = csv.reader(handle)
+    names = next(reader, [])[:len(REPORT_COLUMNS)]
+    for cells in reader:
+        yield dict(zip(names, cells, strict=False))
 
 
 def _describe(line: Mapping[str, str]) -> str:

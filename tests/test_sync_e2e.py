@@ -535,3 +535,21 @@ def test_the_default_percentage_lets_one_leaver_go_from_a_small_scope(
     assert one_gone.exit_code == 0, one_gone.output
     assert [(a, s) for _, a, s in outcome(tmp_path / "r2.csv").values()
             if a == "deactivate"] == [("deactivate", "deactivated")]
+
+
+def test_a_dry_runs_list_names_users_as_the_server_stores_them(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """A file that spells an existing user's email otherwise (capitals) in a column named
+    "email", as the report's own column is: the dry run's "to update" list names the user
+    as the server stores it, as the report does."""
+    everyone = list(STAFF.values())
+    assert sync(run_cli, served, hr_file(tmp_path / "all.csv", everyone),
+                tmp_path / "r0.csv").exit_code == 0
+    rows = [list(p) for p in everyone]
+    rows[2] = ["CAT@Corp.Example", "Cat", "Roe", "Viewer", "Engineering"]  # was a Designer
+    source = write_csv(tmp_path / "n.csv", ("email", *HEADER[1:]), rows)
+    result = run_cli("sync", str(source), *served.connect(), "--scope-domain", "corp.example",
+                     "--dry-run", "--report", str(tmp_path / "dry.csv"))
+    assert result.exit_code == 0, result.output
+    assert "cat@corp.example (role: Designer -> Viewer)" in result.output
+    assert "CAT@Corp.Example" not in result.output
