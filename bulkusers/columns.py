@@ -67,7 +67,13 @@ _IGNORED = re.compile(r"[\s_.\-\ufeff]+")
 
 def normalise_header(name: str) -> str:
     """Return the canonical field a column name stands for, or "" when it is not one."""
-    return _FIELD_BY_KEY.get(_IGNORED.sub("", name).casefold(), "")
+    return _FIELD_BY_KEY.get(column_key(name), "")
+
+
+def column_key(name: str) -> str:
+    """What two spellings of one column name share ("Work Email", "work_email"): no case, no
+    spaces or punctuation."""
+    return _IGNORED.sub("", name).casefold()
 
 
 def show(name: str) -> str:

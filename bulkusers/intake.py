@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bulkusers.cells import cell_text
-from bulkusers.columns import build_header
+from bulkusers.columns import build_header, column_key
 from bulkusers.errors import InputError
 from bulkusers.frozen import frozen
 from bulkusers.identity import identity_key
@@ -115,20 +115,42 @@ def read_records(records: Iterable[Records], options: ReadOptions) -> Intake:
     tally = _Tally(header)
     digest = hashlib.sha256()
     known = set(names)
+    # A later mapping may spell a column otherwise ("Email", "email"): the same column.
+    slots: dict[str, int] = {}
+    for position, name in enumerate(names):
+        slots.setdefault(column_key(name), position)
     chained = itertools.chain((first,) if first is not None else (), iterator)
     for number, record in enumerate(chained, start=1):
-        values = tuple(cell_value(record.get(name)) for name in names)
+        cells = [cell_value(record.get(name)) for name in names]
+        extra = [key for key in record if str(key) not in known]
+        if extra:
+            extra = _same_columns(record, extra, names, slots, cells)
+        values = tuple(cells)
         digest.update(json.dumps(values, ensure_ascii=False).encode() + b"\n")
         row = check(number, values)
-        extra = [str(key) for key in record if str(key) not in known]
         if extra and not row.problem:
-            row = replace(row, problem=f"has fields the first row lacks: {', '.join(extra)}; "
-                                       "give every row the same fields")
+            lacks = ", ".join(map(str, extra))
+            row = replace(row, problem=f"has fields the first row lacks: {lacks}; give every "
+                                       "row the same fields")
         spool.append(row)
         tally.add(row)
     spool.close()
     return Intake(path=Path("(rows from Python)"), header=header, spool=spool,
                   sha256=digest.hexdigest(), repeats=tally.repeats(spool))
+
+
+def _same_columns(record: Records, keys: list[Any], names: list[str], slots: dict[str, int],
+                  cells: list[str]) -> list[Any]:
+    """Put the values of ``keys`` (not among the first mapping's ``names``) that spell one of
+    its columns otherwise into ``cells``; the keys that name no such column."""
+    others: list[Any] = []
+    for key in keys:
+        position = slots.get(column_key(str(key)))
+        if position is not None and names[position] not in record:
+            cells[position] = cell_value(record[key])
+        else:
+            others.append(key)
+    return others
 
 
 def cell_value(value: object) -> str:

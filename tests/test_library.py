@@ -429,3 +429,21 @@ def test_an_async_on_result_is_refused_before_anything_is_sent(plain: Served) ->
                                   rows=[{"email": "a@acme.example", "role": "viewer"}],
                                   on_result=on_result))  # type: ignore[arg-type]
     assert len(served_writes(plain)) == writes
+
+
+def test_a_mapping_that_spells_a_column_otherwise_is_that_column(plain: Served) -> None:
+    """A later mapping whose keys spell the first one's columns otherwise ("email" for
+    "Email") is read as those columns and sent; one with a key naming no column is invalid,
+    and its report line still shows the cells it shares with the first."""
+    rows = [{"Email": "ann@acme.example", "Role": "viewer"},
+            {"email": "bob@acme.example", "role": "viewer"},
+            {"EMAIL": "cid@acme.example", "Role": "viewer", "manager": "ann"}]
+    seen: list[bulkusers.RowResult] = []
+    asyncio.run(bulkusers.run("import", connection(plain), rows=rows, on_result=seen.append))
+    by_row = {r.row.number: r for r in seen}
+    assert by_row[2].status is bulkusers.Status.CREATED
+    assert stored(plain, "bob@acme.example") is not None
+    assert by_row[3].status is bulkusers.Status.SKIPPED
+    assert "manager" in by_row[3].error
+    assert by_row[3].email == "cid@acme.example"
+    assert by_row[3].row.values == ("cid@acme.example", "viewer")
