@@ -56,15 +56,15 @@ class Limit:
         return None
 
 
-def check_limit(plan: Preflight, limit: Limit, directory_users: int) -> None:
-    """Abort before any write when the plan changes more than ``--max-changes`` allows."""
+def limit_refusal(plan: Preflight, limit: Limit, directory_users: int) -> str:
+    """Why ``--max-changes`` refuses the plan ("" when it allows it)."""
     allowed = limit.allowed(directory_users)
-    if allowed is not None and plan.writes > allowed:
-        shown = f"{limit.percent:g}% of {count(directory_users, 'user')} = {allowed}" \
-            if limit.percent is not None else str(allowed)
-        raise GuardTripped(f"the plan would change {count(plan.writes, 'user')}, more than "
-                           f"--max-changes allows ({shown}); nothing was sent. Check the "
-                           "input, or raise --max-changes")
+    if allowed is None or plan.writes <= allowed:
+        return ""
+    shown = f"{limit.percent:g}% of {count(directory_users, 'user')} = {allowed}" \
+        if limit.percent is not None else str(allowed)
+    return (f"the plan would change {count(plan.writes, 'user')}, more than --max-changes "
+            f"allows ({shown}); nothing was sent. Check the input, or raise --max-changes")
 
 
 Confirm = Callable[[str, Preflight], bool]

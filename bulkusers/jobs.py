@@ -31,7 +31,7 @@ from bulkusers.errors import (
     ServerUnavailable,
 )
 from bulkusers.execution import Executor
-from bulkusers.guards import check_confirmation, check_limit
+from bulkusers.guards import check_confirmation, limit_refusal
 from bulkusers.heap import LongLived
 from bulkusers.identity import identity_key
 from bulkusers.intake import Intake, Records, read_input, read_records
@@ -146,10 +146,9 @@ async def _run_command(config: RunConfig, observer: Observer | None,
         dry_run = safety.dry_run or bool(refused)
         if plan is not None and not dry_run:  # 5 guards
             # Every guard judges the whole plan before the first write, groups included.
-            refusal = scheme.refusal(plan.counts)
+            refusal = _plan_refusal(scheme.refusal, plan.counts, safety, directory.user_count)
             if refusal:
                 raise GuardTripped(refusal)
-            check_limit(plan.counts, safety.max_changes, directory.user_count)
             # On the loop's own thread: a prompt in a worker thread would keep Ctrl-C waiting
             # for Enter. Nothing else runs while the run waits for its answer.
             asked = time.monotonic()
@@ -197,8 +196,10 @@ async def _run_command(config: RunConfig, observer: Observer | None,
                                         handle_sigint=config.handle_sigint)
                 _describe_plan(summary, plan)
                 if safety.dry_run and not summary.interrupted:
-                    summary.would_refuse = _guards_verdict(scheme.refusal, plan.counts,
-                                                           safety, directory.user_count)
+                    summary.would_refuse = (
+                        _strict_refusal(plan.counts, safety)
+                        or _plan_refusal(scheme.refusal, plan.counts, safety,
+                                         directory.user_count))
             else:
                 # Only now, with every guard passed and the report open: the first write.
                 stream = None
@@ -269,19 +270,13 @@ def _final_summary(summary: RunSummary, report_path: Path | None) -> None:
             summary.finish()
 
 
-def _guards_verdict(refusal: Callable[[Preflight], str], counts: Preflight, safety: Safety,
-                    directory_users: int) -> str:
-    """What the guards that judge a plan's counts (--strict, the command's own, --max-changes)
-    would say of a dry run's plan, were it sent ("" when they would let it through): a
-    rehearsal shows what the real run would meet. The confirmation prompt is not asked."""
-    own = _strict_refusal(counts, safety) or refusal(counts)
-    if own:
-        return own
-    try:
-        check_limit(counts, safety.max_changes, directory_users)
-    except GuardTripped as exc:
-        return str(exc)
-    return ""
+def _plan_refusal(refusal: Callable[[Preflight], str], counts: Preflight, safety: Safety,
+                  directory_users: int) -> str:
+    """Why the guards that judge a plan's counts refuse it ("" when they let it through): the
+    command's own (sync's --max-missing), then --max-changes. A run is stopped by it before
+    the first write; a dry run's plan is judged by it (with --strict) after it is written, so
+    that a rehearsal says what the real run would meet."""
+    return refusal(counts) or limit_refusal(counts, safety.max_changes, directory_users)
 
 
 def _describe_plan(summary: RunSummary, plan: Plan) -> None:
