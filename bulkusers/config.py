@@ -103,6 +103,22 @@ def _clean_url(url: str | None) -> str:
     return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
 
 
+def server_of(url: str) -> tuple[str, str, int | None, str] | None:
+    """The server a URL names (scheme, host, port, path; case and default ports aside), to
+    tell whether two URLs are the same Sisense; None for a URL ``build_connection`` would
+    refuse on its own (unparsable, carrying credentials, no host)."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.username is not None or parts.password is not None or not parts.hostname:
+        return None
+    scheme = parts.scheme.lower()
+    default = {"http": 80, "https": 443}.get(scheme)
+    return scheme, parts.hostname, port or default, parts.path.rstrip("/")
+
+
 def _check_ca_bundle(path: Path) -> None:
     """Refuse a --ca-bundle that is missing or holds no PEM certificate, before any request."""
     if not path.is_file():

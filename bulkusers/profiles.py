@@ -57,11 +57,9 @@ class CredentialSource:
 
     def describe(self, profile: str) -> str:
         """Where the credential comes from, for ``config show`` (never the secret)."""
-        if self.kind == "env":
-            return f"profile {profile}: ${self.text}"
-        if self.kind == "command":
-            return f"profile {profile}: {self.name}_command"
-        return f"profile {profile}"
+        if self.kind == "value":
+            return f"profile {profile}"
+        return f"profile {profile}: {self.place()}"
 
     def place(self) -> str:
         """Where the value is kept, in a few words (never the value): ``$VAR``,

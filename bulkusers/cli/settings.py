@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import click
 from click.core import ParameterSource
@@ -166,6 +165,8 @@ def foreign_url(settings: Effective) -> str:
     Judged before any credential is read or its command run: a credential kept for one
     Sisense is never sent to another because a URL was typed over the profile's.
     """
+    from bulkusers.config import server_of  # here: --help does not load the URL checks
+
     profile, url = settings.profile, settings.origins.get("url")
     if profile is None or url is None or url.kind not in ("flag", "env"):
         return ""
@@ -174,8 +175,8 @@ def foreign_url(settings: Effective) -> str:
                 and origin.kind == "profile"]
     typed = str(settings["url"])
     named = profile.settings.get("url")
-    if not borrowed or _server(typed) is None or (
-            isinstance(named, str) and _server(typed) == _server(named)):
+    if not borrowed or server_of(typed) is None or (
+            isinstance(named, str) and server_of(typed) == server_of(named)):
         return ""  # a URL that cannot be parsed is refused, on its own, when it is built
     what = " and ".join(f"{name} ({profile.credentials[name].place()})" for name in borrowed)
     whose = (f"profile {profile.name}'s URL ({named})" if isinstance(named, str)
@@ -184,21 +185,6 @@ def foreign_url(settings: Effective) -> str:
     return (f"{url.detail} {typed} is not {whose}: the profile's {what} {verb} not sent to "
             "a server it does not name; pass --token (or --username and --password) for "
             "that server, or --profile NAME of the profile with that URL")
-
-
-def _server(url: str) -> tuple[str, str, int | None, str] | None:
-    """The server a URL names (scheme, host, port, path), to tell whether two URLs are the
-    same Sisense; None for a URL that cannot be parsed or carries credentials."""
-    try:
-        parts = urlsplit(url.strip())
-        port = parts.port
-    except ValueError:
-        return None
-    if parts.username is not None or parts.password is not None or not parts.hostname:
-        return None
-    scheme = parts.scheme.lower()
-    default = {"http": 80, "https": 443}.get(scheme)
-    return scheme, parts.hostname, port or default, parts.path.rstrip("/")
 
 
 def concurrency_over_cap(settings: Effective) -> str:
