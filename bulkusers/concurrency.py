@@ -43,6 +43,8 @@ Overload = Literal["429", "502", "503", "504", "timeout"]
 
 #: The most requests in flight a run may ever use (``--max-concurrency`` is at most this).
 CEILING = 512
+#: The most requests in flight ``auto`` reaches when no maximum is given.
+DEFAULT_MAXIMUM = 64
 #: Where an adaptive limit starts: low, so an unknown server is not hit by a crowd at once.
 INITIAL = 2
 #: Requests in flight an adaptive limit holds while the run reads pages of users.

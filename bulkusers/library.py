@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from bulkusers.commands import Command
+from bulkusers.concurrency import DEFAULT_MAXIMUM
 from bulkusers.config import ApiFlavour, Connection, RetryPolicy, build_connection
 from bulkusers.errors import ConfigError
 from bulkusers.intake import Records
@@ -23,9 +24,6 @@ from bulkusers.rules import PlanOptions
 from bulkusers.runconfig import RunConfig, Safety
 from bulkusers.summary import RunSummary
 from bulkusers.sync import SyncOptions
-
-#: The most requests in flight ``concurrency="auto"`` may reach when no maximum is given.
-DEFAULT_MAX_CONCURRENCY = 64
 
 #: Receives each row's result as soon as it is final (on the event loop's thread).
 OnResult = Callable[[RowResult], None]
@@ -115,7 +113,7 @@ async def run(command: Command, connection: Connection, *,
                        write_report=report is not None,
                        report_path=Path(report) if report is not None else None,
                        concurrency=concurrency,
-                       max_concurrency=max_concurrency or DEFAULT_MAX_CONCURRENCY,
+                       max_concurrency=max_concurrency or DEFAULT_MAXIMUM,
                        batch_size=batch_size, allow_empty=True, handle_sigint=False)
     results = _Results(on_result)
     summary = await run_command(config, results, records=rows)

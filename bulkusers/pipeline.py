@@ -65,7 +65,7 @@ class Recorder:
     settle: Callable[[RowResult], None] | None = None
     #: What the observer raised (a library caller's on_result, say): the row it was told of
     #: is recorded as it truly ended, the observer is told of nothing more, and the run
-    #: stops as after an abort (``check_breaker``; a dry run stops planning).
+    #: stops as after an abort (``check_observer``; a dry run stops planning).
     observer_failure: Exception | None = None
 
     def __call__(self, result: RowResult) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from bulkusers.commands import Command, command_spec
-from bulkusers.concurrency import CEILING
+from bulkusers.concurrency import CEILING, DEFAULT_MAXIMUM
 from bulkusers.config import Connection, RetryPolicy
 from bulkusers.errors import ConfigError
 from bulkusers.frozen import frozen
@@ -63,7 +63,7 @@ class RunConfig:
     #: Requests in flight: "auto" finds the server's capacity (up to max_concurrency), a
     #: number fixes it (backing off only when the server refuses or times out).
     concurrency: int | Literal["auto"] = "auto"
-    max_concurrency: int = 64
+    max_concurrency: int = DEFAULT_MAXIMUM
     batch_size: int = 50
     #: Accept an input without rows (a nightly leavers list is often empty).
     allow_empty: bool = False

@@ -24,7 +24,7 @@ from bulkusers.cli.settings import (
     effective,
     foreign_url,
 )
-from bulkusers.concurrency import CEILING
+from bulkusers.concurrency import CEILING, DEFAULT_MAXIMUM
 from bulkusers.errors import BulkUsersError
 from bulkusers.profiles import CONFIG_ENV, CREDENTIALS, PROFILE_ENV
 
@@ -209,7 +209,8 @@ CONCURRENCY_OPTION = click.option(
     help="requests in flight at once: auto finds what the server sustains (starts low, rises "
          "while its latency holds, backs off on 429, 503, 504 and timeouts); a number fixes it")
 MAX_CONCURRENCY_OPTION = click.option(
-    "--max-concurrency", type=click.IntRange(1, CEILING), default=64, show_default=True,
+    "--max-concurrency", type=click.IntRange(1, CEILING), default=DEFAULT_MAXIMUM,
+    show_default=True,
     envvar="BULKUSERS_MAX_CONCURRENCY", show_envvar=True,
     help="the most requests in flight --concurrency auto ever uses; a fixed --concurrency "
          "above a cap given here (or by a variable or profile) is refused")

@@ -124,8 +124,7 @@ class Console:
             self.verdict(summary)
             if summary.aborted:
                 # An aborted run is an error, which --quiet still shows: cron mail says why.
-                self.error(f"aborted: {summary.aborted}; rows not sent are marked "
-                           "not_attempted in the report")
+                self.error(f"aborted: {_aborted(summary)}")
             return
         dry = (" [red](refused by --strict: nothing was sent)[/]" if summary.refused
                else " [cyan](dry run: nothing was sent)[/]" if summary.dry_run else "")
@@ -168,8 +167,7 @@ class Console:
         self._rich.print(f"summary: {escape(str(summary_path(Path(summary.report_file))))}")
         self.verdict(summary)
         if summary.aborted:
-            self._rich.print(f"[bold red]aborted:[/] {escape(summary.aborted)}; rows not "
-                             "sent are marked not_attempted in the report")
+            self._rich.print(f"[bold red]aborted:[/] {escape(_aborted(summary))}")
         elif summary.interrupted:
             self._rich.print("[bold yellow]interrupted:[/] rows not sent are marked "
                              "not_attempted in the report")
@@ -281,6 +279,11 @@ class ProgressObserver:
             self._progress.update(self._task, completed=summary.done,
                                   rate=summary.rows_per_second,
                                   problems=count(summary.needs_attention, "problem"))
+
+
+def _aborted(summary: RunSummary) -> str:
+    """Why a run aborted, and where its unsent rows are."""
+    return f"{summary.aborted}; rows not sent are marked not_attempted in the report"
 
 
 def _status_lines(summary: RunSummary) -> list[tuple[str, str, int]]:

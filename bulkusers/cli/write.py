@@ -30,6 +30,7 @@ from bulkusers.cli.common import (
     settings_from,
 )
 from bulkusers.cli.settings import Effective, concurrency_over_cap
+from bulkusers.concurrency import DEFAULT_MAXIMUM
 from bulkusers.errors import ConfigError
 from bulkusers.words import count
 
@@ -192,7 +193,7 @@ def _write_command(command: Command, params: WriteParams,
         retry=policy(settings), read=read, plan=options, safety=safety, sync=sync,
         report_path=params.get("report_path"), report_dir=settings["report_dir"],
         concurrency=settings["concurrency"],
-        max_concurrency=settings.values.get("max_concurrency", 64),
+        max_concurrency=settings.values.get("max_concurrency", DEFAULT_MAXIMUM),
         batch_size=settings.values.get("batch_size", 1),
         allow_empty=params.get("allow_empty", False)))
     observer = ProgressObserver(console, command_spec(command).label)
