@@ -173,16 +173,20 @@ def option_flags(options: Mapping[str, object],
         if keys is not None and key not in keys:
             continue
         value = options.get(key, default)
-        if value == default or value is None:
-            continue
-        if value is True:
-            flags.append(flag)
-        elif isinstance(value, list):
-            for item in value:  # a repeatable option
-                flags.extend([flag, str(item)])
-        else:
-            flags.extend([flag, "tab" if value == "\t" else str(value)])
+        if value != default:
+            flags.extend(_words(flag, value))
     return flags
+
+
+def _words(flag: str, value: object) -> list[str]:
+    """The command-line words that set an option to ``value``: none for a value no flag
+    gives (None, False, an empty list), the flag alone for True, the flag with each value."""
+    if value is None or value is False or value == []:
+        return []
+    if value is True:
+        return [flag]
+    values = value if isinstance(value, list) else [value]  # a repeatable option: each
+    return [word for item in values for word in (flag, "tab" if item == "\t" else str(item))]
 
 
 def differing_options(earlier: Mapping[str, object], now: Mapping[str, object],
@@ -197,14 +201,6 @@ def option_setting(options: Mapping[str, object], flag: str) -> str:
     skip``, ``--create-groups``, or ``no --default-role`` when it was not given (a default
     is shown with its value, so that a refusal can name it)."""
     for key, known, default in PLAN_OPTIONS:
-        if known != flag:
-            continue
-        value = options.get(key, default)
-        if value is None or value is False or value == []:
-            return f"no {flag}"
-        if value is True:
-            return flag
-        if isinstance(value, list):
-            return " ".join(f"{flag} {item}" for item in value)
-        return f"{flag} {'tab' if value == chr(9) else value}"
+        if known == flag:
+            return " ".join(_words(flag, options.get(key, default))) or f"no {flag}"
     raise KeyError(flag)
