@@ -26,6 +26,7 @@ from bulkusers.emulator import Emulator, EmulatorSettings
 from bulkusers.emulator.faults import RequestRecord
 from bulkusers.emulator.records import UserRecord, hash_password
 from bulkusers.report import summary_path
+from bulkusers.reportlock import lock_path
 from tests.conftest import GROUPS, TOKEN, Served, read_report, serve, write_csv
 from tests.terminal import RUN_S
 
@@ -346,6 +347,18 @@ def import_under_way(served: Served, source: Path, report: Path,
         yield process
 
 
+@contextlib.contextmanager
+def held_back(served: Served) -> Iterator[None]:
+    """While the block runs every request takes 1.5 s, so a run under way cannot finish
+    before another process, however slow to start on a loaded machine, reaches its lock;
+    the latency is back to LATENCY_MS after (requests already waiting end within 1.5 s)."""
+    served.host.call(lambda: setattr(served.emulator.faults, "latency_ms", 1500.0))
+    try:
+        yield
+    finally:
+        served.host.call(lambda: setattr(served.emulator.faults, "latency_ms", LATENCY_MS))
+
+
 def assert_refused_as_in_use(second: subprocess.CompletedProcess[str]) -> None:
     """A run refused because another holds its report: exit 2, that one line, no traceback."""
     assert second.returncode == 2, second.stderr
@@ -360,8 +373,9 @@ def test_a_resume_while_the_first_run_still_writes_is_refused(tmp_path: Path) ->
     report = tmp_path / "r.csv"
     with slow_emulator() as served:
         with import_under_way(served, source, report, tmp_path) as first:
-            second = run_process(slow_import(served, source, "--resume", str(report)),
-                                 tmp_path)
+            with held_back(served):
+                second = run_process(slow_import(served, source, "--resume", str(report)),
+                                     tmp_path)
 
             assert_refused_as_in_use(second)
             assert first.wait(timeout=TIMEOUT) == 0
@@ -384,9 +398,9 @@ def test_a_second_resume_of_a_report_in_use_is_refused_and_the_first_finishes(
         resume = slow_import(served, source, "--resume", str(report))
         log = tmp_path / "resume.log"
         with background(resume, tmp_path, log) as first:
-            wait_until(lambda: report.with_name("r.csv.lock").exists(), first)
-
-            second = run_process(resume, tmp_path)
+            wait_until(lambda: lock_path(report).exists(), first)
+            with held_back(served):
+                second = run_process(resume, tmp_path)
 
             assert_refused_as_in_use(second)
             assert first.wait(timeout=TIMEOUT) == 0, log.read_text(encoding="utf-8")
@@ -396,7 +410,7 @@ def test_a_second_resume_of_a_report_in_use_is_refused_and_the_first_finishes(
         summary = summary_of(report)
         assert summary["exit_code"] == 0
         assert summary["counts"].get("created") == SLOW_ROWS
-        assert not report.with_name("r.csv.lock").exists()
+        assert not lock_path(report).exists()
 
 
 def test_a_second_ctrl_c_cancels_requests_in_flight_and_the_resume_checks_them(
