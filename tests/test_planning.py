@@ -122,7 +122,8 @@ def test_planning_stops_a_block_after_the_stop_and_reports_the_rest_unplanned() 
 
 def test_a_stopped_resume_keeps_leaving_out_the_rows_it_skips() -> None:
     """A dry run of a resume stopped at once plans nothing: the rows left are reported
-    unplanned, and the rows the earlier run finished stay left out."""
+    unplanned, and the rows the earlier run finished stay left out; never stopped, it plans
+    every row but those."""
     from bulkusers.plan import Stop, planned_items
     from bulkusers.results import not_planned
 
@@ -139,3 +140,7 @@ def test_a_stopped_resume_keeps_leaving_out_the_rows_it_skips() -> None:
     assert planned == []
     assert [item.row.number for item in items if isinstance(item, RowResult)] == [
         2, 4, *range(6, 12)]
+    # Never stopped: the rows the earlier run finished are not planned again either.
+    never = Stop(lambda: None, lambda row, why: not_planned(row, "", "create", why))
+    list(planned_items(rows, plan_row, (), batch_size=1, skip=frozenset({3, 5}), stop=never))
+    assert planned == [2, 4, *range(6, 12)]

@@ -75,3 +75,31 @@ def test_a_link_to_a_report_and_the_report_share_one_lock(tmp_path: Path) -> Non
     with holding(link), pytest.raises(ReportInUse), holding(real):
         pass
     assert not lock_path(real).exists()
+
+
+def test_a_lock_file_removed_between_open_and_lock_is_not_trusted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the run before removes the lock file just after this one opened it (its lock then
+    guards a file nobody else opens), the lock is taken again on the file the path names:
+    a second holder is refused."""
+    import bulkusers.reportlock as reportlock
+
+    report = tmp_path / "r.csv"
+    real_open = reportlock._open
+    calls = 0
+
+    def open_then_lose(path: Path) -> int | None:
+        nonlocal calls
+        calls += 1
+        fd = real_open(path)
+        if calls == 1:
+            path.unlink()  # as the previous holder's release does
+        return fd
+
+    monkeypatch.setattr(reportlock, "_open", open_then_lose)
+    with holding(report):
+        assert calls == 2
+        assert lock_path(report).exists()
+        monkeypatch.setattr(reportlock, "_open", real_open)
+        with pytest.raises(ReportInUse), holding(report):
+            pass
