@@ -152,7 +152,8 @@ def test_a_fixed_concurrency_above_a_set_cap_is_refused_naming_both_origins(
         served: Served, run_cli: RunCli, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """--concurrency above a --max-concurrency given by flag, variable or profile: one line
-    naming both values and origins, exit 2, nothing sent; above the default cap it runs."""
+    naming both values and origins, exit 2, nothing sent; above the default cap, or equal to
+    the cap set, it runs."""
     config = tmp_path / "c.toml"
     config.write_text("[profiles.p]\nconcurrency = 8\nmax_concurrency = 4\n", encoding="utf-8")
     source = str(users_file(tmp_path, 3))
@@ -181,3 +182,6 @@ def test_a_fixed_concurrency_above_a_set_cap_is_refused_naming_both_origins(
     monkeypatch.delenv("BULKUSERS_MAX_CONCURRENCY")
     result = run_cli("import", source, *served.connect(), "--dry-run", "--concurrency", "100")
     assert result.exit_code == 0, result.output
+    at_the_cap = run_cli("import", source, *served.connect(), "--dry-run", "--concurrency", "8",
+                         "--max-concurrency", "8")
+    assert at_the_cap.exit_code == 0, at_the_cap.output  # at the cap is within it

@@ -327,3 +327,17 @@ def test_times_read_the_same_from_a_csv_export_and_an_xlsx_one(run_cli: RunCli,
         (line,) = read_report(output)
         shown.append((line["change"], line["email"], line["lastLogin_old"]))
     assert shown == [("removed", "gone@x.example", stamp)] * 2
+
+
+def test_a_previous_export_that_links_to_nowhere_is_an_error_not_a_first_night(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """PREVIOUS a symbolic link whose target is gone (a moved archive) is a mistake, not the
+    first night: the export is written, then one error line and exit 2."""
+    previous = tmp_path / "users-day1.csv"
+    previous.symlink_to(tmp_path / "archive" / "gone.csv")
+    result = run_cli("export", str(tmp_path / "users-day2.csv"), *served.connect(),
+                     "--compare", str(previous))
+    assert result.exit_code == 2, result.output
+    assert (tmp_path / "users-day2.csv").is_file()
+    assert "nothing was compared" in result.output
+    assert "warning" not in result.output

@@ -447,3 +447,30 @@ def test_a_profile_can_ask_for_adaptive_or_fixed_concurrency(run_cli: RunCli,
     settings = show(run_cli, "config", "show", "--config", str(config), "--profile", "q")
     assert settings["concurrency"] == ("12", "profile q")
     assert settings["max_concurrency"] == ("64", "default")
+
+
+def test_a_profiles_username_and_password_never_go_to_another_url(
+        served: Served, second: Served, run_cli: RunCli, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A profile that signs in with a username and password refuses them to a --url it
+    does not name, another path on its own server included: one line naming both
+    credentials, exit 2, nothing sent."""
+    config = write_config(tmp_path / "login.toml", f"""
+default_profile = "em2"
+
+[profiles.em2]
+url = "{served.url}"
+username = "admin@example.com"
+password_env = "EM2_PW"
+""")
+    monkeypatch.setenv("BULKUSERS_CONFIG", str(config))
+    monkeypatch.setenv("EM2_PW", "not-to-be-sent")
+    for url in (second.url, served.url + "/other"):
+        result = run_cli("export", "out.csv", "--url", url)
+        assert result.exit_code == 2, result.output
+        (line,) = result.output.splitlines()
+        assert ("the profile's username (username in the file) and password ($EM2_PW) are "
+                "not sent to a server it does not name") in line
+        assert "not-to-be-sent" not in result.output
+    assert second.emulator.requests == []
+    assert served.emulator.requests == []
