@@ -367,8 +367,9 @@ def test_a_python_sync_updates_what_differs_as_the_cli_does(
     assert "groups: +Sales -Finance" in alice.changes
 
 
-def _bad_settings(served: Served) -> dict[str, Callable[[], object]]:
-    """Calls with one setting a Python caller got wrong, by what is wrong."""
+def _bad_settings(served: Served) -> dict[str, tuple[Callable[[], object], str]]:
+    """Calls with one setting a Python caller got wrong, by what is wrong, each with what its
+    error must name."""
     c = connection(served)
     rows = [{"email": "x@acme.example"}]
 
@@ -377,19 +378,24 @@ def _bad_settings(served: Served) -> dict[str, Callable[[], object]]:
         return lambda: asyncio.run(bulkusers.run(command, c, rows=rows, **kwargs))
 
     return {
-        "unknown command": run(command="nuke"),
-        "on_existing": lambda: bulkusers.PlanOptions(on_existing="merge"),  # type: ignore[arg-type]
-        "groups_mode": lambda: bulkusers.PlanOptions(groups_mode="set"),  # type: ignore[arg-type]
-        "api": lambda: bulkusers.connect(served.emulator.url, token=TOKEN, api="v2"),  # type: ignore[arg-type]
-        "limit": lambda: bulkusers.Limit(count=-1),
-        "percent": lambda: bulkusers.Limit(percent=150),
-        "attempts": lambda: bulkusers.RetryPolicy(attempts=-3),
-        "concurrency word": run(concurrency="fast"),
-        "concurrency 0": run(concurrency=0),
-        "over the maximum": run(concurrency=32, max_concurrency=8),
-        "batch 0": run(batch_size=0),
-        "sync that skips": run(command="sync", plan=bulkusers.PlanOptions(on_existing="skip"),
-                               sync=bulkusers.SyncOptions(missing="report")),
+        "unknown command": (run(command="nuke"), "no command 'nuke'"),
+        "on_existing": (lambda: bulkusers.PlanOptions(on_existing="merge"),  # type: ignore[arg-type]
+                        "on_existing='merge'"),
+        "groups_mode": (lambda: bulkusers.PlanOptions(groups_mode="set"),  # type: ignore[arg-type]
+                        "groups_mode='set'"),
+        "api": (lambda: bulkusers.connect(served.emulator.url, token=TOKEN, api="v2"),  # type: ignore[arg-type]
+                "--api 'v2'"),
+        "limit": (lambda: bulkusers.Limit(count=-1), "Limit(count=-1)"),
+        "percent": (lambda: bulkusers.Limit(percent=150), "Limit(percent=150)"),
+        "attempts": (lambda: bulkusers.RetryPolicy(attempts=-3), "attempts=-3"),
+        "concurrency word": (run(concurrency="fast"), "concurrency='fast'"),
+        "concurrency 0": (run(concurrency=0), "concurrency=0"),
+        "over the maximum": (run(concurrency=32, max_concurrency=8),
+                             "above max_concurrency=8"),
+        "batch 0": (run(batch_size=0), "batch_size=0"),
+        "sync that skips": (run(command="sync", plan=bulkusers.PlanOptions(on_existing="skip"),
+                                sync=bulkusers.SyncOptions(missing="report")),
+                            "sync plans with on_existing='update', not 'skip'"),
     }
 
 
@@ -398,9 +404,10 @@ def test_settings_a_python_caller_got_wrong_are_config_errors(plain: Served) -> 
     a concurrency that is no number or over its maximum, a sync told to skip) raises
     ConfigError naming it, and nothing is sent."""
     writes = len(served_writes(plain))
-    for what, call in _bad_settings(plain).items():
-        with pytest.raises(bulkusers.ConfigError):
+    for what, (call, named) in _bad_settings(plain).items():
+        with pytest.raises(bulkusers.ConfigError) as refused:
             call()
+        assert named in str(refused.value), what
         assert len(served_writes(plain)) == writes, what
 
 
