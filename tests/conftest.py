@@ -9,6 +9,7 @@ then runs over TLS (the CA itself is made in ``tests/__init__.py``, before aioht
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import ssl
 import threading
@@ -217,6 +218,13 @@ def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[str]]) 
         writer.writerow(header)
         writer.writerows(rows)
     return path
+
+
+def summary_of(report: Path) -> dict[str, Any]:
+    """The JSON summary written beside a report (or an export, or a diff's changes)."""
+    data = json.loads(report.with_name(report.stem + ".summary.json").read_text("utf-8"))
+    assert isinstance(data, dict)
+    return data
 
 
 def read_report(path: Path) -> list[dict[str, str]]:

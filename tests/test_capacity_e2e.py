@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,8 +10,7 @@ import pytest
 from click.testing import Result
 
 from bulkusers.emulator import EmulatorSettings
-from bulkusers.report import summary_path
-from tests.conftest import TOKEN, Served, read_report, serve, write_csv
+from tests.conftest import TOKEN, Served, read_report, serve, summary_of, write_csv
 
 RunCli = Callable[..., Result]
 
@@ -21,13 +19,6 @@ def users_file(folder: Path, count: int) -> Path:
     """A CSV of ``count`` new viewers."""
     rows = [[f"u{i:04d}@acme.example", "viewer"] for i in range(count)]
     return write_csv(folder / "hr.csv", ("Email", "Role"), rows)
-
-
-def summary_of(report: Path) -> dict[str, object]:
-    """The JSON summary written beside a report."""
-    data = json.loads(summary_path(report).read_text("utf-8"))
-    assert isinstance(data, dict)
-    return data
 
 
 @pytest.fixture
@@ -52,7 +43,7 @@ def test_auto_concurrency_by_default_rises_above_its_start_and_reports_the_limit
     assert isinstance(changes, list)
     assert changes[0] == [0.0, 2, "start"]
     assert concurrency["peak"] == max(change[1] for change in changes) >= 4
-    assert summary_of(report)["options"]["concurrency"] == "auto"  # type: ignore[index]
+    assert summary_of(report)["options"]["concurrency"] == "auto"
 
 
 def test_max_concurrency_bounds_what_auto_ever_sends(

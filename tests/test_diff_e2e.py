@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import os
 import random
 from collections.abc import Callable, Sequence
@@ -14,7 +13,7 @@ from click.testing import Result
 from openpyxl import Workbook, load_workbook
 
 from bulkusers.errors import EXIT_CHANGED
-from tests.conftest import Served, read_report, write_csv
+from tests.conftest import Served, read_report, summary_of, write_csv
 from tests.test_sync_e2e import STAFF, hr_file
 
 RunCli = Callable[..., Result]
@@ -117,7 +116,7 @@ def test_diffs_of_nightly_exports_show_the_known_changes(served: Served, run_cli
         result = diff(run_cli, old, new, output)
         assert result.exit_code == EXIT_CHANGED, result.output
         assert seen(output) == expected2, (old, new)
-        summary = json.loads(output.with_name(output.stem + ".summary.json").read_text())
+        summary = summary_of(output)
         assert summary["counts"] == {"added": 1, "removed": 0, "role": 2, "groups": 2,
                                      "inactive": 0}
         assert summary["exit_code"] == EXIT_CHANGED
@@ -163,7 +162,7 @@ def test_export_compare_writes_the_changes_and_exits_4_only_when_something_chang
                      str(tmp_path / "wed-changes.csv"))
     assert result.exit_code == 0, result.output
     assert read_report(tmp_path / "wed-changes.csv") == []
-    counts = json.loads((tmp_path / "wed-changes.summary.json").read_text())["counts"]
+    counts = summary_of(tmp_path / "wed-changes.csv")["counts"]
     assert set(counts.values()) == {0}
 
 
@@ -181,7 +180,7 @@ def test_export_compare_without_a_previous_export_still_exports_and_exits_0(
         "export was written and is the next run's PREVIOUS"]
     assert (tmp_path / "users-day2.xlsx").is_file()
     assert not (tmp_path / "users-day2.changes.xlsx").exists()
-    summary = json.loads((tmp_path / "users-day2.summary.json").read_text())
+    summary = summary_of(tmp_path / "users-day2.xlsx")
     assert summary["exit_code"] == 0
     assert summary["compare"] == {
         "previous": str(tmp_path / "users-day1.xlsx"), "compared": False, "changes": None,
@@ -189,7 +188,7 @@ def test_export_compare_without_a_previous_export_still_exports_and_exits_0(
     second = run_cli("export", str(tmp_path / "users-day3.xlsx"), *served.connect(),
                      "--compare", str(tmp_path / "users-day2.xlsx"))
     assert second.exit_code == 0, second.output
-    summary = json.loads((tmp_path / "users-day3.summary.json").read_text())
+    summary = summary_of(tmp_path / "users-day3.xlsx")
     assert summary["compare"]["compared"] is True
     assert summary["compare"]["changed"] == 0
 
@@ -207,7 +206,7 @@ def test_an_unreadable_previous_export_is_an_error_after_the_export_is_written(
     assert len(errors) == 1
     assert errors[0].startswith(f"bulkusers: error: {previous}")
     assert errors[0].endswith("; the export was written, nothing was compared")
-    summary = json.loads((tmp_path / "users-day2.summary.json").read_text())
+    summary = summary_of(tmp_path / "users-day2.csv")
     assert summary["exit_code"] == 2
     assert summary["compare"]["compared"] is False
     assert summary["compare"]["reason"].startswith(str(previous))

@@ -21,7 +21,7 @@ from openpyxl import Workbook, load_workbook
 from openpyxl.chart import BarChart, Reference
 
 from bulkusers.emulator.records import UserRecord
-from tests.conftest import Served, read_report, write_csv
+from tests.conftest import Served, read_report, summary_of, write_csv
 from tests.terminal import RUN_S, answer_prompt
 
 RunCli = Callable[..., Result]
@@ -125,12 +125,6 @@ def plant(served: Served, email: str, *, first: str = "", last: str = "",
         return uid
 
     return str(served.host.call(insert))
-
-
-def summary_of(report: Path) -> dict[str, object]:
-    """The summary JSON written next to a report."""
-    path = report.with_name(report.stem + ".summary.json")
-    return dict(json.loads(path.read_text(encoding="utf-8")))
 
 
 def statuses(lines: Iterable[dict[str, str]]) -> dict[str, str]:

@@ -19,7 +19,7 @@ import pytest
 import bulkusers
 from bulkusers.emulator import EmulatorSettings
 from bulkusers.report import read_report
-from tests.conftest import GROUPS, TOKEN, Served, serve, write_csv
+from tests.conftest import GROUPS, TOKEN, Served, serve, summary_of, write_csv
 from tests.test_readers_once import Opens
 from tests.test_readers_once import write_xlsx as write_workbook
 
@@ -306,7 +306,7 @@ def test_an_on_result_that_raises_stops_the_run_and_misreports_no_row(
         assert len(created) < 120
     assert "callback bug" not in " ".join(line.error for line in lines
                                           if line.status != "not_attempted")
-    summary = json.loads(report.with_name("r.summary.json").read_text(encoding="utf-8"))
+    summary = summary_of(report)
     assert "telling a row's result raised CallbackBug" in summary["aborted"]
     assert summary["exit_code"] == 3
 
@@ -339,7 +339,7 @@ def test_a_cancelled_run_writes_its_final_summary(tmp_path: Path) -> None:
         asyncio.run(asyncio.wait_for(cancel_midway(served), timeout=60))
     lines = list(read_report(report))
     assert sorted(line.row for line in lines) == list(range(1, 401))
-    summary = json.loads(report.with_name("c.summary.json").read_text(encoding="utf-8"))
+    summary = summary_of(report)
     assert summary["ended"] is not None
     assert summary["interrupted"] is True
     assert summary["exit_code"] == 130

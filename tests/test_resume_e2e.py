@@ -17,7 +17,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 from click.testing import Result
@@ -27,7 +26,7 @@ from bulkusers.emulator.faults import RequestRecord
 from bulkusers.emulator.records import UserRecord, hash_password
 from bulkusers.report import summary_path
 from bulkusers.reportlock import lock_path
-from tests.conftest import GROUPS, TOKEN, Served, read_report, serve, write_csv
+from tests.conftest import GROUPS, TOKEN, Served, read_report, serve, summary_of, write_csv
 from tests.terminal import RUN_S
 
 RunCli = Callable[..., Result]
@@ -76,13 +75,6 @@ def create_posts(requests: Sequence[RequestRecord]) -> list[RequestRecord]:
 def last_line_per_row(report: Path) -> dict[str, dict[str, str]]:
     """The last report line of each input row (a resumed run appends newer lines)."""
     return {line["row"]: line for line in read_report(report)}
-
-
-def summary_of(report: Path) -> dict[str, Any]:
-    """The JSON summary beside a report."""
-    data = json.loads(summary_path(report).read_text(encoding="utf-8"))
-    assert isinstance(data, dict)
-    return data
 
 
 def assert_one_line_per_row(report: Path, rows: int) -> list[dict[str, str]]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
-from tests.conftest import Served, read_report, write_csv
+from tests.conftest import Served, read_report, summary_of, write_csv
 from tests.terminal import CTRL_C, CTRL_D, Terminal
 
 RunCli = Callable[..., Result]
@@ -61,7 +61,7 @@ def test_dry_run_sends_no_write_and_reports_the_exact_plan(
     assert (lines["dan@acme.example"]["status"], lines["dan@acme.example"]["action"]) == (
         "planned", "create")
     assert lines["bad-email"]["status"] == "skipped"
-    summary = json.loads((tmp_path / "plan.summary.json").read_text(encoding="utf-8"))
+    summary = summary_of(tmp_path / "plan.csv")
     assert summary["dry_run"] is True
     assert summary["planned"] == {"create": 1, "update": 1}
     assert "dry run" in result.output
@@ -132,7 +132,7 @@ def test_a_strict_refusal_is_not_called_a_dry_run_and_cannot_be_resumed(
     assert result.exit_code == 2
     assert "refused by --strict: nothing was sent" in result.output
     assert "dry run" not in result.output
-    summary = json.loads((tmp_path / "strict.summary.json").read_text(encoding="utf-8"))
+    summary = summary_of(tmp_path / "strict.csv")
     assert (summary["dry_run"], summary["options"]["dry_run"]) == (False, False)
     assert "--strict" in summary["refused"]
 
@@ -145,7 +145,7 @@ def test_a_strict_refusal_is_not_called_a_dry_run_and_cannot_be_resumed(
                         "--report", str(tmp_path / "rehearsal.csv"))
     assert rehearsal.exit_code == 1, rehearsal.output  # a dry run: the invalid row, no refusal
     assert "without --dry-run this run would be refused" in rehearsal.output
-    summary = json.loads((tmp_path / "rehearsal.summary.json").read_text(encoding="utf-8"))
+    summary = summary_of(tmp_path / "rehearsal.csv")
     assert "--strict" in summary["would_refuse"]
     assert served.emulator.writes() == []
 
@@ -237,13 +237,13 @@ def test_a_dry_run_says_which_guard_would_refuse_its_plan(served: Served, run_cl
                    "--report", str(tmp_path / "over.csv"))
     assert over.exit_code == 0, over.output
     assert "without --dry-run this run would be refused" in over.output
-    summary = json.loads((tmp_path / "over.summary.json").read_text(encoding="utf-8"))
+    summary = summary_of(tmp_path / "over.csv")
     assert "--max-changes" in summary["would_refuse"]
     within = run_cli("delete", str(leavers), *served.connect(), "--dry-run", "--max-changes",
                      "3", "--report", str(tmp_path / "within.csv"))
     assert within.exit_code == 0, within.output
     assert "would be refused" not in within.output
-    summary = json.loads((tmp_path / "within.summary.json").read_text(encoding="utf-8"))
+    summary = summary_of(tmp_path / "within.csv")
     assert summary["would_refuse"] == ""
     assert len(served.emulator.writes()) == writes
 
