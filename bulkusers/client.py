@@ -220,7 +220,8 @@ class SisenseClient:
     async def _wait(self, seconds: float) -> None:
         """Tenacity's sleep between tries; none at all when the gate does the waiting."""
         if seconds > 0:
-            await self._sleep(seconds)
+            with self.gate.resting_request():
+                await self._sleep(seconds)
 
     async def _send_authenticated(self, method: str, path: str,
                                   params: Mapping[str, str] | None, body: JSON,

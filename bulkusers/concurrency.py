@@ -13,8 +13,11 @@ again as the quick ones of the same round trip is a queue whatever the mean says
 over a small server's capacity moves the mean little and the p95 latency to twice unloaded):
 the limit backs off, then waits a few round trips before it probes again, twice as long each
 time the probe queues. A server whose answers vary widely on their own has such a tail at
-every level: for it the mean alone decides. The limit backs off at once on 429, 502, 503, 504
-and timeouts, at most once per round trip, and never exceeds its maximum. After a 429 it
+every level: for it the mean alone decides. The limit backs off at once on 429 and timeouts,
+and on 502, 503 and 504 from a server that shows overload (more than a tenth of the latest
+answers refused, or answers slower than unloaded): a gateway also fails the odd request at
+random, which a retry mends and a lower limit does not. It backs off at most once per round
+trip, and never exceeds its maximum. After a 429 it
 remembers the in-flight count the server refused and probes above it only after a long calm,
 since every probe above a server's cap costs the whole run a ``Retry-After`` pause. While the
 run reads pages of users it holds a few in flight (``hold``), and learns the latency afresh for
@@ -93,6 +96,16 @@ RECENT = 64
 #: holds goes on a step a round trip.
 PATIENCE = 2
 PATIENCE_MAX = 16
+#: Gateway answers (502, 503, 504) lower the limit only when more than this share of the
+#: latest RECENT answers were such refusals (or answers come slower than unloaded): below it
+#: they are the odd failure a retry mends, and backing off on each would sink the limit to a
+#: few in flight (at 5 % random 503s: 4 of 64, and a twentieth of the throughput).
+REFUSED_SHARE = 0.2
+#: The share of refusals is taken over at least this many answers: the first refusal of a
+#: run is no share of one answer.
+REFUSED_OVER = 20
+#: Gateway answers: the signals a random failure also gives.
+GATEWAY: frozenset[Overload] = frozenset({"502", "503", "504"})
 #: At most this many limit changes are kept for the summary (older ones are thinned).
 MAX_HISTORY = 1000
 
@@ -168,6 +181,10 @@ class ConcurrencyLimit:
         self._cap: int | None = None  # in-flight count a 429 refused, minus one
         self._cap_since = self._start
         self._recent: deque[float] = deque(maxlen=RECENT)  # the latest answers' latencies
+        #: Whether each of the latest answers was a gateway refusal (1) or an answer (0).
+        self._refused: deque[int] = deque(maxlen=RECENT)
+        #: Gateway refusals taken for the odd failure, not for overload (for the summary).
+        self.blips = 0
         #: Round trips to wait before growing again, and how many have passed since the
         #: limit last backed off from latency.
         self._patience = 0
@@ -186,6 +203,7 @@ class ConcurrencyLimit:
         """An answer that took ``rtt`` seconds, sent with ``inflight`` requests in flight
         (itself included)."""
         now = self._clock()
+        self._refused.append(0)
         if now - rtt < self._changed_at:
             return  # sent under the previous limit: it tells nothing about this one
         self._window.add(rtt, inflight)
@@ -207,6 +225,12 @@ class ConcurrencyLimit:
             if self._cap is None or refused_at < self._cap:
                 self._cap = refused_at
             self._cap_since = now
+        elif signal in GATEWAY:
+            self._refused.append(1)
+            if not self._shows_overload():
+                self.blips += 1
+                log.debug("HTTP %s taken for the odd failure: the server keeps up", signal)
+                return
         if sent_at < self._last_backoff:
             return  # sent before the last back-off: that one already answered for it
         self._last_backoff = now
@@ -217,6 +241,12 @@ class ConcurrencyLimit:
             new = self._limit * (0.9 if signal == "429" else 0.75)
         self._set(max(1.0, new), f"HTTP {signal}" if signal != "timeout" else "timeout")
         self._window = _Window(now)
+
+    def _shows_overload(self) -> bool:
+        """Whether a gateway refusal comes from a server that cannot keep up: more than
+        REFUSED_SHARE of the latest answers were refusals."""
+        refused = sum(self._refused)
+        return refused > REFUSED_SHARE * max(len(self._refused), REFUSED_OVER)
 
     def hold(self) -> None:
         """Hold an adaptive limit at READS (never above the maximum) until the next

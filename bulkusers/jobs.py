@@ -216,7 +216,9 @@ async def _run_command(config: RunConfig, observer: Observer | None,
                 client.relearn_latency()  # page reads and row writes take different times
                 executor = Executor(api, directory, kept.journal, group_ids,
                                     together=record.together)
-                await execute(items, executor, record, concurrency=limit.maximum,
+                # Twice the maximum of workers: those beyond the limit take rows only while
+                # as many requests wait to be retried (RequestGate.admit).
+                await execute(items, executor, record, concurrency=2 * limit.maximum,
                               handle_sigint=config.handle_sigint, admit=client.gate.admit,
                               stopped=stream.halt if stream is not None else None)
                 if stream is not None:
@@ -475,5 +477,5 @@ def concurrency_report(limit: ConcurrencyLimit, pauses: int) -> dict[str, object
     return {"mode": "fixed" if limit.fixed else "auto", "maximum": limit.maximum,
             "final": limit.limit, "peak": max(c.limit for c in limit.history),
             "unloaded_latency_ms": round(no_load * 1000, 1) if no_load is not None else None,
-            "retry_after_pauses": pauses,
+            "retry_after_pauses": pauses, "gateway_errors_not_overload": limit.blips,
             "changes": [[c.seconds, c.limit, c.reason] for c in limit.history]}

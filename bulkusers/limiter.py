@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 from bulkusers.concurrency import ConcurrencyLimit, Overload
 from bulkusers.frozen import frozen
@@ -56,6 +57,9 @@ class RequestGate:
 
     It also tells the pool how many workers may take rows (``admit``), so that rows wait in
     the queue, not half-sent, while the limit is low, and a first Ctrl-C leaves them unsent.
+    A worker whose row waits to be retried holds no request in flight: as many more workers
+    (up to the limit again) may take rows meanwhile, so the odd failed request does not leave
+    the limit unused for the seconds its retry waits.
     """
 
     def __init__(self, limit: ConcurrencyLimit, *,
@@ -64,6 +68,8 @@ class RequestGate:
         self.limit = limit
         self.inflight = 0
         self.pauses = 0
+        #: Requests waiting to be retried (their worker holds a row, not a slot).
+        self.resting = 0
         self._sleep = sleep
         self._clock = clock
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
@@ -134,10 +140,22 @@ class RequestGate:
             resume.set()
 
     async def admit(self, worker: int) -> None:
-        """Return once pool worker number ``worker`` (from 0) is within the limit."""
-        while worker >= self.limit.limit:
+        """Return once pool worker number ``worker`` (from 0) is within the limit, plus one
+        worker for each request waiting to be retried (at most the limit again: the pool
+        has twice its maximum of workers)."""
+        while worker >= (limit := self.limit.limit) + min(self.resting, limit):
             self._widened.clear()
             await self._widened.wait()
+
+    @contextlib.contextmanager
+    def resting_request(self) -> Iterator[None]:
+        """Around a request's wait before it is retried: another worker may take a row."""
+        self.resting += 1
+        self._widened.set()
+        try:
+            yield
+        finally:
+            self.resting -= 1
 
     def refresh(self) -> None:
         """The limit was changed from outside (not by an answer): let in whoever it now

@@ -71,6 +71,26 @@ def test_a_fixed_concurrency_is_kept(served: Served, run_cli: RunCli, tmp_path: 
     assert served.emulator.faults.peak_inflight <= 5
 
 
+@pytest.mark.parametrize("concurrency", ["auto", "16"])
+def test_a_flaky_gateway_is_retried_without_lowering_the_limit(
+        served: Served, run_cli: RunCli, tmp_path: Path, concurrency: str) -> None:
+    """A gateway answering 503 to one request in twenty at random: every row is created, the
+    refusals are counted as the odd failure, and none lowers the limit."""
+    def flaky() -> None:
+        served.emulator.faults.error_rate, served.emulator.faults.latency_ms = 0.05, 5
+    served.host.call(flaky)
+    report = tmp_path / "r.csv"
+    result = run_cli("import", str(users_file(tmp_path, 300)), *served.connect(),
+                     "--batch-size", "1", "--concurrency", concurrency,
+                     "--report", str(report))
+    assert result.exit_code == 0, result.output
+    assert {line["status"] for line in read_report(report)} == {"created"}
+    limit = summary_of(report)["concurrency"]
+    assert isinstance(limit, dict)
+    assert limit["gateway_errors_not_overload"] >= 5
+    assert not [change for change in limit["changes"] if change[2] == "HTTP 503"]
+
+
 def test_a_retry_after_pauses_the_run_once_not_each_refused_request(
         served: Served, run_cli: RunCli, tmp_path: Path) -> None:
     """Eight requests sent at once to a server allowing 2 in flight: the refused ones share

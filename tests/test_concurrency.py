@@ -8,7 +8,7 @@ from itertools import pairwise
 
 import pytest
 
-from bulkusers.concurrency import ConcurrencyLimit, Overload
+from bulkusers.concurrency import GATEWAY, RECENT, ConcurrencyLimit, Overload
 
 
 class Clock:
@@ -45,6 +45,17 @@ def capped_round(limit: ConcurrencyLimit, clock: Clock, *, cap: int, service_s: 
         else:
             limit.succeeded(service_s, number)
     return refused
+
+
+def overload(limit: ConcurrencyLimit, clock: Clock, signal: Overload, *, sent_at: float,
+             inflight: int) -> None:
+    """A server that cannot keep up: ``signal`` for requests sent at ``sent_at``, once for
+    429 and a timeout, and for a gateway refusal as many times as the answers it is judged
+    by (one round trip of nothing but refusals)."""
+    times = RECENT if signal in GATEWAY else 1
+    clock.now += 1e-6  # the refusals come after the requests were sent
+    for _ in range(times):
+        limit.overloaded(signal, sent_at=sent_at, inflight=inflight)
 
 
 @pytest.mark.parametrize("capacity", [2, 16, 40, 100])
@@ -108,7 +119,7 @@ def test_backs_off_on_each_overload_signal(signal: Overload) -> None:
     """Every kind of overload (429, 502, 503, 504, a timeout) lowers the limit at once."""
     clock = Clock()
     limit = ConcurrencyLimit(32, fixed=True, clock=clock)
-    limit.overloaded(signal, sent_at=clock.now, inflight=32)
+    overload(limit, clock, signal, sent_at=clock.now, inflight=32)
     assert limit.limit < 32
     assert limit.history[-1].reason in (f"HTTP {signal}", "timeout")
 
@@ -126,6 +137,48 @@ def test_a_burst_of_refusals_from_one_round_trip_backs_off_once() -> None:
     clock.now += 0.02
     limit.overloaded("503", sent_at=clock.now, inflight=30)
     assert limit.limit == 22
+
+
+@pytest.mark.parametrize("signal", sorted(GATEWAY))
+def test_the_odd_gateway_refusal_of_a_server_that_keeps_up_is_no_overload(
+        signal: Overload) -> None:
+    """Random refusals of 1 answer in 20 (a flaky gateway), with steady latency, leave the
+    limit where it is: adaptive at its maximum, fixed at N; each is counted as a blip."""
+    for fixed in (False, True):
+        clock, rng = Clock(), random.Random(7)
+        limit = ConcurrencyLimit(64, fixed=fixed, clock=clock)
+        refused = 0
+        for _ in range(400):  # 400 round trips, about 1,280 refusals
+            sent_at, in_flight = clock.now, limit.limit
+            clock.now += 0.02
+            for _ in range(in_flight):
+                if rng.random() < 0.05:
+                    refused += 1
+                    limit.overloaded(signal, sent_at=sent_at, inflight=in_flight)
+                else:
+                    limit.succeeded(0.02, in_flight)
+        assert limit.limit == 64, (fixed, limit.history[-5:])
+        assert limit.blips == refused > 1000
+
+
+def test_gateway_refusals_of_a_server_that_cannot_keep_up_lower_the_limit() -> None:
+    """A server refusing every fourth request (a gateway beyond capacity) lowers the limit in
+    the first round trip of refusals, and again in each round trip that goes on refusing."""
+    clock = Clock()
+    limit = ConcurrencyLimit(64, fixed=True, clock=clock)
+    for _ in range(20):  # calm first: the share of refusals is taken over recent answers
+        queueing_round(limit, clock, capacity=1000, service_s=0.02)
+    lowered = []
+    for _ in range(3):
+        sent_at, in_flight = clock.now, limit.limit
+        clock.now += 0.02
+        for number in range(in_flight):
+            if number % 4 == 0:
+                limit.overloaded("502", sent_at=sent_at, inflight=in_flight)
+            else:
+                limit.succeeded(0.02, in_flight)
+        lowered.append(limit.limit)
+    assert lowered == [48, 36, 27]
 
 
 def test_never_exceeds_the_maximum() -> None:
@@ -148,7 +201,7 @@ def test_a_fixed_limit_ignores_latency_and_recovers_after_backing_off() -> None:
     for _ in range(50):
         queueing_round(limit, clock, capacity=4, service_s=0.02)
     assert limit.limit == 24
-    limit.overloaded("503", sent_at=clock.now, inflight=24)
+    overload(limit, clock, "503", sent_at=clock.now, inflight=24)
     assert limit.limit == 18
     for _ in range(50):
         queueing_round(limit, clock, capacity=100, service_s=0.02)
@@ -170,7 +223,7 @@ def test_history_records_each_change_with_its_reason() -> None:
     clock = Clock()
     limit = ConcurrencyLimit(64, clock=clock)
     queueing_round(limit, clock, capacity=100, service_s=0.5)
-    limit.overloaded("504", sent_at=clock.now, inflight=8)
+    overload(limit, clock, "504", sent_at=clock.now, inflight=8)
     assert [(c.seconds, c.limit, c.reason) for c in limit.history] == [
         (0.0, 2, "start"), (0.5, 4, "latency steady"), (0.5, 3, "HTTP 504")]
 
@@ -380,7 +433,7 @@ def test_holding_for_reads_keeps_a_few_in_flight_until_the_run_relearns() -> Non
     for _ in range(50):
         queueing_round(limit, clock, capacity=2, service_s=0.02)  # four times unloaded
     assert limit.limit == 8
-    limit.overloaded("503", sent_at=clock.now, inflight=8)
+    overload(limit, clock, "503", sent_at=clock.now, inflight=8)
     assert limit.limit == 6
     for _ in range(50):
         queueing_round(limit, clock, capacity=1000, service_s=0.02)

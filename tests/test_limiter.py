@@ -60,11 +60,11 @@ def test_rate_must_be_positive() -> None:
 
 
 async def test_gate_halts_requests_over_a_lowered_limit_and_hands_slots_over_in_order() -> None:
-    """With the limit lowered to 1 by a 503, later requests wait and get the freed slot in
+    """With the limit lowered to 1 by a 429, later requests wait and get the freed slot in
     the order they came."""
     gate = RequestGate(ConcurrencyLimit(2, fixed=True))
     first, second = await gate.acquire(), await gate.acquire()
-    gate.release(second, overload="503")
+    gate.release(second, overload="429")
     assert gate.limit.limit == 1
     order: list[str] = []
 
@@ -142,6 +142,32 @@ async def test_admit_lets_pool_workers_in_only_under_the_limit() -> None:
         for ticket in tickets:
             gate.release(ticket)
     await asyncio.wait_for(fifth, timeout=1)
+
+
+async def test_a_request_waiting_to_be_retried_lets_one_more_worker_take_a_row() -> None:
+    """At a limit of 2, worker 2 waits; while one request rests before its retry, worker 2
+    is let in (worker 3 still waits); with more resting than the limit, at most twice the
+    limit of workers take rows; none more once they are retried."""
+    gate = RequestGate(ConcurrencyLimit(2, fixed=True))
+    third = asyncio.create_task(gate.admit(2))
+    await asyncio.sleep(0)
+    assert not third.done()
+    with gate.resting_request():
+        await asyncio.wait_for(third, timeout=1)
+        fourth = asyncio.create_task(gate.admit(3))
+        await asyncio.sleep(0)
+        assert not fourth.done()
+        with gate.resting_request(), gate.resting_request():
+            await asyncio.wait_for(fourth, timeout=1)
+            fifth = asyncio.create_task(gate.admit(4))
+            await asyncio.sleep(0)
+            assert not fifth.done()
+    assert gate.resting == 0
+    again = asyncio.create_task(gate.admit(2))
+    await asyncio.sleep(0)
+    assert not again.done()
+    for waiting in (fifth, again):
+        waiting.cancel()
 
 
 async def test_enter_lets_in_at_once_only_what_acquire_would_not_make_wait() -> None:
