@@ -32,7 +32,8 @@ class ReportWriter:
         self.path = path
         self._header = header
         self._held = held
-        #: Write lines csv would not quote by joining them (off: every line through csv).
+        #: Write lines csv would not quote by joining them, and skip the control-character
+        #: checks of lines without any (off: every line the careful way, cell by cell).
         self.plain_lines = True
         self._width = len(header.columns)
         #: The input columns whose cells are masked.
@@ -63,8 +64,16 @@ class ReportWriter:
         cells = _cells(result, result.email, result.error, result.changes, result.previous,
                        values)
         line = ",".join(cells)
-        if self.plain_lines and _as_joined(line, len(cells) - 1):
+        if not self.plain_lines:
+            self._careful(result, values)
+        elif _as_joined(line, len(cells) - 1):
             self._out.write(line + "\r\n")
+        elif line.isprintable():
+            # No control character in any cell (each one CONTROL finds is unprintable): only
+            # formulas to defuse, then csv's quoting (an update's changes and previous state).
+            self._csv.writerow(_cells(result, neutralise(result.email),
+                                      neutralise(result.error), neutralise(result.changes),
+                                      neutralise(result.previous), map(neutralise, values)))
         else:
             self._careful(result, values)
 

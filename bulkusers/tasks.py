@@ -6,6 +6,8 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+import orjson
+
 from bulkusers.directory import BUILTIN_GROUPS, Directory, User
 from bulkusers.frozen import frozen
 from bulkusers.models import Row, RowResult
@@ -139,10 +141,15 @@ def snapshot(user: User, directory: Directory) -> str:
         state["language"] = user.language
     if user.active is not None:
         state["active"] = user.active
+    try:
+        # orjson: a tenth of json's time, for every updated or removed row; compact.
+        text = orjson.dumps(state).decode()
+    except TypeError:  # what orjson refuses (a lone surrogate): json's way
+        text = json.dumps(state, ensure_ascii=False)
     # JSON leaves DEL, C1 and bidi controls raw, which no report may carry; written there as
     # visible \x.. escapes they would make the record unreadable. JSON's own escapes read back
     # exactly.
-    return CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(state, ensure_ascii=False))
+    return CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def describe(user: User, directory: Directory) -> str:

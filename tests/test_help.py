@@ -3,6 +3,7 @@ a person reads in summaries, prompts and long lines."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -17,7 +18,7 @@ from click.testing import Result
 
 from bulkusers.cli import cli
 from bulkusers.words import count
-from tests.conftest import TOKEN, Served, write_csv
+from tests.conftest import TOKEN, Served, read_report, write_csv
 from tests.terminal import RUN_S, answer_prompt
 
 RunCli = Callable[..., Result]
@@ -210,9 +211,9 @@ def test_roles_are_shown_as_the_ui_names_them(served: Served, run_cli: RunCli,
     change = write_csv(tmp_path / "up.csv", ("Email", "Role"),
                        [["a@acme.example", "dataDesigner"]])
     assert run_cli("update", str(change), *served.connect(), "--report", "u.csv").exit_code == 0
-    text = (tmp_path / "u.csv").read_text(encoding="utf-8-sig")
-    assert "role: Viewer -> Data Designer" in text
-    assert '""role"": ""consumer""' in text
+    line = read_report(tmp_path / "u.csv")[0]
+    assert line["changes"] == "role: Viewer -> Data Designer"
+    assert json.loads(line["previous"])["role"] == "consumer"
 
 
 def test_declining_the_prompt_is_calm(served: Served, run_cli: RunCli, tmp_path: Path) -> None:

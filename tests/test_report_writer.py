@@ -195,8 +195,9 @@ def test_a_write_refused_at_the_end_of_together_breaks_the_run(tmp_path: Path,
 @pytest.mark.parametrize("header", [HEADER, Header(columns=COLUMNS, index={"email": 0})],
                          ids=["a secret column", "no secret column"])
 def test_lines_are_what_csv_writes_whatever_the_cells(tmp_path: Path, header: Header) -> None:
-    """The writer's own join of plain lines matches the careful way (each cell made safe, then
-    csv.writer) byte for byte over random cells of commas, quotes, line breaks, formula
+    """The writer's own join of plain lines, and its formula-only check of lines without a
+    control character, match the careful way (each cell made safe, then csv.writer) byte for
+    byte over random cells of commas, quotes, line breaks, formula
     starts, apostrophes, control and invisible characters, spaces and accents."""
     import random
 
@@ -222,7 +223,8 @@ def test_lines_are_what_csv_writes_whatever_the_cells(tmp_path: Path, header: He
         writer.close()
     assert fast.read_bytes() == by_csv.read_bytes()
     assert len(_lines(fast)) == 3001
-    # Both ways were taken: lines joined as they are, and lines made safe cell by cell.
+    # Both ways were taken: lines joined as they are, and lines through csv (of them, those
+    # with no control character checked for formulas alone).
     assert 0 < careful.rows < len(results) - 100
 
 
