@@ -43,7 +43,9 @@ class Planner(RowResolver):
     def plan_import(self, row: Row) -> WorkItem:
         """Create a new user, or treat an existing one as ``--on-existing`` says."""
         cells = self.header.cells(row)
-        email, user, invalid = self._user_or_problem(row, "create", cells[0])
+        email, user, invalid = self._user_or_problem(
+            row, "create", cells[0],
+            existing="update" if self.options.on_existing == "update" else None)
         if invalid is not None:
             return invalid
         if user is not None:

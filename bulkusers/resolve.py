@@ -193,15 +193,25 @@ class RowResolver:
         if self.repeats.may_share_name(key):
             self._claimed[key] = email
 
-    def _user_or_problem(self, row: Row, action: str, email: str | None = None,
+    def _user_or_problem(self, row: Row, action: str, email: str | None = None, *,
+                         existing: str | None = None,
                          ) -> tuple[str, User | None, RowResult | None]:
         """The email a row names (as the server stores it when the user exists), that user,
-        or the row's result when it cannot be used (``email``: its cell, when already read)."""
+        or the row's result when it cannot be used (``email``: its cell, when already read).
+        ``existing``: the action of a row whose user exists, when not ``action`` (import's
+        update)."""
         if email is None:
             email = self.header.value(row, "email")
         problem = row.problem or self._key_problem(row, email)
         if problem:
-            return email, None, decided(row, email, action, Status.SKIPPED, error=problem)
+            # A row refused for its email (repeated on another row), or for the row itself,
+            # still names a user it finds as the server stores them, with the action it had
+            # in store for them: what the admin fixes is that user's row.
+            found = self.directory.user_by_email(email) if email else None
+            if found is None:
+                return email, None, decided(row, email, action, Status.SKIPPED, error=problem)
+            return found.email, None, decided(row, found.email, existing or action,
+                                              Status.SKIPPED, user_id=found.id, error=problem)
         user = self.directory.user_by_email(email)
         # Results name a user as the server stores it, so the operator sees who is affected,
         # not only how the file spelt the address.

@@ -445,6 +445,33 @@ def test_a_repeated_email_makes_every_one_of_its_rows_invalid() -> None:
     assert create(results[1]).email == "cy@acme.example"
 
 
+@pytest.mark.parametrize(("on_existing", "action"),
+                         [("update", "update"), ("skip", "create"), ("fail", "create")])
+def test_the_refused_rows_of_an_existing_users_repeated_email_name_that_user(
+        on_existing: OnExisting, action: str) -> None:
+    """Rows repeating an existing user's email in other letter cases are refused with the
+    action they had in store for that user (update, under --on-existing update), naming
+    the user as stored, with their id; a new user's repeated rows stay creates."""
+    rows = [row(2, "ANN@acme.example", role="viewer"), row(3, "ann@ACME.example", role="admin"),
+            row(4, "new@acme.example", role="viewer"), row(5, "NEW@acme.example")]
+    planner = make_planner(users=[ANN], scan=rows,
+                           options=PlanOptions(on_existing=on_existing))
+    results = [decided(planner.plan_import(r)) for r in rows]
+    assert [(r.action, r.email, r.user_id, r.status) for r in results] == [
+        (action, ANN.email, ANN.id, Status.SKIPPED), (action, ANN.email, ANN.id, Status.SKIPPED),
+        ("create", "new@acme.example", "", Status.SKIPPED),
+        ("create", "NEW@acme.example", "", Status.SKIPPED)]
+    assert results[0].error == "email also on row 3; keep one row per user"
+
+
+def test_an_update_of_a_repeated_email_names_the_user_as_stored() -> None:
+    """update: the refused rows of a repeated email name the existing user as stored."""
+    rows = [row(2, "ANN@acme.example", role="viewer"), row(3, "Ann@acme.example")]
+    planner = make_planner(users=[ANN], scan=rows)
+    results = [decided(planner.plan_update(r)) for r in rows]
+    assert {(r.action, r.email, r.user_id) for r in results} == {("update", ANN.email, ANN.id)}
+
+
 def test_addresses_differing_beyond_ascii_case_are_not_repeats() -> None:
     """straße@ and strasse@ are two mailboxes: both rows are planned."""
     rows = [row(2, "straße@acme.example", role="viewer"),
