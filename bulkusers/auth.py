@@ -38,6 +38,10 @@ class Authenticator(Protocol):
         """Get a fresh credential after a 401; False when there is no way to get one."""
         ...
 
+    def still_refused(self, status: int) -> str:
+        """Why a fresh credential was refused too (HTTP ``status``), and what to check."""
+        ...
+
 
 class BearerAuth:
     """A fixed API token sent as ``Authorization: Bearer``; a 401 cannot be cured."""
@@ -53,6 +57,10 @@ class BearerAuth:
     async def renew(self, session: aiohttp.ClientSession, seen_generation: int) -> bool:
         """A fixed token cannot be renewed."""
         return False
+
+    def still_refused(self, status: int) -> str:
+        """Never asked: a fixed token is not renewed."""
+        return f"the server refuses the token (HTTP {status})"
 
 
 class _RenewingAuth:
@@ -127,6 +135,11 @@ class LoginAuth(_RenewingAuth):
                                     "token; is --url the address of a Sisense server?")
         return {"Authorization": f"Bearer {token}"}
 
+    def still_refused(self, status: int) -> str:
+        """A login the server accepted, whose token it then refuses."""
+        return (f"the server still refuses the credentials after a fresh login (HTTP {status});"
+                " check the account")
+
 
 def _access_token(text: str) -> str | None:
     try:
@@ -154,6 +167,12 @@ class LegacyJwtAuth(_RenewingAuth):
             warnings.simplefilter("ignore", InsecureKeyLengthWarning)
             token = jwt.encode(claims, self._secret.reveal(), algorithm="HS256")
         return {"x-api-key": token}
+
+    def still_refused(self, status: int) -> str:
+        """A freshly signed JWT refused: the secret, the email or the password is wrong."""
+        return (f"the server refuses the x-api-key JWT signed for {self._email!r} (HTTP "
+                f"{status}); check --api-secret (the REST API token on the server's ADMIN > "
+                "REST API page), --username and --password")
 
 
 def make_authenticator(connection: Connection) -> Authenticator:

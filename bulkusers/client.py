@@ -254,8 +254,7 @@ class SisenseClient:
             return await self._send_once(method, path, params, body, headers, trace)
         except ApiError as exc:
             if exc.status in (401, 403):
-                raise AuthError(f"the server still refuses the credentials after a fresh login "
-                                f"(HTTP {exc.status}); check the account") from None
+                raise AuthError(self._auth.still_refused(exc.status)) from None
             raise
 
     async def _send_once(self, method: str, path: str, params: Mapping[str, str] | None,

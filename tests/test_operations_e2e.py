@@ -292,12 +292,41 @@ def test_legacy_api_with_jwt_imports_updates_and_deletes(
     assert "rest-api-secret" not in result.output
 
 
+def test_an_api_secret_given_to_the_v1_api_is_named_as_unused(
+        served: Served, run_cli: RunCli, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """--api-secret (or SISENSE_API_SECRET) with --api v1 is never used: the run goes on with
+    the token and one warning says so, naming where the secret came from and --api legacy;
+    with --api legacy there is no such warning."""
+    source = write_csv(tmp_path / "seed.csv", HEADER, people())
+    flag = run_cli("import", str(source), *served.connect(), "--api-secret",
+                   "unused-secret-0123456789", "--report", "1.csv")
+    assert flag.exit_code == 0, flag.output
+    assert ("--api-secret is not used with --api v1: it signs the x-api-key JWT of pre-6.5 "
+            "servers; add --api legacy for such a server, or drop it") in flag.output
+    assert "unused-secret" not in flag.output
+    monkeypatch.setenv("SISENSE_API_SECRET", "unused-secret-0123456789")
+    env = run_cli("import", str(source), *served.connect(), "--report", "2.csv")
+    assert env.exit_code == 0, env.output
+    assert "--api-secret (from env SISENSE_API_SECRET) is not used with --api v1" in env.output
+
+
 def test_legacy_jwt_with_wrong_secret_aborts(legacy: Served, run_cli: RunCli,
                                              tmp_path: Path) -> None:
-    """A JWT signed with the wrong secret is refused at once: exit 3, nothing written."""
+    """A JWT signed with the wrong secret is refused at once: exit 3, nothing written, and
+    the one line names the JWT, its email and the three settings to check (never the
+    secret), not a token or a login."""
     source = write_csv(tmp_path / "seed.csv", HEADER, people())
     result = run_cli("import", str(source), "--url", legacy.url, "--api", "legacy",
                      "--api-secret", "wrong-secret-0123456789abcdef", "--username",
                      "admin@example.com", "--password", "Admin-Pass-1")
     assert result.exit_code == 3
     assert legacy.emulator.writes() == []
+    assert "is not used with --api v1" not in result.output
+    assert ("the server refuses the x-api-key JWT signed for 'admin@example.com' (HTTP 401); "
+            "check --api-secret") in result.output
+    assert "--username and --password" in result.output
+    assert "wrong-secret" not in result.output
+    assert "Admin-Pass-1" not in result.output
+    assert "token" not in result.output.replace("REST API token", "")
+    assert "fresh login" not in result.output

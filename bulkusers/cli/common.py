@@ -337,10 +337,22 @@ def connection_from(console: Console, settings: Effective) -> Connection:
             ca_bundle=settings["ca_bundle"], insecure=settings["insecure"])
 
     connection = guard(console, build)
-    mixed = mixed_origins(settings)
-    if mixed:
-        console.warning(mixed)
+    for warning in (mixed_origins(settings), unused_secret(connection, settings)):
+        if warning:
+            console.warning(warning)
     return _with_token_source(connection, settings)
+
+
+def unused_secret(connection: Connection, settings: Effective) -> str:
+    """A warning when an API secret is given to the v1 API, which never uses it: it signs the
+    x-api-key JWT of pre-6.5 servers, and a run meant for one of those is missing
+    ``--api legacy``."""
+    if connection.api == "legacy" or connection.api_secret is None:
+        return ""
+    origin = settings.origins.get("api_secret")
+    source = f" (from {origin})" if origin is not None and origin.kind != "flag" else ""
+    return (f"--api-secret{source} is not used with --api v1: it signs the x-api-key JWT of "
+            "pre-6.5 servers; add --api legacy for such a server, or drop it")
 
 
 def _with_token_source(connection: Connection, settings: Effective) -> Connection:
