@@ -145,6 +145,23 @@ def test_export_to_stdout_with_a_missing_report_dir_sends_nothing(
     assert served.emulator.requests == []
 
 
+def test_a_missing_report_dir_from_the_environment_is_named_as_set_there(
+        served: Served, run_cli: RunCli, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """BULKUSERS_REPORT_DIR naming no folder: import and `export -` stop before any request,
+    exit 2, in one line naming the variable (not only --report-dir); config show warns."""
+    monkeypatch.setenv("BULKUSERS_REPORT_DIR", str(tmp_path / "gone"))
+    source = write_csv(tmp_path / "hr.csv", ("Email", "Role"), [["a@acme.example", "viewer"]])
+    named = f"--report-dir {tmp_path / 'gone'} (from env BULKUSERS_REPORT_DIR): no such folder"
+    for args in (("import", str(source)), ("export", "-")):
+        result = run_cli(*args, *served.connect())
+        assert result.exit_code == 2, result.output
+        assert named in result.output, args
+    assert served.emulator.requests == []
+    shown = run_cli("config", "show")
+    assert f"a run with these settings would be refused: {named}" in shown.output
+
+
 def test_report_dir_holds_report_summary_and_undo_journal(
         served: Served, run_cli: RunCli, tmp_path: Path) -> None:
     """--report-dir puts the report, its summary and the undo journal in that folder, and

@@ -21,6 +21,7 @@ from bulkusers.cli.settings import (
     META_CONFIG,
     concurrency_over_cap,
     foreign_url,
+    report_dir_problem,
     shown_value,
 )
 from bulkusers.profiles import config_location
@@ -81,7 +82,8 @@ def show_command(**params: Any) -> None:
         lines.append(f"{name:<{width}}  {value:<40}  {origin}")
     click.echo("\n".join(lines))
     # config show is where one checks a set-up: say what a run would refuse.
-    for refusal in (foreign_url(settings), concurrency_over_cap(settings)):
+    for refusal in (foreign_url(settings), concurrency_over_cap(settings),
+                    report_dir_problem(settings)):
         if refusal:
             console.warning(f"a run with these settings would be refused: {refusal}")
     sys.exit(0)

@@ -24,6 +24,7 @@ from bulkusers.cli.common import (
     settings_from,
 )
 from bulkusers.cli.diff import INACTIVE_HELP
+from bulkusers.cli.settings import report_dir_problem
 from bulkusers.errors import EXIT_CHANGED, BulkUsersError
 from bulkusers.frozen import frozen
 from bulkusers.words import count
@@ -108,6 +109,10 @@ def export_command(output: Path, role: str | None, group: str | None,
                                                     inactive_days=inactive_days,
                                                     page_size=page_size))
     settings = settings_from(console, params)
+    refusal = report_dir_problem(settings)
+    if refusal and options.to_stdout:  # only a summary of an export to - goes there
+        console.error(f"{refusal}; nothing was exported")
+        sys.exit(EXIT_USAGE)
     report_dir = settings["report_dir"]
     if options.to_stdout:
         guard(console, lambda: check_report_path(None, output, report_dir))

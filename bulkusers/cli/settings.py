@@ -202,3 +202,19 @@ def concurrency_over_cap(settings: Effective) -> str:
     return (f"--concurrency {concurrency} (from {fixed_from}) is above --max-concurrency {cap} "
             f"(from {cap_from}), the most requests in flight allowed; lower the first or "
             "raise the second")
+
+
+def report_dir_problem(settings: Effective) -> str:
+    """The refusal when the folder reports go to (``--report-dir``, BULKUSERS_REPORT_DIR or a
+    profile's ``report_dir``) is missing or not writable, naming where it was set; "" when
+    it is fine or not set (the core checks the current folder)."""
+    folder = settings.values.get("report_dir")
+    origin = settings.origins.get("report_dir")
+    if folder is None or origin is None or origin.kind == "default":
+        return ""
+    named = f"--report-dir {folder}" + (f" (from {origin})" if origin.kind != "flag" else "")
+    if not Path(folder).is_dir():
+        return f"{named}: no such folder; create it or choose another"
+    if not os.access(folder, os.W_OK):
+        return f"{named}: the folder is not writable; choose another"
+    return ""

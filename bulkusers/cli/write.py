@@ -29,7 +29,7 @@ from bulkusers.cli.common import (
     run,
     settings_from,
 )
-from bulkusers.cli.settings import Effective, concurrency_over_cap
+from bulkusers.cli.settings import Effective, concurrency_over_cap, report_dir_problem
 from bulkusers.concurrency import DEFAULT_MAXIMUM
 from bulkusers.errors import ConfigError
 from bulkusers.words import count
@@ -165,10 +165,10 @@ def _write_command(command: Command, params: WriteParams,
 
     console = Console(quiet=is_quiet())
     settings = settings_from(console, dict(params))
-    over_cap = concurrency_over_cap(settings)
-    if over_cap:
-        console.error(f"{over_cap}; nothing was sent")
-        sys.exit(EXIT_USAGE)
+    for refusal in (concurrency_over_cap(settings), report_dir_problem(settings)):
+        if refusal:
+            console.error(f"{refusal}; nothing was sent")
+            sys.exit(EXIT_USAGE)
     read = guard(console, lambda: read_options(
         params.get("encoding", "utf-8-sig"), params.get("delimiter"), params.get("sheet"),
         params.get("max_cell_bytes", DEFAULT_MAX_CELL_BYTES), params.get("header_row")))
