@@ -16,6 +16,8 @@ import operator
 from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import field, replace
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -153,12 +155,35 @@ def _same_columns(record: Records, keys: list[Any], names: list[str], slots: dic
     return others
 
 
+#: The types of pandas' missing values besides NaN (NaT, NA), known by name: pandas is not
+#: a dependency, and bool(NA) raises.
+_MISSING_TYPES = frozenset({"NaTType", "NAType"})
+
+
 def cell_value(value: object) -> str:
     """A value from Python as the text a spreadsheet cell would show (``cells.cell_text``:
-    None is blank, a whole float has no ``.0``, dates are ISO 8601); NaN, pandas' missing
-    value, is blank too."""
+    None is blank, a whole float has no ``.0``, dates are ISO 8601), and what only Python
+    holds: NaN and pandas' other missing values are blank; a time-zone-aware datetime keeps
+    its offset (a spreadsheet's never has one); a whole Decimal (a database's NUMERIC) has
+    no fraction, another is exact; bytes are their UTF-8 text."""
     if isinstance(value, float) and math.isnan(value):
         return ""
+    if type(value).__name__ in _MISSING_TYPES:
+        return ""
+    if isinstance(value, datetime) and value.utcoffset() is not None:
+        return value.isoformat(sep=" ", timespec="seconds")
+    if isinstance(value, Decimal):
+        if value.is_nan():
+            return ""
+        # (A whole Decimal of up to 20 digits: no int() of a 1E+100000.)
+        if value.is_finite() and value.adjusted() < 20 and value == value.to_integral_value():
+            return str(int(value))
+        return str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            return str(bytes(value))  # shown as Python writes it; no email or name is that
     return cell_text(value)
 
 

@@ -10,6 +10,8 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -104,6 +106,30 @@ def test_dataframe_like_records_keep_their_text(plain: Served) -> None:
     assert bob is not None
     assert ann["userName"] == "ann@acme.example"
     assert bob["userName"] == "42"
+
+
+def test_values_only_python_holds_arrive_as_their_text(plain: Served) -> None:
+    """A database cursor's or DataFrame's values: a Decimal employee number without its
+    fraction, a time-zone-aware datetime with its offset, bytes as their UTF-8 text, and
+    pandas-like missing values (found by type name) left blank."""
+    class NaTType:  # pandas' NaT, as far as bulkusers can tell without pandas
+        def __bool__(self) -> bool:
+            raise TypeError("boolean value of NA is ambiguous")
+
+    hired = datetime(2026, 1, 2, 9, 30, tzinfo=timezone(timedelta(hours=2)))
+    records: list[dict[str, object]] = [
+        {"email": b"ann@acme.example", "role": "viewer", "userName": Decimal("42.00"),
+         "firstName": hired, "lastName": NaTType()},
+        {"email": "bob@acme.example", "role": "viewer", "userName": Decimal("0.50"),
+         "firstName": bytearray("Zoë".encode()), "lastName": Decimal("NaN")}]
+    summary = asyncio.run(bulkusers.run("import", connection(plain), rows=records))
+    assert summary.counts["created"] == 2
+    ann, bob = stored(plain, "ann@acme.example"), stored(plain, "bob@acme.example")
+    assert ann is not None
+    assert bob is not None
+    assert (ann["userName"], ann["firstName"], ann.get("lastName") or "") == (
+        "42", "2026-01-02 09:30:00+02:00", "")
+    assert (bob["userName"], bob["firstName"], bob.get("lastName") or "") == ("0.50", "Zoë", "")
 
 
 def test_a_record_with_other_keys_is_an_invalid_row_and_the_rest_go_on(plain: Served) -> None:
