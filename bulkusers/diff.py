@@ -29,7 +29,7 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell
 from bulkusers.cells import neutralise
 from bulkusers.directory import BUILTIN_GROUPS
 from bulkusers.errors import EXIT_CHANGED, ConfigError, InputError
-from bulkusers.exportfile import parse_time
+from bulkusers.exportfile import inactive_before, parse_time
 from bulkusers.frozen import frozen
 from bulkusers.identity import identity_key
 from bulkusers.readers import ReadOptions, open_table
@@ -60,10 +60,7 @@ class UserState:
     def inactive(self, at: datetime, days: int) -> bool:
         """Past ``days`` without signing in at time ``at``. Never signed in: counted from
         ``created`` (a new account gets the same grace); neither date readable: inactive."""
-        moment = parse_time(self.last_login) if self.last_login else None
-        if moment is None and not self.last_login:
-            moment = parse_time(self.created) if self.created else None
-        return moment is None or moment < at - timedelta(days=days)
+        return inactive_before(self.last_login, self.created, at - timedelta(days=days))
 
 
 @frozen

@@ -23,7 +23,14 @@ from bulkusers.client import SisenseClient
 from bulkusers.config import Connection, RetryPolicy
 from bulkusers.directory import Directory, Group, Unknown, User
 from bulkusers.errors import EXIT_CHANGED, ApiError, ConfigError, ServerUnavailable
-from bulkusers.exportfile import STDOUT, SUFFIXES, Record, check_output, open_output, parse_time
+from bulkusers.exportfile import (
+    STDOUT,
+    SUFFIXES,
+    Record,
+    check_output,
+    inactive_before,
+    open_output,
+)
 from bulkusers.frozen import frozen
 from bulkusers.loading import load_directory
 from bulkusers.network import describe_network_error as network_problem
@@ -83,9 +90,8 @@ class _Selection:
         if self.group is not None and self.group not in self.groups_of(user):
             return False
         if self.cutoff is not None:
-            # A lastLogin that cannot be read proves no recent activity, so it counts as inactive.
-            last = parse_time(_text(data.get("lastLogin")))
-            return last is None or last < self.cutoff
+            return inactive_before(_text(data.get("lastLogin")), _text(data.get("created")),
+                                   self.cutoff)
         return True
 
     def groups_of(self, user: User) -> list[Group]:

@@ -57,6 +57,16 @@ def parse_time(text: str) -> datetime | None:
     return moment.astimezone(UTC)
 
 
+def inactive_before(last_login: str, created: str, cutoff: datetime) -> bool:
+    """Whether a user last signed in before ``cutoff`` (export's ``--inactive-days`` and
+    diff's): one who never did counts from ``created``, so a new account gets the same
+    grace; neither date readable proves no recent activity, so it counts as inactive."""
+    moment = parse_time(last_login) if last_login else None
+    if moment is None and not last_login:
+        moment = parse_time(created) if created else None
+    return moment is None or moment < cutoff
+
+
 class OutputClosed(AbortError):
     """The reader of standard output went away (``export - | head``): not a failure of ours,
     and ended as a pipe's writer ends, with status 141 (SIGPIPE)."""

@@ -206,7 +206,9 @@ def test_unknown_role_or_group_exits_2_with_a_hint(
 
 def test_inactive_days_selects_old_and_never_seen_users(
         served: Served, run_cli: RunCli, tmp_path: Path) -> None:
-    """--inactive-days keeps users last seen before the cutoff or never, not recent ones."""
+    """--inactive-days keeps users last seen before the cutoff, and those who never signed in
+    counted from their creation (as diff counts them): not a new account, nor a recent one;
+    a user with neither date readable is kept."""
     add_people(run_cli, served, tmp_path)
     store = served.emulator.store
     login = urllib.request.Request(
@@ -215,12 +217,19 @@ def test_inactive_days_selects_old_and_never_seen_users(
     with urllib.request.urlopen(login, timeout=5) as answer:
         assert answer.status == 200
     old = iso(datetime.now(UTC) - timedelta(days=45))
-    bo = store.find_user("bo.chan@acme.example")
-    served.host.call(lambda: setattr(bo, "last_login", old))
+    bo, cy, dee = (store.find_user(f"{name}@acme.example")
+                   for name in ("bo.chan", "cy.diaz", "dee.eve"))
+    admin = store.find_user("admin@example.com")
+
+    def age() -> None:
+        bo.last_login = old  # signed in 45 days ago
+        cy.created = old  # created 45 days ago, never signed in
+        admin.last_login, admin.created = "", "garbled"  # neither date readable
+    served.host.call(age)  # dee: created today, never signed in
     lines = exported(run_cli, served, tmp_path / "inactive.csv", "--inactive-days", "30")
     assert {line["email"] for line in lines} == {
-        "admin@example.com", "bo.chan@acme.example", "cy.diaz@acme.example",
-        "dee.eve@acme.example"}
+        "admin@example.com", "bo.chan@acme.example", "cy.diaz@acme.example"}
+    assert dee.last_login in (None, "")
     assert by_email(lines)["bo.chan@acme.example"]["lastLogin"] == old
     recent = exported(run_cli, served, tmp_path / "sixty.csv", "--inactive-days", "60")
     assert "bo.chan@acme.example" not in {line["email"] for line in recent}
