@@ -106,6 +106,7 @@ default_role = "designer"
 report_dir = "reports"
 insecure = true
 """)
+    (tmp_path / "reports").mkdir()  # a missing one would be warned of
     base = ("config", "show", "--config", str(config), "--profile", "p")
     settings = show(run_cli, *base)
     assert settings["url"] == ("https://profile.example", "profile p")
