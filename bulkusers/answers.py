@@ -84,8 +84,12 @@ def _not_json_message(status: int, reason: str, body: bytes) -> str:
     return f"{what} (the answer is an HTML or text page, not Sisense's JSON; is --url right?)"
 
 
-def _error_from(status: int, reason: str, body: bytes, method: str, path: str,
-                retry_after: float | None) -> ApiError:
+def describe_answer(status: int, reason: str, body: bytes) -> str:
+    """An error answer's message: Sisense's own, else one line for a page that is not JSON."""
+    return _code_and_message(status, reason, body)[1]
+
+
+def _code_and_message(status: int, reason: str, body: bytes) -> tuple[int | None, str]:
     code: int | None = None
     message = reason or "error"
     try:
@@ -102,6 +106,12 @@ def _error_from(status: int, reason: str, body: bytes, method: str, path: str,
             message = parsed["message"]
     elif body:
         message = _not_json_message(status, message, body)
+    return code, message
+
+
+def _error_from(status: int, reason: str, body: bytes, method: str, path: str,
+                retry_after: float | None) -> ApiError:
+    code, message = _code_and_message(status, reason, body)
     if status in RETRYABLE_STATUSES:
         return TransientApiError(status, code, message, method=method, path=path,
                                  retry_after=retry_after)

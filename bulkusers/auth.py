@@ -18,8 +18,15 @@ import aiohttp
 import jwt
 from jwt.warnings import InsecureKeyLengthWarning
 
+from bulkusers.answers import describe_answer
 from bulkusers.config import Connection, Secret
-from bulkusers.errors import AuthError, ConfigError, ServerUnavailable
+from bulkusers.errors import (
+    RETRYABLE_STATUSES,
+    AuthError,
+    ConfigError,
+    ServerUnavailable,
+    TransientApiError,
+)
 from bulkusers.network import log_answer, unreachable_message
 
 LOGIN_PATH = "/api/v1/authentication/login"
@@ -120,8 +127,8 @@ class LoginAuth(_RenewingAuth):
         started = time.perf_counter()
         try:
             async with session.post(self._url, data=form) as response:
-                text = await response.text()
-                status = response.status
+                raw = await response.read()
+                status, reason = response.status, response.reason or ""
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ServerUnavailable(unreachable_message(self._url, exc)) from None
         # The login is a request like any other for --debug (never its form: the password).
@@ -129,7 +136,13 @@ class LoginAuth(_RenewingAuth):
         if status in (401, 403):
             raise AuthError(f"the server refused the login of {self._username!r} (HTTP {status});"
                             " check the username and password")
-        token = _access_token(text)
+        if status in RETRYABLE_STATUSES:
+            # A gateway's or a busy server's answer, as to any request: the request that
+            # needed the login retries it with the usual backoff (its Retry-After unread: no
+            # gate is held), rather than taking it for a wrong --url.
+            raise TransientApiError(status, None, describe_answer(status, reason, raw),
+                                    method="POST", path=LOGIN_PATH)
+        token = _access_token(raw)
         if status != 200 or token is None:
             raise ServerUnavailable(f"{self._url} answered HTTP {status} without an access "
                                     "token; is --url the address of a Sisense server?")
@@ -141,9 +154,9 @@ class LoginAuth(_RenewingAuth):
                 " check the account")
 
 
-def _access_token(text: str) -> str | None:
+def _access_token(raw: bytes) -> str | None:
     try:
-        body = json.loads(text)
+        body = json.loads(raw)
     except ValueError:
         return None
     token = body.get("access_token") if isinstance(body, dict) else None

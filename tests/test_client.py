@@ -10,7 +10,7 @@ from bulkusers import answers
 from bulkusers.api import V1Api
 from bulkusers.client import SisenseClient, Trace
 from bulkusers.config import RetryPolicy, build_connection
-from bulkusers.errors import ApiError, AuthError, ServerUnavailable
+from bulkusers.errors import ApiError, AuthError, ServerUnavailable, TransientApiError
 from tests.scripted import Answer, Script, server
 
 __all__ = ["server"]  # the fixture, re-exported for pytest
@@ -143,6 +143,32 @@ async def test_login_is_repeated_once_after_a_401(server: tuple[Script, str],
     assert script.count("POST", LOGIN) == 2
     assert [h["Authorization"] for m, _, h in script.seen if m == "GET"] == [
         "Bearer first", "Bearer second"]
+
+
+@pytest.mark.parametrize("status", [429, 502, 503, 504])
+async def test_a_busy_or_gateway_answer_to_the_login_is_retried(
+        server: tuple[Script, str], sleeps: SleepLog, status: int) -> None:
+    """A login answered 429, 502, 503 or 504 (a gateway's HTML page) is retried with the
+    backoff, as any request is, and the call goes on with the token it then gets; when every
+    try fails, the error names the status and the page, not a wrong --url."""
+    script, url = server
+    page = f"<html><head><title>{status} Busy</title></head></html>"
+    script.on("POST", LOGIN, Answer(status, body=page),
+              Answer(200, {"success": True, "access_token": "late"}))
+    script.on("GET", ROLES, Answer(200, []))
+    async with login_client(url, sleeps) as client:
+        assert await V1Api(client).roles() == []
+    assert script.count("POST", LOGIN) == 2
+    assert len(sleeps.waits) == 1
+    assert [h["Authorization"] for m, _, h in script.seen if m == "GET"] == ["Bearer late"]
+    script.answers.clear()
+    script.on("POST", LOGIN, Answer(503, body="<html><title>503 Down</title></html>"))
+    async with login_client(url, sleeps, attempts=3) as client:
+        with pytest.raises(TransientApiError) as caught:
+            await V1Api(client).roles()
+    assert caught.value.status == 503
+    assert "Down" in str(caught.value.describe())
+    assert "--url" not in str(caught.value.describe())
 
 
 async def test_a_401_after_relogin_aborts(server: tuple[Script, str], sleeps: SleepLog) -> None:
