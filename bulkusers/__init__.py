@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 __all__ = [
+    "AuthError",
     "BulkUsersError",
     "Command",
     "ConfigError",
@@ -50,6 +51,7 @@ __all__ = [
 
 #: Where each public name lives.
 _HOMES = {
+    "AuthError": "bulkusers.errors",
     "BulkUsersError": "bulkusers.errors",
     "Command": "bulkusers.commands",
     "ConfigError": "bulkusers.errors",
@@ -74,6 +76,7 @@ if TYPE_CHECKING:
     from bulkusers.commands import Command
     from bulkusers.config import Connection, RetryPolicy
     from bulkusers.errors import (
+        AuthError,
         BulkUsersError,
         ConfigError,
         GuardTripped,

@@ -10,13 +10,13 @@ assignment to one), and which skips the per-field guard at run time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar, dataclass_transform
 
 C = TypeVar("C", bound=type)
 
 
-@dataclass_transform(frozen_default=True)
+@dataclass_transform(frozen_default=True, field_specifiers=(field,))
 def frozen(cls: C) -> C:
     """Declare ``cls`` an immutable value: a slotted dataclass, compared and hashed by its
     fields, read-only for the type checker."""

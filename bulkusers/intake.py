@@ -19,7 +19,7 @@ from dataclasses import field, replace
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from bulkusers.cells import cell_text
 from bulkusers.columns import build_header, column_key
@@ -36,6 +36,30 @@ from bulkusers.spool import Spool
 #: One row from Python: column name -> value (any hashable key; a DataFrame's records have
 #: Hashable keys, a cursor's rows str keys).
 Records = Mapping[Any, Any]
+
+
+class ColumnNamed(Protocol):
+    """A row from Python that names its columns without being a mapping (``sqlite3.Row``)."""
+
+    def keys(self) -> Iterable[str]:
+        """The column names."""
+        ...
+
+    def __getitem__(self, key: str, /) -> Any:
+        """A column's value by name."""
+        ...
+
+
+class NamedTupleRow(Protocol):
+    """A named tuple row (``collections.namedtuple``, ``typing.NamedTuple``)."""
+
+    def _asdict(self) -> dict[str, Any]:
+        """The row as a dict of its fields."""
+        ...
+
+
+#: What a run takes from Python as a row.
+PythonRow = Records | ColumnNamed | NamedTupleRow
 
 
 @frozen
@@ -104,41 +128,89 @@ def read_input(path: Path, options: ReadOptions, *, report: bool = False) -> Int
                   repeats=tally.repeats(spool), sheet=table.sheet)
 
 
-def read_records(records: Iterable[Records], options: ReadOptions) -> Intake:
-    """Rows handed over from Python (a DataFrame's records, a database cursor's rows as
-    mappings): the first record's keys are the header, matched as a file's would be. Row
-    numbers count records from 1. A record with keys the first lacks is an invalid row."""
-    iterator = iter(records)
-    first = next(iterator, None)
-    names = [str(key) for key in first] if first is not None else []
-    header, _ = build_header("rows", names)
-    check = RowCheck(header.columns, options.max_cell_bytes)
-    spool: Spool[Row] = Spool(kind=Row)
-    tally = _Tally(header)
-    digest = hashlib.sha256()
-    known = set(names)
-    # A later mapping may spell a column otherwise ("Email", "email"): the same column.
-    slots: dict[str, int] = {}
-    for position, name in enumerate(names):
-        slots.setdefault(column_key(name), position)
-    chained = itertools.chain((first,) if first is not None else (), iterator)
-    for number, record in enumerate(chained, start=1):
+class RecordsReader:
+    """Rows handed over from Python one at a time (a DataFrame's records, a database
+    cursor's rows), read as a file is: the first record's keys are the header, matched as a
+    file's would be. Row numbers count records from 1. A record with keys the first lacks is
+    an invalid row. Fed by the caller's thread (``add``), since a database cursor may be used
+    only on the thread that opened it."""
+
+    def __init__(self, options: ReadOptions) -> None:
+        self._options = options
+        self._number = 0
+        self._digest = hashlib.sha256()
+        self._spool: Spool[Row] = Spool(kind=Row)
+        self._names: list[str] = []
+        self._known: set[str] = set()
+        # A later mapping may spell a column otherwise ("Email", "email"): the same column.
+        self._slots: dict[str, int] = {}
+        self._header: Header | None = None
+        self._check: RowCheck | None = None
+        self._tally: _Tally | None = None
+
+    def _start(self, first: Records) -> tuple[Header, RowCheck, _Tally]:
+        self._names = [str(key) for key in first]
+        self._known = set(self._names)
+        for position, name in enumerate(self._names):
+            self._slots.setdefault(column_key(name), position)
+        header, _ = build_header("rows", self._names)
+        self._header = header
+        self._check = RowCheck(header.columns, self._options.max_cell_bytes)
+        self._tally = _Tally(header)
+        return header, self._check, self._tally
+
+    def add(self, item: PythonRow) -> None:
+        """Read one record (InputError for one that is no mapping of column names)."""
+        self._number += 1
+        record = as_record(item, self._number)
+        if self._check is None or self._tally is None:
+            _, check, tally = self._start(record)
+        else:
+            check, tally = self._check, self._tally
+        names = self._names
         cells = [cell_value(record.get(name)) for name in names]
-        extra = [key for key in record if str(key) not in known]
+        extra = [key for key in record if str(key) not in self._known]
         if extra:
-            extra = _same_columns(record, extra, names, slots, cells)
+            extra = _same_columns(record, extra, names, self._slots, cells)
         values = tuple(cells)
-        digest.update(json.dumps(values, ensure_ascii=False).encode() + b"\n")
-        row = check(number, values)
+        self._digest.update(json.dumps(values, ensure_ascii=False).encode() + b"\n")
+        row = check(self._number, values)
         if extra and not row.problem:
             lacks = ", ".join(map(str, extra))
             row = replace(row, problem=f"has fields the first row lacks: {lacks}; give every "
                                        "row the same fields")
-        spool.append(row)
+        self._spool.append(row)
         tally.add(row)
-    spool.close()
-    return Intake(path=Path("(rows from Python)"), header=header, spool=spool,
-                  sha256=digest.hexdigest(), repeats=tally.repeats(spool))
+
+    def finish(self) -> Intake:
+        """The input read: no records at all is an input of no rows (its only column the
+        email: there is nothing to name the others)."""
+        if self._header is None or self._tally is None:
+            header, _, tally = self._start({"email": ""})
+        else:
+            header, tally = self._header, self._tally
+        spool = self._spool.close()
+        return Intake(path=Path("(rows from Python)"), header=header, spool=spool,
+                      sha256=self._digest.hexdigest(), repeats=tally.repeats(spool))
+
+
+def as_record(item: PythonRow, number: int) -> Records:
+    """A row from Python as a mapping of its column names: a mapping as it is, and a row
+    that names its columns (``sqlite3.Row``: ``keys()``; a named tuple: ``_asdict()``) as
+    one; InputError for anything else, never quoting its values (a password may be one)."""
+    if isinstance(item, Mapping):
+        return item
+    keys = getattr(item, "keys", None)
+    if callable(keys) and hasattr(item, "__getitem__"):
+        return {key: item[key] for key in keys()}
+    as_dict = getattr(item, "_asdict", None)
+    if callable(as_dict):
+        named = as_dict()
+        if isinstance(named, Mapping):
+            return named
+    raise InputError(f"rows: row {number} is a {type(item).__name__}, not a mapping of column "
+                     "names to values; pass an iterable of mappings (a list of dicts; for a "
+                     "sqlite3 cursor set row_factory = sqlite3.Row)")
 
 
 def _same_columns(record: Records, keys: list[Any], names: list[str], slots: dict[str, int],
@@ -165,7 +237,8 @@ def cell_value(value: object) -> str:
     None is blank, a whole float has no ``.0``, dates are ISO 8601), and what only Python
     holds: NaN and pandas' other missing values are blank; a time-zone-aware datetime keeps
     its offset (a spreadsheet's never has one); a whole Decimal (a database's NUMERIC) has
-    no fraction, another is exact; bytes are their UTF-8 text."""
+    no fraction, another is exact; bytes are their UTF-8 text; a list (of groups) is its
+    items, "; " between."""
     if isinstance(value, float) and math.isnan(value):
         return ""
     if type(value).__name__ in _MISSING_TYPES:
@@ -184,6 +257,11 @@ def cell_value(value: object) -> str:
             return bytes(value).decode("utf-8")
         except UnicodeDecodeError:
             return str(bytes(value))  # shown as Python writes it; no email or name is that
+    if isinstance(value, list | tuple | set | frozenset):
+        # Several values in one field (a record's list of groups): the items as a cell
+        # lists them, "; " between (the separator export writes and import reads).
+        items = sorted(value, key=str) if isinstance(value, set | frozenset) else value
+        return "; ".join(filter(None, map(cell_value, items)))
     return cell_text(value)
 
 

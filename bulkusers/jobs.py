@@ -34,7 +34,7 @@ from bulkusers.execution import Executor
 from bulkusers.guards import check_confirmation, limit_refusal
 from bulkusers.heap import LongLived
 from bulkusers.identity import identity_key
-from bulkusers.intake import Intake, Records, read_input, read_records
+from bulkusers.intake import Intake, PythonRow, RecordsReader, read_input
 from bulkusers.journal import Journal, journal_path
 from bulkusers.ledger import STATE_DIR_VARIABLE, Deactivation, Ledger, read_ledger
 from bulkusers.loading import load_directory, together
@@ -51,6 +51,7 @@ from bulkusers.pipeline import (
 )
 from bulkusers.plan import Plan, PlanStream, Preflight, Stop, make_plan
 from bulkusers.planner import Planner
+from bulkusers.readers import ReadOptions
 from bulkusers.report import (
     check_report_path,
     compact_report,
@@ -71,7 +72,7 @@ from bulkusers.words import count
 
 
 async def run_command(config: RunConfig, observer: Observer | None = None,
-                      records: Iterable[Records] | None = None) -> RunSummary:
+                      records: Iterable[PythonRow] | None = None) -> RunSummary:
     """Read the input once, plan every row against a snapshot of the directory, let the
     guards judge that plan, then carry it out exactly; every row ends in the report (when one
     is written) and reaches the observer.
@@ -85,7 +86,7 @@ async def run_command(config: RunConfig, observer: Observer | None = None,
 
 
 async def _run_command(config: RunConfig, observer: Observer | None,
-                       records: Iterable[Records] | None, holds: Holds) -> RunSummary:
+                       records: Iterable[PythonRow] | None, holds: Holds) -> RunSummary:
     started = datetime.now(UTC)  # the run's time includes reading, loading and planning
     spec = command_spec(config.command)
     observer = observer or SilentObserver()
@@ -307,13 +308,29 @@ def _input_path(config: RunConfig) -> Path:
     return config.input_path or Path("rows")
 
 
-async def _read(config: RunConfig, records: Iterable[Records] | None,
+async def _read(config: RunConfig, records: Iterable[PythonRow] | None,
                 reads_report: bool) -> Intake:
     """Stage 1: the input, read once (InputError, exit 2, for anything unreadable)."""
     if records is not None:
-        return await asyncio.to_thread(read_records, records, config.read)
+        return await _read_records(records, config.read)
     return await asyncio.to_thread(read_input, _input_path(config), config.read,
                                    report=reads_report)
+
+
+#: Rows from Python read between two turns of the caller's event loop.
+RECORDS_BLOCK = 1_000
+
+
+async def _read_records(records: Iterable[PythonRow], options: ReadOptions) -> Intake:
+    """Rows from Python, read on the caller's thread, the event loop's (a database cursor
+    may be used only on the thread that opened it), letting the caller's other tasks run
+    between blocks of rows."""
+    reader = RecordsReader(options)
+    for number, record in enumerate(records, start=1):
+        reader.add(record)
+        if number % RECORDS_BLOCK == 0:
+            await asyncio.sleep(0)
+    return reader.finish()
 
 
 @dataclass(slots=True)

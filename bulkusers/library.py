@@ -7,16 +7,19 @@ is shown, and a report is written only when asked for.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import inspect
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Literal
 
-from bulkusers.commands import Command
-from bulkusers.concurrency import DEFAULT_MAXIMUM
+from bulkusers.commands import Command, command_spec
+from bulkusers.concurrency import CEILING, DEFAULT_MAXIMUM
 from bulkusers.config import ApiFlavour, Connection, RetryPolicy, build_connection
 from bulkusers.errors import ConfigError
-from bulkusers.intake import Records
+from bulkusers.intake import PythonRow
 from bulkusers.jobs import run_command
 from bulkusers.models import RowResult
 from bulkusers.readers import ReadOptions
@@ -45,10 +48,13 @@ def connect(url: str, *, token: str | None = None, username: str | None = None,
 
 
 class _Results:
-    """The observer that hands each finished row to the caller."""
+    """The observer that hands each finished row to the caller, on the event loop's thread
+    (a dry run plans in a worker thread: its results are handed over, one at a time)."""
 
     def __init__(self, on_result: OnResult | None) -> None:
         self._on_result = on_result
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.get_ident()
         #: What ``on_result`` raised: the run stops (every row still reported as it truly
         #: ended) and ``run`` raises it to the caller.
         self.failure: Exception | None = None
@@ -57,18 +63,42 @@ class _Results:
         """Nothing to show."""
 
     def row_done(self, result: RowResult, summary: RunSummary) -> None:
-        """Pass the result on."""
-        if self._on_result is not None:
+        """Pass the result on, on the loop's thread (this thread waits for it there)."""
+        if self._on_result is None:
+            return
+        if threading.get_ident() == self._thread:
+            self._tell(result)
+            return
+        told: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+        def tell() -> None:
             try:
-                self._on_result(result)
+                self._tell(result)
             except Exception as exc:
-                self.failure = exc
-                raise
+                told.set_exception(exc)
+            else:
+                told.set_result(None)
+
+        self._loop.call_soon_threadsafe(tell)
+        told.result()  # on_result's exception is this row's, as on the loop's thread
+
+    def _tell(self, result: RowResult) -> None:
+        assert self._on_result is not None
+        try:
+            returned: object = self._on_result(result)
+            if inspect.isawaitable(returned):
+                if inspect.iscoroutine(returned):
+                    returned.close()  # never awaited: no "never awaited" warning either
+                raise ConfigError("on_result returned an awaitable (an async callable?); "
+                                  "give a plain function: what it returns is dropped")
+        except Exception as exc:
+            self.failure = exc
+            raise
 
 
 async def run(command: Command, connection: Connection, *,
               file: str | Path | None = None,
-              rows: Iterable[Records] | None = None,
+              rows: Iterable[PythonRow] | None = None,
               on_result: OnResult | None = None,
               report: str | Path | None = None,
               plan: PlanOptions | None = None,
@@ -97,10 +127,8 @@ async def run(command: Command, connection: Connection, *,
     raises, the run stops the same way (the row it was told of keeps its true outcome) and
     ``run`` raises that exception once the report and summary are complete.
     """
-    if on_result is not None and inspect.iscoroutinefunction(on_result):
-        # It would be called and its coroutine dropped unawaited: no result would reach it.
-        raise ConfigError("on_result is an async function; give a plain function (it is "
-                          "called on the event loop's thread, where it may schedule work)")
+    _check_arguments(command, connection, on_result, rows, plan, safety, sync, report,
+                     max_concurrency)
     if (max_concurrency is not None and isinstance(concurrency, int)
             and concurrency > max_concurrency):
         raise ConfigError(f"concurrency={concurrency} is above max_concurrency="
@@ -113,7 +141,8 @@ async def run(command: Command, connection: Connection, *,
                        write_report=report is not None,
                        report_path=Path(report) if report is not None else None,
                        concurrency=concurrency,
-                       max_concurrency=max_concurrency or DEFAULT_MAXIMUM,
+                       max_concurrency=(DEFAULT_MAXIMUM if max_concurrency is None
+                                        else max_concurrency),
                        batch_size=batch_size, allow_empty=True, handle_sigint=False)
     results = _Results(on_result)
     summary = await run_command(config, results, records=rows)
@@ -122,3 +151,43 @@ async def run(command: Command, connection: Connection, *,
         # how every row ended.
         raise results.failure
     return summary
+
+
+def _check_arguments(command: Command, connection: object, on_result: object, rows: object,
+                     plan: object, safety: object, sync: object, report: object,
+                     max_concurrency: object) -> None:
+    """ConfigError, before anything is read or sent, for arguments of the wrong kind (a
+    caller without a type checker gets one line, not an AttributeError deep in the run)."""
+    if not isinstance(connection, Connection):
+        raise ConfigError(f"connection is a {type(connection).__name__}; make one with "
+                          "bulkusers.connect(url, token=...)")
+    for name, value, kind in (("plan", plan, PlanOptions), ("safety", safety, Safety),
+                              ("sync", sync, SyncOptions)):
+        if value is not None and not isinstance(value, kind):
+            raise ConfigError(f"{name} is a {type(value).__name__}; give a "
+                              f"bulkusers.{kind.__name__}(...)")
+    if sync is not None and command != "sync":
+        raise ConfigError(f"sync= is for the sync command, not {command}")
+    if isinstance(rows, str | bytes | Mapping):
+        raise ConfigError(f"rows is one {type(rows).__name__}; give an iterable of mappings "
+                          "(a list of dicts), one a row")
+    if on_result is not None and (inspect.iscoroutinefunction(on_result) or
+                                  inspect.iscoroutinefunction(
+                                      getattr(on_result, "__call__", None))):  # noqa: B004
+        # It would be called and its coroutine dropped unawaited: no result would reach it.
+        raise ConfigError("on_result is an async function; give a plain function (it is "
+                          "called on the event loop's thread, where it may schedule work)")
+    if max_concurrency is not None and (isinstance(max_concurrency, bool) or
+                                        not isinstance(max_concurrency, int) or
+                                        not 1 <= max_concurrency <= CEILING):
+        raise ConfigError(f"max_concurrency={max_concurrency!r}: a number from 1 to {CEILING}, "
+                          "or None (64 for concurrency='auto')")
+    dry_run = isinstance(safety, Safety) and safety.dry_run
+    # sync=None only reports the users the rows do not list (commands/sync_users.py).
+    removes = command_spec(command).destructive or (
+        isinstance(sync, SyncOptions) and sync.missing != "report")
+    if report is None and not dry_run and removes:
+        # The undo journal is kept beside the report; without one, no removal could be undone.
+        raise ConfigError(f"{command} keeps its undo journal beside its report: give report= "
+                          "a new file's path (reactivate reads it back), or preview with "
+                          "safety=bulkusers.Safety(dry_run=True)")

@@ -85,7 +85,8 @@ class Row:
     """One input record: its spreadsheet row number (header = 1) and its cells as text."""
 
     number: int
-    values: tuple[str, ...]
+    #: Never in a repr: a cell may be a password (a result logged with %r would show it).
+    values: tuple[str, ...] = field(repr=False)
     #: Why the row cannot be used whatever it asks for (a control character, an oversized
     #: cell, a formula without a value), found while reading; "" for a sound row.
     problem: str = ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import field
 from typing import Any
 
 import orjson
@@ -22,7 +23,8 @@ class CreateTask:
 
     row: Row
     email: str
-    payload: Mapping[str, Any]
+    #: Never in a repr: it holds the new user's password.
+    payload: Mapping[str, Any] = field(repr=False)
     changes: str
     action: str = "create"
 
@@ -36,7 +38,8 @@ class UserPatch:
     row: Row
     email: str
     user: User
-    patch: Mapping[str, Any]
+    #: Never in a repr: a deactivation's holds the unknown password it sets.
+    patch: Mapping[str, Any] = field(repr=False)
     changes: str
     previous: str
     action: str

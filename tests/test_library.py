@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import gc
 import json
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
+import threading
+import warnings
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -110,8 +114,9 @@ def test_dataframe_like_records_keep_their_text(plain: Served) -> None:
 
 def test_values_only_python_holds_arrive_as_their_text(plain: Served) -> None:
     """A database cursor's or DataFrame's values: a Decimal employee number without its
-    fraction, a time-zone-aware datetime with its offset, bytes as their UTF-8 text, and
-    pandas-like missing values (found by type name) left blank."""
+    fraction, a time-zone-aware datetime with its offset, bytes as their UTF-8 text, a list
+    of groups as a cell lists them, and pandas-like missing values (found by type name) left
+    blank."""
     class NaTType:  # pandas' NaT, as far as bulkusers can tell without pandas
         def __bool__(self) -> bool:
             raise TypeError("boolean value of NA is ambiguous")
@@ -119,9 +124,10 @@ def test_values_only_python_holds_arrive_as_their_text(plain: Served) -> None:
     hired = datetime(2026, 1, 2, 9, 30, tzinfo=timezone(timedelta(hours=2)))
     records: list[dict[str, object]] = [
         {"email": b"ann@acme.example", "role": "viewer", "userName": Decimal("42.00"),
-         "firstName": hired, "lastName": NaTType()},
+         "firstName": hired, "lastName": NaTType(), "groups": ()},
         {"email": "bob@acme.example", "role": "viewer", "userName": Decimal("0.50"),
-         "firstName": bytearray("Zoë".encode()), "lastName": Decimal("NaN")}]
+         "firstName": bytearray("Zoë".encode()), "lastName": Decimal("NaN"),
+         "groups": ["Sales", "Finance", None]}]
     summary = asyncio.run(bulkusers.run("import", connection(plain), rows=records))
     assert summary.counts["created"] == 2
     ann, bob = stored(plain, "ann@acme.example"), stored(plain, "bob@acme.example")
@@ -130,6 +136,101 @@ def test_values_only_python_holds_arrive_as_their_text(plain: Served) -> None:
     assert (ann["userName"], ann["firstName"], ann.get("lastName") or "") == (
         "42", "2026-01-02 09:30:00+02:00", "")
     assert (bob["userName"], bob["firstName"], bob.get("lastName") or "") == ("0.50", "Zoë", "")
+    names = plain.host.call(lambda: plain.emulator.store.group_names_of(str(bob["_id"])))
+    assert {"Sales", "Finance"} <= set(names)
+
+
+def test_a_sqlite_cursor_and_named_tuples_are_rows(plain: Served) -> None:
+    """A sqlite3 cursor (row_factory = sqlite3.Row), usable only on the thread that opened
+    it, is read on the caller's; named tuples are rows too. A cursor of plain tuples names
+    no columns: InputError naming the row's type, never its values (a password)."""
+    db = sqlite3.connect(":memory:")
+    db.execute("create table hr (email text, role text, password text)")
+    db.execute("insert into hr values ('sql@acme.example', 'viewer', 'Sql-Secret-42')")
+    db.row_factory = sqlite3.Row
+    summary = asyncio.run(bulkusers.run("import", connection(plain),
+                                        rows=db.execute("select * from hr")))
+    assert summary.counts["created"] == 1
+    assert stored(plain, "sql@acme.example") is not None
+    Person = collections.namedtuple("Person", "email role")
+    summary = asyncio.run(bulkusers.run("import", connection(plain),
+                                        rows=[Person("tuple@acme.example", "viewer")]))
+    assert summary.counts["created"] == 1
+    db.row_factory = None
+    with pytest.raises(bulkusers.InputError) as refused:
+        asyncio.run(bulkusers.run("import", connection(plain),
+                                  rows=db.execute("select * from hr")))
+    assert "row 1 is a tuple, not a mapping of column names" in str(refused.value)
+    assert "Sql-Secret-42" not in str(refused.value)
+
+
+def test_no_rows_at_all_is_a_run_of_none(plain: Served) -> None:
+    """An empty list (tonight's leavers: nobody) is a run of no rows that sends nothing, not
+    an error about a missing email column; sync still refuses an empty input."""
+    writes = len(served_writes(plain))
+    summary = asyncio.run(bulkusers.run("import", connection(plain), rows=[]))
+    assert (summary.total_rows, summary.exit_code) == (0, 0)
+    assert len(served_writes(plain)) == writes
+    with pytest.raises(bulkusers.GuardTripped, match="sync never acts on an empty file"):
+        asyncio.run(bulkusers.run("sync", connection(plain), rows=iter(()),
+                                  sync=bulkusers.SyncOptions(missing="report")))
+
+
+def test_a_dry_runs_results_reach_on_result_on_the_event_loops_thread(plain: Served) -> None:
+    """A dry run plans in a worker thread, but on_result is called on the caller's event
+    loop thread, as for a real run: it may use the running loop (here an asyncio.Queue); its
+    exception still stops the run and is raised."""
+    rows = [{"email": f"dry{i}@acme.example", "role": "viewer"} for i in range(30)]
+
+    async def main() -> list[int]:
+        loop_thread, threads = threading.get_ident(), set()
+        queue: asyncio.Queue[bulkusers.RowResult] = asyncio.Queue()
+
+        def on_result(result: bulkusers.RowResult) -> None:
+            threads.add(threading.get_ident())
+            asyncio.get_running_loop()  # raises off the loop's thread
+            queue.put_nowait(result)
+
+        await bulkusers.run("import", connection(plain), rows=rows, on_result=on_result,
+                            safety=bulkusers.Safety(dry_run=True))
+        assert threads == {loop_thread}
+        return [queue.get_nowait().row.number for _ in range(queue.qsize())]
+
+    assert sorted(asyncio.run(main())) == list(range(1, 31))
+
+    def failing(result: bulkusers.RowResult) -> None:
+        raise LookupError("the caller's own")
+
+    with pytest.raises(LookupError, match="the caller's own"):
+        asyncio.run(bulkusers.run("import", connection(plain), rows=rows, on_result=failing,
+                                  safety=bulkusers.Safety(dry_run=True)))
+
+
+def test_an_on_result_that_returns_a_coroutine_stops_the_run(plain: Served) -> None:
+    """A lambda returning a coroutine passes the async check but its work would be dropped:
+    the run stops at its first row and raises ConfigError, without "never awaited" noise."""
+    async def later(result: bulkusers.RowResult) -> None:
+        return None
+
+    rows = [{"email": f"co{i}@acme.example", "role": "viewer"} for i in range(3)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a coroutine never awaited would be a warning
+        with pytest.raises(bulkusers.ConfigError, match="on_result returned an awaitable"):
+            asyncio.run(bulkusers.run("import", connection(plain), rows=rows,
+                                      on_result=lambda result: later(result)))  # type: ignore[arg-type]
+
+
+def test_a_results_repr_shows_no_cell_of_its_row(plain: Served) -> None:
+    """repr() of a RowResult (logged with %r) and of the summary holding it shows no input
+    cell: a new user's initial password is one."""
+    seen: list[bulkusers.RowResult] = []
+    rows = [{"email": "pw@acme.example", "role": "no such role", "password": "Init-Pass-77"}]
+    summary = asyncio.run(bulkusers.run("import", connection(plain), rows=rows,
+                                        on_result=seen.append))
+    assert seen
+    assert summary.counts["skipped"] == 1
+    assert "Init-Pass-77" not in repr(seen[0])
+    assert "Init-Pass-77" not in repr(summary)
 
 
 def test_a_record_with_other_keys_is_an_invalid_row_and_the_rest_go_on(plain: Served) -> None:
@@ -422,13 +523,37 @@ def _bad_settings(served: Served) -> dict[str, tuple[Callable[[], object], str]]
         "sync that skips": (run(command="sync", plan=bulkusers.PlanOptions(on_existing="skip"),
                                 sync=bulkusers.SyncOptions(missing="report")),
                             "sync plans with on_existing='update', not 'skip'"),
+        "connection a URL": (lambda: asyncio.run(bulkusers.run(
+            "import", served.emulator.url, rows=rows)), "connection is a str"),  # type: ignore[arg-type]
+        "plan a dict": (run(plan={"on_existing": "update"}), "plan is a dict"),
+        "safety a dict": (run(safety={"dry_run": True}), "safety is a dict"),
+        "sync on import": (run(sync=bulkusers.SyncOptions(missing="report")),
+                           "sync= is for the sync command, not import"),
+        "rows one dict": (lambda: asyncio.run(bulkusers.run("import", c, rows=rows[0])),  # type: ignore[arg-type]
+                          "rows is one dict"),
+        "maximum 0": (run(max_concurrency=0), "max_concurrency=0"),
+        "async __call__": (run(on_result=_AsyncCallable()), "on_result is an async function"),
+        "deactivate without a report": (run(command="deactivate"),
+                                        "deactivate keeps its undo journal beside its report"),
+        "sync removing without a report": (
+            run(command="sync", sync=bulkusers.SyncOptions(missing="delete",
+                                                           domains=("acme.example",))),
+            "sync keeps its undo journal beside its report"),
     }
+
+
+class _AsyncCallable:
+    """An object whose __call__ is async: as dropped as an async function."""
+
+    async def __call__(self, result: bulkusers.RowResult) -> None:
+        return None
 
 
 def test_settings_a_python_caller_got_wrong_are_config_errors(plain: Served) -> None:
     """Each wrong setting from Python (an unknown command or mode, an API, a negative limit,
-    a concurrency that is no number or over its maximum, a sync told to skip) raises
-    ConfigError naming it, and nothing is sent."""
+    a concurrency that is no number or over its maximum, a sync told to skip, an argument of
+    the wrong kind, a removal with no report to keep its undo journal) raises ConfigError
+    naming it, and nothing is sent."""
     writes = len(served_writes(plain))
     for what, (call, named) in _bad_settings(plain).items():
         with pytest.raises(bulkusers.ConfigError) as refused:
