@@ -182,6 +182,10 @@ def _check_arguments(command: Command, connection: object, on_result: object, ro
                                         not 1 <= max_concurrency <= CEILING):
         raise ConfigError(f"max_concurrency={max_concurrency!r}: a number from 1 to {CEILING}, "
                           "or None (64 for concurrency='auto')")
+    resume = safety.resume if isinstance(safety, Safety) else None
+    if resume is not None and isinstance(report, str | Path) and Path(report) != resume:
+        raise ConfigError(f"Safety(resume={str(resume)!r}) appends to the report it continues; "
+                          f"leave report= out (it names {str(report)!r})")
     dry_run = isinstance(safety, Safety) and safety.dry_run
     # sync=None only reports the users the rows do not list (commands/sync_users.py).
     removes = command_spec(command).destructive or (

@@ -533,6 +533,9 @@ def _bad_settings(served: Served) -> dict[str, tuple[Callable[[], object], str]]
                           "rows is one dict"),
         "maximum 0": (run(max_concurrency=0), "max_concurrency=0"),
         "async __call__": (run(on_result=_AsyncCallable()), "on_result is an async function"),
+        "resume and another report": (
+            run(safety=bulkusers.Safety(resume=Path("old.csv")), report="new.csv"),
+            "appends to the report it continues; leave report= out"),
         "deactivate without a report": (run(command="deactivate"),
                                         "deactivate keeps its undo journal beside its report"),
         "sync removing without a report": (
