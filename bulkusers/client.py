@@ -271,6 +271,7 @@ class SisenseClient:
         debug = log.isEnabledFor(logging.DEBUG)
         ticket = self.gate.enter() or await self.gate.acquire()
         overload: Overload | None = None
+        asked_to_wait = False  # the refusal carried Retry-After
         answered = False
         trace.in_flight = True
         try:
@@ -294,7 +295,9 @@ class SisenseClient:
             overload = _OVERLOADS.get(exc.status)
             if exc.retry_after is not None:
                 # One pause for the whole run; after it, the gate lets in only as many
-                # requests as the lowered limit allows, so no crowd returns at once.
+                # requests as the lowered limit allows, so no crowd returns at once (a 503
+                # that asks to wait is never taken for a gateway's odd failure).
+                asked_to_wait = True
                 self.gate.pause(min(exc.retry_after, self.policy.max_wait_s), ticket)
             raise
         except ApiError:
@@ -305,7 +308,8 @@ class SisenseClient:
             raise
         finally:
             trace.in_flight = False
-            self.gate.release(ticket, overload=overload, answered=answered)
+            self.gate.release(ticket, overload=overload, answered=answered,
+                              asked_to_wait=asked_to_wait)
 
     def _with_json_type(self, headers: Mapping[str, str]) -> Mapping[str, str]:
         if headers is not self._json_for:

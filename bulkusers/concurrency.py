@@ -14,9 +14,9 @@ over a small server's capacity moves the mean little and the p95 latency to twic
 the limit backs off, then waits a few round trips before it probes again, twice as long each
 time the probe queues. A server whose answers vary widely on their own has such a tail at
 every level: for it the mean alone decides. The limit backs off at once on 429 and timeouts,
-and on 502, 503 and 504 from a server that shows overload (more than a tenth of the latest
-answers refused, or answers slower than unloaded): a gateway also fails the odd request at
-random, which a retry mends and a lower limit does not. It backs off at most once per round
+and on 502, 503 and 504 from a server that shows overload (more than a fifth of the latest
+answers refused, or a refusal carrying ``Retry-After``): a gateway also fails the odd request
+at random, which a retry mends and a lower limit does not. It backs off at most once per round
 trip, and never exceeds its maximum. After a 429 it
 remembers the in-flight count the server refused and probes above it only after a long calm,
 since every probe above a server's cap costs the whole run a ``Retry-After`` pause. While the
@@ -216,9 +216,12 @@ class ConcurrencyLimit:
         if long_enough:
             self._end_window(now)
 
-    def overloaded(self, signal: Overload, *, sent_at: float, inflight: int) -> None:
+    def overloaded(self, signal: Overload, *, sent_at: float, inflight: int,
+                   asked_to_wait: bool = False) -> None:
         """The server refused or timed out a request sent at ``sent_at`` (clock time) with
-        ``inflight`` requests in flight (itself included)."""
+        ``inflight`` requests in flight (itself included). ``asked_to_wait``: the refusal
+        carried ``Retry-After``, the server's own request for fewer requests, which a
+        gateway's random failure never sends: a 503 with it is overload however rare."""
         now = self._clock()
         if signal == "429":
             refused_at = max(1, inflight - 1)
@@ -227,7 +230,7 @@ class ConcurrencyLimit:
             self._cap_since = now
         elif signal in GATEWAY:
             self._refused.append(1)
-            if not self._shows_overload():
+            if not asked_to_wait and not self._shows_overload():
                 self.blips += 1
                 log.debug("HTTP %s taken for the odd failure: the server keeps up", signal)
                 return

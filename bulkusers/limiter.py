@@ -105,12 +105,14 @@ class RequestGate:
         return Ticket(self._clock(), self.inflight, self.pauses)
 
     def release(self, ticket: Ticket, *, overload: Overload | None = None,
-                answered: bool = True) -> None:
+                answered: bool = True, asked_to_wait: bool = False) -> None:
         """Free the slot. ``overload``: the server refused or timed out the request;
-        ``answered``: it answered at all (a latency worth learning from)."""
+        ``answered``: it answered at all (a latency worth learning from); ``asked_to_wait``:
+        the refusal carried ``Retry-After``."""
         before = self.limit.limit
         if overload is not None:
-            self.limit.overloaded(overload, sent_at=ticket.sent_at, inflight=ticket.inflight)
+            self.limit.overloaded(overload, sent_at=ticket.sent_at, inflight=ticket.inflight,
+                                  asked_to_wait=asked_to_wait)
         elif answered:
             self.limit.succeeded(self._clock() - ticket.sent_at, ticket.inflight)
         self._free()

@@ -91,6 +91,27 @@ def test_a_flaky_gateway_is_retried_without_lowering_the_limit(
     assert not [change for change in limit["changes"] if change[2] == "HTTP 503"]
 
 
+def test_a_503_asking_to_wait_lowers_the_limit_however_rare(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """A 503 with Retry-After is the server asking for fewer requests, not a gateway's odd
+    failure: the run pauses and the limit comes down, so the crowd does not return at once
+    after the pause, even when such refusals are far under a fifth of the answers."""
+    def ask_to_wait() -> None:
+        served.emulator.faults.latency_ms = 5
+        served.emulator.faults.script("POST", "/api/v1/users", [503], retry_after=0.2)
+    served.host.call(ask_to_wait)
+    report = tmp_path / "r.csv"
+    result = run_cli("import", str(users_file(tmp_path, 60)), *served.connect(),
+                     "--batch-size", "1", "--concurrency", "16", "--report", str(report))
+    assert result.exit_code == 0, result.output
+    assert {line["status"] for line in read_report(report)} == {"created"}
+    limit = summary_of(report)["concurrency"]
+    assert isinstance(limit, dict)
+    assert limit["retry_after_pauses"] == 1
+    assert limit["gateway_errors_not_overload"] == 0
+    assert [change[1] for change in limit["changes"] if change[2] == "HTTP 503"] == [12]
+
+
 def test_a_retry_after_pauses_the_run_once_not_each_refused_request(
         served: Served, run_cli: RunCli, tmp_path: Path) -> None:
     """Eight requests sent at once to a server allowing 2 in flight: the refused ones share

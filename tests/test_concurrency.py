@@ -161,6 +161,22 @@ def test_the_odd_gateway_refusal_of_a_server_that_keeps_up_is_no_overload(
         assert limit.blips == refused > 1000
 
 
+@pytest.mark.parametrize("signal", sorted(GATEWAY))
+def test_a_gateway_refusal_asking_to_wait_lowers_the_limit_at_once(signal: Overload) -> None:
+    """A refusal carrying Retry-After is the server asking for fewer requests: the first one
+    lowers the limit, with no share of refusals to reach (an odd one without it does not)."""
+    clock = Clock()
+    limit = ConcurrencyLimit(32, fixed=True, clock=clock)
+    for _ in range(20):
+        queueing_round(limit, clock, capacity=1000, service_s=0.02)
+    clock.now += 1e-6
+    limit.overloaded(signal, sent_at=clock.now - 0.01, inflight=32)
+    assert (limit.limit, limit.blips) == (32, 1)
+    limit.overloaded(signal, sent_at=clock.now - 0.01, inflight=32, asked_to_wait=True)
+    assert (limit.limit, limit.blips) == (24, 1)
+    assert limit.history[-1].reason == f"HTTP {signal}"
+
+
 def test_gateway_refusals_of_a_server_that_cannot_keep_up_lower_the_limit() -> None:
     """A server refusing every fourth request (a gateway beyond capacity) lowers the limit in
     the first round trip of refusals, and again in each round trip that goes on refusing."""
