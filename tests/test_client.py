@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -272,3 +273,32 @@ def test_an_answer_that_is_not_json_is_a_value_error() -> None:
     clear line."""
     with pytest.raises(ValueError, match="Expecting value"):
         answers.decode(b"<html>hello</html>")
+
+
+async def test_a_request_waiting_to_be_retried_rests_at_the_gate_only_while_it_waits(
+        server: tuple[Script, str]) -> None:
+    """During the backoff before a retry the gate counts the request as resting (so another
+    pool worker may take a row), and no longer: after the retry, and after a wait that was
+    cancelled (a second Ctrl-C), the count is back at 0."""
+    script, url = server
+    busy = Answer(503, error_body(503, 1, "busy"))
+    script.on("POST", USERS, busy, Answer(201, {"_id": "a" * 24, "email": "x@y.z"}), busy)
+    resting: list[int] = []
+    waiting, hang = asyncio.Event(), asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        resting.append(client.gate.resting)
+        if len(resting) > 1:
+            waiting.set()
+            await hang.wait()  # the second wait is cancelled
+
+    connection = build_connection(url=url, token="t0ken-value", username=None, password=None)
+    async with SisenseClient(connection, RetryPolicy(attempts=4), sleep=sleep) as client:
+        await V1Api(client).create_user({"email": "x@y.z"}, Trace())
+        assert (resting, client.gate.resting) == ([1], 0)
+        second = asyncio.create_task(V1Api(client).create_user({"email": "x@y.z"}, Trace()))
+        await asyncio.wait_for(waiting.wait(), timeout=5)
+        second.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await second
+        assert (resting, client.gate.resting) == ([1, 1], 0)
