@@ -97,7 +97,7 @@ RECENT = 64
 PATIENCE = 2
 PATIENCE_MAX = 16
 #: Gateway answers (502, 503, 504) lower the limit only when more than this share of the
-#: latest RECENT answers were such refusals (or answers come slower than unloaded): below it
+#: latest RECENT answers were such refusals (or one carried Retry-After): below it
 #: they are the odd failure a retry mends, and backing off on each would sink the limit to a
 #: few in flight (at 5 % random 503s: 4 of 64, and a twentieth of the throughput).
 REFUSED_SHARE = 0.2
