@@ -251,6 +251,12 @@ class ConcurrencyLimit:
         refused = sum(self._refused)
         return refused > REFUSED_SHARE * max(len(self._refused), REFUSED_OVER)
 
+    def keeps_up(self) -> bool:
+        """Whether the server's refusals are only the odd failure (none, or at most
+        REFUSED_SHARE of the latest answers): then a request waiting to be retried may let
+        another row be taken; in an outage, every one would fail too."""
+        return not self._shows_overload()
+
     def hold(self) -> None:
         """Hold an adaptive limit at READS (never above the maximum) until the next
         ``relearn``, backing off only on overload signals, as a fixed limit does: for reading

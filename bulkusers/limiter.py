@@ -57,9 +57,10 @@ class RequestGate:
 
     It also tells the pool how many workers may take rows (``admit``), so that rows wait in
     the queue, not half-sent, while the limit is low, and a first Ctrl-C leaves them unsent.
-    A worker whose row waits to be retried holds no request in flight: as many more workers
-    (up to the limit again) may take rows meanwhile, so the odd failed request does not leave
-    the limit unused for the seconds its retry waits.
+    A worker whose row waits to be retried holds no request in flight: while the server keeps
+    up (its refusals the odd failure), as many more workers (up to the limit again) may take
+    rows meanwhile, so the odd failed request does not leave the limit unused for the seconds
+    its retry waits.
     """
 
     def __init__(self, limit: ConcurrencyLimit, *,
@@ -144,10 +145,18 @@ class RequestGate:
     async def admit(self, worker: int) -> None:
         """Return once pool worker number ``worker`` (from 0) is within the limit, plus one
         worker for each request waiting to be retried (at most the limit again: the pool
-        has twice its maximum of workers)."""
-        while worker >= (limit := self.limit.limit) + min(self.resting, limit):
+        has twice its maximum of workers) while the server keeps up: in an outage each such
+        row would only fail as well, and the run take longer to stop."""
+        while worker >= self._admitted():
             self._widened.clear()
             await self._widened.wait()
+
+    def _admitted(self) -> int:
+        """How many pool workers may hold rows now."""
+        limit = self.limit.limit
+        if self.resting and self.limit.keeps_up():
+            return limit + min(self.resting, limit)
+        return limit
 
     @contextlib.contextmanager
     def resting_request(self) -> Iterator[None]:

@@ -170,6 +170,22 @@ async def test_a_request_waiting_to_be_retried_lets_one_more_worker_take_a_row()
         waiting.cancel()
 
 
+async def test_in_an_outage_a_request_waiting_to_be_retried_lets_no_other_row_in() -> None:
+    """When the server refuses more than the odd request (an outage), a request resting
+    before its retry admits no extra worker: each such row would only fail too, and the
+    run take longer to stop."""
+    limit = ConcurrencyLimit(4, fixed=True)
+    gate = RequestGate(limit)
+    for _ in range(30):  # every answer a 503: no odd failure
+        limit.overloaded("503", sent_at=0.0, inflight=4)
+    assert not limit.keeps_up()
+    with gate.resting_request():
+        extra = asyncio.create_task(gate.admit(limit.limit))
+        await asyncio.sleep(0)
+        assert not extra.done()
+        extra.cancel()
+
+
 async def test_enter_lets_in_at_once_only_what_acquire_would_not_make_wait() -> None:
     """enter() hands out tickets while slots are free, and None (so the caller waits in
     acquire) when the gate is full, someone already waits, or the run is paused."""
