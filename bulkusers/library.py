@@ -41,6 +41,13 @@ def connect(url: str, *, token: str | None = None, username: str | None = None,
 
     Raises ``ConfigError`` for a bad URL or missing credentials. Nothing is sent yet.
     """
+    # The checks the CLI's messages word for its flags, worded for these arguments.
+    if token and (username or password):
+        raise ConfigError("connect(): give token= or username= and password=, not both")
+    if not token and not (username and password):
+        raise ConfigError("connect(): no credentials; give token=, or username= and password="
+                          + (" (the legacy x-api-key scheme signs them with api_secret=)"
+                             if api == "legacy" else ""))
     return build_connection(url=url, token=token, username=username, password=password,
                             api=api, api_secret=api_secret,
                             ca_bundle=Path(ca_bundle) if ca_bundle is not None else None,

@@ -523,6 +523,11 @@ def _bad_settings(served: Served) -> dict[str, tuple[Callable[[], object], str]]
         "sync that skips": (run(command="sync", plan=bulkusers.PlanOptions(on_existing="skip"),
                                 sync=bulkusers.SyncOptions(missing="report")),
                             "sync plans with on_existing='update', not 'skip'"),
+        "no credentials": (lambda: bulkusers.connect(served.emulator.url),
+                           "connect(): no credentials; give token=, or username= and password="),
+        "token and a password": (lambda: bulkusers.connect(served.emulator.url, token=TOKEN,
+                                                           username="a", password="b"),
+                                 "give token= or username= and password=, not both"),
         "connection a URL": (lambda: asyncio.run(bulkusers.run(
             "import", served.emulator.url, rows=rows)), "connection is a str"),  # type: ignore[arg-type]
         "plan a dict": (run(plan={"on_existing": "update"}), "plan is a dict"),
