@@ -112,6 +112,21 @@ def test_a_503_asking_to_wait_lowers_the_limit_however_rare(
     assert [change[1] for change in limit["changes"] if change[2] == "HTTP 503"] == [12]
 
 
+def test_a_row_waiting_to_be_retried_lets_the_next_row_go_out_meanwhile(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """--concurrency 1: while the first row's create waits out its backoff after a gateway's
+    odd 503, the rows after it are created (the pool has a worker beyond the limit)."""
+    served.host.call(lambda: served.emulator.faults.script("POST", "/api/v1/users", [503]))
+    report = tmp_path / "r.csv"
+    result = run_cli("import", str(users_file(tmp_path, 3)), *served.connect(),
+                     "--batch-size", "1", "--concurrency", "1", "--report", str(report))
+    assert result.exit_code == 0, result.output
+    lines = read_report(report)
+    assert [line["status"] for line in lines] == ["created"] * 3
+    assert [line["email"] for line in lines] == [
+        "u0001@acme.example", "u0002@acme.example", "u0000@acme.example"]
+
+
 def test_a_retry_after_pauses_the_run_once_not_each_refused_request(
         served: Served, run_cli: RunCli, tmp_path: Path) -> None:
     """Eight requests sent at once to a server allowing 2 in flight: the refused ones share
