@@ -177,6 +177,22 @@ def test_a_gateway_refusal_asking_to_wait_lowers_the_limit_at_once(signal: Overl
     assert limit.history[-1].reason == f"HTTP {signal}"
 
 
+def test_the_share_of_gateway_refusals_is_taken_over_at_least_twenty_answers() -> None:
+    """After 10 answers, 4 refusals are no more than a fifth of 20 (blips); the 5th is more."""
+    clock = Clock()
+    limit = ConcurrencyLimit(32, fixed=True, clock=clock)
+    for _ in range(10):
+        limit.succeeded(0.02, 32)
+    clock.now += 1e-6
+    for _ in range(4):
+        limit.overloaded("503", sent_at=clock.now - 0.01, inflight=32)
+    assert (limit.limit, limit.blips) == (32, 4)
+    assert limit.keeps_up()
+    limit.overloaded("503", sent_at=clock.now - 0.01, inflight=32)
+    assert (limit.limit, limit.blips) == (24, 4)
+    assert not limit.keeps_up()
+
+
 def test_gateway_refusals_of_a_server_that_cannot_keep_up_lower_the_limit() -> None:
     """A server refusing every fourth request (a gateway beyond capacity) lowers the limit in
     the first round trip of refusals, and again in each round trip that goes on refusing."""
