@@ -162,6 +162,33 @@ def test_a_missing_report_dir_from_the_environment_is_named_as_set_there(
     assert f"a run with these settings would be refused: {named}" in shown.output
 
 
+def test_an_unwritable_report_dir_from_a_profile_is_named_as_set_there(
+        served: Served, run_cli: RunCli, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A profile's report_dir that cannot be written: import stops before any request, exit 2,
+    in one line naming the profile; config show warns."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (tmp_path / "bulkusers.toml").write_text(f'[profiles.p]\nreport_dir = "{locked}"\n',
+                                            encoding="utf-8")
+    access = os.access
+
+    def no_writing(path: str | os.PathLike[str], mode: int, **kwargs: object) -> bool:
+        # Root may write anywhere: the folder is made unwritable for the check alone.
+        return False if Path(path) == locked and mode & os.W_OK else access(path, mode)
+
+    monkeypatch.setattr(os, "access", no_writing)
+    config = ("--config", str(tmp_path / "bulkusers.toml"), "--profile", "p")
+    source = write_csv(tmp_path / "hr.csv", ("Email", "Role"), [["a@acme.example", "viewer"]])
+    named = f"--report-dir {locked} (from profile p): the folder is not writable"
+    result = run_cli("import", str(source), *served.connect(), *config)
+    assert result.exit_code == 2, result.output
+    assert named in result.output
+    assert served.emulator.requests == []
+    shown = run_cli("config", "show", *config)
+    assert f"a run with these settings would be refused: {named}" in shown.output
+
+
 def test_report_dir_holds_report_summary_and_undo_journal(
         served: Served, run_cli: RunCli, tmp_path: Path) -> None:
     """--report-dir puts the report, its summary and the undo journal in that folder, and
