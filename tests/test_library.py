@@ -164,6 +164,36 @@ def test_a_sqlite_cursor_and_named_tuples_are_rows(plain: Served) -> None:
     assert "Sql-Secret-42" not in str(refused.value)
 
 
+def test_rows_are_read_a_thousand_at_a_time_with_other_tasks_run_between(
+        plain: Served) -> None:
+    """The caller's other tasks run between blocks of a thousand rows, not after them all."""
+    async def main() -> list[int]:
+        turns = 0
+
+        async def ticker() -> None:
+            nonlocal turns
+            while True:
+                turns += 1
+                await asyncio.sleep(0)
+
+        def rows() -> Iterator[dict[str, str]]:
+            for number in range(2_500):
+                seen.append(turns)
+                yield {"email": f"block{number}@acme.example", "role": "viewer"}
+
+        seen: list[int] = []
+        ticking = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        await bulkusers.run("import", connection(plain), rows=rows(),
+                            safety=bulkusers.Safety(dry_run=True))
+        ticking.cancel()
+        return seen
+
+    seen = asyncio.run(main())
+    assert len(seen) == 2_500
+    assert seen[0] == seen[999] < seen[1000] == seen[1999] < seen[2000] == seen[-1]
+
+
 def test_no_rows_at_all_is_a_run_of_none(plain: Served) -> None:
     """An empty list (tonight's leavers: nobody) is a run of no rows that sends nothing, not
     an error about a missing email column; sync still refuses an empty input."""
