@@ -561,6 +561,17 @@ def test_update_sends_only_the_fields_that_differ() -> None:
         "lastName": "Lee", "role": "consumer", "groups": ["Sales"], "language": "en-US"}
 
 
+def test_the_previous_state_of_any_stored_name_reads_back_with_no_raw_control() -> None:
+    """A stored name with a lone surrogate or a DEL is recorded as JSON that reads back exactly."""
+    for first in ("Ann\ud800", "Ann"):  # orjson refuses the first: json's way, then orjson's
+        odd = user("u-odd", "odd@acme.example", first_name=first, last_name="Del\x7fLee")
+        item = update(make_planner(users=[odd]).plan_update(
+            row(2, "odd@acme.example", firstName="Annie")))
+        previous = json.loads(item.previous)
+        assert (previous["firstName"], previous["lastName"]) == (first, "Del\x7fLee")
+        assert "\x7f" not in item.previous
+
+
 def test_a_user_that_already_matches_is_unchanged() -> None:
     """A row equal to the user, or of blank cells only, sends nothing."""
     planner = make_planner(users=[ANN])
