@@ -170,6 +170,15 @@ def test_optional_fields_are_sent_only_when_given() -> None:
     assert set(bare.payload) == {"email", "userName", "roleId", "groups"}
 
 
+def test_a_planned_creates_repr_shows_no_password() -> None:
+    """repr() of a create (logged with %r, or in an assertion) holds neither its row's cells
+    nor its payload: the new user's initial password is in both."""
+    item = create(make_planner().plan_import(row(2, "bob@acme.example", password="S3cret!x",
+                                                 role="viewer")))
+    assert item.payload["password"] == "S3cret!x"
+    assert "S3cret!x" not in repr(item)
+
+
 @pytest.mark.parametrize(("cell", "role_id"), [
     ("consumer", "r-consumer"), ("Viewer", "r-consumer"), ("VIEWER", "r-consumer"),
     ("r-consumer", "r-consumer"), ("Designer", "r-contributor"),
