@@ -32,9 +32,6 @@ class ReportWriter:
         self.path = path
         self._header = header
         self._held = held
-        #: Write lines csv would not quote by joining them, and skip the control-character
-        #: checks of lines without any (off: every line the careful way, cell by cell).
-        self.plain_lines = True
         self._width = len(header.columns)
         #: The input columns whose cells are masked.
         self._secrets = tuple(sorted(secret_columns(header)))
@@ -64,9 +61,7 @@ class ReportWriter:
         cells = _cells(result, result.email, result.error, result.changes, result.previous,
                        values)
         line = ",".join(cells)
-        if not self.plain_lines:
-            self._careful(result, values)
-        elif _as_joined(line, len(cells) - 1):
+        if _as_joined(line, len(cells) - 1):
             self._out.write(line + "\r\n")
         elif line.isprintable():
             # No control character in any cell (each one CONTROL finds is unprintable): only
@@ -94,7 +89,7 @@ class ReportWriter:
                            result.previous, values)
             commas += len(cells)
             lines.append(",".join(cells))
-        if self.plain_lines and _as_joined(",".join(lines), commas):
+        if _as_joined(",".join(lines), commas):
             return lines
         return None
 

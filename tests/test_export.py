@@ -14,7 +14,7 @@ from openpyxl import load_workbook
 
 from bulkusers.emulator import LOGIN_PATH, EmulatorSettings
 from bulkusers.emulator.records import iso
-from bulkusers.exportfile import COLUMNS
+from bulkusers.exportfile import COLUMNS, inactive_before
 from bulkusers.readers import open_table
 from tests.conftest import GROUPS, TOKEN, Served, read_report, serve, write_csv
 
@@ -235,6 +235,22 @@ def test_inactive_days_selects_old_and_never_seen_users(
     assert "bo.chan@acme.example" not in {line["email"] for line in recent}
     everyone = exported(run_cli, served, tmp_path / "all.csv")
     assert by_email(everyone)["ann.lee@acme.example"]["lastLogin"]
+
+
+@pytest.mark.parametrize(("last_login", "created", "inactive"), [
+    ("2026-01-01T00:00:00Z", "2020-01-01T00:00:00Z", True),    # signed in before the cutoff
+    ("2026-03-01T00:00:00Z", "2020-01-01T00:00:00Z", False),   # after it
+    ("", "2026-01-01T00:00:00Z", True),                        # never, created before it
+    ("", "2026-03-01T00:00:00Z", False),                       # never, created after it
+    ("not a date", "2026-03-01T00:00:00Z", True),              # unreadable: no activity shown
+    ("", "", True),                                            # no date at all
+])
+def test_one_inactivity_rule_for_export_and_diff(last_login: str, created: str,
+                                                 inactive: bool) -> None:
+    """Inactive before a cutoff: by lastLogin; never signed in, by created; a lastLogin that
+    cannot be read, or no date at all, proves no recent activity."""
+    cutoff = datetime(2026, 2, 1, tzinfo=UTC)
+    assert inactive_before(last_login, created, cutoff) is inactive
 
 
 def test_paging_reads_every_user_once_with_skip_and_limit(

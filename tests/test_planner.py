@@ -442,6 +442,17 @@ def test_a_row_with_a_reading_problem_is_skipped_with_it() -> None:
         assert (result.status, result.error) == (Status.SKIPPED, "control character in groups")
 
 
+def test_a_row_refused_for_itself_still_names_the_user_it_finds() -> None:
+    """A row the reader judged unusable, for an existing user spelt in another case, names
+    that user as stored, with their id and the action it had in store (update under
+    --on-existing update), as a repeated email's rows do."""
+    planner = make_planner(users=[ANN], options=PlanOptions(on_existing="update"))
+    result = decided(planner.plan_import(row(2, "ANN@Acme.example", role="viewer",
+                                             problem="control character in groups")))
+    assert (result.action, result.email, result.user_id, result.error) == (
+        "update", ANN.email, ANN.id, "control character in groups")
+
+
 def test_a_repeated_email_makes_every_one_of_its_rows_invalid() -> None:
     """Every row of a repeated email (ASCII case aside) is skipped, naming the other rows."""
     rows = [row(2, "bob@acme.example", role="viewer"), row(3, "cy@acme.example", role="viewer"),
