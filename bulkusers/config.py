@@ -133,6 +133,27 @@ def _check_ca_bundle(path: Path) -> None:
                           "check its permissions") from None
 
 
+@frozen
+class CredentialWords:
+    """How the messages about missing or contradictory credentials name them."""
+
+    both: str
+    none: str
+    no_password: str
+    legacy: str
+
+
+#: The command line's flags, variables and profile keys.
+FLAG_WORDS = CredentialWords(
+    both="give either a token (--token / SISENSE_TOKEN) or a username and password, not both",
+    none="no credentials: pass --token (or set SISENSE_TOKEN), or --username and --password, "
+         "or give the profile a token_env or token_command",
+    no_password="--username given without a password: pass --password or set "
+                "SISENSE_PASSWORD",
+    legacy="the legacy x-api-key scheme signs the admin's email and password: pass "
+           "--username and --password with --api-secret")
+
+
 def build_connection(
     *,
     url: str | None,
@@ -143,8 +164,12 @@ def build_connection(
     api_secret: str | None = None,
     ca_bundle: Path | None = None,
     insecure: bool = False,
+    words: CredentialWords | None = None,
 ) -> Connection:
-    """Validate connection options (already merged from flags and environment)."""
+    """Validate connection options (already merged from flags and environment); ``words``
+    names the credentials in its messages as the caller took them (the CLI's flags unless
+    given)."""
+    words = words or FLAG_WORDS
     if api not in get_args(ApiFlavour):
         raise ConfigError(f"--api {api!r}: choose v1 (Sisense 6.5 and later) or legacy (the "
                           "v0.9 API)")
@@ -156,19 +181,14 @@ def build_connection(
             raise ConfigError("the token contains a control character; check how it was "
                               "read (a file with Windows line endings?)")
     if token and (username or password):
-        raise ConfigError("give either a token (--token / SISENSE_TOKEN) or a username and "
-                          "password, not both")
+        raise ConfigError(words.both)
     if api == "legacy" and api_secret:
         if not (username and password):
-            raise ConfigError("the legacy x-api-key scheme signs the admin's email and "
-                              "password: pass --username and --password with --api-secret")
+            raise ConfigError(words.legacy)
     elif not token and not (username and password):
         if username and not password:
-            raise ConfigError("--username given without a password: pass --password "
-                              "or set SISENSE_PASSWORD")
-        raise ConfigError("no credentials: pass --token (or set SISENSE_TOKEN), or "
-                          "--username and --password, or give the profile a token_env or "
-                          "token_command")
+            raise ConfigError(words.no_password)
+        raise ConfigError(words.none)
     if insecure and ca_bundle:
         raise ConfigError("--insecure and --ca-bundle contradict each other; choose one")
     if ca_bundle is not None:

@@ -16,8 +16,14 @@ from pathlib import Path
 from typing import Literal
 
 from bulkusers.commands import Command, command_spec
-from bulkusers.concurrency import CEILING, DEFAULT_MAXIMUM
-from bulkusers.config import ApiFlavour, Connection, RetryPolicy, build_connection
+from bulkusers.concurrency import DEFAULT_MAXIMUM
+from bulkusers.config import (
+    ApiFlavour,
+    Connection,
+    CredentialWords,
+    RetryPolicy,
+    build_connection,
+)
 from bulkusers.errors import ConfigError
 from bulkusers.intake import PythonRow
 from bulkusers.jobs import run_command
@@ -26,7 +32,7 @@ from bulkusers.readers import ReadOptions
 from bulkusers.rules import PlanOptions
 from bulkusers.runconfig import RunConfig, Safety
 from bulkusers.summary import RunSummary
-from bulkusers.sync import SyncOptions
+from bulkusers.sync import REPORT_ONLY, SyncOptions
 
 #: Receives each row's result as soon as it is final (on the event loop's thread).
 OnResult = Callable[[RowResult], None]
@@ -41,17 +47,20 @@ def connect(url: str, *, token: str | None = None, username: str | None = None,
 
     Raises ``ConfigError`` for a bad URL or missing credentials. Nothing is sent yet.
     """
-    # The checks the CLI's messages word for its flags, worded for these arguments.
-    if token and (username or password):
-        raise ConfigError("connect(): give token= or username= and password=, not both")
-    if not token and not (username and password):
-        raise ConfigError("connect(): no credentials; give token=, or username= and password="
-                          + (" (the legacy x-api-key scheme signs them with api_secret=)"
-                             if api == "legacy" else ""))
     return build_connection(url=url, token=token, username=username, password=password,
                             api=api, api_secret=api_secret,
                             ca_bundle=Path(ca_bundle) if ca_bundle is not None else None,
-                            insecure=insecure)
+                            insecure=insecure, words=_ARGUMENT_WORDS)
+
+
+#: connect()'s arguments, as its credential errors name them.
+_ARGUMENT_WORDS = CredentialWords(
+    both="connect(): give token= or username= and password=, not both",
+    none="connect(): no credentials; give token=, or username= and password= (with "
+         "api=\"legacy\", api_secret= signs them)",
+    no_password="connect(): username= given without password=",
+    legacy="connect(): the legacy x-api-key scheme signs the admin's email and password: "
+           "give username= and password= with api_secret=")
 
 
 class _Results:
@@ -134,8 +143,7 @@ async def run(command: Command, connection: Connection, *,
     raises, the run stops the same way (the row it was told of keeps its true outcome) and
     ``run`` raises that exception once the report and summary are complete.
     """
-    _check_arguments(command, connection, on_result, rows, plan, safety, sync, report,
-                     max_concurrency)
+    _check_arguments(command, connection, on_result, rows, plan, safety, sync, report)
     if (max_concurrency is not None and isinstance(concurrency, int)
             and concurrency > max_concurrency):
         raise ConfigError(f"concurrency={concurrency} is above max_concurrency="
@@ -161,8 +169,7 @@ async def run(command: Command, connection: Connection, *,
 
 
 def _check_arguments(command: Command, connection: object, on_result: object, rows: object,
-                     plan: object, safety: object, sync: object, report: object,
-                     max_concurrency: object) -> None:
+                     plan: object, safety: object, sync: object, report: object) -> None:
     """ConfigError, before anything is read or sent, for arguments of the wrong kind (a
     caller without a type checker gets one line, not an AttributeError deep in the run)."""
     if not isinstance(connection, Connection):
@@ -184,19 +191,13 @@ def _check_arguments(command: Command, connection: object, on_result: object, ro
         # It would be called and its coroutine dropped unawaited: no result would reach it.
         raise ConfigError("on_result is an async function; give a plain function (it is "
                           "called on the event loop's thread, where it may schedule work)")
-    if max_concurrency is not None and (isinstance(max_concurrency, bool) or
-                                        not isinstance(max_concurrency, int) or
-                                        not 1 <= max_concurrency <= CEILING):
-        raise ConfigError(f"max_concurrency={max_concurrency!r}: a number from 1 to {CEILING}, "
-                          "or None (64 for concurrency='auto')")
     resume = safety.resume if isinstance(safety, Safety) else None
     if resume is not None and isinstance(report, str | Path) and Path(report) != resume:
         raise ConfigError(f"Safety(resume={str(resume)!r}) appends to the report it continues; "
                           f"leave report= out (it names {str(report)!r})")
     dry_run = isinstance(safety, Safety) and safety.dry_run
-    # sync=None only reports the users the rows do not list (commands/sync_users.py).
     removes = command_spec(command).destructive or (
-        isinstance(sync, SyncOptions) and sync.missing != "report")
+        command == "sync" and (sync if isinstance(sync, SyncOptions) else REPORT_ONLY).removes)
     if report is None and not dry_run and removes:
         # The undo journal is kept beside the report; without one, no removal could be undone.
         raise ConfigError(f"{command} keeps its undo journal beside its report: give report= "

@@ -96,7 +96,7 @@ class SyncOptions:
         if "" in names:
             raise ConfigError("--scope-group needs a group name, e.g. --scope-group Sales")
         object.__setattr__(self, "groups", names)
-        if self.missing != "report" and not self.scoped:
+        if self.removes and not self.scoped:
             raise ConfigError(f"sync --missing {self.missing} needs a scope before it removes "
                               "anyone: pass --scope-domain DOMAIN and/or --scope-group NAME "
                               "(or --missing report to only list who is not in the file)")
@@ -105,6 +105,16 @@ class SyncOptions:
     def scoped(self) -> bool:
         """True when a scope was given."""
         return bool(self.domains or self.groups)
+
+    @property
+    def removes(self) -> bool:
+        """True when the users in scope the file does not list are deactivated or deleted."""
+        return self.missing != "report"
+
+
+#: What sync does when given no options (a run from Python with ``sync=None``): with no
+#: scope, the users the rows do not list are only reported.
+REPORT_ONLY = SyncOptions(missing="report")
 
 
 def refuse_empty(path: Path, rows: int) -> None:

@@ -558,6 +558,12 @@ def _bad_settings(served: Served) -> dict[str, tuple[Callable[[], object], str]]
         "token and a password": (lambda: bulkusers.connect(served.emulator.url, token=TOKEN,
                                                            username="a", password="b"),
                                  "give token= or username= and password=, not both"),
+        "a username alone": (lambda: bulkusers.connect(served.emulator.url, username="a"),
+                             "connect(): username= given without password="),
+        "legacy without a password": (
+            lambda: bulkusers.connect(served.emulator.url, api="legacy", api_secret="s",
+                                      username="a"),
+            "give username= and password= with api_secret="),
         "connection a URL": (lambda: asyncio.run(bulkusers.run(
             "import", served.emulator.url, rows=rows)), "connection is a str"),  # type: ignore[arg-type]
         "plan a dict": (run(plan={"on_existing": "update"}), "plan is a dict"),

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from bulkusers.commands.spec import CommandSpec, Scheme, Setting
 from bulkusers.rules import PlanOptions
-from bulkusers.sync import Reconciler, SyncOptions
+from bulkusers.sync import REPORT_ONLY, Reconciler
 
 
 async def _prepare(setting: Setting) -> Scheme:
     return await Reconciler.prepare(setting.api, setting.planner, setting.intake.header,
                                     setting.intake.rows,
-                                    setting.sync or SyncOptions(missing="report"),
+                                    setting.sync or REPORT_ONLY,
                                     setting.protected, setting.resumed)
 
 
