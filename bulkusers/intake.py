@@ -144,9 +144,8 @@ class RecordsReader:
         self._known: set[str] = set()
         # A later mapping may spell a column otherwise ("Email", "email"): the same column.
         self._slots: dict[str, int] = {}
-        self._header: Header | None = None
-        self._check: RowCheck | None = None
-        self._tally: _Tally | None = None
+        #: The header and what reads by it, made from the first record.
+        self._by_header: tuple[Header, RowCheck, _Tally] | None = None
 
     def _start(self, first: Records) -> tuple[Header, RowCheck, _Tally]:
         self._names = [str(key) for key in first]
@@ -154,19 +153,15 @@ class RecordsReader:
         for position, name in enumerate(self._names):
             self._slots.setdefault(column_key(name), position)
         header, _ = build_header("rows", self._names)
-        self._header = header
-        self._check = RowCheck(header.columns, self._options.max_cell_bytes)
-        self._tally = _Tally(header)
-        return header, self._check, self._tally
+        self._by_header = header, RowCheck(header.columns, self._options.max_cell_bytes), \
+            _Tally(header)
+        return self._by_header
 
     def add(self, item: PythonRow) -> None:
         """Read one record (InputError for one that is no mapping of column names)."""
         self._number += 1
         record = as_record(item, self._number)
-        if self._check is None or self._tally is None:
-            _, check, tally = self._start(record)
-        else:
-            check, tally = self._check, self._tally
+        _, check, tally = self._by_header or self._start(record)
         names = self._names
         cells = [cell_value(record.get(name)) for name in names]
         extra = [key for key in record if str(key) not in self._known]
@@ -185,10 +180,7 @@ class RecordsReader:
     def finish(self) -> Intake:
         """The input read: no records at all is an input of no rows (its only column the
         email: there is nothing to name the others)."""
-        if self._header is None or self._tally is None:
-            header, _, tally = self._start({"email": ""})
-        else:
-            header, tally = self._header, self._tally
+        header, _, tally = self._by_header or self._start({"email": ""})
         spool = self._spool.close()
         return Intake(path=Path("(rows from Python)"), header=header, spool=spool,
                       sha256=self._digest.hexdigest(), repeats=tally.repeats(spool))
