@@ -60,7 +60,8 @@ def parse_time(text: str) -> datetime | None:
 def inactive_before(last_login: str, created: str, cutoff: datetime) -> bool:
     """Whether a user last signed in before ``cutoff`` (export's ``--inactive-days`` and
     diff's): one who never did counts from ``created``, so a new account gets the same
-    grace; neither date readable proves no recent activity, so it counts as inactive."""
+    grace; a ``lastLogin`` that cannot be read, or no date readable at all, proves no recent
+    activity, so it counts as inactive."""
     moment = parse_time(last_login) if last_login else None
     if moment is None and not last_login:
         moment = parse_time(created) if created else None
