@@ -28,6 +28,7 @@ from bulkusers.errors import ConfigError
 from bulkusers.intake import PythonRow
 from bulkusers.jobs import run_command
 from bulkusers.models import RowResult
+from bulkusers.pipeline import ObserverStopped
 from bulkusers.readers import ReadOptions
 from bulkusers.rules import PlanOptions
 from bulkusers.runconfig import RunConfig, Safety
@@ -73,7 +74,7 @@ class _Results:
         self._thread = threading.get_ident()
         #: What ``on_result`` raised: the run stops (every row still reported as it truly
         #: ended) and ``run`` raises it to the caller.
-        self.failure: Exception | None = None
+        self.failure: BaseException | None = None
 
     def started(self, summary: RunSummary) -> None:
         """Nothing to show."""
@@ -90,7 +91,7 @@ class _Results:
         def tell() -> None:
             try:
                 self._tell(result)
-            except Exception as exc:
+            except BaseException as exc:  # a KeyboardInterrupt too: the thread must not wait on
                 told.set_exception(exc)
             else:
                 told.set_result(None)
@@ -110,6 +111,12 @@ class _Results:
         except Exception as exc:
             self.failure = exc
             raise
+        except BaseException as exc:
+            # A KeyboardInterrupt or SystemExit from the caller's code is theirs to receive,
+            # once the run has stopped as after any other error (every row in the report);
+            # let through, it would stop the event loop under a run that has rows in hand.
+            self.failure = exc
+            raise ObserverStopped(exc) from exc
 
 
 async def run(command: Command, connection: Connection, *,

@@ -264,10 +264,21 @@ async def execute(items: Iterator[WorkItem], executor: Executor, record: Recorde
         summary.interrupted = pool.interrupted
 
 
+class ObserverStopped(Exception):
+    """The observer raised a ``KeyboardInterrupt`` or ``SystemExit`` (the ``raised``): the run
+    stops as after any other error of the observer's, whose caller receives the original."""
+
+    def __init__(self, raised: BaseException) -> None:
+        super().__init__(raised)
+        self.raised = raised
+
+
 def observer_failed(exc: Exception) -> str:
     """Why a run stopped when its observer (a library caller's on_result) raised."""
-    return (f"telling a row's result raised {exc.__class__.__name__}: {exc}; the run stopped "
-            "(the rows not sent are not_attempted)")
+    shown = exc.raised if isinstance(exc, ObserverStopped) else exc
+    told = f"{shown.__class__.__name__}: {shown}" if str(shown) else shown.__class__.__name__
+    return (f"telling a row's result raised {told}; the run stopped (the rows not sent are "
+            "not_attempted)")
 
 
 def _unfinished(item: WorkItem, done: set[int], record: Recorder, reason: str) -> None:

@@ -468,6 +468,53 @@ def test_an_on_result_that_raises_stops_the_run_and_misreports_no_row(
     assert summary["exit_code"] == 3
 
 
+@pytest.mark.parametrize("raised", [KeyboardInterrupt, SystemExit])
+@pytest.mark.parametrize(("batch_size", "dry_run"), [(1, False), (50, False), (1, True)])
+def test_an_on_result_that_raises_keyboardinterrupt_stops_the_run_like_any_error(
+        plain: Served, tmp_path: Path, raised: type[BaseException], batch_size: int,
+        dry_run: bool) -> None:
+    """on_result raising KeyboardInterrupt or SystemExit on its third result: the caller gets
+    that very exception once the report has every row and the summary says why the run
+    stopped; nothing hangs (a dry run's planning thread used to wait forever) and no lock is
+    left beside the report."""
+    rows = [{"email": f"ki{n}@acme.example", "role": "viewer"} for n in range(150)]
+    told: list[bulkusers.RowResult] = []
+
+    def on_result(result: bulkusers.RowResult) -> None:
+        told.append(result)
+        if len(told) == 3:
+            raise raised()
+
+    report = tmp_path / "k.csv"
+    outcome: list[BaseException] = []
+
+    def caller() -> None:
+        # Its own thread and loop: a KeyboardInterrupt that escaped would end this thread,
+        # not the test session, and a hang is seen by the join below.
+        try:
+            asyncio.run(bulkusers.run("import", connection(plain), rows=rows,
+                                      on_result=on_result, report=report,
+                                      batch_size=batch_size,
+                                      safety=bulkusers.Safety(dry_run=dry_run)))
+        except BaseException as exc:  # what reached the caller is the point
+            outcome.append(exc)
+
+    thread = threading.Thread(target=caller, daemon=True)
+    thread.start()
+    thread.join(timeout=30)
+    assert not thread.is_alive(), "the run hung after on_result raised"
+    assert [type(exc) for exc in outcome] == [raised]
+    assert len(told) == 3  # never told again after it raised
+    lines = list(read_report(report))
+    assert sorted(line.row for line in lines) == list(range(1, 151))
+    summary = summary_of(report)
+    assert f"telling a row's result raised {raised.__name__};" in summary["aborted"]
+    assert summary["exit_code"] == 3
+    assert summary["counts"]["not_attempted"] + summary["counts"]["created"] \
+        + summary["counts"]["planned"] == 150
+    assert not list(tmp_path.glob("*.lock"))
+
+
 def test_a_cancelled_run_writes_its_final_summary(tmp_path: Path) -> None:
     """Cancelling the task of a run with a report: every row is in the report and the JSON
     summary is the final one (ended, interrupted, counts that match the report)."""
