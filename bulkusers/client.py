@@ -24,6 +24,7 @@ from bulkusers.answers import JSON, encode_body, read_answer
 from bulkusers.auth import Authenticator, make_authenticator
 from bulkusers.concurrency import ConcurrencyLimit, Overload
 from bulkusers.config import Connection, RetryPolicy
+from bulkusers.deadlines import Deadlines
 from bulkusers.errors import (
     ApiError,
     AuthError,
@@ -64,6 +65,10 @@ class ClientStats:
     requests: int = 0
     retries: int = 0
 
+
+#: The requests sent through the gate are limited by ``Deadlines`` (one watchdog), not by a
+#: timer of aiohttp's per request; the session's own limit still holds for the others.
+_KEPT_BY_DEADLINES = aiohttp.ClientTimeout(total=None)
 
 _OVERLOADS: dict[int, Overload] = {429: "429", 502: "502", 503: "503", 504: "504"}
 
@@ -110,6 +115,7 @@ class SisenseClient:
         self._sleep = sleep
         self._pace = RateLimiter(self.policy.max_rate) if self.policy.max_rate else None
         self.gate = RequestGate(concurrency, sleep=sleep)
+        self._deadlines = Deadlines(self.policy.timeout_s)
         # The credential's headers plus the JSON content type, built once per credential.
         self._json_for: Mapping[str, str] | None = None
         self._json_headers: Mapping[str, str] = {}
@@ -127,11 +133,13 @@ class SisenseClient:
             headers={"Accept": "application/json"},
             raise_for_status=False,
         )
+        self._deadlines.start()
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         self.gate.close()
+        await self._deadlines.stop()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -277,17 +285,27 @@ class SisenseClient:
         try:
             self.stats.requests += 1
             started = time.perf_counter() if debug else 0.0
-            # The body is read inside the context so the connection is released before a
-            # retry.
-            async with self.session.request(method, url, params=params, data=data,
-                                            headers=headers) as response:
-                raw = await response.read()
-                trace.http_status = response.status
-                if debug:
-                    log_answer(method, path, response.url.query_string, response.status,
-                               started)
-                result = read_answer(response.status, response.reason or "", raw, method,
-                                     url, path, response.headers.get("Retry-After"))
+            limited = self._deadlines.begin()
+            try:
+                # The body is read inside the context so the connection is released before a
+                # retry.
+                async with self.session.request(method, url, params=params, data=data,
+                                                headers=headers,
+                                                timeout=_KEPT_BY_DEADLINES) as response:
+                    raw = await response.read()
+                    trace.http_status = response.status
+                    if debug:
+                        log_answer(method, path, response.url.query_string, response.status,
+                                   started)
+                    result = read_answer(response.status, response.reason or "", raw, method,
+                                         url, path, response.headers.get("Retry-After"))
+            except asyncio.CancelledError:
+                if self._deadlines.timed_out(limited):
+                    raise TimeoutError(f"no answer within {self.policy.timeout_s:g} s") \
+                        from None
+                raise
+            finally:
+                self._deadlines.end(limited)
             answered = True
             return result
         except TransientApiError as exc:

@@ -302,3 +302,35 @@ async def test_a_request_waiting_to_be_retried_rests_at_the_gate_only_while_it_w
         with pytest.raises(asyncio.CancelledError):
             await second
         assert (resting, client.gate.resting) == ([1, 1], 0)
+
+
+async def test_a_request_unanswered_within_the_timeout_gives_up_and_is_retried(
+        server: tuple[Script, str], sleeps: SleepLog) -> None:
+    """A server that takes longer than timeout_s: the request times out after about that
+    long (not the server's 5 s), is retried, and the next try's answer is taken."""
+    script, url = server
+    script.on("POST", USERS, Answer(201, {"_id": "b" * 24}, delay=5),
+              Answer(201, {"_id": "c" * 24}))
+    connection = build_connection(url=url, token="t0ken-value", username=None, password=None)
+    started = asyncio.get_running_loop().time()
+    async with SisenseClient(connection, RetryPolicy(attempts=2, timeout_s=0.3),
+                             sleep=sleeps) as client:
+        trace = Trace()
+        created = await V1Api(client).create_user({"email": "x@y.z"}, trace)
+        assert client.gate.inflight == 0  # the timed-out try left the gate
+    took = asyncio.get_running_loop().time() - started
+    assert created["_id"] == "c" * 24
+    assert trace.attempts == 2
+    assert 0.3 <= took < 2
+
+
+async def test_a_request_unanswered_within_the_timeout_is_a_timeout_error(
+        server: tuple[Script, str], sleeps: SleepLog) -> None:
+    """With no retries left, the caller gets TimeoutError, not a cancellation."""
+    script, url = server
+    script.on("GET", USERS, Answer(200, [], delay=5))
+    connection = build_connection(url=url, token="t0ken-value", username=None, password=None)
+    async with SisenseClient(connection, RetryPolicy(attempts=1, timeout_s=0.2),
+                             sleep=sleeps) as client:
+        with pytest.raises(TimeoutError):
+            await client.request("GET", USERS)

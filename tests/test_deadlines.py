@@ -1,0 +1,95 @@
+"""Deadlines: one watchdog keeps every request's time limit, as aiohttp's timer would."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from bulkusers.deadlines import Deadlines
+
+
+async def limited(deadlines: Deadlines, seconds: float) -> str:
+    """A request that takes ``seconds``, limited as the client limits one."""
+    number = deadlines.begin()
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        if deadlines.timed_out(number):
+            raise TimeoutError from None
+        raise
+    finally:
+        deadlines.end(number)
+    return "answered"
+
+
+async def test_a_request_past_its_limit_times_out_within_a_tick() -> None:
+    """A request still under way after the limit raises TimeoutError, no later than a tick
+    after it (and not before it)."""
+    deadlines = Deadlines(0.2)
+    deadlines.start()
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await limited(deadlines, 10)
+    took = time.monotonic() - started
+    await deadlines.stop()
+    assert 0.2 <= took < 0.2 + 0.2 / 10 + 0.15  # the limit, a tick, the loop's slack
+
+
+async def test_requests_within_their_limit_are_untouched_and_their_task_goes_on() -> None:
+    """Requests that end before their limit answer, and the task that sent them is not
+    cancelled later (a waiting sleep after them completes)."""
+    deadlines = Deadlines(0.3)
+    deadlines.start()
+
+    async def several() -> list[str]:
+        answers = [await limited(deadlines, 0.05) for _ in range(3)]
+        await asyncio.sleep(0.5)  # past the first request's limit
+        return answers
+
+    assert await several() == ["answered"] * 3
+    await deadlines.stop()
+
+
+async def test_only_the_requests_past_their_limit_time_out() -> None:
+    """Of requests begun at different times, those past their limit time out and the one
+    begun later, still within its own, answers."""
+    deadlines = Deadlines(0.3)
+    deadlines.start()
+    early = asyncio.create_task(limited(deadlines, 10))
+    await asyncio.sleep(0.2)
+    later = asyncio.create_task(limited(deadlines, 0.25))  # ends 0.45 s in, its limit 0.5
+    outcomes = await asyncio.gather(early, later, return_exceptions=True)
+    await deadlines.stop()
+    assert isinstance(outcomes[0], TimeoutError)
+    assert outcomes[1] == "answered"
+
+
+async def test_a_cancellation_from_elsewhere_stays_a_cancellation() -> None:
+    """A task cancelled by its owner raises CancelledError, not TimeoutError, whether or not
+    its limit has also passed; and the watchdog does not undo the owner's cancellation."""
+    deadlines = Deadlines(0.2)
+    deadlines.start()
+    plain = asyncio.create_task(limited(deadlines, 10))
+    await asyncio.sleep(0.05)
+    plain.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await plain
+
+    both = asyncio.create_task(limited(deadlines, 10))
+    await asyncio.sleep(0.01)  # under way
+    deadlines.expire(asyncio.get_running_loop().time() + 1)  # the watchdog's cancel...
+    both.cancel()  # ...and its owner's, before the task runs again
+    with pytest.raises(asyncio.CancelledError):
+        await both
+    await deadlines.stop()
+
+
+async def test_without_the_watchdog_nothing_is_limited() -> None:
+    """Before start() and after stop(), a request takes as long as it takes."""
+    deadlines = Deadlines(0.05)
+    assert await limited(deadlines, 0.1) == "answered"
+    deadlines.start()
+    await deadlines.stop()
+    assert await limited(deadlines, 0.1) == "answered"
