@@ -32,6 +32,7 @@ __all__ = [
     "Command",
     "ConfigError",
     "Connection",
+    "ExportResult",
     "GuardTripped",
     "InputError",
     "Limit",
@@ -46,7 +47,9 @@ __all__ = [
     "SyncOptions",
     "__version__",
     "connect",
+    "export_users",
     "run",
+    "users",
 ]
 
 #: Where each public name lives.
@@ -56,6 +59,7 @@ _HOMES = {
     "Command": "bulkusers.commands",
     "ConfigError": "bulkusers.errors",
     "Connection": "bulkusers.config",
+    "ExportResult": "bulkusers.export",
     "GuardTripped": "bulkusers.errors",
     "InputError": "bulkusers.errors",
     "Limit": "bulkusers.guards",
@@ -69,7 +73,9 @@ _HOMES = {
     "Status": "bulkusers.models",
     "SyncOptions": "bulkusers.sync",
     "connect": "bulkusers.library",
+    "export_users": "bulkusers.library",
     "run": "bulkusers.library",
+    "users": "bulkusers.library",
 }
 
 if TYPE_CHECKING:
@@ -83,8 +89,9 @@ if TYPE_CHECKING:
         InputError,
         ServerUnavailable,
     )
+    from bulkusers.export import ExportResult
     from bulkusers.guards import Limit
-    from bulkusers.library import connect, run
+    from bulkusers.library import connect, export_users, run, users
     from bulkusers.models import RowResult, Status
     from bulkusers.readers import ReadOptions
     from bulkusers.rules import PlanOptions

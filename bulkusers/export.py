@@ -9,9 +9,10 @@ only once every page was read, is exportfile.py's.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -49,6 +50,11 @@ class ExportOptions:
     page_size: int = 500
 
     @property
+    def filters(self) -> UserFilters:
+        """The users this export keeps."""
+        return UserFilters(self.role, self.group, self.inactive_days)
+
+    @property
     def to_stdout(self) -> bool:
         """True for OUTPUT ``-``: CSV for a pipe, given to a stream once complete."""
         return str(self.output) == STDOUT
@@ -57,10 +63,8 @@ class ExportOptions:
         if not self.to_stdout and self.output.suffix.lower() not in SUFFIXES:
             raise ConfigError(f"{self.output}: the export must end in .csv or .xlsx (or be - "
                               "for CSV on standard output)")
-        if self.page_size < 1:
-            raise ConfigError(f"the page size must be at least 1, not {self.page_size}")
-        if self.inactive_days is not None and self.inactive_days < 0:
-            raise ConfigError(f"--inactive-days must not be negative ({self.inactive_days})")
+        check_page_size(self.page_size)
+        _ = self.filters  # their own checks
 
 
 @frozen
@@ -122,7 +126,7 @@ def _record(user: User, data: Mapping[str, Any], directory: Directory,
             _text(data.get("lastLogin")), _text(data.get("lastUpdated")), user.id)
 
 
-async def _select(api: UserApi, directory: Directory, options: ExportOptions) -> _Selection:
+async def _select(api: UserApi, directory: Directory, options: UserFilters) -> _Selection:
     """Resolve the filters (an unknown name is a ConfigError) and fetch built-in members once."""
     role_id = None
     if options.role is not None:
@@ -148,42 +152,85 @@ async def _select(api: UserApi, directory: Directory, options: ExportOptions) ->
 # -- the run --------------------------------------------------------------------------------
 
 
+@frozen
+class UserFilters:
+    """Which users an export keeps: a role and a group (by name), and users inactive for at
+    least ``inactive_days``; None keeps everyone."""
+
+    role: str | None = None
+    group: str | None = None
+    inactive_days: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.inactive_days is not None and self.inactive_days < 0:
+            raise ConfigError(f"--inactive-days must not be negative ({self.inactive_days})")
+
+
+def check_page_size(page_size: int) -> None:
+    """Refuse a page size below 1 (ConfigError)."""
+    if page_size < 1:
+        raise ConfigError(f"the page size must be at least 1, not {page_size}")
+
+
+class _Tally:
+    """Users read and kept so far by ``selected_records``."""
+
+    read = 0
+    kept = 0
+
+
+async def selected_records(api: UserApi, filters: UserFilters, page_size: int,
+                           tally: _Tally | None = None) -> AsyncIterator[Record]:
+    """Every user the filters keep, as an export row (exportfile.COLUMNS order), read a page
+    at a time; ``tally`` counts them as they go."""
+    tally = tally or _Tally()
+    directory = await load_directory(api, with_users=False)
+    selection = await _select(api, directory, filters)
+    async for data in api.iter_users(page_size):
+        tally.read += 1
+        user = User.from_api(data)
+        if selection.accepts(user, data):
+            tally.kept += 1
+            yield _record(user, data, directory, selection)
+
+
 async def _write_users(api: UserApi, options: ExportOptions,
                        stream: BinaryIO | None) -> tuple[int, int]:
     """Stream every selected user into the export's file (given to ``stream`` for ``-``);
     (written, read)."""
-    directory = await load_directory(api, with_users=False)
-    selection = await _select(api, directory, options)
-    written = read = 0
+    tally = _Tally()
     with open_output(options.output, stream) as write:
-        async for data in api.iter_users(options.page_size):
-            read += 1
-            user = User.from_api(data)
-            if selection.accepts(user, data):
-                write(_record(user, data, directory, selection))
-                written += 1
-    return written, read
+        async for record in selected_records(api, options.filters, options.page_size, tally):
+            write(record)
+    return tally.kept, tally.read
 
 
-async def export_users(connection: Connection, policy: RetryPolicy,
+@contextlib.asynccontextmanager
+async def exporting(connection: Connection, policy: RetryPolicy,
+                    lost: str) -> AsyncIterator[UserApi]:
+    """A checked connection for an export; a server's refusal or a lost connection inside
+    is a ServerUnavailable that ends with ``lost`` (what was not done)."""
+    async with SisenseClient(connection, policy, max_connections=4) as client:
+        try:
+            await client.check()
+            yield make_api(client)
+        except ApiError as exc:
+            raise ServerUnavailable(f"the server answered {exc.method} {exc.path} with "
+                                    f"{exc.describe()}; {lost}") from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ServerUnavailable(f"lost {connection.url} during the export "
+                                    f"({network_problem(exc)}); {lost}") from None
+
+
+async def run_export(connection: Connection, policy: RetryPolicy,
                        options: ExportOptions,
                        stream: BinaryIO | None = None) -> ExportResult:
     """Export the selected users to ``options.output`` (to ``stream`` for ``-``); every
     failure is a BulkUsersError."""
     started = time.monotonic()
     check_output(options.output)
-    async with SisenseClient(connection, policy, max_connections=4) as client:
-        try:
-            await client.check()
-            written, read = await _write_users(make_api(client), options, stream)
-        except ApiError as exc:
-            raise ServerUnavailable(f"the server answered {exc.method} {exc.path} with "
-                                    f"{exc.describe()}; {options.output} was not written"
-                                    ) from None
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ServerUnavailable(f"lost {connection.url} during the export "
-                                    f"({network_problem(exc)}); {options.output} was not "
-                                    "written") from None
+    async with exporting(connection, policy, f"{options.output} was not written") as api:
+        written, read = await _write_users(api, options, stream)
     return ExportResult(options.output, written, read, time.monotonic() - started)
 
 

@@ -1,4 +1,5 @@
-"""The public Python API: run any write command from Python (see ``bulkusers.__init__``).
+"""The public Python API: run any write command, export users to a file or read them as
+rows, from Python (see ``bulkusers.__init__``).
 
 A library call is a CLI run without the terminal: the same plan, guards, retries and
 verification, but the caller's signal handlers are left alone, nothing is printed, no prompt
@@ -11,7 +12,7 @@ import asyncio
 import concurrent.futures
 import inspect
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -25,6 +26,16 @@ from bulkusers.config import (
     build_connection,
 )
 from bulkusers.errors import ConfigError
+from bulkusers.export import (
+    ExportOptions,
+    ExportResult,
+    UserFilters,
+    check_page_size,
+    exporting,
+    run_export,
+    selected_records,
+)
+from bulkusers.exportfile import COLUMNS
 from bulkusers.intake import PythonRow
 from bulkusers.jobs import run_command
 from bulkusers.models import RowResult
@@ -210,3 +221,44 @@ def _check_arguments(command: Command, connection: object, on_result: object, ro
         raise ConfigError(f"{command} keeps its undo journal beside its report: give report= "
                           "a new file's path (reactivate reads it back), or preview with "
                           "safety=bulkusers.Safety(dry_run=True)")
+
+
+#: One exported user: the export's columns (``email``, ``userName``, ``firstName``,
+#: ``lastName``, ``role``, ``roleDisplayName``, ``groups``, ``language``, ``active``,
+#: ``created``, ``lastLogin``, ``lastUpdated``, ``id``), text but for ``active``.
+ExportedUser = dict[str, str | bool | None]
+
+
+async def export_users(connection: Connection, output: str | Path, *,
+                       role: str | None = None, group: str | None = None,
+                       inactive_days: int | None = None, page_size: int = 500,
+                       retry: RetryPolicy | None = None) -> ExportResult:
+    """Export users to ``output`` (``.csv`` or ``.xlsx``), as ``bulkusers export`` does:
+    role and group names resolved, the file put in place only once every page was read (an
+    earlier file of that name is replaced then, never half-written). ``role``, ``group`` and
+    ``inactive_days`` keep only those users. Returns where it went and how many were written
+    and read; raises ``ConfigError`` (a bad filter or file name) or ``ServerUnavailable``,
+    and then no file is written. No JSON summary is written: the result is the summary."""
+    target = Path(output)
+    if str(target) == "-":
+        raise ConfigError("export_users(): output '-' is the CLI's standard output; give a "
+                          "file name, or read the users with bulkusers.users()")
+    options = ExportOptions(target, role=role, group=group, inactive_days=inactive_days,
+                            page_size=page_size)
+    return await run_export(connection, retry or RetryPolicy(), options)
+
+
+async def users(connection: Connection, *, role: str | None = None, group: str | None = None,
+                inactive_days: int | None = None, page_size: int = 500,
+                retry: RetryPolicy | None = None) -> AsyncGenerator[ExportedUser, None]:
+    """Every user (``role``, ``group`` and ``inactive_days`` keep only those), as a dict of
+    the export's columns, read a page at a time as the caller iterates: for a DataFrame,
+    ``pandas.DataFrame([u async for u in bulkusers.users(sisense)])``. Stopping early: wrap
+    it in ``contextlib.aclosing`` so the connection closes at once. Raises ``ConfigError``
+    (an unknown role or group) or ``ServerUnavailable``."""
+    filters = UserFilters(role, group, inactive_days)
+    check_page_size(page_size)
+    async with exporting(connection, retry or RetryPolicy(), "the users were not all read"
+                         ) as api:
+        async for record in selected_records(api, filters, page_size):
+            yield dict(zip(COLUMNS, record, strict=True))

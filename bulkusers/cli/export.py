@@ -85,7 +85,7 @@ def export_command(output: Path, role: str | None, group: str | None,
         ExportOptions,
         ExportSummary,
         export_summary_path,
-        export_users,
+        run_export,
     )
     from bulkusers.exportfile import OutputClosed
     from bulkusers.report import check_report_path
@@ -123,7 +123,7 @@ def export_command(output: Path, role: str | None, group: str | None,
     started = datetime.now(UTC)
     stream = sys.stdout.buffer if options.to_stdout else None
     try:
-        result = asyncio.run(export_users(connection, policy(settings), options, stream))
+        result = asyncio.run(run_export(connection, policy(settings), options, stream))
     except KeyboardInterrupt:
         console.error("interrupted")
         sys.exit(130)

@@ -1,0 +1,194 @@
+"""bulkusers.export_users() and bulkusers.users(): an export from Python against the emulator,
+over HTTP, with the same columns, filters and refusals as ``bulkusers export``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import re
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import openpyxl
+import pytest
+
+import bulkusers
+from bulkusers.emulator import EmulatorSettings
+from tests.conftest import GROUPS, TOKEN, Served, serve
+
+PEOPLE = [
+    {"email": "ann.lee@acme.example", "First Name": "Ann", "role": "viewer",
+     "groups": "Sales; Finance"},
+    {"email": "bo.chen@acme.example", "First Name": "Bo", "role": "designer",
+     "groups": "Sales"},
+    {"email": "cy.diaz@acme.example", "First Name": "Cy", "role": "viewer", "groups": ""},
+]
+
+
+@pytest.fixture
+def peopled() -> Iterator[Served]:
+    """An emulator holding PEOPLE (and its admin), created through bulkusers.run."""
+    for served in serve(EmulatorSettings(token=TOKEN, groups=GROUPS), plain=True):
+        summary = asyncio.run(bulkusers.run("import", connection(served), rows=PEOPLE))
+        assert summary.counts["created"] == len(PEOPLE)
+        yield served
+
+
+def connection(served: Served) -> bulkusers.Connection:
+    """A connection to the served emulator."""
+    return bulkusers.connect(served.emulator.url, token=TOKEN)
+
+
+async def collect(sisense: bulkusers.Connection, **filters: object,
+                  ) -> list[Mapping[str, object]]:
+    """Every user bulkusers.users() yields with these filters."""
+    return [user async for user in bulkusers.users(sisense, **filters)]  # type: ignore[arg-type]
+
+
+def test_users_yields_every_user_with_role_and_group_names(peopled: Served) -> None:
+    """users() gives one dict per user with the export's columns: role and group names,
+    not ids, and the admin the emulator seeds too."""
+    found = asyncio.run(collect(connection(peopled)))
+    by_email = {user["email"]: user for user in found}
+    assert set(by_email) >= {p["email"] for p in PEOPLE}
+    assert len(found) == len(PEOPLE) + 1  # and the admin
+    ann = by_email["ann.lee@acme.example"]
+    assert list(ann) == ["email", "userName", "firstName", "lastName", "role",
+                         "roleDisplayName", "groups", "language", "active", "created",
+                         "lastLogin", "lastUpdated", "id"]
+    assert ann["firstName"] == "Ann"
+    assert ann["role"] == "consumer"
+    assert ann["roleDisplayName"] == "Viewer"
+    # Its own groups first, in its order; then the built-in ones everyone is in.
+    assert str(ann["groups"]).split("; ")[:2] == ["Sales", "Finance"]
+    assert len(str(ann["id"])) == 24
+
+
+def test_users_filters_by_role_and_group(peopled: Served) -> None:
+    """role= and group= (names, any case) keep only those users; both together, both."""
+    sisense = connection(peopled)
+    viewers = asyncio.run(collect(sisense, role="Viewer"))
+    assert {u["email"] for u in viewers} == {"ann.lee@acme.example", "cy.diaz@acme.example"}
+    sales = asyncio.run(collect(sisense, group="sales"))
+    assert {u["email"] for u in sales} == {"ann.lee@acme.example", "bo.chen@acme.example"}
+    both = asyncio.run(collect(sisense, role="viewer", group="Sales"))
+    assert [u["email"] for u in both] == ["ann.lee@acme.example"]
+
+
+def test_users_refuses_unknown_names_and_bad_numbers_with_config_errors(
+        peopled: Served) -> None:
+    """An unknown role or group, a negative inactive_days or a page size of 0 is a
+    ConfigError naming it."""
+    sisense = connection(peopled)
+    with pytest.raises(bulkusers.ConfigError, match="Wizard"):
+        asyncio.run(collect(sisense, role="Wizard"))
+    with pytest.raises(bulkusers.ConfigError, match="Nowhere"):
+        asyncio.run(collect(sisense, group="Nowhere"))
+    with pytest.raises(bulkusers.ConfigError, match="negative"):
+        asyncio.run(collect(sisense, inactive_days=-1))
+    with pytest.raises(bulkusers.ConfigError, match="page size"):
+        asyncio.run(collect(sisense, page_size=0))
+
+
+def test_users_may_stop_early_and_close_at_once(peopled: Served) -> None:
+    """Leaving the loop after the first user, inside contextlib.aclosing, ends the read
+    cleanly: no error, no warning of an unclosed session."""
+    async def first() -> Mapping[str, object]:
+        async with contextlib.aclosing(bulkusers.users(connection(peopled),
+                                                       page_size=1)) as found:
+            async for user in found:
+                return user
+        raise AssertionError("no user")
+
+    with warnings_as_errors():
+        assert "@" in str(asyncio.run(first())["email"])
+
+
+@contextlib.contextmanager
+def warnings_as_errors() -> Iterator[None]:
+    """Any warning (an unclosed aiohttp session, say) fails the block."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield
+
+
+def test_export_writes_a_csv_the_import_reads(peopled: Served, tmp_path: Path) -> None:
+    """export() to .csv: every user once with role and group names, the counts returned,
+    and the file is valid input for an import (every row already there)."""
+    output = tmp_path / "users.csv"
+    result = asyncio.run(bulkusers.export_users(connection(peopled), output))
+    assert isinstance(result, bulkusers.ExportResult)
+    assert result.path == output
+    assert result.written == result.read == len(PEOPLE) + 1
+    with output.open(encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    bo = next(row for row in rows if row["email"] == "bo.chen@acme.example")
+    assert (bo["role"], bo["firstName"]) == ("contributor", "Bo")
+    assert bo["groups"].split("; ")[0] == "Sales"
+    again = asyncio.run(bulkusers.run("import", connection(peopled), file=output))
+    assert again.counts["created"] == 0
+    assert again.already_there == len(PEOPLE) + 1
+
+
+def test_export_writes_xlsx_and_filters(peopled: Served, tmp_path: Path) -> None:
+    """export() to .xlsx with group=: a workbook holding the header and the group's
+    users only; written counts them, read counts every user."""
+    output = tmp_path / "sales.xlsx"
+    result = asyncio.run(bulkusers.export_users(connection(peopled), output, group="Sales"))
+    assert (result.written, result.read) == (2, len(PEOPLE) + 1)
+    sheet = openpyxl.load_workbook(output, read_only=True).active
+    assert sheet is not None
+    values = [list(row) for row in sheet.iter_rows(values_only=True)]
+    assert values[0][0] == "email"
+    assert sorted(str(row[0]) for row in values[1:]) == ["ann.lee@acme.example",
+                                                         "bo.chen@acme.example"]
+
+
+def test_export_refuses_stdout_and_other_suffixes(peopled: Served, tmp_path: Path) -> None:
+    """'-' (the CLI's standard output) and a name not ending .csv or .xlsx are ConfigErrors,
+    and nothing is written."""
+    with pytest.raises(bulkusers.ConfigError, match=r"bulkusers\.users"):
+        asyncio.run(bulkusers.export_users(connection(peopled), "-"))
+    with pytest.raises(bulkusers.ConfigError, match=r"\.csv or \.xlsx"):
+        asyncio.run(bulkusers.export_users(connection(peopled), tmp_path / "users.txt"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_to_an_unreachable_server_writes_nothing(tmp_path: Path) -> None:
+    """A server that is not there: ServerUnavailable naming the address, no file."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sisense = bulkusers.connect(f"http://127.0.0.1:{port}", token=TOKEN)
+    output = tmp_path / "users.csv"
+    with pytest.raises(bulkusers.ServerUnavailable, match=f"127.0.0.1:{port}"):
+        asyncio.run(bulkusers.export_users(sisense, output,
+                                     retry=bulkusers.RetryPolicy(attempts=1)))
+    assert not output.exists()
+
+
+def test_readme_export_example_runs_as_is_against_an_emulator(tmp_path: Path) -> None:
+    """The README's "Exports from Python" example, run in its own interpreter against an
+    emulator holding users: it writes the Sales workbook and prints the viewers."""
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    section = readme.read_text(encoding="utf-8").split("### Exports from Python", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None
+    for served in serve(EmulatorSettings(token="demo-token", groups=("Sales", "Finance")),
+                        plain=True):
+        sisense = bulkusers.connect(served.emulator.url, token="demo-token")
+        asyncio.run(bulkusers.run("import", sisense, rows=PEOPLE[:2]))
+        script = code.group(1).replace("http://127.0.0.1:30845", served.emulator.url)
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                             timeout=30, cwd=tmp_path, check=False)
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.splitlines()
+        assert lines[0] == f"2 of 3 users written to {Path('users.xlsx')}"
+        assert (tmp_path / "users.xlsx").exists()
+        assert [line.split()[0] for line in lines[1:]] == ["ann.lee@acme.example"]
