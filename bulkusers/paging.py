@@ -75,10 +75,33 @@ async def pages(client: SisenseClient, path: str, page_size: int, params: Mappin
                 if count_path else None)
     trusted = counting is not None
     size, next_skip, full_pages, finished = page_size, 2 * page_size, 0, False
+    def ask_ahead(wanted: int) -> None:
+        nonlocal next_skip
+        while len(ahead) < min(wanted, client.max_concurrency):
+            ahead.append(ask(next_skip, size))
+            next_skip += size
+
+    def wanted_with(total: int) -> int:
+        # Every page up to the one that will come back short, grown so that about as many
+        # as the limit lets through at once hold the rest.
+        nonlocal size
+        rest = total - next_skip  # below 0 once the pages asked for pass the end
+        size = min(MAX_PAGE_SIZE, max(size, -(-rest // client.in_flight_limit)))
+        return len(ahead) + max(0, rest // size + 1)
+
     try:
         previous_ids: set[str] = set()
         while ahead:
             asked = ahead.popleft()
+            if (full_pages and trusted and counting is not None and not counting.done()
+                    and not asked.answer.done()):
+                # The count may come first: the rest is then asked for at once, not a
+                # round trip later when this page is in.
+                either: list[asyncio.Future[Any]] = [asked.answer, counting]
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                total = counting.result() if counting.done() else None
+                if total is not None and total >= next_skip and not asked.answer.done():
+                    ask_ahead(wanted_with(total))
             page = await asked.answer
             got = len(page)
             page_ids = {str(item.get("_id", "")) for item in page}
@@ -109,12 +132,8 @@ async def pages(client: SisenseClient, path: str, page_size: int, params: Mappin
             if total is not None and trusted and total < asked.skip + asked.size:
                 trusted = False  # a full page at or past the counted end: the count is wrong
             elif total is not None and trusted:
-                rest = total - next_skip  # below 0 once the pages asked for pass the end
-                size = min(MAX_PAGE_SIZE, max(size, -(-rest // client.in_flight_limit)))
-                wanted = len(ahead) + max(0, rest // size + 1)
-            while len(ahead) < min(wanted, client.max_concurrency):
-                ahead.append(ask(next_skip, size))
-                next_skip += size
+                wanted = wanted_with(total)
+            ask_ahead(wanted)
     finally:
         for asked in ahead:
             if not (finished and asked.trace.in_flight):

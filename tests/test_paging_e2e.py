@@ -236,6 +236,49 @@ async def test_a_short_first_page_waits_for_a_late_count_before_ending() -> None
     assert [u["_id"] for u in read] == [p["_id"] for p in people]
 
 
+async def test_a_count_that_comes_while_a_page_is_awaited_asks_for_the_rest_at_once() -> None:
+    """The count comes in after the first pages came back full, while the third is still on
+    its way: the rest is asked for then, not once that slow page is in; every user once, in
+    order."""
+    people = [{"_id": f"{n:024x}", "email": f"u{n}@example.com"} for n in range(2000)]
+    events: list[str] = []
+
+    async def users(request: web.Request) -> web.Response:
+        skip, limit = int(request.query["skip"]), int(request.query["limit"])
+        events.append(f"asked {skip}")
+        if skip == 200:
+            await asyncio.sleep(0.5)  # the page awaited when the count comes in
+        events.append(f"answered {skip}")
+        return web.json_response(people[skip:skip + limit])
+
+    async def count(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.15)  # after the first two pages, before the slow one
+        events.append("counted")
+        return web.json_response({"count": len(people)})
+
+    app = web.Application()
+    app.router.add_get(USERS, users)
+    app.router.add_get("/api/users/count", count)
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    try:
+        connection = build_connection(url=str(server.make_url("")).rstrip("/"), token=TOKEN,
+                                      username=None, password=None)
+        async with SisenseClient(connection, RetryPolicy(),
+                                 concurrency=ConcurrencyLimit(64)) as client:
+            read = [u async for u in V1Api(client).iter_users(page_size=100)]
+    finally:
+        await server.close()
+    assert [u["_id"] for u in read] == [p["_id"] for p in people]
+    slow_answered = events.index("answered 200")
+    asked_after_count = [e for e in events[events.index("counted"):slow_answered]
+                         if e.startswith("asked")]
+    assert asked_after_count  # the rest went out while the slow page was awaited
+    asked = [int(e.split()[1]) for e in events if e.startswith("asked")]
+    # No page past the end but the one that comes back short.
+    assert len([skip for skip in asked if skip >= len(people)]) <= 1
+
+
 @pytest.mark.parametrize("page_size", [100, 500])
 async def test_a_capped_legacy_listing_is_read_whole(page_size: int) -> None:
     """The v0.9 listing (GET /api/users, with its count) behind a page cap of 120, asked for
