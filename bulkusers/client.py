@@ -40,6 +40,7 @@ from bulkusers.network import (
     may_have_landed,
     unreachable_message,
 )
+from bulkusers.words import said
 
 log = http_log
 
@@ -346,7 +347,8 @@ class SisenseClient:
             raise ServerUnavailable(unreachable_message(self.connection.url, exc)) from None
         except TransientApiError as exc:
             tries = trace.attempts
-            after = (f" (after {tries} tries)" if tries > 1 else " (--retries 0: tried once)"
+            after = (f" (after {tries} tries)" if tries > 1
+                     else f" ({said('--retries 0', 'RetryPolicy(attempts=1)')}: tried once)"
                      if self.policy.attempts <= 1 else " (tried once)")
             raise ServerUnavailable(f"{self.connection.url} answered {exc.describe()}{after}; "
                                     "try again later") from None

@@ -35,6 +35,7 @@ from bulkusers.exportfile import (
 from bulkusers.frozen import frozen
 from bulkusers.loading import load_directory
 from bulkusers.network import describe_network_error as network_problem
+from bulkusers.words import flag
 
 GROUP_SEPARATOR = "; "
 
@@ -133,13 +134,13 @@ async def _select(api: UserApi, directory: Directory, options: UserFilters) -> _
         role = directory.role(options.role)
         if isinstance(role, Unknown):
             names = ", ".join(r.display_name or r.name for r in directory.roles)
-            raise ConfigError(f"--role: {role.describe()}; the roles are {names}")
+            raise ConfigError(f"{flag('--role')}: {role.describe()}; the roles are {names}")
         role_id = role.id
     group = None
     if options.group is not None:
         found = directory.group(options.group)
         if isinstance(found, Unknown):
-            raise ConfigError(f"--group: {found.describe()}")
+            raise ConfigError(f"{flag('--group')}: {found.describe()}")
         group = found
     cutoff = None
     if options.inactive_days is not None:
@@ -163,7 +164,8 @@ class UserFilters:
 
     def __post_init__(self) -> None:
         if self.inactive_days is not None and self.inactive_days < 0:
-            raise ConfigError(f"--inactive-days must not be negative ({self.inactive_days})")
+            raise ConfigError(f"{flag('--inactive-days')} must not be negative "
+                              f"({self.inactive_days})")
 
 
 def check_page_size(page_size: int) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from bulkusers.errors import ConfigError, GuardTripped
 from bulkusers.frozen import frozen
 from bulkusers.plan import Preflight
-from bulkusers.words import count
+from bulkusers.words import count, flag
 
 
 @frozen
@@ -38,9 +38,9 @@ class Limit:
                 raise ValueError
             return cls(count=count)
         except ValueError:
-            raise ValueError(f"--max-changes {text!r} is neither a number of changes nor a "
-                             "percentage of the directory from 0% to 100%; give one such as "
-                             "250 or 5%") from None
+            raise ValueError(f"{flag('--max-changes')} {text!r} is neither a number of "
+                             "changes nor a percentage of the directory from 0% to 100%; "
+                             "give one such as 250 or 5%") from None
 
     @property
     def active(self) -> bool:
@@ -63,8 +63,9 @@ def limit_refusal(plan: Preflight, limit: Limit, directory_users: int) -> str:
         return ""
     shown = f"{limit.percent:g}% of {count(directory_users, 'user')} = {allowed}" \
         if limit.percent is not None else str(allowed)
-    return (f"the plan would change {count(plan.writes, 'user')}, more than --max-changes "
-            f"allows ({shown}); nothing was sent. Check the input, or raise --max-changes")
+    option = flag("--max-changes")
+    return (f"the plan would change {count(plan.writes, 'user')}, more than {option} "
+            f"allows ({shown}); nothing was sent. Check the input, or raise {option}")
 
 
 Confirm = Callable[[str, Preflight], bool]

@@ -68,7 +68,7 @@ from bulkusers.runconfig import COMMON_RESUME_OPTIONS, RunConfig, Safety
 from bulkusers.summary import RunSummary
 from bulkusers.sync import refuse_empty
 from bulkusers.tasks import Task, WorkItem, describe
-from bulkusers.words import count
+from bulkusers.words import count, flag
 
 
 async def run_command(config: RunConfig, observer: Observer | None = None,
@@ -257,7 +257,8 @@ def _check_default_role(name: str | None, directory: Directory, used: bool) -> N
         return
     found = directory.role(name)
     if isinstance(found, Unknown):
-        raise ConfigError(f"--default-role {name!r}: {found.describe()}; nothing was sent")
+        raise ConfigError(f"{flag('--default-role')} {name!r}: {found.describe()}; nothing "
+                          "was sent")
 
 
 def _final_summary(summary: RunSummary, report_path: Path | None) -> None:
@@ -449,9 +450,10 @@ def _strict_refusal(preview: Preflight, safety: Safety) -> str:
     if not safety.strict or not problems:
         return ""
     are = "is" if problems == 1 else "are"
-    return (f"--strict: {count(problems, 'row')} {are} invalid (first: "
+    strict = flag("--strict")
+    return (f"{strict}: {count(problems, 'row')} {are} invalid (first: "
             f"{preview.first_problem()}); nothing was sent. Fix "
-            f"{'it' if problems == 1 else 'them'}, or run without --strict to skip "
+            f"{'it' if problems == 1 else 'them'}, or run without {strict} to skip "
             f"{'it' if problems == 1 else 'them'}")
 
 

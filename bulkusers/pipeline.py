@@ -26,6 +26,7 @@ from bulkusers.results import planned as planned_results
 from bulkusers.runner import Pool
 from bulkusers.summary import RunSummary
 from bulkusers.tasks import WorkItem, tasks_of
+from bulkusers.words import flag
 
 
 class Observer(Protocol):
@@ -155,7 +156,8 @@ class Recorder:
     def _unwritable(self, exc: OSError) -> None:
         self.broken = ReportUnwritable(
             f"cannot write the report {getattr(self.writer, 'path', '')} "
-            f"({exc.strerror or exc}); free space or fix the folder, then resume with --resume")
+            f"({exc.strerror or exc}); free space or fix the folder, then resume with "
+            f"{flag('--resume')}")
 
     def check_breaker(self) -> None:
         """Stop the run once the report cannot be written, or too many rows in a row failed
@@ -166,7 +168,8 @@ class Recorder:
             raise ServerUnavailable(
                 f"{self.failing_in_a_row} rows in a row failed after their retries with "
                 "connection errors or server errors; the server looks down or overloaded. "
-                "Try again later with --resume (and perhaps a lower --concurrency)")
+                f"Try again later with {flag('--resume')} (and perhaps a lower "
+                f"{flag('--concurrency')})")
 
 
 #: A dry run's maker: ``make(sink, stopped)`` hands each item of the plan to ``sink``; once

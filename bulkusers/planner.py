@@ -29,6 +29,7 @@ from bulkusers.tasks import (
     WorkItem,
     snapshot,
 )
+from bulkusers.words import said
 
 #: An object's id and name (C-level calls, for every group of every created user).
 _id_of = operator.attrgetter("id")
@@ -53,7 +54,8 @@ class Planner(RowResolver):
                 return self._update(row, cells, email, user)
             if self.options.on_existing == "fail":
                 return decided(row, email, "create", Status.FAILED, user_id=user.id,
-                               error="user already exists (--on-existing fail)")
+                               error="user already exists (" + said(
+                                   "--on-existing fail", 'PlanOptions(on_existing="fail")') + ")")
             return decided(row, email, "create", Status.SKIPPED, user_id=user.id,
                            changes="none: user already exists")
         wanted = self._wanted(row, cells)
@@ -79,7 +81,8 @@ class Planner(RowResolver):
             if found is None:
                 return decided(row, email, "create", Status.SKIPPED,
                                error="no role; fill the role column or pass "
-                                     "--default-role viewer")
+                                     + said("--default-role viewer",
+                                            'PlanOptions(default_role="viewer")'))
             if isinstance(found, Unknown):
                 return decided(row, email, "create", Status.SKIPPED, error=found.describe())
             role = found

@@ -18,6 +18,7 @@ from bulkusers.frozen import frozen
 from bulkusers.identity import identity_key
 from bulkusers.inputfile import InputFile
 from bulkusers.models import Header
+from bulkusers.words import flag
 
 MASK = "***"
 FINISHED = frozenset({"created", "updated", "unchanged", "deactivated", "deleted"})
@@ -37,20 +38,22 @@ def check_report_path(path: Path | None, input_path: Path,
             raise ConfigError(f"reports go to {option}, which is not writable; {fix}")
         return
     if path.exists() and input_path.exists() and path.resolve() == input_path.resolve():
-        raise ConfigError(f"--report {path} is the input file; give the report another name")
+        raise ConfigError(f"{flag('--report')} {path} is the input file; give the report "
+                          "another name")
     if path.is_file():
-        raise ConfigError(f"--report {path} already exists (a report is never written over: "
-                          "it may be an earlier run's record); choose a new name, remove it, "
-                          "or continue that run with --resume")
+        raise ConfigError(f"{flag('--report')} {path} already exists (a report is never "
+                          "written over: it may be an earlier run's record); choose a new "
+                          f"name, remove it, or continue that run with {flag('--resume')}")
     if path.is_dir():
-        raise ConfigError(f"--report {path} is a folder; give a file name such as "
+        raise ConfigError(f"{flag('--report')} {path} is a folder; give a file name such as "
                           f"{path / 'report.csv'}")
     folder = path.parent
     if not folder.is_dir():
-        raise ConfigError(f"--report {path}: the folder {folder} does not exist; create it "
+        raise ConfigError(f"{flag('--report')} {path}: the folder {folder} does not exist; "
+                          "create it "
                           "or choose another path")
     if not os.access(folder, os.W_OK):
-        raise ConfigError(f"--report {path}: the folder {folder} is not writable")
+        raise ConfigError(f"{flag('--report')} {path}: the folder {folder} is not writable")
 
 
 #: What a default report name adds after the input's stem: ``.COMMAND.TIME`` (``-N`` when

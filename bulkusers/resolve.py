@@ -30,6 +30,7 @@ from bulkusers.rules import (
     split_groups,
 )
 from bulkusers.safetext import quote
+from bulkusers.words import flag
 
 
 class RowResolver:
@@ -154,7 +155,8 @@ class RowResolver:
                 groups.append(found)
         if not problems:
             return tuple(groups)
-        hint = "" if self.options.create_groups else "; fix the name or pass --create-groups"
+        hint = ("" if self.options.create_groups
+                else f"; fix the name or pass {flag('--create-groups')}")
         return "; ".join(problems) + hint
 
     def _stand_in(self, name: str) -> Group:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bulkusers.models import RowResult, Status
-from bulkusers.words import count
+from bulkusers.words import count, flag
 
 MAX_EXAMPLES = 10
 
@@ -132,7 +132,7 @@ class RunSummary:
             have = "has" if self.total_rows == 1 else "have"
             self.aborted = (f"only {self.done} of {count(self.total_rows, 'row')} {have} an "
                             "outcome; "
-                            "check the report and resume with --resume")
+                            f"check the report and resume with {flag('--resume')}")
         if self.interrupted:
             self.exit_code = 130
         elif self.refused:

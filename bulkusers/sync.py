@@ -36,6 +36,7 @@ from bulkusers.report import read_report
 from bulkusers.results import DEACTIVATED_BY_INTERRUPTED, DELETED_BY_INTERRUPTED, decided
 from bulkusers.rules import DEACTIVATED_ROLE
 from bulkusers.tasks import DeactivateTask, DeleteTask, UpdateTask, WorkItem, snapshot
+from bulkusers.words import flag, said
 
 if TYPE_CHECKING:
     from bulkusers.api import UserApi
@@ -83,23 +84,29 @@ class SyncOptions:
 
     def __post_init__(self) -> None:
         if self.missing not in MISSING_CHOICES:
-            raise ConfigError(f"--missing {self.missing!r}: choose deactivate, delete or report")
+            raise ConfigError(f"{flag('--missing')} {self.missing!r}: choose deactivate, "
+                              "delete or report")
         cleaned = []
         for domain in self.domains:
             name = ascii_key(domain).removeprefix("@")
             if not _DOMAIN.match(name):
-                raise ConfigError(f"--scope-domain {domain!r} is not an email domain; give "
-                                  "the part after @, e.g. --scope-domain corp.example")
+                raise ConfigError(f"{flag('--scope-domain')} {domain!r} is not an email "
+                                  "domain; give the part after @, e.g. " + said(
+                                      "--scope-domain corp.example", 'domains=("corp.example",)'))
             cleaned.append(name)
         object.__setattr__(self, "domains", tuple(dict.fromkeys(cleaned)))
         names = tuple(dict.fromkeys(g.strip() for g in self.groups))
         if "" in names:
-            raise ConfigError("--scope-group needs a group name, e.g. --scope-group Sales")
+            raise ConfigError(f"{flag('--scope-group')} needs a group name, e.g. "
+                              + said("--scope-group Sales", 'groups=("Sales",)'))
         object.__setattr__(self, "groups", names)
         if self.removes and not self.scoped:
-            raise ConfigError(f"sync --missing {self.missing} needs a scope before it removes "
-                              "anyone: pass --scope-domain DOMAIN and/or --scope-group NAME "
-                              "(or --missing report to only list who is not in the file)")
+            raise ConfigError(
+                f"sync {said('--missing ' + self.missing, f'missing={self.missing!r}')} needs "
+                "a scope before it removes anyone: pass "
+                + said("--scope-domain DOMAIN and/or --scope-group NAME (or --missing report",
+                       "domains=(...) and/or groups=(...) (or missing=\"report\"")
+                + " to only list who is not in the file)")
 
     @property
     def scoped(self) -> bool:
@@ -164,7 +171,8 @@ async def resolve_scope(api: UserApi, directory: Directory, options: SyncOptions
     for name in options.groups:
         found = directory.group(name)
         if isinstance(found, Unknown):
-            raise ConfigError(f"--scope-group: {found.describe()}; nothing was sent")
+            raise ConfigError(f"{flag('--scope-group')}: {found.describe()}; nothing was "
+                              "sent")
         members |= await _members(api, directory, found)
     return Scope(domains=frozenset(options.domains), member_ids=frozenset(members),
                  protected=frozenset(protected), everyone=not options.scoped)
@@ -276,9 +284,9 @@ class Reconciler:
         shown = (f"{limit.percent:g}% of {self.scope_size} = {allowed}"
                  if limit.percent is not None else str(allowed))
         return (f"sync would {self.options.missing} {removals} of the {self.scope_size} "
-                f"users in scope who are not in the file, more than --max-missing allows "
-                f"({shown}); nothing was sent. Check the file is complete, or pass "
-                f"--max-missing {removals}")
+                f"users in scope who are not in the file, more than {flag('--max-missing')} "
+                f"allows ({shown}); nothing was sent. Check the file is complete, or pass "
+                + said(f"--max-missing {removals}", f"max_missing=Limit(count={removals})"))
 
     # -- planning -----------------------------------------------------------------------------
 
@@ -324,7 +332,8 @@ class Reconciler:
         if mode == "report":
             return decided(row, user.email, "report", Status.SKIPPED, user_id=user.id,
                            previous=snapshot(user, self.planner.directory),
-                           changes="none: not in the file (--missing report only lists)")
+                           changes="none: not in the file ("
+                           + said("--missing report", 'missing="report"') + " only lists)")
         if mode == "delete":
             item = self.planner.plan_delete(row)
         else:

@@ -393,3 +393,26 @@ def test_one_of_our_errors_that_reaches_main_is_its_one_line_not_an_internal_err
     assert stopped.value.code == 2
     errors = capsys.readouterr().err
     assert errors.strip() == "bulkusers: error: concurrency=32 is above max_concurrency=8"
+
+
+def test_the_cli_names_its_flags_in_messages_the_library_words_otherwise(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """The messages that name a Python caller's arguments (see test_library) name the
+    flags when the CLI runs: a taken report, an unscoped removing sync, an unknown export
+    role, a row without a role, an unknown group."""
+    source = write_csv(tmp_path / "hr.csv", ("Email", "Role", "Groups"),
+                       [["nr@acme.example", "", ""], ["ng@acme.example", "viewer", "Nowhere"]])
+    taken = tmp_path / "taken.csv"
+    taken.write_text("x\n", encoding="utf-8")
+    common = ("--url", served.url, "--token", TOKEN)
+    result = run_cli("import", str(source), "--report", str(taken), *common)
+    assert "continue that run with --resume" in one_error_line(result)
+    result = run_cli("sync", str(source), "--missing", "delete", *common)
+    assert "pass --scope-domain DOMAIN and/or --scope-group NAME" in one_error_line(result)
+    result = run_cli("export", str(tmp_path / "out.csv"), "--role", "wizard", *common)
+    assert one_error_line(result).startswith("bulkusers: error: --role: ")
+    report = tmp_path / "r.csv"
+    run_cli("import", str(source), "--report", str(report), *common)
+    errors = report.read_text(encoding="utf-8-sig")
+    assert "pass --default-role viewer" in errors
+    assert "pass --create-groups" in errors

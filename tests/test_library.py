@@ -708,3 +708,58 @@ def test_a_mapping_that_spells_a_column_otherwise_is_that_column(plain: Served) 
     assert "email" in by_row[4].error
     assert by_row[4].email == "dan@acme.example"
     assert stored(plain, "eve@acme.example") is None
+
+
+def test_messages_to_a_python_caller_name_its_arguments_not_cli_flags(
+        plain: Served, tmp_path: Path) -> None:
+    """Errors, refusals and row texts a Python caller gets name what they wrote (PlanOptions,
+    Safety, SyncOptions, report, role...), never a command-line flag."""
+    sisense = connection(plain)
+    seen: list[str] = []
+
+    def refused(call: Any) -> str:
+        with pytest.raises(bulkusers.BulkUsersError) as caught:
+            asyncio.run(call)
+        return str(caught.value)
+
+    seen.append(refused(bulkusers.run(
+        "import", sisense, rows=[{"email": "a@acme.example"}],
+        plan=bulkusers.PlanOptions(default_role="wizard"))))
+    assert seen[-1].startswith("PlanOptions(default_role=...) 'wizard': ")
+    taken = tmp_path / "taken.csv"
+    taken.write_text("x\n", encoding="utf-8")
+    seen.append(refused(bulkusers.run("import", sisense, rows=[{"email": "a@acme.example"}],
+                                      report=taken)))
+    assert "continue that run with Safety(resume=...)" in seen[-1]
+    seen.append(refused(bulkusers.run(
+        "import", sisense, rows=[{"email": f"g{n}@acme.example", "role": "viewer"}
+                                 for n in range(3)],
+        safety=bulkusers.Safety(max_changes=bulkusers.Limit(count=1)))))
+    assert "raise Safety(max_changes=...)" in seen[-1]
+    with pytest.raises(bulkusers.ConfigError) as caught:
+        bulkusers.SyncOptions(missing="delete")
+    seen.append(str(caught.value))
+    assert 'missing=\'delete\' needs a scope' in seen[-1]
+    seen.append(refused(_first_user(sisense, role="wizard")))
+    assert seen[-1].startswith("role: ")
+
+    strict = asyncio.run(bulkusers.run(
+        "import", sisense, rows=[{"email": "not-an-address", "role": "viewer"}],
+        safety=bulkusers.Safety(strict=True)))
+    seen.append(strict.refused)
+    assert "run without Safety(strict=True)" in seen[-1]
+    rows = [{"email": "nr@acme.example", "role": "", "groups": ""},
+            {"email": "ng@acme.example", "role": "viewer", "groups": "Nowhere"}]
+    results: list[bulkusers.RowResult] = []
+    asyncio.run(bulkusers.run("import", sisense, rows=rows, on_result=results.append))
+    seen.extend(result.error for result in results)
+    assert any('PlanOptions(default_role="viewer")' in text for text in seen)
+    assert any("pass PlanOptions(create_groups=True)" in text for text in seen)
+    assert not [text for text in seen if re.search(r"--[a-z]", text)]
+
+
+async def _first_user(sisense: bulkusers.Connection, **filters: Any) -> object:
+    """The first user bulkusers.users() yields with these filters."""
+    async for user in bulkusers.users(sisense, **filters):
+        return user
+    return None

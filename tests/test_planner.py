@@ -22,6 +22,7 @@ from bulkusers.models import FIELDS, Header, Row, RowResult, Status
 from bulkusers.planner import Planner
 from bulkusers.rules import GroupsMode, OnExisting, PlanOptions, protected_users
 from bulkusers.tasks import CreateTask, DeactivateTask, DeleteTask, UpdateTask, WorkItem
+from bulkusers.words import speaking_cli
 from tests.planning_fixtures import (
     EQUIPE,
     EVERYONE,
@@ -209,10 +210,14 @@ def test_default_role_fills_a_blank_role_cell_only() -> None:
 
 
 def test_no_role_and_no_default_is_skipped_with_the_fix() -> None:
-    """A new user without a role is an invalid row that says how to give one."""
-    result = decided(make_planner().plan_import(row(2, "bob@acme.example")))
+    """A new user without a role is an invalid row that says how to give one: the flag for
+    the CLI, the argument for a Python caller."""
+    with speaking_cli():
+        result = decided(make_planner().plan_import(row(2, "bob@acme.example")))
     assert result.status is Status.SKIPPED
-    assert "--default-role" in result.error
+    assert "pass --default-role viewer" in result.error
+    from_python = decided(make_planner().plan_import(row(2, "bob@acme.example")))
+    assert 'pass PlanOptions(default_role="viewer")' in from_python.error
 
 
 def test_unknown_role_is_skipped_with_a_hint() -> None:
@@ -324,11 +329,15 @@ def test_a_cell_naming_no_writable_group_creates_without_groups(cell: str) -> No
 def test_unknown_group_is_skipped_and_suggests_create_groups() -> None:
     """An unknown group makes the row invalid, says how to fix it, and is noted as missing."""
     planner = make_planner()
-    result = decided(planner.plan_import(row(2, "bob@acme.example", role="viewer",
-                                             groups="Sales; Field Ops")))
+    with speaking_cli():
+        result = decided(planner.plan_import(row(2, "bob@acme.example", role="viewer",
+                                                 groups="Sales; Field Ops")))
     assert result.status is Status.SKIPPED
     assert "unknown group 'Field Ops'" in result.error
     assert result.error.endswith("fix the name or pass --create-groups")
+    from_python = decided(make_planner().plan_import(row(2, "bob@acme.example", role="viewer",
+                                                         groups="Sales; Field Ops")))
+    assert from_python.error.endswith("fix the name or pass PlanOptions(create_groups=True)")
     assert planner.missing_groups == {"field ops": "Field Ops"}
 
 

@@ -17,6 +17,7 @@ from bulkusers.jobs import run_command
 from bulkusers.readers import open_table
 from bulkusers.reportwriter import ReportWriter
 from bulkusers.runconfig import RunConfig
+from bulkusers.words import speaking_cli
 from tests.conftest import TOKEN, Served, read_report, write_csv
 
 RunCli = Callable[..., Result]
@@ -68,7 +69,8 @@ def test_a_report_that_cannot_be_written_aborts_the_run(
     config = RunConfig(command="import", connection=connection, input_path=source,
                        report_path=tmp_path / "r.csv", batch_size=1, concurrency=1,
                        handle_sigint=False)
-    summary = asyncio.run(run_command(config))
+    with speaking_cli():  # as the CLI runs it
+        summary = asyncio.run(run_command(config))
     assert summary.exit_code == 3
     assert "No space left" in summary.aborted
     assert "--resume" in summary.aborted

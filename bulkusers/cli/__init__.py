@@ -27,13 +27,15 @@ from bulkusers.cli.write import (
     update_command,
 )
 from bulkusers.errors import BulkUsersError
+from bulkusers.words import speaking_cli
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"],
                                "max_content_width": 100})
 @click.version_option(__version__, prog_name="bulkusers")
 @global_options(connects=True)
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """Bulk import, update, export, deactivation and deletion of Sisense users.
 
     Every write command reads a CSV or XLSX file, sends the rows through a pool of concurrent
@@ -45,6 +47,7 @@ def cli() -> None:
 
     --debug, --quiet, --profile and --config work before or after the command name.
     """
+    ctx.with_resource(speaking_cli())  # messages name the flags the person typed
 
 
 for command in (import_command, update_command, deactivate_command, reactivate_command,
