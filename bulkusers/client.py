@@ -140,10 +140,12 @@ class SisenseClient:
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         self.gate.close()
-        await self._deadlines.stop()
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        try:
+            await self._deadlines.stop()
+        finally:  # also when cancelled meanwhile: the session is closed all the same
+            if self._session is not None:
+                await self._session.close()
+                self._session = None
 
     def hold_for_reads(self) -> None:
         """Pages of users follow: an adaptive limit holds a few in flight (``hold``) until

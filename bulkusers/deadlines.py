@@ -12,7 +12,6 @@ aiohttp's timeout does; any other cancellation stays a cancellation.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 #: How often the watchdog looks, at most (a limit is kept to within this much).
 LONGEST_TICK_S = 0.5
@@ -40,12 +39,15 @@ class Deadlines:
             self._watchdog = asyncio.get_running_loop().create_task(self._watch())
 
     async def stop(self) -> None:
-        """Stop the watchdog; requests still under way are no longer limited."""
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watchdog
-            self._watchdog = None
+        """Stop the watchdog; requests still under way are no longer limited. (Awaiting the
+        watchdog itself would swallow a cancellation of the caller's that came meanwhile:
+        ``asyncio.wait`` raises it.)"""
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            watchdog.cancel()
+            await asyncio.wait((watchdog,))
+            if not watchdog.cancelled():
+                watchdog.result()  # a failure of the watchdog's own is raised, not lost
 
     def begin(self) -> int:
         """The current task's request starts: cancelled if still under way ``seconds`` from

@@ -334,3 +334,19 @@ async def test_a_request_unanswered_within_the_timeout_is_a_timeout_error(
                              sleep=sleeps) as client:
         with pytest.raises(TimeoutError):
             await client.request("GET", USERS)
+
+
+async def test_a_cancellation_while_the_client_closes_stays_a_cancellation(
+        server: tuple[Script, str], sleeps: SleepLog) -> None:
+    """A task cancelled while __aexit__ waits for the watchdog's end is cancelled, and the
+    session is closed all the same."""
+    _script, url = server
+    client = token_client(url, sleeps)
+    await client.__aenter__()
+    await asyncio.sleep(0)  # the watchdog asleep
+    closing = asyncio.create_task(client.__aexit__(None, None, None))
+    await asyncio.sleep(0)  # __aexit__ waits for the watchdog to end
+    closing.cancel()
+    outcome = (await asyncio.gather(closing, return_exceptions=True))[0]
+    assert isinstance(outcome, asyncio.CancelledError)
+    assert client._session is None

@@ -93,3 +93,15 @@ async def test_without_the_watchdog_nothing_is_limited() -> None:
     deadlines.start()
     await deadlines.stop()
     assert await limited(deadlines, 0.1) == "answered"
+
+
+async def test_a_cancellation_while_the_watchdog_stops_goes_on() -> None:
+    """A task cancelled while stop() waits for the watchdog's end raises CancelledError."""
+    deadlines = Deadlines(0.2)
+    deadlines.start()
+    await asyncio.sleep(0)  # the watchdog asleep
+    stopping = asyncio.create_task(deadlines.stop())
+    await asyncio.sleep(0)  # stop() waits for the watchdog to end
+    stopping.cancel()
+    outcome = (await asyncio.gather(stopping, return_exceptions=True))[0]
+    assert isinstance(outcome, asyncio.CancelledError)
