@@ -26,8 +26,9 @@ class Deadlines:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         #: The requests under way by number, in the order their deadlines come (the same
-        #: limit for all: the order they began), with their deadline and task.
-        self._open: dict[int, tuple[float, asyncio.Task[object]]] = {}
+        #: limit for all: the order they began), with their deadline, task, and how many
+        #: cancellations that task had pending when the request began.
+        self._open: dict[int, tuple[float, asyncio.Task[object], int]] = {}
         self._expired: set[int] = set()
         self._count = 0
         self._tick = min(LONGEST_TICK_S, seconds / 10)
@@ -55,17 +56,20 @@ class Deadlines:
         task: asyncio.Task[object] | None = asyncio.current_task()
         assert task is not None, "Deadlines.begin() outside a task"
         self._count += 1
-        self._open[self._count] = (task.get_loop().time() + self.seconds, task)
+        self._open[self._count] = (task.get_loop().time() + self.seconds, task,
+                                   task.cancelling())
         return self._count
 
     def timed_out(self, number: int) -> bool:
         """On a CancelledError: True when it is the watchdog's alone (the task is uncancelled:
-        raise TimeoutError instead); False when someone else cancelled the task too."""
+        raise TimeoutError instead); False when someone else cancelled the task too. As
+        aiohttp's timer and ``asyncio.timeout`` do, a cancellation the task had pending
+        before the request began (it is cleaning up after one) is not someone else's."""
         if number not in self._expired:
             return False
         self._expired.discard(number)
-        task = self._open[number][1]
-        return task.uncancel() == 0
+        _deadline, task, cancelling = self._open[number]
+        return task.uncancel() <= cancelling
 
     def end(self, number: int) -> None:
         """The request is over, however it ended."""
@@ -75,7 +79,7 @@ class Deadlines:
     def expire(self, now: float) -> None:
         """Cancel the tasks of the requests whose deadline is past at ``now`` (loop time)."""
         due = []
-        for number, (deadline, _task) in self._open.items():
+        for number, (deadline, _task, _cancelling) in self._open.items():
             if deadline > now:
                 break  # the rest began later: their deadlines are later too
             if number not in self._expired:

@@ -105,3 +105,29 @@ async def test_a_cancellation_while_the_watchdog_stops_goes_on() -> None:
     stopping.cancel()
     outcome = (await asyncio.gather(stopping, return_exceptions=True))[0]
     assert isinstance(outcome, asyncio.CancelledError)
+
+
+async def test_a_request_sent_by_a_task_already_cancelling_still_times_out() -> None:
+    """A request sent after its task caught a cancellation (cleanup) raises TimeoutError
+    when past its limit, as under aiohttp's timer, and leaves that cancellation pending."""
+    deadlines = Deadlines(0.1)
+    deadlines.start()
+
+    async def cleanup_after_a_cancellation() -> tuple[str, int]:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            try:
+                return await limited(deadlines, 10), 0
+            except TimeoutError:
+                task = asyncio.current_task()
+                assert task is not None
+                return "timed out", task.cancelling()
+        return "not cancelled", 0
+
+    task = asyncio.create_task(cleanup_after_a_cancellation())
+    await asyncio.sleep(0)
+    task.cancel()
+    outcome = (await asyncio.gather(task, return_exceptions=True))[0]
+    await deadlines.stop()
+    assert outcome == ("timed out", 1)
