@@ -296,6 +296,7 @@ class SisenseClient:
                                                 headers=headers,
                                                 timeout=_KEPT_BY_DEADLINES) as response:
                     raw = await response.read()
+                    self._deadlines.answered(limited)
                     trace.http_status = response.status
                     if debug:
                         log_answer(method, path, response.url.query_string, response.status,

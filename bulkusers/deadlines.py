@@ -71,9 +71,15 @@ class Deadlines:
         _deadline, task, cancelling = self._open[number]
         return task.uncancel() <= cancelling
 
+    def answered(self, number: int) -> None:
+        """The answer is read whole: the request is no longer limited (what is left, aiohttp
+        releasing the connection, is not the server's time), unless it already timed out."""
+        if number not in self._expired:
+            self._open.pop(number, None)
+
     def end(self, number: int) -> None:
         """The request is over, however it ended."""
-        del self._open[number]
+        self._open.pop(number, None)
         self._expired.discard(number)
 
     def expire(self, now: float) -> None:

@@ -131,3 +131,29 @@ async def test_a_request_sent_by_a_task_already_cancelling_still_times_out() -> 
     outcome = (await asyncio.gather(task, return_exceptions=True))[0]
     await deadlines.stop()
     assert outcome == ("timed out", 1)
+
+
+async def test_a_request_answered_in_time_is_not_cancelled_while_it_winds_up() -> None:
+    """Once its answer is read (answered()), a request past its deadline is left alone while
+    it releases its connection; one that had already timed out still times out."""
+    deadlines = Deadlines(0.2)
+
+    async def winding_up(already_expired: bool) -> str:
+        number = deadlines.begin()
+        try:
+            await asyncio.sleep(0.01)  # the answer comes in...
+            if already_expired:
+                deadlines.expire(asyncio.get_running_loop().time() + 1)
+            deadlines.answered(number)
+            deadlines.expire(asyncio.get_running_loop().time() + 1)  # ...then the deadline
+            await asyncio.sleep(0.01)  # aiohttp releasing the connection
+        except asyncio.CancelledError:
+            if deadlines.timed_out(number):
+                return "timed out"
+            raise
+        finally:
+            deadlines.end(number)
+        return "answered"
+
+    assert await winding_up(already_expired=False) == "answered"
+    assert await winding_up(already_expired=True) == "timed out"
