@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import inspect
+import os
 import threading
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from pathlib import Path
@@ -239,6 +240,10 @@ async def export_users(connection: Connection, output: str | Path, *,
     ``inactive_days`` keep only those users. Returns where it went and how many were written
     and read; raises ``ConfigError`` (a bad filter or file name) or ``ServerUnavailable``,
     and then no file is written. No JSON summary is written: the result is the summary."""
+    if not isinstance(output, str | os.PathLike) or isinstance(os.fspath(output), bytes):
+        raise ConfigError(f"output is a {type(output).__name__}; give a file name (str or "
+                          "Path) ending in .csv or .xlsx")
+    _check_export_arguments(connection, role, group, inactive_days, page_size, retry)
     target = Path(output)
     if str(target) == "-":
         raise ConfigError("export_users(): output '-' is the CLI's standard output; give a "
@@ -256,9 +261,29 @@ async def users(connection: Connection, *, role: str | None = None, group: str |
     ``pandas.DataFrame([u async for u in bulkusers.users(sisense)])``. Stopping early: wrap
     it in ``contextlib.aclosing`` so the connection closes at once. Raises ``ConfigError``
     (an unknown role or group) or ``ServerUnavailable``."""
+    _check_export_arguments(connection, role, group, inactive_days, page_size, retry)
     filters = UserFilters(role, group, inactive_days)
     check_page_size(page_size)
     async with exporting(connection, retry or RetryPolicy(), "the users were not all read"
                          ) as api:
         async for record in selected_records(api, filters, page_size):
             yield dict(zip(COLUMNS, record, strict=True))
+
+
+def _check_export_arguments(connection: object, role: object, group: object,
+                            inactive_days: object, page_size: object, retry: object) -> None:
+    """ConfigError, before anything is sent, for an export argument of the wrong kind (a
+    caller without a type checker gets one line, not a TypeError deep in the export)."""
+    if not isinstance(connection, Connection):
+        raise ConfigError(f"connection is a {type(connection).__name__}; make one with "
+                          "bulkusers.connect(url, token=...)")
+    for name, value in (("role", role), ("group", group)):
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{name} is a {type(value).__name__}; give its name as a str")
+    for name, value in (("inactive_days", inactive_days), ("page_size", page_size)):
+        if (value is not None or name == "page_size") and (
+                isinstance(value, bool) or not isinstance(value, int)):
+            raise ConfigError(f"{name} is a {type(value).__name__}; give a whole number")
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise ConfigError(f"retry is a {type(retry).__name__}; give a "
+                          "bulkusers.RetryPolicy(...)")

@@ -192,3 +192,26 @@ def test_readme_export_example_runs_as_is_against_an_emulator(tmp_path: Path) ->
         assert lines[0] == f"2 of 3 users written to {Path('users.xlsx')}"
         assert (tmp_path / "users.xlsx").exists()
         assert [line.split()[0] for line in lines[1:]] == ["ann.lee@acme.example"]
+
+
+@pytest.mark.parametrize("arguments", [
+    {"output": None}, {"output": 5}, {"role": 5}, {"group": ["Sales"]},
+    {"inactive_days": "90"}, {"inactive_days": 1.5}, {"inactive_days": True},
+    {"page_size": "10"}, {"page_size": None}, {"page_size": 2.5}, {"retry": 3},
+    {"connection": "http://127.0.0.1:30845"}, {"connection": None},
+])
+def test_arguments_of_the_wrong_kind_are_config_errors(arguments: dict[str, object],
+                                                        tmp_path: Path) -> None:
+    """export_users() and users() refuse an argument of the wrong kind with a ConfigError
+    naming it, before anything is sent, never a TypeError from deep inside."""
+    sisense = bulkusers.connect("http://127.0.0.1:9", token=TOKEN)  # never reached
+    given: dict[str, object] = {"connection": sisense, "output": tmp_path / "users.csv",
+                                "retry": bulkusers.RetryPolicy(attempts=1), **arguments}
+    name = next(iter(arguments))
+    with pytest.raises(bulkusers.ConfigError, match=name):
+        asyncio.run(bulkusers.export_users(**given))  # type: ignore[arg-type]
+    given.pop("output")
+    if name != "output":
+        with pytest.raises(bulkusers.ConfigError, match=name):
+            asyncio.run(collect(given.pop("connection"), **given))  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []
