@@ -144,7 +144,10 @@ async def _select(api: UserApi, directory: Directory, options: UserFilters) -> _
         group = found
     cutoff = None
     if options.inactive_days is not None:
-        cutoff = datetime.now(UTC) - timedelta(days=options.inactive_days)
+        try:
+            cutoff = datetime.now(UTC) - timedelta(days=options.inactive_days)
+        except OverflowError:  # before the calendar's start: no date is that old
+            cutoff = datetime.min.replace(tzinfo=UTC)
     builtin = {g: frozenset(await api.group_member_ids(g.id))
                for g in directory.groups if g.builtin}
     return _Selection(role_id, group, cutoff, {g.id: g for g in directory.groups}, builtin)

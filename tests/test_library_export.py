@@ -215,3 +215,9 @@ def test_arguments_of_the_wrong_kind_are_config_errors(arguments: dict[str, obje
         with pytest.raises(bulkusers.ConfigError, match=name):
             asyncio.run(collect(given.pop("connection"), **given))  # type: ignore[arg-type]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_inactive_days_beyond_the_calendar_keeps_only_undated_users(peopled: Served) -> None:
+    """inactive_days too large for a date (1,000,000) is no OverflowError: no sign-in is
+    that old, so only users without a readable date are kept (none here)."""
+    assert asyncio.run(collect(connection(peopled), inactive_days=1_000_000)) == []
