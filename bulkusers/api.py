@@ -7,8 +7,9 @@ never care which dialect runs.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from bulkusers.answers import JSON
@@ -45,12 +46,12 @@ class UserApi(Protocol):
         """Every group."""
         ...
 
-    def iter_users(self, page_size: int = 500) -> AsyncIterator[UserDict]:
+    def iter_users(self, page_size: int = 500) -> AsyncGenerator[UserDict, None]:
         """Every user, paged; never one unbounded request."""
         ...
 
     def user_pages(self, page_size: int = 500, fields: str = USER_FIELDS,
-                   ) -> AsyncIterator[list[UserDict]]:
+                   ) -> AsyncGenerator[list[UserDict], None]:
         """Every user, a page at a time (what ``iter_users`` yields one by one), with the
         ``fields`` a dialect can choose (``PLAN_FIELDS``: what planning reads)."""
         ...
@@ -181,14 +182,16 @@ class V1Api(_Common):
         return as_list(await self.client.request("GET", "/api/v1/groups"),
                         "GET /api/v1/groups")
 
-    async def iter_users(self, page_size: int = 500) -> AsyncIterator[UserDict]:
+    async def iter_users(self, page_size: int = 500) -> AsyncGenerator[UserDict, None]:
         """Every user, paged with ``skip``/``limit``; ids repeated across pages dropped."""
-        async for page in self.user_pages(page_size):
-            for user in page:
-                yield user
+        # Closed with this generator: the pages in flight are ended before it returns.
+        async with contextlib.aclosing(self.user_pages(page_size)) as found:
+            async for page in found:
+                for user in page:
+                    yield user
 
     def user_pages(self, page_size: int = 500, fields: str = USER_FIELDS,
-                   ) -> AsyncIterator[list[UserDict]]:
+                   ) -> AsyncGenerator[list[UserDict], None]:
         """Every user, a page at a time, with ``fields`` only; ids repeated across pages
         dropped."""
         return pages(self.client, "/api/v1/users", page_size, {"fields": fields},
@@ -270,15 +273,16 @@ class LegacyApi(_Common):
         """Every group, paged (``GET /api/groups``)."""
         return [group async for group in items(self.client, "/api/groups", 500, {})]
 
-    async def iter_users(self, page_size: int = 500) -> AsyncIterator[UserDict]:
+    async def iter_users(self, page_size: int = 500) -> AsyncGenerator[UserDict, None]:
         """Every user, paged with ``skip``/``limit`` (``GET /api/users``), with the count
         (which tells a server's cap on a page from the end of the list)."""
-        async for page in self.user_pages(page_size):
-            for user in page:
-                yield user
+        async with contextlib.aclosing(self.user_pages(page_size)) as found:
+            async for page in found:
+                for user in page:
+                    yield user
 
     def user_pages(self, page_size: int = 500, fields: str = USER_FIELDS,
-                   ) -> AsyncIterator[list[UserDict]]:
+                   ) -> AsyncGenerator[list[UserDict], None]:
         """Every user, a page at a time (``GET /api/users``); v0.9 has no ``fields``, so
         every field comes whatever ``fields`` says."""
         return pages(self.client, "/api/users", page_size, {}, count_path=USER_COUNT)

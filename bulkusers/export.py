@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -185,18 +185,21 @@ class _Tally:
 
 
 async def selected_records(api: UserApi, filters: UserFilters, page_size: int,
-                           tally: _Tally | None = None) -> AsyncIterator[Record]:
+                           tally: _Tally | None = None) -> AsyncGenerator[Record, None]:
     """Every user the filters keep, as an export row (exportfile.COLUMNS order), read a page
     at a time; ``tally`` counts them as they go."""
     tally = tally or _Tally()
     directory = await load_directory(api, with_users=False)
     selection = await _select(api, directory, filters)
-    async for data in api.iter_users(page_size):
-        tally.read += 1
-        user = User.from_api(data)
-        if selection.accepts(user, data):
-            tally.kept += 1
-            yield _record(user, data, directory, selection)
+    # Closed with this generator (a caller stopping early): no page is left to a
+    # clean-up task that would run after the connection closed.
+    async with contextlib.aclosing(api.iter_users(page_size)) as found:
+        async for data in found:
+            tally.read += 1
+            user = User.from_api(data)
+            if selection.accepts(user, data):
+                tally.kept += 1
+                yield _record(user, data, directory, selection)
 
 
 async def _write_users(api: UserApi, options: ExportOptions,
@@ -205,8 +208,10 @@ async def _write_users(api: UserApi, options: ExportOptions,
     (written, read)."""
     tally = _Tally()
     with open_output(options.output, stream) as write:
-        async for record in selected_records(api, options.filters, options.page_size, tally):
-            write(record)
+        async with contextlib.aclosing(selected_records(api, options.filters,
+                                                        options.page_size, tally)) as records:
+            async for record in records:
+                write(record)
     return tally.kept, tally.read
 
 

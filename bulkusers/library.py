@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import inspect
 import os
 import threading
@@ -264,9 +265,11 @@ async def users(connection: Connection, *, role: str | None = None, group: str |
     _check_export_arguments(connection, role, group, inactive_days, page_size, retry)
     filters = UserFilters(role, group, inactive_days)
     check_page_size(page_size)
-    async with exporting(connection, retry or RetryPolicy(), "the users were not all read"
-                         ) as api:
-        async for record in selected_records(api, filters, page_size):
+    lost = "the users were not all read"
+    # Closed with users() (contextlib.aclosing): the read ends before the connection does.
+    async with (exporting(connection, retry or RetryPolicy(), lost) as api,
+                contextlib.aclosing(selected_records(api, filters, page_size)) as records):
+        async for record in records:
             yield dict(zip(COLUMNS, record, strict=True))
 
 

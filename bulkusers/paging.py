@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +42,7 @@ class _Asked:
 
 
 async def pages(client: SisenseClient, path: str, page_size: int, params: Mapping[str, str],
-                count_path: str | None = None) -> AsyncIterator[list[UserDict]]:
+                count_path: str | None = None) -> AsyncGenerator[list[UserDict], None]:
     """Every item of a list endpoint, a page at a time with ``skip``/``limit``, in order.
 
     The list gives no total, so the second page is asked for with the first (a directory of

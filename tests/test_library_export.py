@@ -221,3 +221,18 @@ def test_inactive_days_beyond_the_calendar_keeps_only_undated_users(peopled: Ser
     """inactive_days too large for a date (1,000,000) is no OverflowError: no sign-in is
     that old, so only users without a readable date are kept (none here)."""
     assert asyncio.run(collect(connection(peopled), inactive_days=1_000_000)) == []
+
+
+def test_users_closed_by_aclosing_leaves_no_task_of_the_read_behind() -> None:
+    """Leaving users() inside contextlib.aclosing ends the whole read before the block
+    ends: no page request or generator clean-up is left pending on the caller's loop."""
+    settings = EmulatorSettings(token=TOKEN, groups=GROUPS, users=300)
+
+    async def first(sisense: bulkusers.Connection) -> set[asyncio.Task[object]]:
+        async with contextlib.aclosing(bulkusers.users(sisense, page_size=5)) as found:
+            async for _ in found:
+                break
+        return {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
+
+    for served in serve(settings, plain=True):
+        assert asyncio.run(first(connection(served))) == set()
