@@ -18,7 +18,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
@@ -29,7 +29,7 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell
 from bulkusers.cells import neutralise
 from bulkusers.directory import BUILTIN_GROUPS
 from bulkusers.errors import EXIT_CHANGED, ConfigError, InputError
-from bulkusers.exportfile import inactive_before, parse_time
+from bulkusers.exportfile import days_before, inactive_before, parse_time
 from bulkusers.frozen import frozen
 from bulkusers.identity import identity_key
 from bulkusers.readers import ReadOptions, open_table
@@ -60,7 +60,7 @@ class UserState:
     def inactive(self, at: datetime, days: int) -> bool:
         """Past ``days`` without signing in at time ``at``. Never signed in: counted from
         ``created`` (a new account gets the same grace); neither date readable: inactive."""
-        return inactive_before(self.last_login, self.created, at - timedelta(days=days))
+        return inactive_before(self.last_login, self.created, days_before(at, days))
 
 
 @frozen

@@ -13,7 +13,7 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -29,6 +29,7 @@ from bulkusers.exportfile import (
     SUFFIXES,
     Record,
     check_output,
+    days_before,
     inactive_before,
     open_output,
 )
@@ -144,10 +145,7 @@ async def _select(api: UserApi, directory: Directory, options: UserFilters) -> _
         group = found
     cutoff = None
     if options.inactive_days is not None:
-        try:
-            cutoff = datetime.now(UTC) - timedelta(days=options.inactive_days)
-        except OverflowError:  # before the calendar's start: no date is that old
-            cutoff = datetime.min.replace(tzinfo=UTC)
+        cutoff = days_before(datetime.now(UTC), options.inactive_days)
     builtin = {g: frozenset(await api.group_member_ids(g.id))
                for g in directory.groups if g.builtin}
     return _Selection(role_id, group, cutoff, {g.id: g for g in directory.groups}, builtin)

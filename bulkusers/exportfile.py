@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -55,6 +55,15 @@ def parse_time(text: str) -> datetime | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
+
+
+def days_before(at: datetime, days: int) -> datetime:
+    """``days`` before ``at``; the calendar's first moment when that is before it (no date a
+    server writes is older, so every readable date is after it)."""
+    try:
+        return at - timedelta(days=days)
+    except OverflowError:
+        return datetime.min.replace(tzinfo=at.tzinfo)
 
 
 def inactive_before(last_login: str, created: str, cutoff: datetime) -> bool:

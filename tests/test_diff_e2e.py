@@ -251,6 +251,21 @@ def test_newly_inactive_users_are_judged_at_each_exports_time(run_cli: RunCli,
     assert plain.exit_code == EXIT_CHANGED
 
 
+def test_inactive_days_past_the_calendars_start_is_no_internal_error(
+        run_cli: RunCli, tmp_path: Path) -> None:
+    """--inactive-days 800000 (before year 1) judges no readable date inactive and only the
+    user with no readable date, instead of ending in an OverflowError (exit 70)."""
+    new_time = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
+    rows = [["dated@x.example", "consumer", "", "2020-01-01T00:00:00Z", ""],
+            ["undated@x.example", "consumer", "", "", ""]]
+    old = handmade(tmp_path / "old.csv", rows, new_time - timedelta(days=1))
+    new = handmade(tmp_path / "new.csv", [*rows, ["new@x.example", "consumer", "", "", ""]],
+                   new_time)
+    result = diff(run_cli, old, new, tmp_path / "d.csv", "--inactive-days", "800000")
+    assert result.exit_code == EXIT_CHANGED, result.output
+    assert seen(tmp_path / "d.csv") == {("added", "new@x.example", "", "")}
+
+
 def test_cells_are_formula_safe_and_emails_match_ignoring_ascii_case_only(
         run_cli: RunCli, tmp_path: Path) -> None:
     """Group names that look like formulas are neutralised in CSV and text in XLSX; ANN@
