@@ -169,10 +169,16 @@ class UserFilters:
                               f"({self.inactive_days})")
 
 
+#: The largest page an export asks for (the CLI's ``--page-size`` allows as much): Sisense
+#: documents no maximum, and a page is one answer held whole in memory on both sides.
+MAX_EXPORT_PAGE = 10_000
+
+
 def check_page_size(page_size: int) -> None:
-    """Refuse a page size below 1 (ConfigError)."""
-    if page_size < 1:
-        raise ConfigError(f"the page size must be at least 1, not {page_size}")
+    """Refuse a page size out of 1 to MAX_EXPORT_PAGE (ConfigError)."""
+    if not 1 <= page_size <= MAX_EXPORT_PAGE:
+        raise ConfigError(f"the page size must be from 1 to {MAX_EXPORT_PAGE:,}, not "
+                          f"{page_size}")
 
 
 class _Tally:

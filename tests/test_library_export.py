@@ -92,6 +92,8 @@ def test_users_refuses_unknown_names_and_bad_numbers_with_config_errors(
         asyncio.run(collect(sisense, inactive_days=-1))
     with pytest.raises(bulkusers.ConfigError, match="page size"):
         asyncio.run(collect(sisense, page_size=0))
+    with pytest.raises(bulkusers.ConfigError, match="from 1 to 10,000"):
+        asyncio.run(collect(sisense, page_size=10_001))  # the CLI's --page-size allows no more
 
 
 def test_users_may_stop_early_and_close_at_once(peopled: Served) -> None:
