@@ -16,6 +16,7 @@ from bulkusers.errors import (
     ServerUnavailable,
     TransientApiError,
 )
+from bulkusers.words import flag
 
 JSON = Any
 
@@ -59,7 +60,7 @@ def read_answer(status: int, reason: str, raw: bytes, method: str, url: str, pat
         except ValueError:
             raise ServerUnavailable(
                 f"{method} {url} answered HTTP {status} with a body that is not JSON; is "
-                "--url the address of a Sisense server?") from None
+                f"{flag('--url')} the address of a Sisense server?") from None
     raise _error_from(status, reason, raw, method, path, _retry_after(retry_after))
 
 
@@ -81,7 +82,8 @@ def _not_json_message(status: int, reason: str, body: bytes) -> str:
         # A gateway (nginx, an ingress, a load balancer) answered for Sisense: the server
         # behind it is down, restarting or too slow.
         return f"{what} (an HTML page from the proxy or gateway in front of Sisense)"
-    return f"{what} (the answer is an HTML or text page, not Sisense's JSON; is --url right?)"
+    return (f"{what} (the answer is an HTML or text page, not Sisense's JSON; is "
+            f"{flag('--url')} right?)")
 
 
 def describe_answer(status: int, reason: str, body: bytes) -> str:

@@ -28,6 +28,7 @@ from bulkusers.errors import (
     TransientApiError,
 )
 from bulkusers.network import log_answer, unreachable_message
+from bulkusers.words import flag
 
 LOGIN_PATH = "/api/v1/authentication/login"
 
@@ -145,7 +146,8 @@ class LoginAuth(_RenewingAuth):
         token = _access_token(raw)
         if status != 200 or token is None:
             raise ServerUnavailable(f"{self._url} answered HTTP {status} without an access "
-                                    "token; is --url the address of a Sisense server?")
+                                    f"token; is {flag('--url')} the address of a Sisense "
+                                    "server?")
         return {"Authorization": f"Bearer {token}"}
 
     def still_refused(self, status: int) -> str:
@@ -184,18 +186,21 @@ class LegacyJwtAuth(_RenewingAuth):
     def still_refused(self, status: int) -> str:
         """A freshly signed JWT refused: the secret, the email or the password is wrong."""
         return (f"the server refuses the x-api-key JWT signed for {self._email!r} (HTTP "
-                f"{status}); check --api-secret (the REST API token on the server's ADMIN > "
-                "REST API page), --username and --password")
+                f"{status}); check {flag('--api-secret')} (the REST API token on the "
+                f"server's ADMIN > REST API page), {flag('--username')} and "
+                f"{flag('--password')}")
 
 
 def make_authenticator(connection: Connection) -> Authenticator:
     """The authenticator the connection's options ask for."""
     if connection.api == "legacy" and connection.api_secret is not None:
         if connection.username is None or connection.password is None:
-            raise ConfigError("the legacy x-api-key scheme needs --username and --password")
+            raise ConfigError(f"the legacy x-api-key scheme needs {flag('--username')} and "
+                              f"{flag('--password')}")
         return LegacyJwtAuth(connection.api_secret, connection.username, connection.password)
     if connection.token is not None:
         return BearerAuth(connection.token)
     if connection.username is None or connection.password is None:
-        raise ConfigError("no credentials: pass --token, or --username and --password")
+        raise ConfigError(f"no credentials: pass {flag('--token')}, or {flag('--username')} "
+                          f"and {flag('--password')}")
     return LoginAuth(connection.url, connection.username, connection.password)

@@ -40,7 +40,7 @@ from bulkusers.network import (
     may_have_landed,
     unreachable_message,
 )
-from bulkusers.words import said
+from bulkusers.words import flag, said
 
 log = http_log
 
@@ -256,9 +256,11 @@ class SisenseClient:
                             f"({refused.message}); the account needs the admin role")
         if not await self._auth.renew(self.session, generation):
             source = self.connection.token_from
-            check = f"the token of {source}" if source else "--token or SISENSE_TOKEN"
+            check = (f"the token of {source}" if source
+                     else said("--token or SISENSE_TOKEN", "connect()'s token"))
+            log_in = said("--username/--password", "connect()'s username and password")
             raise AuthError(f"the server refused the token (HTTP 401): it is wrong, expired or "
-                            f"revoked; check {check}, or log in with --username/--password, "
+                            f"revoked; check {check}, or log in with {log_in}, "
                             "which logs in again when a token expires")
         headers = await self._auth.headers(self.session)
         try:
@@ -358,7 +360,8 @@ class SisenseClient:
         except ApiError as exc:
             if exc.status == 404:
                 raise ServerUnavailable(f"{self.connection.url} has no Sisense API "
-                                        "(GET /api/roles answered 404); check --url") from None
+                                        f"(GET /api/roles answered 404); check "
+                                        f"{flag('--url')}") from None
             # Any other refusal of the first, read-only call: the run cannot start (exit 3).
             raise ServerUnavailable(f"{self.connection.url} answered GET /api/roles with "
                                     f"{exc.describe()}; check --url and the server's "

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from bulkusers.errors import ConfigError
 from bulkusers.frozen import frozen
+from bulkusers.words import flag, said
 
 ApiFlavour = Literal["v1", "legacy"]
 # The user:password@ part of a URL, up to the host (a password may itself hold "@").
@@ -84,22 +85,27 @@ def _shown_url(url: str) -> str:
 
 def _clean_url(url: str | None) -> str:
     if not url:
-        raise ConfigError("no Sisense URL: pass --url https://sisense.example.com, set "
-                          "SISENSE_URL, or choose a profile with --profile NAME")
+        raise ConfigError(said("no Sisense URL: pass --url https://sisense.example.com, set "
+                               "SISENSE_URL, or choose a profile with --profile NAME",
+                               "connect(): no Sisense URL; give the server's address, like "
+                               "https://sisense.example.com"))
     example = "pass it like https://sisense.example.com:30845"
     try:
         parts = urlsplit(url.strip())
         _ = parts.port  # raises ValueError for a port that is not a number in 0-65535
     except ValueError as exc:
-        raise ConfigError(f"--url {_shown_url(url)!r} is not a valid URL ({exc}); "
+        raise ConfigError(f"{flag('--url')} {_shown_url(url)!r} is not a valid URL ({exc}); "
                           f"{example}") from None
     # Credentials first: no later message may echo a URL that carries a password.
     if parts.username or parts.password:
-        raise ConfigError("--url must not carry credentials; use --token or --username")
+        raise ConfigError(f"{flag('--url')} must not carry credentials; use "
+                          f"{flag('--token')} or {flag('--username')}")
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"--url {_shown_url(url)!r} is not an http(s) URL; {example}")
+        raise ConfigError(f"{flag('--url')} {_shown_url(url)!r} is not an http(s) URL; "
+                          f"{example}")
     if not parts.hostname or any(char.isspace() for char in parts.netloc):
-        raise ConfigError(f"--url {_shown_url(url)!r} has no valid host name; {example}")
+        raise ConfigError(f"{flag('--url')} {_shown_url(url)!r} has no valid host name; "
+                          f"{example}")
     return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
 
 
@@ -122,36 +128,16 @@ def server_of(url: str) -> tuple[str, str, int | None, str] | None:
 def _check_ca_bundle(path: Path) -> None:
     """Refuse a --ca-bundle that is missing or holds no PEM certificate, before any request."""
     if not path.is_file():
-        raise ConfigError(f"--ca-bundle {path} is not a readable file")
+        raise ConfigError(f"{flag('--ca-bundle')} {path} is not a readable file")
     try:
         ssl.create_default_context(cafile=str(path))
     except ssl.SSLError as exc:
-        raise ConfigError(f"--ca-bundle {path} holds no usable certificate ({exc.reason}); "
+        raise ConfigError(f"{flag('--ca-bundle')} {path} holds no usable certificate "
+                          f"({exc.reason}); "
                           "pass the CA certificate(s) in PEM form") from None
     except OSError as exc:
-        raise ConfigError(f"--ca-bundle {path} cannot be read ({exc.strerror}); "
+        raise ConfigError(f"{flag('--ca-bundle')} {path} cannot be read ({exc.strerror}); "
                           "check its permissions") from None
-
-
-@frozen
-class CredentialWords:
-    """How the messages about missing or contradictory credentials name them."""
-
-    both: str
-    none: str
-    no_password: str
-    legacy: str
-
-
-#: The command line's flags, variables and profile keys.
-FLAG_WORDS = CredentialWords(
-    both="give either a token (--token / SISENSE_TOKEN) or a username and password, not both",
-    none="no credentials: pass --token (or set SISENSE_TOKEN), or --username and --password, "
-         "or give the profile a token_env or token_command",
-    no_password="--username given without a password: pass --password or set "
-                "SISENSE_PASSWORD",
-    legacy="the legacy x-api-key scheme signs the admin's email and password: pass "
-           "--username and --password with --api-secret")
 
 
 def build_connection(
@@ -164,15 +150,13 @@ def build_connection(
     api_secret: str | None = None,
     ca_bundle: Path | None = None,
     insecure: bool = False,
-    words: CredentialWords | None = None,
 ) -> Connection:
-    """Validate connection options (already merged from flags and environment); ``words``
-    names the credentials in its messages as the caller took them (the CLI's flags unless
-    given)."""
-    words = words or FLAG_WORDS
+    """Validate connection options (the CLI's already merged from flags and environment);
+    the messages name the credentials as the caller gave them (flags, or connect()'s
+    arguments: ``words.said``)."""
     if api not in get_args(ApiFlavour):
-        raise ConfigError(f"--api {api!r}: choose v1 (Sisense 6.5 and later) or legacy (the "
-                          "v0.9 API)")
+        raise ConfigError(f"{flag('--api')} {api!r}: choose v1 (Sisense 6.5 and later) or "
+                          "legacy (the v0.9 API)")
     clean = _clean_url(url)
     if token:
         # Tokens never contain spaces; a trailing newline from a token file is not part of it.
@@ -181,16 +165,30 @@ def build_connection(
             raise ConfigError("the token contains a control character; check how it was "
                               "read (a file with Windows line endings?)")
     if token and (username or password):
-        raise ConfigError(words.both)
+        raise ConfigError(said(
+            "give either a token (--token / SISENSE_TOKEN) or a username and password, not "
+            "both", "connect(): give token= or username= and password=, not both"))
     if api == "legacy" and api_secret:
         if not (username and password):
-            raise ConfigError(words.legacy)
+            raise ConfigError(said(
+                "the legacy x-api-key scheme signs the admin's email and password: pass "
+                "--username and --password with --api-secret",
+                "connect(): the legacy x-api-key scheme signs the admin's email and "
+                "password: give username= and password= with api_secret="))
     elif not token and not (username and password):
         if username and not password:
-            raise ConfigError(words.no_password)
-        raise ConfigError(words.none)
+            raise ConfigError(said(
+                "--username given without a password: pass --password or set "
+                "SISENSE_PASSWORD", "connect(): username= given without password="))
+        raise ConfigError(said(
+            "no credentials: pass --token (or set SISENSE_TOKEN), or --username and "
+            "--password, or give the profile a token_env or token_command",
+            "connect(): no credentials; give token=, or username= and password= (with "
+            "api=\"legacy\", api_secret= signs them)"))
     if insecure and ca_bundle:
-        raise ConfigError("--insecure and --ca-bundle contradict each other; choose one")
+        raise ConfigError(said("--insecure and --ca-bundle contradict each other; choose one",
+                               "connect(): insecure=True and ca_bundle= contradict each "
+                               "other; choose one"))
     if ca_bundle is not None:
         _check_ca_bundle(ca_bundle)
     return Connection(

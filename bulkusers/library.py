@@ -23,7 +23,6 @@ from bulkusers.concurrency import DEFAULT_MAXIMUM
 from bulkusers.config import (
     ApiFlavour,
     Connection,
-    CredentialWords,
     RetryPolicy,
     build_connection,
 )
@@ -64,17 +63,7 @@ def connect(url: str, *, token: str | None = None, username: str | None = None,
     return build_connection(url=url, token=token, username=username, password=password,
                             api=api, api_secret=api_secret,
                             ca_bundle=Path(ca_bundle) if ca_bundle is not None else None,
-                            insecure=insecure, words=_ARGUMENT_WORDS)
-
-
-#: connect()'s arguments, as its credential errors name them.
-_ARGUMENT_WORDS = CredentialWords(
-    both="connect(): give token= or username= and password=, not both",
-    none="connect(): no credentials; give token=, or username= and password= (with "
-         "api=\"legacy\", api_secret= signs them)",
-    no_password="connect(): username= given without password=",
-    legacy="connect(): the legacy x-api-key scheme signs the admin's email and password: "
-           "give username= and password= with api_secret=")
+                            insecure=insecure)
 
 
 class _Results:

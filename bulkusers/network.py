@@ -16,6 +16,7 @@ import time
 import aiohttp
 
 from bulkusers.errors import ApiError, TransientApiError
+from bulkusers.words import flag
 
 #: Where --debug writes one line per answered request.
 http_log = logging.getLogger("bulkusers.http")
@@ -100,10 +101,11 @@ def unreachable_message(url: str, exc: BaseException) -> str:
     """One line for a server that could not be reached, with the advice that fits the cause."""
     reason = describe_network_error(exc)
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        advice = ("pass --ca-bundle with the CA certificate (PEM) that signed it, such as your "
-                  "company's CA")
+        advice = (f"pass {flag('--ca-bundle')} with the CA certificate (PEM) that signed "
+                  "it, such as your company's CA")
     elif isinstance(exc, aiohttp.ClientSSLError):
-        advice = "check that --url starts with the scheme (http or https) the server speaks"
+        advice = (f"check that {flag('--url')} starts with the scheme (http or https) the "
+                  "server speaks")
     else:
-        advice = "check --url and that the server is up"
+        advice = f"check {flag('--url')} and that the server is up"
     return f"cannot reach {url}: {reason}; {advice}"

@@ -13,6 +13,7 @@ from typing import Any
 from bulkusers.answers import JSON
 from bulkusers.client import SisenseClient, Trace
 from bulkusers.errors import ServerUnavailable
+from bulkusers.words import flag
 
 UserDict = dict[str, Any]
 
@@ -20,7 +21,8 @@ UserDict = dict[str, Any]
 def as_list(value: JSON, what: str) -> list[UserDict]:
     """The objects in a list answer; ServerUnavailable when the answer is not a list."""
     if not isinstance(value, list):
-        raise ServerUnavailable(f"{what} did not answer a list; is --url a Sisense server?")
+        raise ServerUnavailable(f"{what} did not answer a list; is {flag('--url')} a "
+                                "Sisense server?")
     return [item for item in value if isinstance(item, dict)]
 
 

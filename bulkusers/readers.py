@@ -33,6 +33,7 @@ from bulkusers.tables import (
     first_header,
     title_hint,
 )
+from bulkusers.words import flag
 
 __all__ = [
     "DEFAULT_MAX_CELL_BYTES",
@@ -91,8 +92,8 @@ def _open_csv(source: InputFile, options: ReadOptions) -> Table:
     """A CSV, TSV or TXT file: check it is text, find the delimiter, read the header."""
     path = source.path
     if options.sheet is not None:
-        raise InputError(f"{path}: --sheet applies to XLSX workbooks, and this is a text "
-                         "file; drop --sheet")
+        raise InputError(f"{path}: {flag('--sheet')} applies to XLSX workbooks, and this "
+                         f"is a text file; drop {flag('--sheet')}")
     if not source.sample:
         raise InputError(f"{path}: is empty; it needs a header line and one row per user")
     text = decode_sample(path, source.sample, source.whole, options.encoding)

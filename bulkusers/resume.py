@@ -13,6 +13,7 @@ from bulkusers.journal import JournalEntry, journal_path, read_journal
 from bulkusers.report import read_report, summary_path
 from bulkusers.runconfig import differing_options, option_flags, option_setting
 from bulkusers.summary import read_summary
+from bulkusers.words import flag
 
 
 @frozen
@@ -30,10 +31,10 @@ def _check_same_options(report: Path, earlier: Mapping[str, object],
                         now: Mapping[str, object], keys: Collection[str]) -> None:
     differ = differing_options(earlier, now, keys)
     if differ:
-        then = ", ".join(option_setting(earlier, flag) for flag in differ)
-        asked = ", ".join(option_setting(now, flag) for flag in differ)
+        then = ", ".join(option_setting(earlier, key) for key in differ)
+        asked = ", ".join(option_setting(now, key) for key in differ)
         wanted = " ".join(option_flags(earlier, keys)) or "none beyond the defaults"
-        raise InputError(f"--resume {report}: that run used {then}, where this one has "
+        raise InputError(f"{flag('--resume')} {report}: that run used {then}, where this one has "
                          f"{asked}; resume with exactly that run's options ({wanted})")
 
 
@@ -42,26 +43,27 @@ def load_earlier(report: Path, command: str, input_path: Path, input_sha256: str
     """Read the report to resume, refusing one from another command, file, dry run, or
     other planning options (the ``keys`` of ``options`` that must match)."""
     if not report.is_file():
-        raise InputError(f"--resume {report}: no such report; give the report of the run "
+        raise InputError(f"{flag('--resume')} {report}: no such report; give the report of the run "
                          "to continue")
     summary = read_summary(summary_path(report))
     if summary is None:
-        raise InputError(f"--resume {report}: its summary {summary_path(report).name} is "
+        raise InputError(f"{flag('--resume')} {report}: its summary {summary_path(report).name} is "
                          "missing beside it; resume needs both files")
     if summary.get("command") != command:
-        raise InputError(f"--resume {report}: that report is of `bulkusers "
+        raise InputError(f"{flag('--resume')} {report}: that report is of `bulkusers "
                          f"{summary.get('command')}`, not `{command}`")
     if summary.get("dry_run"):
-        raise InputError(f"--resume {report}: that was a dry run, nothing to resume; run "
-                         "without --dry-run")
+        raise InputError(f"{flag('--resume')} {report}: that was a dry run, nothing to "
+                         f"resume; run without {flag('--dry-run')}")
     if summary.get("refused"):
-        raise InputError(f"--resume {report}: --strict refused that run and it sent nothing, "
-                         "so there is nothing to resume; fix the invalid rows it lists (or "
-                         "drop --strict) and run without --resume")
+        raise InputError(f"{flag('--resume')} {report}: {flag('--strict')} refused that run "
+                         "and it sent nothing, so there is nothing to resume; fix the invalid "
+                         f"rows it lists (or drop {flag('--strict')}) and run without "
+                         f"{flag('--resume')}")
     if summary.get("input_sha256") != input_sha256:
         raise InputError(f"{input_path} has changed since {report.name} was started (its "
                          "SHA-256 differs); resume with the original file, or start a new run "
-                         "without --resume")
+                         f"without {flag('--resume')}")
     stored = summary.get("options")
     _check_same_options(report, stored if isinstance(stored, dict) else {}, options, keys)
     last: dict[int, tuple[str, bool]] = {}

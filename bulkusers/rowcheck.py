@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from bulkusers.columns import show
 from bulkusers.models import Row
 from bulkusers.safetext import QUOTE_LIMIT, clean, find_control, printable
+from bulkusers.words import flag
 
 #: Stands in for a formula cell whose workbook holds no computed value for it (written by a
 #: program and never opened in Excel). It cannot occur in real text: it holds a NUL.
@@ -51,7 +52,7 @@ class RowCheck:
                 kept[position] = ""  # a huge cell is not carried any further
                 problem = problem or (
                     f"column {self._name(position)} holds {size:,} bytes, over the limit of "
-                    f"{self._limit:,} (--max-cell-bytes); shorten the cell")
+                    f"{self._limit:,} ({flag('--max-cell-bytes')}); shorten the cell")
             elif cell == UNCACHED_FORMULA:
                 kept[position] = ""
                 problem = problem or (

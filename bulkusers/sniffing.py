@@ -11,6 +11,7 @@ from pathlib import Path
 
 from bulkusers.errors import InputError
 from bulkusers.safetext import is_blank
+from bulkusers.words import flag, said
 
 DELIMITERS = (",", ";", "\t")
 DELIMITER_NAMES = {",": "commas", ";": "semicolons", "\t": "tabs"}
@@ -46,7 +47,8 @@ def decode_sample(path: Path, sample: bytes, whole: bool, encoding: str) -> str:
     # would fail on them deep inside with unrelated errors (open() checks this flag too).
     if info is None or not getattr(info, "_is_text_encoding", True):
         raise InputError(
-            f"unknown encoding {encoding!r}; pass --encoding with a text encoding such as "
+            f"unknown encoding {encoding!r}; pass {flag('--encoding')} with a text encoding "
+            "such as "
             "utf-8, cp1252 or latin-1"
         )
     wide = _is_unicode_wide(encoding)
@@ -60,7 +62,8 @@ def decode_sample(path: Path, sample: bytes, whole: bool, encoding: str) -> str:
             "save it as .xlsx or CSV without a password"
         )
     if not wide and sample.startswith(_UTF16_BOMS):
-        raise InputError(f"{path}: is UTF-16 text; pass --encoding utf-16")
+        raise InputError(f"{path}: is UTF-16 text; pass "
+                         + said("--encoding utf-16", 'ReadOptions(encoding="utf-16")'))
     # A stray NUL is one bad cell (its row is refused when it is read); many NULs, or NULs in
     # bytes that are not text in this encoding at all, are a binary file.
     nuls = 0 if wide else sample.count(b"\x00")
@@ -86,9 +89,11 @@ def decode_sample(path: Path, sample: bytes, whole: bool, encoding: str) -> str:
 def encoding_message(path: Path, encoding: str, line: int | None) -> str:
     """One line saying the file is not in ``encoding``, and which option fixes it."""
     where = f" (line {line})" if line else ""
-    hint = "pass --encoding cp1252 (or the file's encoding)"
+    hint = ("pass " + said("--encoding cp1252", 'ReadOptions(encoding="cp1252")')
+            + " (or the file's encoding)")
     if codecs.lookup(encoding).name == "cp1252":
-        hint = "pass --encoding with the file's real encoding (such as utf-8 or latin-1)"
+        hint = (f"pass {flag('--encoding')} with the file's real encoding (such as utf-8 "
+                "or latin-1)")
     return f"{path}: not valid {encoding} text{where}; {hint}"
 
 

@@ -15,6 +15,7 @@ from bulkusers.models import Header, Row
 from bulkusers.rowcheck import RowCheck, cell_size
 from bulkusers.safetext import is_blank
 from bulkusers.sniffing import DELIMITER_NAMES, DELIMITERS
+from bulkusers.words import flag, said
 
 #: The largest cell a row may hold (--max-cell-bytes): far above any name, address or group
 #: list, far below what would make a run slow or large.
@@ -37,11 +38,13 @@ class ReadOptions:
 
     def __post_init__(self) -> None:
         if self.header_row is not None and self.header_row < 1:
-            raise ConfigError(f"--header-row must be 1 or more, not {self.header_row}")
+            raise ConfigError(f"{flag('--header-row')} must be 1 or more, not "
+                              f"{self.header_row}")
         if self.chunk_size < 1:
             raise ConfigError(f"chunk size must be at least 1, not {self.chunk_size}")
         if self.max_cell_bytes < 1:
-            raise ConfigError(f"--max-cell-bytes must be at least 1, not {self.max_cell_bytes}")
+            raise ConfigError(f"{flag('--max-cell-bytes')} must be at least 1, not "
+                              f"{self.max_cell_bytes}")
         if self.delimiter is not None and len(delimiter_of(self.delimiter)) != 1:
             raise ConfigError(
                 f"delimiter must be one character (such as , ; or tab), not {self.delimiter!r}"
@@ -103,7 +106,8 @@ def check_header(path: Path, cells: Sequence[str], limit: int) -> None:
         if size > limit:
             raise InputError(
                 f"{path}: the name of column {position} holds {size:,} bytes, over the limit of "
-                f"{limit:,} (--max-cell-bytes); is the first row really the header?")
+                f"{limit:,} ({flag('--max-cell-bytes')}); is the first row really the "
+                "header?")
 
 
 def first_header(path: Path, records: Iterator[tuple[int, list[str]]], header_row: int | None,
@@ -114,11 +118,12 @@ def first_header(path: Path, records: Iterator[tuple[int, list[str]]], header_ro
             return number, cells
         if number == header_row:
             if is_blank("".join(cells)):
-                raise InputError(f"{path}: --header-row {header_row}: that row is blank; give "
-                                 "the number of the row that names the columns")
+                raise InputError(f"{path}: {flag('--header-row')} {header_row}: that row is "
+                                 "blank; give the number of the row that names the columns")
             return number, cells
     if header_row is not None:
-        raise InputError(f"{path}: --header-row {header_row}: the {kind} has fewer rows")
+        raise InputError(f"{path}: {flag('--header-row')} {header_row}: the {kind} has "
+                         "fewer rows")
     return None
 
 
@@ -134,7 +139,7 @@ def sheet_hint(source: str, cells: Sequence[str], others: Sequence[str]) -> None
     found = ", ".join(show(cell) for cell in cells if cell.strip())
     raise InputError(f"{source}: no email column (found {found}); if the users are on another "
                      f"sheet ({', '.join(show(name) for name in others)}), pick it with "
-                     "--sheet")
+                     f"{flag('--sheet')}")
 
 
 def title_hint(source: str, number: int, cells: Sequence[str],
@@ -146,8 +151,9 @@ def title_hint(source: str, number: int, cells: Sequence[str],
         if _has_email(row):
             title = " ".join(" ".join(cell.split()) for cell in cells if cell.strip())
             raise InputError(f"{source}: no email column in row {number} ({show(title)}); "
-                             f"row {candidate} looks like the header: pass --header-row "
-                             f"{candidate}")
+                             f"row {candidate} looks like the header: pass "
+                             + said(f"--header-row {candidate}",
+                                    f"ReadOptions(header_row={candidate})"))
 
 
 #: How each delimiter is given to --delimiter on a command line.
@@ -167,7 +173,8 @@ def delimiter_hint(source: str, cells: Sequence[str], delimiter: str) -> None:
             found = ", ".join(show(cell) for cell in cells if cell.strip())
             raise InputError(f"{source}: no email column (found columns {found}), but "
                              f"splitting the names at {DELIMITER_NAMES[other]} gives one: "
-                             f"pass --delimiter {_DELIMITER_OPTIONS[other]}")
+                             "pass " + said(f"--delimiter {_DELIMITER_OPTIONS[other]}",
+                                            f"ReadOptions(delimiter={other!r})"))
 
 
 def data_rows(records: Iterator[tuple[int, list[str]]], header_number: int, shape: Shaper,

@@ -36,6 +36,17 @@ _ARGUMENTS = {
     "--group": "group",
     "--inactive-days": "inactive_days",
     "--concurrency": "concurrency=",
+    "--url": "connect()'s url",
+    "--token": "connect()'s token",
+    "--username": "connect()'s username",
+    "--password": "connect()'s password",
+    "--api": "connect()'s api",
+    "--api-secret": "connect()'s api_secret",
+    "--ca-bundle": "connect()'s ca_bundle",
+    "--encoding": "ReadOptions(encoding=...)",
+    "--sheet": "ReadOptions(sheet=...)",
+    "--header-row": "ReadOptions(header_row=...)",
+    "--max-cell-bytes": "ReadOptions(max_cell_bytes=...)",
 }
 
 

@@ -29,6 +29,7 @@ from bulkusers.tables import (
     sheet_hint,
     title_hint,
 )
+from bulkusers.words import flag
 
 Records = Generator[tuple[int, list[str]], None, None]
 
@@ -106,8 +107,8 @@ def _default_sheet(source: InputFile, workbook: Workbook) -> Any:
     visible = [s for s in sheets if getattr(s, "sheet_state", "visible") == "visible"]
     if not visible:
         listed = ", ".join(show(s.title) for s in sheets)
-        raise InputError(f"{source.path}: every sheet is hidden ({listed}); pass --sheet with "
-                         "the one that holds the users")
+        raise InputError(f"{source.path}: every sheet is hidden ({listed}); pass "
+                         f"{flag('--sheet')} with the one that holds the users")
     return visible[0]
 
 
@@ -124,7 +125,7 @@ def worksheet(source: InputFile, workbook: Workbook, wanted: str | None) -> Read
             listed = ", ".join(show(name) for name in names)
             raise InputError(
                 f"{source.path}: no sheet named {show(wanted)}; the sheets are {listed}; "
-                "pass --sheet with one of them"
+                f"pass {flag('--sheet')} with one of them"
             )
         sheet = workbook[matches[0]]
     if not isinstance(sheet, ReadOnlyWorksheet):
@@ -216,7 +217,7 @@ def open_xlsx(source: InputFile, options: ReadOptions, again: Callable[[], Table
         if found is None:
             # The users are often on another sheet than the first (a cover sheet, notes).
             hint = (f"; the other sheets are {', '.join(show(n) for n in others)}: pick one "
-                    "with --sheet" if others else "")
+                    f"with {flag('--sheet')}" if others else "")
             raise InputError(f"{path}: sheet {show(title)} is empty; it needs a header row "
                              "naming the columns" + hint)
         header_number, cells = found

@@ -25,6 +25,7 @@ from click.testing import CliRunner, Result
 
 from bulkusers.cli import cli
 from bulkusers.emulator import Emulator, EmulatorSettings, running_emulator
+from bulkusers.words import speaking_cli
 from tests import SUITE_CA, SUITE_CERT
 
 TOKEN = "test-token-5f1e"
@@ -174,6 +175,14 @@ def private_state(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
     folder = tmp_path_factory.mktemp("state")
     monkeypatch.setenv("BULKUSERS_STATE_DIR", str(folder))
     return folder
+
+
+@pytest.fixture
+def cli_words() -> Iterator[None]:
+    """Messages made during the test name the CLI's flags, as when the CLI runs (a test
+    that calls the core directly otherwise reads a Python caller's words)."""
+    with speaking_cli():
+        yield
 
 
 @pytest.fixture

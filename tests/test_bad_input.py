@@ -445,6 +445,7 @@ def test_unreachable_server_exits_3(run_cli: RunCli, tmp_path: Path) -> None:
     assert "--url" in message
 
 
+@pytest.mark.usefixtures("cli_words")  # its hint as the CLI words it
 def test_unknown_host_name_is_named() -> None:
     """An unresolvable host name is named as such, not as "Unknown error -2"."""
     # Built by hand: a real lookup would leave the loopback. Resolver errnos are negative.

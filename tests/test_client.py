@@ -119,6 +119,7 @@ async def test_dropped_connections_are_retried(server: tuple[Script, str],
     assert script.count("GET", ROLES) == 2
 
 
+@pytest.mark.usefixtures("cli_words")  # its hint as the CLI words it
 async def test_fixed_token_refused_aborts_with_a_hint(server: tuple[Script, str],
                                                       sleeps: SleepLog) -> None:
     """A 401 on a fixed token raises AuthError (abort), naming the option, not the token."""
@@ -242,6 +243,7 @@ async def test_a_count_of_users_too_low_does_not_end_the_paging(
     assert ids == ["1", "2", "3", "4", "5"]
 
 
+@pytest.mark.usefixtures("cli_words")  # its hint as the CLI words it
 async def test_unreachable_server_is_one_clear_abort(sleeps: SleepLog) -> None:
     """A closed port gives ServerUnavailable naming the address and the fix."""
     async with token_client("http://127.0.0.1:9", sleeps, attempts=2) as client:

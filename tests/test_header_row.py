@@ -74,6 +74,7 @@ def test_header_row_option_reads_a_titled_workbook(served: Served, run_cli: RunC
       "Work Email,First Name,Role", "ann@acme.example,Ann,Viewer"], 4),
     (["Title\tonly", "Work Email\tFirst Name\tRole", "ann@acme.example\tAnn\tViewer"], 2),
 ])
+@pytest.mark.usefixtures("cli_words")  # its hint as the CLI words it
 def test_title_rows_in_csv_are_named_then_skipped_by_header_row(
         tmp_path: Path, lines: list[str], header_row: int) -> None:
     """CSV (comma, semicolon, tab) with title lines: the error names the header's row; with
@@ -106,6 +107,7 @@ def test_header_beyond_the_look_ahead_is_not_guessed(tmp_path: Path) -> None:
     assert open_table(source, ReadOptions(header_row=32)).header.columns == ("Email", "Role")
 
 
+@pytest.mark.usefixtures("cli_words")  # its hint as the CLI words it
 def test_header_row_on_a_normal_file_and_blank_or_missing_rows(tmp_path: Path) -> None:
     """--header-row 1 reads a plain file as before; a blank row or a row past the end is
     one clear error naming the option."""

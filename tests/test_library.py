@@ -588,7 +588,12 @@ def _bad_settings(served: Served) -> dict[str, tuple[Callable[[], object], str]]
         "groups_mode": (lambda: bulkusers.PlanOptions(groups_mode="set"),  # type: ignore[arg-type]
                         "groups_mode='set'"),
         "api": (lambda: bulkusers.connect(served.emulator.url, token=TOKEN, api="v2"),  # type: ignore[arg-type]
-                "--api 'v2'"),
+                "connect()'s api 'v2'"),
+        "url": (lambda: bulkusers.connect("ftp://sisense.example", token=TOKEN),
+                "connect()'s url 'ftp://sisense.example' is not an http(s) URL"),
+        "insecure and a CA": (lambda: bulkusers.connect(served.emulator.url, token=TOKEN,
+                                                        insecure=True, ca_bundle="ca.pem"),
+                              "connect(): insecure=True and ca_bundle= contradict"),
         "limit": (lambda: bulkusers.Limit(count=-1), "Limit(count=-1)"),
         "percent": (lambda: bulkusers.Limit(percent=150), "Limit(percent=150)"),
         "attempts": (lambda: bulkusers.RetryPolicy(attempts=-3), "attempts=-3"),
@@ -713,7 +718,8 @@ def test_a_mapping_that_spells_a_column_otherwise_is_that_column(plain: Served) 
 def test_messages_to_a_python_caller_name_its_arguments_not_cli_flags(
         plain: Served, tmp_path: Path) -> None:
     """Errors, refusals and row texts a Python caller gets name what they wrote (PlanOptions,
-    Safety, SyncOptions, report, role...), never a command-line flag."""
+    Safety, SyncOptions, ReadOptions, connect()'s arguments, report, role...), never a
+    command-line flag."""
     sisense = connection(plain)
     seen: list[str] = []
 
@@ -755,6 +761,26 @@ def test_messages_to_a_python_caller_name_its_arguments_not_cli_flags(
     seen.extend(result.error for result in results)
     assert any('PlanOptions(default_role="viewer")' in text for text in seen)
     assert any("pass PlanOptions(create_groups=True)" in text for text in seen)
+
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("email,role,First Name\nzoe@acme.example,viewer,Zoë\n".encode("cp1252"))
+    seen.append(refused(bulkusers.run("import", sisense, file=latin)))
+    assert 'pass ReadOptions(encoding="cp1252")' in seen[-1]
+    titled = tmp_path / "titled.csv"
+    titled.write_text("HR export 2026-11\nemail,role\nzoe@acme.example,viewer\n",
+                      encoding="utf-8")
+    seen.append(refused(bulkusers.run("import", sisense, file=titled)))
+    assert seen[-1].endswith("pass ReadOptions(header_row=2)")
+    rehearsal = tmp_path / "rehearsal.csv"
+    asyncio.run(bulkusers.run("import", sisense, rows=rows, report=rehearsal,
+                              safety=bulkusers.Safety(dry_run=True)))
+    seen.append(refused(bulkusers.run("import", sisense, rows=rows, report=rehearsal,
+                                      safety=bulkusers.Safety(resume=rehearsal))))
+    assert seen[-1].endswith("that was a dry run, nothing to resume; run without "
+                             "Safety(dry_run=True)")
+    wrong_token = bulkusers.connect(plain.emulator.url, token="not-the-token")
+    seen.append(refused(bulkusers.run("import", wrong_token, rows=[{"email": "a@b.example"}])))
+    assert "check connect()'s token" in seen[-1]
     assert not [text for text in seen if re.search(r"--[a-z]", text)]
 
 

@@ -76,6 +76,7 @@ def test_bom_is_stripped_even_with_plain_utf8(tmp_path: Path) -> None:
     assert [row.values for row in table.rows()] == [("a@example.com", "viewer")]
 
 
+@pytest.mark.usefixtures("cli_words")  # its hint as the CLI words it
 def test_cp1252_file_fails_with_encoding_hint(tmp_path: Path) -> None:
     """A cp1252 file read as UTF-8 fails with one line naming the encoding option."""
     path = write(tmp_path / "users.csv", "email,lastName\na@example.com,Müller\n", "cp1252")
@@ -92,6 +93,7 @@ def test_cp1252_file_reads_with_its_encoding(tmp_path: Path) -> None:
     assert rows == [Row(2, ("a@example.com", "Müller"))]
 
 
+@pytest.mark.usefixtures("cli_words")  # its hint as the CLI words it
 def test_bad_bytes_past_the_sample_fail_while_streaming(tmp_path: Path) -> None:
     """Bytes of the wrong encoding deep in the file raise InputError with the hint mid-stream."""
     body = "".join(f"user{i}@example.com,Plain\n" for i in range(5000))
@@ -208,6 +210,7 @@ def test_unclosed_quote_names_its_row(tmp_path: Path) -> None:
         list(open_table(path).rows())
 
 
+@pytest.mark.usefixtures("cli_words")  # its hint as the CLI words it
 def test_utf16_file_gets_its_encoding_hint(tmp_path: Path) -> None:
     """A UTF-16 export (Excel "Unicode text") is named as such, and reads when told."""
     path = write(tmp_path / "users.txt", "email\tname\na@example.com\tZoë\n", "utf-16")
@@ -585,6 +588,7 @@ def cover_and_users(path: Path, *cover_rows: list[str]) -> openpyxl.Workbook:
     return book
 
 
+@pytest.mark.usefixtures("cli_words")  # its hint as the CLI words it
 def test_empty_first_sheet_names_the_other_sheets(tmp_path: Path) -> None:
     """Users on the second sheet behind an empty cover sheet: the error names the sheets
     and --sheet, and --sheet then reads them."""
@@ -597,6 +601,7 @@ def test_empty_first_sheet_names_the_other_sheets(tmp_path: Path) -> None:
     assert row.values == ("c@x.example", "viewer")
 
 
+@pytest.mark.usefixtures("cli_words")  # its hint as the CLI words it
 def test_a_cover_sheet_with_text_names_the_other_sheets_too(tmp_path: Path) -> None:
     """A cover sheet holding text but no email column, before the users' sheet: the error
     names the other sheets and --sheet; with --sheet naming that cover, only the missing
