@@ -81,15 +81,17 @@ def test_users_filters_by_role_and_group(peopled: Served) -> None:
 
 def test_users_refuses_unknown_names_and_bad_numbers_with_config_errors(
         peopled: Served) -> None:
-    """An unknown role or group, a negative inactive_days or a page size of 0 is a
+    """An unknown role or group, an inactive_days below 1 or a page size of 0 is a
     ConfigError naming it."""
     sisense = connection(peopled)
     with pytest.raises(bulkusers.ConfigError, match="Wizard"):
         asyncio.run(collect(sisense, role="Wizard"))
     with pytest.raises(bulkusers.ConfigError, match="Nowhere"):
         asyncio.run(collect(sisense, group="Nowhere"))
-    with pytest.raises(bulkusers.ConfigError, match="negative"):
+    with pytest.raises(bulkusers.ConfigError, match="1 or more, not -1"):
         asyncio.run(collect(sisense, inactive_days=-1))
+    with pytest.raises(bulkusers.ConfigError, match="1 or more, not 0"):
+        asyncio.run(collect(sisense, inactive_days=0))  # as the CLI's --inactive-days
     with pytest.raises(bulkusers.ConfigError, match="page size"):
         asyncio.run(collect(sisense, page_size=0))
     with pytest.raises(bulkusers.ConfigError, match="from 1 to 10,000"):
