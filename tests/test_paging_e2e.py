@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import parse_qs
 
 import pytest
@@ -20,6 +20,8 @@ from bulkusers.loading import load_directory, together
 
 TOKEN = "paging-token"
 USERS = "/api/v1/users"
+#: A handler of the scripted servers below.
+Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
 @pytest.fixture
@@ -206,6 +208,25 @@ async def test_a_server_that_caps_its_pages_is_read_whole(
     assert [u["_id"] for u in users] == [user.id for user in emulator.store.users.values()]
 
 
+async def read_users_from(users: Handler, count: Handler, page_size: int,
+                          ) -> list[dict[str, object]]:
+    """Every user a client with a limit of 64 reads, paging with ``page_size``, from a server
+    whose user list and count are these handlers."""
+    app = web.Application()
+    app.router.add_get(USERS, users)
+    app.router.add_get("/api/users/count", count)
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    try:
+        connection = build_connection(url=str(server.make_url("")).rstrip("/"), token=TOKEN,
+                                      username=None, password=None)
+        async with SisenseClient(connection, RetryPolicy(),
+                                 concurrency=ConcurrencyLimit(64)) as client:
+            return [u async for u in V1Api(client).iter_users(page_size=page_size)]
+    finally:
+        await server.close()
+
+
 async def test_a_short_first_page_waits_for_a_late_count_before_ending() -> None:
     """The first page comes back shorter than asked while the count is still on its way:
     the count, not the short page, decides whether the list has ended (here it has not:
@@ -220,19 +241,7 @@ async def test_a_short_first_page_waits_for_a_late_count_before_ending() -> None
         await asyncio.sleep(0.2)  # answered well after the first pages
         return web.json_response({"count": len(people)})
 
-    app = web.Application()
-    app.router.add_get(USERS, users)
-    app.router.add_get("/api/users/count", count)
-    server = TestServer(app, host="127.0.0.1", port=0)
-    await server.start_server()
-    try:
-        connection = build_connection(url=str(server.make_url("")).rstrip("/"), token=TOKEN,
-                                      username=None, password=None)
-        async with SisenseClient(connection, RetryPolicy(),
-                                 concurrency=ConcurrencyLimit(64)) as client:
-            read = [u async for u in V1Api(client).iter_users(page_size=500)]
-    finally:
-        await server.close()
+    read = await read_users_from(users, count, page_size=500)
     assert [u["_id"] for u in read] == [p["_id"] for p in people]
 
 
@@ -256,19 +265,7 @@ async def test_a_count_that_comes_while_a_page_is_awaited_asks_for_the_rest_at_o
         events.append("counted")
         return web.json_response({"count": len(people)})
 
-    app = web.Application()
-    app.router.add_get(USERS, users)
-    app.router.add_get("/api/users/count", count)
-    server = TestServer(app, host="127.0.0.1", port=0)
-    await server.start_server()
-    try:
-        connection = build_connection(url=str(server.make_url("")).rstrip("/"), token=TOKEN,
-                                      username=None, password=None)
-        async with SisenseClient(connection, RetryPolicy(),
-                                 concurrency=ConcurrencyLimit(64)) as client:
-            read = [u async for u in V1Api(client).iter_users(page_size=100)]
-    finally:
-        await server.close()
+    read = await read_users_from(users, count, page_size=100)
     assert [u["_id"] for u in read] == [p["_id"] for p in people]
     slow_answered = events.index("answered 200")
     asked_after_count = [e for e in events[events.index("counted"):slow_answered]
