@@ -307,8 +307,8 @@ class SisenseClient:
                                          url, path, response.headers.get("Retry-After"))
             except asyncio.CancelledError:
                 if self._deadlines.timed_out(limited):
-                    raise TimeoutError(f"no answer within {self.policy.timeout_s:g} s") \
-                        from None
+                    late = f"no answer within {self.policy.timeout_s:g} s"
+                    raise TimeoutError(late) from None
                 raise
             finally:
                 self._deadlines.end(limited)

@@ -93,7 +93,7 @@ class _Results:
         def tell() -> None:
             try:
                 self._tell(result)
-            except BaseException as exc:  # a KeyboardInterrupt too: the thread must not wait on
+            except BaseException as exc:  # a KeyboardInterrupt too, or the thread waits forever
                 told.set_exception(exc)
             else:
                 told.set_result(None)
