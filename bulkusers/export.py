@@ -13,6 +13,7 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -66,7 +67,7 @@ class ExportOptions:
             raise ConfigError(f"{self.output}: the export must end in .csv or .xlsx (or be - "
                               "for CSV on standard output)")
         check_page_size(self.page_size)
-        _ = self.filters  # their own checks
+        _ = self.filters  # UserFilters checks its own fields
 
 
 @frozen
@@ -128,24 +129,24 @@ def _record(user: User, data: Mapping[str, Any], directory: Directory,
             _text(data.get("lastLogin")), _text(data.get("lastUpdated")), user.id)
 
 
-async def _select(api: UserApi, directory: Directory, options: UserFilters) -> _Selection:
+async def _select(api: UserApi, directory: Directory, filters: UserFilters) -> _Selection:
     """Resolve the filters (an unknown name is a ConfigError) and fetch built-in members once."""
     role_id = None
-    if options.role is not None:
-        role = directory.role(options.role)
+    if filters.role is not None:
+        role = directory.role(filters.role)
         if isinstance(role, Unknown):
             names = ", ".join(r.display_name or r.name for r in directory.roles)
             raise ConfigError(f"{flag('--role')}: {role.describe()}; the roles are {names}")
         role_id = role.id
     group = None
-    if options.group is not None:
-        found = directory.group(options.group)
+    if filters.group is not None:
+        found = directory.group(filters.group)
         if isinstance(found, Unknown):
             raise ConfigError(f"{flag('--group')}: {found.describe()}")
         group = found
     cutoff = None
-    if options.inactive_days is not None:
-        cutoff = days_before(datetime.now(UTC), options.inactive_days)
+    if filters.inactive_days is not None:
+        cutoff = days_before(datetime.now(UTC), filters.inactive_days)
     builtin = {g: frozenset(await api.group_member_ids(g.id))
                for g in directory.groups if g.builtin}
     return _Selection(role_id, group, cutoff, {g.id: g for g in directory.groups}, builtin)
@@ -182,11 +183,12 @@ def check_page_size(page_size: int) -> None:
                           f"{page_size}")
 
 
+@dataclass(slots=True)
 class _Tally:
     """Users read and kept so far by ``selected_records``."""
 
-    read = 0
-    kept = 0
+    read: int = 0
+    kept: int = 0
 
 
 async def selected_records(api: UserApi, filters: UserFilters, page_size: int,
