@@ -11,9 +11,15 @@ from bulkusers.errors import InputError
 from bulkusers.frozen import frozen
 from bulkusers.journal import JournalEntry, journal_path, read_journal
 from bulkusers.report import read_report, summary_path
-from bulkusers.runconfig import differing_options, option_flags, option_setting
+from bulkusers.runconfig import (
+    differing_options,
+    option_argument,
+    option_arguments,
+    option_flags,
+    option_setting,
+)
 from bulkusers.summary import read_summary
-from bulkusers.words import flag
+from bulkusers.words import flag, said
 
 
 @frozen
@@ -31,9 +37,12 @@ def _check_same_options(report: Path, earlier: Mapping[str, object],
                         now: Mapping[str, object], keys: Collection[str]) -> None:
     differ = differing_options(earlier, now, keys)
     if differ:
-        then = ", ".join(option_setting(earlier, key) for key in differ)
-        asked = ", ".join(option_setting(now, key) for key in differ)
-        wanted = " ".join(option_flags(earlier, keys)) or "none beyond the defaults"
+        then = ", ".join(said(option_setting(earlier, option),
+                              option_argument(earlier, option)) for option in differ)
+        asked = ", ".join(said(option_setting(now, option), option_argument(now, option))
+                          for option in differ)
+        wanted = said(" ".join(option_flags(earlier, keys)),
+                      ", ".join(option_arguments(earlier, keys))) or "none beyond the defaults"
         raise InputError(f"{flag('--resume')} {report}: that run used {then}, where this one has "
                          f"{asked}; resume with exactly that run's options ({wanted})")
 

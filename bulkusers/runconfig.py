@@ -204,3 +204,40 @@ def option_setting(options: Mapping[str, object], flag: str) -> str:
         if known == flag:
             return " ".join(_words(flag, options.get(key, default))) or f"no {flag}"
     raise KeyError(flag)
+
+
+#: How a Python caller sets each planning option (by its flag): the argument, with the value.
+_ARGUMENTS = {
+    "--url": "connect(url={!r})",
+    "--api": "connect(api={!r})",
+    "--encoding": "ReadOptions(encoding={!r})",
+    "--delimiter": "ReadOptions(delimiter={!r})",
+    "--sheet": "ReadOptions(sheet={!r})",
+    "--header-row": "ReadOptions(header_row={!r})",
+    "--default-role": "PlanOptions(default_role={!r})",
+    "--on-existing": "PlanOptions(on_existing={!r})",
+    "--groups": "PlanOptions(groups_mode={!r})",
+    "--create-groups": "PlanOptions(create_groups={!r})",
+    "--missing": "SyncOptions(missing={!r})",
+    "--scope-domain": "SyncOptions(domains={!r})",
+    "--scope-group": "SyncOptions(groups={!r})",
+}
+
+
+def option_argument(options: Mapping[str, object], flag: str) -> str:
+    """How a Python caller set one planning option (by its flag), default values included:
+    ``PlanOptions(on_existing='skip')``."""
+    for key, known, default in PLAN_OPTIONS:
+        if known == flag:
+            value = options.get(key, default)
+            return _ARGUMENTS[flag].format(tuple(value) if isinstance(value, list) else value)
+    raise KeyError(flag)
+
+
+def option_arguments(options: Mapping[str, object],
+                     keys: Collection[str] | None = None) -> list[str]:
+    """The Python arguments that repeat a run's planning options (those in ``keys``, all by
+    default; defaults left out), as ``option_flags`` gives the command line's."""
+    return [option_argument(options, flag) for key, flag, default in PLAN_OPTIONS
+            if (keys is None or key in keys) and options.get(key, default) != default]
+

@@ -778,6 +778,15 @@ def test_messages_to_a_python_caller_name_its_arguments_not_cli_flags(
                                       safety=bulkusers.Safety(resume=rehearsal))))
     assert seen[-1].endswith("that was a dry run, nothing to resume; run without "
                              "Safety(dry_run=True)")
+    ran = tmp_path / "ran.csv"
+    asyncio.run(bulkusers.run("import", sisense, rows=rows, report=ran,
+                              plan=bulkusers.PlanOptions(on_existing="update")))
+    seen.append(refused(bulkusers.run("import", sisense, rows=rows, report=ran,
+                                      safety=bulkusers.Safety(resume=ran))))
+    assert ("that run used PlanOptions(on_existing='update'), where this one has "
+            "PlanOptions(on_existing='skip'); resume with exactly that run's options "
+            f"(connect(url={plain.emulator.url!r}), PlanOptions(on_existing='update'))"
+            ) in seen[-1]
     wrong_token = bulkusers.connect(plain.emulator.url, token="not-the-token")
     seen.append(refused(bulkusers.run("import", wrong_token, rows=[{"email": "a@b.example"}])))
     assert "check connect()'s token" in seen[-1]
