@@ -29,6 +29,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AuthError",
     "BulkUsersError",
+    "Change",
     "Command",
     "ConfigError",
     "Connection",
@@ -47,6 +48,7 @@ __all__ = [
     "SyncOptions",
     "__version__",
     "connect",
+    "diff_exports",
     "export_users",
     "run",
     "users",
@@ -56,6 +58,7 @@ __all__ = [
 _HOMES = {
     "AuthError": "bulkusers.errors",
     "BulkUsersError": "bulkusers.errors",
+    "Change": "bulkusers.diff",
     "Command": "bulkusers.commands",
     "ConfigError": "bulkusers.errors",
     "Connection": "bulkusers.config",
@@ -73,6 +76,7 @@ _HOMES = {
     "Status": "bulkusers.models",
     "SyncOptions": "bulkusers.sync",
     "connect": "bulkusers.library",
+    "diff_exports": "bulkusers.library",
     "export_users": "bulkusers.library",
     "run": "bulkusers.library",
     "users": "bulkusers.library",
@@ -81,6 +85,7 @@ _HOMES = {
 if TYPE_CHECKING:
     from bulkusers.commands import Command
     from bulkusers.config import Connection, RetryPolicy
+    from bulkusers.diff import Change
     from bulkusers.errors import (
         AuthError,
         BulkUsersError,
@@ -91,7 +96,7 @@ if TYPE_CHECKING:
     )
     from bulkusers.export import ExportResult
     from bulkusers.guards import Limit
-    from bulkusers.library import connect, export_users, run, users
+    from bulkusers.library import connect, diff_exports, export_users, run, users
     from bulkusers.models import RowResult, Status
     from bulkusers.readers import ReadOptions
     from bulkusers.rules import PlanOptions

@@ -1,5 +1,5 @@
 """The public Python API: run any write command, export users to a file or read them as
-rows, from Python (see ``bulkusers.__init__``).
+rows, and compare two exports, from Python (see ``bulkusers.__init__``).
 
 A library call is a CLI run without the terminal: the same plan, guards, retries and
 verification, but the caller's signal handlers are left alone, nothing is printed, no prompt
@@ -26,6 +26,8 @@ from bulkusers.config import (
     RetryPolicy,
     build_connection,
 )
+from bulkusers.diff import Change, compare, read_snapshot, write_changes
+from bulkusers.diff import check_output as check_diff_output
 from bulkusers.errors import ConfigError
 from bulkusers.export import (
     ExportOptions,
@@ -230,9 +232,7 @@ async def export_users(connection: Connection, output: str | Path, *,
     ``inactive_days`` keep only those users. Returns where it went and how many were written
     and read; raises ``ConfigError`` (a bad filter or file name) or ``ServerUnavailable``,
     and then no file is written. No JSON summary is written: the result is the summary."""
-    if not isinstance(output, str | os.PathLike) or isinstance(os.fspath(output), bytes):
-        raise ConfigError(f"output is a {type(output).__name__}; give a file name (str or "
-                          "Path) ending in .csv or .xlsx")
+    _check_file_name("output", output)
     _check_export_arguments(connection, role, group, inactive_days, page_size, retry)
     target = Path(output)
     if str(target) == "-":
@@ -279,3 +279,44 @@ def _check_export_arguments(connection: object, role: object, group: object,
     if retry is not None and not isinstance(retry, RetryPolicy):
         raise ConfigError(f"retry is a {type(retry).__name__}; give a "
                           "bulkusers.RetryPolicy(...)")
+
+
+def _check_file_name(name: str, value: object) -> None:
+    """ConfigError for a file name that is neither a str nor a path (bytes included)."""
+    if not isinstance(value, str | os.PathLike) or isinstance(os.fspath(value), bytes):
+        raise ConfigError(f"{name} is a {type(value).__name__}; give a file name (str or "
+                          "Path) ending in .csv or .xlsx")
+
+
+def diff_exports(old: str | Path, new: str | Path, *, output: str | Path | None = None,
+                 inactive_days: int | None = None,
+                 read: ReadOptions | None = None) -> list[Change]:
+    """What changed between two exports (CSV or XLSX, as ``export_users`` or ``bulkusers
+    export`` wrote them), as ``bulkusers diff`` finds it: users matched by email (ASCII case
+    ignored), one ``Change`` per change (``change`` is ``added``, ``removed``, ``role``,
+    ``groups`` or, with ``inactive_days``, ``inactive``: past that many days without signing
+    in at NEW's time but not at OLD's, each file judged at its modification time), ordered
+    by kind then email. ``output`` (``.csv`` or ``.xlsx``) also gets them as the CLI writes
+    them, without its JSON summary. Nothing is sent to any server. Raises ``InputError``
+    (an export that cannot be read, or repeats an email) or ``ConfigError``."""
+    _check_file_name("old", old)
+    _check_file_name("new", new)
+    if output is not None:
+        _check_file_name("output", output)
+    if inactive_days is not None and (isinstance(inactive_days, bool)
+                                      or not isinstance(inactive_days, int)
+                                      or inactive_days < 1):
+        raise ConfigError(f"inactive_days must be a whole number, 1 or more, not "
+                          f"{inactive_days!r}")
+    if read is not None and not isinstance(read, ReadOptions):
+        raise ConfigError(f"read is a {type(read).__name__}; give a "
+                          "bulkusers.ReadOptions(...)")
+    before, after = Path(old), Path(new)
+    target = Path(output) if output is not None else None
+    if target is not None:
+        check_diff_output(target, before, after, option="output")
+    changes = compare(read_snapshot(before, read), read_snapshot(after, read), inactive_days)
+    if target is not None:
+        write_changes(changes, target)
+    return changes
+

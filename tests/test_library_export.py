@@ -240,3 +240,59 @@ def test_users_closed_by_aclosing_leaves_no_task_of_the_read_behind() -> None:
 
     for served in serve(settings, plain=True):
         assert asyncio.run(first(connection(served))) == set()
+
+
+def test_diff_exports_finds_what_changed_between_two_exports(peopled: Served,
+                                                             tmp_path: Path) -> None:
+    """Two exports taken before and after a night's changes (a hire, a leaver, a new role,
+    a new group): diff_exports returns exactly those changes, the CLI's diff finds the same,
+    and output= gets them as the CLI writes them."""
+    sisense = connection(peopled)
+    before = tmp_path / "before.csv"
+    asyncio.run(bulkusers.export_users(sisense, before))
+    night = [{"email": "ann.lee@acme.example", "role": "designer", "groups": "Sales; Finance"},
+             {"email": "bo.chen@acme.example", "role": "designer", "groups": "Sales; Finance"},
+             {"email": "di.evans@acme.example", "role": "viewer", "groups": ""}]
+    asyncio.run(bulkusers.run("update", sisense, rows=night[:2]))
+    asyncio.run(bulkusers.run("import", sisense, rows=night[2:]))
+    asyncio.run(bulkusers.run("delete", sisense, rows=[{"email": "cy.diaz@acme.example"}],
+                              report=tmp_path / "delete.csv"))
+    after = tmp_path / "after.xlsx"  # the formats may differ
+    asyncio.run(bulkusers.export_users(sisense, after))
+    output = tmp_path / "changes.csv"
+    changes = bulkusers.diff_exports(before, after, output=output)
+    assert all(isinstance(change, bulkusers.Change) for change in changes)
+    assert [(c.change, c.email) for c in changes] == [
+        ("added", "di.evans@acme.example"), ("removed", "cy.diaz@acme.example"),
+        ("role", "ann.lee@acme.example"), ("groups", "bo.chen@acme.example")]
+    assert (changes[2].role_old, changes[2].role_new) == ("consumer", "contributor")
+    assert changes[3].groups_added == "Finance"
+    with output.open(encoding="utf-8-sig", newline="") as handle:
+        written = [(row["change"], row["email"]) for row in csv.DictReader(handle)]
+    assert written == [(c.change, c.email) for c in changes]
+    cli = subprocess.run([sys.executable, "-m", "bulkusers", "diff", str(before), str(after),
+                          "--output", "-", "--quiet"], capture_output=True, text=True,
+                         timeout=60, check=False)
+    assert cli.returncode == 4, cli.stderr
+    assert [line.split(",")[:2] for line in cli.stdout.splitlines()[1:]] == [
+        [c.change, c.email] for c in changes]
+
+
+def test_diff_exports_refuses_bad_arguments_and_unreadable_exports(tmp_path: Path) -> None:
+    """An output that is not .csv or .xlsx, or is one of the inputs, an inactive_days below
+    1, a file name of the wrong kind: ConfigError; a missing export: InputError naming it;
+    and nothing written."""
+    old = tmp_path / "old.csv"
+    old.write_text("email,role,groups\nann@x.example,consumer,\n", encoding="utf-8")
+    with pytest.raises(bulkusers.ConfigError, match=r"must end in \.csv or \.xlsx"):
+        bulkusers.diff_exports(old, old, output=tmp_path / "changes.txt")
+    with pytest.raises(bulkusers.ConfigError, match="one of the compared files"):
+        bulkusers.diff_exports(old, old, output=old)
+    with pytest.raises(bulkusers.ConfigError, match="1 or more, not 0"):
+        bulkusers.diff_exports(old, old, inactive_days=0)
+    with pytest.raises(bulkusers.ConfigError, match="old is a NoneType"):
+        bulkusers.diff_exports(None, old)  # type: ignore[arg-type]
+    with pytest.raises(bulkusers.InputError, match=r"nowhere\.csv"):
+        bulkusers.diff_exports(tmp_path / "nowhere.csv", old)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.csv"]
+    assert bulkusers.diff_exports(old, old) == []  # the same export: nothing changed
