@@ -364,5 +364,5 @@ class SisenseClient:
                                         f"{flag('--url')}") from None
             # Any other refusal of the first, read-only call: the run cannot start (exit 3).
             raise ServerUnavailable(f"{self.connection.url} answered GET /api/roles with "
-                                    f"{exc.describe()}; check --url and the server's "
-                                    "health") from None
+                                    f"{exc.describe()}; check {flag('--url')} and the "
+                                    "server's health") from None

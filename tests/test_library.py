@@ -26,8 +26,11 @@ import bulkusers
 from bulkusers.emulator import EmulatorSettings
 from bulkusers.report import read_report
 from tests.conftest import GROUPS, TOKEN, Served, serve, summary_of, write_csv
+from tests.scripted import Answer, Script, server
 from tests.test_readers_once import Opens
 from tests.test_readers_once import write_xlsx as write_workbook
+
+__all__ = ["server"]  # the scripted server fixture, re-exported for pytest
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -798,3 +801,21 @@ async def _first_user(sisense: bulkusers.Connection, **filters: Any) -> object:
     async for user in bulkusers.users(sisense, **filters):
         return user
     return None
+
+
+async def test_a_server_refusing_the_check_names_connects_url_not_the_flag(
+        server: tuple[Script, str]) -> None:
+    """GET /api/roles refused with a non-404 error tells a Python caller to check connect()'s
+    url, not --url."""
+    script, url = server
+    script.on("GET", "/api/roles", Answer(400, {"error": {"code": 1, "message": "no"}}))
+    script.on("GET", "/api/v1/users", Answer(200, []))
+    script.on("GET", "/api/v1/groups", Answer(200, []))
+    script.on("GET", "/api/users/loggedin", Answer(200, {"_id": "65f1000000000000000000b1"}))
+    script.on("GET", "/api/users/count", Answer(200, {"count": 0}))
+    with pytest.raises(bulkusers.ServerUnavailable) as caught:
+        await bulkusers.run("import", bulkusers.connect(url, token=TOKEN),
+                            rows=[{"email": "ann@acme.example", "role": "viewer"}],
+                            retry=bulkusers.RetryPolicy(attempts=1))
+    assert "check connect()'s url and the server's health" in str(caught.value)
+    assert "--url" not in str(caught.value)
