@@ -35,7 +35,7 @@ _ARGUMENTS = {
     "--role": "role",
     "--group": "group",
     "--inactive-days": "inactive_days",
-    "--concurrency": "concurrency=",
+    "--concurrency": "concurrency",
     "--url": "connect()'s url",
     "--token": "connect()'s token",
     "--username": "connect()'s username",
