@@ -165,10 +165,15 @@ class UserFilters:
     inactive_days: int | None = None
 
     def __post_init__(self) -> None:
-        if self.inactive_days is not None and self.inactive_days < 1:
-            # As the CLI's --inactive-days: 0 days would keep everyone, which no one means.
-            raise ConfigError(f"{flag('--inactive-days')} must be 1 or more, not "
-                              f"{self.inactive_days}")
+        if self.inactive_days is not None:
+            check_inactive_days(self.inactive_days)
+
+
+def check_inactive_days(days: int) -> None:
+    """Refuse a number of inactive days below 1 (ConfigError), as the CLI's --inactive-days
+    does: 0 days would keep everyone, which no one means."""
+    if days < 1:
+        raise ConfigError(f"{flag('--inactive-days')} must be 1 or more, not {days}")
 
 
 #: The largest page an export asks for (the CLI's ``--page-size`` allows as much): Sisense

@@ -33,6 +33,7 @@ from bulkusers.export import (
     ExportOptions,
     ExportResult,
     UserFilters,
+    check_inactive_days,
     check_page_size,
     exporting,
     run_export,
@@ -183,14 +184,10 @@ def _check_arguments(command: Command, connection: object, on_result: object, ro
                      plan: object, safety: object, sync: object, report: object) -> None:
     """ConfigError, before anything is read or sent, for arguments of the wrong kind (a
     caller without a type checker gets one line, not an AttributeError deep in the run)."""
-    if not isinstance(connection, Connection):
-        raise ConfigError(f"connection is a {type(connection).__name__}; make one with "
-                          "bulkusers.connect(url, token=...)")
+    _check_connection(connection)
     for name, value, kind in (("plan", plan, PlanOptions), ("safety", safety, Safety),
                               ("sync", sync, SyncOptions)):
-        if value is not None and not isinstance(value, kind):
-            raise ConfigError(f"{name} is a {type(value).__name__}; give a "
-                              f"bulkusers.{kind.__name__}(...)")
+        _check_kind(name, value, kind)
     if sync is not None and command != "sync":
         raise ConfigError(f"sync= is for the sync command, not {command}")
     if isinstance(rows, str | bytes | Mapping):
@@ -266,19 +263,36 @@ def _check_export_arguments(connection: object, role: object, group: object,
                             inactive_days: object, page_size: object, retry: object) -> None:
     """ConfigError, before anything is sent, for an export argument of the wrong kind (a
     caller without a type checker gets one line, not a TypeError deep in the export)."""
-    if not isinstance(connection, Connection):
-        raise ConfigError(f"connection is a {type(connection).__name__}; make one with "
-                          "bulkusers.connect(url, token=...)")
+    _check_connection(connection)
     for name, value in (("role", role), ("group", group)):
         if value is not None and not isinstance(value, str):
             raise ConfigError(f"{name} is a {type(value).__name__}; give its name as a str")
-    for name, value in (("inactive_days", inactive_days), ("page_size", page_size)):
-        if (value is not None or name == "page_size") and (
-                isinstance(value, bool) or not isinstance(value, int)):
-            raise ConfigError(f"{name} is a {type(value).__name__}; give a whole number")
-    if retry is not None and not isinstance(retry, RetryPolicy):
-        raise ConfigError(f"retry is a {type(retry).__name__}; give a "
-                          "bulkusers.RetryPolicy(...)")
+    _check_whole_number("inactive_days", inactive_days)
+    if page_size is None:
+        raise ConfigError("page_size is a NoneType; give a whole number")
+    _check_whole_number("page_size", page_size)
+    _check_kind("retry", retry, RetryPolicy)
+
+
+def _check_connection(connection: object) -> None:
+    """ConfigError unless ``connection`` is one ``connect()`` made."""
+    if not isinstance(connection, Connection):
+        raise ConfigError(f"connection is a {type(connection).__name__}; make one with "
+                          "bulkusers.connect(url, token=...)")
+
+
+def _check_kind(name: str, value: object, kind: type) -> None:
+    """ConfigError when the optional argument ``name`` is given and is not a ``kind``."""
+    if value is not None and not isinstance(value, kind):
+        raise ConfigError(f"{name} is a {type(value).__name__}; give a "
+                          f"bulkusers.{kind.__name__}(...)")
+
+
+def _check_whole_number(name: str, value: object) -> None:
+    """ConfigError when the optional argument ``name`` is given and is not an int (a bool
+    is no number of days)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{name} is a {type(value).__name__}; give a whole number")
 
 
 def _check_file_name(name: str, value: object) -> None:
@@ -303,14 +317,10 @@ def diff_exports(old: str | Path, new: str | Path, *, output: str | Path | None 
     _check_file_name("new", new)
     if output is not None:
         _check_file_name("output", output)
-    if inactive_days is not None and (isinstance(inactive_days, bool)
-                                      or not isinstance(inactive_days, int)
-                                      or inactive_days < 1):
-        raise ConfigError(f"inactive_days must be a whole number, 1 or more, not "
-                          f"{inactive_days!r}")
-    if read is not None and not isinstance(read, ReadOptions):
-        raise ConfigError(f"read is a {type(read).__name__}; give a "
-                          "bulkusers.ReadOptions(...)")
+    _check_whole_number("inactive_days", inactive_days)
+    if inactive_days is not None:
+        check_inactive_days(inactive_days)
+    _check_kind("read", read, ReadOptions)
     before, after = Path(old), Path(new)
     target = Path(output) if output is not None else None
     if target is not None:
