@@ -23,6 +23,7 @@ from bulkusers.guards import Confirm, Limit
 from bulkusers.readers import ReadOptions
 from bulkusers.rules import PlanOptions
 from bulkusers.sync import SyncOptions
+from bulkusers.words import set_to
 
 
 @frozen
@@ -206,31 +207,13 @@ def option_setting(options: Mapping[str, object], flag: str) -> str:
     raise KeyError(flag)
 
 
-#: How a Python caller sets each planning option (by its flag): the argument, with the value.
-_ARGUMENTS = {
-    "--url": "connect(url={!r})",
-    "--api": "connect(api={!r})",
-    "--encoding": "ReadOptions(encoding={!r})",
-    "--delimiter": "ReadOptions(delimiter={!r})",
-    "--sheet": "ReadOptions(sheet={!r})",
-    "--header-row": "ReadOptions(header_row={!r})",
-    "--default-role": "PlanOptions(default_role={!r})",
-    "--on-existing": "PlanOptions(on_existing={!r})",
-    "--groups": "PlanOptions(groups_mode={!r})",
-    "--create-groups": "PlanOptions(create_groups={!r})",
-    "--missing": "SyncOptions(missing={!r})",
-    "--scope-domain": "SyncOptions(domains={!r})",
-    "--scope-group": "SyncOptions(groups={!r})",
-}
-
-
 def option_argument(options: Mapping[str, object], flag: str) -> str:
     """How a Python caller set one planning option (by its flag), default values included:
     ``PlanOptions(on_existing='skip')``."""
     for key, known, default in PLAN_OPTIONS:
         if known == flag:
             value = options.get(key, default)
-            return _ARGUMENTS[flag].format(tuple(value) if isinstance(value, list) else value)
+            return set_to(flag, tuple(value) if isinstance(value, list) else value)
     raise KeyError(flag)
 
 

@@ -18,43 +18,64 @@ def count(number: int, singular: str, plural: str | None = None) -> str:
 #: they name the arguments the caller wrote.
 _SPEAKING_CLI: ContextVar[bool] = ContextVar("bulkusers_speaking_cli", default=False)
 
-#: Each flag a message may name, as a Python caller of bulkusers.run, export_users or users
-#: gave that setting.
-_ARGUMENTS = {
-    "--default-role": "PlanOptions(default_role=...)",
-    "--create-groups": "PlanOptions(create_groups=True)",
-    "--report": "report",
-    "--resume": "Safety(resume=...)",
-    "--strict": "Safety(strict=True)",
-    "--max-changes": "Safety(max_changes=...)",
-    "--dry-run": "Safety(dry_run=True)",
-    "--max-missing": "SyncOptions(max_missing=...)",
-    "--missing": "SyncOptions(missing=...)",
-    "--scope-domain": "SyncOptions(domains=...)",
-    "--scope-group": "SyncOptions(groups=...)",
-    "--role": "role",
-    "--group": "group",
-    "--inactive-days": "inactive_days",
-    "--concurrency": "concurrency",
-    "--url": "connect()'s url",
-    "--token": "connect()'s token",
-    "--username": "connect()'s username",
-    "--password": "connect()'s password",
-    "--api": "connect()'s api",
-    "--api-secret": "connect()'s api_secret",
-    "--ca-bundle": "connect()'s ca_bundle",
-    "--encoding": "ReadOptions(encoding=...)",
-    "--sheet": "ReadOptions(sheet=...)",
-    "--header-row": "ReadOptions(header_row=...)",
-    "--max-cell-bytes": "ReadOptions(max_cell_bytes=...)",
+#: Where a Python caller gives the setting of each flag a message may name: (owner, name).
+#: The owner is an options class, ``connect`` (its argument), or "" (an argument of
+#: bulkusers.run, export_users or users).
+_ARGUMENTS: dict[str, tuple[str, str]] = {
+    "--default-role": ("PlanOptions", "default_role"),
+    "--on-existing": ("PlanOptions", "on_existing"),
+    "--groups": ("PlanOptions", "groups_mode"),
+    "--create-groups": ("PlanOptions", "create_groups"),
+    "--resume": ("Safety", "resume"),
+    "--strict": ("Safety", "strict"),
+    "--max-changes": ("Safety", "max_changes"),
+    "--dry-run": ("Safety", "dry_run"),
+    "--max-missing": ("SyncOptions", "max_missing"),
+    "--missing": ("SyncOptions", "missing"),
+    "--scope-domain": ("SyncOptions", "domains"),
+    "--scope-group": ("SyncOptions", "groups"),
+    "--encoding": ("ReadOptions", "encoding"),
+    "--delimiter": ("ReadOptions", "delimiter"),
+    "--sheet": ("ReadOptions", "sheet"),
+    "--header-row": ("ReadOptions", "header_row"),
+    "--max-cell-bytes": ("ReadOptions", "max_cell_bytes"),
+    "--url": ("connect", "url"),
+    "--token": ("connect", "token"),
+    "--username": ("connect", "username"),
+    "--password": ("connect", "password"),
+    "--api": ("connect", "api"),
+    "--api-secret": ("connect", "api_secret"),
+    "--ca-bundle": ("connect", "ca_bundle"),
+    "--report": ("", "report"),
+    "--role": ("", "role"),
+    "--group": ("", "group"),
+    "--inactive-days": ("", "inactive_days"),
+    "--concurrency": ("", "concurrency"),
 }
+
+#: The flags that switch a setting on: a Python caller sets it to True.
+_SWITCHES = frozenset({"--create-groups", "--strict", "--dry-run"})
 
 
 def flag(name: str) -> str:
     """``name``, a CLI flag (``--default-role``), as the person reading gave that setting:
     the flag itself when the CLI runs, else the Python argument (``PlanOptions(default_role=
-    ...)``)."""
-    return name if _SPEAKING_CLI.get() else _ARGUMENTS.get(name, name)
+    ...)``, ``Safety(strict=True)``, ``connect()'s url``, ``report``)."""
+    if _SPEAKING_CLI.get() or name not in _ARGUMENTS:
+        return name
+    owner, argument = _ARGUMENTS[name]
+    if not owner:
+        return argument
+    if owner == "connect":
+        return f"connect()'s {argument}"
+    return f"{owner}({argument}={'True' if name in _SWITCHES else '...'})"
+
+
+def set_to(name: str, value: object) -> str:
+    """How a Python caller sets the flag ``name`` to ``value``: ``PlanOptions(on_existing=
+    'skip')``, ``connect(url='https://...')``."""
+    owner, argument = _ARGUMENTS[name]
+    return f"{owner}({argument}={value!r})" if owner else f"{argument}={value!r}"
 
 
 def said(cli: str, python: str) -> str:
