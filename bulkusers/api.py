@@ -173,6 +173,16 @@ class _Common:
         return found
 
 
+async def each_user(pages: AsyncGenerator[list[UserDict], None],
+                    ) -> AsyncGenerator[UserDict, None]:
+    """The users of ``pages`` one at a time. Closed with this generator (a caller stopping
+    early), it closes ``pages``: the pages in flight are ended before it returns."""
+    async with contextlib.aclosing(pages) as found:
+        async for page in found:
+            for user in page:
+                yield user
+
+
 class V1Api(_Common):
     """The REST v1 API (``/api/v1/...``), the default."""
 
@@ -182,13 +192,9 @@ class V1Api(_Common):
         return as_list(await self.client.request("GET", "/api/v1/groups"),
                         "GET /api/v1/groups")
 
-    async def iter_users(self, page_size: int = 500) -> AsyncGenerator[UserDict, None]:
+    def iter_users(self, page_size: int = 500) -> AsyncGenerator[UserDict, None]:
         """Every user, paged with ``skip``/``limit``; ids repeated across pages dropped."""
-        # Closed with this generator: the pages in flight are ended before it returns.
-        async with contextlib.aclosing(self.user_pages(page_size)) as found:
-            async for page in found:
-                for user in page:
-                    yield user
+        return each_user(self.user_pages(page_size))
 
     def user_pages(self, page_size: int = 500, fields: str = USER_FIELDS,
                    ) -> AsyncGenerator[list[UserDict], None]:
@@ -273,13 +279,10 @@ class LegacyApi(_Common):
         """Every group, paged (``GET /api/groups``)."""
         return [group async for group in items(self.client, "/api/groups", 500, {})]
 
-    async def iter_users(self, page_size: int = 500) -> AsyncGenerator[UserDict, None]:
+    def iter_users(self, page_size: int = 500) -> AsyncGenerator[UserDict, None]:
         """Every user, paged with ``skip``/``limit`` (``GET /api/users``), with the count
         (which tells a server's cap on a page from the end of the list)."""
-        async with contextlib.aclosing(self.user_pages(page_size)) as found:
-            async for page in found:
-                for user in page:
-                    yield user
+        return each_user(self.user_pages(page_size))
 
     def user_pages(self, page_size: int = 500, fields: str = USER_FIELDS,
                    ) -> AsyncGenerator[list[UserDict], None]:
