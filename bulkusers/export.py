@@ -244,9 +244,8 @@ async def exporting(connection: Connection, policy: RetryPolicy,
                                     f"({network_problem(exc)}); {lost}") from None
 
 
-async def run_export(connection: Connection, policy: RetryPolicy,
-                       options: ExportOptions,
-                       stream: BinaryIO | None = None) -> ExportResult:
+async def run_export(connection: Connection, policy: RetryPolicy, options: ExportOptions,
+                     stream: BinaryIO | None = None) -> ExportResult:
     """Export the selected users to ``options.output`` (to ``stream`` for ``-``); every
     failure is a BulkUsersError."""
     started = time.monotonic()
