@@ -157,3 +157,27 @@ async def test_a_request_answered_in_time_is_not_cancelled_while_it_winds_up() -
 
     assert await winding_up(already_expired=False) == "answered"
     assert await winding_up(already_expired=True) == "timed out"
+
+
+async def test_the_watchdog_sleeps_while_no_request_is_under_way() -> None:
+    """An idle client's watchdog stops looking (at most one last look after the last
+    request), and wakes for the next request, whose limit it still keeps."""
+    deadlines = Deadlines(0.5)  # a look every 0.05 s while busy
+    looks = 0
+    expire = deadlines.expire
+
+    def counted(now: float) -> None:
+        nonlocal looks
+        looks += 1
+        expire(now)
+
+    deadlines.expire = counted  # type: ignore[method-assign]
+    deadlines.start()
+    assert await limited(deadlines, 0.12) == "answered"
+    assert looks >= 1  # it looked while the request was under way
+    looks = 0
+    await asyncio.sleep(0.4)  # eight looks' time, idle
+    assert looks <= 1
+    with pytest.raises(TimeoutError):
+        await limited(deadlines, 10)
+    await deadlines.stop()
