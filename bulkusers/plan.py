@@ -1,4 +1,4 @@
-"""Stage 2 of a run: the plan, an immutable value made in one pass over the rows.
+"""Stage 4 of a run: the plan, an immutable value made in one pass over the rows.
 
 For every input row the plan holds either a decided outcome (a ``RowResult``: invalid,
 unchanged, already there) or the exact request it will send (a task, or a batch of tasks).

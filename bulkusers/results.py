@@ -7,6 +7,8 @@ the sender reports what the server did (``attempted``) or that a row never got a
 
 from __future__ import annotations
 
+from typing import assert_never
+
 from bulkusers.models import Row, RowResult, Status
 from bulkusers.tasks import (
     CreateTask,
@@ -66,6 +68,8 @@ def _planned(task: Task, revokes_tokens: bool) -> RowResult:
             changes = task.changes
         case DeleteTask():
             changes = "deleted"
+        case _:
+            assert_never(task)
     return RowResult(row=task.row, email=task.email, action=task.action, status=Status.PLANNED,
                      user_id=task.user.id, changes=changes, previous=task.previous)
 

@@ -194,6 +194,25 @@ def test_help_and_version_do_not_load_heavy_libraries() -> None:
     assert sorted(core.intersection(seen["config path --help"])) == []
 
 
+#: Reading, planning, the report and the summary: what runs without the network stack
+#: or a terminal (a dry run's whole path but the server check).
+OFFLINE = ("intake", "readers", "tables", "csvfile", "workbooks", "sheetxml", "planner",
+           "resolve", "rules", "plan", "tasks", "results", "report", "reportwriter",
+           "summary", "guards", "sync", "journal", "ledger")
+
+
+def test_reading_planning_and_records_load_no_network_or_terminal_library() -> None:
+    """Reading, planning, the report and the summary, imported in a fresh interpreter,
+    load none of aiohttp, click or rich."""
+    code = ("import importlib, json, sys\n"
+            f"for name in {OFFLINE!r}: importlib.import_module('bulkusers.' + name)\n"
+            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('aiohttp', 'click', 'rich'))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=RUN_S, check=True, cwd=ROOT)
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
 @pytest.mark.parametrize("args", [["--help"], ["--version"]])
 def test_console_script_help_runs_in_a_fresh_process(args: list[str]) -> None:
     """`python -m bulkusers --help` / `--version` exit 0 with their text (the path the

@@ -1,7 +1,7 @@
 """Options and helpers shared by the commands: connection, input, TLS, error mapping.
 
 Every command module imports this one to declare its options, so it stays light: the core,
-rich, aiohttp and pandas are imported inside the functions that run a command, never here
+rich, aiohttp and openpyxl are imported inside the functions that run a command, never here
 (``bulkusers --help`` stays fast; ``tests/test_layout.py`` checks it).
 """
 

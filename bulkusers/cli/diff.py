@@ -1,6 +1,6 @@
 """The ``diff`` command, and the comparison ``export --compare`` runs after an export.
 
-The comparison (openpyxl, pandas) is imported when the command runs, not for ``--help``.
+The comparison (and openpyxl, for XLSX) is imported when the command runs, not for ``--help``.
 """
 
 from __future__ import annotations
