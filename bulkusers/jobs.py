@@ -10,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from bulkusers.api import UserApi, make_api, roles_of
@@ -27,7 +25,6 @@ from bulkusers.errors import (
     ConfigError,
     GuardTripped,
     InputError,
-    ReportUnwritable,
     ServerUnavailable,
 )
 from bulkusers.execution import Executor
@@ -35,8 +32,7 @@ from bulkusers.guards import check_confirmation, limit_refusal
 from bulkusers.heap import LongLived
 from bulkusers.identity import identity_key
 from bulkusers.intake import Intake, PythonRow, RecordsReader, read_input
-from bulkusers.journal import Journal, journal_path
-from bulkusers.ledger import STATE_DIR_VARIABLE, Deactivation, Ledger, read_ledger
+from bulkusers.ledger import read_ledger
 from bulkusers.loading import load_directory, together
 from bulkusers.models import Header, Row, RowResult
 from bulkusers.network import describe_failure, is_network_error
@@ -54,17 +50,14 @@ from bulkusers.planner import Planner
 from bulkusers.readers import ReadOptions
 from bulkusers.report import (
     check_report_path,
-    compact_report,
-    default_report_path,
     secret_columns,
-    summary_path,
 )
 from bulkusers.reportlock import Holds
-from bulkusers.reportwriter import ReportWriter
 from bulkusers.results import not_planned
-from bulkusers.resume import Earlier, load_earlier
+from bulkusers.resume import load_earlier
 from bulkusers.rules import NEW_GROUP_ID, protected_users
 from bulkusers.runconfig import COMMON_RESUME_OPTIONS, RunConfig, Safety
+from bulkusers.runfiles import open_run_files, report_target, write_final_summary
 from bulkusers.summary import RunSummary
 from bulkusers.sync import refuse_empty
 from bulkusers.tasks import Task, WorkItem, describe
@@ -91,15 +84,15 @@ async def _run_command(config: RunConfig, observer: Observer | None,
     spec = command_spec(config.command)
     observer = observer or SilentObserver()
     safety = config.safety
-    _check_config(config, records is not None)
+    config.check_runnable(from_python=records is not None)
     if config.write_report and safety.resume is None:
-        check_report_path(config.report_path, _input_path(config), config.report_dir)
+        check_report_path(config.report_path, config.input_name, config.report_dir)
     if spec.reads_report and records is None:
         # reactivate's input is an earlier run's report: not while that run still writes it.
-        holds.hold(_input_path(config))
+        holds.hold(config.input_name)
     intake = await _read(config, records, spec.reads_report)  # 1 read once
     if spec.refuses_empty:
-        refuse_empty(_input_path(config), intake.total)
+        refuse_empty(config.input_name, intake.total)
     if intake.total == 0 and not config.allow_empty:
         raise InputError(f"{config.source_name}: has no rows, only a header; nothing to do. "
                          "Check it is the right file, or pass --allow-empty where an empty "
@@ -108,7 +101,7 @@ async def _run_command(config: RunConfig, observer: Observer | None,
     # 2 resume?
     if safety.resume is not None:
         holds.hold(safety.resume)
-    earlier = (load_earlier(safety.resume, config.command, _input_path(config), intake.sha256,
+    earlier = (load_earlier(safety.resume, config.command, config.input_name, intake.sha256,
                             options_now, (*COMMON_RESUME_OPTIONS, *spec.resume_options))
                if safety.resume else None)
     limit = concurrency_limit(config)
@@ -156,7 +149,7 @@ async def _run_command(config: RunConfig, observer: Observer | None,
             check_confirmation(config.command, plan.counts, safety.confirm)
             prompt_seconds = time.monotonic() - asked
 
-        report_path, mode = _report_target(config, earlier, dry_run)
+        report_path, mode = report_target(config, earlier, dry_run)
         summary = RunSummary(command=config.command, started=started,
                              input_file=config.source_name,
                              report_file=str(report_path or ""), total_rows=intake.total,
@@ -177,9 +170,9 @@ async def _run_command(config: RunConfig, observer: Observer | None,
         # 6 open the records
         if report_path is not None:
             holds.hold(report_path)
-        kept = _open_records(report_path, mode, intake.header, summary, connection.url,
-                             deactivations if spec.ledgered and not dry_run else None,
-                             journaled=spec.journals and not dry_run, held=dry_run)
+        kept = open_run_files(report_path, mode, intake.header, summary, connection.url,
+                              deactivations if spec.ledgered and not dry_run else None,
+                              journaled=spec.journals and not dry_run, held=dry_run)
         record = Recorder(kept.writer, summary, observer, safety.breaker,
                           settle=kept.ledger.settle if kept.ledger else None)
         cancelled = False
@@ -243,8 +236,8 @@ async def _run_command(config: RunConfig, observer: Observer | None,
             summary.retries = client.stats.retries
             summary.concurrency = concurrency_report(limit, client.gate.pauses)
             if cancelled:
-                _final_summary(summary, report_path)
-    _final_summary(summary, report_path)
+                write_final_summary(summary, report_path)
+    write_final_summary(summary, report_path)
     return summary
 
 
@@ -259,19 +252,6 @@ def _check_default_role(name: str | None, directory: Directory, used: bool) -> N
     if isinstance(found, Unknown):
         raise ConfigError(f"{flag('--default-role')} {name!r}: {found.describe()}; nothing "
                           "was sent")
-
-
-def _final_summary(summary: RunSummary, report_path: Path | None) -> None:
-    """Close the run's summary and write it beside the report (when there is one)."""
-    summary.finish()
-    if report_path is not None:
-        try:
-            summary.write_json(summary_path(report_path))
-        except OSError as exc:
-            # The rows are done and reported; only the machine summary is missing: exit 3.
-            summary.aborted = summary.aborted or (
-                f"cannot write {summary_path(report_path)} ({exc.strerror or exc})")
-            summary.finish()
 
 
 def _plan_refusal(refusal: Callable[[Preflight], str], counts: Preflight, safety: Safety,
@@ -290,31 +270,12 @@ def _describe_plan(summary: RunSummary, plan: Plan) -> None:
     summary.affected_total = plan.counts.destructive
 
 
-def _check_config(config: RunConfig, from_python: bool) -> None:
-    """Refuse a configuration that cannot run, before anything is read or sent."""
-    if config.input_path is None and not from_python:
-        raise ConfigError("no input: give an input file, or rows from Python")
-    if config.input_path is not None and from_python:
-        raise ConfigError("give an input file or rows from Python, not both")
-    if config.safety.resume is not None and not config.write_report:
-        raise ConfigError("resume continues a report: a run that writes no report cannot "
-                          "resume one")
-    if from_python and command_spec(config.command).reads_report:
-        raise ConfigError(f"{config.command} reads the report of an earlier run; give its "
-                          "path as the input file")
-
-
-def _input_path(config: RunConfig) -> Path:
-    """The input file, or the name reports of rows from Python are named after."""
-    return config.input_path or Path("rows")
-
-
 async def _read(config: RunConfig, records: Iterable[PythonRow] | None,
                 reads_report: bool) -> Intake:
     """Stage 1: the input, read once (InputError, exit 2, for anything unreadable)."""
     if records is not None:
         return await _read_records(records, config.read)
-    return await asyncio.to_thread(read_input, _input_path(config), config.read,
+    return await asyncio.to_thread(read_input, config.input_name, config.read,
                                    report=reads_report)
 
 
@@ -332,60 +293,6 @@ async def _read_records(records: Iterable[PythonRow], options: ReadOptions) -> I
         if number % RECORDS_BLOCK == 0:
             await asyncio.sleep(0)
     return reader.finish()
-
-
-@dataclass(slots=True)
-class _Kept:
-    """What a run keeps on disk: the report, the undo journal, the deactivation records."""
-
-    writer: ReportWriter | None
-    journal: Journal | None
-    ledger: Ledger | None
-
-    def close(self, *, compact: bool) -> None:
-        """Close everything; ``compact`` a resumed report (one line per row)."""
-        if self.writer is not None:
-            self.writer.close()
-            if compact:
-                compact_report(self.writer.path)
-        if self.journal is not None:
-            self.journal.close()
-        if self.ledger is not None:
-            self.ledger.close()
-
-
-def _open_records(report_path: Path | None, mode: str, header: Header, summary: RunSummary,
-                  url: str, deactivations: Mapping[str, Deactivation] | None, *,
-                  journaled: bool, held: bool) -> _Kept:
-    """Open the report (its summary written at once, so a killed run can resume), the
-    deactivation records and the undo journal; nothing has been sent yet."""
-    writer = None
-    if report_path is not None:
-        try:
-            writer = ReportWriter(report_path, header, mode=mode, held=held)
-        except OSError as exc:
-            raise ReportUnwritable(f"cannot write the report {report_path} "
-                                   f"({exc.strerror or exc}); nothing was sent") from None
-        try:
-            summary.write_json(summary_path(report_path))
-        except OSError as exc:
-            writer.close()
-            raise ReportUnwritable(f"cannot write {summary_path(report_path)} "
-                                   f"({exc.strerror or exc}); nothing was sent") from None
-    ledger = Ledger(url, deactivations) if deactivations is not None else None
-    if ledger is not None:
-        try:
-            ledger.open()
-        except OSError as exc:
-            if writer is not None:
-                writer.close()
-            raise ReportUnwritable(
-                f"cannot keep the deactivation records in {ledger.path.parent} "
-                f"({exc.strerror or exc}); set {STATE_DIR_VARIABLE} to a writable folder; "
-                "nothing was sent") from None
-    journal = (Journal(journal_path(report_path), fresh=mode != "append", ledger=ledger)
-               if journaled and report_path is not None else None)
-    return _Kept(writer, journal, ledger)
 
 
 async def _connect(client: SisenseClient, api: UserApi,
@@ -455,22 +362,6 @@ def _strict_refusal(preview: Preflight, safety: Safety) -> str:
             f"{preview.first_problem()}); nothing was sent. Fix "
             f"{'it' if problems == 1 else 'them'}, or run without {strict} to skip "
             f"{'it' if problems == 1 else 'them'}")
-
-
-def _report_target(config: RunConfig, earlier: Earlier | None,
-                   dry_run: bool) -> tuple[Path | None, str]:
-    """Where the report goes (None: no report), and whether it is new or appended to."""
-    if earlier and not dry_run:
-        return earlier.report, "append"
-    if not config.write_report:
-        return None, "new"
-    if earlier:
-        # A dry run (or a --strict refusal) of a resume writes its plan to a new report:
-        # appending to the one being resumed would mark it a dry run, and unresumable.
-        return default_report_path(_input_path(config), config.command,
-                                   config.report_dir), "new"
-    return config.report_path or default_report_path(_input_path(config), config.command,
-                                                     config.report_dir), "new"
 
 
 async def _create_groups(api: UserApi, names: tuple[str, ...]) -> dict[str, str]:

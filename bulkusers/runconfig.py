@@ -101,6 +101,25 @@ class RunConfig:
         """The input as the summary names it."""
         return str(self.input_path) if self.input_path is not None else "(rows from Python)"
 
+    @property
+    def input_name(self) -> Path:
+        """The input file, or the name the reports of rows from Python are named after."""
+        return self.input_path or Path("rows")
+
+    def check_runnable(self, *, from_python: bool) -> None:
+        """Refuse a configuration that cannot run, before anything is read or sent
+        (``from_python``: the rows come from Python, not from a file)."""
+        if self.input_path is None and not from_python:
+            raise ConfigError("no input: give an input file, or rows from Python")
+        if self.input_path is not None and from_python:
+            raise ConfigError("give an input file or rows from Python, not both")
+        if self.safety.resume is not None and not self.write_report:
+            raise ConfigError("resume continues a report: a run that writes no report cannot "
+                              "resume one")
+        if from_python and command_spec(self.command).reads_report:
+            raise ConfigError(f"{self.command} reads the report of an earlier run; give its "
+                              "path as the input file")
+
     def options(self) -> dict[str, object]:
         """The run's options for the JSON summary and the resume check: never a secret."""
         options: dict[str, object] = {
