@@ -747,6 +747,32 @@ def test_resume_needs_the_same_planning_options_and_prints_them(
 DRY_ROWS = 50_000
 
 
+@pytest.mark.parametrize("command", ["import", "delete"])
+def test_ctrl_c_while_the_directory_loads_says_nothing_was_sent(command: str,
+                                                                 tmp_path: Path) -> None:
+    """A Ctrl-C before the first write (the directory still loading) exits 130 with one line
+    saying nothing was sent, sends nothing and leaves no report behind."""
+    source = source_file(tmp_path, 20)
+    report = tmp_path / "r.csv"
+    log = tmp_path / "run.log"
+    # 3,000 users take a second round trip of pages after the first: 1.5 s of loading left
+    # once the first answer is in.
+    settings = EmulatorSettings(token=TOKEN, groups=GROUPS, latency_ms=1500, users=3000)
+    with serving(settings) as served:
+        confirmed = ["--yes"] if command == "delete" else []
+        with background(bulkusers(command, str(source), "--url", served.url, "--token",
+                                  TOKEN, *confirmed, "--report", str(report)), tmp_path,
+                        log) as process:
+            wait_until(lambda: len(served.emulator.requests) > 0, process)
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=TIMEOUT) == 130, log.read_text()
+        output = log.read_text(encoding="utf-8")
+        assert "interrupted before anything was sent; run the command again" in output
+        assert "Traceback" not in output
+        assert served.emulator.writes() == []
+        assert not report.exists() and not summary_path(report).exists()
+
+
 def test_ctrl_c_stops_a_dry_run_with_every_row_reported(tmp_path: Path) -> None:
     """SIGINT during a dry run (the plan written as it is made): exit 130, one report line
     per row, planned or not attempted, nothing sent, the rows planning had not reached

@@ -291,10 +291,12 @@ def guard(console: Console, build: Callable[[], T]) -> T:
 
 
 def run(console: Console, coroutine: Coroutine[Any, Any, T],
-        calm: Callable[[], str | None] = lambda: None) -> T:
+        calm: Callable[[], str | None] = lambda: None,
+        interrupted: Callable[[], str] = lambda: "interrupted") -> T:
     """Run a coroutine; turn our errors into one line and an exit code, never a traceback.
 
-    ``calm`` may give a plain line to show instead of the error (the person said no)."""
+    ``calm`` may give a plain line to show instead of the error (the person said no);
+    ``interrupted`` the line for a Ctrl-C the coroutine did not handle itself."""
     import asyncio
 
     try:
@@ -307,7 +309,7 @@ def run(console: Console, coroutine: Coroutine[Any, Any, T],
             console.error(str(exc))
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        console.error("interrupted")
+        console.error(interrupted())
         sys.exit(EXIT_INTERRUPTED)
 
 

@@ -245,6 +245,8 @@ class ProgressObserver:
         self._progress: Progress | None = None
         self._task: TaskID | None = None
         self._updated_at = -BAR_UPDATE_S
+        #: The run has reached its writes (``started``): before that, nothing was sent.
+        self.sending = False
 
     def __enter__(self) -> ProgressObserver:
         return self
@@ -256,6 +258,7 @@ class ProgressObserver:
 
     def started(self, summary: RunSummary) -> None:
         """Show the bar now that the total is known and every prompt has been answered."""
+        self.sending = True
         if not self._console.interactive:
             return
         # Started only now: a live display running during a confirmation prompt garbles it.

@@ -198,8 +198,12 @@ def _write_command(command: Command, params: WriteParams,
         allow_empty=params.get("allow_empty", False)))
     observer = ProgressObserver(console, command_spec(command).label)
     with observer:
+        # A Ctrl-C the run core does not handle itself came before its writes (reading,
+        # loading the directory, planning): nothing was sent and no row has a report line.
         summary = run(console, run_command(config, observer),
-                      calm=lambda: "Nothing was sent." if declined else None)
+                      calm=lambda: "Nothing was sent." if declined else None,
+                      interrupted=lambda: "interrupted" if observer.sending else (
+                          "interrupted before anything was sent; run the command again"))
     console.summary(summary)
     console.affected(summary)
     if after is not None:
