@@ -770,7 +770,8 @@ def test_ctrl_c_while_the_directory_loads_says_nothing_was_sent(command: str,
         assert "interrupted before anything was sent; run the command again" in output
         assert "Traceback" not in output
         assert served.emulator.writes() == []
-        assert not report.exists() and not summary_path(report).exists()
+        assert not report.exists()
+        assert not summary_path(report).exists()
 
 
 def test_ctrl_c_stops_a_dry_run_with_every_row_reported(tmp_path: Path) -> None:
