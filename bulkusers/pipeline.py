@@ -306,19 +306,27 @@ def _interrupts(pool: Pool[WorkItem], *,
     return _on_sigint(on_sigint, enabled=enabled)
 
 
+#: The signals a run answers as Ctrl-C: SIGTERM is how cron, systemd and ``kill`` stop a
+#: process, and a run stopped that way must end as tidily (every row in the report, the
+#: summary complete, the resume command printed).
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextlib.contextmanager
 def _on_sigint(handler: Callable[[], None], *, enabled: bool) -> Iterator[None]:
-    """Call ``handler`` on each Ctrl-C while the block runs (when ``enabled`` and possible)."""
+    """Call ``handler`` on each Ctrl-C (or SIGTERM) while the block runs (when ``enabled``
+    and possible)."""
     loop = asyncio.get_running_loop()
-    installed = False
+    installed: list[signal.Signals] = []
     if enabled:
-        try:
-            loop.add_signal_handler(signal.SIGINT, handler)
-            installed = True
-        except (NotImplementedError, RuntimeError, ValueError):
-            installed = False  # not the main thread, or a platform without signal support
+        for stop_signal in _STOP_SIGNALS:
+            try:
+                loop.add_signal_handler(stop_signal, handler)
+                installed.append(stop_signal)
+            except (NotImplementedError, RuntimeError, ValueError):
+                break  # not the main thread, or a platform without signal support
     try:
         yield
     finally:
-        if installed:
-            loop.remove_signal_handler(signal.SIGINT)
+        for stop_signal in installed:
+            loop.remove_signal_handler(stop_signal)
