@@ -294,9 +294,11 @@ def test_resume_refuses_a_dry_run_report(served: Served, run_cli: RunCli,
 # -- Ctrl-C and kill -9 of a real process -----------------------------------------------------
 
 
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_exits_130_with_every_row_reported_and_the_printed_resume_finishes(
-        tmp_path: Path) -> None:
-    """SIGINT: exit 130, one line per row, a resume hint that, run as printed, finishes."""
+        stop_signal: signal.Signals, tmp_path: Path) -> None:
+    """SIGINT, or SIGTERM (cron, systemd, kill): exit 130, one line per row, a resume hint
+    that, run as printed, finishes."""
     source = source_file(tmp_path, SLOW_ROWS)
     report = tmp_path / "r.csv"
     log = tmp_path / "import.log"
@@ -304,7 +306,7 @@ def test_ctrl_c_exits_130_with_every_row_reported_and_the_printed_resume_finishe
         with background(slow_import(served, source, "--report", str(report)), tmp_path,
                         log) as process:
             wait_for_lines(report, SLOW_ROWS // 5, process)
-            process.send_signal(signal.SIGINT)
+            process.send_signal(stop_signal)
             assert process.wait(timeout=TIMEOUT) == 130, log.read_text()
         output = log.read_text(encoding="utf-8")
         assert "Traceback" not in output
@@ -403,33 +405,6 @@ def test_a_second_resume_of_a_report_in_use_is_refused_and_the_first_finishes(
         assert summary["exit_code"] == 0
         assert summary["counts"].get("created") == SLOW_ROWS
         assert not lock_path(report).exists()
-
-
-def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path: Path) -> None:
-    """SIGTERM (cron, systemd, kill) mid-run: exit 130, one line per row, the summary
-    complete and interrupted, the resume command printed; the resume creates the rest."""
-    source = source_file(tmp_path, SLOW_ROWS)
-    report = tmp_path / "r.csv"
-    log = tmp_path / "import.log"
-    with slow_emulator() as served:
-        with background(slow_import(served, source, "--report", str(report)), tmp_path,
-                        log) as process:
-            wait_for_lines(report, SLOW_ROWS // 5, process)
-            process.send_signal(signal.SIGTERM)
-            assert process.wait(timeout=TIMEOUT) == 130, log.read_text()
-        output = log.read_text(encoding="utf-8")
-        assert "Traceback" not in output
-        lines = assert_one_line_per_row(report, SLOW_ROWS)
-        assert {line["status"] for line in lines} == {"created", "not_attempted"}
-        summary = summary_of(report)
-        assert (summary["interrupted"], summary["exit_code"]) == (True, 130)
-        assert re.search(r"^\s+bulkusers import .*--resume ", output, re.MULTILINE), output
-
-        resumed = run_process(slow_import(served, source, "--resume", str(report)), tmp_path)
-
-        assert resumed.returncode == 0, resumed.stderr
-        assert {line["status"] for line in last_line_per_row(report).values()} == {"created"}
-        assert_every_user_once(served.emulator, SLOW_ROWS)
 
 
 def test_a_second_ctrl_c_cancels_requests_in_flight_and_the_resume_checks_them(
