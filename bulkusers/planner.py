@@ -29,7 +29,7 @@ from bulkusers.tasks import (
     WorkItem,
     snapshot,
 )
-from bulkusers.words import said
+from bulkusers.words import given
 
 #: An object's id and name (C-level calls, for every group of every created user).
 _id_of = operator.attrgetter("id")
@@ -54,8 +54,7 @@ class Planner(RowResolver):
                 return self._update(row, cells, email, user)
             if self.options.on_existing == "fail":
                 return decided(row, email, "create", Status.FAILED, user_id=user.id,
-                               error="user already exists (" + said(
-                                   "--on-existing fail", 'PlanOptions(on_existing="fail")') + ")")
+                               error=f"user already exists ({given('--on-existing', 'fail')})")
             return decided(row, email, "create", Status.SKIPPED, user_id=user.id,
                            changes="none: user already exists")
         wanted = self._wanted(row, cells)
@@ -81,8 +80,7 @@ class Planner(RowResolver):
             if found is None:
                 return decided(row, email, "create", Status.SKIPPED,
                                error="no role; fill the role column or pass "
-                                     + said("--default-role viewer",
-                                            'PlanOptions(default_role="viewer")'))
+                                     + given("--default-role", "viewer"))
             if isinstance(found, Unknown):
                 return decided(row, email, "create", Status.SKIPPED, error=found.describe())
             role = found

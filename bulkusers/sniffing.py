@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bulkusers.errors import InputError
 from bulkusers.safetext import is_blank
-from bulkusers.words import flag, said
+from bulkusers.words import flag, given
 
 DELIMITERS = (",", ";", "\t")
 DELIMITER_NAMES = {",": "commas", ";": "semicolons", "\t": "tabs"}
@@ -48,8 +48,7 @@ def decode_sample(path: Path, sample: bytes, whole: bool, encoding: str) -> str:
     if info is None or not getattr(info, "_is_text_encoding", True):
         raise InputError(
             f"unknown encoding {encoding!r}; pass {flag('--encoding')} with a text encoding "
-            "such as "
-            "utf-8, cp1252 or latin-1"
+            "such as utf-8, cp1252 or latin-1"
         )
     wide = _is_unicode_wide(encoding)
     if sample.startswith(ZIP_MAGIC):
@@ -62,8 +61,7 @@ def decode_sample(path: Path, sample: bytes, whole: bool, encoding: str) -> str:
             "save it as .xlsx or CSV without a password"
         )
     if not wide and sample.startswith(_UTF16_BOMS):
-        raise InputError(f"{path}: is UTF-16 text; pass "
-                         + said("--encoding utf-16", 'ReadOptions(encoding="utf-16")'))
+        raise InputError(f"{path}: is UTF-16 text; pass {given('--encoding', 'utf-16')}")
     # A stray NUL is one bad cell (its row is refused when it is read); many NULs, or NULs in
     # bytes that are not text in this encoding at all, are a binary file.
     nuls = 0 if wide else sample.count(b"\x00")
@@ -89,8 +87,7 @@ def decode_sample(path: Path, sample: bytes, whole: bool, encoding: str) -> str:
 def encoding_message(path: Path, encoding: str, line: int | None) -> str:
     """One line saying the file is not in ``encoding``, and which option fixes it."""
     where = f" (line {line})" if line else ""
-    hint = ("pass " + said("--encoding cp1252", 'ReadOptions(encoding="cp1252")')
-            + " (or the file's encoding)")
+    hint = f"pass {given('--encoding', 'cp1252')} (or the file's encoding)"
     if codecs.lookup(encoding).name == "cp1252":
         hint = (f"pass {flag('--encoding')} with the file's real encoding (such as utf-8 "
                 "or latin-1)")

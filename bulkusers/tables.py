@@ -15,7 +15,7 @@ from bulkusers.models import Header, Row
 from bulkusers.rowcheck import RowCheck, cell_size
 from bulkusers.safetext import is_blank
 from bulkusers.sniffing import DELIMITER_NAMES, DELIMITERS
-from bulkusers.words import flag, said
+from bulkusers.words import flag, given
 
 #: The largest cell a row may hold (--max-cell-bytes): far above any name, address or group
 #: list, far below what would make a run slow or large.
@@ -152,8 +152,7 @@ def title_hint(source: str, number: int, cells: Sequence[str],
             title = " ".join(" ".join(cell.split()) for cell in cells if cell.strip())
             raise InputError(f"{source}: no email column in row {number} ({show(title)}); "
                              f"row {candidate} looks like the header: pass "
-                             + said(f"--header-row {candidate}",
-                                    f"ReadOptions(header_row={candidate})"))
+                             f"{given('--header-row', candidate)}")
 
 
 #: How each delimiter is given to --delimiter on a command line.
@@ -173,8 +172,7 @@ def delimiter_hint(source: str, cells: Sequence[str], delimiter: str) -> None:
             found = ", ".join(show(cell) for cell in cells if cell.strip())
             raise InputError(f"{source}: no email column (found columns {found}), but "
                              f"splitting the names at {DELIMITER_NAMES[other]} gives one: "
-                             "pass " + said(f"--delimiter {_DELIMITER_OPTIONS[other]}",
-                                            f"ReadOptions(delimiter={other!r})"))
+                             f"pass {given('--delimiter', other, _DELIMITER_OPTIONS[other])}")
 
 
 def data_rows(records: Iterator[tuple[int, list[str]]], header_number: int, shape: Shaper,

@@ -78,6 +78,15 @@ def set_to(name: str, value: object) -> str:
     return f"{owner}({argument}={value!r})" if owner else f"{argument}={value!r}"
 
 
+def given(name: str, value: object, shown: str | None = None) -> str:
+    """The flag ``name`` set to ``value``, as the person reading gives it: ``--encoding
+    cp1252`` (``shown``, when the command line spells the value otherwise) when the CLI runs,
+    else ``ReadOptions(encoding='cp1252')``."""
+    if _SPEAKING_CLI.get():
+        return f"{name} {value if shown is None else shown}"
+    return set_to(name, value)
+
+
 def said(cli: str, python: str) -> str:
     """``cli`` when the CLI runs, else ``python``: one phrase in the words of each (``--retries
     0`` and ``RetryPolicy(attempts=1)``)."""

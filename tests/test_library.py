@@ -762,18 +762,22 @@ def test_messages_to_a_python_caller_name_its_arguments_not_cli_flags(
     results: list[bulkusers.RowResult] = []
     asyncio.run(bulkusers.run("import", sisense, rows=rows, on_result=results.append))
     seen.extend(result.error for result in results)
-    assert any('PlanOptions(default_role="viewer")' in text for text in seen)
+    assert any("PlanOptions(default_role='viewer')" in text for text in seen)
     assert any("pass PlanOptions(create_groups=True)" in text for text in seen)
 
     latin = tmp_path / "latin.csv"
     latin.write_bytes("email,role,First Name\nzoe@acme.example,viewer,Zoë\n".encode("cp1252"))
     seen.append(refused(bulkusers.run("import", sisense, file=latin)))
-    assert 'pass ReadOptions(encoding="cp1252")' in seen[-1]
+    assert "pass ReadOptions(encoding='cp1252')" in seen[-1]
     titled = tmp_path / "titled.csv"
     titled.write_text("HR export 2026-11\nemail,role\nzoe@acme.example,viewer\n",
                       encoding="utf-8")
     seen.append(refused(bulkusers.run("import", sisense, file=titled)))
     assert seen[-1].endswith("pass ReadOptions(header_row=2)")
+    tabbed = tmp_path / "tabbed.csv"
+    tabbed.write_text("Email\tRole,Groups\nzoe@acme.example\tviewer,Sales\n", encoding="utf-8")
+    seen.append(refused(bulkusers.run("import", sisense, file=tabbed)))
+    assert seen[-1].endswith("pass ReadOptions(delimiter='\\t')")
     rehearsal = tmp_path / "rehearsal.csv"
     asyncio.run(bulkusers.run("import", sisense, rows=rows, report=rehearsal,
                               safety=bulkusers.Safety(dry_run=True)))

@@ -217,7 +217,7 @@ def test_no_role_and_no_default_is_skipped_with_the_fix() -> None:
     assert result.status is Status.SKIPPED
     assert "pass --default-role viewer" in result.error
     from_python = decided(make_planner().plan_import(row(2, "bob@acme.example")))
-    assert 'pass PlanOptions(default_role="viewer")' in from_python.error
+    assert "pass PlanOptions(default_role='viewer')" in from_python.error
 
 
 def test_unknown_role_is_skipped_with_a_hint() -> None:
@@ -519,11 +519,15 @@ def test_an_existing_user_is_skipped_by_default() -> None:
 
 
 def test_an_existing_user_fails_with_on_existing_fail() -> None:
-    """--on-existing fail: an existing user is a failed row."""
+    """--on-existing fail: an existing user is a failed row, whose error names the setting
+    as the reader gave it (the flag on the command line, the argument from Python)."""
     planner = make_planner(users=[ANN], options=PlanOptions(on_existing="fail"))
     result = decided(planner.plan_import(row(2, "ann@acme.example", role="viewer")))
     assert (result.status, result.user_id) == (Status.FAILED, "u-ann")
-    assert "already exists" in result.error
+    assert result.error == "user already exists (PlanOptions(on_existing='fail'))"
+    with speaking_cli():
+        result = decided(planner.plan_import(row(3, "ann@acme.example", role="viewer")))
+    assert result.error == "user already exists (--on-existing fail)"
 
 
 def test_an_existing_user_is_updated_with_on_existing_update() -> None:
