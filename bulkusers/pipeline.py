@@ -195,7 +195,7 @@ async def write_plan(make: MakePlan, record: Recorder, *, revokes_tokens: bool,
             return
         record.all(planned_results(item, revokes_tokens=revokes_tokens))
 
-    with _on_sigint(stopped.set, enabled=handle_sigint):
+    with _on_stop_signals(stopped.set, enabled=handle_sigint):
         plan = await asyncio.to_thread(make, sink, reason)
     record.flush()
     if record.broken is not None:
@@ -292,7 +292,7 @@ def _unfinished(item: WorkItem, done: set[int], record: Recorder, reason: str) -
 
 def _interrupts(pool: Pool[WorkItem], *,
                 enabled: bool) -> contextlib.AbstractContextManager[None]:
-    """First Ctrl-C: take no new rows; second: cancel the requests in flight."""
+    """First Ctrl-C (or SIGTERM): take no new rows; second: cancel the requests in flight."""
     presses = 0
 
     def on_sigint() -> None:
@@ -303,7 +303,7 @@ def _interrupts(pool: Pool[WorkItem], *,
         else:
             pool.cancel()
 
-    return _on_sigint(on_sigint, enabled=enabled)
+    return _on_stop_signals(on_sigint, enabled=enabled)
 
 
 #: The signals a run answers as Ctrl-C: SIGTERM is how cron, systemd and ``kill`` stop a
@@ -313,7 +313,7 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextlib.contextmanager
-def _on_sigint(handler: Callable[[], None], *, enabled: bool) -> Iterator[None]:
+def _on_stop_signals(handler: Callable[[], None], *, enabled: bool) -> Iterator[None]:
     """Call ``handler`` on each Ctrl-C (or SIGTERM) while the block runs (when ``enabled``
     and possible)."""
     loop = asyncio.get_running_loop()
