@@ -776,11 +776,13 @@ def test_ctrl_c_while_the_directory_loads_says_nothing_was_sent(command: str,
         assert not summary_path(report).exists()
 
 
-def test_ctrl_c_stops_a_dry_run_with_every_row_reported(tmp_path: Path) -> None:
-    """SIGINT during a dry run (the plan written as it is made): exit 130, one report line
-    per row, planned or not attempted, nothing sent, the rows planning had not reached
-    reported without being planned, and no resume command offered (a dry run cannot be
-    resumed)."""
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_stops_a_dry_run_with_every_row_reported(stop_signal: signal.Signals,
+                                                        tmp_path: Path) -> None:
+    """SIGINT (or SIGTERM) during a dry run (the plan written as it is made): exit 130, one
+    report line per row, planned or not attempted, nothing sent, the rows planning had not
+    reached reported without being planned, and no resume command offered (a dry run cannot
+    be resumed)."""
     source = tmp_path / "big.csv"
     with source.open("w", encoding="utf-8", newline="") as handle:
         handle.write("Email,Role\n")
@@ -794,7 +796,7 @@ def test_ctrl_c_stops_a_dry_run_with_every_row_reported(tmp_path: Path) -> None:
                             "--url", served.url, "--token", TOKEN)
         with background(command, tmp_path, log) as process:
             wait_for_lines(report, 100, process)
-            process.send_signal(signal.SIGINT)
+            process.send_signal(stop_signal)
             assert process.wait(timeout=TIMEOUT) == 130, log.read_text()
         assert served.emulator.writes() == []
     output = log.read_text(encoding="utf-8")
