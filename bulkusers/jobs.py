@@ -170,11 +170,11 @@ async def _run_command(config: RunConfig, observer: Observer | None,
         # 6 open the records
         if report_path is not None:
             holds.hold(report_path)
-        kept = open_run_files(report_path, mode, intake.header, summary, connection.url,
-                              deactivations if spec.ledgered and not dry_run else None,
-                              journaled=spec.journals and not dry_run, held=dry_run)
-        record = Recorder(kept.writer, summary, observer, safety.breaker,
-                          settle=kept.ledger.settle if kept.ledger else None)
+        files = open_run_files(report_path, mode, intake.header, summary, connection.url,
+                               deactivations if spec.ledgered and not dry_run else None,
+                               journaled=spec.journals and not dry_run, held=dry_run)
+        record = Recorder(files.writer, summary, observer, safety.breaker,
+                          settle=files.ledger.settle if files.ledger else None)
         cancelled = False
         try:  # 7 send (8: each result is recorded as it comes)
             observer.started(summary)
@@ -208,7 +208,7 @@ async def _run_command(config: RunConfig, observer: Observer | None,
                     items = iter(plan)
                 group_ids = await _create_groups(api, plan.new_groups if plan else ())
                 client.relearn_latency()  # page reads and row writes take different times
-                executor = Executor(api, directory, kept.journal, group_ids,
+                executor = Executor(api, directory, files.journal, group_ids,
                                     together=record.together)
                 # Twice the maximum of workers: those beyond the limit take rows only while
                 # as many requests wait to be retried (RequestGate.admit).
@@ -228,7 +228,7 @@ async def _run_command(config: RunConfig, observer: Observer | None,
             summary.interrupted = cancelled = True
             raise
         finally:
-            kept.close(compact=mode == "append" and record.broken is None)
+            files.close(compact=mode == "append" and record.broken is None)
             if plan is not None:
                 plan.items.discard()
             intake.spool.discard()
