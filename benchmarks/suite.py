@@ -112,6 +112,17 @@ def best(runs: list[Measured]) -> Measured:
     return max(runs, key=lambda m: m.rate)
 
 
+def alternated(turns: int, first: Callable[[], Measured],
+               second: Callable[[], Measured]) -> tuple[list[Measured], list[Measured]]:
+    """Two measurements ``turns`` times each, each going first in turn: whatever the first of
+    a pair meets (a busy moment, a cold cache) is not one side's alone."""
+    runs: tuple[list[Measured], list[Measured]] = ([], [])
+    for turn in range(turns):
+        for side in (0, 1) if turn % 2 == 0 else (1, 0):
+            runs[side].append((first, second)[side]())
+    return runs
+
+
 def checked(measured: Measured, what: str) -> Measured:
     """Refuse a run that did not do all its work: its speed would mean nothing."""
     summary = measured.summary
@@ -239,18 +250,15 @@ class Suite:
         nominal = limit / (float(LATENCY) / 1000)
         with emulator_process(*options) as url:
             unloaded = asyncio.run(unloaded_latency_ms(url))
+        def bare() -> Measured:
+            with emulator_process(*options) as url:
+                return asyncio.run(bare_updates(url, count, limit))
+
         # Alternating pairs, the fastest of each kind kept, as for the other ratios: one run
         # each let a busy moment of either side decide the ratio.
-        bare_runs: list[Measured] = []
-        ours_runs: list[Measured] = []
-        for turn in range(self.sizes.repeat):
-            for kind in ("bare", "ours") if turn % 2 == 0 else ("ours", "bare"):
-                if kind == "bare":
-                    with emulator_process(*options) as url:
-                        bare_runs.append(asyncio.run(bare_updates(url, count, limit)))
-                else:
-                    ours_runs.append(self.ours("update", source, *options,
-                                               latencies=option == "--capacity"))
+        bare_runs, ours_runs = alternated(
+            self.sizes.repeat, bare,
+            lambda: self.ours("update", source, *options, latencies=option == "--capacity"))
         served = best(bare_runs)
         # Ours is timed while sending (its start-up reads are not the server's capacity);
         # every run's failed rows count.
@@ -286,12 +294,8 @@ class Suite:
 
         fixed = {n: best([one(n) for _ in range(self.sizes.repeat)]) for n in (8, 16, 32, 64)}
         top = max(fixed, key=lambda n: fixed[n].rate)
-        runs: dict[int | str, list[Measured]] = {"auto": [], top: []}
-        for turn in range(3):
-            # Each goes first in turn: whatever the first of a pair meets is not auto's alone.
-            for concurrency in ("auto", top) if turn % 2 == 0 else (top, "auto"):
-                runs[concurrency].append(one(concurrency))
-        auto, at_top = best(runs["auto"]), best(runs[top])
+        auto_runs, top_runs = alternated(3, lambda: one("auto"), lambda: one(top))
+        auto, at_top = best(auto_runs), best(top_runs)
         ratio = auto.rate / at_top.rate
         self.add(f"--concurrency auto vs best fixed of 8/16/32/64 ({top}), per-row creates: "
                  "rows/s", f"{auto.rate:,.0f}", f"{at_top.rate:,.0f}", ratio, ">= 0.90",
