@@ -268,9 +268,7 @@ def _check_export_arguments(connection: object, role: object, group: object,
         if value is not None and not isinstance(value, str):
             raise ConfigError(f"{name} is a {type(value).__name__}; give its name as a str")
     _check_whole_number("inactive_days", inactive_days)
-    if page_size is None:
-        raise ConfigError("page_size is a NoneType; give a whole number")
-    _check_whole_number("page_size", page_size)
+    _check_whole_number("page_size", page_size, required=True)
     _check_kind("retry", retry, RetryPolicy)
 
 
@@ -288,10 +286,11 @@ def _check_kind(name: str, value: object, kind: type) -> None:
                           f"bulkusers.{kind.__name__}(...)")
 
 
-def _check_whole_number(name: str, value: object) -> None:
-    """ConfigError when the optional argument ``name`` is given and is not an int (a bool
-    is no number of days)."""
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+def _check_whole_number(name: str, value: object, *, required: bool = False) -> None:
+    """ConfigError when the argument ``name`` (optional unless ``required``) is given and
+    is not an int (a bool is no number of days)."""
+    if (value is not None or required) and (isinstance(value, bool)
+                                            or not isinstance(value, int)):
         raise ConfigError(f"{name} is a {type(value).__name__}; give a whole number")
 
 
