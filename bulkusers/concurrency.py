@@ -15,9 +15,10 @@ the limit backs off, then waits a few round trips before it probes again, twice 
 time the probe queues. A server whose answers vary widely on their own has such a tail at
 every level: for it the mean alone decides. The limit backs off at once on 429 and timeouts,
 and on 502, 503 and 504 from a server that shows overload (more than a fifth of the latest
-answers refused, or a refusal carrying ``Retry-After``): a gateway also fails the odd request
-at random, which a retry mends and a lower limit does not. It backs off at most once per round
-trip, and never exceeds its maximum. After a 429 it
+answers refused, or a refusal carrying ``Retry-After``): a gateway also fails requests at
+random, which a retry mends and a lower limit does not (``refusals``: the first back-off on
+them is a trial that tells the two apart). It backs off at most once per round trip, and
+never exceeds its maximum. After a 429 it
 remembers the in-flight count the server refused and probes above it only after a long calm,
 since every probe above a server's cap costs the whole run a ``Retry-After`` pause. While the
 run reads pages of users it holds a few in flight (``hold``), and learns the latency afresh for
@@ -38,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from bulkusers.frozen import frozen
+from bulkusers.refusals import GatewayRefusals
 
 log = logging.getLogger("bulkusers.concurrency")
 
@@ -96,14 +98,6 @@ RECENT = 64
 #: holds goes on a step a round trip.
 PATIENCE = 2
 PATIENCE_MAX = 16
-#: Gateway answers (502, 503, 504) lower the limit only when more than this share of the
-#: latest RECENT answers were such refusals (or one carried Retry-After): below it
-#: they are the odd failure a retry mends, and backing off on each would sink the limit to a
-#: few in flight (at 5 % random 503s: 4 of 64, and a twentieth of the throughput).
-REFUSED_SHARE = 0.2
-#: The share of refusals is taken over at least this many answers: the first refusal of a
-#: run is no share of one answer.
-REFUSED_OVER = 20
 #: Gateway answers: the signals a random failure also gives.
 GATEWAY: frozenset[Overload] = frozenset({"502", "503", "504"})
 #: At most this many limit changes are kept for the summary (older ones are thinned).
@@ -181,9 +175,8 @@ class ConcurrencyLimit:
         self._cap: int | None = None  # in-flight count a 429 refused, minus one
         self._cap_since = self._start
         self._recent: deque[float] = deque(maxlen=RECENT)  # the latest answers' latencies
-        #: Whether each of the latest answers was a gateway refusal (1) or an answer (0).
-        self._refused: deque[int] = deque(maxlen=RECENT)
-        #: Gateway refusals taken for the odd failure, not for overload (for the summary).
+        self._refusals = GatewayRefusals()
+        #: Gateway refusals that lowered nothing (for the summary).
         self.blips = 0
         #: Round trips to wait before growing again, and how many have passed since the
         #: limit last backed off from latency.
@@ -191,6 +184,12 @@ class ConcurrencyLimit:
         self._calm = 0
         self._probing = False  # the last change was a growth no round trip has passed yet
         self.history: list[LimitChange] = [LimitChange(0.0, start, "start")]
+
+    @property
+    def refused_at_random(self) -> float:
+        """The share of requests the gateway was found to refuse at random (0 until a trial
+        on refusals finds so: ``refusals``)."""
+        return self._refusals.floor
 
     @property
     def no_load_rtt(self) -> float | None:
@@ -203,7 +202,9 @@ class ConcurrencyLimit:
         """An answer that took ``rtt`` seconds, sent with ``inflight`` requests in flight
         (itself included)."""
         now = self._clock()
-        self._refused.append(0)
+        step = self._refusals.answered(now)
+        if step is not None:
+            self._trial_step(now, *step)
         if now - rtt < self._changed_at:
             return  # sent under the previous limit: it tells nothing about this one
         self._window.add(rtt, inflight)
@@ -229,10 +230,13 @@ class ConcurrencyLimit:
                 self._cap = refused_at
             self._cap_since = now
         elif signal in GATEWAY:
-            self._refused.append(1)
-            if not asked_to_wait and not self._shows_overload():
-                self.blips += 1
-                log.debug("HTTP %s taken for the odd failure: the server keeps up", signal)
+            step = self._refusals.refused(now)
+            if step is not None:
+                self._trial_step(now, *step)
+            # While a trial tells overload from failures at random, refusals lower nothing.
+            if not asked_to_wait and (self._refusals.judging()
+                                      or not self._refusals.show_overload()):
+                self._blip(signal)
                 return
         if sent_at < self._last_backoff:
             return  # sent before the last back-off: that one already answered for it
@@ -240,22 +244,28 @@ class ConcurrencyLimit:
         self._slow_start = False
         if signal == "429" and self._cap is not None and self._cap < self._limit:
             new = float(self._cap)  # a cap on requests in flight: settle just under it
+        elif (signal in GATEWAY and not asked_to_wait
+              and self._refusals.begin(now, self.limit)):
+            new = self._limit / 2  # a trial's first step (``refusals``)
         else:
             new = self._limit * (0.9 if signal == "429" else 0.75)
         self._set(max(1.0, new), f"HTTP {signal}" if signal != "timeout" else "timeout")
         self._window = _Window(now)
 
-    def _shows_overload(self) -> bool:
-        """Whether a gateway refusal comes from a server that cannot keep up: more than
-        REFUSED_SHARE of the latest answers were refusals."""
-        refused = sum(self._refused)
-        return refused > REFUSED_SHARE * max(len(self._refused), REFUSED_OVER)
+    def _trial_step(self, now: float, limit: int, reason: str) -> None:
+        """Set the limit a trial on refusals asks for (``refusals``): back to where it
+        began, then halved again when that found overload."""
+        self._set(float(limit), reason)
+        self._window = _Window(now)
+
+    def _blip(self, signal: Overload) -> None:
+        self.blips += 1
+        log.debug("HTTP %s taken for a failure at random: the server keeps up", signal)
 
     def keeps_up(self) -> bool:
-        """Whether the server's refusals are only the odd failure (none, or at most
-        REFUSED_SHARE of the latest answers): then a request waiting to be retried may let
-        another row be taken; in an outage, every one would fail too."""
-        return not self._shows_overload()
+        """Whether the server answers most requests (not an outage): then a request waiting
+        to be retried may let another row be taken; in an outage, every one would fail too."""
+        return not self._refusals.outage()
 
     def hold(self) -> None:
         """Hold an adaptive limit at READS (never above the maximum) until the next
@@ -277,6 +287,7 @@ class ConcurrencyLimit:
         self._no_load_rtt = self._ratio = None
         self._rates.clear()
         self._recent.clear()
+        self._refusals.relearn()
         self._window = _Window(self._clock())
         self._held = False
         if not self.fixed:
@@ -430,10 +441,12 @@ class ConcurrencyLimit:
 
     def _set(self, value: float, reason: str) -> None:
         ceiling = float(self.maximum if self._cap is None else min(self.maximum, self._cap))
-        if reason in ("latency steady", "throughput rising", "recovering"):
+        if reason in ("latency steady", "throughput rising", "recovering",
+                      "trying the limit again"):
             value = min(value, max(ceiling, 1.0))
-            if value <= self._limit:
-                return
+            if value <= self._limit or (self._refusals.judging()
+                                        and reason != "trying the limit again"):
+                return  # a trial on refusals holds the limit it set until it is judged
         value = min(value, float(self.maximum))
         before = self.limit
         self._limit = value

@@ -210,9 +210,9 @@ async def _run_command(config: RunConfig, observer: Observer | None,
                 client.relearn_latency()  # page reads and row writes take different times
                 executor = Executor(api, directory, files.journal, group_ids,
                                     together=record.together)
-                # Twice the maximum of workers: those beyond the limit take rows only while
-                # as many requests wait to be retried (RequestGate.admit).
-                await execute(items, executor, record, concurrency=2 * limit.maximum,
+                # Workers beyond the limit take rows only while as many requests wait to be
+                # retried (RequestGate.admit).
+                await execute(items, executor, record, concurrency=client.gate.workers,
                               handle_sigint=config.handle_sigint, admit=client.gate.admit,
                               stopped=stream.halt if stream is not None else None)
                 if stream is not None:
@@ -388,4 +388,5 @@ def concurrency_report(limit: ConcurrencyLimit, pauses: int) -> dict[str, object
             "final": limit.limit, "peak": max(c.limit for c in limit.history),
             "unloaded_latency_ms": round(no_load * 1000, 1) if no_load is not None else None,
             "retry_after_pauses": pauses, "gateway_errors_not_overload": limit.blips,
+            "gateway_refused_at_random": round(limit.refused_at_random, 3),
             "changes": [[c.seconds, c.limit, c.reason] for c in limit.history]}

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from bulkusers.concurrency import ConcurrencyLimit
-from bulkusers.limiter import RateLimiter, RequestGate
+from bulkusers.limiter import RESTING_ROOM, RateLimiter, RequestGate
 
 
 class FakeTime:
@@ -146,8 +146,9 @@ async def test_admit_lets_pool_workers_in_only_under_the_limit() -> None:
 
 async def test_a_request_waiting_to_be_retried_lets_one_more_worker_take_a_row() -> None:
     """At a limit of 2, worker 2 waits; while one request rests before its retry, worker 2
-    is let in (worker 3 still waits); with more resting than the limit, at most twice the
-    limit of workers take rows; none more once they are retried."""
+    is let in (worker 3 still waits); with three resting, workers up to 4 take rows (more
+    resting than the limit: random failures at a tenth or more); none more once they are
+    retried."""
     gate = RequestGate(ConcurrencyLimit(2, fixed=True))
     third = asyncio.create_task(gate.admit(2))
     await asyncio.sleep(0)
@@ -158,16 +159,40 @@ async def test_a_request_waiting_to_be_retried_lets_one_more_worker_take_a_row()
         await asyncio.sleep(0)
         assert not fourth.done()
         with gate.resting_request(), gate.resting_request():
-            await asyncio.wait_for(fourth, timeout=1)
             fifth = asyncio.create_task(gate.admit(4))
+            await asyncio.wait_for(asyncio.gather(fourth, fifth), timeout=1)
+            sixth = asyncio.create_task(gate.admit(5))
             await asyncio.sleep(0)
-            assert not fifth.done()
+            assert not sixth.done()
     assert gate.resting == 0
     again = asyncio.create_task(gate.admit(2))
     await asyncio.sleep(0)
     assert not again.done()
-    for waiting in (fifth, again):
+    for waiting in (sixth, again):
         waiting.cancel()
+
+
+async def test_a_wider_limit_wakes_only_the_workers_it_lets_in() -> None:
+    """Of 300 idle workers, a limit raised from 2 to 8 (held for reads) wakes workers 2 to 7
+    and leaves the rest asleep (each waits on its own future, not on one event that wakes
+    them all)."""
+    limit = ConcurrencyLimit(64, initial=2)
+    gate = RequestGate(limit)
+    waiting = [asyncio.create_task(gate.admit(number)) for number in range(2, 302)]
+    await asyncio.sleep(0)
+    assert not any(task.done() for task in waiting)
+    limit.hold()
+    gate.refresh()
+    await asyncio.sleep(0)
+    assert [task.done() for task in waiting[:7]] == [True] * 6 + [False]
+    assert len(gate._sleepers) == 294  # the others were not woken to go back to sleep
+    for task in waiting[6:]:
+        task.cancel()
+
+
+def test_the_pool_has_room_for_rows_waiting_to_be_retried() -> None:
+    """The run's pool holds the maximum in flight and RESTING_ROOM times as many more."""
+    assert RequestGate(ConcurrencyLimit(64)).workers == 64 * (1 + RESTING_ROOM)
 
 
 async def test_in_an_outage_a_request_waiting_to_be_retried_lets_no_other_row_in() -> None:
