@@ -749,11 +749,12 @@ def test_resume_needs_the_same_planning_options_and_prints_them(
 DRY_ROWS = 50_000
 
 
-@pytest.mark.parametrize("command", ["import", "delete"])
-def test_ctrl_c_while_the_directory_loads_says_nothing_was_sent(command: str,
-                                                                 tmp_path: Path) -> None:
-    """A Ctrl-C before the first write (the directory still loading) exits 130 with one line
-    saying nothing was sent, sends nothing and leaves no report behind."""
+@pytest.mark.parametrize(("command", "stop_signal"), [
+    ("import", signal.SIGINT), ("delete", signal.SIGINT), ("import", signal.SIGTERM)])
+def test_ctrl_c_while_the_directory_loads_says_nothing_was_sent(
+        command: str, stop_signal: signal.Signals, tmp_path: Path) -> None:
+    """A Ctrl-C (or SIGTERM) before the first write (the directory still loading) exits 130
+    with one line saying nothing was sent, sends nothing and leaves no report behind."""
     source = source_file(tmp_path, 20)
     report = tmp_path / "r.csv"
     log = tmp_path / "run.log"
@@ -766,7 +767,7 @@ def test_ctrl_c_while_the_directory_loads_says_nothing_was_sent(command: str,
                                   TOKEN, *confirmed, "--report", str(report)), tmp_path,
                         log) as process:
             wait_until(lambda: len(served.emulator.requests) > 0, process)
-            process.send_signal(signal.SIGINT)
+            process.send_signal(stop_signal)
             assert process.wait(timeout=TIMEOUT) == 130, log.read_text()
         output = log.read_text(encoding="utf-8")
         assert "interrupted before anything was sent; run the command again" in output

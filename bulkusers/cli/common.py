@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -296,9 +298,12 @@ def run(console: Console, coroutine: Coroutine[Any, Any, T],
     """Run a coroutine; turn our errors into one line and an exit code, never a traceback.
 
     ``calm`` may give a plain line to show instead of the error (the person said no);
-    ``interrupted`` the line for a Ctrl-C the coroutine did not handle itself."""
+    ``interrupted`` the line for a Ctrl-C the coroutine did not handle itself. A SIGTERM
+    (cron, systemd, ``kill``) is a Ctrl-C: without this, one that came before the run
+    handles signals itself (while it reads and loads) ended the process with no line."""
     import asyncio
 
+    previous = signal.signal(signal.SIGTERM, _as_ctrl_c)
     try:
         return asyncio.run(coroutine)
     except BulkUsersError as exc:
@@ -311,6 +316,14 @@ def run(console: Console, coroutine: Coroutine[Any, Any, T],
     except KeyboardInterrupt:
         console.error(interrupted())
         sys.exit(EXIT_INTERRUPTED)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _as_ctrl_c(signum: int, frame: FrameType | None) -> None:
+    """A SIGTERM handler: raise SIGINT, which asyncio.run turns into a cancelled run and a
+    KeyboardInterrupt (the run core, while it sends, handles both signals itself)."""
+    signal.raise_signal(signal.SIGINT)
 
 
 def settings_from(console: Console, params: dict[str, Any]) -> Effective:
