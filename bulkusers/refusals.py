@@ -149,22 +149,22 @@ class GatewayRefusals:
 
     def answered(self, now: float) -> tuple[int, str] | None:
         """An answer at ``now``. The limit to set, and why, when this ends a trial's step."""
-        self._refused.append(0)
-        self._refused_longer.append(0)
-        trial = self._trial
-        if trial is None or now < trial.step.settled:
-            return None
-        trial.step.answers += 1
-        return self._judge(trial, now)
+        return self._told(now, 0)
 
     def refused(self, now: float) -> tuple[int, str] | None:
         """A gateway refusal (502, 503 or 504) at ``now``; what ``answered`` returns."""
-        self._refused.append(1)
-        self._refused_longer.append(1)
+        return self._told(now, 1)
+
+    def _told(self, now: float, refused: int) -> tuple[int, str] | None:
+        self._refused.append(refused)
+        self._refused_longer.append(refused)
         trial = self._trial
         if trial is None or now < trial.step.settled:
             return None
-        trial.step.refusals += 1
+        if refused:
+            trial.step.refusals += 1
+        else:
+            trial.step.answers += 1
         return self._judge(trial, now)
 
     def _judge(self, trial: _Trial, now: float) -> tuple[int, str] | None:
