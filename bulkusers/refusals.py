@@ -156,6 +156,8 @@ class GatewayRefusals:
         return self._told(now, 1)
 
     def _told(self, now: float, refused: int) -> tuple[int, str] | None:
+        """An answer (``refused`` 0) or a refusal (1) at ``now``, kept and counted by the
+        trial's step under way."""
         self._refused.append(refused)
         self._refused_longer.append(refused)
         trial = self._trial
@@ -175,7 +177,7 @@ class GatewayRefusals:
             return None
         if trial.at_half is None:  # measured at half the limit
             trial.at_half = measured
-            rate, share = measured
+            _, share = measured
             # A server refusing its excess, halved below what it serves at once, refuses no
             # more (beyond the floor): overload, no need to try the limit again.
             kept = share - self.floor >= (trial.share - self.floor) / 2 - SHARE_NOISE
@@ -192,6 +194,8 @@ class GatewayRefusals:
         return None  # failures at random: the limit stays
 
     def _overload(self, trial: _Trial, *, halve: bool) -> tuple[int, str] | None:
+        """End ``trial`` as overload: half its limit (``halve``: set it again), and no other
+        trial above that half."""
         self._trial = None
         self._overload_above = trial.limit // 2
         return (max(1, trial.limit // 2), "refusals: overload") if halve else None
