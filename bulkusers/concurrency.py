@@ -98,6 +98,12 @@ RECENT = 64
 #: holds goes on a step a round trip.
 PATIENCE = 2
 PATIENCE_MAX = 16
+#: Changes the latency and the calm make, which a trial on refusals holds off (it measures
+#: the limit it set), and those of them that raise the limit (never above a 429's cap).
+_LATENCY_REASONS = frozenset({"latency steady", "throughput rising", "recovering",
+                              "latency rising"})
+_GROWTH_REASONS = frozenset({"latency steady", "throughput rising", "recovering",
+                             "trying the limit again"})
 #: Gateway answers: the signals a random failure also gives.
 GATEWAY: frozenset[Overload] = frozenset({"502", "503", "504"})
 #: At most this many limit changes are kept for the summary (older ones are thinned).
@@ -240,6 +246,9 @@ class ConcurrencyLimit:
                 return
         if sent_at < self._last_backoff:
             return  # sent before the last back-off: that one already answered for it
+        # A 429, a timeout or a refusal asking to wait lowers the limit whatever a trial on
+        # refusals was measuring: the trial is dropped.
+        self._refusals.drop_trial()
         self._last_backoff = now
         self._slow_start = False
         if signal == "429" and self._cap is not None and self._cap < self._limit:
@@ -287,7 +296,7 @@ class ConcurrencyLimit:
         self._no_load_rtt = self._ratio = None
         self._rates.clear()
         self._recent.clear()
-        self._refusals.relearn()
+        self._refusals.drop_trial()
         self._window = _Window(self._clock())
         self._held = False
         if not self.fixed:
@@ -441,12 +450,12 @@ class ConcurrencyLimit:
 
     def _set(self, value: float, reason: str) -> None:
         ceiling = float(self.maximum if self._cap is None else min(self.maximum, self._cap))
-        if reason in ("latency steady", "throughput rising", "recovering",
-                      "trying the limit again"):
+        if reason in _LATENCY_REASONS and self._refusals.judging():
+            return  # a trial on refusals holds the limit it set until it is judged
+        if reason in _GROWTH_REASONS:
             value = min(value, max(ceiling, 1.0))
-            if value <= self._limit or (self._refusals.judging()
-                                        and reason != "trying the limit again"):
-                return  # a trial on refusals holds the limit it set until it is judged
+            if value <= self._limit:
+                return
         value = min(value, float(self.maximum))
         before = self.limit
         self._limit = value

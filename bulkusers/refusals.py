@@ -17,7 +17,9 @@ back-off on refusals (more than REFUSED_SHARE of the latest answers) is a trial:
    overload, and the limit halves again.
 
 After a trial found overload, refusals above the half it tried lower the limit at once, with
-no other trial, as a server's refusals of its excess should.
+no other trial, as a server's refusals of its excess should. While a trial runs, the limit
+moves only as the trial sets it (latency is not read); a 429 or a timeout lowers it as ever,
+and ends the trial without a verdict.
 
 Pure logic: the caller reports answers and refusals with its own clock's times, and sets the
 limit each step returns.
@@ -109,9 +111,10 @@ class GatewayRefusals:
         #: a second at half the limit).
         self._overload_above: float = math.inf
 
-    def relearn(self) -> None:
-        """The run turns to other requests (from reading pages to writing rows): a trial
-        under way is dropped."""
+    def drop_trial(self) -> None:
+        """End a trial under way without a verdict: the limit moved for another reason (a
+        429, a timeout), or the run turns to other requests (from reading pages to writing
+        rows), so what it measured says nothing about its own steps."""
         self._trial = None
 
     def judging(self) -> bool:

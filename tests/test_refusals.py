@@ -180,3 +180,23 @@ def test_a_trial_that_found_overload_is_not_repeated_above_its_half() -> None:
     assert not refusals.begin(clock.now, 48)
     assert not refusals.begin(clock.now, 33)
     assert refusals.begin(clock.now, 32)
+
+
+def test_latency_moves_nothing_during_a_trial_but_a_timeout_ends_it() -> None:
+    """While a trial measures its halved limit, answers three times slower than unloaded
+    (which would lower the limit) leave it at 32; a timeout still lowers it, and ends the
+    trial without a verdict."""
+    clock = Clock()
+    limit = warmed(fixed=False, clock=clock)
+    failing = Server(random_share=0.3)
+    while limit.limit == 64:
+        failing.run(limit, clock, 0.001)
+    assert limit.limit == 32
+    slow = Server(random_share=0.3, service_s=0.06)
+    slow.run(limit, clock, 0.5)
+    assert {value for _, value in slow.limits} == {32}
+    limit.overloaded("timeout", sent_at=clock.now, inflight=32)
+    assert limit.limit == 24
+    assert not any(change.reason == "trying the limit again" for change in limit.history)
+    slow.run(limit, clock, SETTLE_S + MEASURE_S)
+    assert not any(change.reason == "trying the limit again" for change in limit.history)
