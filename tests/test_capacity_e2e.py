@@ -153,6 +153,23 @@ def test_a_row_waiting_to_be_retried_lets_the_next_row_go_out_meanwhile(
         "u0001@acme.example", "u0002@acme.example", "u0000@acme.example"]
 
 
+def test_rows_waiting_to_be_retried_beyond_the_limit_again_let_more_rows_go_out(
+        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
+    """--concurrency 1, the first three creates refused: while all three rows wait out their
+    backoff, the next two rows are created (one row more is taken for each row waiting, up to
+    four times the maximum; not only as many again as the limit)."""
+    served.host.call(lambda: served.emulator.faults.script("POST", "/api/v1/users",
+                                                           [503, 503, 503]))
+    report = tmp_path / "r.csv"
+    result = run_cli("import", str(users_file(tmp_path, 5)), *served.connect(),
+                     "--batch-size", "1", "--concurrency", "1", "--report", str(report))
+    assert result.exit_code == 0, result.output
+    lines = read_report(report)
+    assert [line["status"] for line in lines] == ["created"] * 5
+    assert [line["email"] for line in lines][:2] == ["u0003@acme.example",
+                                                     "u0004@acme.example"]
+
+
 def test_a_retry_after_pauses_the_run_once_not_each_refused_request(
         served: Served, run_cli: RunCli, tmp_path: Path) -> None:
     """Eight requests sent at once to a server allowing 2 in flight: the refused ones share

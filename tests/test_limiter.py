@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from bulkusers.concurrency import ConcurrencyLimit
-from bulkusers.limiter import RESTING_ROOM, RateLimiter, RequestGate
+from bulkusers.limiter import RateLimiter, RequestGate
 
 
 class FakeTime:
@@ -188,11 +188,6 @@ async def test_a_wider_limit_wakes_only_the_workers_it_lets_in() -> None:
     assert len(gate._sleepers) == 294  # the others were not woken to go back to sleep
     for task in waiting[6:]:
         task.cancel()
-
-
-def test_the_pool_has_room_for_rows_waiting_to_be_retried() -> None:
-    """The run's pool holds the maximum in flight and RESTING_ROOM times as many more."""
-    assert RequestGate(ConcurrencyLimit(64)).workers == 64 * (1 + RESTING_ROOM)
 
 
 async def test_in_an_outage_a_request_waiting_to_be_retried_lets_no_other_row_in() -> None:
