@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from bulkusers.frozen import frozen
-from bulkusers.refusals import GatewayRefusals
+from bulkusers.refusals import TRYING_AGAIN, GatewayRefusals
 
 log = logging.getLogger("bulkusers.concurrency")
 
@@ -103,7 +103,7 @@ PATIENCE_MAX = 16
 _LATENCY_REASONS = frozenset({"latency steady", "throughput rising", "recovering",
                               "latency rising"})
 _GROWTH_REASONS = frozenset({"latency steady", "throughput rising", "recovering",
-                             "trying the limit again"})
+                             TRYING_AGAIN})
 #: Gateway answers: the signals a random failure also gives.
 GATEWAY: frozenset[Overload] = frozenset({"502", "503", "504"})
 #: At most this many limit changes are kept for the summary (older ones are thinned).
@@ -268,8 +268,10 @@ class ConcurrencyLimit:
         self._window = _Window(now)
 
     def _blip(self, signal: Overload) -> None:
+        """Count a gateway refusal that lowers nothing."""
         self.blips += 1
-        log.debug("HTTP %s taken for a failure at random: the server keeps up", signal)
+        log.debug("HTTP %s lowers nothing (a failure at random, or a trial on refusals "
+                  "under way)", signal)
 
     def keeps_up(self) -> bool:
         """Whether the server answers most requests (not an outage): then a request waiting

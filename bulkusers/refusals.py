@@ -67,6 +67,11 @@ RANDOM_BELOW = 0.75
 SHARE_NOISE = 0.05
 
 
+#: Why a trial sets the limit (the summary's and --debug's words for its steps).
+TRYING_AGAIN = "trying the limit again"
+FOUND_OVERLOAD = "refusals: overload"
+
+
 @dataclass(slots=True)
 class _Step:
     """One step of a trial: when its measuring begins, and what it has measured since."""
@@ -187,7 +192,7 @@ class GatewayRefusals:
             if not kept or share > MOST:
                 return self._overload(trial, halve=False)
             trial.step = _Step(now + SETTLE_S)
-            return trial.limit, "trying the limit again"
+            return trial.limit, TRYING_AGAIN
         self._trial = None
         rate, _ = measured
         rate_at_half, share_at_half = trial.at_half
@@ -201,4 +206,4 @@ class GatewayRefusals:
         trial above that half."""
         self._trial = None
         self._overload_above = trial.limit // 2
-        return (max(1, trial.limit // 2), "refusals: overload") if halve else None
+        return (max(1, trial.limit // 2), FOUND_OVERLOAD) if halve else None

@@ -8,7 +8,8 @@ from itertools import pairwise
 
 import pytest
 
-from bulkusers.concurrency import GATEWAY, RECENT, ConcurrencyLimit, Overload
+from bulkusers.concurrency import GATEWAY, ConcurrencyLimit, Overload
+from bulkusers.refusals import RECENT
 
 
 class Clock:
