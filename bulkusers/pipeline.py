@@ -9,7 +9,7 @@ import signal
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from bulkusers.errors import (
     AbortError,
@@ -315,18 +315,22 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 @contextlib.contextmanager
 def _on_stop_signals(handler: Callable[[], None], *, enabled: bool) -> Iterator[None]:
     """Call ``handler`` on each Ctrl-C (or SIGTERM) while the block runs (when ``enabled``
-    and possible)."""
+    and possible); afterwards the handlers from before are back."""
     loop = asyncio.get_running_loop()
-    installed: list[signal.Signals] = []
+    installed: list[tuple[signal.Signals, Any]] = []
     if enabled:
         for stop_signal in _STOP_SIGNALS:
+            before = signal.getsignal(stop_signal)
             try:
                 loop.add_signal_handler(stop_signal, handler)
-                installed.append(stop_signal)
             except (NotImplementedError, RuntimeError, ValueError):
                 break  # not the main thread, or a platform without signal support
+            installed.append((stop_signal, before))
     try:
         yield
     finally:
-        for stop_signal in installed:
+        for stop_signal, before in installed:
             loop.remove_signal_handler(stop_signal)
+            # remove_signal_handler leaves the default (SIGTERM: end the process at once),
+            # not the caller's: the CLI's own SIGTERM handler, asyncio.run's for SIGINT.
+            signal.signal(stop_signal, before)

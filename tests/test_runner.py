@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Iterator
 
 import pytest
 
 from bulkusers.errors import AuthError
+from bulkusers.pipeline import _on_stop_signals
 from bulkusers.runner import Pool
 
 
@@ -214,3 +216,21 @@ async def test_before_drain_is_told_once_before_the_items_left_go_unsent() -> No
                             before_drain=lambda: finished.append("drain"))
     await whole.run(iter(range(50)))
     assert finished == []
+
+
+async def test_stop_signal_handlers_of_the_caller_are_back_after_a_run() -> None:
+    """The run's Ctrl-C and SIGTERM handlers last only while it sends: afterwards the ones
+    from before are in place again (the CLI's SIGTERM handler, not the default that ends the
+    process with no line while the summary is written)."""
+    def before_term(signum: int, frame: object) -> None:
+        """The caller's SIGTERM handler."""
+
+    previous = signal.signal(signal.SIGTERM, before_term)
+    interrupt = signal.getsignal(signal.SIGINT)
+    try:
+        with _on_stop_signals(lambda: None, enabled=True):
+            assert signal.getsignal(signal.SIGTERM) is not before_term
+        assert signal.getsignal(signal.SIGTERM) is before_term
+        assert signal.getsignal(signal.SIGINT) is interrupt
+    finally:
+        signal.signal(signal.SIGTERM, previous)
