@@ -9,7 +9,7 @@ import signal
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from bulkusers.errors import (
     AbortError,
@@ -195,7 +195,7 @@ async def write_plan(make: MakePlan, record: Recorder, *, revokes_tokens: bool,
             return
         record.all(planned_results(item, revokes_tokens=revokes_tokens))
 
-    with _on_stop_signals(stopped.set, enabled=handle_sigint):
+    with _on_sigint(stopped.set, enabled=handle_sigint):
         plan = await asyncio.to_thread(make, sink, reason)
     record.flush()
     if record.broken is not None:
@@ -292,7 +292,7 @@ def _unfinished(item: WorkItem, done: set[int], record: Recorder, reason: str) -
 
 def _interrupts(pool: Pool[WorkItem], *,
                 enabled: bool) -> contextlib.AbstractContextManager[None]:
-    """First Ctrl-C (or SIGTERM): take no new rows; second: cancel the requests in flight."""
+    """First Ctrl-C: take no new rows; second: cancel the requests in flight."""
     presses = 0
 
     def on_sigint() -> None:
@@ -303,34 +303,28 @@ def _interrupts(pool: Pool[WorkItem], *,
         else:
             pool.cancel()
 
-    return _on_stop_signals(on_sigint, enabled=enabled)
-
-
-#: The signals a run answers as Ctrl-C: SIGTERM is how cron, systemd and ``kill`` stop a
-#: process, and a run stopped that way must end as tidily (every row in the report, the
-#: summary complete, the resume command printed).
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    return _on_sigint(on_sigint, enabled=enabled)
 
 
 @contextlib.contextmanager
-def _on_stop_signals(handler: Callable[[], None], *, enabled: bool) -> Iterator[None]:
-    """Call ``handler`` on each Ctrl-C (or SIGTERM) while the block runs (when ``enabled``
-    and possible); afterwards the handlers from before are back."""
+def _on_sigint(handler: Callable[[], None], *, enabled: bool) -> Iterator[None]:
+    """Call ``handler`` on each Ctrl-C while the block runs (when ``enabled`` and possible);
+    afterwards the handler from before is back. (The command line takes SIGTERM, how cron,
+    systemd and ``kill`` stop a process, for a Ctrl-C: ``cli.common.run``.)"""
     loop = asyncio.get_running_loop()
-    installed: list[tuple[signal.Signals, Any]] = []
+    before = signal.getsignal(signal.SIGINT)
+    installed = False
     if enabled:
-        for stop_signal in _STOP_SIGNALS:
-            before = signal.getsignal(stop_signal)
-            try:
-                loop.add_signal_handler(stop_signal, handler)
-            except (NotImplementedError, RuntimeError, ValueError):
-                break  # not the main thread, or a platform without signal support
-            installed.append((stop_signal, before))
+        try:
+            loop.add_signal_handler(signal.SIGINT, handler)
+            installed = True
+        except (NotImplementedError, RuntimeError, ValueError):
+            installed = False  # not the main thread, or a platform without signal support
     try:
         yield
     finally:
-        for stop_signal, before in installed:
-            loop.remove_signal_handler(stop_signal)
-            # remove_signal_handler leaves the default (SIGTERM: end the process at once),
-            # not the caller's: the CLI's own SIGTERM handler, asyncio.run's for SIGINT.
-            signal.signal(stop_signal, before)
+        if installed:
+            loop.remove_signal_handler(signal.SIGINT)
+            # remove_signal_handler leaves the default handler, not the caller's
+            # (asyncio.run's, which cancels the run's task).
+            signal.signal(signal.SIGINT, before)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from bulkusers.errors import AuthError
-from bulkusers.pipeline import _on_stop_signals
+from bulkusers.pipeline import _on_sigint
 from bulkusers.runner import Pool
 
 
@@ -218,19 +218,16 @@ async def test_before_drain_is_told_once_before_the_items_left_go_unsent() -> No
     assert finished == []
 
 
-async def test_stop_signal_handlers_of_the_caller_are_back_after_a_run() -> None:
-    """The run's Ctrl-C and SIGTERM handlers last only while it sends: afterwards the ones
-    from before are in place again (the CLI's SIGTERM handler, not the default that ends the
-    process with no line while the summary is written)."""
-    def before_term(signum: int, frame: object) -> None:
-        """The caller's SIGTERM handler."""
+async def test_the_callers_ctrl_c_handler_is_back_after_a_run() -> None:
+    """The run's Ctrl-C handler lasts only while it sends: afterwards the one from before is
+    in place again (asyncio.run's, which cancels the run's task), not the default."""
+    def before(signum: int, frame: object) -> None:
+        """The caller's Ctrl-C handler."""
 
-    previous = signal.signal(signal.SIGTERM, before_term)
-    interrupt = signal.getsignal(signal.SIGINT)
+    previous = signal.signal(signal.SIGINT, before)
     try:
-        with _on_stop_signals(lambda: None, enabled=True):
-            assert signal.getsignal(signal.SIGTERM) is not before_term
-        assert signal.getsignal(signal.SIGTERM) is before_term
-        assert signal.getsignal(signal.SIGINT) is interrupt
+        with _on_sigint(lambda: None, enabled=True):
+            assert signal.getsignal(signal.SIGINT) is not before
+        assert signal.getsignal(signal.SIGINT) is before
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous)

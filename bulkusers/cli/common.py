@@ -299,8 +299,8 @@ def run(console: Console, coroutine: Coroutine[Any, Any, T],
 
     ``calm`` may give a plain line to show instead of the error (the person said no);
     ``interrupted`` the line for a Ctrl-C the coroutine did not handle itself. A SIGTERM
-    (cron, systemd, ``kill``) is a Ctrl-C: without this, one that came before the run
-    handles signals itself (while it reads and loads) ended the process with no line."""
+    (cron, systemd, ``kill``) is a Ctrl-C throughout: before the writes it ends with that
+    line, during them the run core's Ctrl-C handling takes it (every row reported)."""
     import asyncio
 
     previous = signal.signal(signal.SIGTERM, _as_ctrl_c)
@@ -322,7 +322,7 @@ def run(console: Console, coroutine: Coroutine[Any, Any, T],
 
 def _as_ctrl_c(signum: int, frame: FrameType | None) -> None:
     """A SIGTERM handler: raise SIGINT, which asyncio.run turns into a cancelled run and a
-    KeyboardInterrupt (the run core, while it sends, handles both signals itself)."""
+    KeyboardInterrupt, and the run core, while it sends, into its own Ctrl-C handling."""
     signal.raise_signal(signal.SIGINT)
 
 
