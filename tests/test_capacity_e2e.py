@@ -138,36 +138,23 @@ def test_a_503_asking_to_wait_lowers_the_limit_however_rare(
     assert [change[1] for change in limit["changes"] if change[2] == "HTTP 503"] == [12]
 
 
-def test_a_row_waiting_to_be_retried_lets_the_next_row_go_out_meanwhile(
-        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
-    """--concurrency 1: while the first row's create waits out its backoff after a gateway's
-    odd 503, the rows after it are created (the pool has a worker beyond the limit)."""
-    served.host.call(lambda: served.emulator.faults.script("POST", "/api/v1/users", [503]))
-    report = tmp_path / "r.csv"
-    result = run_cli("import", str(users_file(tmp_path, 3)), *served.connect(),
-                     "--batch-size", "1", "--concurrency", "1", "--report", str(report))
-    assert result.exit_code == 0, result.output
-    lines = read_report(report)
-    assert [line["status"] for line in lines] == ["created"] * 3
-    assert [line["email"] for line in lines] == [
-        "u0001@acme.example", "u0002@acme.example", "u0000@acme.example"]
-
-
-def test_rows_waiting_to_be_retried_beyond_the_limit_again_let_more_rows_go_out(
-        served: Served, run_cli: RunCli, tmp_path: Path) -> None:
-    """--concurrency 1, the first three creates refused: while all three rows wait out their
-    backoff, the next two rows are created (one row more is taken for each row waiting, up to
-    four times the maximum; not only as many again as the limit)."""
+@pytest.mark.parametrize("refused", [1, 3])
+def test_rows_waiting_to_be_retried_let_the_next_rows_go_out_meanwhile(
+        served: Served, run_cli: RunCli, tmp_path: Path, refused: int) -> None:
+    """--concurrency 1, the first creates refused once each by a gateway's odd 503: while
+    those rows wait out their backoff, the next two rows are created (one row more is taken
+    for each row waiting, up to four times the maximum: with three waiting, more than the
+    limit again)."""
     served.host.call(lambda: served.emulator.faults.script("POST", "/api/v1/users",
-                                                           [503, 503, 503]))
+                                                           [503] * refused))
     report = tmp_path / "r.csv"
-    result = run_cli("import", str(users_file(tmp_path, 5)), *served.connect(),
+    result = run_cli("import", str(users_file(tmp_path, refused + 2)), *served.connect(),
                      "--batch-size", "1", "--concurrency", "1", "--report", str(report))
     assert result.exit_code == 0, result.output
     lines = read_report(report)
-    assert [line["status"] for line in lines] == ["created"] * 5
-    assert [line["email"] for line in lines][:2] == ["u0003@acme.example",
-                                                     "u0004@acme.example"]
+    assert [line["status"] for line in lines] == ["created"] * (refused + 2)
+    assert [line["email"] for line in lines][:2] == [
+        f"u{refused:04d}@acme.example", f"u{refused + 1:04d}@acme.example"]
 
 
 def test_a_retry_after_pauses_the_run_once_not_each_refused_request(
