@@ -197,6 +197,12 @@ class Directory:
         trimmed userName: a caller that needs the key anyway computes it once)."""
         return self._users_by_name.get(key)
 
+    def user_indexes(self) -> tuple[Mapping[str, User], Mapping[str, User]]:
+        """The users by email key and by userName key (``identity_key`` of the trimmed
+        text), for planning's look-ups of every row: a mapping's ``get`` is one C-level call
+        where each method above is a Python one. Not to be changed."""
+        return self._users_by_email, self._users_by_name
+
     def user_by_id(self, user_id: str) -> User | None:
         """The existing user with this id."""
         return self._users_by_id.get(user_id)

@@ -12,14 +12,14 @@ import operator
 from typing import Any
 
 from bulkusers.directory import Group, Role, Unknown, User
-from bulkusers.identity import identity_key
+from bulkusers.identity import EMAIL, identity_key
 from bulkusers.journal import JournalEntry
 from bulkusers.ledger import Deactivation
 from bulkusers.models import Row, RowResult, Status
 from bulkusers.report import ReportLine
 from bulkusers.resolve import RowResolver
 from bulkusers.results import DELETED_BY_INTERRUPTED, decided
-from bulkusers.rules import DEACTIVATED_ROLE, NEW_PASSWORD, Wanted
+from bulkusers.rules import CLEAR_LENGTH, DEACTIVATED_ROLE, NEW_PASSWORD, Wanted, is_clear
 from bulkusers.safetext import quote
 from bulkusers.tasks import (
     CreateTask,
@@ -39,11 +39,22 @@ _name_of = operator.attrgetter("name")
 class Planner(RowResolver):
     """Turns rows into work items for one command, against one loaded directory."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._by_email, self._by_name = self.directory.user_indexes()
+        #: Whether an import row may take ``_common_create``: its email is stored in lower
+        #: case.
+        self._common_creates = not self.options.keep_email_case
+
     # -- import and update --------------------------------------------------------------------
 
     def plan_import(self, row: Row) -> WorkItem:
         """Create a new user, or treat an existing one as ``--on-existing`` says."""
         cells = self.header.cells(row)
+        if self._common_creates:
+            task = self._common_create(row, cells)
+            if task is not None:
+                return task
         email, user, invalid = self._user_or_problem(
             row, "create", cells[0],
             existing="update" if self.options.on_existing == "update" else None)
@@ -61,6 +72,61 @@ class Planner(RowResolver):
         if isinstance(wanted, str):
             return decided(row, email, "create", Status.SKIPPED, error=wanted)
         return self._create(row, wanted)
+
+    def _common_create(self, row: Row, cells: tuple[str, ...]) -> CreateTask | None:
+        """The create of a common import row, planned with few calls; None for any row that
+        is not one (the general path then plans it, as it would have anyway).
+
+        A common row: sound, an ASCII email that is valid and on no other row, a new user
+        whose userName is free, a role cell and a groups cell resolved before to a role and
+        to writable groups (HR files repeat a few). It gets exactly the task the general
+        path (``_user_or_problem``, ``_wanted``, ``_create``) makes of it, which
+        tests/test_planner_common.py checks over rows of every kind. Planning's cost is
+        mostly Python calls, a tenth of a microsecond each: a million-row dry run
+        spends seconds in them.
+        """
+        (email, user_name_cell, first_name, last_name, role_cell, groups_cell, password,
+         language) = cells
+        if row.problem or row.recorded or not email.isascii() or not EMAIL.match(email):
+            return None
+        key = email.lower()  # identity_key and stored_email of an ASCII address
+        repeated = self.repeats.rows
+        if (repeated and key in repeated) or key in self._by_email:
+            return None
+        role = self._roles.get(role_cell)
+        if type(role) is not Role:
+            return None  # blank (the default role), unknown, or not resolved yet
+        groups: tuple[Group, ...] = ()
+        if groups_cell:
+            resolved = self._group_cells.get(groups_cell)
+            if resolved is None or type(outcome := resolved[0]) is not tuple:
+                return None  # not resolved yet, or no writable group named
+            groups = outcome
+        if user_name_cell:
+            if len(user_name_cell) >= CLEAR_LENGTH and is_clear(user_name_cell):
+                return None
+            user_name, name_key = user_name_cell, identity_key(user_name_cell)
+        else:
+            user_name, name_key = key, key
+        if name_key in self._by_name or name_key in self._claimed:
+            return None
+        payload: dict[str, Any] = {"email": key, "userName": user_name, "roleId": role.id,
+                                   "groups": [*map(_id_of, groups)]}
+        if first_name and (len(first_name) < CLEAR_LENGTH or not is_clear(first_name)):
+            payload["firstName"] = first_name
+        if last_name and (len(last_name) < CLEAR_LENGTH or not is_clear(last_name)):
+            payload["lastName"] = last_name
+        if password:
+            payload["password"] = password
+        if language and (len(language) < CLEAR_LENGTH or not is_clear(language)):
+            payload["preferences"] = {"language": language}
+        changes_key = (role.name, role.display_name, *map(_name_of, groups))
+        changes = (self._created_changes.get(changes_key)
+                   or self._create_changes(changes_key, role, groups))
+        names = self.repeats.names
+        if names is None or hash(name_key) in names:
+            self._claimed[name_key] = key
+        return CreateTask(row, key, payload, changes)
 
     def _create(self, row: Row, wanted: Wanted) -> WorkItem:
         email = wanted.email
