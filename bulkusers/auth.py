@@ -127,7 +127,11 @@ class LoginAuth(_RenewingAuth):
         form = {"username": self._username, "password": self._password.reveal()}
         started = time.perf_counter()
         try:
-            async with session.post(self._url, data=form) as response:
+            # A session of its own (the same connections): the run's session carries the
+            # credential being replaced in its default headers, which a login must not send.
+            async with aiohttp.ClientSession(connector=session.connector, connector_owner=False,
+                                             timeout=session.timeout) as login, \
+                    login.post(self._url, data=form) as response:
                 raw = await response.read()
                 status, reason = response.status, response.reason or ""
         except (aiohttp.ClientError, TimeoutError) as exc:

@@ -42,6 +42,9 @@ from bulkusers.network import (
 )
 from bulkusers.words import flag, said
 
+#: The content type of every request body bulkusers sends.
+JSON_TYPE = "application/json"
+
 log = http_log
 
 
@@ -117,9 +120,8 @@ class SisenseClient:
         self._pace = RateLimiter(self.policy.max_rate) if self.policy.max_rate else None
         self.gate = RequestGate(concurrency, sleep=sleep)
         self._deadlines = Deadlines(self.policy.timeout_s)
-        # The credential's headers plus the JSON content type, built once per credential.
-        self._json_for: Mapping[str, str] | None = None
-        self._json_headers: Mapping[str, str] = {}
+        #: The credential's headers now in the session's default headers.
+        self._credential: Mapping[str, str] | None = None
 
     async def __aenter__(self) -> SisenseClient:
         ssl_context: ssl.SSLContext | bool = True
@@ -185,10 +187,9 @@ class SisenseClient:
             # Most calls succeed at once: the retry machinery is built only for those that
             # do not (it costs more CPU than the rest of the request path together), and the
             # first try is _send_authenticated inlined (one coroutine less per request).
-            headers = await self._auth.headers(self.session)
-            generation = self._auth.generation  # read after headers(): no await in between
+            generation = await self._authenticated()
             try:
-                return await self._send_once(method, path, params, body, headers, trace)
+                return await self._send_once(method, path, params, body, trace)
             except ApiError as exc:
                 if exc.status != 401 and exc.status != 403:
                     raise
@@ -237,10 +238,9 @@ class SisenseClient:
     async def _send_authenticated(self, method: str, path: str,
                                   params: Mapping[str, str] | None, body: JSON,
                                   trace: Trace) -> JSON:
-        headers = await self._auth.headers(self.session)
-        generation = self._auth.generation  # read after headers(): no await in between
+        generation = await self._authenticated()
         try:
-            return await self._send_once(method, path, params, body, headers, trace)
+            return await self._send_once(method, path, params, body, trace)
         except ApiError as exc:
             if exc.status != 401 and exc.status != 403:
                 raise
@@ -262,16 +262,27 @@ class SisenseClient:
             raise AuthError(f"the server refused the token (HTTP 401): it is wrong, expired or "
                             f"revoked; check {check}, or log in with {log_in}, "
                             "which logs in again when a token expires")
-        headers = await self._auth.headers(self.session)
+        await self._authenticated()
         try:
-            return await self._send_once(method, path, params, body, headers, trace)
+            return await self._send_once(method, path, params, body, trace)
         except ApiError as exc:
             if exc.status in (401, 403):
                 raise AuthError(self._auth.still_refused(exc.status)) from None
             raise
 
+    async def _authenticated(self) -> int:
+        """Put the current credential in the session's default headers, which every request
+        carries (none merges headers of its own: 4,500 instructions a request fewer), and
+        return its generation. A request sends whatever credential the session holds when
+        it leaves: one renewed while it waited is the one it sends."""
+        headers = await self._auth.headers(self.session)
+        if headers is not self._credential:
+            self._credential = headers
+            self.session.headers.update(headers)
+        return self._auth.generation  # read after headers(): no await in between
+
     async def _send_once(self, method: str, path: str, params: Mapping[str, str] | None,
-                         body: JSON, headers: Mapping[str, str], trace: Trace) -> JSON:
+                         body: JSON, trace: Trace) -> JSON:
         """One HTTP exchange through the gate: the parsed answer, or the Sisense error raised.
         (One coroutine with the exchange itself: this runs for every request.)"""
         if self._pace is not None:
@@ -279,8 +290,9 @@ class SisenseClient:
         url = self.connection.url + path
         data = None
         if body is not None:
-            data = encode_body(body)
-            headers = self._with_json_type(headers)
+            # A payload that names its content type: aiohttp neither looks up a payload class
+            # for bytes nor merges a Content-Type header into the credential's, per request.
+            data = aiohttp.BytesPayload(encode_body(body), content_type=JSON_TYPE)
         debug = log.isEnabledFor(logging.DEBUG)
         ticket = self.gate.enter() or await self.gate.acquire()
         overload: Overload | None = None
@@ -295,7 +307,6 @@ class SisenseClient:
                 # The body is read inside the context so the connection is released before a
                 # retry.
                 async with self.session.request(method, url, params=params, data=data,
-                                                headers=headers,
                                                 timeout=_KEPT_BY_DEADLINES) as response:
                     raw = await response.read()
                     self._deadlines.answered(limited)
@@ -303,8 +314,12 @@ class SisenseClient:
                     if debug:
                         log_answer(method, path, response.url.query_string, response.status,
                                    started)
-                    result = read_answer(response.status, response.reason or "", raw, method,
-                                         url, path, response.headers.get("Retry-After"))
+                    status = response.status
+                    # Retry-After only matters on a refusal (429, 503): a success's headers
+                    # are not searched.
+                    result = read_answer(status, response.reason or "", raw, method, url, path,
+                                         response.headers.get("Retry-After")
+                                         if status >= 400 else None)
             except asyncio.CancelledError:
                 if self._deadlines.timed_out(limited):
                     late = f"no answer within {self.policy.timeout_s:g} s"
@@ -334,12 +349,6 @@ class SisenseClient:
             trace.in_flight = False
             self.gate.release(ticket, overload=overload, answered=answered,
                               asked_to_wait=asked_to_wait)
-
-    def _with_json_type(self, headers: Mapping[str, str]) -> Mapping[str, str]:
-        if headers is not self._json_for:
-            self._json_for = headers
-            self._json_headers = {**headers, "Content-Type": "application/json"}
-        return self._json_headers
 
     async def check(self) -> JSON:
         """Fail fast with one clear line when the server is unreachable, refuses us, or is

@@ -37,6 +37,8 @@ class Script:
     def __init__(self) -> None:
         self.answers: dict[tuple[str, str], deque[Answer]] = defaultdict(deque)
         self.seen: list[tuple[str, str, dict[str, str]]] = []
+        #: The bodies of the requests that carried one, in the order they arrived.
+        self.bodies: list[bytes] = []
         #: "arrived GET /path" and "answered GET /path", in the order they happened.
         self.events: list[str] = []
 
@@ -51,6 +53,8 @@ class Script:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Serve the next scripted answer for this route."""
         self.seen.append((request.method, request.path, dict(request.headers)))
+        if request.can_read_body:
+            self.bodies.append(await request.read())
         self.events.append(f"arrived {request.method} {request.path}")
         queue = self.answers[(request.method, request.path)]
         answer = queue.popleft() if len(queue) > 1 else queue[0]

@@ -69,6 +69,30 @@ async def test_503_then_success_is_retried_and_counted(server: tuple[Script, str
     assert script.seen[0][2]["Authorization"] == "Bearer t0ken-value"
 
 
+async def test_every_body_is_sent_as_json_with_the_credential(server: tuple[Script, str],
+                                                               sleeps: SleepLog) -> None:
+    """A create, its retry and an update each carry Content-Type: application/json, the
+    credential and the body as JSON; a GET carries no content type."""
+    script, url = server
+    busy = Answer(503, error_body(503, 1, "busy"))
+    script.on("POST", USERS, busy, Answer(201, {"_id": "a" * 24, "email": "x@y.z"}))
+    script.on("PATCH", USERS + "/u1", Answer(200, {"_id": "u1", "email": "x@y.z"}))
+    script.on("GET", ROLES, Answer(200, []))
+    async with token_client(url, sleeps) as client:
+        await client.request("POST", USERS, body={"email": "x@y.z", "firstName": "Zoë"})
+        await client.request("PATCH", USERS + "/u1", body={"lastName": "Lee"})
+        await client.request("GET", ROLES)
+    writes = [headers for method, _, headers in script.seen if method != "GET"]
+    assert len(writes) == 3
+    for headers in writes:
+        assert headers["Content-Type"] == "application/json"
+        assert headers["Authorization"] == "Bearer t0ken-value"
+    assert [json.loads(body) for body in script.bodies] == [
+        {"email": "x@y.z", "firstName": "Zoë"}] * 2 + [{"lastName": "Lee"}]
+    (get,) = [headers for method, _, headers in script.seen if method == "GET"]
+    assert "Content-Type" not in get
+
+
 async def test_retry_after_is_honoured(server: tuple[Script, str], sleeps: SleepLog) -> None:
     """A 429 with Retry-After: 7 makes the client wait 7 s (plus jitter) before retrying."""
     script, url = server
@@ -135,16 +159,20 @@ async def test_fixed_token_refused_aborts_with_a_hint(server: tuple[Script, str]
 
 async def test_login_is_repeated_once_after_a_401(server: tuple[Script, str],
                                                   sleeps: SleepLog) -> None:
-    """With username/password, a 401 causes exactly one re-login and the call succeeds."""
+    """With username/password, a 401 causes exactly one re-login and the call succeeds; no
+    login carries the token it replaces (or any), and the next calls carry the new one."""
     script, url = server
     script.on("POST", LOGIN, Answer(200, {"success": True, "access_token": "first"}),
               Answer(200, {"success": True, "access_token": "second"}))
     script.on("GET", ROLES, Answer(401, error_body(401, 5002, "expired")), Answer(200, []))
     async with login_client(url, sleeps) as client:
         assert await V1Api(client).roles() == []
+        assert await V1Api(client).roles() == []
     assert script.count("POST", LOGIN) == 2
     assert [h["Authorization"] for m, _, h in script.seen if m == "GET"] == [
-        "Bearer first", "Bearer second"]
+        "Bearer first", "Bearer second", "Bearer second"]
+    logins = [h for m, _, h in script.seen if m == "POST"]
+    assert [h.get("Authorization") for h in logins] == [None, None]
 
 
 @pytest.mark.parametrize("status", [429, 502, 503, 504])
