@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bulkusers.heap import LongLived
+from bulkusers.heap import YOUNG_THRESHOLD, LongLived
 
 
 @pytest.fixture(autouse=True)
@@ -82,3 +82,33 @@ def test_objects_the_caller_froze_stay_frozen() -> None:
         _ = [[n] for n in range(1000)]
     lasting.release()
     assert gc.get_freeze_count() == frozen
+
+
+def test_a_run_collects_the_young_generation_less_often_and_restores_the_thresholds() -> None:
+    """Inside the span the young generation's threshold is YOUNG_THRESHOLD; after it, the
+    caller's thresholds are back; a caller's own higher threshold is left alone, and one the
+    caller set during the run stands after it."""
+    before = gc.get_threshold()
+
+    async def run(inside: list[tuple[int, int, int]], change: tuple[int, int, int] | None
+                  ) -> None:
+        async with LongLived():
+            inside.append(gc.get_threshold())
+            if change is not None:
+                gc.set_threshold(*change)
+
+    try:
+        gc.set_threshold(700, 10, 10)
+        seen: list[tuple[int, int, int]] = []
+        asyncio.run(run(seen, None))
+        assert seen == [(YOUNG_THRESHOLD, 10, 10)]
+        assert gc.get_threshold() == (700, 10, 10)
+        gc.set_threshold(50_000, 10, 10)  # a caller that collects even less often
+        asyncio.run(run(seen, None))
+        assert seen[-1] == (50_000, 10, 10)
+        assert gc.get_threshold() == (50_000, 10, 10)
+        gc.set_threshold(700, 10, 10)
+        asyncio.run(run(seen, (900, 5, 5)))  # changed by the caller while the run lasted
+        assert gc.get_threshold() == (900, 5, 5)
+    finally:
+        gc.set_threshold(*before)
