@@ -22,7 +22,7 @@ from bulkusers.errors import UnexpectedError
 from bulkusers.frozen import frozen
 from bulkusers.models import Row, RowResult, Status
 from bulkusers.spool import Spool
-from bulkusers.tasks import Task, WorkItem, batched, tasks_of
+from bulkusers.tasks import CreateTask, Task, WorkItem, batched, tasks_of
 
 #: How many invalid rows a plan keeps as examples.
 PREVIEW_SIZE = 5
@@ -64,6 +64,10 @@ class Preflight:
 
     def add(self, item: WorkItem, describe: Callable[[Task], str]) -> None:
         """Count one item of the plan."""
+        if type(item) is CreateTask:
+            # The item of every row of a per-row import: never destructive, counted at once.
+            self.actions[item.action] += 1
+            return
         if isinstance(item, RowResult):
             if item.status is Status.UNCHANGED or (item.status is Status.SKIPPED
                                                    and not item.error):
