@@ -157,7 +157,11 @@ class _LineOut:
             if self._size >= HELD_BYTES:
                 self.flush()
         else:
-            self._write(line.encode("utf-8"))
+            # _write inlined: a line per request of a per-row run.
+            data = line.encode("utf-8")
+            written = os.write(self._fd, data)
+            if written < len(data):  # a short write, as on a nearly full disk
+                self._write(data[written:])
         return len(line)
 
     def flush(self) -> None:

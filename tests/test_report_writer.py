@@ -170,6 +170,28 @@ def test_rows_recorded_together_reach_the_disk_in_one_write(tmp_path: Path,
     assert record.broken is None
 
 
+@pytest.mark.parametrize("held", [False, True], ids=["line by line", "held"])
+def test_short_writes_are_continued_until_every_byte_is_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: bool) -> None:
+    """A disk that takes only 7 bytes a write (as a nearly full one may) still gets every
+    line whole, written line by line or held and flushed: the same bytes as a disk that
+    takes each write whole."""
+    results = [_result(n, (f"u{n}@acme.example", "", "Zoë")) for n in range(2, 6)]
+
+    def report(name: str) -> bytes:
+        writer = ReportWriter(tmp_path / name, HEADER, held=held)
+        for result in results:
+            writer.write(result)
+        writer.close()
+        return (tmp_path / name).read_bytes()
+
+    whole = report("whole.csv")
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, bytes(data[:7])))
+    assert report("short.csv") == whole
+    assert whole.count(b"\r\n") == 5  # the header and the four lines
+
+
 def test_a_write_refused_at_the_end_of_together_breaks_the_run(tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch
                                                               ) -> None:
