@@ -85,6 +85,17 @@ class Recorder:
                 for result in results:
                     self._one(result)
                 return
+            if writer.holding:
+                # Gathered, not yet written: appending the block cannot fail part-way. A
+                # flush it starts can: then it is unwritten, and none of its rows counted.
+                try:
+                    writer.write_held(lines)
+                except OSError as exc:
+                    self._unwritable(exc)
+                    return
+                for result in results:
+                    self._counted(result)
+                return
             for result, line in zip(results, lines, strict=True):
                 try:
                     writer.write_line(line)

@@ -97,6 +97,16 @@ class ReportWriter:
         """Append one line ``joined_lines`` made, as ``write`` appends a line."""
         self._out.write(line + "\r\n")
 
+    @property
+    def holding(self) -> bool:
+        """Whether lines are gathered and written in blocks (a dry run's report)."""
+        return self._out.held
+
+    def write_held(self, lines: list[str]) -> None:
+        """Append the lines ``joined_lines`` made to those held (``holding``), as one text:
+        the same bytes as a ``write_line`` each, with no call a line."""
+        self._out.write("\r\n".join(lines) + "\r\n")
+
     def _values(self, result: RowResult) -> tuple[str, ...]:
         """The input row's cells as the report echoes them: as wide as the header, secret
         cells that hold anything masked (no check alters the mask)."""

@@ -144,3 +144,18 @@ def test_a_stopped_resume_keeps_leaving_out_the_rows_it_skips() -> None:
     never = Stop(lambda: None, lambda row, why: not_planned(row, "", "create", why))
     list(planned_items(rows, plan_row, (), batch_size=1, skip=frozenset({3, 5}), stop=never))
     assert planned == [2, 4, *range(6, 12)]
+
+
+def test_a_batch_of_creates_is_reported_planned_as_each_create_alone() -> None:
+    """A dry run's batch of creates gives, row for row, the results its creates give one by
+    one."""
+    from bulkusers.results import planned
+    from bulkusers.tasks import CreateBatch, CreateTask
+
+    tasks = tuple(CreateTask(Row(n, (f"u{n}@x.example",)), f"u{n}@x.example",
+                             {"email": f"u{n}@x.example"}, f"role Viewer; groups +G{n}")
+                  for n in range(2, 7))
+    alone = [result for task in tasks for result in planned(task)]
+    assert planned(CreateBatch(tasks)) == alone
+    assert [r.status for r in alone] == [Status.PLANNED] * 5
+    assert [r.changes for r in alone] == [f"role Viewer; groups +G{n}" for n in range(2, 7)]

@@ -12,7 +12,7 @@ import pytest
 
 from bulkusers.models import Header, Row, RowResult, Status
 from bulkusers.report import MASK, read_report
-from bulkusers.reportwriter import ReportWriter
+from bulkusers.reportwriter import HELD_BYTES, ReportWriter
 from bulkusers.summary import RunSummary
 
 COLUMNS = ("Email", "Password", "Notes")
@@ -317,6 +317,38 @@ def test_lines_written_together_are_the_lines_written_one_by_one(tmp_path: Path,
     assert together.read_bytes() == by_csv.read_bytes()
     # Both ways were taken: the plain blocks whole, each line of the others alone.
     assert alone.lines == sum(len(block) for block in blocks[1::2])
+
+
+def test_a_held_report_recorded_a_block_at_a_time_is_the_one_recorded_row_by_row(
+        tmp_path: Path) -> None:
+    """A dry run's report (held) made by Recorder.all, a planned item at a time, has the bytes,
+    counts and observer calls of the same results recorded one by one, over enough blocks to
+    flush more than once."""
+    from bulkusers.pipeline import Recorder
+
+    blocks = [[_result(n, (f"u{n}@acme.example", "", "Zoë")) for n in range(b, b + 50)]
+              for b in range(2, 3002, 50)]
+    blocks[7][3] = _result(blocks[7][3].row.number, ("a, comma@acme.example", "", ""))
+
+    def recorded(together: bool) -> tuple[bytes, object, list[int]]:
+        path = tmp_path / f"{together}.csv"
+        observer = _Failing(at=-1)
+        record = Recorder(ReportWriter(path, HEADER, held=True), _summary(), observer,
+                          breaker=0)
+        for block in blocks:
+            if together:
+                record.all(block)
+            else:
+                for result in block:
+                    record(result)
+        assert record.writer is not None
+        record.writer.close()
+        return path.read_bytes(), dict(record.summary.counts), observer.told
+
+    together = recorded(True)
+    assert together == recorded(False)
+    assert len(together[0]) > 2 * HELD_BYTES
+    assert len(together[2]) == 3000
 
 
 class _CountingLines:
