@@ -318,13 +318,19 @@ class Suite:
                  "pass", f"{ours.seconds:.1f}", f"{baseline:.1f}", ratio, "<= 1.5x", ratio <= 1.5)
 
     def dry_run_memory(self) -> None:
-        """A large CSV dry run as its own process: rows/s and peak RSS."""
+        """A large CSV dry run as its own process, ``repeat`` times: the fastest run's rows/s
+        (noise only ever slows a run, as for the other parts) and the largest peak RSS."""
         rows = self.sizes.dry_run
         source = write_users(self.path("big.csv"), rows)
+        walls, peaks = [], []
         with emulator_process() as url:
-            wall, _, rss = run_cli_peak_rss(["import", str(source), "--dry-run", "--quiet",
-                                             "--url", url, "--token", TOKEN,
-                                             "--report", str(self.path("report.csv"))])
+            for turn in range(self.sizes.repeat):
+                wall, _, peak = run_cli_peak_rss(
+                    ["import", str(source), "--dry-run", "--quiet", "--url", url, "--token",
+                     TOKEN, "--report", str(self.path(f"report{turn}.csv"))])
+                walls.append(wall)
+                peaks.append(peak)
+        wall, rss = min(walls), max(peaks)
         megabytes = rss / 2**20
         self.add(f"{rows:,}-row CSV dry run: peak RSS MB vs 150 MB", f"{megabytes:.0f}",
                  "150", megabytes / 150, "<= 1.0", megabytes <= 150)
