@@ -120,8 +120,8 @@ class SisenseClient:
         self._pace = RateLimiter(self.policy.max_rate) if self.policy.max_rate else None
         self.gate = RequestGate(concurrency, sleep=sleep)
         self._deadlines = Deadlines(self.policy.timeout_s)
-        #: The credential's headers now in the session's default headers.
-        self._credential: Mapping[str, str] | None = None
+        #: The generation of the credential in the session's default headers (-1: none).
+        self._applied = -1
 
     async def __aenter__(self) -> SisenseClient:
         ssl_context: ssl.SSLContext | bool = True
@@ -187,7 +187,9 @@ class SisenseClient:
             # Most calls succeed at once: the retry machinery is built only for those that
             # do not (it costs more CPU than the rest of the request path together), and the
             # first try is _send_authenticated inlined (one coroutine less per request).
-            generation = await self._authenticated()
+            generation = self._auth.generation
+            if generation != self._applied:
+                generation = await self._authenticate()
             try:
                 return await self._send_once(method, path, params, body, trace)
             except ApiError as exc:
@@ -238,7 +240,9 @@ class SisenseClient:
     async def _send_authenticated(self, method: str, path: str,
                                   params: Mapping[str, str] | None, body: JSON,
                                   trace: Trace) -> JSON:
-        generation = await self._authenticated()
+        generation = self._auth.generation
+        if generation != self._applied:
+            generation = await self._authenticate()
         try:
             return await self._send_once(method, path, params, body, trace)
         except ApiError as exc:
@@ -262,7 +266,7 @@ class SisenseClient:
             raise AuthError(f"the server refused the token (HTTP 401): it is wrong, expired or "
                             f"revoked; check {check}, or log in with {log_in}, "
                             "which logs in again when a token expires")
-        await self._authenticated()
+        await self._authenticate()
         try:
             return await self._send_once(method, path, params, body, trace)
         except ApiError as exc:
@@ -270,16 +274,18 @@ class SisenseClient:
                 raise AuthError(self._auth.still_refused(exc.status)) from None
             raise
 
-    async def _authenticated(self) -> int:
+    async def _authenticate(self) -> int:
         """Put the current credential in the session's default headers, which every request
         carries (none merges headers of its own: 4,500 instructions a request fewer), and
-        return its generation. A request sends whatever credential the session holds when
-        it leaves: one renewed while it waited is the one it sends."""
+        return its generation. Callers first compare ``self._auth.generation`` with
+        ``self._applied``: the usual request, whose credential is in place, awaits nothing.
+        A request sends whatever credential the session holds when it leaves: one renewed
+        while it waited is the one it sends."""
         headers = await self._auth.headers(self.session)
-        if headers is not self._credential:
-            self._credential = headers
-            self.session.headers.update(headers)
-        return self._auth.generation  # read after headers(): no await in between
+        self.session.headers.update(headers)
+        # Read after headers(), with no await in between: the generation of these headers.
+        self._applied = self._auth.generation
+        return self._applied
 
     async def _send_once(self, method: str, path: str, params: Mapping[str, str] | None,
                          body: JSON, trace: Trace) -> JSON:
