@@ -41,9 +41,8 @@ def result_of(task: Task, status: Status, trace: Trace, watch: Stopwatch, *, use
             cause: BaseException | None = None) -> RowResult:
     """A row the sender tried: its answer's status and attempts from ``trace``, its time from
     ``watch``; ``cause`` marks a failure as the server's (for the circuit breaker)."""
-    return attempted(task, status, http_status=trace.http_status, attempts=trace.attempts,
-                     elapsed_ms=watch.ms(), user_id=user_id, error=error, changes=changes,
-                     previous=previous, transient=cause is not None and server_failing(cause))
+    return attempted(task, status, trace.http_status, trace.attempts, watch.ms(), user_id,
+                     error, changes, previous, cause is not None and server_failing(cause))
 
 
 @frozen

@@ -80,10 +80,12 @@ def _planned(task: Task, revokes_tokens: bool) -> RowResult:
                      user_id=task.user.id, changes=changes, previous=task.previous)
 
 
-def attempted(task: Task, status: Status, *, http_status: int | None, attempts: int,
+def attempted(task: Task, status: Status, http_status: int | None, attempts: int,
               elapsed_ms: float, user_id: str = "", error: str = "", changes: str = "",
               previous: str = "", transient: bool = False) -> RowResult:
-    """A row the sender tried: what the server answered, after how many attempts."""
+    """A row the sender tried: what the server answered, after how many attempts. (Its
+    arguments are positional: it is called for every row sent, where keywords cost a
+    lookup each.)"""
     # By position, in RowResult's field order: made for every row sent.
     return RowResult(task.row, task.email, task.action, status, user_id, http_status, error,
                      attempts, elapsed_ms, changes, previous, transient)
