@@ -130,7 +130,8 @@ class LoginAuth(_RenewingAuth):
             # A session of its own (the same connections): the run's session carries the
             # credential being replaced in its default headers, which a login must not send.
             async with aiohttp.ClientSession(connector=session.connector, connector_owner=False,
-                                             timeout=session.timeout) as login, \
+                                             timeout=session.timeout,
+                                             headers={"Accept": "application/json"}) as login, \
                     login.post(self._url, data=form) as response:
                 raw = await response.read()
                 status, reason = response.status, response.reason or ""

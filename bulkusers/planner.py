@@ -39,13 +39,6 @@ _name_of = operator.attrgetter("name")
 class Planner(RowResolver):
     """Turns rows into work items for one command, against one loaded directory."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._by_email, self._by_name = self.directory.user_indexes()
-        #: Whether an import row may take ``_common_create``: its email is stored in lower
-        #: case.
-        self._common_creates = not self.options.keep_email_case
-
     # -- import and update --------------------------------------------------------------------
 
     def plan_import(self, row: Row) -> WorkItem:

@@ -56,6 +56,12 @@ class RowResolver:
         #: row asking for one is a conflict found while planning, not a refusal mid-run.
         self._claimed: dict[str, str] = {}
         self._group_cells: dict[str, tuple[tuple[Group, ...] | str | None, bool]] = {}
+        #: The snapshot's users by email key and by userName key, looked up directly by
+        #: ``Planner._common_create`` for every common import row.
+        self._by_email, self._by_name = directory.user_indexes()
+        #: Whether an import row may take ``Planner._common_create``: only where emails are
+        #: stored in lower case (no --keep-email-case).
+        self._common_creates = not options.keep_email_case
         self._roles: dict[str, Role | Unknown] = {}
         #: A create's changes text by its role's and groups' names (``Planner._create_changes``).
         self._created_changes: dict[tuple[str, ...], str] = {}
