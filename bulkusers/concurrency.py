@@ -98,12 +98,12 @@ RECENT = 64
 #: holds goes on a step a round trip.
 PATIENCE = 2
 PATIENCE_MAX = 16
+#: Changes the calm makes: growth read from latency and throughput.
+_CALM_REASONS = frozenset({"latency steady", "throughput rising", "recovering"})
 #: Changes the latency and the calm make, which a trial on refusals holds off (it measures
-#: the limit it set), and those of them that raise the limit (never above a 429's cap).
-_LATENCY_REASONS = frozenset({"latency steady", "throughput rising", "recovering",
-                              "latency rising"})
-_GROWTH_REASONS = frozenset({"latency steady", "throughput rising", "recovering",
-                             TRYING_AGAIN})
+#: the limit it set), and the changes that raise the limit (never above a 429's cap).
+_LATENCY_REASONS = _CALM_REASONS | {"latency rising"}
+_GROWTH_REASONS = _CALM_REASONS | {TRYING_AGAIN}
 #: Gateway answers: the signals a random failure also gives.
 GATEWAY: frozenset[Overload] = frozenset({"502", "503", "504"})
 #: At most this many limit changes are kept for the summary (older ones are thinned).
