@@ -326,11 +326,10 @@ def _on_sigint(handler: Callable[[], None], *, enabled: bool) -> Iterator[None]:
     before = signal.getsignal(signal.SIGINT)
     installed = False
     if enabled:
-        try:
+        # Not the main thread, or a platform without signal support: no handler.
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGINT, handler)
             installed = True
-        except (NotImplementedError, RuntimeError, ValueError):
-            installed = False  # not the main thread, or a platform without signal support
     try:
         yield
     finally:
