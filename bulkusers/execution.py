@@ -107,8 +107,7 @@ class Executor:
         landed unseen, a failure is checked on the server before it is reported."""
         trace, watch = Trace(), Stopwatch()
         try:
-            created = await self.api.create_user(
-                self._resolved(task.payload) if self.group_ids else task.payload, trace)
+            created = await self.api.create_user(self._resolved(task.payload), trace)
         except Exception as exc:
             if not (isinstance(exc, ApiError) or is_retryable(exc)):
                 raise
