@@ -100,13 +100,37 @@ class _Trial:
     at_half: tuple[float, float] | None = None
 
 
+class _Latest:
+    """Whether each of the latest ``size`` answers was a gateway refusal (1) or an answer (0),
+    and how many were refusals, counted as they come: the share is asked for on every answer
+    (``outage``, through the gate's admission of pool workers), never with a pass over
+    them."""
+
+    __slots__ = ("_marks", "refusals")
+
+    def __init__(self, size: int) -> None:
+        self._marks: deque[int] = deque(maxlen=size)
+        self.refusals = 0
+
+    def add(self, refused: int) -> None:
+        """One more answer (``refused`` 1) or refusal; the oldest one drops out when full."""
+        marks = self._marks
+        if len(marks) == marks.maxlen:
+            self.refusals -= marks[0]
+        marks.append(refused)
+        self.refusals += refused
+
+    def share(self) -> float:
+        """The share of them refused, taken over at least REFUSED_OVER."""
+        return self.refusals / max(len(self._marks), REFUSED_OVER)
+
+
 class GatewayRefusals:
     """The latest answers and refusals, and what they say about the refusals' cause."""
 
     def __init__(self) -> None:
-        #: Whether each of the latest answers was a gateway refusal (1) or an answer (0).
-        self._refused: deque[int] = deque(maxlen=RECENT)
-        self._refused_longer: deque[int] = deque(maxlen=LONGER)
+        self._recent = _Latest(RECENT)
+        self._longer = _Latest(LONGER)
         #: The share of answers refused at random (found by a trial).
         self.floor = 0.0
         self._trial: _Trial | None = None
@@ -131,11 +155,10 @@ class GatewayRefusals:
         refusals: the server is down, or overloaded beyond doubt."""
         return self.share() > MOST
 
-    def share(self, refused: deque[int] | None = None) -> float:
-        """The share of the latest RECENT answers (or of ``refused``) that were refusals,
-        taken over at least REFUSED_OVER."""
-        refused = self._refused if refused is None else refused
-        return sum(refused) / max(len(refused), REFUSED_OVER)
+    def share(self) -> float:
+        """The share of the latest RECENT answers that were refusals, taken over at least
+        REFUSED_OVER."""
+        return self._recent.share()
 
     def show_overload(self) -> bool:
         """Whether the server may not keep up: beyond the share that fails at random, more
@@ -143,7 +166,7 @@ class GatewayRefusals:
         LONGER_SHARE of the latest LONGER."""
         floor = self.floor
         return (self.share() > REFUSED_SHARE + floor
-                and self.share(self._refused_longer) > LONGER_SHARE + floor)
+                and self._longer.share() > LONGER_SHARE + floor)
 
     def begin(self, now: float, limit: int) -> bool:
         """Refusals show overload at ``limit``: start a trial (the caller halves the limit),
@@ -166,8 +189,8 @@ class GatewayRefusals:
     def _told(self, now: float, refused: int) -> tuple[int, str] | None:
         """An answer (``refused`` 0) or a refusal (1) at ``now``, kept and counted by the
         trial's step under way."""
-        self._refused.append(refused)
-        self._refused_longer.append(refused)
+        self._recent.add(refused)
+        self._longer.add(refused)
         trial = self._trial
         if trial is None or now < trial.step.settled:
             return None

@@ -200,3 +200,18 @@ def test_latency_moves_nothing_during_a_trial_but_a_timeout_ends_it() -> None:
     assert not any(change.reason == "trying the limit again" for change in limit.history)
     slow.run(limit, clock, SETTLE_S + MEASURE_S)
     assert not any(change.reason == "trying the limit again" for change in limit.history)
+
+
+def test_the_share_refused_counted_as_answers_come_is_the_share_of_the_latest() -> None:
+    """The running count of refusals among the latest RECENT and LONGER answers gives, after
+    every answer, the share a count over those answers gives (the oldest dropping out)."""
+    from bulkusers.refusals import LONGER, RECENT, REFUSED_OVER, _Latest
+
+    draw = random.Random(5)
+    marks = [int(draw.random() < 0.3) for _ in range(1000)]
+    for size in (RECENT, LONGER):
+        latest = _Latest(size)
+        for seen, mark in enumerate(marks, start=1):
+            latest.add(mark)
+            window = marks[max(0, seen - size):seen]
+            assert latest.share() == sum(window) / max(len(window), REFUSED_OVER)
