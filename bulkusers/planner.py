@@ -17,9 +17,9 @@ from bulkusers.journal import JournalEntry
 from bulkusers.ledger import Deactivation
 from bulkusers.models import Row, RowResult, Status
 from bulkusers.report import ReportLine
-from bulkusers.resolve import RowResolver
+from bulkusers.resolve import RowResolver, plain_text
 from bulkusers.results import DELETED_BY_INTERRUPTED, decided
-from bulkusers.rules import CLEAR_LENGTH, DEACTIVATED_ROLE, NEW_PASSWORD, Wanted, is_clear
+from bulkusers.rules import DEACTIVATED_ROLE, NEW_PASSWORD, Wanted
 from bulkusers.safetext import quote
 from bulkusers.tasks import (
     CreateTask,
@@ -96,8 +96,8 @@ class Planner(RowResolver):
                 return None  # not resolved yet, or no writable group named
             groups = outcome
         if user_name_cell:
-            if len(user_name_cell) >= CLEAR_LENGTH and is_clear(user_name_cell):
-                return None
+            if plain_text(user_name_cell) == "":
+                return None  # (clear): the general path says why it cannot be
             user_name, name_key = user_name_cell, identity_key(user_name_cell)
         else:
             user_name, name_key = key, key
@@ -105,13 +105,14 @@ class Planner(RowResolver):
             return None
         payload: dict[str, Any] = {"email": key, "userName": user_name, "roleId": role.id,
                                    "groups": [*map(_id_of, groups)]}
-        if first_name and (len(first_name) < CLEAR_LENGTH or not is_clear(first_name)):
+        # Blank or (clear), a text field is not sent: as _create sends Wanted's.
+        if plain_text(first_name):
             payload["firstName"] = first_name
-        if last_name and (len(last_name) < CLEAR_LENGTH or not is_clear(last_name)):
+        if plain_text(last_name):
             payload["lastName"] = last_name
         if password:
             payload["password"] = password
-        if language and (len(language) < CLEAR_LENGTH or not is_clear(language)):
+        if plain_text(language):
             payload["preferences"] = {"language": language}
         changes_key = (role.name, role.display_name, *map(_name_of, groups))
         changes = (self._created_changes.get(changes_key)

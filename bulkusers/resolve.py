@@ -111,13 +111,13 @@ class RowResolver:
             if isinstance(outcome, str):
                 return outcome
             groups = outcome
-        user_name = _plain(user_name_cell)
+        user_name = plain_text(user_name_cell)
         if user_name == "":
             return f"the userName cannot be cleared ({CLEAR})"
         email = stored_email(email, keep_case=self.options.keep_email_case or row.recorded)
         # By position (Wanted's field order): keywords cost a lookup each, for every row.
-        return Wanted(email, user_name, _plain(first_name), _plain(last_name), role, groups,
-                      password, _plain(language), clear_groups)
+        return Wanted(email, user_name, plain_text(first_name), plain_text(last_name), role, groups,
+                      password, plain_text(language), clear_groups)
 
     def _role(self, cell: str) -> Role | Unknown:
         """The role a role cell names (HR files repeat a few: each is resolved once)."""
@@ -226,7 +226,7 @@ class RowResolver:
         return (user.email if user else email), user, None
 
 
-def _plain(cell: str) -> str | None:
+def plain_text(cell: str) -> str | None:
     """A text field's cell as planning reads it: None (blank: leave it), "" ((clear)), or
     the text."""
     if not cell:
